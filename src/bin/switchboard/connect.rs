@@ -1,0 +1,83 @@
+//! `switchboard connect`: an interactive session, like `nc`, that knows
+//! how the server says goodbye.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use switchboard::{Client, Goodbye};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The server, HOST:PORT.
+    addr: String,
+
+    /// The listener speaks JSON: type JSON requests, see JSON events.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::connect(&args.addr).await?;
+    let (mut from_server, mut to_server) = client.into_split();
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut stdout = tokio::io::stdout();
+    let (mut line, mut input) = (Vec::new(), Vec::new());
+    let mut last_line = String::new();
+    let mut we_closed = false;
+    loop {
+        tokio::select! {
+            read = from_server.read_until(b'\n', &mut line) => {
+                if read? == 0 {
+                    break;
+                }
+                stdout.write_all(&line).await?;
+                stdout.flush().await?;
+                last_line = String::from_utf8_lossy(&line).trim_end().to_owned();
+                line.clear();
+            }
+            read = stdin.read_until(b'\n', &mut input), if !we_closed => {
+                if read? == 0 {
+                    // Half-close: the server answers what it got, says bye and closes.
+                    we_closed = true;
+                    to_server.shutdown().await?;
+                    continue;
+                }
+                if !input.ends_with(b"\n") {
+                    input.push(b'\n');
+                }
+                if is_quit(&input, args.json) {
+                    we_closed = true;
+                }
+                to_server.write_all(&input).await?;
+                input.clear();
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+    match Goodbye::parse(&last_line) {
+        Some(Goodbye {
+            error: true,
+            reason,
+        }) => {
+            eprintln!("switchboard: {} closed the connection: {reason}", args.addr);
+            Ok(ExitCode::FAILURE)
+        }
+        Some(_) => Ok(ExitCode::SUCCESS),
+        None if we_closed => Ok(ExitCode::SUCCESS),
+        None => {
+            eprintln!("switchboard: {} closed the connection", args.addr);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn is_quit(line: &[u8], json: bool) -> bool {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim();
+    if json {
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|value| value["type"] == "quit")
+    } else {
+        line.eq_ignore_ascii_case("/quit") || line.eq_ignore_ascii_case("/exit")
+    }
+}

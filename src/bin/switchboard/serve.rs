@@ -1,0 +1,135 @@
+//! `switchboard serve`: flags, config file and environment, merged.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use switchboard::config::{Overrides, Seconds, Size};
+use switchboard::{Config, ListenerSpec, Server};
+
+/// Settings come from, in order of precedence: flags, `SWITCHBOARD_*`
+/// environment variables, the config file, the defaults.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on [MODE://]ADDR[?room=ROOM]; MODE is text (default), json or
+    /// raw; repeat for several listeners. [default: text://0.0.0.0:12345]
+    #[arg(
+        short,
+        long = "listen",
+        value_name = "SPEC",
+        env = "SWITCHBOARD_LISTEN",
+        value_delimiter = ','
+    )]
+    listen: Vec<ListenerSpec>,
+
+    /// TOML file with the same settings as these flags (flags win).
+    #[arg(short, long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Longest line or JSON object a client may send; longer ones are refused and discarded. [default: 64KiB]
+    #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_LINE")]
+    max_line: Option<Size>,
+
+    /// Bytes queued for one client above which its senders pause. [default: 256KiB]
+    #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_QUEUE_SOFT_LIMIT")]
+    queue_soft_limit: Option<Size>,
+
+    /// Bytes queued for one client above which it is disconnected as a slow consumer. [default: 4MiB]
+    #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_QUEUE_HARD_LIMIT")]
+    queue_hard_limit: Option<Size>,
+
+    /// Disconnect a client that accepts no data for this long while data waits for it. [default: 5s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_STALL_TIMEOUT")]
+    stall_timeout: Option<Seconds>,
+
+    /// Disconnect a client that sends nothing for this long; 0 turns it off. [default: off]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_IDLE_TIMEOUT")]
+    idle_timeout: Option<Seconds>,
+
+    /// Connections served at once; more are refused. [default: 10000]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+
+    /// Connections served at once from one IP address; 0 means no limit. [default: 0]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+
+    /// Rooms one client may be in at once. [default: 32]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_ROOMS_PER_CLIENT")]
+    max_rooms_per_client: Option<usize>,
+
+    /// Send join/leave/rename notices only in rooms of at most N members; 0 never. [default: 100]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_ANNOUNCE_MAX_MEMBERS")]
+    announce_max_members: Option<usize>,
+
+    /// First line for every text client, verbatim; '' sends none. [default: a short welcome naming the client and /help]
+    #[arg(long, value_name = "TEXT", env = "SWITCHBOARD_WELCOME")]
+    welcome: Option<String>,
+
+    /// Answer every message line of a text client with TEXT, verbatim. [default: off]
+    #[arg(long, value_name = "TEXT", env = "SWITCHBOARD_ACK")]
+    ack: Option<String>,
+
+    /// On Ctrl-C or SIGTERM, how long queued data may take to reach clients. [default: 5s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<Seconds>,
+}
+
+impl ServeArgs {
+    /// The config these arguments describe, on top of the file and defaults.
+    fn config(self) -> anyhow::Result<Config> {
+        let mut config = Config::default();
+        if let Some(path) = &self.config {
+            Overrides::load(path)?.apply(&mut config);
+        }
+        Overrides {
+            listen: Some(self.listen).filter(|listen| !listen.is_empty()),
+            max_line: self.max_line,
+            queue_soft_limit: self.queue_soft_limit,
+            queue_hard_limit: self.queue_hard_limit,
+            stall_timeout: self.stall_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_rooms_per_client: self.max_rooms_per_client,
+            announce_max_members: self.announce_max_members,
+            welcome: self.welcome,
+            ack: self.ack,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+        .apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let server = Server::bind(args.config()?).await?;
+    server.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => tracing::info!("Ctrl-C received"),
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

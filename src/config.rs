@@ -1,0 +1,549 @@
+//! Server settings: the listeners, every limit with its default and why,
+//! and the TOML config file that can set them.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::hub::{HubSettings, QueueLimits, RoomName};
+
+/// The port of the default listener, as in the tutorials switchboard grew from.
+pub const DEFAULT_PORT: u16 = 12345;
+
+/// Longest line (text mode) or JSON object (JSON mode) a client may send.
+/// Big enough for any chat line or sensor reading, small enough that a
+/// client cannot make the server buffer much: an overlong line is refused
+/// and discarded as it streams in.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// Queued bytes above which senders to a client pause. Four maximal lines:
+/// a reader that keeps up never sees it, and a burst fits without stopping
+/// anyone.
+pub const DEFAULT_QUEUE_SOFT_LIMIT: usize = 256 * 1024;
+
+/// Queued bytes above which a client is disconnected as a slow consumer.
+/// Senders stop at the soft limit, so only many senders at once can push a
+/// queue this far; 16 times the soft limit leaves them room, and bounds the
+/// memory any one client can hold (NATS allows 64 MiB, Centrifugo 1 MiB).
+pub const DEFAULT_QUEUE_HARD_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How long a client may accept no data at all while data waits for it,
+/// before it is disconnected. Also the longest a stalled reader can hold
+/// back the senders that feed it. NATS uses a 10 s write deadline; 5 s
+/// is long for a live client's TCP stack to accept nothing at all.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections served at once, across all listeners. Each takes a file
+/// descriptor; raise `ulimit -n` with it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Rooms one client may be in at once.
+pub const DEFAULT_MAX_ROOMS_PER_CLIENT: usize = 32;
+
+/// Rooms above this size get no join, leave or rename notices (each would
+/// cost a delivery per member, and everyone joining a room of `n` costs `n²`).
+pub const DEFAULT_ANNOUNCE_MAX_MEMBERS: usize = 100;
+
+/// How long a shutdown waits for queued data to reach clients.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The wire protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Newline-delimited lines for people (`nc`, telnet) and simple scripts.
+    #[default]
+    Text,
+    /// One JSON object per line, for programs.
+    Json,
+    /// Transparent byte relay for devices: no framing, no notices.
+    Raw,
+}
+
+impl Mode {
+    /// The name used in listener specs and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Text => "text",
+            Mode::Json => "json",
+            Mode::Raw => "raw",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "text" => Ok(Mode::Text),
+            "json" => Ok(Mode::Json),
+            "raw" => Ok(Mode::Raw),
+            _ => anyhow::bail!("unknown mode {s:?}: expected text, json or raw"),
+        }
+    }
+}
+
+/// One listening socket: `[MODE://]ADDR[?room=ROOM]`, e.g. `0.0.0.0:12345`,
+/// `json://[::1]:12346`, `raw://0.0.0.0:9000?room=devices`. `ADDR` may be a
+/// bare port, meaning all IPv4 interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// The protocol spoken.
+    pub mode: Mode,
+    /// Where to listen; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// The room its clients start in.
+    pub room: RoomName,
+}
+
+impl ListenerSpec {
+    /// A listener of `mode` on `addr`, starting clients in the lobby.
+    pub fn new(mode: Mode, addr: SocketAddr) -> Self {
+        ListenerSpec {
+            mode,
+            addr,
+            room: RoomName::lobby(),
+        }
+    }
+}
+
+impl Default for ListenerSpec {
+    fn default() -> Self {
+        ListenerSpec::new(
+            Mode::Text,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+        )
+    }
+}
+
+impl fmt::Display for ListenerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.mode, self.addr)?;
+        if self.room != RoomName::lobby() {
+            write!(f, "?room={}", self.room)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ListenerSpec {
+    type Err = anyhow::Error;
+    fn from_str(spec: &str) -> anyhow::Result<Self> {
+        let (mode, rest) = match spec.split_once("://") {
+            Some((mode, rest)) => (mode.parse()?, rest),
+            None => (Mode::Text, spec),
+        };
+        let (addr, query) = match rest.split_once('?') {
+            Some((addr, query)) => (addr, Some(query)),
+            None => (rest, None),
+        };
+        let addr = match addr.parse::<u16>() {
+            Ok(port) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            Err(_) => addr.parse().with_context(|| {
+                format!("bad address {addr:?} in listener {spec:?}: expected IP:PORT, [IPv6]:PORT or PORT")
+            })?,
+        };
+        let mut listener = ListenerSpec::new(mode, addr);
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("room", room)) => {
+                    listener.room = RoomName::parse_user(room.as_bytes())
+                        .with_context(|| format!("bad room in listener {spec:?}"))?
+                }
+                _ => anyhow::bail!(
+                    "unknown option {pair:?} in listener {spec:?}: expected room=NAME"
+                ),
+            }
+        }
+        Ok(listener)
+    }
+}
+
+/// Everything a server needs to run. `Config::default()` is what
+/// `switchboard serve` uses with no flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen, and in which mode.
+    pub listeners: Vec<ListenerSpec>,
+    /// Longest line or JSON object a client may send, in bytes.
+    pub max_line: usize,
+    /// Per-client queued bytes above which its senders pause.
+    pub queue_soft_limit: usize,
+    /// Per-client queued bytes above which it is disconnected.
+    pub queue_hard_limit: usize,
+    /// How long a client may accept nothing while data waits for it.
+    pub stall_timeout: Duration,
+    /// Disconnect clients that send nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Connections served at once, across all listeners.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address (`None`: no limit).
+    pub max_connections_per_ip: Option<usize>,
+    /// Rooms one client may be in at once.
+    pub max_rooms_per_client: usize,
+    /// Rooms above this size get no join/leave/rename notices (0: none do).
+    pub announce_max_members: usize,
+    /// First line sent to every text client: `None` for the default
+    /// welcome, `Some("")` for none, otherwise the text verbatim.
+    pub welcome: Option<String>,
+    /// Line sent verbatim in answer to every message line of a text client.
+    pub ack: Option<String>,
+    /// How long a shutdown waits for queued data to reach clients.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: vec![ListenerSpec::default()],
+            max_line: DEFAULT_MAX_LINE,
+            queue_soft_limit: DEFAULT_QUEUE_SOFT_LIMIT,
+            queue_hard_limit: DEFAULT_QUEUE_HARD_LIMIT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            idle_timeout: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: None,
+            max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
+            announce_max_members: DEFAULT_ANNOUNCE_MAX_MEMBERS,
+            welcome: None,
+            ack: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+impl Config {
+    /// A default config listening on `127.0.0.1:0` in text mode: what tests
+    /// and embedders usually want.
+    pub fn local() -> Self {
+        Config {
+            listeners: vec![ListenerSpec::new(
+                Mode::Text,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            )],
+            ..Config::default()
+        }
+    }
+
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.listeners.is_empty(), "no listener given");
+        anyhow::ensure!(self.max_line > 0, "max-line must be at least 1 byte");
+        anyhow::ensure!(
+            self.queue_soft_limit >= self.max_line,
+            "queue-soft-limit ({}) must be at least max-line ({}), or one long line would block its sender",
+            self.queue_soft_limit,
+            self.max_line
+        );
+        anyhow::ensure!(
+            self.queue_hard_limit >= 2 * self.queue_soft_limit,
+            "queue-hard-limit ({}) must be at least twice queue-soft-limit ({})",
+            self.queue_hard_limit,
+            self.queue_soft_limit
+        );
+        anyhow::ensure!(
+            !self.stall_timeout.is_zero(),
+            "stall-timeout must be more than 0"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "max-connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_rooms_per_client > 0,
+            "max-rooms-per-client must be at least 1"
+        );
+        Ok(())
+    }
+
+    /// The routing core's share of the settings.
+    pub fn hub_settings(&self) -> HubSettings {
+        HubSettings {
+            queue: QueueLimits {
+                soft: self.queue_soft_limit,
+                hard: self.queue_hard_limit,
+            },
+            announce_max_members: self.announce_max_members,
+            max_rooms_per_client: self.max_rooms_per_client,
+        }
+    }
+}
+
+/// Settings that override the defaults, every one optional: what the TOML
+/// config file (`--config FILE`) holds, with the same names as the flags of
+/// `switchboard serve`, and what those flags give. Sizes are bytes or
+/// strings like `"64KiB"`, durations seconds or strings like `"500ms"`.
+///
+/// ```toml
+/// listen = ["0.0.0.0:12345", "raw://0.0.0.0:9000?room=devices"]
+/// max-line = "64KiB"
+/// stall-timeout = "5s"
+/// welcome = "connect"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Overrides {
+    /// See [`Config::listeners`].
+    pub listen: Option<Vec<ListenerSpec>>,
+    /// See [`Config::max_line`].
+    pub max_line: Option<Size>,
+    /// See [`Config::queue_soft_limit`].
+    pub queue_soft_limit: Option<Size>,
+    /// See [`Config::queue_hard_limit`].
+    pub queue_hard_limit: Option<Size>,
+    /// See [`Config::stall_timeout`].
+    pub stall_timeout: Option<Seconds>,
+    /// See [`Config::idle_timeout`]; 0 turns it off.
+    pub idle_timeout: Option<Seconds>,
+    /// See [`Config::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Config::max_connections_per_ip`]; 0 means no limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// See [`Config::max_rooms_per_client`].
+    pub max_rooms_per_client: Option<usize>,
+    /// See [`Config::announce_max_members`].
+    pub announce_max_members: Option<usize>,
+    /// See [`Config::welcome`].
+    pub welcome: Option<String>,
+    /// See [`Config::ack`].
+    pub ack: Option<String>,
+    /// See [`Config::shutdown_timeout`].
+    pub shutdown_timeout: Option<Seconds>,
+}
+
+impl Overrides {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+    }
+
+    /// Overrides `config` with every setting given here.
+    pub fn apply(self, config: &mut Config) {
+        set(&mut config.listeners, self.listen);
+        set(&mut config.max_line, self.max_line.map(|s| s.0));
+        set(
+            &mut config.queue_soft_limit,
+            self.queue_soft_limit.map(|s| s.0),
+        );
+        set(
+            &mut config.queue_hard_limit,
+            self.queue_hard_limit.map(|s| s.0),
+        );
+        set(&mut config.stall_timeout, self.stall_timeout.map(|s| s.0));
+        if let Some(idle) = self.idle_timeout {
+            config.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
+        }
+        set(&mut config.max_connections, self.max_connections);
+        if let Some(per_ip) = self.max_connections_per_ip {
+            config.max_connections_per_ip = Some(per_ip).filter(|n| *n > 0);
+        }
+        set(&mut config.max_rooms_per_client, self.max_rooms_per_client);
+        set(&mut config.announce_max_members, self.announce_max_members);
+        if self.welcome.is_some() {
+            config.welcome = self.welcome;
+        }
+        if self.ack.is_some() {
+            config.ack = self.ack;
+        }
+        set(
+            &mut config.shutdown_timeout,
+            self.shutdown_timeout.map(|s| s.0),
+        );
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+/// A byte count, written as a number or with a unit: `65536`, `"64KiB"`, `"4MiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub usize);
+
+impl FromStr for Size {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let number: usize = number.parse().with_context(|| {
+            format!("bad size {s:?}: expected a number of bytes, e.g. 65536 or 64KiB")
+        })?;
+        let scale = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            _ => anyhow::bail!("bad size {s:?}: unknown unit {unit:?} (use B, KiB, MiB or GiB)"),
+        };
+        number
+            .checked_mul(scale)
+            .map(Size)
+            .with_context(|| format!("size {s:?} is too large"))
+    }
+}
+
+/// A duration, written as seconds or with a unit: `5`, `"500ms"`, `"2m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl FromStr for Seconds {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let number: f64 = number
+            .parse()
+            .with_context(|| format!("bad duration {s:?}: expected e.g. 5, 5s, 500ms or 2m"))?;
+        let scale = match unit.trim() {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => anyhow::bail!("bad duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"),
+        };
+        Duration::try_from_secs_f64(number * scale)
+            .map(Seconds)
+            .with_context(|| format!("bad duration {s:?}"))
+    }
+}
+
+macro_rules! deserialize_number_or_string {
+    ($ty:ty, $int:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Raw {
+                    Int(u64),
+                    Str(String),
+                }
+                match Raw::deserialize(d)? {
+                    Raw::Int(n) => Ok($int(n)),
+                    Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+                }
+            }
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for ListenerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+deserialize_number_or_string!(Size, |n: u64| Size(n as usize));
+deserialize_number_or_string!(Seconds, |n: u64| Seconds(Duration::from_secs(n)));
+
+/// Formats a duration the way it is written in flags: `5s`, `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_specs_name_mode_address_and_room() {
+        let spec: ListenerSpec = "raw://0.0.0.0:9000?room=devices".parse().unwrap();
+        assert_eq!(spec.mode, Mode::Raw);
+        assert_eq!(spec.addr.port(), 9000);
+        assert_eq!(spec.room.as_str(), "devices");
+        let spec: ListenerSpec = "[::1]:7".parse().unwrap();
+        assert_eq!((spec.mode, spec.addr.is_ipv6()), (Mode::Text, true));
+        let spec: ListenerSpec = "12345".parse().unwrap();
+        assert_eq!(spec, ListenerSpec::default());
+        assert_eq!(spec.to_string(), "text://0.0.0.0:12345");
+    }
+
+    #[test]
+    fn bad_listener_specs_say_what_is_wrong() {
+        let err = "udp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
+        assert!(err.to_string().contains("unknown mode"), "{err}");
+        let err = "json://nowhere".parse::<ListenerSpec>().unwrap_err();
+        assert!(err.to_string().contains("bad address"), "{err}");
+        let err = "raw://1.2.3.4:5?colour=red"
+            .parse::<ListenerSpec>()
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown option"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        assert_eq!("64KiB".parse::<Size>().unwrap(), Size(65536));
+        assert_eq!("4 MiB".parse::<Size>().unwrap(), Size(4 << 20));
+        assert_eq!("100".parse::<Size>().unwrap(), Size(100));
+        assert!("1XB".parse::<Size>().is_err());
+        assert_eq!(
+            "500ms".parse::<Seconds>().unwrap(),
+            Seconds(Duration::from_millis(500))
+        );
+        assert_eq!(
+            "2m".parse::<Seconds>().unwrap(),
+            Seconds(Duration::from_secs(120))
+        );
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+    }
+
+    #[test]
+    fn a_config_file_overrides_defaults() {
+        let file: Overrides = toml::from_str(
+            r#"
+            listen = ["json://127.0.0.1:0"]
+            max-line = "1KiB"
+            stall-timeout = 2
+            idle-timeout = "0"
+            welcome = "connect"
+            "#,
+        )
+        .unwrap();
+        let mut config = Config::default();
+        file.apply(&mut config);
+        assert_eq!(config.listeners[0].mode, Mode::Json);
+        assert_eq!(config.max_line, 1024);
+        assert_eq!(config.stall_timeout, Duration::from_secs(2));
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.welcome.as_deref(), Some("connect"));
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        assert!(toml::from_str::<Overrides>("max_lines = 3").is_err());
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let config = Config {
+            queue_soft_limit: 1024,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,300 @@
+//! One client's connection: the read side turns bytes into requests to the
+//! hub; the write side drains the client's outbox to the socket, in
+//! batches, and enforces the stall timeout.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{ready, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{CloseReason, Closing, Name, Outbox, Outgoing, Pushed, RoomName, Session};
+use crate::protocol::{apply, Decode, Input, Protocol, Reply};
+
+/// The per-connection timeouts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// See [`Config::stall_timeout`](crate::Config::stall_timeout).
+    pub stall: Duration,
+    /// See [`Config::idle_timeout`](crate::Config::idle_timeout).
+    pub idle: Option<Duration>,
+}
+
+/// Most buffers handed to one vectored write.
+const MAX_WRITE_SLICES: usize = 64;
+
+/// Size of the per-thread buffer every read lands in before its bytes are
+/// moved to the connection's own buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a cut-off client gets to take its last notice.
+const ABORT_GOODBYE_TIMEOUT: Duration = Duration::from_millis(250);
+
+thread_local! {
+    /// Idle connections hold no read buffer of their own: reads land here,
+    /// and only the bytes actually read are copied into the connection.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Welcomes a client, puts it in `room`, and serves it until it leaves or
+/// is disconnected; returns its final name and why the connection closed.
+pub(crate) async fn serve<P, R, W>(
+    protocol: &P,
+    mut session: Session,
+    room: RoomName,
+    reader: R,
+    writer: W,
+    timeouts: Timeouts,
+    shutdown: &CancellationToken,
+) -> (Name, Closing)
+where
+    P: Protocol,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let outbox = session.outbox().clone();
+    // The welcome comes first, before the room's news.
+    let welcome = protocol.welcome(session.name(), Some(&room));
+    if !welcome.is_empty() {
+        let _ = session.reply(welcome);
+    }
+    if let Err(error) = session.join(room) {
+        tracing::warn!(%error, "cannot put a new client in its listener's room");
+    }
+    let (name, ()) = tokio::join!(
+        read_side(protocol, session, reader, timeouts, shutdown),
+        write_side(protocol, &outbox, writer, timeouts.stall),
+    );
+    let closing = outbox.closing().unwrap_or(Closing {
+        reason: CloseReason::ClientClosed,
+        flush: true,
+    });
+    (name, closing)
+}
+
+enum Step {
+    Continue,
+    /// Stop reading; close the outbox for this reason (`None`: it is closed already).
+    Stop(Option<(CloseReason, bool)>),
+}
+
+async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
+    protocol: &P,
+    mut session: Session,
+    mut reader: R,
+    timeouts: Timeouts,
+    shutdown: &CancellationToken,
+) -> Name {
+    let outbox = session.outbox().clone();
+    let mut decoder = protocol.decoder();
+    let mut buf = BytesMut::new();
+    let mut eof = false;
+    let end = 'connection: loop {
+        // What was read is handled even after the client hung up.
+        while let Some(input) = decoder.decode(&mut buf, eof) {
+            let step = tokio::select! {
+                biased;
+                _ = outbox.closed() => Step::Stop(None),
+                _ = shutdown.cancelled() => Step::Stop(Some((CloseReason::ServerShutdown, true))),
+                step = handle(protocol, &mut session, input) => step,
+            };
+            if let Step::Stop(end) = step {
+                break 'connection end;
+            }
+        }
+        if eof {
+            break Some((CloseReason::ClientClosed, true));
+        }
+        if buf.is_empty() {
+            // Give the memory back while the client is quiet.
+            buf = BytesMut::new();
+        }
+        let step = tokio::select! {
+            biased;
+            _ = outbox.closed() => Step::Stop(None),
+            _ = shutdown.cancelled() => Step::Stop(Some((CloseReason::ServerShutdown, true))),
+            read = read_with_idle_timeout(&mut reader, &mut buf, timeouts.idle) => match read {
+                Ok(0) => {
+                    eof = true;
+                    Step::Continue
+                }
+                Ok(_) => Step::Continue,
+                Err(reason) => Step::Stop(Some((reason, true))),
+            },
+        };
+        if let Step::Stop(end) = step {
+            break end;
+        }
+    };
+    if let Some((reason, flush)) = end {
+        session.close(reason, flush);
+    }
+    session.name().clone()
+}
+
+async fn handle<P: Protocol>(protocol: &P, session: &mut Session, input: Input) -> Step {
+    let (outcome, tag) = match input {
+        Input::Request { request, tag } => (apply(session, request).await, tag),
+        Input::Invalid { error, tag } => (Err(error), tag),
+    };
+    let answer = match &outcome {
+        Ok(Reply::Quit) => return Step::Stop(Some((CloseReason::Quit, true))),
+        Ok(reply) => protocol.reply(reply, &tag),
+        Err(error) => {
+            tracing::debug!(name = %session.name(), code = error.code, "request refused: {}", error.message);
+            protocol.error(error, &tag)
+        }
+    };
+    // A client that asks and never reads its answers is throttled like any
+    // other slow reader.
+    if !answer.is_empty() && session.reply(answer) == Pushed::Congested {
+        session.outbox().until_uncongested().await;
+    }
+    Step::Continue
+}
+
+async fn read_with_idle_timeout<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> Result<usize, CloseReason> {
+    let read = match idle {
+        Some(idle) => timeout(idle, read_some(reader, buf))
+            .await
+            .map_err(|_| CloseReason::Idle { timeout: idle })?,
+        None => read_some(reader, buf).await,
+    };
+    read.map_err(|e| CloseReason::ReadFailed(e.to_string().into()))
+}
+
+/// Reads what is available into `buf`, through the thread's scratch buffer.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut read_buf = ReadBuf::new(&mut scratch[..]);
+            ready!(Pin::new(&mut *reader).poll_read(cx, &mut read_buf))?;
+            buf.extend_from_slice(read_buf.filled());
+            Poll::Ready(Ok(read_buf.filled().len()))
+        })
+    })
+    .await
+}
+
+async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
+    protocol: &P,
+    outbox: &Outbox,
+    mut writer: W,
+    stall: Duration,
+) {
+    loop {
+        let batch = outbox.take();
+        if batch.items.is_empty() {
+            match batch.closing {
+                Some(closing) => return goodbye(protocol, &closing, &mut writer, stall).await,
+                None => {
+                    outbox.ready().await;
+                    continue;
+                }
+            }
+        }
+        let mut chunks = VecDeque::with_capacity(batch.items.len());
+        let mut invisible = 0;
+        for item in batch.items {
+            let weight = item.weight();
+            let bytes = match item {
+                Outgoing::Shared(delivery) => delivery.encoded(P::SLOT, P::event),
+                Outgoing::Encoded(bytes) => bytes,
+            };
+            if bytes.is_empty() {
+                invisible += weight;
+            } else {
+                chunks.push_back((bytes, weight));
+            }
+        }
+        outbox.written(invisible);
+        let written = tokio::select! {
+            biased;
+            _ = outbox.aborted() => Ok(()),
+            written = write_chunks(&mut writer, &mut chunks, outbox, stall) => written,
+        };
+        if let Err(reason) = written {
+            outbox.close(reason, false);
+        }
+    }
+}
+
+/// Writes `chunks` (bytes and their queue weight) with vectored writes,
+/// reporting progress to the outbox. Fails if the client accepts nothing
+/// for `stall`.
+async fn write_chunks<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    chunks: &mut VecDeque<(Bytes, usize)>,
+    outbox: &Outbox,
+    stall: Duration,
+) -> Result<(), CloseReason> {
+    while !chunks.is_empty() {
+        let slices: Vec<IoSlice<'_>> = chunks
+            .iter()
+            .take(MAX_WRITE_SLICES)
+            .map(|(bytes, _)| IoSlice::new(bytes))
+            .collect();
+        let written = match timeout(stall, writer.write_vectored(&slices)).await {
+            Err(_) => return Err(CloseReason::Stalled { timeout: stall }),
+            Ok(Err(e)) => return Err(CloseReason::WriteFailed(e.to_string().into())),
+            Ok(Ok(0)) => return Err(CloseReason::WriteFailed("connection closed".into())),
+            Ok(Ok(n)) => n,
+        };
+        drop(slices);
+        let mut left = written;
+        let mut done = 0;
+        while left > 0 {
+            let (bytes, weight) = chunks.front_mut().expect("wrote no more than was given");
+            if left >= bytes.len() {
+                left -= bytes.len();
+                done += *weight;
+                chunks.pop_front();
+            } else {
+                bytes.advance(left);
+                left = 0;
+            }
+        }
+        outbox.written(done);
+    }
+    Ok(())
+}
+
+/// Tells the client why it is being disconnected (as far as its protocol
+/// says such things), then closes the write side.
+async fn goodbye<P: Protocol, W: AsyncWrite + Unpin>(
+    protocol: &P,
+    closing: &Closing,
+    writer: &mut W,
+    stall: Duration,
+) {
+    if matches!(closing.reason, CloseReason::WriteFailed(_)) {
+        return;
+    }
+    let bytes = protocol.goodbye(closing);
+    let deadline = if closing.flush {
+        stall
+    } else {
+        ABORT_GOODBYE_TIMEOUT
+    };
+    let _ = timeout(deadline, async {
+        if !bytes.is_empty() {
+            writer.write_all(&bytes).await?;
+        }
+        writer.shutdown().await
+    })
+    .await;
+}

@@ -1,0 +1,338 @@
+//! A client's bounded outbound queue, and the flow control built on it.
+//!
+//! Senders push into a receiver's outbox and never block while doing so.
+//! The queue counts the bytes not yet written to the receiver's socket:
+//! - over the *soft* limit, [`Outbox::push`] reports [`Pushed::Congested`]
+//!   and the sender waits ([`Outbox::until_uncongested`]) before reading
+//!   more from its own socket, so TCP pushes back on it;
+//! - past the *hard* limit the receiver is cut off: its queue is dropped and
+//!   the outbox closes with [`CloseReason::SlowConsumer`].
+//!
+//! A receiver that accepts no bytes at all for the stall timeout is cut off
+//! by its writer (see `connection`), which closes the outbox and so releases
+//! every sender waiting on it. A stalled client therefore holds a sender back
+//! for at most the stall timeout.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::event::Outgoing;
+use super::CloseReason;
+
+/// The bytes an outbox may hold before flow control and cut-off set in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Above this many queued bytes, senders to this client pause.
+    pub soft: usize,
+    /// Above this many queued bytes, the client is disconnected.
+    pub hard: usize,
+}
+
+/// What happened to an item given to [`Outbox::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Pushed {
+    /// Queued; the receiver keeps up.
+    Queued,
+    /// Queued, and the queue is over its soft limit: the sender should wait
+    /// with [`Outbox::until_uncongested`] before producing more.
+    Congested,
+    /// Not queued: the outbox is closed (or just closed, over its hard limit).
+    Closed,
+}
+
+/// How and why an outbox was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    /// Why the client is being disconnected.
+    pub reason: CloseReason,
+    /// Whether what is already queued is still written (a goodbye) or
+    /// dropped (a cut-off).
+    pub flush: bool,
+}
+
+/// A client's outbound queue. Shared between the senders that push into it
+/// and the one writer that drains it to the client's socket.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    /// Bytes pushed and not yet reported written by the writer, including
+    /// those the writer has taken but not finished writing.
+    pending: AtomicUsize,
+    limits: QueueLimits,
+    /// Wakes the writer: new items after an empty queue, or a close.
+    to_writer: Notify,
+    /// Wakes senders and readers: the queue fell below the soft limit, or
+    /// the outbox closed.
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    closing: Option<Closing>,
+}
+
+/// What the writer takes from the outbox in one go.
+#[derive(Debug)]
+pub struct Batch {
+    /// Items to write, oldest first.
+    pub items: VecDeque<Outgoing>,
+    /// Set once the outbox is closed: after writing `items` (empty for a
+    /// cut-off), the writer says goodbye and ends.
+    pub closing: Option<Closing>,
+}
+
+impl Outbox {
+    /// An empty, open outbox.
+    pub fn new(limits: QueueLimits) -> Self {
+        Outbox {
+            queue: Mutex::default(),
+            pending: AtomicUsize::new(0),
+            limits,
+            to_writer: Notify::new(),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic elsewhere cannot leave a queue half-updated (every
+        // critical section is a single push or swap), so poison is ignored.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item` for the client, or cuts the client off if that would
+    /// take its queue past the hard limit.
+    pub fn push(&self, item: Outgoing) -> Pushed {
+        let weight = item.weight();
+        let mut queue = self.lock();
+        if queue.closing.is_some() {
+            return Pushed::Closed;
+        }
+        let pending = self.pending.load(Ordering::Acquire) + weight;
+        if pending > self.limits.hard {
+            queue.items = VecDeque::new();
+            queue.closing = Some(Closing {
+                reason: CloseReason::SlowConsumer {
+                    queued: pending,
+                    limit: self.limits.hard,
+                },
+                flush: false,
+            });
+            drop(queue);
+            self.wake_all();
+            return Pushed::Closed;
+        }
+        let was_empty = queue.items.is_empty();
+        queue.items.push_back(item);
+        self.pending.fetch_add(weight, Ordering::AcqRel);
+        drop(queue);
+        if was_empty {
+            self.to_writer.notify_one();
+        }
+        if pending > self.limits.soft {
+            Pushed::Congested
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Closes the outbox: nothing more is queued. With `flush`, what is
+    /// queued is still written; without, it is dropped. A later close
+    /// without flush turns a flushing close into a cut-off, keeping the
+    /// first reason; any other later close is ignored.
+    pub fn close(&self, reason: CloseReason, flush: bool) {
+        let mut queue = self.lock();
+        match &mut queue.closing {
+            Some(closing) => {
+                if flush || !closing.flush {
+                    return;
+                }
+                closing.flush = false;
+                queue.items = VecDeque::new();
+            }
+            None => {
+                queue.closing = Some(Closing { reason, flush });
+                if !flush {
+                    queue.items = VecDeque::new();
+                }
+            }
+        }
+        drop(queue);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        self.to_writer.notify_one();
+        self.changed.notify_waiters();
+    }
+
+    /// How and why the outbox was closed, if it was.
+    pub fn closing(&self) -> Option<Closing> {
+        self.lock().closing.clone()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// The limits this outbox enforces.
+    pub fn limits(&self) -> QueueLimits {
+        self.limits
+    }
+
+    /// Takes everything queued, for the writer. Items stay counted as
+    /// pending until the writer reports them with [`Outbox::written`].
+    pub fn take(&self) -> Batch {
+        let mut queue = self.lock();
+        Batch {
+            items: std::mem::take(&mut queue.items),
+            closing: queue.closing.clone(),
+        }
+    }
+
+    /// The writer wrote items weighing `weight` bytes in all.
+    pub fn written(&self, weight: usize) {
+        let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
+        if before > self.limits.soft && before - weight <= self.limits.soft {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits until there may be something to [`take`](Outbox::take).
+    pub async fn ready(&self) {
+        self.to_writer.notified().await;
+    }
+
+    /// Waits until the queue is at or under its soft limit, or closed.
+    pub async fn until_uncongested(&self) {
+        self.wait_for(|outbox| {
+            outbox.pending() <= outbox.limits.soft || outbox.lock().closing.is_some()
+        })
+        .await
+    }
+
+    /// Waits until the outbox is closed, for whatever reason.
+    pub async fn closed(&self) {
+        self.wait_for(|outbox| outbox.lock().closing.is_some())
+            .await
+    }
+
+    /// Waits until the outbox is closed without flush (the client is cut off).
+    pub async fn aborted(&self) {
+        self.wait_for(|outbox| matches!(outbox.lock().closing, Some(Closing { flush: false, .. })))
+            .await
+    }
+
+    async fn wait_for(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a change between the check and
+            // the await is not missed.
+            notified.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn item(len: usize) -> Outgoing {
+        Outgoing::Encoded(Bytes::from(vec![b'x'; len]))
+    }
+
+    const LIMITS: QueueLimits = QueueLimits {
+        soft: 100,
+        hard: 250,
+    };
+
+    #[test]
+    fn pushes_past_the_soft_limit_report_congestion() {
+        let outbox = Outbox::new(LIMITS);
+        assert_eq!(outbox.push(item(60)), Pushed::Queued);
+        assert_eq!(outbox.push(item(60)), Pushed::Congested);
+        assert_eq!(outbox.pending(), 120);
+    }
+
+    #[test]
+    fn a_push_past_the_hard_limit_cuts_the_client_off_and_drops_its_queue() {
+        let outbox = Outbox::new(LIMITS);
+        assert_eq!(outbox.push(item(200)), Pushed::Congested);
+        assert_eq!(outbox.push(item(60)), Pushed::Closed);
+        let batch = outbox.take();
+        assert!(batch.items.is_empty());
+        let closing = batch.closing.expect("closed");
+        assert!(!closing.flush);
+        assert_eq!(
+            closing.reason,
+            CloseReason::SlowConsumer {
+                queued: 260,
+                limit: 250
+            }
+        );
+        assert_eq!(outbox.push(item(1)), Pushed::Closed);
+    }
+
+    #[test]
+    fn a_flushing_close_keeps_the_queue_and_a_cut_off_drops_it() {
+        let outbox = Outbox::new(LIMITS);
+        let _ = outbox.push(item(10));
+        outbox.close(CloseReason::Quit, true);
+        assert_eq!(outbox.take().items.len(), 1);
+        let _ = outbox.push(item(10));
+        outbox.close(CloseReason::ServerShutdown, false);
+        let closing = outbox.closing().unwrap();
+        assert_eq!(closing.reason, CloseReason::Quit);
+        assert!(!closing.flush);
+    }
+
+    #[tokio::test]
+    async fn senders_are_released_when_the_writer_drains_below_the_soft_limit() {
+        let outbox = std::sync::Arc::new(Outbox::new(LIMITS));
+        let _ = outbox.push(item(150));
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.until_uncongested().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let batch = outbox.take();
+        assert_eq!(batch.items.len(), 1);
+        outbox.written(150);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("released")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn senders_are_released_when_the_receiver_is_cut_off() {
+        let outbox = std::sync::Arc::new(Outbox::new(LIMITS));
+        let _ = outbox.push(item(150));
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.until_uncongested().await }
+        });
+        outbox.close(
+            CloseReason::Stalled {
+                timeout: std::time::Duration::from_secs(1),
+            },
+            false,
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("released")
+            .unwrap();
+    }
+}

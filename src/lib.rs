@@ -1,0 +1,24 @@
+//! switchboard: a TCP message relay. Clients connect over plain TCP (text
+//! lines, JSON lines, or raw bytes), get a name, join rooms, and whatever
+//! one says reaches the others in its room, or one client directly.
+//!
+//! - [`hub`]: the routing core (clients, names, rooms, bounded queues and
+//!   flow control), free of sockets and wire formats;
+//! - [`protocol`]: the text, JSON and raw wire formats;
+//! - [`Server`]: listeners, limits and shutdown around the hub;
+//! - [`Client`]: the client the CLI and tests use;
+//! - [`Config`]: every setting, its default and why.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+mod connection;
+pub mod hub;
+pub mod protocol;
+mod server;
+
+pub use client::{Client, Goodbye, ServerLine};
+pub use config::{Config, ListenerSpec, Mode};
+pub use server::Server;

@@ -1,0 +1,327 @@
+//! The JSON mode: one JSON object per line, for programs. Requests and
+//! events carry a `type`; a request's optional `id` is echoed in its answer.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Tag, JSON_SLOT};
+use crate::hub::{Body, Closing, Event, Name, NameError, RoomName};
+
+/// The JSON protocol of one listener.
+#[derive(Debug, Clone)]
+pub struct Json {
+    max_line: usize,
+}
+
+impl Json {
+    /// A JSON protocol refusing objects over `max_line` bytes.
+    pub fn new(max_line: usize) -> Self {
+        Json { max_line }
+    }
+}
+
+/// Splits lines and parses each as a JSON request.
+#[derive(Debug)]
+pub struct JsonDecoder {
+    lines: LineDecoder,
+}
+
+/// A request as it appears on the wire.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum Wire {
+    #[serde(alias = "message", alias = "send")]
+    Say {
+        room: Option<String>,
+        text: String,
+    },
+    #[serde(alias = "msg")]
+    Direct {
+        to: String,
+        text: String,
+    },
+    Join {
+        room: String,
+    },
+    Leave {
+        room: Option<String>,
+    },
+    Nick {
+        name: String,
+    },
+    Who {
+        room: Option<String>,
+    },
+    Rooms {},
+    Ping {},
+    Help {},
+    Quit {},
+}
+
+impl Decode for JsonDecoder {
+    fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        loop {
+            let line = match self.lines.next_line(buf, eof)? {
+                Ok(line) => line,
+                Err(too_long) => {
+                    return Some(Input::Invalid {
+                        error: too_long.into(),
+                        tag: None,
+                    })
+                }
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let (request, tag) = parse_request(&line);
+            return Some(match request {
+                Ok(request) => Input::Request { request, tag },
+                Err(error) => Input::Invalid { error, tag },
+            });
+        }
+    }
+}
+
+/// Parses one line as a request; the `id`, if any could be read, comes
+/// back even when the rest is wrong.
+pub fn parse_request(line: &[u8]) -> (Result<Request, ProtocolError>, Tag) {
+    let mut object = match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return (
+                Err(ProtocolError::new(
+                    "bad_request",
+                    r#"expected a JSON object with a "type", e.g. {"type":"say","text":"hi"}"#,
+                )),
+                None,
+            )
+        }
+        Err(error) => {
+            return (
+                Err(ProtocolError::new(
+                    "bad_json",
+                    format!("malformed JSON: {error}"),
+                )),
+                None,
+            )
+        }
+    };
+    let tag = object.remove("id");
+    let request = serde_json::from_value::<Wire>(Value::Object(object))
+        .map_err(|error| ProtocolError::new("bad_request", format!("bad request: {error}")))
+        .and_then(to_request);
+    (request, tag)
+}
+
+fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
+    let room = |raw: String| RoomName::parse_user(raw.as_bytes()).map_err(invalid("invalid_room"));
+    let name = |raw: String| Name::new(&raw).map_err(invalid("invalid_name"));
+    Ok(match wire {
+        Wire::Say { room: target, text } => Request::Say {
+            room: target.map(room).transpose()?,
+            body: Body::line(text),
+        },
+        Wire::Direct { to, text } => Request::Direct {
+            to: name(to)?,
+            body: Body::line(text),
+        },
+        Wire::Join { room: target } => Request::Join(room(target)?),
+        Wire::Leave { room: target } => Request::Leave(target.map(room).transpose()?),
+        Wire::Nick { name: new } => Request::Nick(name(new)?),
+        Wire::Who { room: target } => Request::Who(target.map(room).transpose()?),
+        Wire::Rooms {} => Request::Rooms,
+        Wire::Ping {} => Request::Ping,
+        Wire::Help {} => Request::Help,
+        Wire::Quit {} => Request::Quit,
+    })
+}
+
+fn invalid(code: &'static str) -> impl Fn(NameError) -> ProtocolError {
+    move |error| ProtocolError::new(code, error.to_string())
+}
+
+/// An event as JSON clients see it; `type` comes first.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum JsonEvent<'a> {
+    Message {
+        room: &'a RoomName,
+        from: &'a Name,
+        text: std::borrow::Cow<'a, str>,
+    },
+    Direct {
+        from: &'a Name,
+        text: std::borrow::Cow<'a, str>,
+    },
+    Joined {
+        room: &'a RoomName,
+        name: &'a Name,
+    },
+    Left {
+        room: &'a RoomName,
+        name: &'a Name,
+        reason: &'a str,
+    },
+    Renamed {
+        old: &'a Name,
+        new: &'a Name,
+    },
+}
+
+/// One JSON object and its newline.
+fn line(value: impl Serialize) -> Bytes {
+    let mut out = serde_json::to_vec(&value).expect("events serialize");
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+fn with_tag(mut value: Value, tag: &Tag) -> Bytes {
+    if let (Some(tag), Value::Object(object)) = (tag, &mut value) {
+        object.insert("id".into(), tag.clone());
+    }
+    line(value)
+}
+
+fn text(body: &Body) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&body.bytes)
+}
+
+const COMMANDS: [&str; 10] = [
+    "say", "direct", "join", "leave", "nick", "who", "rooms", "ping", "help", "quit",
+];
+
+impl Protocol for Json {
+    type Decoder = JsonDecoder;
+    const SLOT: usize = JSON_SLOT;
+
+    fn decoder(&self) -> JsonDecoder {
+        JsonDecoder {
+            lines: LineDecoder::new(self.max_line),
+        }
+    }
+
+    fn welcome(&self, name: &Name, room: Option<&RoomName>) -> Bytes {
+        line(json!({ "type": "welcome", "name": name, "room": room }))
+    }
+
+    fn event(event: &Event) -> Bytes {
+        line(match event {
+            Event::Message { room, from, body } => JsonEvent::Message {
+                room,
+                from,
+                text: text(body),
+            },
+            Event::Direct { from, body } => JsonEvent::Direct {
+                from,
+                text: text(body),
+            },
+            Event::Joined { room, name } => JsonEvent::Joined { room, name },
+            Event::Left { room, name, reason } => JsonEvent::Left { room, name, reason },
+            Event::Renamed { old, new } => JsonEvent::Renamed { old, new },
+        })
+    }
+
+    fn reply(&self, reply: &Reply, tag: &Tag) -> Bytes {
+        let value = match reply {
+            // A message is answered only when the client asked to be, with an id.
+            Reply::Sent if tag.is_none() => return Bytes::new(),
+            Reply::Sent => json!({ "type": "sent" }),
+            Reply::Joined { room, members } => {
+                json!({ "type": "joined", "room": room, "members": members, "you": true })
+            }
+            Reply::Left { room, current } => {
+                json!({ "type": "left", "room": room, "current": current, "you": true })
+            }
+            Reply::Renamed { old, new } => {
+                json!({ "type": "renamed", "old": old, "new": new, "you": true })
+            }
+            Reply::Who { room, names } => json!({ "type": "who", "room": room, "names": names }),
+            Reply::Rooms(rooms) => {
+                let rooms: Vec<Value> = rooms
+                    .iter()
+                    .map(|room| json!({ "name": room.name, "members": room.members }))
+                    .collect();
+                json!({ "type": "rooms", "rooms": rooms })
+            }
+            Reply::Pong => json!({ "type": "pong" }),
+            Reply::Help => json!({ "type": "help", "commands": COMMANDS }),
+            Reply::Quit => return Bytes::new(),
+        };
+        with_tag(value, tag)
+    }
+
+    fn error(&self, error: &ProtocolError, tag: &Tag) -> Bytes {
+        with_tag(
+            json!({ "type": "error", "code": error.code, "message": error.message }),
+            tag,
+        )
+    }
+
+    fn goodbye(&self, closing: &Closing) -> Bytes {
+        line(json!({
+            "type": "bye",
+            "reason": closing.reason.to_string(),
+            "error": closing.reason.is_error(),
+        }))
+    }
+
+    fn refusal(&self, reason: &str) -> Bytes {
+        line(json!({ "type": "error", "code": "refused", "message": reason }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_keep_their_id() {
+        let (request, tag) = parse_request(br#"{"type":"say","text":"hi","id":7}"#);
+        assert_eq!(
+            request,
+            Ok(Request::Say {
+                room: None,
+                body: Body::line("hi")
+            })
+        );
+        assert_eq!(tag, Some(json!(7)));
+        let (request, _) = parse_request(br#"{"type":"direct","to":"bob","text":"psst"}"#);
+        assert!(matches!(request, Ok(Request::Direct { .. })));
+        let (request, _) = parse_request(br#"{"type":"rooms"}"#);
+        assert_eq!(request, Ok(Request::Rooms));
+    }
+
+    #[test]
+    fn malformed_or_misshapen_json_gets_a_specific_error() {
+        for (input, code) in [
+            (&b"{not json"[..], "bad_json"),
+            (b"[1,2]", "bad_request"),
+            (br#"{"type":"fly"}"#, "bad_request"),
+            (br#"{"type":"say"}"#, "bad_request"),
+            (br#"{"type":"say","text":"x","extra":1}"#, "bad_request"),
+            (br#"{"type":"nick","name":"a b"}"#, "invalid_name"),
+        ] {
+            let (request, _) = parse_request(input);
+            assert_eq!(
+                request.unwrap_err().code,
+                code,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let (_, tag) = parse_request(br#"{"type":"fly","id":"x"}"#);
+        assert_eq!(tag, Some(json!("x")));
+    }
+
+    #[test]
+    fn invalid_utf8_reaches_json_clients_with_replacement() {
+        let event = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("dev").unwrap(),
+            body: Body::chunk(&b"\xff\x00ok"[..]),
+        };
+        let value: Value = serde_json::from_slice(&Json::event(&event)).unwrap();
+        assert_eq!(value["text"], "\u{fffd}\u{0}ok");
+    }
+}

@@ -1,0 +1,153 @@
+//! Newline framing with a length cap, shared by the text and JSON modes.
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder};
+
+/// Splits a byte stream at `\n`, dropping a `\r` before it (telnet sends
+/// CRLF). A line longer than the cap is not buffered: it is reported once
+/// and discarded as it streams in, up to its newline.
+#[derive(Debug)]
+pub struct LineDecoder {
+    codec: AnyDelimiterCodec,
+}
+
+/// A line that went over the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineError {
+    /// The cap, in bytes.
+    pub max_line: usize,
+}
+
+impl LineDecoder {
+    /// A decoder refusing lines over `max_line` bytes (not counting the newline).
+    pub fn new(max_line: usize) -> Self {
+        LineDecoder {
+            // One more byte than the cap, so that a line of exactly
+            // `max_line` bytes followed by `\r\n` still fits.
+            codec: AnyDelimiterCodec::new_with_max_length(
+                b"\n".to_vec(),
+                b"\n".to_vec(),
+                max_line.saturating_add(1),
+            ),
+        }
+    }
+
+    /// The next line from `buf`, without its line ending. At `eof`, a final
+    /// line without a newline counts too.
+    pub fn next_line(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Result<Bytes, LineError>> {
+        let max_line = self.codec.max_length() - 1;
+        let decoded = if eof {
+            self.codec.decode_eof(buf)
+        } else {
+            self.codec.decode(buf)
+        };
+        match decoded {
+            Ok(Some(mut line)) => {
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
+                if line.len() > max_line {
+                    return Some(Err(LineError { max_line }));
+                }
+                Some(Ok(line))
+            }
+            Ok(None) => None,
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
+                Some(Err(LineError { max_line }))
+            }
+            Err(AnyDelimiterCodecError::Io(_)) => unreachable!("decoding a buffer does no I/O"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `input` to a decoder in pieces cut at `cuts`, then EOF.
+    fn decode_in_pieces(input: &[u8], cuts: &[usize], max: usize) -> Vec<Result<Bytes, LineError>> {
+        let mut decoder = LineDecoder::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([input.len()]) {
+            buf.extend_from_slice(&input[start..cut]);
+            start = cut;
+            while let Some(item) = decoder.next_line(&mut buf, false) {
+                out.push(item);
+            }
+        }
+        while let Some(item) = decoder.next_line(&mut buf, true) {
+            out.push(item);
+        }
+        out
+    }
+
+    #[test]
+    fn lines_end_at_newline_and_crlf() {
+        let out = decode_in_pieces(b"one\r\ntwo\nthree", &[], 100);
+        let lines: Vec<_> = out.into_iter().map(|l| l.unwrap()).collect();
+        assert_eq!(lines, vec![&b"one"[..], b"two", b"three"]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_once_and_the_next_line_survives() {
+        let mut input = vec![b'x'; 1 << 20];
+        input.extend_from_slice(b"\nok\n");
+        let out = decode_in_pieces(&input, &[1000, 5000, 70_000], 64);
+        assert_eq!(
+            out,
+            vec![Err(LineError { max_line: 64 }), Ok(Bytes::from("ok"))]
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_cap_fits_with_or_without_cr() {
+        let line = vec![b'y'; 64];
+        for ending in [&b"\n"[..], b"\r\n"] {
+            let mut input = line.clone();
+            input.extend_from_slice(ending);
+            assert_eq!(
+                decode_in_pieces(&input, &[], 64),
+                vec![Ok(Bytes::from(line.clone()))]
+            );
+        }
+        let mut input = vec![b'y'; 65];
+        input.push(b'\n');
+        assert_eq!(
+            decode_in_pieces(&input, &[], 64),
+            vec![Err(LineError { max_line: 64 })]
+        );
+    }
+
+    #[test]
+    fn the_buffer_never_holds_much_more_than_the_cap() {
+        let mut decoder = LineDecoder::new(100);
+        let mut buf = BytesMut::new();
+        for _ in 0..1000 {
+            buf.extend_from_slice(&[b'z'; 50]);
+            while decoder.next_line(&mut buf, false).is_some() {}
+            assert!(buf.len() <= 102, "buffered {}", buf.len());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_split_anywhere_decode_the_same(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..600),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            max in 1usize..80,
+        ) {
+            let whole = decode_in_pieces(&input, &[], max);
+            let split = decode_in_pieces(&input, &cuts, max);
+            prop_assert_eq!(&whole, &split);
+            for line in whole.iter().flatten() {
+                prop_assert!(line.len() <= max);
+                prop_assert!(!line.contains(&b'\n'));
+            }
+        }
+    }
+}

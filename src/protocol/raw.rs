@@ -1,0 +1,106 @@
+//! The raw mode: transparent relay for devices. Every read from the socket
+//! is one message to the listener's room; raw clients receive message bytes
+//! and nothing else: no framing, no welcome, no notices.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Decode, Input, Protocol, ProtocolError, Reply, Request, Tag, RAW_SLOT};
+use crate::hub::{Body, Closing, Event, Framing, Name, RoomName};
+
+/// The raw protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Raw;
+
+/// Turns whatever bytes arrived into one message.
+#[derive(Debug)]
+pub struct RawDecoder;
+
+impl Decode for RawDecoder {
+    fn decode(&mut self, buf: &mut BytesMut, _eof: bool) -> Option<Input> {
+        if buf.is_empty() {
+            return None;
+        }
+        Some(Input::Request {
+            request: Request::Say {
+                room: None,
+                body: Body::chunk(buf.split().freeze()),
+            },
+            tag: None,
+        })
+    }
+}
+
+impl Protocol for Raw {
+    type Decoder = RawDecoder;
+    const SLOT: usize = RAW_SLOT;
+
+    fn decoder(&self) -> RawDecoder {
+        RawDecoder
+    }
+
+    fn welcome(&self, _name: &Name, _room: Option<&RoomName>) -> Bytes {
+        Bytes::new()
+    }
+
+    fn event(event: &Event) -> Bytes {
+        let body = match event {
+            Event::Message { body, .. } | Event::Direct { body, .. } => body,
+            _ => return Bytes::new(),
+        };
+        match body.framing {
+            Framing::Chunk => body.bytes.clone(),
+            Framing::Line => {
+                let mut out = BytesMut::with_capacity(body.bytes.len() + 1);
+                out.extend_from_slice(&body.bytes);
+                out.extend_from_slice(b"\n");
+                out.freeze()
+            }
+        }
+    }
+
+    fn reply(&self, _reply: &Reply, _tag: &Tag) -> Bytes {
+        Bytes::new()
+    }
+
+    fn error(&self, _error: &ProtocolError, _tag: &Tag) -> Bytes {
+        Bytes::new()
+    }
+
+    fn goodbye(&self, _closing: &Closing) -> Bytes {
+        Bytes::new()
+    }
+
+    fn refusal(&self, _reason: &str) -> Bytes {
+        Bytes::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn raw_bytes_pass_through_unchanged_however_they_are_split(
+            input in proptest::collection::vec(any::<u8>(), 0..2000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut decoder = RawDecoder;
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([input.len()]) {
+                buf.extend_from_slice(&input[start..cut]);
+                start = cut;
+                while let Some(Input::Request { request: Request::Say { body, .. }, .. }) = decoder.decode(&mut buf, false) {
+                    let event = Event::Message { room: RoomName::lobby(), from: Name::new("d").unwrap(), body };
+                    out.extend_from_slice(&Raw::event(&event));
+                }
+            }
+            prop_assert_eq!(out, input);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! What a client can ask for, whatever its wire format, and how the hub
+//! answers.
+
+use crate::hub::{Body, HubError, Name, RoomInfo, RoomName, Session};
+
+/// A client's request, decoded from any wire format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Say something to a room (default: the current room).
+    Say {
+        /// The room, if named.
+        room: Option<RoomName>,
+        /// What to say.
+        body: Body,
+    },
+    /// Say something to one client.
+    Direct {
+        /// The recipient.
+        to: Name,
+        /// What to say.
+        body: Body,
+    },
+    /// Join a room and make it current.
+    Join(RoomName),
+    /// Leave a room (default: the current room).
+    Leave(Option<RoomName>),
+    /// Change name.
+    Nick(Name),
+    /// List the members of a room (default: the current room).
+    Who(Option<RoomName>),
+    /// List the rooms.
+    Rooms,
+    /// Check the connection.
+    Ping,
+    /// List the commands.
+    Help,
+    /// Disconnect.
+    Quit,
+}
+
+/// The answer to a request the hub carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A message went out (to a room or a client).
+    Sent,
+    /// The client is now in `room`, with `members` members counting itself.
+    Joined {
+        /// The room.
+        room: RoomName,
+        /// Members now, including the client.
+        members: usize,
+    },
+    /// The client left `room`; messages now go to `current`.
+    Left {
+        /// The room left.
+        room: RoomName,
+        /// Where plain messages go now.
+        current: Option<RoomName>,
+    },
+    /// The client's name changed.
+    Renamed {
+        /// The name before.
+        old: Name,
+        /// The name now.
+        new: Name,
+    },
+    /// The members of a room.
+    Who {
+        /// The room.
+        room: RoomName,
+        /// Its members, sorted.
+        names: Vec<Name>,
+    },
+    /// All rooms.
+    Rooms(Vec<RoomInfo>),
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// Answer to [`Request::Help`].
+    Help,
+    /// The client asked to leave; the connection closes after this.
+    Quit,
+}
+
+/// Why a request was refused or input not understood. The connection goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// Stable, machine-readable, e.g. `name_taken`, `line_too_long`.
+    pub code: &'static str,
+    /// For people: what was wrong and what to do instead.
+    pub message: String,
+}
+
+impl ProtocolError {
+    /// An error with a code and a message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<HubError> for ProtocolError {
+    fn from(error: HubError) -> Self {
+        ProtocolError::new(error.code(), error.to_string())
+    }
+}
+
+impl From<super::LineError> for ProtocolError {
+    fn from(error: super::LineError) -> Self {
+        ProtocolError::new(
+            "line_too_long",
+            format!(
+                "line too long: the most a line may have is {} bytes (max line); it was discarded",
+                error.max_line
+            ),
+        )
+    }
+}
+
+/// Carries out `request` for `session`. Messages wait here while a
+/// recipient's queue is congested: that is how flow control reaches the
+/// sender's socket.
+pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, ProtocolError> {
+    Ok(match request {
+        Request::Say { room, body } => {
+            session.say(room.as_ref(), body).await?;
+            Reply::Sent
+        }
+        Request::Direct { to, body } => {
+            session.direct(&to, body).await?;
+            Reply::Sent
+        }
+        Request::Join(room) => {
+            let members = session.join(room.clone())?;
+            Reply::Joined { room, members }
+        }
+        Request::Leave(room) => {
+            let room = match room {
+                Some(room) => room,
+                None => session.current_room().cloned().ok_or(HubError::NoRoom)?,
+            };
+            session.leave(&room)?;
+            Reply::Left {
+                room,
+                current: session.current_room().cloned(),
+            }
+        }
+        Request::Nick(name) => {
+            let old = session.rename(name.clone())?;
+            Reply::Renamed { old, new: name }
+        }
+        Request::Who(room) => {
+            let (room, names) = session.who(room.as_ref())?;
+            Reply::Who { room, names }
+        }
+        Request::Rooms => Reply::Rooms(session.rooms()),
+        Request::Ping => Reply::Pong,
+        Request::Help => Reply::Help,
+        Request::Quit => Reply::Quit,
+    })
+}

@@ -1,0 +1,393 @@
+//! The text mode: one line per message or command, for people at `nc` or
+//! telnet and for simple scripts.
+//!
+//! The server's lines are told apart by their first character (see
+//! docs/protocol.md): `[` a message (`[#room] name: text` or
+//! `[dm] name: text`), `*` a notice, `!` an error. Welcome and ack lines set
+//! by the operator are sent verbatim.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Tag, TEXT_SLOT};
+use crate::hub::{Body, CloseReason, Closing, Event, Name, NameError, RoomName};
+
+/// The text protocol of one listener.
+#[derive(Debug, Clone)]
+pub struct Text {
+    max_line: usize,
+    welcome: Option<Bytes>,
+    ack: Option<Bytes>,
+}
+
+impl Text {
+    /// A text protocol refusing lines over `max_line` bytes. `welcome`:
+    /// `None` for the default welcome, `Some("")` for none, else sent
+    /// verbatim. `ack`: sent verbatim after every message line.
+    pub fn new(max_line: usize, welcome: Option<&str>, ack: Option<&str>) -> Self {
+        let verbatim = |text: &str| {
+            if text.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from(format!("{text}\n"))
+            }
+        };
+        Text {
+            max_line,
+            welcome: welcome.map(verbatim),
+            ack: ack.map(verbatim),
+        }
+    }
+}
+
+/// Splits text lines and parses them into requests.
+#[derive(Debug)]
+pub struct TextDecoder {
+    lines: LineDecoder,
+}
+
+impl Decode for TextDecoder {
+    fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        loop {
+            let parsed = match self.lines.next_line(buf, eof)? {
+                Ok(line) => parse_line(line),
+                Err(too_long) => Some(Err(too_long.into())),
+            };
+            match parsed {
+                Some(Ok(request)) => return Some(Input::Request { request, tag: None }),
+                Some(Err(error)) => return Some(Input::Invalid { error, tag: None }),
+                None => continue,
+            }
+        }
+    }
+}
+
+const HELP: &str = "\
+* commands:
+*   TEXT              say TEXT to your current room
+*   //TEXT            say /TEXT (double a leading slash)
+*   /nick NAME        change your name
+*   /join ROOM        join ROOM (made if new); your messages go there
+*   /leave [ROOM]     leave ROOM (default: the current room)
+*   /msg NAME TEXT    send TEXT to NAME alone
+*   /who [ROOM]       who is in ROOM (default: the current room)
+*   /rooms            list the rooms
+*   /ping             check the connection (answer: * pong)
+*   /quit             disconnect
+* server lines: [#room] name: text | [dm] name: text | * notice | ! error
+";
+
+/// Parses one line (without its newline). `None` for an empty line.
+pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
+    if line.is_empty() {
+        return None;
+    }
+    if line.starts_with(b"//") {
+        return Some(Ok(Request::Say {
+            room: None,
+            body: Body::line(line.slice(1..)),
+        }));
+    }
+    if line[0] != b'/' {
+        return Some(Ok(Request::Say {
+            room: None,
+            body: Body::line(line),
+        }));
+    }
+    let (command, args) = split_word(line.slice(1..));
+    let command = String::from_utf8_lossy(&command).to_lowercase();
+    let one_word = |args: &Bytes| {
+        let (word, rest) = split_word(args.clone());
+        (!word.is_empty() && rest.is_empty()).then_some(word)
+    };
+    let optional_room =
+        |args: &Bytes, usage_text: &str| -> Result<Option<RoomName>, ProtocolError> {
+            if args.is_empty() {
+                return Ok(None);
+            }
+            match one_word(args) {
+                Some(word) => room(&word).map(Some),
+                None => usage(usage_text),
+            }
+        };
+    Some(match command.as_str() {
+        "nick" | "name" => match one_word(&args) {
+            Some(word) => Name::from_bytes(&word)
+                .map(Request::Nick)
+                .map_err(invalid("invalid_name")),
+            None => usage("/nick NAME (a name has no spaces)"),
+        },
+        "join" => match one_word(&args) {
+            Some(word) => room(&word).map(Request::Join),
+            None => usage("/join ROOM"),
+        },
+        "leave" | "part" => optional_room(&args, "/leave [ROOM]").map(Request::Leave),
+        "msg" | "dm" => {
+            let (to, text) = split_word(args);
+            if to.is_empty() || text.is_empty() {
+                usage("/msg NAME TEXT")
+            } else {
+                Name::from_bytes(&to)
+                    .map(|to| Request::Direct {
+                        to,
+                        body: Body::line(text),
+                    })
+                    .map_err(invalid("invalid_name"))
+            }
+        }
+        "who" | "names" => optional_room(&args, "/who [ROOM]").map(Request::Who),
+        "rooms" | "list" => no_args(&args, Request::Rooms, "/rooms"),
+        "ping" => no_args(&args, Request::Ping, "/ping"),
+        "help" => Ok(Request::Help),
+        "quit" | "exit" => Ok(Request::Quit),
+        _ => Err(ProtocolError::new(
+            "unknown_command",
+            format!(
+                "unknown command /{command}; type /help for the list of commands, or start the line with // to say it"
+            ),
+        )),
+    })
+}
+
+fn usage<T>(text: &str) -> Result<T, ProtocolError> {
+    Err(ProtocolError::new(
+        "bad_arguments",
+        format!("usage: {text}; type /help for the list of commands"),
+    ))
+}
+
+fn no_args(args: &Bytes, request: Request, usage: &str) -> Result<Request, ProtocolError> {
+    if args.is_empty() {
+        Ok(request)
+    } else {
+        Err(ProtocolError::new(
+            "bad_arguments",
+            format!("usage: {usage} (no arguments); type /help for the list of commands"),
+        ))
+    }
+}
+
+fn room(word: &[u8]) -> Result<RoomName, ProtocolError> {
+    RoomName::parse_user(word).map_err(invalid("invalid_room"))
+}
+
+fn invalid(code: &'static str) -> impl Fn(NameError) -> ProtocolError {
+    move |error| ProtocolError::new(code, error.to_string())
+}
+
+/// Splits off the first space-separated word; the rest has its leading
+/// spaces removed.
+fn split_word(text: Bytes) -> (Bytes, Bytes) {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
+    let text = text.slice(start..);
+    let end = text.iter().position(is_space).unwrap_or(text.len());
+    let word = text.slice(..end);
+    let rest = text.slice(end..);
+    let skip = rest.iter().position(|b| !is_space(b)).unwrap_or(rest.len());
+    (word, rest.slice(skip..))
+}
+
+/// Writes `body` as one or more lines, each after `prefix`: a body holding
+/// line breaks (a raw chunk, a JSON text) must not break the framing.
+fn message_lines(prefix: &[u8], body: &Body) -> Bytes {
+    let bytes = &body.bytes[..];
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut out = BytesMut::with_capacity(prefix.len() + bytes.len() + 1);
+    for segment in bytes.split(|b| *b == b'\n') {
+        let segment = segment.strip_suffix(b"\r").unwrap_or(segment);
+        out.put_slice(prefix);
+        out.put_slice(segment);
+        out.put_u8(b'\n');
+    }
+    out.freeze()
+}
+
+fn notice(text: std::fmt::Arguments<'_>) -> Bytes {
+    Bytes::from(format!("* {text}\n"))
+}
+
+impl Protocol for Text {
+    type Decoder = TextDecoder;
+    const SLOT: usize = TEXT_SLOT;
+
+    fn decoder(&self) -> TextDecoder {
+        TextDecoder {
+            lines: LineDecoder::new(self.max_line),
+        }
+    }
+
+    fn welcome(&self, name: &Name, room: Option<&RoomName>) -> Bytes {
+        if let Some(welcome) = &self.welcome {
+            return welcome.clone();
+        }
+        match room {
+            Some(room) => notice(format_args!(
+                "welcome {name}! you are in #{room}; type /help for commands"
+            )),
+            None => notice(format_args!(
+                "welcome {name}! you are in no room; type /help for commands"
+            )),
+        }
+    }
+
+    fn event(event: &Event) -> Bytes {
+        match event {
+            Event::Message { room, from, body } => {
+                message_lines(format!("[#{room}] {from}: ").as_bytes(), body)
+            }
+            Event::Direct { from, body } => {
+                message_lines(format!("[dm] {from}: ").as_bytes(), body)
+            }
+            Event::Joined { room, name } => notice(format_args!("{name} joined #{room}")),
+            Event::Left { room, name, reason } => {
+                notice(format_args!("{name} left #{room} ({reason})"))
+            }
+            Event::Renamed { old, new } => notice(format_args!("{old} is now known as {new}")),
+        }
+    }
+
+    fn reply(&self, reply: &Reply, _tag: &Tag) -> Bytes {
+        match reply {
+            Reply::Sent => self.ack.clone().unwrap_or_default(),
+            Reply::Joined { room, members } => notice(format_args!(
+                "you joined #{room} ({members} {}); your messages go there now",
+                if *members == 1 { "member" } else { "members" }
+            )),
+            Reply::Left {
+                room,
+                current: Some(current),
+            } => notice(format_args!(
+                "you left #{room}; your messages go to #{current} now"
+            )),
+            Reply::Left {
+                room,
+                current: None,
+            } => notice(format_args!(
+                "you left #{room}; you are in no room now, /join one to talk"
+            )),
+            Reply::Renamed { new, .. } => notice(format_args!("you are now known as {new}")),
+            Reply::Who { room, names } => {
+                let names: Vec<&str> = names.iter().map(Name::as_str).collect();
+                notice(format_args!(
+                    "#{room} ({}): {}",
+                    names.len(),
+                    names.join(", ")
+                ))
+            }
+            Reply::Rooms(rooms) if rooms.is_empty() => notice(format_args!("no rooms")),
+            Reply::Rooms(rooms) => {
+                let list: Vec<String> = rooms
+                    .iter()
+                    .map(|room| format!("#{} ({})", room.name, room.members))
+                    .collect();
+                notice(format_args!("rooms ({}): {}", rooms.len(), list.join(", ")))
+            }
+            Reply::Pong => notice(format_args!("pong")),
+            Reply::Help => Bytes::from_static(HELP.as_bytes()),
+            Reply::Quit => Bytes::new(),
+        }
+    }
+
+    fn error(&self, error: &ProtocolError, _tag: &Tag) -> Bytes {
+        Bytes::from(format!("! {}\n", error.message))
+    }
+
+    fn goodbye(&self, closing: &Closing) -> Bytes {
+        match &closing.reason {
+            CloseReason::Quit | CloseReason::ClientClosed => notice(format_args!("bye")),
+            reason => Bytes::from(format!("! disconnected: {reason}\n")),
+        }
+    }
+
+    fn refusal(&self, reason: &str) -> Bytes {
+        Bytes::from(format!("! refused: {reason}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Request, ProtocolError> {
+        parse_line(Bytes::copy_from_slice(line.as_bytes())).expect("not empty")
+    }
+
+    #[test]
+    fn plain_lines_are_said_to_the_current_room() {
+        assert_eq!(
+            parse("hello there"),
+            Ok(Request::Say {
+                room: None,
+                body: Body::line("hello there")
+            })
+        );
+        assert_eq!(
+            parse("//etc/passwd"),
+            Ok(Request::Say {
+                room: None,
+                body: Body::line("/etc/passwd")
+            })
+        );
+        assert_eq!(parse_line(Bytes::new()), None);
+    }
+
+    #[test]
+    fn commands_parse_with_their_arguments() {
+        assert_eq!(
+            parse("/nick 小明"),
+            Ok(Request::Nick(Name::new("小明").unwrap()))
+        );
+        assert_eq!(
+            parse("/JOIN #devices"),
+            Ok(Request::Join(RoomName::new("devices").unwrap()))
+        );
+        assert_eq!(parse("/leave"), Ok(Request::Leave(None)));
+        assert_eq!(
+            parse("/msg bob  hi  there"),
+            Ok(Request::Direct {
+                to: Name::new("bob").unwrap(),
+                body: Body::line("hi  there")
+            })
+        );
+        assert_eq!(
+            parse("/who lobby"),
+            Ok(Request::Who(Some(RoomName::lobby())))
+        );
+        assert_eq!(parse("/rooms"), Ok(Request::Rooms));
+        assert_eq!(parse("/ping"), Ok(Request::Ping));
+        assert_eq!(parse("/quit"), Ok(Request::Quit));
+    }
+
+    #[test]
+    fn bad_commands_name_the_problem_and_point_to_help() {
+        for (line, code) in [
+            ("/frobnicate", "unknown_command"),
+            ("/nick", "bad_arguments"),
+            ("/nick two words", "bad_arguments"),
+            ("/nick a:b", "invalid_name"),
+            ("/join", "bad_arguments"),
+            ("/join bad]room", "invalid_room"),
+            ("/msg bob", "bad_arguments"),
+            ("/ping now", "bad_arguments"),
+        ] {
+            let error = parse(line).unwrap_err();
+            assert_eq!(error.code, code, "{line}");
+        }
+        assert!(parse("/frobnicate").unwrap_err().message.contains("/help"));
+    }
+
+    #[test]
+    fn messages_follow_the_documented_shape() {
+        let event = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("alice").unwrap(),
+            body: Body::line("hi"),
+        };
+        assert_eq!(Text::event(&event), "[#lobby] alice: hi\n");
+        let event = Event::Direct {
+            from: Name::new("bob").unwrap(),
+            body: Body::chunk("a\r\nb\n"),
+        };
+        assert_eq!(Text::event(&event), "[dm] bob: a\n[dm] bob: b\n");
+    }
+}

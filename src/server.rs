@@ -1,0 +1,358 @@
+//! The server: binds the listeners, admits clients within the connection
+//! limits, runs a connection task per client, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use socket2::{Domain, Socket, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ListenerSpec, Mode};
+use crate::connection::{self, Timeouts};
+use crate::hub::{CloseReason, Hub};
+use crate::protocol::{Json, Protocol, Raw, Text};
+
+/// Pending connections the kernel queues per listener before we accept
+/// them: enough for a burst of thousands of clients connecting at once.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Shortest and longest pause after a failed `accept` (e.g. out of file
+/// descriptors), doubling in between, so the loop neither spins nor gives up.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// How long a refused client gets to read why.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A bound, not yet running server.
+///
+/// ```no_run
+/// # async fn example() -> anyhow::Result<()> {
+/// let server = switchboard::Server::bind(switchboard::Config::local()).await?;
+/// println!("listening on {}", server.local_addr(switchboard::Mode::Text).unwrap());
+/// server.run(async { tokio::signal::ctrl_c().await.ok(); }).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    hub: Hub,
+    listeners: Vec<(ListenerSpec, TcpListener)>,
+}
+
+impl Server {
+    /// Checks the config and binds every listener. Port 0 picks a free
+    /// port; [`Server::listeners`] tells which.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let mut listeners = Vec::new();
+        for spec in &config.listeners {
+            let listener =
+                listen(spec.addr).with_context(|| format!("cannot listen on {}", spec.addr))?;
+            let addr = listener.local_addr()?;
+            listeners.push((
+                ListenerSpec {
+                    addr,
+                    ..spec.clone()
+                },
+                listener,
+            ));
+        }
+        Ok(Server {
+            hub: Hub::new(config.hub_settings()),
+            config,
+            listeners,
+        })
+    }
+
+    /// The listeners, with the addresses they are bound to.
+    pub fn listeners(&self) -> Vec<ListenerSpec> {
+        self.listeners
+            .iter()
+            .map(|(spec, _)| spec.clone())
+            .collect()
+    }
+
+    /// The address of the first listener of `mode`.
+    pub fn local_addr(&self, mode: Mode) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(spec, _)| spec.mode == mode)
+            .map(|(spec, _)| spec.addr)
+    }
+
+    /// The routing core, e.g. to count clients.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Serves clients until `shutdown` completes, then stops accepting,
+    /// tells every client the server is going down, gives queued data up to
+    /// the shutdown timeout to reach them, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let specs: Vec<String> = self
+            .listeners()
+            .iter()
+            .map(ListenerSpec::to_string)
+            .collect();
+        info!("switchboard listening on {}", specs.join(", "));
+        let shared = Arc::new(Shared {
+            hub: self.hub,
+            slots: Arc::new(Semaphore::new(self.config.max_connections)),
+            per_ip: Arc::default(),
+            timeouts: Timeouts {
+                stall: self.config.stall_timeout,
+                idle: self.config.idle_timeout,
+            },
+            stop: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            config: self.config,
+        });
+        for (spec, listener) in self.listeners {
+            let config = &shared.config;
+            let accepting = match spec.mode {
+                Mode::Text => {
+                    let text = Text::new(
+                        config.max_line,
+                        config.welcome.as_deref(),
+                        config.ack.as_deref(),
+                    );
+                    shared
+                        .tracker
+                        .spawn(accept_loop(shared.clone(), spec, listener, text))
+                }
+                Mode::Json => {
+                    let json = Json::new(config.max_line);
+                    shared
+                        .tracker
+                        .spawn(accept_loop(shared.clone(), spec, listener, json))
+                }
+                Mode::Raw => shared
+                    .tracker
+                    .spawn(accept_loop(shared.clone(), spec, listener, Raw)),
+            };
+            drop(accepting);
+        }
+
+        shutdown.await;
+        let clients = shared.hub.client_count();
+        info!(
+            clients,
+            "shutting down: no new connections, telling clients"
+        );
+        shared.stop.cancel();
+        shared.tracker.close();
+        let deadline = shared.config.shutdown_timeout;
+        if tokio::time::timeout(deadline, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = shared.tracker.len(),
+                "shutdown timeout ({}) passed; dropping the remaining connections",
+                crate::config::format_duration(deadline)
+            );
+            shared.kill.cancel();
+            shared.tracker.wait().await;
+        }
+        info!("shut down");
+        Ok(())
+    }
+}
+
+/// Binds a listening socket. IPv6 sockets are IPv6-only, so that
+/// `0.0.0.0:P` and `[::]:P` can both be listened on.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    hub: Hub,
+    slots: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    timeouts: Timeouts,
+    /// Cancelled when shutdown begins.
+    stop: CancellationToken,
+    /// Cancelled when the shutdown timeout has passed.
+    kill: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// A connection's share of the per-IP count, given back on drop.
+struct IpSlot {
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Takes a connection slot for a client from `ip`, or says why not.
+    fn admit(&self, ip: IpAddr) -> Result<(OwnedSemaphorePermit, Option<IpSlot>), String> {
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
+            format!(
+                "server full: {} connections, the most it serves at once (max connections); try again later",
+                self.config.max_connections
+            )
+        })?;
+        let Some(limit) = self.config.max_connections_per_ip else {
+            return Ok((permit, None));
+        };
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= limit {
+            return Err(format!(
+                "too many connections from {ip}: {limit} at once is the most allowed (max connections per ip)"
+            ));
+        }
+        *count += 1;
+        Ok((
+            permit,
+            Some(IpSlot {
+                per_ip: self.per_ip.clone(),
+                ip,
+            }),
+        ))
+    }
+}
+
+async fn accept_loop<P: Protocol>(
+    shared: Arc<Shared>,
+    spec: ListenerSpec,
+    listener: TcpListener,
+    protocol: P,
+) {
+    let protocol = Arc::new(protocol);
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF.0;
+                accepted
+            }
+            Err(error) if is_per_connection(&error) => {
+                debug!(%error, "a connection failed before it was accepted");
+                continue;
+            }
+            Err(error) => {
+                warn!(%error, listener = %spec, "accept failed; retrying in {}ms", backoff.as_millis());
+                tokio::select! {
+                    _ = shared.stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+        };
+        match shared.admit(peer.ip()) {
+            Ok(slot) => {
+                let task = client(
+                    shared.clone(),
+                    spec.clone(),
+                    protocol.clone(),
+                    stream,
+                    peer,
+                    slot,
+                );
+                shared.tracker.spawn(task);
+            }
+            Err(reason) => {
+                warn!(%peer, listener = %spec, "refused connection: {reason}");
+                let refusal = protocol.refusal(&reason);
+                shared.tracker.spawn(refuse(stream, refusal));
+            }
+        }
+    }
+}
+
+/// Errors of `accept` that concern only the connection being accepted.
+fn is_per_connection(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    )
+}
+
+async fn refuse(mut stream: TcpStream, refusal: bytes::Bytes) {
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        stream.write_all(&refusal).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+async fn client<P: Protocol>(
+    shared: Arc<Shared>,
+    spec: ListenerSpec,
+    protocol: Arc<P>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: (OwnedSemaphorePermit, Option<IpSlot>),
+) {
+    let _slot = slot;
+    // Writes are batched already; waiting to fill a segment only adds latency.
+    let _ = stream.set_nodelay(true);
+    let session = shared.hub.connect(None);
+    let id = session.id();
+    info!(%peer, name = %session.name(), client = %id, mode = %spec.mode, "client connected");
+    let (reader, writer) = stream.into_split();
+    let served = connection::serve(
+        &*protocol,
+        session,
+        spec.room.clone(),
+        reader,
+        writer,
+        shared.timeouts,
+        &shared.stop,
+    );
+    tokio::select! {
+        (name, closing) = served => {
+            let reason = closing.reason;
+            if matches!(
+                reason,
+                CloseReason::SlowConsumer { .. } | CloseReason::Stalled { .. } | CloseReason::ReadFailed(_) | CloseReason::WriteFailed(_)
+            ) {
+                warn!(%peer, %name, client = %id, %reason, "client disconnected");
+            } else {
+                info!(%peer, %name, client = %id, %reason, "client disconnected");
+            }
+        }
+        _ = shared.kill.cancelled() => {
+            warn!(%peer, client = %id, "client dropped at the shutdown timeout");
+        }
+    }
+}
