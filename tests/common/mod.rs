@@ -1,0 +1,253 @@
+//! Helpers shared by the integration tests: a real server on port 0 (in
+//! process, or the real binary), clients, and waiting with timeouts.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use switchboard::{Client, Config, Mode, Server, ServerLine};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single expectation may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Awaits `future`, failing the test with `what` if it takes longer than `PATIENCE`.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    within_for(PATIENCE, what, future).await
+}
+
+/// Like [`within`] with an explicit limit.
+pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// A server running in this process on 127.0.0.1, port 0.
+pub struct TestServer {
+    pub listeners: Vec<switchboard::ListenerSpec>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with `config` (its listeners should use port 0).
+    pub async fn start(config: Config) -> TestServer {
+        let server = Server::bind(config).await.expect("server binds");
+        let listeners = server.listeners();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            listeners,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A text-mode server with default settings.
+    pub async fn text() -> TestServer {
+        TestServer::start(Config::local()).await
+    }
+
+    /// The address of the first listener of `mode`.
+    pub fn addr(&self, mode: Mode) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|l| l.mode == mode)
+            .unwrap_or_else(|| panic!("no {mode} listener"))
+            .addr
+    }
+
+    /// The first text listener.
+    pub fn text_addr(&self) -> SocketAddr {
+        self.addr(Mode::Text)
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        within("the server to stop", self.task.take().unwrap())
+            .await
+            .expect("server task")
+            .expect("server run");
+    }
+}
+
+/// A config listening on 127.0.0.1:0 in each of `modes`.
+pub fn config_with(modes: &[&str]) -> Config {
+    Config {
+        listeners: modes
+            .iter()
+            .map(|spec| spec.parse().expect("listener spec"))
+            .collect(),
+        ..Config::local()
+    }
+}
+
+/// A text client that has read its welcome line. Returns it and its name.
+pub async fn join(addr: SocketAddr) -> (Client, String) {
+    let mut client = Client::connect(addr).await.expect("connects");
+    let welcome = within("the welcome line", client.next())
+        .await
+        .expect("read")
+        .expect("a welcome");
+    let ServerLine::Notice(text) = welcome else {
+        panic!("expected a welcome notice, got {welcome:?}")
+    };
+    let name = text
+        .strip_prefix("welcome ")
+        .and_then(|rest| rest.split('!').next())
+        .expect("the welcome names the client")
+        .to_owned();
+    (client, name)
+}
+
+/// Reads lines until one satisfies `wanted`; fails on EOF or timeout.
+pub async fn expect_line(
+    client: &mut Client,
+    what: &str,
+    wanted: impl Fn(&ServerLine) -> bool,
+) -> ServerLine {
+    within(what, async {
+        loop {
+            match client.next().await.expect("read") {
+                Some(line) if wanted(&line) => return line,
+                Some(_) => continue,
+                None => panic!("connection closed while waiting for {what}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Reads until a room message; returns (room, from, text).
+pub async fn expect_message(client: &mut Client) -> (String, String, String) {
+    match expect_line(client, "a room message", |l| {
+        matches!(l, ServerLine::Message { .. })
+    })
+    .await
+    {
+        ServerLine::Message { room, from, text } => (room, from, text),
+        _ => unreachable!(),
+    }
+}
+
+/// Round-trips a `/ping`, so everything sent before it has been handled.
+pub async fn sync(client: &mut Client) {
+    client.send_line("/ping").await.expect("send ping");
+    expect_line(client, "pong", |l| *l == ServerLine::Notice("pong".into())).await;
+}
+
+/// Reads until the server closes the connection; returns the lines read.
+pub async fn read_to_end(client: &mut Client) -> Vec<String> {
+    within("the server to close the connection", async {
+        let mut lines = Vec::new();
+        while let Some(line) = client.next_line().await.expect("read") {
+            lines.push(line);
+        }
+        lines
+    })
+    .await
+}
+
+/// The real `switchboard` binary running `serve` with `args`, and the
+/// addresses it reported listening on.
+pub struct BinaryServer {
+    pub child: Child,
+    pub listeners: Vec<String>,
+    pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl BinaryServer {
+    /// Starts `switchboard serve ARGS` and waits for its "listening on" line.
+    pub async fn start(args: &[&str]) -> BinaryServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the switchboard binary starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let listening = within("the server's listening line", async {
+            loop {
+                let line = stderr
+                    .next_line()
+                    .await
+                    .expect("read stderr")
+                    .expect("the server exited before listening");
+                if let Some(at) = line.find("listening on ") {
+                    return line[at + "listening on ".len()..].to_owned();
+                }
+            }
+        })
+        .await;
+        let (tx, log) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        BinaryServer {
+            child,
+            listeners: listening.split(", ").map(str::to_owned).collect(),
+            log,
+        }
+    }
+
+    /// The socket address of listener `i` (its spec without mode and options).
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        let spec = &self.listeners[i];
+        let spec = spec
+            .split_once("://")
+            .map_or(spec.as_str(), |(_, rest)| rest);
+        let spec = spec.split('?').next().unwrap();
+        spec.parse().expect("a socket address")
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub async fn expect_log(&mut self, needle: &str) -> String {
+        within(&format!("a log line with {needle:?}"), async {
+            loop {
+                let line = self.log.recv().await.expect("the server's log ended");
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        })
+        .await
+    }
+
+    /// The server's resident memory high-water mark, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}

@@ -1,0 +1,174 @@
+//! Slow and stalled readers: nobody loses messages by reading slowly, and
+//! a client that stops reading cannot hold the others back for long.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use switchboard::{Client, Config};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const LINE: usize = 1000;
+
+/// Line `i` of a test stream: its number, padded to `LINE - 1` bytes.
+fn numbered_line(i: usize) -> String {
+    format!("{i:08} {}\n", "x".repeat(LINE - 10))
+}
+
+/// Writes `count` numbered lines as fast as the server takes them.
+fn send_numbered(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut batch = String::with_capacity(LINE * 100);
+        for i in 0..count {
+            batch.push_str(&numbered_line(i));
+            if batch.len() >= LINE * 100 {
+                writer.write_all(batch.as_bytes()).await.unwrap();
+                batch.clear();
+            }
+        }
+        writer.write_all(batch.as_bytes()).await.unwrap();
+        // Keep the connection open: a hang-up is not what is being tested.
+        std::mem::forget(writer);
+    })
+}
+
+/// Reads room messages until `count` numbered lines have arrived, checking
+/// each is the next in sequence. `pace` slows the reader down.
+async fn receive_numbered(client: Client, count: usize, pace: Option<Duration>) {
+    let (reader, _writer) = client.into_split();
+    let mut reader = BufReader::with_capacity(8 * 1024, reader);
+    let mut next = 0;
+    let mut line = Vec::new();
+    while next < count {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).await.unwrap();
+        assert!(n > 0, "connection closed after {next} of {count} lines");
+        if !line.starts_with(b"[") {
+            continue; // a notice
+        }
+        let text = &line[line.iter().position(|b| *b == b':').unwrap() + 2..];
+        let number: usize = std::str::from_utf8(&text[..8]).unwrap().parse().unwrap();
+        assert_eq!(number, next, "line {next} lost or out of order");
+        next += 1;
+        if let Some(pace) = pace {
+            if next % 100 == 0 {
+                // Deliberately slow: this reader takes its time.
+                tokio::time::sleep(pace).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off_and_others_keep_going() {
+    const COUNT: usize = 100_000; // 100 MB in 1000-byte lines
+    let mut server =
+        BinaryServer::start(&["--listen", "127.0.0.1:0", "--stall-timeout", "2s"]).await;
+    let addr = server.addr(0);
+
+    let (sender, _) = join(addr).await;
+    let (receiver, _) = join(addr).await;
+    // Connects, and never reads a byte.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    server.expect_log("client connected").await;
+    let (_sender_reader, sender_writer) = sender.into_split();
+
+    let started = std::time::Instant::now();
+    let writing = send_numbered(sender_writer, COUNT);
+    within_for(
+        Duration::from_secs(120),
+        "the reading client to get all 100 MB",
+        receive_numbered(receiver, COUNT, None),
+    )
+    .await;
+    within("the sender", writing).await.unwrap();
+    eprintln!(
+        "100 MB relayed past a stalled client in {:?}",
+        started.elapsed()
+    );
+
+    let cut = server.expect_log("stalled").await;
+    assert!(cut.contains("client disconnected"), "{cut}");
+    // The stalled client's connection was closed: reading drains what the
+    // kernel buffered, then meets the end.
+    within("the stalled client's connection to end", async {
+        let mut sink = vec![0; 1 << 16];
+        loop {
+            match stalled.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+
+    let peak = server.peak_rss_kib();
+    eprintln!("server peak RSS: {peak} KiB");
+    assert!(
+        peak < 64 * 1024,
+        "server memory grew to {peak} KiB relaying past a stalled client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_much_slower_than_its_sender_still_gets_every_line() {
+    const COUNT: usize = 10_000; // 10 MB: more than the kernel's socket buffers hold
+    let config = Config {
+        queue_soft_limit: 64 * 1024,
+        queue_hard_limit: 256 * 1024,
+        max_line: 4 * 1024,
+        ..Config::local()
+    };
+    let server = TestServer::start(config).await;
+    let (sender, _) = join(server.text_addr()).await;
+    let (slow, _) = join(server.text_addr()).await;
+    let (fast, _) = join(server.text_addr()).await;
+    let (_r, w) = sender.into_split();
+    let writing = send_numbered(w, COUNT);
+    let slow_done = tokio::spawn(receive_numbered(
+        slow,
+        COUNT,
+        Some(Duration::from_millis(5)),
+    ));
+    let fast_done = tokio::spawn(receive_numbered(fast, COUNT, None));
+    within_for(Duration::from_secs(120), "the slow reader", slow_done)
+        .await
+        .unwrap();
+    within("the fast reader", fast_done).await.unwrap();
+    within("the sender", writing).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_client_holds_a_sender_back_no_longer_than_the_stall_timeout() {
+    let config = Config {
+        queue_soft_limit: 64 * 1024,
+        queue_hard_limit: 1024 * 1024,
+        stall_timeout: Duration::from_millis(500),
+        ..Config::local()
+    };
+    let server = TestServer::start(config).await;
+    let (sender, _) = join(server.text_addr()).await;
+    let (mut watcher, _) = join(server.text_addr()).await;
+    let stalled = TcpStream::connect(server.text_addr()).await.unwrap();
+    sync(&mut watcher).await;
+    // The stalled client cannot take more than its socket buffers and soft
+    // limit; the sender pauses, the stall timeout cuts it off, and the
+    // sender goes on. 20 MB is more than loopback buffers hold.
+    let (_r, w) = sender.into_split();
+    let writing = send_numbered(w, 20_000);
+    expect_line(&mut watcher, "the stalled client's leave notice", |l| {
+        l.to_string().ends_with("(stalled)")
+    })
+    .await;
+    within_for(Duration::from_secs(60), "the sender to finish", writing)
+        .await
+        .unwrap();
+    drop(stalled);
+    server.stop().await;
+}
