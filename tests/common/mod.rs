@@ -244,8 +244,8 @@ impl BinaryServer {
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let pid = self.child.id().expect("running");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
             .status()
             .expect("kill runs");
         assert!(status.success());
