@@ -196,11 +196,16 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
     mut writer: W,
     stall: Duration,
 ) {
+    // Set while a message is written in part: a cut-off can come then, and
+    // the goodbye must not be glued to the torn message.
+    let mut torn = false;
     loop {
         let batch = outbox.take();
         if batch.items.is_empty() {
             match batch.closing {
-                Some(closing) => return goodbye(protocol, &closing, &mut writer, stall).await,
+                Some(closing) => {
+                    return goodbye(protocol, &closing, torn, &mut writer, stall).await
+                }
                 None => {
                     outbox.ready().await;
                     continue;
@@ -225,7 +230,7 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
         let written = tokio::select! {
             biased;
             _ = outbox.aborted() => Ok(()),
-            written = write_chunks(&mut writer, &mut chunks, outbox, stall) => written,
+            written = write_chunks(&mut writer, &mut chunks, &mut torn, outbox, stall) => written,
         };
         if let Err(reason) = written {
             outbox.close(reason, false);
@@ -234,11 +239,12 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
 }
 
 /// Writes `chunks` (bytes and their queue weight) with vectored writes,
-/// reporting progress to the outbox. Fails if the client accepts nothing
-/// for `stall`.
+/// reporting progress to the outbox; `torn` tells whether the first chunk
+/// is partly written. Fails if the client accepts nothing for `stall`.
 async fn write_chunks<W: AsyncWrite + Unpin>(
     writer: &mut W,
     chunks: &mut VecDeque<(Bytes, usize)>,
+    torn: &mut bool,
     outbox: &Outbox,
     stall: Duration,
 ) -> Result<(), CloseReason> {
@@ -263,9 +269,11 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
                 left -= bytes.len();
                 done += *weight;
                 chunks.pop_front();
+                *torn = false;
             } else {
                 bytes.advance(left);
                 left = 0;
+                *torn = true;
             }
         }
         outbox.written(done);
@@ -274,17 +282,22 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
 }
 
 /// Tells the client why it is being disconnected (as far as its protocol
-/// says such things), then closes the write side.
+/// says such things), then closes the write side. After a torn message the
+/// goodbye starts on a line of its own.
 async fn goodbye<P: Protocol, W: AsyncWrite + Unpin>(
     protocol: &P,
     closing: &Closing,
+    torn: bool,
     writer: &mut W,
     stall: Duration,
 ) {
     if matches!(closing.reason, CloseReason::WriteFailed(_)) {
         return;
     }
-    let bytes = protocol.goodbye(closing);
+    let mut bytes = protocol.goodbye(closing);
+    if torn && !bytes.is_empty() {
+        bytes = [&b"\n"[..], &bytes].concat().into();
+    }
     let deadline = if closing.flush {
         stall
     } else {
@@ -297,4 +310,77 @@ async fn goodbye<P: Protocol, W: AsyncWrite + Unpin>(
         writer.shutdown().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Text;
+
+    fn stalled() -> Closing {
+        Closing {
+            reason: CloseReason::Stalled {
+                timeout: Duration::from_secs(1),
+            },
+            flush: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_goodbye_after_a_torn_message_starts_on_its_own_line() {
+        let text = Text::new(1024, None, None);
+        let mut out = Vec::new();
+        goodbye(&text, &stalled(), true, &mut out, Duration::from_secs(1)).await;
+        assert!(
+            out.starts_with(b"\n! disconnected: stalled"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+        let mut out = Vec::new();
+        goodbye(&text, &stalled(), false, &mut out, Duration::from_secs(1)).await;
+        assert!(out.starts_with(b"! disconnected: stalled"));
+    }
+
+    #[tokio::test]
+    async fn a_partial_write_marks_the_message_torn_until_it_is_finished() {
+        let outbox = Outbox::new(crate::hub::QueueLimits {
+            soft: 1 << 10,
+            hard: 1 << 20,
+        });
+        // A pipe that holds 3 bytes: "hello\n" cannot go in one write.
+        let (mut near, mut far) = tokio::io::duplex(3);
+        let mut chunks = VecDeque::from([(Bytes::from_static(b"hello\n"), 6)]);
+        let mut torn = false;
+        {
+            let writing = write_chunks(
+                &mut near,
+                &mut chunks,
+                &mut torn,
+                &outbox,
+                Duration::from_secs(5),
+            );
+            tokio::pin!(writing);
+            tokio::select! {
+                biased;
+                _ = &mut writing => panic!("wrote 6 bytes into a 3-byte pipe"),
+                _ = std::future::ready(()) => {}
+            }
+        }
+        assert!(torn);
+        let mut first = [0u8; 3];
+        tokio::io::AsyncReadExt::read_exact(&mut far, &mut first)
+            .await
+            .unwrap();
+        write_chunks(
+            &mut near,
+            &mut chunks,
+            &mut torn,
+            &outbox,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert!(!torn);
+        assert!(chunks.is_empty());
+    }
 }

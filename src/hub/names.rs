@@ -57,7 +57,7 @@ fn validate(raw: &str, what: &'static str) -> Result<(), NameError> {
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $ty:ident, $what:literal) => {
+    ($(#[$doc:meta])* $ty:ident, $what:literal, lower_case: $lower:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $ty(Arc<str>);
@@ -66,7 +66,11 @@ macro_rules! name_type {
             /// Checks `raw` against the naming rules and wraps it.
             pub fn new(raw: &str) -> Result<Self, NameError> {
                 validate(raw, $what)?;
-                Ok(Self(Arc::from(raw)))
+                if $lower {
+                    Ok(Self(Arc::from(raw.to_lowercase())))
+                } else {
+                    Ok(Self(Arc::from(raw)))
+                }
             }
 
             /// Like [`Self::new`], for bytes straight off the wire.
@@ -117,14 +121,17 @@ macro_rules! name_type {
 name_type!(
     /// A client's name, unique on the server (ignoring case), e.g. `guest-7` or `小明`.
     Name,
-    "name"
+    "name",
+    lower_case: false
 );
 
 name_type!(
     /// A room's name, e.g. `lobby`. Protocols may show it as `#lobby`; a
-    /// leading `#` typed by a user is not part of the name.
+    /// leading `#` typed by a user is not part of the name. Room names are
+    /// not case-sensitive: they are kept in lower case.
     RoomName,
-    "room name"
+    "room name",
+    lower_case: true
 );
 
 impl RoomName {
@@ -134,8 +141,11 @@ impl RoomName {
     }
 
     /// Parses a room name as a user types it: `#lobby` and `lobby` are the same room.
+    /// Case does not matter: the name is kept in lower case.
     pub fn parse_user(raw: &[u8]) -> Result<Self, NameError> {
-        Self::from_bytes(raw.strip_prefix(b"#").unwrap_or(raw))
+        let raw = raw.strip_prefix(b"#").unwrap_or(raw);
+        let raw = std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8("room name"))?;
+        Self::new(raw)
     }
 }
 
@@ -178,7 +188,8 @@ mod tests {
     }
 
     #[test]
-    fn a_leading_hash_names_the_same_room() {
+    fn a_leading_hash_or_capitals_name_the_same_room() {
         assert_eq!(RoomName::parse_user(b"#lobby").unwrap(), RoomName::lobby());
+        assert_eq!(RoomName::parse_user(b"Lobby").unwrap(), RoomName::lobby());
     }
 }

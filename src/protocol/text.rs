@@ -22,7 +22,8 @@ pub struct Text {
 impl Text {
     /// A text protocol refusing lines over `max_line` bytes. `welcome`:
     /// `None` for the default welcome, `Some("")` for none, else sent
-    /// verbatim. `ack`: sent verbatim after every message line.
+    /// verbatim. `ack`: sent verbatim after every message relayed (plain
+    /// lines and `/msg`).
     pub fn new(max_line: usize, welcome: Option<&str>, ack: Option<&str>) -> Self {
         let verbatim = |text: &str| {
             if text.is_empty() {
@@ -137,7 +138,8 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
         "who" | "names" => optional_room(&args, "/who [ROOM]").map(Request::Who),
         "rooms" | "list" => no_args(&args, Request::Rooms, "/rooms"),
         "ping" => no_args(&args, Request::Ping, "/ping"),
-        "help" => Ok(Request::Help),
+        "help" => no_args(&args, Request::Help, "/help"),
+        // IRC clients send a parting message with /quit; it is not shown.
         "quit" | "exit" => Ok(Request::Quit),
         _ => Err(ProtocolError::new(
             "unknown_command",

@@ -1,6 +1,7 @@
 //! The `switchboard` command: `serve`, `connect` and `send`, thin layers
 //! over the library.
 
+mod bench;
 mod connect;
 mod send;
 mod serve;
@@ -31,6 +32,9 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Send one message (or each line of stdin) and hang up.
     Send(send::SendArgs),
+    /// Measure a running relay (switchboard, ncat --broker, NATS, Redis):
+    /// throughput, latency, loss, memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Send(args) => send::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // Do not wait for a blocked stdin read: the command is done.

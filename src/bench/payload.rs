@@ -1,0 +1,112 @@
+//! The bench's message payload: who sent it, its sequence number and when
+//! it was (meant to be) sent, in fixed-width text that survives every
+//! protocol, padded to the requested size.
+//!
+//! `SB1 PPPPP SSSSSSSSSS TTTTTTTTTTTTTTTT ....` — marker, publisher,
+//! sequence number, nanoseconds since the bench started, padding.
+
+use memchr::memmem;
+
+/// Marks a bench payload inside whatever a protocol wraps it in.
+pub const MARKER: &[u8] = b"SB1 ";
+
+const PUBLISHER_DIGITS: usize = 5;
+const SEQ_DIGITS: usize = 10;
+const TIME_DIGITS: usize = 16;
+
+/// The smallest payload: marker and fields, no padding.
+pub const MIN_SIZE: usize = MARKER.len() + PUBLISHER_DIGITS + 1 + SEQ_DIGITS + 1 + TIME_DIGITS;
+
+/// Publisher id of the probes sent to check every receiver is listening.
+pub const PROBE: u32 = 99_999;
+
+/// What a payload says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Which publisher sent it.
+    pub publisher: u32,
+    /// Its place in that publisher's sequence, from 0.
+    pub seq: u64,
+    /// When it was due to be sent, in nanoseconds since the bench started.
+    pub sent_ns: u64,
+}
+
+/// Appends the payload for `stamp`, `size` bytes long (at least [`MIN_SIZE`]).
+pub fn encode(stamp: Stamp, size: usize, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let start = out.len();
+    write!(
+        out,
+        "SB1 {:05} {:010} {:016}",
+        stamp.publisher, stamp.seq, stamp.sent_ns
+    )
+    .expect("writing to a Vec cannot fail");
+    let written = out.len() - start;
+    out.resize(start + size.max(written), b'.');
+}
+
+/// Finds and reads the payload in `line`, if it holds one.
+pub fn find(line: &[u8], finder: &memmem::Finder<'_>) -> Option<Stamp> {
+    let at = finder.find(line)?;
+    let fields = line.get(at + MARKER.len()..at + MIN_SIZE)?;
+    let publisher = digits(&fields[..PUBLISHER_DIGITS])?;
+    let seq = digits(&fields[PUBLISHER_DIGITS + 1..PUBLISHER_DIGITS + 1 + SEQ_DIGITS])?;
+    let sent_ns = digits(&fields[PUBLISHER_DIGITS + SEQ_DIGITS + 2..])?;
+    Some(Stamp {
+        publisher: publisher as u32,
+        seq,
+        sent_ns,
+    })
+}
+
+/// A finder for [`MARKER`], built once per receiver.
+pub fn finder() -> memmem::Finder<'static> {
+    memmem::Finder::new(MARKER)
+}
+
+fn digits(field: &[u8]) -> Option<u64> {
+    field.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_payload_has_the_requested_size_and_reads_back() {
+        let stamp = Stamp {
+            publisher: 3,
+            seq: 42,
+            sent_ns: 123_456_789,
+        };
+        let mut out = Vec::new();
+        encode(stamp, 64, &mut out);
+        assert_eq!(out.len(), 64);
+        let wrapped = [b"[#lobby] guest-1: ".as_slice(), &out].concat();
+        assert_eq!(find(&wrapped, &finder()), Some(stamp));
+    }
+
+    #[test]
+    fn lines_without_a_payload_are_not_mistaken_for_one() {
+        assert_eq!(find(b"* guest-2 joined #lobby", &finder()), None);
+        assert_eq!(find(b"SB1 00001 0000000002", &finder()), None);
+        assert_eq!(
+            find(b"SB1 0000x 0000000002 0000000000000003", &finder()),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_stamp_survives_encoding(publisher in 0u32..100_000, seq in 0u64..10_000_000_000, sent_ns in 0u64..10_000_000_000_000_000, size in 0usize..200) {
+            let stamp = Stamp { publisher, seq, sent_ns };
+            let mut out = Vec::new();
+            encode(stamp, size, &mut out);
+            prop_assert_eq!(out.len(), size.max(MIN_SIZE));
+            prop_assert_eq!(find(&out, &finder()), Some(stamp));
+        }
+    }
+}
