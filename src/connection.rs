@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{CloseReason, Closing, Name, Outbox, Outgoing, Pushed, RoomName, Session};
-use crate::protocol::{apply, Decode, Input, Protocol, Reply};
+use crate::hub::{Body, CloseReason, Closing, Name, Outbox, Outgoing, Pushed, RoomName, Session};
+use crate::protocol::{apply, Decode, Input, Protocol, Reply, Request};
 
 /// The per-connection timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -97,12 +97,13 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     let mut eof = false;
     let end = 'connection: loop {
         // What was read is handled even after the client hung up.
-        while let Some(input) = decoder.decode(&mut buf, eof) {
+        let mut held = None;
+        while let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held) {
             let step = tokio::select! {
                 biased;
                 _ = outbox.closed() => Step::Stop(None),
                 _ = shutdown.cancelled() => Step::Stop(Some((CloseReason::ServerShutdown, true))),
-                step = handle(protocol, &mut session, input) => step,
+                step = handle(protocol, &mut session, work) => step,
             };
             if let Step::Stop(end) = step {
                 break 'connection end;
@@ -138,7 +139,71 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     session.name().clone()
 }
 
-async fn handle<P: Protocol>(protocol: &P, session: &mut Session, input: Input) -> Step {
+/// Most messages relayed as one delivery.
+const MAX_BATCH: usize = 256;
+
+/// What to do next with a client's input.
+enum Work {
+    /// A run of messages to one room, in order: relayed as one delivery.
+    Say(Option<RoomName>, Vec<Body>),
+    /// Anything else, one at a time.
+    One(Input),
+}
+
+/// Takes the next piece of work from what has been read. Consecutive
+/// messages to the same room (as one read of a fast sender holds many)
+/// become one [`Work::Say`]; `held` keeps an input read past the run.
+fn next_work<D: Decode>(
+    decoder: &mut D,
+    buf: &mut BytesMut,
+    eof: bool,
+    held: &mut Option<Input>,
+) -> Option<Work> {
+    let first = held.take().or_else(|| decoder.decode(buf, eof))?;
+    let (room, body) = match first {
+        Input::Request {
+            request: Request::Say { room, body },
+            tag: None,
+        } => (room, body),
+        other => return Some(Work::One(other)),
+    };
+    let mut bodies = vec![body];
+    while bodies.len() < MAX_BATCH {
+        match decoder.decode(buf, eof) {
+            Some(Input::Request {
+                request:
+                    Request::Say {
+                        room: next_room,
+                        body,
+                    },
+                tag: None,
+            }) if next_room == room => bodies.push(body),
+            Some(other) => {
+                *held = Some(other);
+                break;
+            }
+            None => break,
+        }
+    }
+    Some(Work::Say(room, bodies))
+}
+
+async fn handle<P: Protocol>(protocol: &P, session: &mut Session, work: Work) -> Step {
+    let input = match work {
+        Work::Say(room, bodies) => {
+            let count = bodies.len();
+            let answer = match session.say_all(room.as_ref(), bodies).await {
+                Ok(()) => protocol.reply(&Reply::Sent, &None),
+                Err(error) => protocol.error(&error.into(), &None),
+            };
+            // One answer (an ack, or the error) per message.
+            for _ in 0..count {
+                answer_client(session, answer.clone()).await;
+            }
+            return Step::Continue;
+        }
+        Work::One(input) => input,
+    };
     let (outcome, tag) = match input {
         Input::Request { request, tag } => (apply(session, request).await, tag),
         Input::Invalid { error, tag } => (Err(error), tag),
@@ -151,12 +216,16 @@ async fn handle<P: Protocol>(protocol: &P, session: &mut Session, input: Input) 
             protocol.error(error, &tag)
         }
     };
-    // A client that asks and never reads its answers is throttled like any
-    // other slow reader.
+    answer_client(session, answer).await;
+    Step::Continue
+}
+
+/// Queues an answer for the client. A client that asks and never reads its
+/// answers is throttled like any other slow reader.
+async fn answer_client(session: &Session, answer: Bytes) {
     if !answer.is_empty() && session.reply(answer) == Pushed::Congested {
         session.outbox().until_uncongested().await;
     }
-    Step::Continue
 }
 
 async fn read_with_idle_timeout<R: AsyncRead + Unpin>(
@@ -217,7 +286,7 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
         for item in batch.items {
             let weight = item.weight();
             let bytes = match item {
-                Outgoing::Shared(delivery) => delivery.encoded(P::SLOT, P::event),
+                Outgoing::Shared(delivery) => delivery.encoded(P::SLOT, P::encode_event),
                 Outgoing::Encoded(bytes) => bytes,
             };
             if bytes.is_empty() {

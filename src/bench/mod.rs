@@ -219,6 +219,7 @@ async fn receive(
     mut reader: OwnedReadHalf,
     own: Option<u32>,
     publishers: usize,
+    size: usize,
     shared: Arc<Shared>,
 ) -> Tally {
     let mut tally = Tally::new(publishers);
@@ -249,7 +250,7 @@ async fn receive(
         for end in memchr::memchr_iter(b'\n', &buf[..filled]) {
             let line = &buf[start..end];
             start = end + 1;
-            let Some(stamp) = payload::find(line, &finder) else {
+            let Some(stamp) = payload::find(line, size, &finder) else {
                 if finder.find(line).is_some() {
                     tally.garbled += 1;
                 }
@@ -534,7 +535,13 @@ async fn traffic(options: &Options, progress: Arc<Progress>) -> anyhow::Result<R
     for (i, stream) in subscribers.into_iter().enumerate() {
         let (reader, writer) = stream.into_split();
         let own = chat.then_some(i as u32);
-        receivers.spawn(receive_until(reader, own, publishers, shared.clone()));
+        receivers.spawn(receive_until(
+            reader,
+            own,
+            publishers,
+            options.size,
+            shared.clone(),
+        ));
         if separate_publishers {
             keep_open.push(writer);
         } else {
@@ -625,9 +632,10 @@ async fn receive_until(
     reader: OwnedReadHalf,
     own: Option<u32>,
     publishers: usize,
+    size: usize,
     shared: Arc<Shared>,
 ) -> (Option<u32>, Tally) {
-    (own, receive(reader, own, publishers, shared).await)
+    (own, receive(reader, own, publishers, size, shared).await)
 }
 
 async fn connect_idle(options: &Options, progress: Arc<Progress>) -> anyhow::Result<Report> {
@@ -648,7 +656,7 @@ async fn connect_idle(options: &Options, progress: Arc<Progress>) -> anyhow::Res
     let mut writers = Vec::new();
     for stream in clients {
         let (reader, writer) = stream.into_split();
-        receivers.spawn(receive(reader, None, 1, shared.clone()));
+        receivers.spawn(receive(reader, None, 1, options.size, shared.clone()));
         writers.push(writer);
     }
     // One broadcast that everyone must hear: all are named, in the room,

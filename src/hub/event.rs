@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::names::{Name, RoomName};
 
@@ -111,13 +111,15 @@ impl Event {
 /// Number of encodings a [`Delivery`] can cache: one per wire format.
 pub const ENCODING_SLOTS: usize = 4;
 
-/// An event on its way to one or more clients. It is built once per event
-/// and shared by reference among all recipients; each wire format encodes
-/// it at most once, on first use, and every recipient of that format
-/// shares the encoded bytes.
+/// Events on their way to one or more clients: usually one, or the run of
+/// messages one read from a sender produced. Built once and shared by
+/// reference among all recipients; each wire format encodes it at most
+/// once, on first use, and every recipient of that format shares the
+/// encoded bytes: one buffer, and one slice of a vectored write, per
+/// recipient, however many messages it holds.
 #[derive(Debug)]
 pub struct Delivery {
-    event: Event,
+    events: Box<[Event]>,
     weight: usize,
     encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
 }
@@ -125,23 +127,34 @@ pub struct Delivery {
 impl Delivery {
     /// Wraps an event for delivery.
     pub fn new(event: Event) -> Arc<Self> {
+        Delivery::batch(vec![event])
+    }
+
+    /// Wraps events to be delivered together, in order.
+    pub fn batch(events: Vec<Event>) -> Arc<Self> {
         Arc::new(Delivery {
-            weight: event.weight(),
-            event,
+            weight: events.iter().map(Event::weight).sum(),
+            events: events.into_boxed_slice(),
             encoded: Default::default(),
         })
     }
 
-    /// The event itself.
-    pub fn event(&self) -> &Event {
-        &self.event
+    /// The events, in order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
     }
 
-    /// The event encoded by the wire format owning `slot`
-    /// (`slot < ENCODING_SLOTS`), encoding it if no recipient has yet.
-    pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
+    /// The events encoded by the wire format owning `slot`
+    /// (`slot < ENCODING_SLOTS`), encoding them if no recipient has yet.
+    pub fn encoded(&self, slot: usize, encode: impl Fn(&Event, &mut BytesMut)) -> Bytes {
         self.encoded[slot]
-            .get_or_init(|| encode(&self.event))
+            .get_or_init(|| {
+                let mut out = BytesMut::with_capacity(self.weight);
+                for event in self.events.iter() {
+                    encode(event, &mut out);
+                }
+                out.freeze()
+            })
             .clone()
     }
 }

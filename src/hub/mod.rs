@@ -359,15 +359,32 @@ impl Session {
     /// every recipient it congested has drained below its soft limit or
     /// been cut off. Recipients are everyone in the room but the sender.
     pub async fn say(&self, room: Option<&RoomName>, body: Body) -> Result<(), HubError> {
+        self.say_all(room, vec![body]).await
+    }
+
+    /// Says each of `bodies`, in order, as one delivery: what [`say`]
+    /// does for one message, at the cost of one.
+    ///
+    /// [`say`]: Session::say
+    pub async fn say_all(
+        &self,
+        room: Option<&RoomName>,
+        bodies: Vec<Body>,
+    ) -> Result<(), HubError> {
         let room = match room {
             Some(name) => self.joined(name)?,
             None => self.rooms.last().ok_or(HubError::NoRoom)?,
         };
-        let delivery = Delivery::new(Event::Message {
-            room: room.name.clone(),
-            from: self.name.clone(),
-            body,
-        });
+        let delivery = Delivery::batch(
+            bodies
+                .into_iter()
+                .map(|body| Event::Message {
+                    room: room.name.clone(),
+                    from: self.name.clone(),
+                    body,
+                })
+                .collect(),
+        );
         let congested = room.broadcast(&Outgoing::Shared(delivery), self.me.id);
         for member in congested {
             member.outbox.until_uncongested().await;
@@ -611,9 +628,9 @@ mod tests {
             .take()
             .items
             .into_iter()
-            .filter_map(|item| match item {
-                Outgoing::Shared(d) => Some(d.event().clone()),
-                Outgoing::Encoded(_) => None,
+            .flat_map(|item| match item {
+                Outgoing::Shared(d) => d.events().to_vec(),
+                Outgoing::Encoded(_) => Vec::new(),
             })
             .collect()
     }

@@ -205,8 +205,8 @@ impl Protocol for Json {
         line(json!({ "type": "welcome", "name": name, "room": room }))
     }
 
-    fn event(event: &Event) -> Bytes {
-        line(match event {
+    fn encode_event(event: &Event, out: &mut BytesMut) {
+        let event = match event {
             Event::Message { room, from, body } => JsonEvent::Message {
                 room,
                 from,
@@ -219,7 +219,10 @@ impl Protocol for Json {
             Event::Joined { room, name } => JsonEvent::Joined { room, name },
             Event::Left { room, name, reason } => JsonEvent::Left { room, name, reason },
             Event::Renamed { old, new } => JsonEvent::Renamed { old, new },
-        })
+        };
+        let mut writer = bytes::BufMut::writer(out);
+        serde_json::to_writer(&mut writer, &event).expect("events serialize");
+        writer.into_inner().extend_from_slice(b"\n");
     }
 
     fn reply(&self, reply: &Reply, tag: &Tag) -> Bytes {

@@ -69,8 +69,15 @@ pub trait Protocol: Send + Sync + 'static {
     /// The first bytes a new client gets.
     fn welcome(&self, name: &Name, room: Option<&RoomName>) -> Bytes;
 
+    /// Appends an event, as this protocol shows it, to `out`.
+    fn encode_event(event: &Event, out: &mut BytesMut);
+
     /// An event, as this protocol shows it.
-    fn event(event: &Event) -> Bytes;
+    fn event(event: &Event) -> Bytes {
+        let mut out = BytesMut::new();
+        Self::encode_event(event, &mut out);
+        out.freeze()
+    }
 
     /// The answer to a carried-out request.
     fn reply(&self, reply: &Reply, tag: &Tag) -> Bytes;

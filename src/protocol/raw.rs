@@ -42,19 +42,14 @@ impl Protocol for Raw {
         Bytes::new()
     }
 
-    fn event(event: &Event) -> Bytes {
+    fn encode_event(event: &Event, out: &mut BytesMut) {
         let body = match event {
             Event::Message { body, .. } | Event::Direct { body, .. } => body,
-            _ => return Bytes::new(),
+            _ => return,
         };
-        match body.framing {
-            Framing::Chunk => body.bytes.clone(),
-            Framing::Line => {
-                let mut out = BytesMut::with_capacity(body.bytes.len() + 1);
-                out.extend_from_slice(&body.bytes);
-                out.extend_from_slice(b"\n");
-                out.freeze()
-            }
+        out.extend_from_slice(&body.bytes);
+        if body.framing == Framing::Line {
+            out.extend_from_slice(b"\n");
         }
     }
 

@@ -189,19 +189,22 @@ fn split_word(text: Bytes) -> (Bytes, Bytes) {
     (word, rest.slice(skip..))
 }
 
-/// Writes `body` as one or more lines, each after `prefix`: a body holding
-/// line breaks (a raw chunk, a JSON text) must not break the framing.
-fn message_lines(prefix: &[u8], body: &Body) -> Bytes {
+/// Writes `body` as one or more lines, each after `prefix` (the parts of
+/// `prefix` in a row): a body holding line breaks (a raw chunk, a JSON
+/// text) must not break the framing.
+fn message_lines(prefix: &[&[u8]], body: &Body, out: &mut BytesMut) {
     let bytes = &body.bytes[..];
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    let mut out = BytesMut::with_capacity(prefix.len() + bytes.len() + 1);
+    let prefix_len: usize = prefix.iter().map(|part| part.len()).sum();
+    out.reserve(prefix_len + bytes.len() + 1);
     for segment in bytes.split(|b| *b == b'\n') {
         let segment = segment.strip_suffix(b"\r").unwrap_or(segment);
-        out.put_slice(prefix);
+        for part in prefix {
+            out.put_slice(part);
+        }
         out.put_slice(segment);
         out.put_u8(b'\n');
     }
-    out.freeze()
 }
 
 fn notice(text: std::fmt::Arguments<'_>) -> Bytes {
@@ -232,19 +235,22 @@ impl Protocol for Text {
         }
     }
 
-    fn event(event: &Event) -> Bytes {
+    fn encode_event(event: &Event, out: &mut BytesMut) {
         match event {
             Event::Message { room, from, body } => {
-                message_lines(format!("[#{room}] {from}: ").as_bytes(), body)
+                let (room, from) = (room.as_str().as_bytes(), from.as_str().as_bytes());
+                message_lines(&[b"[#", room, b"] ", from, b": "], body, out)
             }
             Event::Direct { from, body } => {
-                message_lines(format!("[dm] {from}: ").as_bytes(), body)
+                message_lines(&[b"[dm] ", from.as_str().as_bytes(), b": "], body, out)
             }
-            Event::Joined { room, name } => notice(format_args!("{name} joined #{room}")),
+            Event::Joined { room, name } => out.put(notice(format_args!("{name} joined #{room}"))),
             Event::Left { room, name, reason } => {
-                notice(format_args!("{name} left #{room} ({reason})"))
+                out.put(notice(format_args!("{name} left #{room} ({reason})")))
             }
-            Event::Renamed { old, new } => notice(format_args!("{old} is now known as {new}")),
+            Event::Renamed { old, new } => {
+                out.put(notice(format_args!("{old} is now known as {new}")))
+            }
         }
     }
 
