@@ -149,7 +149,7 @@ fn resp(parts: &[&[u8]]) -> Vec<u8> {
 
 /// Reads and discards everything a publisher's connection receives (the
 /// relay's notices, Redis's reply counts), so the relay never blocks on it.
-pub async fn drain(reader: tokio::net::tcp::OwnedReadHalf) {
+pub async fn drain<R: tokio::io::AsyncRead + Unpin>(reader: R) {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     loop {
         let n = match reader.fill_buf().await {

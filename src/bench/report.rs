@@ -52,6 +52,8 @@ pub struct Report {
     pub memory: Option<Memory>,
     /// Clients that heard a broadcast sent to all of them (connect).
     pub heard_broadcast: Option<usize>,
+    /// Receivers that heard the room before measuring began (fanout, chat).
+    pub heard_room: Option<usize>,
 }
 
 /// Latency percentiles, in microseconds.
@@ -125,6 +127,7 @@ impl Report {
             per_publisher: Vec::new(),
             memory: None,
             heard_broadcast: None,
+            heard_room: None,
         }
     }
 

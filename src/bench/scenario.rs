@@ -1,0 +1,209 @@
+//! The scenarios, from connecting to the report.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use super::adapter::{self, Adapter};
+use super::publish::{self, probe_until_ready};
+use super::receive::receive;
+use super::{open_many, procfs, Clock, Options, Progress, Report, Scenario, Shared};
+
+/// Fanout and chat: connect everyone, check everyone hears the room, warm
+/// up, measure, wait for what is in flight, report.
+pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyhow::Result<Report> {
+    let clock = Clock(Instant::now());
+    let chat = options.scenario == Scenario::Chat;
+    let clients = options.clients;
+    let publishers = if chat { clients } else { options.publishers };
+    anyhow::ensure!(!chat || clients >= 2, "chat needs at least 2 clients");
+    anyhow::ensure!(!chat || options.rate > 0.0, "--rate must be more than 0");
+
+    let adapter = options.adapter;
+    let subscribers = open_many(clients, &progress, |i| {
+        let (addr, room) = (options.addr.clone(), options.room.clone());
+        let name = (adapter == Adapter::Text).then(|| format!("bench-{i}"));
+        async move { adapter.subscriber(&addr, &room, name.as_deref()).await }
+    })
+    .await?;
+    // A chat client publishes on its own connection where the relay allows.
+    let separate_publishers = !chat || !adapter.publishes_while_subscribed();
+    let publisher_streams = if separate_publishers {
+        open_many(publishers, &progress, |_| {
+            let (addr, room) = (options.addr.clone(), options.room.clone());
+            async move { adapter.publisher(&addr, &room).await }
+        })
+        .await?
+    } else {
+        Vec::new()
+    };
+
+    let shared = Shared::new(publishers, clock, progress.clone());
+    let mut receivers = JoinSet::new();
+    // Write sides stay open to the end: a relay may take a closed write
+    // side for a client leaving.
+    let mut keep_open = Vec::new();
+    let mut fanout_writers = Vec::new();
+    let mut paced_writers = Vec::new();
+    for (i, stream) in subscribers.into_iter().enumerate() {
+        let own = chat.then_some(i as u32);
+        let (size, shared) = (options.size, shared.clone());
+        if chat && !separate_publishers {
+            let (reader, writer) = split_for_pacer(stream)?;
+            paced_writers.push(writer);
+            receivers
+                .spawn(async move { (own, receive(reader, own, publishers, size, shared).await) });
+        } else {
+            let (reader, writer) = stream.into_split();
+            keep_open.push(writer);
+            receivers
+                .spawn(async move { (own, receive(reader, own, publishers, size, shared).await) });
+        }
+    }
+    for stream in publisher_streams {
+        // A publisher's connection only publishes: what it receives
+        // (notices, reply counts, other publishers' messages) is discarded.
+        if chat {
+            let (reader, writer) = split_for_pacer(stream)?;
+            tokio::spawn(adapter::drain(reader));
+            paced_writers.push(writer);
+        } else {
+            let (reader, writer) = stream.into_split();
+            tokio::spawn(adapter::drain(reader));
+            fanout_writers.push(writer);
+        }
+    }
+    probe_until_ready(options, &shared, clients).await?;
+
+    // The window opens after the warm-up, counted from now.
+    let start = clock.now_ns();
+    let window = (
+        start + options.warmup.as_nanos() as u64,
+        start + (options.warmup + options.duration).as_nanos() as u64,
+    );
+    shared.set_window(window);
+    tokio::spawn({
+        let (progress, warmup) = (progress.clone(), options.warmup);
+        async move {
+            tokio::time::sleep(warmup).await;
+            progress.measuring.store(true, Ordering::Relaxed);
+        }
+    });
+
+    let receivers_per_message = if chat { clients - 1 } else { clients } as u64;
+    let mut sent = vec![0u64; publishers];
+    let mut sent_in_window = 0;
+    if chat {
+        let (pacing, pacer_shared) = (options.clone(), shared.clone());
+        let paced = tokio::task::spawn_blocking(move || {
+            publish::pace(paced_writers, pacing, window.1, pacer_shared)
+        })
+        .await
+        .context("the pacer thread")?
+        .context("publishing")?;
+        sent = paced.sent;
+        sent_in_window = paced.in_window;
+        let _keep_open = paced.writers;
+        drain_and_stop(options, &shared, &sent, receivers_per_message).await;
+    } else {
+        let mut publishing = JoinSet::new();
+        for (id, writer) in fanout_writers.into_iter().enumerate() {
+            let (options, shared) = (options.clone(), shared.clone());
+            let id = id as u32;
+            publishing.spawn(async move {
+                let published =
+                    publish::fanout(id, writer, options, receivers_per_message, window.1, shared)
+                        .await;
+                (id, published)
+            });
+        }
+        while let Some(done) = publishing.join_next().await {
+            let (id, published) = done.context("publisher task")?;
+            let published = published.with_context(|| format!("publisher {id}"))?;
+            sent[id as usize] = published.sent;
+            sent_in_window += published.in_window;
+            keep_open.push(published.writer);
+        }
+        drain_and_stop(options, &shared, &sent, receivers_per_message).await;
+    }
+    let mut tallies = Vec::new();
+    while let Some(done) = receivers.join_next().await {
+        tallies.push(done.context("receiver task")?);
+    }
+    drop(keep_open);
+    let mut report = Report::from_traffic(options, &sent, sent_in_window, &tallies, chat);
+    report.heard_room = Some(shared.ready.load(Ordering::SeqCst));
+    Ok(report)
+}
+
+/// Waits (up to the drain timeout) for every message sent to arrive
+/// everywhere, then stops the receivers.
+async fn drain_and_stop(
+    options: &Options,
+    shared: &Shared,
+    sent: &[u64],
+    receivers_per_message: u64,
+) {
+    let expected: u64 = sent.iter().sum::<u64>() * receivers_per_message;
+    let deadline = Instant::now() + options.drain_timeout;
+    while shared.total_delivered() < expected && Instant::now() < deadline {
+        let caught_up = shared.caught_up.notified();
+        let _ = tokio::time::timeout(Duration::from_millis(50), caught_up).await;
+    }
+    shared.stopped.store(true, Ordering::SeqCst);
+    shared.stop.notify_waiters();
+}
+
+/// One socket, two handles: the runtime reads it, the pacer thread writes it.
+fn split_for_pacer(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let stream = stream.into_std()?;
+    let writer = stream.try_clone()?;
+    Ok((TcpStream::from_std(stream)?, writer))
+}
+
+/// Connect: many idle clients, each named and in the room; one broadcast
+/// that all must hear; the relay's memory before and after.
+pub(super) async fn connect_idle(
+    options: &Options,
+    progress: Arc<Progress>,
+) -> anyhow::Result<Report> {
+    let pid = options
+        .server_pid
+        .or_else(|| procfs::pid_listening_on(&options.addr));
+    let before = pid.and_then(procfs::rss_bytes);
+    let adapter = options.adapter;
+    let clients = open_many(options.clients, &progress, |i| {
+        let (addr, room) = (options.addr.clone(), options.room.clone());
+        let name = (adapter == Adapter::Text).then(|| format!("idle-{i}"));
+        async move { adapter.subscriber(&addr, &room, name.as_deref()).await }
+    })
+    .await?;
+    let shared = Shared::new(1, Clock(Instant::now()), progress.clone());
+    let mut receivers = JoinSet::new();
+    let mut keep_open = Vec::new();
+    for stream in clients {
+        let (reader, writer) = stream.into_split();
+        receivers.spawn(receive(reader, None, 1, options.size, shared.clone()));
+        keep_open.push(writer);
+    }
+    probe_until_ready(options, &shared, options.clients).await?;
+    progress.measuring.store(true, Ordering::Relaxed);
+    // Hold them, idle, then read the relay's memory.
+    tokio::time::sleep(options.duration).await;
+    let after = pid.and_then(procfs::rss_bytes);
+    shared.stopped.store(true, Ordering::SeqCst);
+    shared.stop.notify_waiters();
+    while receivers.join_next().await.is_some() {}
+    drop(keep_open);
+    Ok(Report::from_connect(
+        options,
+        pid,
+        before,
+        after,
+        shared.ready.load(Ordering::SeqCst),
+    ))
+}
