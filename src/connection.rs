@@ -6,15 +6,17 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Body, CloseReason, Closing, Name, Outbox, Outgoing, Pushed, RoomName, Session};
+use crate::hub::{
+    Batch, Body, CloseReason, Closing, Name, Outbox, Outgoing, Pushed, RoomName, Session,
+};
 use crate::protocol::{apply, Decode, Input, Protocol, Reply, Request};
 
 /// The per-connection timeouts.
@@ -44,21 +46,28 @@ thread_local! {
 
 /// Welcomes a client, puts it in `room`, and serves it until it leaves or
 /// is disconnected; returns its final name and why the connection closed.
-pub(crate) async fn serve<P, R, W>(
-    protocol: &P,
+///
+/// The read side ends the connection by closing the outbox (the client
+/// left, or sent garbage the socket cannot survive); everything else (a
+/// cut-off, a server shutdown) closes the outbox from outside. Either way
+/// the write side ends once it has said goodbye, and whatever the read side
+/// was doing is dropped. So an idle connection waits on its socket and its
+/// outbox's wake-up, nothing more: this future lives as long as the
+/// connection, and its size is memory per client. What is needed only while
+/// handling input or writing is boxed for that time.
+pub(crate) async fn serve<P, S>(
+    protocol: Arc<P>,
     mut session: Session,
     room: RoomName,
-    reader: R,
-    writer: W,
+    mut stream: S,
     timeouts: Timeouts,
-    shutdown: &CancellationToken,
 ) -> (Name, Closing)
 where
     P: Protocol,
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: Transport,
 {
-    let outbox = session.outbox().clone();
+    let (reader, writer) = stream.halves();
+    let outbox = session.outbox_handle();
     // The welcome comes first, before the room's news.
     let welcome = protocol.welcome(session.name(), Some(&room));
     if !welcome.is_empty() {
@@ -67,10 +76,22 @@ where
     if let Err(error) = session.join(room) {
         tracing::warn!(%error, "cannot put a new client in its listener's room");
     }
-    let (name, ()) = tokio::join!(
-        read_side(protocol, session, reader, timeouts, shutdown),
-        write_side(protocol, &outbox, writer, timeouts.stall),
-    );
+    let protocol = &*protocol;
+    let writing = write_side(protocol, &outbox, writer, timeouts.stall);
+    let mut writing = std::pin::pin!(writing);
+    let reading_ended_first = {
+        let reading = read_side(protocol, &mut session, reader, timeouts.idle);
+        tokio::select! {
+            () = reading => true,
+            () = &mut writing => false,
+        }
+    };
+    // Out of its rooms now, while the writer may still be flushing.
+    let name = session.name().clone();
+    drop(session);
+    if reading_ended_first {
+        writing.await;
+    }
     let closing = outbox.closing().unwrap_or(Closing {
         reason: CloseReason::ClientClosed,
         flush: true,
@@ -78,65 +99,68 @@ where
     (name, closing)
 }
 
-enum Step {
-    Continue,
-    /// Stop reading; close the outbox for this reason (`None`: it is closed already).
-    Stop(Option<(CloseReason, bool)>),
+/// A byte stream a client is served over, read and written at once.
+pub(crate) trait Transport: Send {
+    /// The reading half.
+    type Reader<'a>: AsyncRead + Unpin + Send
+    where
+        Self: 'a;
+    /// The writing half.
+    type Writer<'a>: AsyncWrite + Unpin + Send
+    where
+        Self: 'a;
+    /// Both halves, borrowed.
+    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
 }
 
+/// TCP splits for free by borrowing; `into_split` would allocate per client.
+impl Transport for tokio::net::TcpStream {
+    type Reader<'a> = tokio::net::tcp::ReadHalf<'a>;
+    type Writer<'a> = tokio::net::tcp::WriteHalf<'a>;
+    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
+        self.split()
+    }
+}
+
+enum Step {
+    Continue,
+    /// Stop reading; close the outbox for this reason, flushing or not.
+    Stop(CloseReason, bool),
+}
+
+/// Reads and handles the client's input until it leaves, then closes the
+/// outbox saying why.
 async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     protocol: &P,
-    mut session: Session,
+    session: &mut Session,
     mut reader: R,
-    timeouts: Timeouts,
-    shutdown: &CancellationToken,
-) -> Name {
-    let outbox = session.outbox().clone();
+    idle: Option<Duration>,
+) {
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
     let mut eof = false;
-    let end = 'connection: loop {
+    let (reason, flush) = 'connection: loop {
         // What was read is handled even after the client hung up.
         let mut held = None;
         while let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held) {
-            let step = tokio::select! {
-                biased;
-                _ = outbox.closed() => Step::Stop(None),
-                _ = shutdown.cancelled() => Step::Stop(Some((CloseReason::ServerShutdown, true))),
-                step = handle(protocol, &mut session, work) => step,
-            };
-            if let Step::Stop(end) = step {
-                break 'connection end;
+            if let Step::Stop(reason, flush) = Box::pin(handle(protocol, session, work)).await {
+                break 'connection (reason, flush);
             }
         }
         if eof {
-            break Some((CloseReason::ClientClosed, true));
+            break (CloseReason::ClientClosed, true);
         }
         if buf.is_empty() {
             // Give the memory back while the client is quiet.
             buf = BytesMut::new();
         }
-        let step = tokio::select! {
-            biased;
-            _ = outbox.closed() => Step::Stop(None),
-            _ = shutdown.cancelled() => Step::Stop(Some((CloseReason::ServerShutdown, true))),
-            read = read_with_idle_timeout(&mut reader, &mut buf, timeouts.idle) => match read {
-                Ok(0) => {
-                    eof = true;
-                    Step::Continue
-                }
-                Ok(_) => Step::Continue,
-                Err(reason) => Step::Stop(Some((reason, true))),
-            },
-        };
-        if let Step::Stop(end) = step {
-            break end;
+        match read_with_idle_timeout(&mut reader, &mut buf, idle).await {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(reason) => break (reason, true),
         }
     };
-    if let Some((reason, flush)) = end {
-        session.close(reason, flush);
-    }
-    session.name().clone()
+    session.close(reason, flush);
 }
 
 /// Most messages relayed as one delivery.
@@ -157,9 +181,12 @@ fn next_work<D: Decode>(
     decoder: &mut D,
     buf: &mut BytesMut,
     eof: bool,
-    held: &mut Option<Input>,
+    held: &mut Option<Box<Input>>,
 ) -> Option<Work> {
-    let first = held.take().or_else(|| decoder.decode(buf, eof))?;
+    let first = held
+        .take()
+        .map(|input| *input)
+        .or_else(|| decoder.decode(buf, eof))?;
     let (room, body) = match first {
         Input::Request {
             request: Request::Say { room, body },
@@ -179,7 +206,7 @@ fn next_work<D: Decode>(
                 tag: None,
             }) if next_room == room => bodies.push(body),
             Some(other) => {
-                *held = Some(other);
+                *held = Some(Box::new(other));
                 break;
             }
             None => break,
@@ -209,7 +236,7 @@ async fn handle<P: Protocol>(protocol: &P, session: &mut Session, work: Work) ->
         Input::Invalid { error, tag } => (Err(error), tag),
     };
     let answer = match &outcome {
-        Ok(Reply::Quit) => return Step::Stop(Some((CloseReason::Quit, true))),
+        Ok(Reply::Quit) => return Step::Stop(CloseReason::Quit, true),
         Ok(reply) => protocol.reply(reply, &tag),
         Err(error) => {
             tracing::debug!(name = %session.name(), code = error.code, "request refused: {}", error.message);
@@ -234,7 +261,8 @@ async fn read_with_idle_timeout<R: AsyncRead + Unpin>(
     idle: Option<Duration>,
 ) -> Result<usize, CloseReason> {
     let read = match idle {
-        Some(idle) => timeout(idle, read_some(reader, buf))
+        // Boxed: a timer is memory an idle client holds, when configured.
+        Some(idle) => Box::pin(timeout(idle, read_some(reader, buf)))
             .await
             .map_err(|_| CloseReason::Idle { timeout: idle })?,
         None => read_some(reader, buf).await,
@@ -269,46 +297,63 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
     // the goodbye must not be glued to the torn message.
     let mut torn = false;
     loop {
-        let batch = outbox.take();
-        if batch.items.is_empty() {
-            match batch.closing {
-                Some(closing) => {
-                    return goodbye(protocol, &closing, torn, &mut writer, stall).await
-                }
-                None => {
-                    outbox.ready().await;
-                    // Let every task that is ready run first (readers with
-                    // input waiting push more to this outbox), then write
-                    // all of it in one syscall: under load, several
-                    // messages per write instead of one.
-                    tokio::task::yield_now().await;
-                    continue;
-                }
+        let Batch { items, closing } = outbox.take();
+        if items.is_empty() {
+            if let Some(closing) = closing {
+                return Box::pin(goodbye(protocol, &closing, torn, &mut writer, stall)).await;
             }
+            // Nothing kept across the wait: its size is memory per idle client.
+            drop(items);
+            outbox.ready().await;
+            // Let every task that is ready run first (readers with input
+            // waiting push more to this outbox), then write all of it in
+            // one syscall: under load, several messages per write.
+            tokio::task::yield_now().await;
+            continue;
         }
-        let mut chunks = VecDeque::with_capacity(batch.items.len());
-        let mut invisible = 0;
-        for item in batch.items {
-            let weight = item.weight();
-            let bytes = match item {
-                Outgoing::Shared(delivery) => delivery.encoded(P::SLOT, P::encode_event),
-                Outgoing::Encoded(bytes) => bytes,
-            };
-            if bytes.is_empty() {
-                invisible += weight;
-            } else {
-                chunks.push_back((bytes, weight));
-            }
-        }
-        outbox.written(invisible);
-        let written = tokio::select! {
-            biased;
-            _ = outbox.aborted() => Ok(()),
-            written = write_chunks(&mut writer, &mut chunks, &mut torn, outbox, stall) => written,
-        };
+        // A flushing close is acted on once the queue is empty.
+        drop(closing);
+        let written = Box::pin(write_batch::<P, W>(
+            items,
+            &mut writer,
+            &mut torn,
+            outbox,
+            stall,
+        ))
+        .await;
         if let Err(reason) = written {
             outbox.close(reason, false);
         }
+    }
+}
+
+/// Encodes and writes one batch, unless the client is cut off meanwhile.
+async fn write_batch<P: Protocol, W: AsyncWrite + Unpin>(
+    items: VecDeque<Outgoing>,
+    writer: &mut W,
+    torn: &mut bool,
+    outbox: &Outbox,
+    stall: Duration,
+) -> Result<(), CloseReason> {
+    let mut chunks = VecDeque::with_capacity(items.len());
+    let mut invisible = 0;
+    for item in items {
+        let weight = item.weight();
+        let bytes = match item {
+            Outgoing::Shared(delivery) => delivery.encoded(P::SLOT, P::encode_event),
+            Outgoing::Encoded(bytes) => bytes,
+        };
+        if bytes.is_empty() {
+            invisible += weight;
+        } else {
+            chunks.push_back((bytes, weight));
+        }
+    }
+    outbox.written(invisible);
+    tokio::select! {
+        biased;
+        _ = outbox.aborted() => Ok(()),
+        written = write_chunks(writer, &mut chunks, torn, outbox, stall) => written,
     }
 }
 

@@ -29,6 +29,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// descriptors), doubling in between, so the loop neither spins nor gives up.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
+/// After the shutdown timeout, how long cut-off clients get for their goodbye.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a refused client gets to read why.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -113,7 +116,6 @@ impl Server {
                 idle: self.config.idle_timeout,
             },
             stop: CancellationToken::new(),
-            kill: CancellationToken::new(),
             tracker: TaskTracker::new(),
             config: self.config,
         });
@@ -151,6 +153,7 @@ impl Server {
         );
         shared.stop.cancel();
         shared.tracker.close();
+        shared.hub.close_all(CloseReason::ServerShutdown, true);
         let deadline = shared.config.shutdown_timeout;
         if tokio::time::timeout(deadline, shared.tracker.wait())
             .await
@@ -158,11 +161,12 @@ impl Server {
         {
             warn!(
                 remaining = shared.tracker.len(),
-                "shutdown timeout ({}) passed; dropping the remaining connections",
+                "shutdown timeout ({}) passed; cutting off the clients still being written to",
                 crate::config::format_duration(deadline)
             );
-            shared.kill.cancel();
-            shared.tracker.wait().await;
+            // A cut-off drops what is queued and gives the goodbye a moment.
+            shared.hub.close_all(CloseReason::ServerShutdown, false);
+            let _ = tokio::time::timeout(KILL_GRACE, shared.tracker.wait()).await;
         }
         info!("shut down");
         Ok(())
@@ -190,10 +194,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     timeouts: Timeouts,
-    /// Cancelled when shutdown begins.
+    /// Cancelled when shutdown begins: the accept loops stop.
     stop: CancellationToken,
-    /// Cancelled when the shutdown timeout has passed.
-    kill: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -279,14 +281,7 @@ async fn accept_loop<P: Protocol>(
         };
         match shared.admit(peer.ip()) {
             Ok(slot) => {
-                let task = client(
-                    shared.clone(),
-                    spec.clone(),
-                    protocol.clone(),
-                    stream,
-                    peer,
-                    slot,
-                );
+                let task = client(&shared, &spec, protocol.clone(), stream, peer, slot);
                 shared.tracker.spawn(task);
             }
             Err(reason) => {
@@ -315,44 +310,39 @@ async fn refuse(mut stream: TcpStream, refusal: bytes::Bytes) {
     .await;
 }
 
-async fn client<P: Protocol>(
-    shared: Arc<Shared>,
-    spec: ListenerSpec,
+/// Sets up a client's session and returns the task that serves it. The
+/// task lives as long as the client, so it holds only what it needs: the
+/// connection's own future (boxed, so its arguments are not kept twice)
+/// and what the last log line names.
+fn client<P: Protocol>(
+    shared: &Shared,
+    spec: &ListenerSpec,
     protocol: Arc<P>,
     stream: TcpStream,
     peer: SocketAddr,
     slot: (OwnedSemaphorePermit, Option<IpSlot>),
-) {
-    let _slot = slot;
+) -> impl Future<Output = ()> + Send + 'static {
     // Writes are batched already; waiting to fill a segment only adds latency.
     let _ = stream.set_nodelay(true);
     let session = shared.hub.connect(None);
     let id = session.id();
     info!(%peer, name = %session.name(), client = %id, mode = %spec.mode, "client connected");
-    let (reader, writer) = stream.into_split();
-    let served = connection::serve(
-        &*protocol,
-        session,
-        spec.room.clone(),
-        reader,
-        writer,
-        shared.timeouts,
-        &shared.stop,
-    );
-    tokio::select! {
-        (name, closing) = served => {
-            let reason = closing.reason;
-            if matches!(
-                reason,
-                CloseReason::SlowConsumer { .. } | CloseReason::Stalled { .. } | CloseReason::ReadFailed(_) | CloseReason::WriteFailed(_)
-            ) {
-                warn!(%peer, %name, client = %id, %reason, "client disconnected");
-            } else {
-                info!(%peer, %name, client = %id, %reason, "client disconnected");
-            }
-        }
-        _ = shared.kill.cancelled() => {
-            warn!(%peer, client = %id, "client dropped at the shutdown timeout");
+    let (room, timeouts) = (spec.room.clone(), shared.timeouts);
+    let serving = Box::pin(connection::serve(protocol, session, room, stream, timeouts));
+    async move {
+        let (name, closing) = serving.await;
+        drop(slot);
+        let reason = closing.reason;
+        if matches!(
+            reason,
+            CloseReason::SlowConsumer { .. }
+                | CloseReason::Stalled { .. }
+                | CloseReason::ReadFailed(_)
+                | CloseReason::WriteFailed(_)
+        ) {
+            warn!(%peer, %name, client = %id, %reason, "client disconnected");
+        } else {
+            info!(%peer, %name, client = %id, %reason, "client disconnected");
         }
     }
 }

@@ -168,6 +168,17 @@ impl HubError {
     }
 }
 
+/// A client's outbox, held apart from its session (see [`Session::outbox_handle`]).
+#[derive(Debug, Clone)]
+pub struct OutboxHandle(Arc<Member>);
+
+impl std::ops::Deref for OutboxHandle {
+    type Target = Outbox;
+    fn deref(&self) -> &Outbox {
+        &self.0.outbox
+    }
+}
+
 /// A room and how many are in it, as listed by [`Session::rooms`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {
@@ -188,13 +199,15 @@ struct Shared {
     settings: HubSettings,
     directory: Mutex<Directory>,
     next_id: AtomicU64,
+    /// Set by [`Hub::close_all`]: clients connecting later are closed at once.
+    closing: Mutex<Option<(CloseReason, bool)>>,
 }
 
 /// Names and rooms: written on connect, join, leave, rename and disconnect,
 /// read to resolve a direct message. Never held while awaiting.
 #[derive(Debug, Default)]
 struct Directory {
-    by_name: HashMap<String, Arc<Member>>,
+    by_name: HashMap<Arc<str>, Arc<Member>>,
     rooms: HashMap<RoomName, Arc<Room>>,
 }
 
@@ -202,7 +215,7 @@ struct Directory {
 struct Member {
     id: ClientId,
     name: Mutex<Name>,
-    outbox: Arc<Outbox>,
+    outbox: Outbox,
 }
 
 impl Member {
@@ -248,6 +261,7 @@ impl Hub {
                 settings,
                 directory: Mutex::default(),
                 next_id: AtomicU64::new(1),
+                closing: Mutex::new(None),
             }),
         }
     }
@@ -276,16 +290,18 @@ impl Hub {
         let me = Arc::new(Member {
             id,
             name: Mutex::new(name.clone()),
-            outbox: Arc::new(Outbox::new(self.shared.settings.queue)),
+            outbox: Outbox::new(self.shared.settings.queue),
         });
         directory.by_name.insert(name.key(), me.clone());
         drop(directory);
+        if let Some((reason, flush)) = lock(&self.shared.closing).clone() {
+            me.outbox.close(reason, flush);
+        }
         let mut session = Session {
             hub: self.clone(),
             me,
             name,
             rooms: Vec::new(),
-            close_reason: None,
         };
         if let Some(room) = room {
             session
@@ -293,6 +309,18 @@ impl Hub {
                 .expect("a first room is within any room limit");
         }
         session
+    }
+
+    /// Closes every client's outbox, and those of clients connecting from
+    /// now on: with `flush`, each client gets what is queued for it and a
+    /// goodbye; without, only the goodbye. This is how a server shuts down:
+    /// every connection watches its own outbox, and nothing else.
+    pub fn close_all(&self, reason: CloseReason, flush: bool) {
+        *lock(&self.shared.closing) = Some((reason.clone(), flush));
+        let members: Vec<Arc<Member>> = self.directory().by_name.values().cloned().collect();
+        for member in members {
+            member.outbox.close(reason.clone(), flush);
+        }
     }
 
     /// How many clients are connected.
@@ -319,7 +347,6 @@ pub struct Session {
     name: Name,
     /// Rooms joined, oldest first; the last is where plain messages go.
     rooms: Vec<Arc<Room>>,
-    close_reason: Option<CloseReason>,
 }
 
 impl Session {
@@ -334,8 +361,14 @@ impl Session {
     }
 
     /// This client's outbound queue, drained by its transport's writer.
-    pub fn outbox(&self) -> &Arc<Outbox> {
+    pub fn outbox(&self) -> &Outbox {
         &self.me.outbox
+    }
+
+    /// A handle on this client's outbound queue that outlives the session:
+    /// the writer keeps flushing after the client has left its rooms.
+    pub fn outbox_handle(&self) -> OutboxHandle {
+        OutboxHandle(self.me.clone())
     }
 
     /// The room plain messages go to: the one joined last.
@@ -426,6 +459,8 @@ impl Session {
         if self.rooms.len() >= limit {
             return Err(HubError::TooManyRooms { limit });
         }
+        // Most clients stay in one room: no room for four.
+        self.rooms.reserve_exact(1);
         let mut directory = self.hub.directory();
         let room = directory
             .rooms
@@ -579,8 +614,7 @@ impl Session {
     /// Closes this client's outbox; the rooms it leaves are told `reason`
     /// when the session is dropped.
     pub fn close(&mut self, reason: CloseReason, flush: bool) {
-        self.me.outbox.close(reason.clone(), flush);
-        self.close_reason.get_or_insert(reason);
+        self.me.outbox.close(reason, flush);
     }
 }
 
@@ -590,9 +624,7 @@ impl Drop for Session {
             .me
             .outbox
             .closing()
-            .map(|closing| closing.reason)
-            .or_else(|| self.close_reason.clone())
-            .unwrap_or(CloseReason::ClientClosed);
+            .map_or(CloseReason::ClientClosed, |closing| closing.reason);
         {
             let mut directory = self.hub.directory();
             if let Some(holder) = directory.by_name.get(&self.name.key()) {

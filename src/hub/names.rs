@@ -85,9 +85,14 @@ macro_rules! name_type {
             }
 
             /// The key under which the name is unique: case does not count,
-            /// so `Alice` cannot pose as `alice`.
-            pub fn key(&self) -> String {
-                self.0.to_lowercase()
+            /// so `Alice` cannot pose as `alice`. Shares the name's own
+            /// text when it is lower case already, as most names are.
+            pub fn key(&self) -> Arc<str> {
+                if self.0.chars().any(char::is_uppercase) {
+                    Arc::from(self.0.to_lowercase())
+                } else {
+                    self.0.clone()
+                }
             }
         }
 

@@ -204,8 +204,8 @@ impl Outbox {
     }
 
     /// Waits until there may be something to [`take`](Outbox::take).
-    pub async fn ready(&self) {
-        self.to_writer.notified().await;
+    pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
+        self.to_writer.notified()
     }
 
     /// Waits until the queue is at or under its soft limit, or closed.

@@ -107,7 +107,7 @@ pub fn parse_request(line: &[u8]) -> (Result<Request, ProtocolError>, Tag) {
             )
         }
     };
-    let tag = object.remove("id");
+    let tag = object.remove("id").map(Box::new);
     let request = serde_json::from_value::<Wire>(Value::Object(object))
         .map_err(|error| ProtocolError::new("bad_request", format!("bad request: {error}")))
         .and_then(to_request);
@@ -178,7 +178,7 @@ fn line(value: impl Serialize) -> Bytes {
 
 fn with_tag(mut value: Value, tag: &Tag) -> Bytes {
     if let (Some(tag), Value::Object(object)) = (tag, &mut value) {
-        object.insert("id".into(), tag.clone());
+        object.insert("id".into(), (**tag).clone());
     }
     line(value)
 }
@@ -288,7 +288,7 @@ mod tests {
                 body: Body::line("hi")
             })
         );
-        assert_eq!(tag, Some(json!(7)));
+        assert_eq!(tag.as_deref(), Some(&json!(7)));
         let (request, _) = parse_request(br#"{"type":"direct","to":"bob","text":"psst"}"#);
         assert!(matches!(request, Ok(Request::Direct { .. })));
         let (request, _) = parse_request(br#"{"type":"rooms"}"#);
@@ -314,7 +314,7 @@ mod tests {
             );
         }
         let (_, tag) = parse_request(br#"{"type":"fly","id":"x"}"#);
-        assert_eq!(tag, Some(json!("x")));
+        assert_eq!(tag.as_deref(), Some(&json!("x")));
     }
 
     #[test]

@@ -22,7 +22,8 @@ use bytes::{Bytes, BytesMut};
 use crate::hub::{Closing, Event, Name, RoomName};
 
 /// A JSON request's `id`, echoed in its reply; `None` for other modes.
-pub type Tag = Option<serde_json::Value>;
+/// Boxed: it is rare, and inputs are small without it.
+pub type Tag = Option<Box<serde_json::Value>>;
 
 /// What a decoder found in a client's bytes.
 #[derive(Debug, Clone, PartialEq)]
