@@ -33,7 +33,7 @@ const MAX_WRITE_SLICES: usize = 64;
 
 /// Size of the per-thread buffer every read lands in before its bytes are
 /// moved to the connection's own buffer.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 /// How long a cut-off client gets to take its last notice.
 const ABORT_GOODBYE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -164,7 +164,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
 }
 
 /// Most messages relayed as one delivery.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 1024;
 
 /// What to do next with a client's input.
 enum Work {

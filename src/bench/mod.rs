@@ -157,9 +157,9 @@ struct Shared {
     ready: AtomicUsize,
     /// Wakes publishers waiting for their receivers to catch up.
     caught_up: Notify,
-    /// Tells receivers to stop.
-    stop: Notify,
-    stopped: AtomicBool,
+    /// Tells receivers to stop (and stays told: a receiver that looks
+    /// later still sees it).
+    stop: tokio_util::sync::CancellationToken,
     progress: Arc<Progress>,
 }
 
@@ -171,8 +171,7 @@ impl Shared {
             delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicUsize::new(0),
             caught_up: Notify::new(),
-            stop: Notify::new(),
-            stopped: AtomicBool::new(false),
+            stop: tokio_util::sync::CancellationToken::new(),
             progress,
         })
     }
@@ -183,9 +182,12 @@ impl Shared {
     }
 
     fn in_window(&self, ns: u64) -> bool {
-        let start = self.window[0].load(Ordering::Relaxed);
-        let end = self.window[1].load(Ordering::Relaxed);
-        (start..end).contains(&ns)
+        self.window().contains(&ns)
+    }
+
+    /// The measuring window, as it stands.
+    fn window(&self) -> std::ops::Range<u64> {
+        self.window[0].load(Ordering::Relaxed)..self.window[1].load(Ordering::Relaxed)
     }
 
     fn total_delivered(&self) -> u64 {

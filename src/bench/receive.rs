@@ -33,7 +33,7 @@ pub(super) async fn receive<R: AsyncRead + Unpin>(
         }
         let read = tokio::select! {
             read = reader.read(&mut buf[filled..]) => read,
-            _ = shared.stop.notified() => break,
+            _ = shared.stop.cancelled() => break,
         };
         let n = match read {
             Ok(0) | Err(_) => break,
@@ -42,9 +42,13 @@ pub(super) async fn receive<R: AsyncRead + Unpin>(
         filled += n;
         // One clock reading per read: everything in it arrived together.
         let now = shared.clock.now_ns();
-        let measuring = shared.in_window(now);
+        let window = shared.window();
+        let measuring = window.contains(&now);
         let mut start = 0;
         let mut got = 0u64;
+        // Runs of equal latency (a batch stamped at once, read at once) are
+        // recorded as one histogram update.
+        let mut run = (0u64, 0u64);
         for end in memchr::memchr_iter(b'\n', &buf[..filled]) {
             let line = &buf[start..end];
             start = end + 1;
@@ -70,12 +74,18 @@ pub(super) async fn receive<R: AsyncRead + Unpin>(
             got += 1;
             if measuring {
                 tally.deliveries_in_window += 1;
-                if shared.in_window(stamp.sent_ns) {
-                    tally
-                        .latency
-                        .saturating_record(now.saturating_sub(stamp.sent_ns).max(1));
+                if window.contains(&stamp.sent_ns) {
+                    let latency = now.saturating_sub(stamp.sent_ns).max(1);
+                    if latency != run.0 && run.1 > 0 {
+                        record(&mut tally, run);
+                        run.1 = 0;
+                    }
+                    run = (latency, run.1 + 1);
                 }
             }
+        }
+        if run.1 > 0 {
+            record(&mut tally, run);
         }
         buf.copy_within(start..filled, 0);
         filled -= start;
@@ -89,9 +99,10 @@ pub(super) async fn receive<R: AsyncRead + Unpin>(
             shared.progress.delivered.fetch_add(got, Ordering::Relaxed);
             shared.caught_up.notify_waiters();
         }
-        if shared.stopped.load(Ordering::Relaxed) {
-            break;
-        }
     }
     tally
+}
+
+fn record(tally: &mut Tally, (latency, count): (u64, u64)) {
+    tally.latency.saturating_record_n(latency, count);
 }

@@ -198,6 +198,7 @@ impl Report {
         heard: usize,
     ) -> Report {
         let mut report = Report::base(options);
+        report.warmup_s = 0.0;
         report.heard_broadcast = Some(heard);
         if let (Some(pid), Some(before), Some(after)) = (pid, before, after) {
             report.memory = Some(Memory {

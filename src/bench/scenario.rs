@@ -154,8 +154,7 @@ async fn drain_and_stop(
         let caught_up = shared.caught_up.notified();
         let _ = tokio::time::timeout(Duration::from_millis(50), caught_up).await;
     }
-    shared.stopped.store(true, Ordering::SeqCst);
-    shared.stop.notify_waiters();
+    shared.stop.cancel();
 }
 
 /// One socket, two handles: the runtime reads it, the pacer thread writes it.
@@ -195,8 +194,7 @@ pub(super) async fn connect_idle(
     // Hold them, idle, then read the relay's memory.
     tokio::time::sleep(options.duration).await;
     let after = pid.and_then(procfs::rss_bytes);
-    shared.stopped.store(true, Ordering::SeqCst);
-    shared.stop.notify_waiters();
+    shared.stop.cancel();
     while receivers.join_next().await.is_some() {}
     drop(keep_open);
     Ok(Report::from_connect(

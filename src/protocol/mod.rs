@@ -99,3 +99,68 @@ pub const TEXT_SLOT: usize = 0;
 pub const JSON_SLOT: usize = 1;
 /// Slot of [`Raw`] in a delivery's encoding cache.
 pub const RAW_SLOT: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Everything `protocol`'s decoder makes of `input` fed in pieces cut
+    /// at `cuts`, then EOF.
+    fn decode_all<P: Protocol>(protocol: &P, input: &[u8], cuts: &[usize]) -> Vec<Input> {
+        let mut decoder = protocol.decoder();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([input.len()]) {
+            buf.extend_from_slice(&input[start..cut]);
+            start = cut;
+            while let Some(input) = decoder.decode(&mut buf, false) {
+                out.push(input);
+            }
+        }
+        while let Some(input) = decoder.decode(&mut buf, true) {
+            out.push(input);
+        }
+        out
+    }
+
+    /// Bytes that look like protocol input often enough to reach the parsers.
+    fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop_oneof![
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"/".to_vec()),
+            Just(b"/nick ".to_vec()),
+            Just(b"/msg a ".to_vec()),
+            Just(b"/join #".to_vec()),
+            Just(br#"{"type":"say","text":"#.to_vec()),
+            Just(br#"{"type":"join","room":"x","id":"#.to_vec()),
+            Just(b"}".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        proptest::collection::vec(pieces, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn text_input_split_anywhere_decodes_the_same_and_never_panics(
+            input in wire_bytes(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let text = Text::new(64, None, None);
+            prop_assert_eq!(decode_all(&text, &input, &[]), decode_all(&text, &input, &cuts));
+        }
+
+        #[test]
+        fn json_input_split_anywhere_decodes_the_same_and_never_panics(
+            input in wire_bytes(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let json = Json::new(64);
+            prop_assert_eq!(decode_all(&json, &input, &[]), decode_all(&json, &input, &cuts));
+        }
+    }
+}
