@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 
 use common::{expect_line, expect_message, join, read_to_end, sync, within, BinaryServer};
 use switchboard::{Client, ServerLine};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 // ---------------------------------------------------------------------------
@@ -122,45 +122,6 @@ async fn text_server(extra: &[&str]) -> (BinaryServer, SocketAddr, String) {
     let server = BinaryServer::start(&args).await;
     let addr = server.addr(0);
     (server, addr, addr.to_string())
-}
-
-/// Like [`BinaryServer::start`], with `env` set for the server (and no
-/// other switchboard settings inherited).
-async fn start_server_with_env(args: &[&str], env: &[(&str, &str)]) -> BinaryServer {
-    let mut command = switchboard(&["serve"]);
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null());
-    let mut child = command.spawn().expect("the switchboard binary starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = within("the server's listening line", async {
-        loop {
-            let line = stderr
-                .next_line()
-                .await
-                .expect("read stderr")
-                .expect("the server exited before listening");
-            if let Some(at) = line.find("listening on ") {
-                return line[at + "listening on ".len()..].to_owned();
-            }
-        }
-    })
-    .await;
-    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    BinaryServer {
-        child,
-        listeners: listening.split(", ").map(str::to_owned).collect(),
-        log,
-    }
 }
 
 /// Connects a client and returns it with the first line the server sent.
@@ -548,7 +509,7 @@ async fn serve_environment_wins_over_the_config_file() {
         "env",
         "welcome = \"from-file\"\nlisten = [\"127.0.0.1:0\"]\n",
     );
-    let server = start_server_with_env(
+    let server = BinaryServer::start_with_env(
         &["--config", file.path()],
         &[("SWITCHBOARD_WELCOME", "from-env")],
     )
@@ -560,7 +521,7 @@ async fn serve_environment_wins_over_the_config_file() {
 
 #[tokio::test]
 async fn serve_flags_win_over_the_environment() {
-    let server = start_server_with_env(
+    let server = BinaryServer::start_with_env(
         &["--listen", "127.0.0.1:0", "--welcome", "from-flag"],
         &[("SWITCHBOARD_WELCOME", "from-env")],
     )

@@ -216,12 +216,6 @@ impl Outbox {
         .await
     }
 
-    /// Waits until the outbox is closed, for whatever reason.
-    pub async fn closed(&self) {
-        self.wait_for(|outbox| outbox.lock().closing.is_some())
-            .await
-    }
-
     /// Waits until the outbox is closed without flush (the client is cut off).
     pub async fn aborted(&self) {
         self.wait_for(|outbox| matches!(outbox.lock().closing, Some(Closing { flush: false, .. })))

@@ -104,22 +104,7 @@ mod tests {
     /// Feeds `input` to a decoder in pieces cut at `cuts`, then EOF.
     fn decode_in_pieces(input: &[u8], cuts: &[usize], max: usize) -> Vec<Result<Bytes, LineError>> {
         let mut decoder = LineDecoder::new(max);
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut start = 0;
-        for cut in cuts.into_iter().chain([input.len()]) {
-            buf.extend_from_slice(&input[start..cut]);
-            start = cut;
-            while let Some(item) = decoder.next_line(&mut buf, false) {
-                out.push(item);
-            }
-        }
-        while let Some(item) = decoder.next_line(&mut buf, true) {
-            out.push(item);
-        }
-        out
+        crate::protocol::feed_in_pieces(input, cuts, |buf, eof| decoder.next_line(buf, eof))
     }
 
     #[test]

@@ -100,6 +100,30 @@ pub const JSON_SLOT: usize = 1;
 /// Slot of [`Raw`] in a delivery's encoding cache.
 pub const RAW_SLOT: usize = 2;
 
+/// Feeds `input` to `next` as a stream would bring it, in pieces cut at
+/// `cuts` (taken modulo its length), then at EOF; returns all it produced.
+#[cfg(test)]
+pub(crate) fn feed_in_pieces<T>(
+    input: &[u8],
+    cuts: &[usize],
+    mut next: impl FnMut(&mut BytesMut, bool) -> Option<T>,
+) -> Vec<T> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    cuts.sort_unstable();
+    let (mut buf, mut out, mut start) = (BytesMut::new(), Vec::new(), 0);
+    for cut in cuts.into_iter().chain([input.len()]) {
+        buf.extend_from_slice(&input[start..cut]);
+        start = cut;
+        while let Some(item) = next(&mut buf, false) {
+            out.push(item);
+        }
+    }
+    while let Some(item) = next(&mut buf, true) {
+        out.push(item);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,22 +133,7 @@ mod tests {
     /// at `cuts`, then EOF.
     fn decode_all<P: Protocol>(protocol: &P, input: &[u8], cuts: &[usize]) -> Vec<Input> {
         let mut decoder = protocol.decoder();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut start = 0;
-        for cut in cuts.into_iter().chain([input.len()]) {
-            buf.extend_from_slice(&input[start..cut]);
-            start = cut;
-            while let Some(input) = decoder.decode(&mut buf, false) {
-                out.push(input);
-            }
-        }
-        while let Some(input) = decoder.decode(&mut buf, true) {
-            out.push(input);
-        }
-        out
+        feed_in_pieces(input, cuts, |buf, eof| decoder.decode(buf, eof))
     }
 
     /// Bytes that look like protocol input often enough to reach the parsers.

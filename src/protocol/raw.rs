@@ -82,18 +82,14 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..8),
         ) {
             let mut decoder = RawDecoder;
-            let mut buf = BytesMut::new();
+            let inputs = crate::protocol::feed_in_pieces(&input, &cuts, |buf, eof| decoder.decode(buf, eof));
             let mut out = Vec::new();
-            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut start = 0;
-            for cut in cuts.into_iter().chain([input.len()]) {
-                buf.extend_from_slice(&input[start..cut]);
-                start = cut;
-                while let Some(Input::Request { request: Request::Say { body, .. }, .. }) = decoder.decode(&mut buf, false) {
-                    let event = Event::Message { room: RoomName::lobby(), from: Name::new("d").unwrap(), body };
-                    out.extend_from_slice(&Raw::event(&event));
-                }
+            for input in inputs {
+                let Input::Request { request: Request::Say { body, .. }, .. } = input else {
+                    panic!("raw input is always a message");
+                };
+                let event = Event::Message { room: RoomName::lobby(), from: Name::new("d").unwrap(), body };
+                out.extend_from_slice(&Raw::event(&event));
             }
             prop_assert_eq!(out, input);
         }

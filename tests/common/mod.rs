@@ -168,9 +168,20 @@ pub struct BinaryServer {
 impl BinaryServer {
     /// Starts `switchboard serve ARGS` and waits for its "listening on" line.
     pub async fn start(args: &[&str]) -> BinaryServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        BinaryServer::start_with_env(args, &[]).await
+    }
+
+    /// Like [`BinaryServer::start`], with `env` set for the server; no
+    /// `SWITCHBOARD_*` setting of the test's own environment is inherited.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> BinaryServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        for (var, _) in std::env::vars().filter(|(var, _)| var.starts_with("SWITCHBOARD_")) {
+            command.env_remove(var);
+        }
+        let mut child = command
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
