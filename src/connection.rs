@@ -297,50 +297,34 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
     // the goodbye must not be glued to the torn message.
     let mut torn = false;
     loop {
-        // Idle: nothing but the wake-up is kept across this wait, since its
-        // size is memory per idle client.
-        while outbox.is_idle() {
+        let Batch { items, closing } = outbox.take();
+        if items.is_empty() {
+            if let Some(closing) = closing {
+                return Box::pin(goodbye(protocol, &closing, torn, &mut writer, stall)).await;
+            }
+            // Nothing kept across the wait: its size is memory per idle client.
+            drop(items);
             outbox.ready().await;
             // Let every task that is ready run first (readers with input
             // waiting push more to this outbox), then write all of it in
             // one syscall: under load, several messages per write.
             tokio::task::yield_now().await;
+            continue;
         }
-        let step = Box::pin(write_or_say_goodbye(
-            protocol,
-            outbox,
+        // A flushing close is acted on once the queue is empty.
+        drop(closing);
+        let written = Box::pin(write_batch::<P, W>(
+            items,
             &mut writer,
             &mut torn,
+            outbox,
             stall,
-        ));
-        if step.await.is_break() {
-            return;
+        ))
+        .await;
+        if let Err(reason) = written {
+            outbox.close(reason, false);
         }
     }
-}
-
-/// Takes what is queued and writes it, or, once the outbox is closed and
-/// flushed, says goodbye (and breaks).
-async fn write_or_say_goodbye<P: Protocol, W: AsyncWrite + Unpin>(
-    protocol: &P,
-    outbox: &Outbox,
-    writer: &mut W,
-    torn: &mut bool,
-    stall: Duration,
-) -> std::ops::ControlFlow<()> {
-    let Batch { items, closing } = outbox.take();
-    if items.is_empty() {
-        if let Some(closing) = closing {
-            goodbye(protocol, &closing, *torn, writer, stall).await;
-            return std::ops::ControlFlow::Break(());
-        }
-        return std::ops::ControlFlow::Continue(());
-    }
-    // A flushing close is acted on once the queue is empty.
-    if let Err(reason) = write_batch::<P, W>(items, writer, torn, outbox, stall).await {
-        outbox.close(reason, false);
-    }
-    std::ops::ControlFlow::Continue(())
 }
 
 /// Encodes and writes one batch, unless the client is cut off meanwhile.

@@ -185,13 +185,6 @@ impl Outbox {
         self.limits
     }
 
-    /// Whether there is nothing for the writer to do: nothing queued, and
-    /// not closed.
-    pub fn is_idle(&self) -> bool {
-        let queue = self.lock();
-        queue.items.is_empty() && queue.closing.is_none()
-    }
-
     /// Takes everything queued, for the writer. Items stay counted as
     /// pending until the writer reports them with [`Outbox::written`].
     pub fn take(&self) -> Batch {
