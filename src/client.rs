@@ -159,11 +159,6 @@ impl Client {
         }
     }
 
-    /// Closes the sending side; the server still answers what it received.
-    pub async fn finish(&mut self) -> std::io::Result<()> {
-        self.writer.shutdown().await
-    }
-
     /// The next line from the server as bytes, without its line ending;
     /// `None` once the server has closed the connection.
     pub async fn next_line_bytes(&mut self) -> std::io::Result<Option<Vec<u8>>> {

@@ -266,11 +266,6 @@ impl Hub {
         }
     }
 
-    /// The settings the hub was made with.
-    pub fn settings(&self) -> &HubSettings {
-        &self.shared.settings
-    }
-
     fn directory(&self) -> MutexGuard<'_, Directory> {
         lock(&self.shared.directory)
     }
@@ -374,11 +369,6 @@ impl Session {
     /// The room plain messages go to: the one joined last.
     pub fn current_room(&self) -> Option<&RoomName> {
         self.rooms.last().map(|room| &room.name)
-    }
-
-    /// The rooms this client is in, oldest first.
-    pub fn joined_rooms(&self) -> impl Iterator<Item = &RoomName> {
-        self.rooms.iter().map(|room| &room.name)
     }
 
     fn joined(&self, name: &RoomName) -> Result<&Arc<Room>, HubError> {

@@ -180,11 +180,6 @@ impl Outbox {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// The limits this outbox enforces.
-    pub fn limits(&self) -> QueueLimits {
-        self.limits
-    }
-
     /// Takes everything queued, for the writer. Items stay counted as
     /// pending until the writer reports them with [`Outbox::written`].
     pub fn take(&self) -> Batch {
