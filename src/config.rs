@@ -52,6 +52,55 @@ pub const DEFAULT_ANNOUNCE_MAX_MEMBERS: usize = 100;
 /// How long a shutdown waits for queued data to reach clients.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most rooms one `/rooms`, or names one `/who`, lists. A hundred names or
+/// rooms are a screenful, and their line stays far below the line limit
+/// (a hundred 32-character CJK names are 13 KB); a pattern finds the rest.
+pub const DEFAULT_MAX_LIST: usize = 100;
+
+/// How long a receiver's queue may stay over the soft limit, holding back
+/// everyone who sends to it, before it is cut off as a slow consumer.
+/// Flow control makes a room wait for its slowest reader: this bounds the
+/// wait. Ten seconds lets a reader ride out a burst or a bad patch of
+/// network; a reader slower than its room for longer would only fall
+/// further behind while slowing everyone.
+pub const DEFAULT_SLOW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to finish a line it started (text and JSON
+/// modes). A partial line holds memory; no person or program takes this
+/// long between the first and the last byte of one line.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Used as the memory budget where the machine's memory cannot be read.
+pub const FALLBACK_MAX_MEMORY: usize = 1 << 30;
+
+/// The memory budget for what clients hold (queues, unfinished lines,
+/// unrelayed reads): half the machine's memory, so that the server is
+/// refused new clients and sheds the largest holders long before the
+/// kernel's OOM killer would end it for everyone.
+pub fn default_max_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 2)
+        })
+        .unwrap_or(FALLBACK_MAX_MEMORY)
+}
+
+/// Idle time before TCP keepalive probes a quiet connection. A peer that
+/// vanished without a FIN or RST (power lost, a NAT's state dropped) is
+/// found after this plus [`DEFAULT_TCP_KEEPALIVE_INTERVAL`] ×
+/// [`DEFAULT_TCP_KEEPALIVE_RETRIES`]: two minutes, under the idle timers
+/// of most NATs (often 5 minutes or more), which the probes also keep open.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Time between unanswered keepalive probes.
+pub const DEFAULT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Unanswered keepalive probes after which the peer counts as gone.
+pub const DEFAULT_TCP_KEEPALIVE_RETRIES: u32 = 6;
+
 /// The wire protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -200,6 +249,22 @@ pub struct Config {
     pub ack: Option<String>,
     /// How long a shutdown waits for queued data to reach clients.
     pub shutdown_timeout: Duration,
+    /// Most rooms or names one listing shows.
+    pub max_list: usize,
+    /// Cut off a receiver whose queue stays over the soft limit this long
+    /// (`None`: never, while it makes some progress).
+    pub slow_timeout: Option<Duration>,
+    /// Disconnect a client that does not finish a line it started within
+    /// this long (`None`: never).
+    pub line_timeout: Option<Duration>,
+    /// Bytes all clients together may hold in queues and unfinished input.
+    pub max_memory: usize,
+    /// Idle time before TCP keepalive probes (`None`: no keepalive).
+    pub tcp_keepalive: Option<Duration>,
+    /// Time between keepalive probes.
+    pub tcp_keepalive_interval: Duration,
+    /// Unanswered probes after which the connection is dropped.
+    pub tcp_keepalive_retries: u32,
 }
 
 impl Default for Config {
@@ -218,6 +283,13 @@ impl Default for Config {
             welcome: None,
             ack: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_list: DEFAULT_MAX_LIST,
+            slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            max_memory: default_max_memory(),
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
+            tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,
         }
     }
 }
@@ -263,6 +335,17 @@ impl Config {
             self.max_rooms_per_client > 0,
             "max-rooms-per-client must be at least 1"
         );
+        anyhow::ensure!(self.max_list > 0, "max-list must be at least 1");
+        anyhow::ensure!(
+            self.max_memory >= self.queue_hard_limit,
+            "max-memory ({}) must be at least queue-hard-limit ({}), or one client could use it all",
+            self.max_memory,
+            self.queue_hard_limit
+        );
+        anyhow::ensure!(
+            !self.tcp_keepalive_interval.is_zero() && self.tcp_keepalive_retries > 0,
+            "tcp-keepalive-interval and tcp-keepalive-retries must be more than 0 (turn keepalive off with tcp-keepalive = 0)"
+        );
         Ok(())
     }
 
@@ -275,6 +358,9 @@ impl Config {
             },
             announce_max_members: self.announce_max_members,
             max_rooms_per_client: self.max_rooms_per_client,
+            max_list: self.max_list,
+            slow_timeout: self.slow_timeout,
+            max_memory: self.max_memory,
         }
     }
 }
@@ -319,6 +405,20 @@ pub struct Overrides {
     pub ack: Option<String>,
     /// See [`Config::shutdown_timeout`].
     pub shutdown_timeout: Option<Seconds>,
+    /// See [`Config::max_list`].
+    pub max_list: Option<usize>,
+    /// See [`Config::slow_timeout`]; 0 turns it off.
+    pub slow_timeout: Option<Seconds>,
+    /// See [`Config::line_timeout`]; 0 turns it off.
+    pub line_timeout: Option<Seconds>,
+    /// See [`Config::max_memory`].
+    pub max_memory: Option<Size>,
+    /// See [`Config::tcp_keepalive`]; 0 turns it off.
+    pub tcp_keepalive: Option<Seconds>,
+    /// See [`Config::tcp_keepalive_interval`].
+    pub tcp_keepalive_interval: Option<Seconds>,
+    /// See [`Config::tcp_keepalive_retries`].
+    pub tcp_keepalive_retries: Option<u32>,
 }
 
 impl Overrides {
@@ -361,6 +461,26 @@ impl Overrides {
             &mut config.shutdown_timeout,
             self.shutdown_timeout.map(|s| s.0),
         );
+        set(&mut config.max_list, self.max_list);
+        set_optional(&mut config.slow_timeout, self.slow_timeout);
+        set_optional(&mut config.line_timeout, self.line_timeout);
+        set(&mut config.max_memory, self.max_memory.map(|s| s.0));
+        set_optional(&mut config.tcp_keepalive, self.tcp_keepalive);
+        set(
+            &mut config.tcp_keepalive_interval,
+            self.tcp_keepalive_interval.map(|s| s.0),
+        );
+        set(
+            &mut config.tcp_keepalive_retries,
+            self.tcp_keepalive_retries,
+        );
+    }
+}
+
+/// Sets a duration that 0 turns off.
+fn set_optional(slot: &mut Option<Duration>, value: Option<Seconds>) {
+    if let Some(value) = value {
+        *slot = Some(value.0).filter(|d| !d.is_zero());
     }
 }
 

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::hub::{
-    Batch, Body, CloseReason, Closing, Name, Outbox, Outgoing, Pushed, RoomName, Session,
+    weight, Batch, Body, CloseReason, Closing, Name, Outbox, Pushed, RoomName, Session,
 };
 use crate::protocol::{apply, Decode, Input, Protocol, Reply, Request};
 
@@ -26,6 +26,8 @@ pub(crate) struct Timeouts {
     pub stall: Duration,
     /// See [`Config::idle_timeout`](crate::Config::idle_timeout).
     pub idle: Option<Duration>,
+    /// See [`Config::line_timeout`](crate::Config::line_timeout).
+    pub line: Option<Duration>,
 }
 
 /// Most buffers handed to one vectored write.
@@ -80,7 +82,7 @@ where
     let writing = write_side(protocol, &outbox, writer, timeouts.stall);
     let mut writing = std::pin::pin!(writing);
     let reading_ended_first = {
-        let reading = read_side(protocol, &mut session, reader, timeouts.idle);
+        let reading = read_side(protocol, &mut session, reader, timeouts);
         tokio::select! {
             () = reading => true,
             () = &mut writing => false,
@@ -88,10 +90,17 @@ where
     };
     // Out of its rooms now, while the writer may still be flushing.
     let name = session.name().clone();
-    drop(session);
+    session.set_input_held(0);
+    session.depart();
     if reading_ended_first {
         writing.await;
     }
+    // The rooms were told this client left: like anything a client causes,
+    // that waits for receivers its notice congested (a bounded time: a
+    // stalled one is cut off), so a client connecting and leaving in a
+    // loop cannot flood a room faster than it reads.
+    let _ = timeout(timeouts.stall, session.until_receivers_keep_up()).await;
+    drop(session);
     let closing = outbox.closing().unwrap_or(Closing {
         reason: CloseReason::ClientClosed,
         flush: true,
@@ -130,22 +139,37 @@ enum Step {
 
 /// Reads and handles the client's input until it leaves, then closes the
 /// outbox saying why.
+///
+/// Each piece of input is one unit of work, and the connection gives way
+/// to others when tokio's cooperative budget says so: a client with a
+/// backlog of cheap requests cannot keep a worker thread to itself. Once
+/// the outbox is closed (the client is being cut off or the server is
+/// shutting down), nothing more it sent is done.
 async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     protocol: &P,
     session: &mut Session,
     mut reader: R,
-    idle: Option<Duration>,
+    timeouts: Timeouts,
 ) {
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
     let mut eof = false;
+    // When the client started the line it has not finished yet.
+    let mut line_started: Option<Instant> = None;
+    // A new client's arrival is news to its room: wait like for anything
+    // else it causes.
+    session.until_receivers_keep_up().await;
     let (reason, flush) = 'connection: loop {
         // What was read is handled even after the client hung up.
         let mut held = None;
         while let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held) {
+            if session.outbox().is_closed() {
+                return;
+            }
             if let Step::Stop(reason, flush) = Box::pin(handle(protocol, session, work)).await {
                 break 'connection (reason, flush);
             }
+            tokio::task::coop::consume_budget().await;
         }
         if eof {
             break (CloseReason::ClientClosed, true);
@@ -153,10 +177,18 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         if buf.is_empty() {
             // Give the memory back while the client is quiet.
             buf = BytesMut::new();
+            line_started = None;
+        } else if line_started.is_none() {
+            line_started = Some(Instant::now());
         }
-        match read_with_idle_timeout(&mut reader, &mut buf, idle).await {
+        session.set_input_held(buf.capacity());
+        let line_deadline = timeouts
+            .line
+            .zip(line_started)
+            .map(|(limit, started)| (started + limit, CloseReason::LineTimeout { timeout: limit }));
+        match read_within(&mut reader, &mut buf, timeouts.idle, line_deadline).await {
             Ok(0) => eof = true,
-            Ok(_) => {}
+            Ok(_) => session.set_input_held(buf.capacity()),
             Err(reason) => break (reason, true),
         }
     };
@@ -194,6 +226,13 @@ fn next_work<D: Decode>(
         } => (room, body),
         other => return Some(Work::One(other)),
     };
+    // A message of several lines (JSON text, a raw chunk) goes alone: text
+    // clients are shown each of its lines with a prefix, and a batch of
+    // many such would cost them more than its size suggests.
+    let multiline = |body: &Body| memchr::memchr(b'\n', &body.bytes).is_some();
+    if multiline(&body) {
+        return Some(Work::Say(room, vec![body]));
+    }
     let mut bodies = vec![body];
     while bodies.len() < MAX_BATCH {
         match decoder.decode(buf, eof) {
@@ -204,7 +243,7 @@ fn next_work<D: Decode>(
                         body,
                     },
                 tag: None,
-            }) if next_room == room => bodies.push(body),
+            }) if next_room == room && !multiline(&body) => bodies.push(body),
             Some(other) => {
                 *held = Some(Box::new(other));
                 break;
@@ -255,22 +294,32 @@ async fn answer_client(session: &Session, answer: Bytes) {
     }
 }
 
-async fn read_with_idle_timeout<R: AsyncRead + Unpin>(
+/// Reads what is available into `buf`, failing with the reason if the idle
+/// timeout passes first, or the deadline for an unfinished line.
+async fn read_within<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     idle: Option<Duration>,
+    line_deadline: Option<(Instant, CloseReason)>,
 ) -> Result<usize, CloseReason> {
-    let read = match idle {
+    let idle = idle.map(|limit| (Instant::now() + limit, CloseReason::Idle { timeout: limit }));
+    let deadline = match (idle, line_deadline) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    };
+    let read = match deadline {
         // Boxed: a timer is memory an idle client holds, when configured.
-        Some(idle) => Box::pin(timeout(idle, read_some(reader, buf)))
+        Some((at, reason)) => Box::pin(timeout_at(at, read_some(reader, buf)))
             .await
-            .map_err(|_| CloseReason::Idle { timeout: idle })?,
+            .map_err(|_| reason)?,
         None => read_some(reader, buf).await,
     };
     read.map_err(|e| CloseReason::ReadFailed(e.to_string().into()))
 }
 
 /// Reads what is available into `buf`, through the thread's scratch buffer.
+/// `buf` grows by an eighth at a time beyond what it must hold, not by
+/// doubling: an unfinished line costs little more than its length.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
@@ -280,8 +329,15 @@ async fn read_some<R: AsyncRead + Unpin>(
             let mut scratch = scratch.borrow_mut();
             let mut read_buf = ReadBuf::new(&mut scratch[..]);
             ready!(Pin::new(&mut *reader).poll_read(cx, &mut read_buf))?;
-            buf.extend_from_slice(read_buf.filled());
-            Poll::Ready(Ok(read_buf.filled().len()))
+            let read = read_buf.filled();
+            if buf.capacity() - buf.len() < read.len() {
+                let needed = buf.len() + read.len();
+                let mut grown = BytesMut::with_capacity(needed + needed / 8);
+                grown.extend_from_slice(buf);
+                *buf = grown;
+            }
+            buf.extend_from_slice(read);
+            Poll::Ready(Ok(read.len()))
         })
     })
     .await
@@ -313,7 +369,7 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
         }
         // A flushing close is acted on once the queue is empty.
         drop(closing);
-        let written = Box::pin(write_batch::<P, W>(
+        let written = Box::pin(write_batch::<W>(
             items,
             &mut writer,
             &mut torn,
@@ -328,28 +384,20 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
 }
 
 /// Encodes and writes one batch, unless the client is cut off meanwhile.
-async fn write_batch<P: Protocol, W: AsyncWrite + Unpin>(
-    items: VecDeque<Outgoing>,
+async fn write_batch<W: AsyncWrite + Unpin>(
+    items: VecDeque<Bytes>,
     writer: &mut W,
     torn: &mut bool,
     outbox: &Outbox,
     stall: Duration,
 ) -> Result<(), CloseReason> {
-    let mut chunks = VecDeque::with_capacity(items.len());
-    let mut invisible = 0;
-    for item in items {
-        let weight = item.weight();
-        let bytes = match item {
-            Outgoing::Shared(delivery) => delivery.encoded(P::SLOT, P::encode_event),
-            Outgoing::Encoded(bytes) => bytes,
-        };
-        if bytes.is_empty() {
-            invisible += weight;
-        } else {
-            chunks.push_back((bytes, weight));
-        }
-    }
-    outbox.written(invisible);
+    let mut chunks: VecDeque<(Bytes, usize)> = items
+        .into_iter()
+        .map(|bytes| {
+            let weight = weight(&bytes);
+            (bytes, weight)
+        })
+        .collect();
     tokio::select! {
         biased;
         _ = outbox.aborted() => Ok(()),

@@ -230,17 +230,16 @@ async fn unknown_commands_and_bad_arguments_get_an_error_pointing_to_help() {
 }
 
 #[tokio::test]
-async fn invalid_utf8_is_relayed_as_it_is_in_text_mode() {
+async fn invalid_utf8_and_controls_reach_text_clients_made_harmless() {
     let server = TestServer::text().await;
     let (mut a, a_name) = join(server.text_addr()).await;
     let (mut b, _) = join(server.text_addr()).await;
-    a.send_line(b"caf\xe9 \xff\x00").await.unwrap();
+    a.send_line(b"caf\xe9 \xff\x00\x1b[2J").await.unwrap();
     let line = within("the message", b.next_line_bytes())
         .await
         .unwrap()
         .unwrap();
-    let mut expected = format!("[#lobby] {a_name}: ").into_bytes();
-    expected.extend_from_slice(b"caf\xe9 \xff\x00");
+    let expected = format!("[#lobby] {a_name}: caf\u{fffd} \u{fffd}^@^[[2J").into_bytes();
     assert_eq!(line, expected);
     server.stop().await;
 }

@@ -88,28 +88,21 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// An estimate of the bytes this event takes in memory and on the wire,
-    /// for queue accounting. It does not need to be exact, only proportional.
-    pub fn weight(&self) -> usize {
-        const OVERHEAD: usize = 48;
-        OVERHEAD
-            + match self {
-                Event::Message { room, from, body } => {
-                    room.as_str().len() + from.as_str().len() + body.bytes.len()
-                }
-                Event::Direct { from, body } => from.as_str().len() + body.bytes.len(),
-                Event::Joined { room, name } => room.as_str().len() + name.as_str().len(),
-                Event::Left { room, name, reason } => {
-                    room.as_str().len() + name.as_str().len() + reason.len()
-                }
-                Event::Renamed { old, new } => old.as_str().len() + new.as_str().len(),
-            }
-    }
-}
-
 /// Number of encodings a [`Delivery`] can cache: one per wire format.
 pub const ENCODING_SLOTS: usize = 4;
+
+/// How one wire format turns events into bytes: which of a
+/// [`Delivery`]'s cached encodings is its own, and the encoder. The hub
+/// encodes each delivery for a recipient's format as it queues it, so a
+/// queue counts exactly the bytes its client will be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoding {
+    /// The cache slot, `< ENCODING_SLOTS`, one per wire format.
+    pub slot: usize,
+    /// Appends an event as the format shows it; nothing for events its
+    /// clients are not shown.
+    pub encode: fn(&Event, &mut BytesMut),
+}
 
 /// Events on their way to one or more clients: usually one, or the run of
 /// messages one read from a sender produced. Built once and shared by
@@ -120,23 +113,21 @@ pub const ENCODING_SLOTS: usize = 4;
 #[derive(Debug)]
 pub struct Delivery {
     events: Box<[Event]>,
-    weight: usize,
     encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
 }
 
 impl Delivery {
     /// Wraps an event for delivery.
-    pub fn new(event: Event) -> Arc<Self> {
+    pub fn new(event: Event) -> Self {
         Delivery::batch(vec![event])
     }
 
     /// Wraps events to be delivered together, in order.
-    pub fn batch(events: Vec<Event>) -> Arc<Self> {
-        Arc::new(Delivery {
-            weight: events.iter().map(Event::weight).sum(),
+    pub fn batch(events: Vec<Event>) -> Self {
+        Delivery {
             events: events.into_boxed_slice(),
             encoded: Default::default(),
-        })
+        }
     }
 
     /// The events, in order.
@@ -144,36 +135,26 @@ impl Delivery {
         &self.events
     }
 
-    /// The events encoded by the wire format owning `slot`
-    /// (`slot < ENCODING_SLOTS`), encoding them if no recipient has yet.
-    pub fn encoded(&self, slot: usize, encode: impl Fn(&Event, &mut BytesMut)) -> Bytes {
-        self.encoded[slot]
+    /// Roughly how many bytes the events take in any wire format.
+    fn size_hint(&self) -> usize {
+        let body = |event: &Event| match event {
+            Event::Message { body, .. } | Event::Direct { body, .. } => body.bytes.len(),
+            _ => 0,
+        };
+        self.events.iter().map(|event| 64 + body(event)).sum()
+    }
+
+    /// The events as `encoding` shows them, encoded once for all the
+    /// recipients that share it.
+    pub fn encoded(&self, encoding: Encoding) -> Bytes {
+        self.encoded[encoding.slot]
             .get_or_init(|| {
-                let mut out = BytesMut::with_capacity(self.weight);
+                let mut out = BytesMut::with_capacity(self.size_hint());
                 for event in self.events.iter() {
-                    encode(event, &mut out);
+                    (encoding.encode)(event, &mut out);
                 }
                 out.freeze()
             })
             .clone()
-    }
-}
-
-/// One item of a client's outbound queue.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    /// An event shared with other recipients, encoded by the writer.
-    Shared(Arc<Delivery>),
-    /// Bytes already encoded for this client (a reply to its own request).
-    Encoded(Bytes),
-}
-
-impl Outgoing {
-    /// Bytes this item counts for against the queue limits.
-    pub fn weight(&self) -> usize {
-        match self {
-            Outgoing::Shared(d) => d.weight,
-            Outgoing::Encoded(b) => b.len(),
-        }
     }
 }

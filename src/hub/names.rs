@@ -3,6 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::{GeneralSecurityProfile, MixedScript};
+
 /// Longest client or room name, in characters (not bytes), so a name fits
 /// comfortably on one line of a terminal next to the message it labels.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -21,24 +24,40 @@ pub enum NameError {
         /// How many characters it had.
         len: usize,
     },
-    /// The name held a character outside letters, digits, `-`, `_` and `.`.
-    #[error("a {what} may hold letters (any script), digits, '-', '_' and '.', not {found:?}")]
+    /// The name held a character outside letters, digits, `-`, `_` and
+    /// `.`, or one that can pass for another or render as nothing.
+    #[error("a {what} may hold letters (any script), digits, '-', '_' and '.', not {found:?} (U+{:04X})", *found as u32)]
     BadChar {
         /// "name" or "room name".
         what: &'static str,
         /// The first character refused.
         found: char,
     },
+    /// The name mixed letters of several scripts, as look-alikes do.
+    #[error("a {what} must be written in one script: letters of several (such as a Cyrillic 'а' among Latin ones) would let it pass for another")]
+    MixedScripts {
+        /// "name" or "room name".
+        what: &'static str,
+    },
     /// The name was not valid UTF-8.
     #[error("a {0} must be valid UTF-8")]
     NotUtf8(&'static str),
 }
 
-/// Checks the rules shared by client names and room names: 1 to
-/// [`MAX_NAME_CHARS`] characters, each a letter or digit of any script
-/// (so `小明` and `José` are fine) or one of `-`, `_`, `.`. Spaces, `:`,
-/// `[`, `]` and control characters are refused because the text protocol
-/// uses them to frame a message line.
+/// Checks the rules shared by client names and room names, on text
+/// already in Unicode normalization form C: 1 to [`MAX_NAME_CHARS`]
+/// characters, each a letter or digit of any script (so `小明` and `José`
+/// are fine) or one of `-`, `_`, `.`. Spaces, `:`, `[`, `]` and control
+/// characters are refused because the text protocol uses them to frame a
+/// message line.
+///
+/// So that nobody can pose as somebody else, a name must also pass the
+/// checks of Unicode TS #39 that browsers and compilers use on identifiers:
+/// every character is allowed by its general security profile (which
+/// leaves out characters that render as nothing, like U+3164, and
+/// compatibility forms, like fullwidth `ａ` and mathematical bold `𝐚`),
+/// and all of them belong to one script (`аlice`, with a Cyrillic `а`
+/// among Latin letters, is refused; `Παύλος` and `山田たろう` are fine).
 fn validate(raw: &str, what: &'static str) -> Result<(), NameError> {
     if raw.is_empty() {
         return Err(NameError::Empty(what));
@@ -47,64 +66,167 @@ fn validate(raw: &str, what: &'static str) -> Result<(), NameError> {
     if len > MAX_NAME_CHARS {
         return Err(NameError::TooLong { what, len });
     }
-    if let Some(found) = raw
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
+    if let Some(found) = raw.chars().find(|c| {
+        !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || (!c.is_ascii() && !c.identifier_allowed())
+    }) {
         return Err(NameError::BadChar { what, found });
+    }
+    if !raw.is_single_script() {
+        return Err(NameError::MixedScripts { what });
     }
     Ok(())
 }
 
-macro_rules! name_type {
-    ($(#[$doc:meta])* $ty:ident, $what:literal, lower_case: $lower:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $ty(Arc<str>);
+/// Brings text typed by a user to normalization form C, so that `é` typed
+/// as one character or as `e` and a combining accent is the same name.
+fn normalize(raw: &str) -> std::borrow::Cow<'_, str> {
+    if unicode_normalization::is_nfc_quick(raw.chars()) == unicode_normalization::IsNormalized::Yes
+    {
+        std::borrow::Cow::Borrowed(raw)
+    } else {
+        std::borrow::Cow::Owned(raw.nfc().collect())
+    }
+}
 
-        impl $ty {
-            /// Checks `raw` against the naming rules and wraps it.
-            pub fn new(raw: &str) -> Result<Self, NameError> {
-                validate(raw, $what)?;
-                if $lower {
-                    Ok(Self(Arc::from(raw.to_lowercase())))
-                } else {
-                    Ok(Self(Arc::from(raw)))
-                }
-            }
+/// The form under which names are compared: compatibility-normalized
+/// (NFKC), case-folded in full (so `ǅemal` and `ǆemal`, `ΟΔΟΣ` and `οδοσ`
+/// meet), then reduced to its TS #39 confusable skeleton (so that Cyrillic
+/// `аре` and Latin `ape`, or `rn` and `m`, meet too). Two names with the
+/// same key could be mistaken for one another on screen, so only one of
+/// them may be in use.
+pub fn comparison_key(name: &str) -> String {
+    let folded = caseless::default_case_fold_str(&name.nfkc().collect::<String>());
+    unicode_security::skeleton(&folded).collect()
+}
 
-            /// Like [`Self::new`], for bytes straight off the wire.
-            pub fn from_bytes(raw: &[u8]) -> Result<Self, NameError> {
-                let raw = std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8($what))?;
-                Self::new(raw)
-            }
+/// A second comparison form, for look-alikes that only capitals make:
+/// the skeleton taken before case folding as well as after, so that
+/// `AIice` (a capital `I`) meets `alice`. Folding first loses that (`I`
+/// folds to `i`); skeleton first loses others (`ΟΔΟΣ`), so names are
+/// compared under both.
+pub fn shape_key(name: &str) -> String {
+    let shape: String = unicode_security::skeleton(&name.nfkc().collect::<String>()).collect();
+    unicode_security::skeleton(&caseless::default_case_fold_str(&shape)).collect()
+}
 
-            /// The name as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
+/// A client's name, unique on the server, e.g. `guest-7` or `小明`. No two
+/// clients have names with the same [`comparison_key`]: `Alice` cannot pose
+/// as `alice`, nor `аlice` (Cyrillic `а`) or `ａｌｉｃｅ` as either.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<str>);
 
-            /// The key under which the name is unique: case does not count,
-            /// so `Alice` cannot pose as `alice`. Shares the name's own
-            /// text when it is lower case already, as most names are.
-            pub fn key(&self) -> Arc<str> {
-                if self.0.chars().any(char::is_uppercase) {
-                    Arc::from(self.0.to_lowercase())
-                } else {
-                    self.0.clone()
-                }
-            }
-        }
+impl Name {
+    /// Checks `raw` against the naming rules and wraps it (in Unicode
+    /// normalization form C).
+    pub fn new(raw: &str) -> Result<Self, NameError> {
+        let raw = normalize(raw);
+        validate(&raw, "name")?;
+        Ok(Name(Arc::from(raw.as_ref())))
+    }
 
+    /// Like [`Name::new`], for bytes straight off the wire.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, NameError> {
+        let raw = std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8("name"))?;
+        Self::new(raw)
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key under which the name is unique: its [`comparison_key`].
+    pub fn key(&self) -> Arc<str> {
+        Arc::from(comparison_key(&self.0))
+    }
+
+    /// The second key under which the name is unique: its [`shape_key`].
+    pub fn shape_key(&self) -> Arc<str> {
+        Arc::from(shape_key(&self.0))
+    }
+}
+
+/// A room's name, e.g. `lobby`. Protocols may show it as `#lobby`; a
+/// leading `#` typed by a user is not part of the name. Room names are not
+/// case-sensitive (they are kept in lower case), and two names that could
+/// be mistaken for one another (the same [`comparison_key`]) name the same
+/// room: `#1obby` is `#lobby`.
+#[derive(Clone)]
+pub struct RoomName {
+    text: Arc<str>,
+    key: Arc<str>,
+}
+
+impl RoomName {
+    /// Checks `raw` against the naming rules and wraps it, in lower case.
+    pub fn new(raw: &str) -> Result<Self, NameError> {
+        let raw = normalize(raw);
+        validate(&raw, "room name")?;
+        let text: Arc<str> = Arc::from(raw.to_lowercase());
+        let key = comparison_key(&text);
+        let key = if *key == *text {
+            text.clone()
+        } else {
+            Arc::from(key)
+        };
+        Ok(RoomName { text, key })
+    }
+
+    /// Like [`RoomName::new`], for bytes straight off the wire.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, NameError> {
+        let raw = std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8("room name"))?;
+        Self::new(raw)
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The key under which rooms are told apart: its [`comparison_key`].
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl PartialEq for RoomName {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for RoomName {}
+
+impl std::hash::Hash for RoomName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state)
+    }
+}
+
+impl PartialOrd for RoomName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RoomName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+macro_rules! text_traits {
+    ($ty:ident) => {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(self.as_str(), f)
             }
         }
 
@@ -117,32 +239,19 @@ macro_rules! name_type {
 
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(self.as_str())
             }
         }
     };
 }
 
-name_type!(
-    /// A client's name, unique on the server (ignoring case), e.g. `guest-7` or `小明`.
-    Name,
-    "name",
-    lower_case: false
-);
-
-name_type!(
-    /// A room's name, e.g. `lobby`. Protocols may show it as `#lobby`; a
-    /// leading `#` typed by a user is not part of the name. Room names are
-    /// not case-sensitive: they are kept in lower case.
-    RoomName,
-    "room name",
-    lower_case: true
-);
+text_traits!(Name);
+text_traits!(RoomName);
 
 impl RoomName {
     /// The room every client starts in unless its listener says otherwise.
     pub fn lobby() -> Self {
-        Self(Arc::from("lobby"))
+        RoomName::new("lobby").expect("lobby is a valid room name")
     }
 
     /// Parses a room name as a user types it: `#lobby` and `lobby` are the same room.
@@ -196,5 +305,59 @@ mod tests {
     fn a_leading_hash_or_capitals_name_the_same_room() {
         assert_eq!(RoomName::parse_user(b"#lobby").unwrap(), RoomName::lobby());
         assert_eq!(RoomName::parse_user(b"Lobby").unwrap(), RoomName::lobby());
+    }
+
+    fn same_key(a: &str, b: &str) -> bool {
+        let (a, b) = (Name::new(a).unwrap(), Name::new(b).unwrap());
+        a.key() == b.key() || a.shape_key() == b.shape_key()
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        // Digraphs are compatibility characters, refused as names; their
+        // keys meet anyway.
+        assert_eq!(comparison_key("ǆemal"), comparison_key("ǅemal"));
+        assert!(same_key("οδοσ", "ΟΔΟΣ"));
+        assert!(same_key("аре", "ape"), "whole-script Cyrillic look-alike");
+        assert!(same_key("rnary", "mary"));
+        assert!(same_key("AIice", "alice"), "capital I for l");
+        assert!(same_key("Straße", "STRASSE"));
+        assert!(same_key("José", "Jose\u{301}"), "composed or not");
+        assert!(!same_key("alice", "alicia"));
+        assert!(!same_key("小明", "小朋"));
+    }
+
+    #[test]
+    fn names_that_pass_for_others_or_for_nothing_are_refused() {
+        for bad in [
+            "аlice",      // Cyrillic а among Latin letters
+            "bοb",        // Greek ο among Latin letters
+            "ａｌｉｃｅ", // fullwidth
+            "𝐚𝐥𝐢𝐜𝐞",      // mathematical bold
+            "\u{3164}",   // Hangul filler: renders as nothing
+            "\u{115F}",   // Hangul choseong filler
+            "a\u{200B}b", // zero-width space
+            "a\u{202E}b", // right-to-left override
+        ] {
+            assert!(Name::new(bad).is_err(), "{bad:?} was accepted");
+            assert!(RoomName::new(bad).is_err(), "room {bad:?} was accepted");
+        }
+        for good in [
+            "小明",
+            "José",
+            "Παύλος",
+            "山田たろう",
+            "Мария",
+            "guest-12",
+            "x.y_z",
+        ] {
+            assert!(Name::new(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn rooms_that_look_alike_are_one_room() {
+        assert_eq!(RoomName::new("1obby").unwrap(), RoomName::lobby());
+        assert_eq!(RoomName::new("1obby").unwrap().as_str(), "1obby");
     }
 }

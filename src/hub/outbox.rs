@@ -11,16 +11,40 @@
 //! A receiver that accepts no bytes at all for the stall timeout is cut off
 //! by its writer (see `connection`), which closes the outbox and so releases
 //! every sender waiting on it. A stalled client therefore holds a sender back
-//! for at most the stall timeout.
+//! for at most the stall timeout. One that reads, but too slowly, keeps its
+//! queue over the soft limit: the outbox notes since when
+//! ([`Outbox::congested_for`]), and the hub's sweep cuts it off past the
+//! slow timeout, so a slow reader holds its room back for a bounded time.
+//!
+//! What the queue counts is what the client will be sent: items are
+//! already encoded in the client's own wire format, each weighing its
+//! length plus [`ITEM_OVERHEAD`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::event::Outgoing;
 use super::CloseReason;
+
+/// What one queued item costs besides its bytes: its handle and its slot
+/// in the queue. Counted so that a flood of tiny items is bounded too.
+pub const ITEM_OVERHEAD: usize = 32;
+
+/// The weight of an item against the queue limits.
+pub fn weight(item: &Bytes) -> usize {
+    item.len() + ITEM_OVERHEAD
+}
+
+/// Milliseconds since the first call, plus one: a clock for timestamps kept
+/// in an atomic, where 0 means "none".
+fn now_millis() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
 
 /// The bytes an outbox may hold before flow control and cut-off set in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +92,16 @@ pub struct Outbox {
     /// Wakes senders and readers: the queue fell below the soft limit, or
     /// the outbox closed.
     changed: Notify,
+    /// When the queue last went over the soft limit ([`now_millis`]), or 0
+    /// while it is at or under it. Written under the queue's lock.
+    congested_since: AtomicU64,
+    /// Set when the outbox closes: a cheap check for the reader.
+    closed: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Outgoing>,
+    items: VecDeque<Bytes>,
     closing: Option<Closing>,
 }
 
@@ -80,7 +109,7 @@ struct Queue {
 #[derive(Debug)]
 pub struct Batch {
     /// Items to write, oldest first.
-    pub items: VecDeque<Outgoing>,
+    pub items: VecDeque<Bytes>,
     /// Set once the outbox is closed: after writing `items` (empty for a
     /// cut-off), the writer says goodbye and ends.
     pub closing: Option<Closing>,
@@ -95,6 +124,8 @@ impl Outbox {
             limits,
             to_writer: Notify::new(),
             changed: Notify::new(),
+            congested_since: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -106,15 +137,15 @@ impl Outbox {
 
     /// Queues `item` for the client, or cuts the client off if that would
     /// take its queue past the hard limit.
-    pub fn push(&self, item: Outgoing) -> Pushed {
-        let weight = item.weight();
+    pub fn push(&self, item: Bytes) -> Pushed {
+        let weight = weight(&item);
         let mut queue = self.lock();
         if queue.closing.is_some() {
             return Pushed::Closed;
         }
         let pending = self.pending.load(Ordering::Acquire) + weight;
         if pending > self.limits.hard {
-            queue.items = VecDeque::new();
+            self.discard(&mut queue);
             queue.closing = Some(Closing {
                 reason: CloseReason::SlowConsumer {
                     queued: pending,
@@ -129,13 +160,17 @@ impl Outbox {
         let was_empty = queue.items.is_empty();
         queue.items.push_back(item);
         self.pending.fetch_add(weight, Ordering::AcqRel);
-        drop(queue);
         if was_empty {
             self.to_writer.notify_one();
         }
         if pending > self.limits.soft {
+            if self.congested_since.load(Ordering::Relaxed) == 0 {
+                self.congested_since.store(now_millis(), Ordering::Relaxed);
+            }
+            drop(queue);
             Pushed::Congested
         } else {
+            drop(queue);
             Pushed::Queued
         }
     }
@@ -152,12 +187,12 @@ impl Outbox {
                     return;
                 }
                 closing.flush = false;
-                queue.items = VecDeque::new();
+                self.discard(&mut queue);
             }
             None => {
                 queue.closing = Some(Closing { reason, flush });
                 if !flush {
-                    queue.items = VecDeque::new();
+                    self.discard(&mut queue);
                 }
             }
         }
@@ -165,9 +200,23 @@ impl Outbox {
         self.wake_all();
     }
 
+    /// Drops what is queued (a cut-off): its memory is free at once.
+    fn discard(&self, queue: &mut Queue) {
+        let dropped: usize = queue.items.iter().map(weight).sum();
+        queue.items = VecDeque::new();
+        self.pending.fetch_sub(dropped, Ordering::AcqRel);
+    }
+
     fn wake_all(&self) {
+        self.closed.store(true, Ordering::Release);
         self.to_writer.notify_one();
         self.changed.notify_waiters();
+    }
+
+    /// Whether the outbox is closed: the client is leaving, and nothing it
+    /// asks for any more is worth doing.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// How and why the outbox was closed, if it was.
@@ -194,7 +243,24 @@ impl Outbox {
     pub fn written(&self, weight: usize) {
         let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
         if before > self.limits.soft && before - weight <= self.limits.soft {
+            {
+                // Under the lock, so a push going over the limit again
+                // cannot have its mark erased.
+                let _queue = self.lock();
+                if self.pending() <= self.limits.soft {
+                    self.congested_since.store(0, Ordering::Relaxed);
+                }
+            }
             self.changed.notify_waiters();
+        }
+    }
+
+    /// How long the queue has been over its soft limit without a break:
+    /// how long this client has been holding its senders back.
+    pub fn congested_for(&self) -> Duration {
+        match self.congested_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => Duration::from_millis(now_millis().saturating_sub(since)),
         }
     }
 
@@ -237,8 +303,9 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn item(len: usize) -> Outgoing {
-        Outgoing::Encoded(Bytes::from(vec![b'x'; len]))
+    /// An item weighing `len` bytes against the limits.
+    fn item(len: usize) -> Bytes {
+        Bytes::from(vec![b'x'; len - ITEM_OVERHEAD])
     }
 
     const LIMITS: QueueLimits = QueueLimits {
@@ -270,16 +337,16 @@ mod tests {
                 limit: 250
             }
         );
-        assert_eq!(outbox.push(item(1)), Pushed::Closed);
+        assert_eq!(outbox.push(item(40)), Pushed::Closed);
     }
 
     #[test]
     fn a_flushing_close_keeps_the_queue_and_a_cut_off_drops_it() {
         let outbox = Outbox::new(LIMITS);
-        let _ = outbox.push(item(10));
+        let _ = outbox.push(item(40));
         outbox.close(CloseReason::Quit, true);
         assert_eq!(outbox.take().items.len(), 1);
-        let _ = outbox.push(item(10));
+        let _ = outbox.push(item(40));
         outbox.close(CloseReason::ServerShutdown, false);
         let closing = outbox.closing().unwrap();
         assert_eq!(closing.reason, CloseReason::Quit);

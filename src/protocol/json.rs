@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Tag, JSON_SLOT};
-use crate::hub::{Body, Closing, Event, Name, NameError, RoomName};
+use crate::hub::{Body, Closing, Event, Name, NameError, Pattern, RoomName};
 
 /// The JSON protocol of one listener.
 #[derive(Debug, Clone)]
@@ -52,8 +52,11 @@ enum Wire {
     },
     Who {
         room: Option<String>,
+        pattern: Option<String>,
     },
-    Rooms {},
+    Rooms {
+        pattern: Option<String>,
+    },
     Ping {},
     Help {},
     Quit {},
@@ -117,6 +120,7 @@ pub fn parse_request(line: &[u8]) -> (Result<Request, ProtocolError>, Tag) {
 fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
     let room = |raw: String| RoomName::parse_user(raw.as_bytes()).map_err(invalid("invalid_room"));
     let name = |raw: String| Name::new(&raw).map_err(invalid("invalid_name"));
+    let pattern = |raw: String| Pattern::new(&raw).map_err(ProtocolError::from);
     Ok(match wire {
         Wire::Say { room: target, text } => Request::Say {
             room: target.map(room).transpose()?,
@@ -129,8 +133,14 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
         Wire::Join { room: target } => Request::Join(room(target)?),
         Wire::Leave { room: target } => Request::Leave(target.map(room).transpose()?),
         Wire::Nick { name: new } => Request::Nick(name(new)?),
-        Wire::Who { room: target } => Request::Who(target.map(room).transpose()?),
-        Wire::Rooms {} => Request::Rooms,
+        Wire::Who {
+            room: target,
+            pattern: filter,
+        } => Request::Who(
+            target.map(room).transpose()?,
+            filter.map(pattern).transpose()?,
+        ),
+        Wire::Rooms { pattern: filter } => Request::Rooms(filter.map(pattern).transpose()?),
         Wire::Ping {} => Request::Ping,
         Wire::Help {} => Request::Help,
         Wire::Quit {} => Request::Quit,
@@ -239,13 +249,20 @@ impl Protocol for Json {
             Reply::Renamed { old, new } => {
                 json!({ "type": "renamed", "old": old, "new": new, "you": true })
             }
-            Reply::Who { room, names } => json!({ "type": "who", "room": room, "names": names }),
+            Reply::Who { room, names } => json!({
+                "type": "who",
+                "room": room,
+                "names": names.items,
+                "total": names.total,
+                "more": names.more,
+            }),
             Reply::Rooms(rooms) => {
-                let rooms: Vec<Value> = rooms
+                let list: Vec<Value> = rooms
+                    .items
                     .iter()
                     .map(|room| json!({ "name": room.name, "members": room.members }))
                     .collect();
-                json!({ "type": "rooms", "rooms": rooms })
+                json!({ "type": "rooms", "rooms": list, "total": rooms.total, "more": rooms.more })
             }
             Reply::Pong => json!({ "type": "pong" }),
             Reply::Help => json!({ "type": "help", "commands": COMMANDS }),
@@ -292,7 +309,12 @@ mod tests {
         let (request, _) = parse_request(br#"{"type":"direct","to":"bob","text":"psst"}"#);
         assert!(matches!(request, Ok(Request::Direct { .. })));
         let (request, _) = parse_request(br#"{"type":"rooms"}"#);
-        assert_eq!(request, Ok(Request::Rooms));
+        assert_eq!(request, Ok(Request::Rooms(None)));
+        let (request, _) = parse_request(br#"{"type":"rooms","pattern":"dev-*"}"#);
+        assert_eq!(
+            request,
+            Ok(Request::Rooms(Some(Pattern::new("dev-*").unwrap())))
+        );
     }
 
     #[test]

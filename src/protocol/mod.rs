@@ -9,17 +9,18 @@ mod json;
 mod line;
 mod raw;
 mod request;
+pub mod terminal;
 mod text;
 
 pub use json::Json;
 pub use line::{LineDecoder, LineError};
 pub use raw::Raw;
 pub use request::{apply, ProtocolError, Reply, Request};
-pub use text::Text;
+pub use text::{Text, MAX_LINES_PER_MESSAGE};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::hub::{Closing, Event, Name, RoomName};
+use crate::hub::{Closing, Encoding, Event, Name, RoomName};
 
 /// A JSON request's `id`, echoed in its reply; `None` for other modes.
 /// Boxed: it is rare, and inputs are small without it.
@@ -72,6 +73,15 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// Appends an event, as this protocol shows it, to `out`.
     fn encode_event(event: &Event, out: &mut BytesMut);
+
+    /// This protocol's encoding, as the hub needs it to queue events for
+    /// its clients.
+    fn encoding() -> Encoding {
+        Encoding {
+            slot: Self::SLOT,
+            encode: Self::encode_event,
+        }
+    }
 
     /// An event, as this protocol shows it.
     fn event(event: &Event) -> Bytes {

@@ -1,7 +1,7 @@
 //! What a client can ask for, whatever its wire format, and how the hub
 //! answers.
 
-use crate::hub::{Body, HubError, Name, RoomInfo, RoomName, Session};
+use crate::hub::{Body, HubError, Listing, Name, Pattern, RoomInfo, RoomName, Session};
 
 /// A client's request, decoded from any wire format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +26,11 @@ pub enum Request {
     Leave(Option<RoomName>),
     /// Change name.
     Nick(Name),
-    /// List the members of a room (default: the current room).
-    Who(Option<RoomName>),
-    /// List the rooms.
-    Rooms,
+    /// List the members of a room (default: the current room) whose names
+    /// match the pattern.
+    Who(Option<RoomName>, Option<Pattern>),
+    /// List the rooms whose names match the pattern, largest first.
+    Rooms(Option<Pattern>),
     /// Check the connection.
     Ping,
     /// List the commands.
@@ -64,15 +65,15 @@ pub enum Reply {
         /// The name now.
         new: Name,
     },
-    /// The members of a room.
+    /// Members of a room: at most the list limit, sorted.
     Who {
         /// The room.
         room: RoomName,
-        /// Its members, sorted.
-        names: Vec<Name>,
+        /// Its members, or those matching the pattern.
+        names: Listing<Name>,
     },
-    /// All rooms.
-    Rooms(Vec<RoomInfo>),
+    /// Rooms, largest first: at most the list limit.
+    Rooms(Listing<RoomInfo>),
     /// Answer to [`Request::Ping`].
     Pong,
     /// Answer to [`Request::Help`].
@@ -106,6 +107,12 @@ impl From<HubError> for ProtocolError {
     }
 }
 
+impl From<crate::hub::PatternTooLong> for ProtocolError {
+    fn from(error: crate::hub::PatternTooLong) -> Self {
+        ProtocolError::new("bad_pattern", error.to_string())
+    }
+}
+
 impl From<super::LineError> for ProtocolError {
     fn from(error: super::LineError) -> Self {
         ProtocolError::new(
@@ -122,7 +129,7 @@ impl From<super::LineError> for ProtocolError {
 /// recipient's queue is congested: that is how flow control reaches the
 /// sender's socket.
 pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, ProtocolError> {
-    Ok(match request {
+    let reply = match request {
         Request::Say { room, body } => {
             session.say(room.as_ref(), body).await?;
             Reply::Sent
@@ -150,13 +157,17 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
             let old = session.rename(name.clone())?;
             Reply::Renamed { old, new: name }
         }
-        Request::Who(room) => {
-            let (room, names) = session.who(room.as_ref())?;
+        Request::Who(room, pattern) => {
+            let (room, names) = session.who(room.as_ref(), pattern.as_ref())?;
             Reply::Who { room, names }
         }
-        Request::Rooms => Reply::Rooms(session.rooms()),
+        Request::Rooms(pattern) => Reply::Rooms(session.rooms(pattern.as_ref())),
         Request::Ping => Reply::Pong,
         Request::Help => Reply::Help,
         Request::Quit => Reply::Quit,
-    })
+    };
+    // Joins, leaves and renames are news to others: their notices are
+    // flow-controlled like messages.
+    session.until_receivers_keep_up().await;
+    Ok(reply)
 }

@@ -8,8 +8,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::terminal::put_inert;
 use super::{Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Tag, TEXT_SLOT};
-use crate::hub::{Body, CloseReason, Closing, Event, Name, NameError, RoomName};
+use crate::hub::{Body, CloseReason, Closing, Event, Listing, Name, NameError, Pattern, RoomName};
 
 /// The text protocol of one listener.
 #[derive(Debug, Clone)]
@@ -70,8 +71,8 @@ const HELP: &str = "\
 *   /join ROOM        join ROOM (made if new); your messages go there
 *   /leave [ROOM]     leave ROOM (default: the current room)
 *   /msg NAME TEXT    send TEXT to NAME alone
-*   /who [ROOM]       who is in ROOM (default: the current room)
-*   /rooms            list the rooms
+*   /who [ROOM [PAT]] who is in ROOM (default: the current room)
+*   /rooms [PATTERN]  list the rooms, largest first (PATTERN: dev-* or a part)
 *   /ping             check the connection (answer: * pong)
 *   /quit             disconnect
 * server lines: [#room] name: text | [dm] name: text | * notice | ! error
@@ -135,8 +136,22 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
                     .map_err(invalid("invalid_name"))
             }
         }
-        "who" | "names" => optional_room(&args, "/who [ROOM]").map(Request::Who),
-        "rooms" | "list" => no_args(&args, Request::Rooms, "/rooms"),
+        "who" | "names" => {
+            let (target, pattern_text) = split_word(args.clone());
+            let (pattern_word, rest) = split_word(pattern_text);
+            if !rest.is_empty() {
+                usage("/who [ROOM [PATTERN]]")
+            } else {
+                optional_room(&target, "/who [ROOM [PATTERN]]").and_then(|room| {
+                    Ok(Request::Who(room, optional_pattern(&pattern_word)?))
+                })
+            }
+        }
+        "rooms" | "list" => match one_word(&args) {
+            Some(word) => optional_pattern(&word).map(Request::Rooms),
+            None if args.is_empty() => Ok(Request::Rooms(None)),
+            None => usage("/rooms [PATTERN] (a pattern has no spaces)"),
+        },
         "ping" => no_args(&args, Request::Ping, "/ping"),
         "help" => no_args(&args, Request::Help, "/help"),
         // IRC clients send a parting message with /quit; it is not shown.
@@ -168,6 +183,13 @@ fn no_args(args: &Bytes, request: Request, usage: &str) -> Result<Request, Proto
     }
 }
 
+fn optional_pattern(word: &[u8]) -> Result<Option<Pattern>, ProtocolError> {
+    if word.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Pattern::new(&String::from_utf8_lossy(word))?))
+}
+
 fn room(word: &[u8]) -> Result<RoomName, ProtocolError> {
     RoomName::parse_user(word).map_err(invalid("invalid_room"))
 }
@@ -189,26 +211,67 @@ fn split_word(text: Bytes) -> (Bytes, Bytes) {
     (word, rest.slice(skip..))
 }
 
+/// Most lines one message is shown as. A message holding line breaks (a
+/// raw chunk, a JSON text) is shown one line per line, each after the
+/// sender's prefix so no line can pass for another sender's; past this
+/// many, the rest is summed up in one line. This bounds what one message
+/// can cost a text client's queue: 64 KiB of line breaks would otherwise
+/// become 32,768 prefixed lines.
+pub const MAX_LINES_PER_MESSAGE: usize = 1000;
+
 /// Writes `body` as one or more lines, each after `prefix` (the parts of
-/// `prefix` in a row): a body holding line breaks (a raw chunk, a JSON
-/// text) must not break the framing.
+/// `prefix` in a row), made safe for a terminal (see [`super::terminal`]).
 fn message_lines(prefix: &[&[u8]], body: &Body, out: &mut BytesMut) {
     let bytes = &body.bytes[..];
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let prefix_len: usize = prefix.iter().map(|part| part.len()).sum();
     out.reserve(prefix_len + bytes.len() + 1);
-    for segment in bytes.split(|b| *b == b'\n') {
-        let segment = segment.strip_suffix(b"\r").unwrap_or(segment);
+    let put_prefix = |out: &mut BytesMut| {
         for part in prefix {
             out.put_slice(part);
         }
-        out.put_slice(segment);
+    };
+    for (shown, segment) in bytes.split(|b| *b == b'\n').enumerate() {
+        if shown + 1 == MAX_LINES_PER_MESSAGE {
+            let rest = memchr::memchr_iter(b'\n', bytes).count() + 1 - shown;
+            if rest > 1 {
+                put_prefix(out);
+                out.put_slice(
+                    format!(
+                        "[{rest} more lines not shown: text clients see at most {MAX_LINES_PER_MESSAGE} lines of one message]\n"
+                    )
+                    .as_bytes(),
+                );
+                return;
+            }
+        }
+        let segment = segment.strip_suffix(b"\r").unwrap_or(segment);
+        put_prefix(out);
+        put_inert(out, segment);
         out.put_u8(b'\n');
     }
 }
 
 fn notice(text: std::fmt::Arguments<'_>) -> Bytes {
     Bytes::from(format!("* {text}\n"))
+}
+
+/// How many a listing shows: `5`, or `100 of 64001` when it shows part.
+fn count<T>(listing: &Listing<T>) -> String {
+    if listing.items.len() == listing.total {
+        listing.total.to_string()
+    } else {
+        format!("{} of {}", listing.items.len(), listing.total)
+    }
+}
+
+/// What to add to a listing that left matches out.
+fn narrow<T>(listing: &Listing<T>, how: &str) -> String {
+    if listing.more {
+        format!("; more not shown, narrow with {how}")
+    } else {
+        String::new()
+    }
 }
 
 impl Protocol for Text {
@@ -275,20 +338,30 @@ impl Protocol for Text {
             )),
             Reply::Renamed { new, .. } => notice(format_args!("you are now known as {new}")),
             Reply::Who { room, names } => {
-                let names: Vec<&str> = names.iter().map(Name::as_str).collect();
+                let list: Vec<&str> = names.items.iter().map(Name::as_str).collect();
                 notice(format_args!(
-                    "#{room} ({}): {}",
-                    names.len(),
-                    names.join(", ")
+                    "#{room} ({}): {}{}",
+                    count(names),
+                    list.join(", "),
+                    narrow(names, &format!("/who {room} PATTERN"))
                 ))
             }
-            Reply::Rooms(rooms) if rooms.is_empty() => notice(format_args!("no rooms")),
+            Reply::Rooms(rooms) if rooms.total == 0 => notice(format_args!("no rooms")),
+            Reply::Rooms(rooms) if rooms.items.is_empty() => {
+                notice(format_args!("no rooms match (of {})", rooms.total))
+            }
             Reply::Rooms(rooms) => {
                 let list: Vec<String> = rooms
+                    .items
                     .iter()
                     .map(|room| format!("#{} ({})", room.name, room.members))
                     .collect();
-                notice(format_args!("rooms ({}): {}", rooms.len(), list.join(", ")))
+                notice(format_args!(
+                    "rooms ({}): {}{}",
+                    count(rooms),
+                    list.join(", "),
+                    narrow(rooms, "/rooms PATTERN")
+                ))
             }
             Reply::Pong => notice(format_args!("pong")),
             Reply::Help => Bytes::from_static(HELP.as_bytes()),
@@ -359,9 +432,20 @@ mod tests {
         );
         assert_eq!(
             parse("/who lobby"),
-            Ok(Request::Who(Some(RoomName::lobby())))
+            Ok(Request::Who(Some(RoomName::lobby()), None))
         );
-        assert_eq!(parse("/rooms"), Ok(Request::Rooms));
+        assert_eq!(
+            parse("/who lobby al*"),
+            Ok(Request::Who(
+                Some(RoomName::lobby()),
+                Some(Pattern::new("al*").unwrap())
+            ))
+        );
+        assert_eq!(parse("/rooms"), Ok(Request::Rooms(None)));
+        assert_eq!(
+            parse("/rooms dev-*"),
+            Ok(Request::Rooms(Some(Pattern::new("dev-*").unwrap())))
+        );
         assert_eq!(parse("/ping"), Ok(Request::Ping));
         assert_eq!(parse("/quit"), Ok(Request::Quit));
     }
@@ -377,6 +461,8 @@ mod tests {
             ("/join bad]room", "invalid_room"),
             ("/msg bob", "bad_arguments"),
             ("/ping now", "bad_arguments"),
+            ("/rooms a b", "bad_arguments"),
+            ("/who lobby a b", "bad_arguments"),
         ] {
             let error = parse(line).unwrap_err();
             assert_eq!(error.code, code, "{line}");
@@ -397,5 +483,54 @@ mod tests {
             body: Body::chunk("a\r\nb\n"),
         };
         assert_eq!(Text::event(&event), "[dm] bob: a\n[dm] bob: b\n");
+    }
+
+    #[test]
+    fn a_message_cannot_forge_a_prefix_or_drive_a_terminal() {
+        let event = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("mallory").unwrap(),
+            body: Body::line(&b"hi\r[#lobby] admin: your password?\x1b[2J"[..]),
+        };
+        assert_eq!(
+            Text::event(&event),
+            "[#lobby] mallory: hi^M[#lobby] admin: your password?^[[2J\n"
+        );
+    }
+
+    #[test]
+    fn a_message_of_many_lines_is_shown_as_at_most_the_line_cap() {
+        let event = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("m").unwrap(),
+            body: Body::line("x\n".repeat(5000)),
+        };
+        let shown = Text::event(&event);
+        let lines: Vec<&str> = std::str::from_utf8(&shown).unwrap().lines().collect();
+        assert_eq!(lines.len(), MAX_LINES_PER_MESSAGE);
+        assert_eq!(lines[0], "[#lobby] m: x");
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .starts_with("[#lobby] m: [4001 more lines not shown"),
+            "{}",
+            lines.last().unwrap()
+        );
+        // Exactly at the cap: every line shown.
+        let event = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("m").unwrap(),
+            body: Body::line("x\n".repeat(MAX_LINES_PER_MESSAGE)),
+        };
+        let shown = Text::event(&event);
+        assert_eq!(
+            std::str::from_utf8(&shown)
+                .unwrap()
+                .lines()
+                .filter(|l| *l == "[#lobby] m: x")
+                .count(),
+            MAX_LINES_PER_MESSAGE
+        );
     }
 }

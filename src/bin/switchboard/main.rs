@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay server (default: text mode on 0.0.0.0:12345).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Talk to a server interactively: stdin lines go to it, its lines to stdout.
     Connect(connect::ConnectArgs),
     /// Send one message (or each line of stdin) and hang up.
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -73,6 +73,38 @@ pub struct ServeArgs {
     /// On Ctrl-C or SIGTERM, how long queued data may take to reach clients. [default: 5s]
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_SHUTDOWN_TIMEOUT")]
     shutdown_timeout: Option<Seconds>,
+
+    /// Most rooms one /rooms, or names one /who, lists (a pattern narrows the rest). [default: 100]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_LIST")]
+    max_list: Option<usize>,
+
+    /// Disconnect a client whose queue stays over the soft limit (holding its senders back) this long; 0 turns it off. [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_SLOW_TIMEOUT")]
+    slow_timeout: Option<Seconds>,
+
+    /// Disconnect a client that does not finish a line it started within this long; 0 turns it off. [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_LINE_TIMEOUT")]
+    line_timeout: Option<Seconds>,
+
+    /// Memory all clients together may hold in queues and unfinished input; near it new clients are refused, past it the largest holders are cut off. [default: half the machine's memory]
+    #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_MEMORY")]
+    max_memory: Option<Size>,
+
+    /// Idle time before TCP keepalive probes a quiet connection; 0 turns keepalive off. [default: 60s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_TCP_KEEPALIVE")]
+    tcp_keepalive: Option<Seconds>,
+
+    /// Time between unanswered TCP keepalive probes. [default: 10s]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SWITCHBOARD_TCP_KEEPALIVE_INTERVAL"
+    )]
+    tcp_keepalive_interval: Option<Seconds>,
+
+    /// Unanswered TCP keepalive probes after which a connection is dropped. [default: 6]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_TCP_KEEPALIVE_RETRIES")]
+    tcp_keepalive_retries: Option<u32>,
 }
 
 impl ServeArgs {
@@ -96,6 +128,13 @@ impl ServeArgs {
             welcome: self.welcome,
             ack: self.ack,
             shutdown_timeout: self.shutdown_timeout,
+            max_list: self.max_list,
+            slow_timeout: self.slow_timeout,
+            line_timeout: self.line_timeout,
+            max_memory: self.max_memory,
+            tcp_keepalive: self.tcp_keepalive,
+            tcp_keepalive_interval: self.tcp_keepalive_interval,
+            tcp_keepalive_retries: self.tcp_keepalive_retries,
         }
         .apply(&mut config);
         config.validate()?;

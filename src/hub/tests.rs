@@ -1,0 +1,295 @@
+use super::*;
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+fn settings() -> HubSettings {
+    HubSettings {
+        queue: QueueLimits {
+            soft: 1 << 16,
+            hard: 1 << 20,
+        },
+        announce_max_members: 64,
+        max_rooms_per_client: 4,
+        max_list: 3,
+        slow_timeout: None,
+        max_memory: 1 << 30,
+    }
+}
+
+fn hub() -> Hub {
+    Hub::new(settings())
+}
+
+/// A wire format for tests: each event as its debug form on a line.
+const DEBUG: Encoding = Encoding {
+    slot: ENCODING_SLOTS - 1,
+    encode: |event, out| out.extend_from_slice(format!("{event:?}\n").as_bytes()),
+};
+
+fn connect(hub: &Hub, room: Option<&str>) -> Session {
+    hub.connect(room.map(|r| RoomName::new(r).unwrap()), DEBUG)
+}
+
+/// The events queued for `session`, one debug line each.
+fn drain(session: &Session) -> Vec<String> {
+    session
+        .outbox()
+        .take()
+        .items
+        .iter()
+        .flat_map(|bytes| {
+            String::from_utf8(bytes.to_vec())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_room_message_reaches_everyone_in_the_room_but_the_sender() {
+    let hub = hub();
+    let a = connect(&hub, Some("lobby"));
+    let b = connect(&hub, Some("lobby"));
+    drain(&a);
+    drain(&b);
+    a.say(None, Body::line("hi")).await.unwrap();
+    assert!(drain(&a).is_empty());
+    let expected = Event::Message {
+        room: RoomName::lobby(),
+        from: a.name().clone(),
+        body: Body::line("hi"),
+    };
+    assert_eq!(drain(&b), vec![format!("{expected:?}")]);
+}
+
+#[tokio::test]
+async fn rooms_are_kept_apart() {
+    let hub = hub();
+    let mut a = connect(&hub, None);
+    let mut b = connect(&hub, None);
+    let c = connect(&hub, Some("lobby"));
+    a.join(RoomName::new("x").unwrap()).unwrap();
+    b.join(RoomName::new("x").unwrap()).unwrap();
+    drain(&b);
+    a.say(None, Body::line("in x")).await.unwrap();
+    assert_eq!(drain(&b).len(), 1);
+    assert!(drain(&c).is_empty());
+}
+
+#[test]
+fn names_are_unique_ignoring_case_and_look_alikes_and_freed_on_disconnect() {
+    let hub = hub();
+    let mut a = connect(&hub, None);
+    let mut b = connect(&hub, None);
+    a.rename(Name::new("Alice").unwrap()).unwrap();
+    for taken in ["alice", "ALICE", "AIice"] {
+        assert_eq!(
+            b.rename(Name::new(taken).unwrap()),
+            Err(HubError::NameTaken(Name::new(taken).unwrap())),
+            "{taken}"
+        );
+    }
+    drop(a);
+    assert!(b.rename(Name::new("alice").unwrap()).is_ok());
+}
+
+#[test]
+fn a_guest_name_taken_by_nick_is_skipped() {
+    let hub = hub();
+    let mut a = connect(&hub, None);
+    a.rename(Name::new("guest-2").unwrap()).unwrap();
+    let b = connect(&hub, None);
+    assert_eq!(b.name().as_str(), "guest-3");
+}
+
+#[test]
+fn leaving_tells_the_room_and_an_empty_room_disappears() {
+    let hub = hub();
+    let mut a = connect(&hub, Some("lobby"));
+    let b = connect(&hub, Some("lobby"));
+    drain(&a);
+    drop(b);
+    let told = drain(&a);
+    assert_eq!(told.len(), 1);
+    assert!(
+        told[0].starts_with("Left") && told[0].contains("\"disconnected\""),
+        "{told:?}"
+    );
+    a.leave(&RoomName::lobby()).unwrap();
+    assert_eq!(a.rooms(None).total, 0);
+}
+
+#[test]
+fn the_room_limit_is_enforced() {
+    let hub = hub();
+    let mut a = connect(&hub, None);
+    for i in 0..4 {
+        a.join(RoomName::new(&format!("r{i}")).unwrap()).unwrap();
+    }
+    assert_eq!(
+        a.join(RoomName::new("r4").unwrap()),
+        Err(HubError::TooManyRooms { limit: 4 })
+    );
+    // Re-joining a room already joined only makes it current.
+    a.join(RoomName::new("r0").unwrap()).unwrap();
+    assert_eq!(a.current_room().unwrap().as_str(), "r0");
+}
+
+#[test]
+fn room_listings_show_the_largest_first_up_to_the_limit() {
+    let hub = hub();
+    let mut clients = Vec::new();
+    // Room "r{i}" gets i + 1 members.
+    for i in 0..5 {
+        for _ in 0..=i {
+            clients.push(connect(&hub, Some(&format!("r{i}"))));
+        }
+    }
+    let mut dev = connect(&hub, Some("dev-1"));
+    dev.join(RoomName::new("dev-2").unwrap()).unwrap();
+    let all = clients[0].rooms(None);
+    let shown: Vec<(String, usize)> = all
+        .items
+        .iter()
+        .map(|r| (r.name.to_string(), r.members))
+        .collect();
+    assert_eq!(
+        shown,
+        [("r4".into(), 5), ("r3".into(), 4), ("r2".into(), 3)]
+    );
+    assert_eq!((all.total, all.more), (7, true));
+    let devs = clients[0].rooms(Some(&Pattern::new("dev-*").unwrap()));
+    assert_eq!(devs.items.len(), 2);
+    assert!(!devs.more);
+    // Leaving moves a room down the order.
+    for client in clients
+        .iter_mut()
+        .filter(|c| c.current_room().unwrap().as_str() == "r4")
+    {
+        client.leave(&RoomName::new("r4").unwrap()).unwrap();
+    }
+    assert_eq!(clients[0].rooms(None).items[0].name.as_str(), "r3");
+}
+
+#[test]
+fn who_shows_at_most_the_limit_with_the_total() {
+    let hub = hub();
+    let mut clients: Vec<Session> = (0..5).map(|_| connect(&hub, Some("lobby"))).collect();
+    clients[4].rename(Name::new("zed").unwrap()).unwrap();
+    let (room, listing) = clients[0].who(None, None).unwrap();
+    assert_eq!(room, RoomName::lobby());
+    assert_eq!(
+        (listing.items.len(), listing.total, listing.more),
+        (3, 5, true)
+    );
+    let (_, zed) = clients[0]
+        .who(None, Some(&Pattern::new("z").unwrap()))
+        .unwrap();
+    assert_eq!(zed.items, vec![Name::new("zed").unwrap()]);
+    assert!(!zed.more);
+}
+
+#[tokio::test]
+async fn notices_congest_receivers_and_the_client_who_caused_them_waits() {
+    let hub = Hub::new(HubSettings {
+        queue: QueueLimits {
+            soft: 4096,
+            hard: 1 << 20,
+        },
+        ..settings()
+    });
+    let reader = connect(&hub, Some("lobby"));
+    let mut renamer = connect(&hub, Some("lobby"));
+    let mut i = 0;
+    while reader.outbox().pending() <= 4096 {
+        renamer
+            .rename(Name::new(&format!("n{i}")).unwrap())
+            .unwrap();
+        i += 1;
+    }
+    let waiting = renamer.until_receivers_keep_up();
+    tokio::pin!(waiting);
+    assert!(
+        futures_poll_once(waiting.as_mut()).await.is_none(),
+        "the renamer must wait while the reader is congested"
+    );
+    let batch = reader.outbox().take();
+    let weight: usize = batch.items.iter().map(super::weight).sum();
+    reader.outbox().written(weight);
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("released once the reader drained");
+}
+
+/// Polls `future` once: `Some` if it finished.
+async fn futures_poll_once<F: std::future::Future + Unpin>(future: F) -> Option<F::Output> {
+    let mut future = future;
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+#[test]
+fn the_sweep_cuts_off_the_largest_holders_when_over_the_memory_budget() {
+    let hub = Hub::new(HubSettings {
+        max_memory: 100_000,
+        ..settings()
+    });
+    let small = connect(&hub, None);
+    let big = connect(&hub, None);
+    small.set_input_held(20_000);
+    big.set_input_held(90_000);
+    assert!(!hub.memory_nearly_full());
+    let sweep = hub.sweep();
+    assert_eq!(sweep.cut.len(), 1);
+    assert_eq!(sweep.cut[0].0, big.id());
+    assert!(matches!(
+        big.outbox().closing().unwrap().reason,
+        CloseReason::MemoryBudget {
+            held: 90_000,
+            budget: 100_000
+        }
+    ));
+    assert!(small.outbox().closing().is_none());
+    assert_eq!(sweep.held, 20_000);
+    small.set_input_held(95_000);
+    big.set_input_held(0);
+    let _ = hub.sweep();
+    assert!(hub.memory_nearly_full());
+}
+
+#[test]
+fn the_sweep_cuts_off_a_receiver_congested_past_the_slow_timeout() {
+    let hub = Hub::new(HubSettings {
+        queue: QueueLimits {
+            soft: 100,
+            hard: 1 << 20,
+        },
+        slow_timeout: Some(Duration::from_millis(300)),
+        ..settings()
+    });
+    let slow = connect(&hub, None);
+    let pushed = Instant::now();
+    let _ = slow.reply(Bytes::from(vec![b'x'; 200]));
+    let sweep = hub.sweep();
+    if pushed.elapsed() < Duration::from_millis(300) {
+        assert!(sweep.cut.is_empty(), "cut off before the slow timeout");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.outbox().closing().is_none() {
+        assert!(Instant::now() < deadline, "never cut off");
+        let _ = hub.sweep();
+        std::thread::yield_now();
+    }
+    assert!(pushed.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(
+        slow.outbox().closing().unwrap().reason,
+        CloseReason::TooSlow { .. }
+    ));
+}
