@@ -92,8 +92,11 @@ pub struct Outbox {
     /// Wakes senders and readers: the queue fell below the soft limit, or
     /// the outbox closed.
     changed: Notify,
-    /// When the queue last went over the soft limit ([`now_millis`]), or 0
-    /// while it is at or under it. Written under the queue's lock.
+    /// When the queue went over the soft limit ([`now_millis`]), or 0 if it
+    /// has drained to half the soft limit since. Senders are let go at the
+    /// soft limit, and a reader slower than its senders keeps the queue
+    /// hovering there: only a reader that catches up (to half) has stopped
+    /// holding its senders back. Written under the queue's lock.
     congested_since: AtomicU64,
     /// Set when the outbox closes: a cheap check for the reader.
     closed: AtomicBool,
@@ -242,21 +245,24 @@ impl Outbox {
     /// The writer wrote items weighing `weight` bytes in all.
     pub fn written(&self, weight: usize) {
         let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
-        if before > self.limits.soft && before - weight <= self.limits.soft {
-            {
-                // Under the lock, so a push going over the limit again
-                // cannot have its mark erased.
-                let _queue = self.lock();
-                if self.pending() <= self.limits.soft {
-                    self.congested_since.store(0, Ordering::Relaxed);
-                }
+        let after = before.saturating_sub(weight);
+        let relieved = self.limits.soft / 2;
+        if before > relieved && after <= relieved {
+            // Under the lock, so a push going over the limit again cannot
+            // have its mark erased.
+            let _queue = self.lock();
+            if self.pending() <= relieved {
+                self.congested_since.store(0, Ordering::Relaxed);
             }
+        }
+        if before > self.limits.soft && after <= self.limits.soft {
             self.changed.notify_waiters();
         }
     }
 
-    /// How long the queue has been over its soft limit without a break:
-    /// how long this client has been holding its senders back.
+    /// How long the queue has been congested: since it went over its soft
+    /// limit, without draining to half of it since. That is how long this
+    /// client has been holding its senders back.
     pub fn congested_for(&self) -> Duration {
         match self.congested_since.load(Ordering::Relaxed) {
             0 => Duration::ZERO,
