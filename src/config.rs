@@ -38,6 +38,14 @@ pub const DEFAULT_QUEUE_HARD_LIMIT: usize = 4 * 1024 * 1024;
 /// is long for a live client's TCP stack to accept nothing at all.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long senders pause for a receiver over its soft limit that accepts
+/// no bytes at all. A reader that reads keeps its senders waiting (and loses
+/// nothing); one that has stopped must not keep a whole room waiting until
+/// the stall timeout: past this, senders go on, its queue grows toward the
+/// hard limit, and the stall timeout ends it. A quarter second covers the
+/// pauses of a live reader on a slow link (a round trip, a window update).
+pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// Connections served at once, across all listeners. Each takes a file
 /// descriptor; raise `ulimit -n` with it.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -232,6 +240,8 @@ pub struct Config {
     pub queue_hard_limit: usize,
     /// How long a client may accept nothing while data waits for it.
     pub stall_timeout: Duration,
+    /// How long senders pause for a congested client that accepts nothing.
+    pub pause_timeout: Duration,
     /// Disconnect clients that send nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Connections served at once, across all listeners.
@@ -275,6 +285,7 @@ impl Default for Config {
             queue_soft_limit: DEFAULT_QUEUE_SOFT_LIMIT,
             queue_hard_limit: DEFAULT_QUEUE_HARD_LIMIT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            pause_timeout: DEFAULT_PAUSE_TIMEOUT,
             idle_timeout: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: None,
@@ -328,6 +339,12 @@ impl Config {
             "stall-timeout must be more than 0"
         );
         anyhow::ensure!(
+            self.pause_timeout <= self.stall_timeout,
+            "pause-timeout ({}) must not be longer than stall-timeout ({})",
+            format_duration(self.pause_timeout),
+            format_duration(self.stall_timeout)
+        );
+        anyhow::ensure!(
             self.max_connections > 0,
             "max-connections must be at least 1"
         );
@@ -355,6 +372,7 @@ impl Config {
             queue: QueueLimits {
                 soft: self.queue_soft_limit,
                 hard: self.queue_hard_limit,
+                pause: self.pause_timeout,
             },
             announce_max_members: self.announce_max_members,
             max_rooms_per_client: self.max_rooms_per_client,
@@ -389,6 +407,8 @@ pub struct Overrides {
     pub queue_hard_limit: Option<Size>,
     /// See [`Config::stall_timeout`].
     pub stall_timeout: Option<Seconds>,
+    /// See [`Config::pause_timeout`].
+    pub pause_timeout: Option<Seconds>,
     /// See [`Config::idle_timeout`]; 0 turns it off.
     pub idle_timeout: Option<Seconds>,
     /// See [`Config::max_connections`].
@@ -442,6 +462,7 @@ impl Overrides {
             self.queue_hard_limit.map(|s| s.0),
         );
         set(&mut config.stall_timeout, self.stall_timeout.map(|s| s.0));
+        set(&mut config.pause_timeout, self.pause_timeout.map(|s| s.0));
         if let Some(idle) = self.idle_timeout {
             config.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
         }

@@ -428,6 +428,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
             Ok(Ok(n)) => n,
         };
         drop(slices);
+        outbox.progressed();
         let mut left = written;
         let mut done = 0;
         while left > 0 {
@@ -513,6 +514,7 @@ mod tests {
         let outbox = Outbox::new(crate::hub::QueueLimits {
             soft: 1 << 10,
             hard: 1 << 20,
+            pause: Duration::from_secs(1),
         });
         // A pipe that holds 3 bytes: "hello\n" cannot go in one write.
         let (mut near, mut far) = tokio::io::duplex(3);

@@ -35,6 +35,11 @@ const KILL_GRACE: Duration = Duration::from_secs(1);
 /// How long a refused client gets to read why.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Most bytes the kernel keeps unsent for one client (`TCP_NOTSENT_LOWAT`):
+/// enough to keep a fast link busy between two writes; what is beyond it
+/// waits in the client's queue, where the limits see it.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
 /// How often the hub's limits that no single message can see (the slow
 /// timeout, the memory budget) are checked: a pass over all clients, some
 /// 30 µs for 10,000 of them, ten times a second.
@@ -361,6 +366,12 @@ fn client<P: Protocol>(
 ) -> impl Future<Output = ()> + Send + 'static {
     // Writes are batched already; waiting to fill a segment only adds latency.
     let _ = stream.set_nodelay(true);
+    // Keeps what the kernel holds unsent for a client small, so that a
+    // reader that reads, however slowly, is seen to make progress (a write
+    // goes through) every time it reads: see `pause-timeout`. Without it,
+    // Linux wakes a writer only when half of a multi-megabyte send buffer
+    // is free, which a slow reader takes seconds to make.
+    let _ = SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
     if let Some(idle) = shared.config.tcp_keepalive {
         let keepalive = TcpKeepalive::new()
             .with_time(idle)

@@ -53,6 +53,10 @@ pub struct QueueLimits {
     pub soft: usize,
     /// Above this many queued bytes, the client is disconnected.
     pub hard: usize,
+    /// Senders stop pausing for a client that has accepted no bytes for
+    /// this long: a stalled reader must not hold its room back (its queue
+    /// then grows toward the hard limit, or the stall timeout ends it).
+    pub pause: Duration,
 }
 
 /// What happened to an item given to [`Outbox::push`].
@@ -100,6 +104,9 @@ pub struct Outbox {
     congested_since: AtomicU64,
     /// Set when the outbox closes: a cheap check for the reader.
     closed: AtomicBool,
+    /// When the client last accepted bytes ([`now_millis`]), or when data
+    /// started waiting for it.
+    progress: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +136,7 @@ impl Outbox {
             changed: Notify::new(),
             congested_since: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            progress: AtomicU64::new(now_millis()),
         }
     }
 
@@ -162,7 +170,11 @@ impl Outbox {
         }
         let was_empty = queue.items.is_empty();
         queue.items.push_back(item);
-        self.pending.fetch_add(weight, Ordering::AcqRel);
+        if self.pending.fetch_add(weight, Ordering::AcqRel) == 0 {
+            // Data starts waiting now: the client's time to take it runs
+            // from here.
+            self.progress.store(now_millis(), Ordering::Relaxed);
+        }
         if was_empty {
             self.to_writer.notify_one();
         }
@@ -242,6 +254,11 @@ impl Outbox {
         }
     }
 
+    /// The client accepted bytes: it is making progress.
+    pub fn progressed(&self) {
+        self.progress.store(now_millis(), Ordering::Relaxed);
+    }
+
     /// The writer wrote items weighing `weight` bytes in all.
     pub fn written(&self, weight: usize) {
         let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
@@ -275,12 +292,40 @@ impl Outbox {
         self.to_writer.notified()
     }
 
-    /// Waits until the queue is at or under its soft limit, or closed.
+    /// Waits until the queue is at or under its soft limit, or closed: how
+    /// a client that does not read its own answers is throttled.
     pub async fn until_uncongested(&self) {
         self.wait_for(|outbox| {
             outbox.pending() <= outbox.limits.soft || outbox.lock().closing.is_some()
         })
         .await
+    }
+
+    /// What a sender to this client waits for: the queue back at or under
+    /// its soft limit, or closed, or the client stuck, having accepted no
+    /// bytes for the pause timeout. A reader that reads holds its senders
+    /// back (and loses nothing); one that has stopped does not hold anyone
+    /// back for long: its queue grows toward the hard limit instead, and
+    /// the stall timeout ends it.
+    pub async fn until_receiver_keeps_up(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending() <= self.limits.soft || self.is_closed() {
+                return;
+            }
+            let idle = Duration::from_millis(
+                now_millis().saturating_sub(self.progress.load(Ordering::Relaxed)),
+            );
+            let Some(left) = self.limits.pause.checked_sub(idle).filter(|d| !d.is_zero()) else {
+                return;
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(left) => {}
+            }
+        }
     }
 
     /// Waits until the outbox is closed without flush (the client is cut off).
@@ -317,6 +362,7 @@ mod tests {
     const LIMITS: QueueLimits = QueueLimits {
         soft: 100,
         hard: 250,
+        pause: Duration::from_secs(60),
     };
 
     #[test]
@@ -365,7 +411,7 @@ mod tests {
         let _ = outbox.push(item(150));
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.until_uncongested().await }
+            async move { outbox.until_receiver_keeps_up().await }
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -384,7 +430,7 @@ mod tests {
         let _ = outbox.push(item(150));
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.until_uncongested().await }
+            async move { outbox.until_receiver_keeps_up().await }
         });
         outbox.close(
             CloseReason::Stalled {
@@ -396,5 +442,20 @@ mod tests {
             .await
             .expect("released")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn senders_stop_waiting_for_a_receiver_that_accepts_nothing() {
+        let outbox = std::sync::Arc::new(Outbox::new(QueueLimits {
+            pause: Duration::from_millis(100),
+            ..LIMITS
+        }));
+        let _ = outbox.push(item(150));
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), outbox.until_receiver_keeps_up())
+            .await
+            .expect("released after the pause timeout");
+        assert!(started.elapsed() >= Duration::from_millis(90));
+        assert_eq!(outbox.pending(), 150, "still queued: nothing is lost");
     }
 }

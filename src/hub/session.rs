@@ -118,7 +118,7 @@ impl Session {
         let mut congested = Vec::new();
         room.broadcast(&delivery, self.me.id, &mut congested);
         for member in congested {
-            member.outbox.until_uncongested().await;
+            member.outbox.until_receiver_keeps_up().await;
         }
         Ok(())
     }
@@ -138,7 +138,7 @@ impl Session {
             body,
         });
         if target.deliver(&delivery) == Pushed::Congested {
-            target.outbox.until_uncongested().await;
+            target.outbox.until_receiver_keeps_up().await;
         }
         Ok(())
     }
@@ -150,7 +150,7 @@ impl Session {
     /// just as on one whose messages do.
     pub async fn until_receivers_keep_up(&mut self) {
         for member in std::mem::take(&mut self.congested) {
-            member.outbox.until_uncongested().await;
+            member.outbox.until_receiver_keeps_up().await;
         }
     }
 

@@ -7,6 +7,7 @@ fn settings() -> HubSettings {
         queue: QueueLimits {
             soft: 1 << 16,
             hard: 1 << 20,
+            pause: Duration::from_secs(60),
         },
         announce_max_members: 64,
         max_rooms_per_client: 4,
@@ -197,6 +198,7 @@ async fn notices_congest_receivers_and_the_client_who_caused_them_waits() {
         queue: QueueLimits {
             soft: 4096,
             hard: 1 << 20,
+            pause: Duration::from_secs(60),
         },
         ..settings()
     });
@@ -270,6 +272,7 @@ fn the_sweep_cuts_off_a_receiver_congested_past_the_slow_timeout() {
         queue: QueueLimits {
             soft: 100,
             hard: 1 << 20,
+            pause: Duration::from_secs(60),
         },
         slow_timeout: Some(Duration::from_millis(300)),
         ..settings()

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_STALL_TIMEOUT")]
     stall_timeout: Option<Seconds>,
 
+    /// How long senders pause for a receiver over the soft limit that accepts no bytes at all; then they go on. [default: 250ms]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_PAUSE_TIMEOUT")]
+    pause_timeout: Option<Seconds>,
+
     /// Disconnect a client that sends nothing for this long; 0 turns it off. [default: off]
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_IDLE_TIMEOUT")]
     idle_timeout: Option<Seconds>,
@@ -120,6 +124,7 @@ impl ServeArgs {
             queue_soft_limit: self.queue_soft_limit,
             queue_hard_limit: self.queue_hard_limit,
             stall_timeout: self.stall_timeout,
+            pause_timeout: self.pause_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
