@@ -88,6 +88,9 @@ pub enum Event {
     },
 }
 
+/// Spare capacity an encoded delivery may keep without being trimmed.
+const TRIM_SLACK: usize = 4096;
+
 /// Number of encodings a [`Delivery`] can cache: one per wire format.
 pub const ENCODING_SLOTS: usize = 4;
 
@@ -135,13 +138,17 @@ impl Delivery {
         &self.events
     }
 
-    /// Roughly how many bytes the events take in any wire format.
+    /// Roughly how many bytes the events take in any wire format: the
+    /// body, the names, and a little framing.
     fn size_hint(&self) -> usize {
-        let body = |event: &Event| match event {
-            Event::Message { body, .. } | Event::Direct { body, .. } => body.bytes.len(),
-            _ => 0,
+        let size = |event: &Event| match event {
+            Event::Message { room, from, body } => {
+                body.bytes.len() + room.as_str().len() + from.as_str().len()
+            }
+            Event::Direct { from, body } => body.bytes.len() + from.as_str().len(),
+            _ => 64,
         };
-        self.events.iter().map(|event| 64 + body(event)).sum()
+        self.events.iter().map(|event| 32 + size(event)).sum()
     }
 
     /// The events as `encoding` shows them, encoded once for all the
@@ -153,7 +160,15 @@ impl Delivery {
                 for event in self.events.iter() {
                     (encoding.encode)(event, &mut out);
                 }
-                out.freeze()
+                // Queues count what they will send; what the buffer holds
+                // beyond it must not be much more. A guess far off (a 64 KiB
+                // body shown as 17 KB of text) is trimmed; small messages,
+                // where a copy would cost more than it saves, are not.
+                if out.capacity() - out.len() > TRIM_SLACK.max(out.len() / 2) {
+                    Bytes::copy_from_slice(&out)
+                } else {
+                    out.freeze()
+                }
             })
             .clone()
     }

@@ -44,12 +44,14 @@ impl Pattern {
         if len > MAX_PATTERN_CHARS {
             return Err(PatternTooLong(len));
         }
-        let lower = raw.to_lowercase();
-        let chars = if lower.contains(['*', '?']) {
-            lower.chars().collect()
+        // Lower case one character at a time, exactly as names are when
+        // matched (`str::to_lowercase` would make a final Σ a ς).
+        let lower: Vec<char> = raw.chars().flat_map(char::to_lowercase).collect();
+        let chars = if lower.iter().any(|c| matches!(c, '*' | '?')) {
+            lower
         } else {
             std::iter::once('*')
-                .chain(lower.chars())
+                .chain(lower)
                 .chain(std::iter::once('*'))
                 .collect()
         };
@@ -107,6 +109,9 @@ mod tests {
         assert!(!matches("lobx", "lobby"));
         assert!(matches("小", "小明"));
         assert!(matches("*", ""));
+        // Found by fuzzing: a final capital sigma.
+        assert!(matches("ΟΔΟΣ", "ΟΔΟΣ"));
+        assert!(matches("aΣ", "aΣ"));
         assert!(!matches("?", ""));
     }
 
