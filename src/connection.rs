@@ -57,19 +57,19 @@ thread_local! {
 /// outbox's wake-up, nothing more: this future lives as long as the
 /// connection, and its size is memory per client. What is needed only while
 /// handling input or writing is boxed for that time.
-pub(crate) async fn serve<P, S>(
+pub(crate) fn serve<P, S>(
     protocol: Arc<P>,
     mut session: Session,
     room: RoomName,
-    mut stream: S,
+    stream: S,
     timeouts: Timeouts,
-) -> (Name, Closing)
+) -> impl std::future::Future<Output = (Name, Closing)> + Send
 where
     P: Protocol,
     S: Transport,
 {
-    let (reader, writer) = stream.halves();
-    let outbox = session.outbox_handle();
+    // Done before the future, so that it does not keep what it needs only
+    // to begin with (the room, the welcome).
     // The welcome comes first, before the room's news.
     let welcome = protocol.welcome(session.name(), Some(&room));
     if !welcome.is_empty() {
@@ -78,34 +78,41 @@ where
     if let Err(error) = session.join(room) {
         tracing::warn!(%error, "cannot put a new client in its listener's room");
     }
-    let protocol = &*protocol;
-    let writing = write_side(protocol, &outbox, writer, timeouts.stall);
-    let mut writing = std::pin::pin!(writing);
-    let reading_ended_first = {
-        let reading = read_side(protocol, &mut session, reader, timeouts);
-        tokio::select! {
-            () = reading => true,
-            () = &mut writing => false,
+    let Timeouts { stall, idle, line } = timeouts;
+    async move {
+        let mut stream = stream;
+        let (reader, writer) = stream.halves();
+        let outbox = session.outbox_handle();
+        let protocol = &*protocol;
+        let writing = write_side(protocol, &outbox, writer, stall);
+        let mut writing = std::pin::pin!(writing);
+        let reading_ended_first = {
+            let reading = read_side(protocol, &mut session, reader, idle, line);
+            tokio::select! {
+                () = reading => true,
+                () = &mut writing => false,
+            }
+        };
+        // Out of its rooms now, while the writer may still be flushing.
+        let name = session.name().clone();
+        session.set_input_held(0);
+        session.depart();
+        if reading_ended_first {
+            writing.await;
         }
-    };
-    // Out of its rooms now, while the writer may still be flushing.
-    let name = session.name().clone();
-    session.set_input_held(0);
-    session.depart();
-    if reading_ended_first {
-        writing.await;
+        // The rooms were told this client left: like anything a client
+        // causes, that waits for receivers its notice congested (a bounded
+        // time: a stalled one is cut off), so a client connecting and
+        // leaving in a loop cannot flood a room faster than it reads.
+        // Boxed, as everything this future awaits only once.
+        let _ = Box::pin(timeout(stall, session.until_receivers_keep_up())).await;
+        drop(session);
+        let closing = outbox.closing().unwrap_or(Closing {
+            reason: CloseReason::ClientClosed,
+            flush: true,
+        });
+        (name, closing)
     }
-    // The rooms were told this client left: like anything a client causes,
-    // that waits for receivers its notice congested (a bounded time: a
-    // stalled one is cut off), so a client connecting and leaving in a
-    // loop cannot flood a room faster than it reads.
-    let _ = timeout(timeouts.stall, session.until_receivers_keep_up()).await;
-    drop(session);
-    let closing = outbox.closing().unwrap_or(Closing {
-        reason: CloseReason::ClientClosed,
-        flush: true,
-    });
-    (name, closing)
 }
 
 /// A byte stream a client is served over, read and written at once.
@@ -149,7 +156,8 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     protocol: &P,
     session: &mut Session,
     mut reader: R,
-    timeouts: Timeouts,
+    idle: Option<Duration>,
+    line_timeout: Option<Duration>,
 ) {
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
@@ -158,7 +166,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     let mut line_started: Option<Instant> = None;
     // A new client's arrival is news to its room: wait like for anything
     // else it causes.
-    session.until_receivers_keep_up().await;
+    Box::pin(session.until_receivers_keep_up()).await;
     let (reason, flush) = 'connection: loop {
         // What was read is handled even after the client hung up.
         let mut held = None;
@@ -182,13 +190,17 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             line_started = Some(Instant::now());
         }
         session.set_input_held(buf.capacity());
-        let line_deadline = timeouts
-            .line
-            .zip(line_started)
-            .map(|(limit, started)| (started + limit, CloseReason::LineTimeout { timeout: limit }));
-        match read_within(&mut reader, &mut buf, timeouts.idle, line_deadline).await {
-            Ok(0) => eof = true,
-            Ok(_) => session.set_input_held(buf.capacity()),
+        let read = match Deadline::next(idle, line_timeout.zip(line_started)) {
+            // Boxed: a timer is memory an idle client holds, when configured.
+            Some(deadline) => Box::pin(timeout_at(deadline.at, read_some(&mut reader, &mut buf)))
+                .await
+                .map_err(|_| deadline.reason()),
+            None => Ok(read_some(&mut reader, &mut buf).await),
+        };
+        match read {
+            Ok(Ok(0)) => eof = true,
+            Ok(Ok(_)) => session.set_input_held(buf.capacity()),
+            Ok(Err(e)) => break (CloseReason::ReadFailed(e.to_string().into()), true),
             Err(reason) => break (reason, true),
         }
     };
@@ -294,27 +306,46 @@ async fn answer_client(session: &Session, answer: Bytes) {
     }
 }
 
-/// Reads what is available into `buf`, failing with the reason if the idle
-/// timeout passes first, or the deadline for an unfinished line.
-async fn read_within<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    idle: Option<Duration>,
-    line_deadline: Option<(Instant, CloseReason)>,
-) -> Result<usize, CloseReason> {
-    let idle = idle.map(|limit| (Instant::now() + limit, CloseReason::Idle { timeout: limit }));
-    let deadline = match (idle, line_deadline) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    };
-    let read = match deadline {
-        // Boxed: a timer is memory an idle client holds, when configured.
-        Some((at, reason)) => Box::pin(timeout_at(at, read_some(reader, buf)))
-            .await
-            .map_err(|_| reason)?,
-        None => read_some(reader, buf).await,
-    };
-    read.map_err(|e| CloseReason::ReadFailed(e.to_string().into()))
+/// When the next read must have come by, and which limit says so.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    limit: Duration,
+    /// The line timeout (else the idle timeout).
+    line: bool,
+}
+
+impl Deadline {
+    /// The earlier of the idle timeout from now and the line timeout of a
+    /// line started at `line.1`.
+    fn next(idle: Option<Duration>, line: Option<(Duration, Instant)>) -> Option<Deadline> {
+        let idle = idle.map(|limit| Deadline {
+            at: Instant::now() + limit,
+            limit,
+            line: false,
+        });
+        let line = line.map(|(limit, started)| Deadline {
+            at: started + limit,
+            limit,
+            line: true,
+        });
+        match (idle, line) {
+            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn reason(self) -> CloseReason {
+        if self.line {
+            CloseReason::LineTimeout {
+                timeout: self.limit,
+            }
+        } else {
+            CloseReason::Idle {
+                timeout: self.limit,
+            }
+        }
+    }
 }
 
 /// Reads what is available into `buf`, through the thread's scratch buffer.

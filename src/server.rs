@@ -377,8 +377,17 @@ fn client<P: Protocol>(
             .with_time(idle)
             .with_interval(shared.config.tcp_keepalive_interval)
             .with_retries(shared.config.tcp_keepalive_retries);
-        if let Err(error) = SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+        let socket = SockRef::from(&stream);
+        if let Err(error) = socket.set_tcp_keepalive(&keepalive) {
             debug!(%peer, %error, "cannot turn on TCP keepalive");
+        }
+        // Keepalive probes only a quiet connection: data sent to a vanished
+        // peer would be retransmitted for some 15 minutes (tcp_retries2).
+        // As long as the probes may take, and no longer.
+        let unacknowledged =
+            shared.config.tcp_keepalive_interval * shared.config.tcp_keepalive_retries;
+        if let Err(error) = socket.set_tcp_user_timeout(Some(unacknowledged)) {
+            debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
         }
     }
     let session = shared.hub.connect(None, P::encoding());

@@ -263,6 +263,8 @@ pub struct Hub {
 #[derive(Debug)]
 struct Shared {
     settings: HubSettings,
+    /// The queue limits, shared by every outbox.
+    queue_limits: Arc<QueueLimits>,
     directory: Mutex<Directory>,
     next_id: AtomicU64,
     /// What the last sweep found all clients to hold.
@@ -277,8 +279,9 @@ struct Shared {
 struct Directory {
     /// Every client, by the [`Name::key`] of its name.
     by_name: HashMap<Arc<str>, Arc<Member>>,
-    /// Who holds each [`Name::shape_key`]: a name is free only if both its
-    /// keys are.
+    /// Who holds each [`Name::shape_key`] that differs from the name's
+    /// [`Name::key`] (for most names, both are the same): a name is free
+    /// only if neither of its keys is held, under either map.
     by_shape: HashMap<Arc<str>, ClientId>,
     rooms: HashMap<RoomName, Arc<Room>>,
     /// The rooms, largest first, so a listing takes the first few.
@@ -287,15 +290,21 @@ struct Directory {
 
 impl Directory {
     /// Whether `name` (or a look-alike) is held by someone other than `me`.
+    /// Each of its keys is looked for among both kinds of keys held: a
+    /// key of one name equal to the shape of another is a look-alike too.
     fn name_taken(&self, name: &NameKeys, me: ClientId) -> bool {
-        self.by_name.get(&name.key).is_some_and(|m| m.id != me)
-            || self.by_shape.get(&name.shape).is_some_and(|id| *id != me)
+        [&name.key, &name.shape].into_iter().any(|key| {
+            self.by_name.get(key).is_some_and(|m| m.id != me)
+                || self.by_shape.get(key).is_some_and(|id| *id != me)
+        })
     }
 
     /// Records that `member` holds `name`.
     fn claim(&mut self, name: NameKeys, member: &Arc<Member>) {
+        if name.shape != name.key {
+            self.by_shape.insert(name.shape, member.id);
+        }
         self.by_name.insert(name.key, member.clone());
-        self.by_shape.insert(name.shape, member.id);
     }
 
     /// Frees `name` if `me` holds it.
@@ -384,6 +393,7 @@ impl Hub {
     pub fn new(settings: HubSettings) -> Self {
         Hub {
             shared: Arc::new(Shared {
+                queue_limits: Arc::new(settings.queue),
                 settings,
                 directory: Mutex::default(),
                 next_id: AtomicU64::new(1),
@@ -415,7 +425,7 @@ impl Hub {
         let me = Arc::new(Member {
             id,
             name: Mutex::new(name.clone()),
-            outbox: Outbox::new(self.shared.settings.queue),
+            outbox: Outbox::new(self.shared.queue_limits.clone()),
             encoding,
             input: AtomicUsize::new(0),
         });

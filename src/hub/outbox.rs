@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -90,7 +90,8 @@ pub struct Outbox {
     /// Bytes pushed and not yet reported written by the writer, including
     /// those the writer has taken but not finished writing.
     pending: AtomicUsize,
-    limits: QueueLimits,
+    /// Shared by every outbox of a hub: one pointer per client, not 32 bytes.
+    limits: Arc<QueueLimits>,
     /// Wakes the writer: new items after an empty queue, or a close.
     to_writer: Notify,
     /// Wakes senders and readers: the queue fell below the soft limit, or
@@ -127,11 +128,11 @@ pub struct Batch {
 
 impl Outbox {
     /// An empty, open outbox.
-    pub fn new(limits: QueueLimits) -> Self {
+    pub fn new(limits: impl Into<Arc<QueueLimits>>) -> Self {
         Outbox {
             queue: Mutex::default(),
             pending: AtomicUsize::new(0),
-            limits,
+            limits: limits.into(),
             to_writer: Notify::new(),
             changed: Notify::new(),
             congested_since: AtomicU64::new(0),
