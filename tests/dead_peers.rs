@@ -1,0 +1,178 @@
+//! Peers that vanish without a FIN or RST (a device losing power, a NAT
+//! dropping its state) are found and dropped in a bounded time. The client
+//! runs in a network namespace of its own, joined to the server's by a veth
+//! pair; taking the link down makes it vanish, exactly as a dead device
+//! does: nothing is sent, nothing comes back.
+//!
+//! Needs root and `ip` (iproute2), as CI has.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A network namespace with one end of a veth pair; the other end, in the
+/// server's namespace, has `host_ip`. Removed on drop.
+struct Island {
+    name: String,
+    host_link: String,
+    host_ip: String,
+    clients: Vec<std::process::Child>,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e} (install iproute2)"));
+    assert!(
+        status.success(),
+        "ip {args:?} failed (this test needs root)"
+    );
+}
+
+impl Island {
+    fn new(tag: u8) -> Island {
+        let id = std::process::id() % 10_000;
+        let name = format!("sb-dead-{id}-{tag}");
+        let (host_link, far_link) = (format!("sbh{id}x{tag}"), format!("sbp{id}x{tag}"));
+        let net = format!("10.{}.{}", 200 + tag, id % 250);
+        let (host_ip, far_ip) = (format!("{net}.1"), format!("{net}.2"));
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["netns", "add", &name]);
+        let island = Island {
+            name: name.clone(),
+            host_link: host_link.clone(),
+            host_ip: host_ip.clone(),
+            clients: Vec::new(),
+        };
+        ip(&[
+            "link", "add", &host_link, "type", "veth", "peer", "name", &far_link,
+        ]);
+        ip(&["link", "set", &far_link, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_link]);
+        ip(&["link", "set", &host_link, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{far_ip}/30"),
+            "dev",
+            &far_link,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &far_link, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        island
+    }
+
+    /// Starts `switchboard connect ADDR` inside the island; it stays
+    /// connected while its stdin is open.
+    fn connect(&mut self, addr: std::net::SocketAddr) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["connect", &addr.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("switchboard connect starts in the namespace");
+        self.clients.push(child);
+    }
+
+    /// The island vanishes: its link goes down, so nothing it was sent
+    /// arrives and nothing comes back, not even a reset.
+    fn vanish(&self) {
+        ip(&["link", "set", &self.host_link, "down"]);
+    }
+}
+
+impl Drop for Island {
+    fn drop(&mut self) {
+        for child in &mut self.clients {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Waits for the server to log that a client was disconnected; returns
+/// the line and how long it took from `since`.
+async fn disconnected(server: &mut BinaryServer, since: Instant) -> (String, Duration) {
+    let line = server.expect_log("client disconnected").await;
+    (line, since.elapsed())
+}
+
+#[tokio::test]
+async fn a_quiet_peer_that_vanishes_is_dropped_by_keepalive() {
+    let mut island = Island::new(1);
+    let listen = format!("{}:0", island.host_ip);
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        &listen,
+        "--tcp-keepalive",
+        "1s",
+        "--tcp-keepalive-interval",
+        "1s",
+        "--tcp-keepalive-retries",
+        "2",
+    ])
+    .await;
+    island.connect(server.addr(0));
+    server.expect_log("client connected").await;
+    let cut = Instant::now();
+    island.vanish();
+    // Keepalive: 1 s idle, then 2 probes 1 s apart: about 3 s.
+    let (line, took) = disconnected(&mut server, cut).await;
+    eprintln!("dropped after {took:?}: {line}");
+    // Without keepalive it would never be dropped: the wait above fails.
+    assert!(line.contains("timed out"), "{line}");
+}
+
+#[tokio::test]
+async fn a_peer_that_vanishes_with_data_on_its_way_is_dropped_when_it_goes_unacknowledged() {
+    let mut island = Island::new(2);
+    let listen = format!("{}:0", island.host_ip);
+    // Keepalive would take a minute to probe; unacknowledged data is given
+    // the probes' time (2 x 1 s) and no more.
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        &listen,
+        "--listen",
+        "127.0.0.1:0",
+        "--tcp-keepalive",
+        "60s",
+        "--tcp-keepalive-interval",
+        "1s",
+        "--tcp-keepalive-retries",
+        "2",
+    ])
+    .await;
+    island.connect(server.addr(0));
+    server.expect_log("client connected").await;
+    let (mut local, _) = join(server.addr(1)).await;
+    server.expect_log("client connected").await;
+    island.vanish();
+    let cut = Instant::now();
+    local.say("are you there?").await.unwrap();
+    let (line, took) = disconnected(&mut server, cut).await;
+    eprintln!("dropped after {took:?}: {line}");
+    // Retransmitted to for some 15 minutes without TCP_USER_TIMEOUT, and a
+    // minute before the first keepalive probe: the wait above fails.
+    assert!(line.contains("timed out"), "{line}");
+}
