@@ -61,7 +61,24 @@ impl Pattern {
     /// Whether `name` matches, ignoring case. Linear in the name's length
     /// times the pattern's at worst: no backtracking blow-up.
     pub fn matches(&self, name: &str) -> bool {
-        let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
+        // Names are short (32 characters, each at most 3 in lower case):
+        // lower-cased on the stack, as this runs for every entry a listing
+        // looks at.
+        let mut lower = ['\0'; 4 * MAX_PATTERN_CHARS];
+        let mut len = 0;
+        for c in name.chars().flat_map(char::to_lowercase) {
+            if len == lower.len() {
+                // Longer than any name: no allocation-free answer; rare.
+                let name: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
+                return self.matches_chars(&name);
+            }
+            lower[len] = c;
+            len += 1;
+        }
+        self.matches_chars(&lower[..len])
+    }
+
+    fn matches_chars(&self, name: &[char]) -> bool {
         let pattern = &self.chars;
         let (mut p, mut n) = (0, 0);
         // Where the last `*` was, and where in the name it resumes.
