@@ -390,7 +390,7 @@ fn client<P: Protocol>(
             debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
         }
     }
-    let session = shared.hub.connect(None, P::encoding());
+    let session = shared.hub.connect(None, &P::ENCODING);
     let id = session.id();
     info!(%peer, name = %session.name(), client = %id, mode = %spec.mode, "client connected");
     let (room, timeouts) = (spec.room.clone(), shared.timeouts);

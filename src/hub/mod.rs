@@ -352,7 +352,7 @@ struct Member {
     name: Mutex<Name>,
     outbox: Outbox,
     /// The client's wire format: what its queue holds is encoded in it.
-    encoding: Encoding,
+    encoding: &'static Encoding,
     /// Bytes the client's connection holds of input not yet handled (an
     /// unfinished line, a read not yet relayed), as its transport reports.
     input: AtomicUsize,
@@ -366,7 +366,7 @@ impl Member {
     /// Queues `delivery` in this client's wire format; nothing if the
     /// format does not show it (raw clients get no notices).
     fn deliver(&self, delivery: &Delivery) -> Pushed {
-        let bytes = delivery.encoded(self.encoding);
+        let bytes = delivery.encoded(*self.encoding);
         if bytes.is_empty() {
             return Pushed::Queued;
         }
@@ -411,7 +411,7 @@ impl Hub {
     /// fresh default name (`guest-N`) and, if given, puts it in `room`.
     /// Wait on [`Session::until_receivers_keep_up`] before reading from
     /// it: its arrival is news to the room.
-    pub fn connect(&self, room: Option<RoomName>, encoding: Encoding) -> Session {
+    pub fn connect(&self, room: Option<RoomName>, encoding: &'static Encoding) -> Session {
         let mut directory = self.directory();
         let (id, name, keys) = loop {
             let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);

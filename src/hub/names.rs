@@ -137,8 +137,14 @@ impl Name {
     }
 
     /// The key under which the name is unique: its [`comparison_key`].
+    /// Shares the name's own text when that is its key already.
     pub fn key(&self) -> Arc<str> {
-        Arc::from(comparison_key(&self.0))
+        let key = comparison_key(&self.0);
+        if *key == *self.0 {
+            self.0.clone()
+        } else {
+            Arc::from(key)
+        }
     }
 
     /// The second key under which the name is unique: its [`shape_key`].

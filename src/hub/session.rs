@@ -31,7 +31,9 @@ pub struct Session {
     /// Rooms joined, oldest first; the last is where plain messages go.
     rooms: Vec<Arc<Room>>,
     /// Receivers this client's notices congested, not yet waited for.
-    congested: Vec<Arc<Member>>,
+    /// Boxed, and only when there are some: a session lives as long as
+    /// its client, and most never congest anyone.
+    congested: Option<Box<Vec<Arc<Member>>>>,
 }
 
 impl Session {
@@ -41,7 +43,7 @@ impl Session {
             me,
             name,
             rooms: Vec::new(),
-            congested: Vec::new(),
+            congested: None,
         }
     }
 
@@ -149,7 +151,12 @@ impl Session {
     /// on a client whose notices (joins, leaves, renames) flood others,
     /// just as on one whose messages do.
     pub async fn until_receivers_keep_up(&mut self) {
-        for member in std::mem::take(&mut self.congested) {
+        for member in self
+            .congested
+            .take()
+            .into_iter()
+            .flat_map(|members| *members)
+        {
             member.outbox.until_receiver_keeps_up().await;
         }
     }
@@ -236,7 +243,11 @@ impl Session {
     fn announce(&mut self, room: &Room, event: Event) {
         let limit = self.hub.shared.settings.announce_max_members;
         if limit > 0 && room.len() <= limit {
-            room.broadcast(&Delivery::new(event), self.me.id, &mut self.congested);
+            let congested = self.congested.get_or_insert_with(Box::default);
+            room.broadcast(&Delivery::new(event), self.me.id, congested);
+            if congested.is_empty() {
+                self.congested = None;
+            }
         }
     }
 
@@ -275,7 +286,9 @@ impl Session {
             }
             for (id, member) in members.iter() {
                 if told.insert(*id) && member.deliver(&delivery) == Pushed::Congested {
-                    self.congested.push(member.clone());
+                    self.congested
+                        .get_or_insert_with(Box::default)
+                        .push(member.clone());
                 }
             }
         }

@@ -28,7 +28,7 @@ const DEBUG: Encoding = Encoding {
 };
 
 fn connect(hub: &Hub, room: Option<&str>) -> Session {
-    hub.connect(room.map(|r| RoomName::new(r).unwrap()), DEBUG)
+    hub.connect(room.map(|r| RoomName::new(r).unwrap()), &DEBUG)
 }
 
 /// The events queued for `session`, one debug line each.

@@ -76,12 +76,10 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// This protocol's encoding, as the hub needs it to queue events for
     /// its clients.
-    fn encoding() -> Encoding {
-        Encoding {
-            slot: Self::SLOT,
-            encode: Self::encode_event,
-        }
-    }
+    const ENCODING: Encoding = Encoding {
+        slot: Self::SLOT,
+        encode: Self::encode_event,
+    };
 
     /// An event, as this protocol shows it.
     fn event(event: &Event) -> Bytes {
