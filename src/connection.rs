@@ -171,6 +171,8 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         // What was read is handled even after the client hung up.
         let mut held = None;
         while let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held) {
+            // A line was finished: what is left is a new one.
+            line_started = None;
             if session.outbox().is_closed() {
                 return;
             }
@@ -187,6 +189,9 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             buf = BytesMut::new();
             line_started = None;
         } else if line_started.is_none() {
+            // The line timeout runs for the line left unfinished, from
+            // when it was first seen unfinished: a fast sender whose reads
+            // all end mid-line finishes each of its lines in time.
             line_started = Some(Instant::now());
         }
         session.set_input_held(buf.capacity());

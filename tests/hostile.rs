@@ -406,6 +406,35 @@ async fn a_line_left_unfinished_is_cut_off_after_the_line_timeout() {
 }
 
 #[tokio::test]
+async fn a_sender_whose_reads_all_end_mid_line_is_not_cut_off_by_the_line_timeout() {
+    // Found by the soak: a flooder's reads never ended on a line break, so
+    // its "unfinished line" seemed to last the whole 30 s.
+    let config = Config {
+        line_timeout: Some(Duration::from_millis(600)),
+        ..Config::local()
+    };
+    let server = TestServer::start(config).await;
+    let (mut watcher, _) = join(server.text_addr()).await;
+    let (streamer, _) = join(server.text_addr()).await;
+    let (_r, mut w) = streamer.into_split();
+    // Every write finishes the last line and starts the next one, for
+    // three times the line timeout.
+    w.write_all(b"line 0 starts").await.unwrap();
+    let mut ticks = tokio::time::interval(Duration::from_millis(150));
+    for i in 1..=12 {
+        ticks.tick().await;
+        w.write_all(format!(" and ends\nline {i} starts").as_bytes())
+            .await
+            .unwrap();
+    }
+    for i in 0..12 {
+        let (_, _, text) = expect_message(&mut watcher).await;
+        assert_eq!(text, format!("line {i} starts and ends"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn over_the_memory_budget_new_clients_are_refused_and_the_largest_holders_cut_off() {
     let config = Config {
         max_line: 64 * 1024,

@@ -32,7 +32,8 @@ pub struct Session {
     rooms: Vec<Arc<Room>>,
     /// Receivers this client's notices congested, not yet waited for.
     /// Boxed, and only when there are some: a session lives as long as
-    /// its client, and most never congest anyone.
+    /// its client, and most never congest anyone (8 bytes, not 24).
+    #[allow(clippy::box_collection)]
     congested: Option<Box<Vec<Arc<Member>>>>,
 }
 
