@@ -8,9 +8,17 @@
 //! several servers would sit beside the rooms here, feeding remote messages
 //! to the same delivery path.
 //!
+//! Nothing here knows a wire format either: a transport hands
+//! [`Hub::connect`] its client's [`Encoding`], and the hub queues each
+//! delivery already encoded for each recipient, so every queue counts the
+//! bytes its client will really be sent.
+//!
 //! The per-message path takes no global lock: a session holds its rooms
 //! directly, a room's member list is read-locked (written only on join and
-//! leave), and each recipient's outbox has a lock of its own.
+//! leave), and each recipient's outbox has a lock of its own. What no
+//! single message can see (a reader holding its room back too long, all
+//! clients together holding too much memory) is enforced by [`Hub::sweep`],
+//! which the server runs ten times a second.
 
 mod event;
 mod listing;
