@@ -118,15 +118,18 @@ async fn disconnected(server: &mut BinaryServer, since: Instant) -> (String, Dur
     (line, since.elapsed())
 }
 
-#[tokio::test]
-async fn a_quiet_peer_that_vanishes_is_dropped_by_keepalive() {
-    let mut island = Island::new(1);
+/// A server listening on the island's link (listener 0) and on loopback
+/// (listener 1), keepalive after `idle` and then 2 probes 1 s apart, with
+/// one client of the island connected.
+async fn serve_island(island: &mut Island, idle: &str) -> BinaryServer {
     let listen = format!("{}:0", island.host_ip);
     let mut server = BinaryServer::start(&[
         "--listen",
         &listen,
+        "--listen",
+        "127.0.0.1:0",
         "--tcp-keepalive",
-        "1s",
+        idle,
         "--tcp-keepalive-interval",
         "1s",
         "--tcp-keepalive-retries",
@@ -135,6 +138,13 @@ async fn a_quiet_peer_that_vanishes_is_dropped_by_keepalive() {
     .await;
     island.connect(server.addr(0));
     server.expect_log("client connected").await;
+    server
+}
+
+#[tokio::test]
+async fn a_quiet_peer_that_vanishes_is_dropped_by_keepalive() {
+    let mut island = Island::new(1);
+    let mut server = serve_island(&mut island, "1s").await;
     let cut = Instant::now();
     island.vanish();
     // Keepalive: 1 s idle, then 2 probes 1 s apart: about 3 s.
@@ -147,24 +157,9 @@ async fn a_quiet_peer_that_vanishes_is_dropped_by_keepalive() {
 #[tokio::test]
 async fn a_peer_that_vanishes_with_data_on_its_way_is_dropped_when_it_goes_unacknowledged() {
     let mut island = Island::new(2);
-    let listen = format!("{}:0", island.host_ip);
     // Keepalive would take a minute to probe; unacknowledged data is given
     // the probes' time (2 x 1 s) and no more.
-    let mut server = BinaryServer::start(&[
-        "--listen",
-        &listen,
-        "--listen",
-        "127.0.0.1:0",
-        "--tcp-keepalive",
-        "60s",
-        "--tcp-keepalive-interval",
-        "1s",
-        "--tcp-keepalive-retries",
-        "2",
-    ])
-    .await;
-    island.connect(server.addr(0));
-    server.expect_log("client connected").await;
+    let mut server = serve_island(&mut island, "60s").await;
     let (mut local, _) = join(server.addr(1)).await;
     server.expect_log("client connected").await;
     island.vanish();

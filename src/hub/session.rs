@@ -210,17 +210,22 @@ impl Session {
             .position(|room| room.name == *name)
             .ok_or_else(|| HubError::NotInRoom(name.clone()))?;
         let room = self.rooms.remove(i);
-        if self.remove_from(&room) {
+        self.leave_room(&room, Arc::from("left"));
+        Ok(())
+    }
+
+    /// Takes this client out of `room` and tells those left why.
+    fn leave_room(&mut self, room: &Arc<Room>, reason: Arc<str>) {
+        if self.remove_from(room) {
             self.announce(
-                &room,
+                room,
                 Event::Left {
                     room: room.name.clone(),
                     name: self.name.clone(),
-                    reason: Arc::from("left"),
+                    reason,
                 },
             );
         }
-        Ok(())
     }
 
     /// Takes this client out of `room`; returns whether anyone is left.
@@ -400,16 +405,7 @@ impl Session {
         self.hub.directory().release(&keys, self.me.id);
         let reason: Arc<str> = Arc::from(reason.summary());
         for room in std::mem::take(&mut self.rooms) {
-            if self.remove_from(&room) {
-                self.announce(
-                    &room,
-                    Event::Left {
-                        room: room.name.clone(),
-                        name: self.name.clone(),
-                        reason: reason.clone(),
-                    },
-                );
-            }
+            self.leave_room(&room, reason.clone());
         }
     }
 }
