@@ -65,6 +65,11 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// (a hundred 32-character CJK names are 13 KB); a pattern finds the rest.
 pub const DEFAULT_MAX_LIST: usize = 100;
 
+/// Most rooms or members one listing looks at. Looking at 10,000 short
+/// names takes well under a millisecond; past that, a listing with a
+/// pattern is cut short and says so, and the pattern should be narrower.
+pub const DEFAULT_MAX_LIST_SCAN: usize = 10_000;
+
 /// How long a receiver's queue may stay over the soft limit, holding back
 /// everyone who sends to it, before it is cut off as a slow consumer.
 /// Flow control makes a room wait for its slowest reader: this bounds the
@@ -261,6 +266,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Most rooms or names one listing shows.
     pub max_list: usize,
+    /// Most rooms or members one listing looks at.
+    pub max_list_scan: usize,
     /// Cut off a receiver whose queue stays over the soft limit this long
     /// (`None`: never, while it makes some progress).
     pub slow_timeout: Option<Duration>,
@@ -295,6 +302,7 @@ impl Default for Config {
             ack: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_list: DEFAULT_MAX_LIST,
+            max_list_scan: DEFAULT_MAX_LIST_SCAN,
             slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
             max_memory: default_max_memory(),
@@ -354,6 +362,12 @@ impl Config {
         );
         anyhow::ensure!(self.max_list > 0, "max-list must be at least 1");
         anyhow::ensure!(
+            self.max_list_scan >= self.max_list,
+            "max-list-scan ({}) must be at least max-list ({})",
+            self.max_list_scan,
+            self.max_list
+        );
+        anyhow::ensure!(
             self.max_memory >= self.queue_hard_limit,
             "max-memory ({}) must be at least queue-hard-limit ({}), or one client could use it all",
             self.max_memory,
@@ -377,6 +391,7 @@ impl Config {
             announce_max_members: self.announce_max_members,
             max_rooms_per_client: self.max_rooms_per_client,
             max_list: self.max_list,
+            max_list_scan: self.max_list_scan,
             slow_timeout: self.slow_timeout,
             max_memory: self.max_memory,
         }
@@ -427,6 +442,8 @@ pub struct Overrides {
     pub shutdown_timeout: Option<Seconds>,
     /// See [`Config::max_list`].
     pub max_list: Option<usize>,
+    /// See [`Config::max_list_scan`].
+    pub max_list_scan: Option<usize>,
     /// See [`Config::slow_timeout`]; 0 turns it off.
     pub slow_timeout: Option<Seconds>,
     /// See [`Config::line_timeout`]; 0 turns it off.
@@ -483,6 +500,7 @@ impl Overrides {
             self.shutdown_timeout.map(|s| s.0),
         );
         set(&mut config.max_list, self.max_list);
+        set(&mut config.max_list_scan, self.max_list_scan);
         set_optional(&mut config.slow_timeout, self.slow_timeout);
         set_optional(&mut config.line_timeout, self.line_timeout);
         set(&mut config.max_memory, self.max_memory.map(|s| s.0));

@@ -2,11 +2,6 @@
 //! tens of thousands of rooms and a room thousands of members, and one
 //! request must not cost the server (or the asker's queue) in proportion.
 
-/// Most entries one listing examines, whatever its pattern: with more
-/// rooms or members than this, a listing is cut short and says so.
-/// Examining 10,000 short names takes well under a millisecond.
-pub const LIST_SCAN_LIMIT: usize = 10_000;
-
 /// Longest pattern accepted, in characters: as long as a name, and a
 /// couple of wildcards.
 pub const MAX_PATTERN_CHARS: usize = 64;
@@ -20,7 +15,8 @@ pub struct Listing<T> {
     /// room), matching the pattern or not.
     pub total: usize,
     /// Whether entries matching the pattern were left out: more matched
-    /// than the limit, or the scan stopped at [`LIST_SCAN_LIMIT`].
+    /// than the limit, or the scan stopped at the scan limit
+    /// ([`HubSettings::max_list_scan`](super::HubSettings::max_list_scan)).
     pub more: bool,
 }
 

@@ -28,7 +28,7 @@ mod room;
 mod session;
 
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
-pub use listing::{Listing, Pattern, PatternTooLong, LIST_SCAN_LIMIT, MAX_PATTERN_CHARS};
+pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
 pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
 pub use session::Session;
@@ -55,6 +55,9 @@ pub struct HubSettings {
     pub max_rooms_per_client: usize,
     /// Most rooms or names one listing shows.
     pub max_list: usize,
+    /// Most rooms or members one listing looks at: what bounds the time a
+    /// listing with a pattern takes.
+    pub max_list_scan: usize,
     /// How long a client's queue may stay over the soft limit (holding
     /// back everyone who sends to it) before it is cut off; `None`: as
     /// long as it makes some progress.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::event::Delivery;
-use super::listing::LIST_SCAN_LIMIT;
 use super::room::Room;
 use super::{
     lock, Body, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name, NameKeys,
@@ -325,7 +324,7 @@ impl Session {
         let mut names = Vec::new();
         let mut more = false;
         for (scanned, member) in members.values().enumerate() {
-            if scanned == LIST_SCAN_LIMIT {
+            if scanned == self.hub.shared.settings.max_list_scan {
                 more = true;
                 break;
             }
@@ -359,7 +358,7 @@ impl Session {
         let mut items = Vec::new();
         let mut more = false;
         for (scanned, (members, name)) in directory.by_size.iter().enumerate() {
-            if scanned == LIST_SCAN_LIMIT {
+            if scanned == self.hub.shared.settings.max_list_scan {
                 more = true;
                 break;
             }

@@ -12,6 +12,7 @@ fn settings() -> HubSettings {
         announce_max_members: 64,
         max_rooms_per_client: 4,
         max_list: 3,
+        max_list_scan: 10_000,
         slow_timeout: None,
         max_memory: 1 << 30,
     }

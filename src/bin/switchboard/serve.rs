@@ -82,6 +82,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_LIST")]
     max_list: Option<usize>,
 
+    /// Most rooms or members one /rooms or /who looks at; past it, a listing is cut short and says so. [default: 10000]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_LIST_SCAN")]
+    max_list_scan: Option<usize>,
+
     /// Disconnect a client whose queue stays over the soft limit (holding its senders back) this long; 0 turns it off. [default: 10s]
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_SLOW_TIMEOUT")]
     slow_timeout: Option<Seconds>,
@@ -134,6 +138,7 @@ impl ServeArgs {
             ack: self.ack,
             shutdown_timeout: self.shutdown_timeout,
             max_list: self.max_list,
+            max_list_scan: self.max_list_scan,
             slow_timeout: self.slow_timeout,
             line_timeout: self.line_timeout,
             max_memory: self.max_memory,
