@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::protocol::{Decode, Input, Json, Protocol, Request};
-use switchboard_fuzz::{assert_same, feed, Case};
+use switchboard::protocol::{Decode, Json, Protocol};
+use switchboard_fuzz::{assert_same, feed, said_bodies, Case};
 
 fuzz_target!(|data: &[u8]| {
     let case = Case::parse(data);
@@ -22,30 +22,14 @@ fuzz_target!(|data: &[u8]| {
     let split = decode(&case.cuts);
     assert_same(&whole.items, &split.items, &case.cuts);
 
-    for input in &whole.items {
-        if let Input::Request {
-            request: Request::Say { body, .. } | Request::Direct { body, .. },
-            ..
-        } = input
-        {
-            // Escapes only shrink: the text is no longer than its line.
-            assert!(
-                body.bytes.len() <= max_line,
-                "a body of {} bytes passed the cap of {max_line}",
-                body.bytes.len()
-            );
-            assert!(
-                std::str::from_utf8(&body.bytes).is_ok(),
-                "a JSON text that is not UTF-8"
-            );
-        }
+    // Escapes only shrink: a text is no longer than its line.
+    for body in said_bodies(&whole.items, max_line) {
+        assert!(
+            std::str::from_utf8(&body.bytes).is_ok(),
+            "a JSON text that is not UTF-8"
+        );
     }
     for fed in [&whole, &split] {
-        assert!(
-            fed.max_buffered <= max_line.saturating_add(2),
-            "{} bytes left buffered with a cap of {max_line}",
-            fed.max_buffered
-        );
-        assert_eq!(fed.left, 0, "bytes left in the buffer after EOF");
+        fed.assert_line_buffer_bounded(max_line);
     }
 });

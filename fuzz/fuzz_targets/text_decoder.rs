@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::protocol::{Decode, Input, Protocol, Request, Text};
-use switchboard_fuzz::{assert_same, feed, Case};
+use switchboard::protocol::{Decode, Input, Protocol, Text};
+use switchboard_fuzz::{assert_same, feed, said_bodies, Case};
 
 fuzz_target!(|data: &[u8]| {
     let case = Case::parse(data);
@@ -25,26 +25,12 @@ fuzz_target!(|data: &[u8]| {
     for input in &whole.items {
         let (Input::Request { tag, .. } | Input::Invalid { tag, .. }) = input;
         assert!(tag.is_none(), "a text input has a JSON id: {input:?}");
-        if let Input::Request {
-            request: Request::Say { body, .. } | Request::Direct { body, .. },
-            ..
-        } = input
-        {
-            assert!(
-                body.bytes.len() <= max_line,
-                "a body of {} bytes passed the cap of {max_line}",
-                body.bytes.len()
-            );
-            assert!(!body.bytes.contains(&b'\n'), "a text body holds a newline");
-            assert!(!body.bytes.is_empty(), "an empty line was said");
-        }
+    }
+    for body in said_bodies(&whole.items, max_line) {
+        assert!(!body.bytes.contains(&b'\n'), "a text body holds a newline");
+        assert!(!body.bytes.is_empty(), "an empty line was said");
     }
     for fed in [&whole, &split] {
-        assert!(
-            fed.max_buffered <= max_line.saturating_add(2),
-            "{} bytes left buffered with a cap of {max_line}",
-            fed.max_buffered
-        );
-        assert_eq!(fed.left, 0, "bytes left in the buffer after EOF");
+        fed.assert_line_buffer_bounded(max_line);
     }
 });

@@ -14,6 +14,8 @@
 //! so a seed is two header bytes (`\x40\x00`: cap 64, no cuts) and text.
 
 use bytes::BytesMut;
+use switchboard::hub::Body;
+use switchboard::protocol::{Input, Request};
 
 /// Most cuts one input can ask for.
 pub const MAX_CUTS: usize = 16;
@@ -114,6 +116,40 @@ pub fn feed<T>(
     pull(&mut buf, true, &mut fed.items);
     fed.left = buf.len();
     fed
+}
+
+impl<T> Fed<T> {
+    /// Panics unless a line decoder with cap `max_line` kept its buffer
+    /// bounded: once it has taken what it can, what is left is the start
+    /// of one line, which fits in the cap and its "\r\n" (or is being
+    /// dropped), and nothing is left after EOF.
+    pub fn assert_line_buffer_bounded(&self, max_line: usize) {
+        assert!(
+            self.max_buffered <= max_line.saturating_add(2),
+            "{} bytes left buffered with a cap of {max_line}",
+            self.max_buffered
+        );
+        assert_eq!(self.left, 0, "bytes left in the buffer after EOF");
+    }
+}
+
+/// The bodies of the messages (room or direct) among `inputs`, each checked
+/// against the line cap.
+pub fn said_bodies(inputs: &[Input], max_line: usize) -> impl Iterator<Item = &Body> {
+    inputs.iter().filter_map(move |input| match input {
+        Input::Request {
+            request: Request::Say { body, .. } | Request::Direct { body, .. },
+            ..
+        } => {
+            assert!(
+                body.bytes.len() <= max_line,
+                "a body of {} bytes passed the cap of {max_line}",
+                body.bytes.len()
+            );
+            Some(body)
+        }
+        _ => None,
+    })
 }
 
 /// Panics, showing where, if `whole` (the input in one piece) and `split`
