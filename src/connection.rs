@@ -419,7 +419,7 @@ async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
     }
 }
 
-/// Encodes and writes one batch, unless the client is cut off meanwhile.
+/// Writes one batch, unless the client is cut off meanwhile.
 async fn write_batch<W: AsyncWrite + Unpin>(
     items: VecDeque<Bytes>,
     writer: &mut W,

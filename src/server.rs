@@ -126,6 +126,23 @@ impl Server {
                 idle: self.config.idle_timeout,
                 line: self.config.line_timeout,
             },
+            keepalive: self.config.tcp_keepalive.map(|idle| {
+                let probes = (
+                    self.config.tcp_keepalive_interval,
+                    self.config.tcp_keepalive_retries,
+                );
+                (
+                    TcpKeepalive::new()
+                        .with_time(idle)
+                        .with_interval(probes.0)
+                        .with_retries(probes.1),
+                    // Keepalive probes only a quiet connection: data sent to
+                    // a vanished peer would be retransmitted for some 15
+                    // minutes (tcp_retries2). As long as the probes may
+                    // take, and no longer.
+                    probes.0 * probes.1,
+                )
+            }),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             config: self.config,
@@ -207,6 +224,9 @@ struct Shared {
     slots: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     timeouts: Timeouts,
+    /// TCP keepalive for every client, and how long sent data may go
+    /// unacknowledged (`TCP_USER_TIMEOUT`); `None`: keepalive is off.
+    keepalive: Option<(TcpKeepalive, Duration)>,
     /// Cancelled when shutdown begins: the accept loops stop.
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -371,22 +391,13 @@ fn client<P: Protocol>(
     // goes through) every time it reads: see `pause-timeout`. Without it,
     // Linux wakes a writer only when half of a multi-megabyte send buffer
     // is free, which a slow reader takes seconds to make.
-    let _ = SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT);
-    if let Some(idle) = shared.config.tcp_keepalive {
-        let keepalive = TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(shared.config.tcp_keepalive_interval)
-            .with_retries(shared.config.tcp_keepalive_retries);
-        let socket = SockRef::from(&stream);
-        if let Err(error) = socket.set_tcp_keepalive(&keepalive) {
+    let socket = SockRef::from(&stream);
+    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    if let Some((keepalive, unacknowledged)) = &shared.keepalive {
+        if let Err(error) = socket.set_tcp_keepalive(keepalive) {
             debug!(%peer, %error, "cannot turn on TCP keepalive");
         }
-        // Keepalive probes only a quiet connection: data sent to a vanished
-        // peer would be retransmitted for some 15 minutes (tcp_retries2).
-        // As long as the probes may take, and no longer.
-        let unacknowledged =
-            shared.config.tcp_keepalive_interval * shared.config.tcp_keepalive_retries;
-        if let Err(error) = socket.set_tcp_user_timeout(Some(unacknowledged)) {
+        if let Err(error) = socket.set_tcp_user_timeout(Some(*unacknowledged)) {
             debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
         }
     }

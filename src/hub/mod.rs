@@ -514,7 +514,7 @@ impl Hub {
         }
         let mut cut = Vec::new();
         let mut cut_off = |member: &Member, reason: CloseReason| {
-            if member.outbox.closing().is_none() {
+            if !member.outbox.is_closed() {
                 member.outbox.close(reason.clone(), false);
                 cut.push((member.id, member.name(), reason));
             }

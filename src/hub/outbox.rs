@@ -296,10 +296,8 @@ impl Outbox {
     /// Waits until the queue is at or under its soft limit, or closed: how
     /// a client that does not read its own answers is throttled.
     pub async fn until_uncongested(&self) {
-        self.wait_for(|outbox| {
-            outbox.pending() <= outbox.limits.soft || outbox.lock().closing.is_some()
-        })
-        .await
+        self.wait_for(|outbox| outbox.pending() <= outbox.limits.soft || outbox.is_closed())
+            .await
     }
 
     /// What a sender to this client waits for: the queue back at or under
