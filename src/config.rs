@@ -83,6 +83,10 @@ pub const DEFAULT_SLOW_TIMEOUT: Duration = Duration::from_secs(10);
 /// long between the first and the last byte of one line.
 pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Shortest admin token accepted: long enough that guessing it at the
+/// login rate limit is hopeless.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
 /// Used as the memory budget where the machine's memory cannot be read.
 pub const FALLBACK_MAX_MEMORY: usize = 1 << 30;
 
@@ -113,6 +117,22 @@ pub const DEFAULT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Unanswered keepalive probes after which the peer counts as gone.
 pub const DEFAULT_TCP_KEEPALIVE_RETRIES: u32 = 6;
+
+/// How often the server pings a WebSocket client. Under the 60 s after
+/// which nginx (and many other proxies) cut a connection that carried
+/// nothing, with room for a slow pong.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// How long a WebSocket client has, after a ping, to send anything (its
+/// pong) before it is dropped as gone. Browsers answer pings at once; a
+/// browser on a bad mobile link may need seconds.
+pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Failed admin logins allowed from one IP address per minute, before the
+/// rest of that minute's attempts are refused: guessing a token at five
+/// tries a minute takes forever, and a person who mistyped it waits a
+/// minute at most.
+pub const DEFAULT_ADMIN_LOGIN_ATTEMPTS: u32 = 5;
 
 /// The wire protocol a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -282,6 +302,21 @@ pub struct Config {
     pub tcp_keepalive_interval: Duration,
     /// Unanswered probes after which the connection is dropped.
     pub tcp_keepalive_retries: u32,
+    /// Where the HTTP listener (console, API, metrics, WebSocket clients)
+    /// listens (`None`: no HTTP).
+    pub http: Option<SocketAddr>,
+    /// The admin token: with it, the console, API and metrics answer on
+    /// any address to whoever has it; without it, only on loopback.
+    pub admin_token: Option<String>,
+    /// Origins (`https://host:port`) allowed to open `/ws` from a browser,
+    /// besides the HTTP listener's own.
+    pub allowed_origins: Vec<String>,
+    /// How often WebSocket clients are pinged.
+    pub ws_ping_interval: Duration,
+    /// How long a pinged WebSocket client has to answer.
+    pub ws_pong_timeout: Duration,
+    /// Failed admin logins allowed per IP address per minute.
+    pub admin_login_attempts: u32,
 }
 
 impl Default for Config {
@@ -309,6 +344,12 @@ impl Default for Config {
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
             tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,
+            http: None,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
+            admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
         }
     }
 }
@@ -377,6 +418,23 @@ impl Config {
             !self.tcp_keepalive_interval.is_zero() && self.tcp_keepalive_retries > 0,
             "tcp-keepalive-interval and tcp-keepalive-retries must be more than 0 (turn keepalive off with tcp-keepalive = 0)"
         );
+        anyhow::ensure!(
+            !self.ws_ping_interval.is_zero() && !self.ws_pong_timeout.is_zero(),
+            "ws-ping-interval and ws-pong-timeout must be more than 0"
+        );
+        if let Some(token) = &self.admin_token {
+            anyhow::ensure!(
+                token.len() >= MIN_ADMIN_TOKEN_LEN,
+                "the admin token is {} characters long; use at least {MIN_ADMIN_TOKEN_LEN} (e.g. from `openssl rand -hex 32`)",
+                token.len()
+            );
+        }
+        if let Some(http) = self.http {
+            anyhow::ensure!(
+                http.ip().is_loopback() || self.admin_token.is_some(),
+                "--http {http} is not a loopback address, and no admin token is set: anyone who can reach it could run the server. Set --admin-token TOKEN (or --admin-token-file FILE), or listen on 127.0.0.1"
+            );
+        }
         Ok(())
     }
 
@@ -456,6 +514,20 @@ pub struct Overrides {
     pub tcp_keepalive_interval: Option<Seconds>,
     /// See [`Config::tcp_keepalive_retries`].
     pub tcp_keepalive_retries: Option<u32>,
+    /// See [`Config::http`].
+    pub http: Option<SocketAddr>,
+    /// See [`Config::admin_token`].
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (its first line).
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// See [`Config::allowed_origins`].
+    pub allowed_origin: Option<Vec<String>>,
+    /// See [`Config::ws_ping_interval`].
+    pub ws_ping_interval: Option<Seconds>,
+    /// See [`Config::ws_pong_timeout`].
+    pub ws_pong_timeout: Option<Seconds>,
+    /// See [`Config::admin_login_attempts`].
+    pub admin_login_attempts: Option<u32>,
 }
 
 impl Overrides {
@@ -467,7 +539,26 @@ impl Overrides {
     }
 
     /// Overrides `config` with every setting given here.
-    pub fn apply(self, config: &mut Config) {
+    pub fn apply(self, config: &mut Config) -> anyhow::Result<()> {
+        if let Some(http) = self.http {
+            config.http = Some(http);
+        }
+        if let Some(path) = &self.admin_token_file {
+            config.admin_token = Some(read_token_file(path)?);
+        }
+        if self.admin_token.is_some() {
+            config.admin_token = self.admin_token;
+        }
+        set(&mut config.allowed_origins, self.allowed_origin);
+        set(
+            &mut config.ws_ping_interval,
+            self.ws_ping_interval.map(|s| s.0),
+        );
+        set(
+            &mut config.ws_pong_timeout,
+            self.ws_pong_timeout.map(|s| s.0),
+        );
+        set(&mut config.admin_login_attempts, self.admin_login_attempts);
         set(&mut config.listeners, self.listen);
         set(&mut config.max_line, self.max_line.map(|s| s.0));
         set(
@@ -513,7 +604,21 @@ impl Overrides {
             &mut config.tcp_keepalive_retries,
             self.tcp_keepalive_retries,
         );
+        Ok(())
     }
+}
+
+/// The admin token kept in `path`: its first line, trimmed.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        path.display()
+    );
+    Ok(token)
 }
 
 /// Sets a duration that 0 turns off.
@@ -683,7 +788,7 @@ mod tests {
         )
         .unwrap();
         let mut config = Config::default();
-        file.apply(&mut config);
+        file.apply(&mut config).unwrap();
         assert_eq!(config.listeners[0].mode, Mode::Json);
         assert_eq!(config.max_line, 1024);
         assert_eq!(config.stall_timeout, Duration::from_secs(2));

@@ -15,9 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::hub::{
-    weight, Batch, Body, CloseReason, Closing, Name, Outbox, Pushed, RoomName, Session,
+    weight, Batch, Body, CloseReason, Closing, Name, OutboxHandle, Pushed, RoomName, Session,
 };
 use crate::protocol::{apply, Decode, Input, Protocol, Reply, Request};
+use crate::transport::{Farewell, Transport};
 
 /// The per-connection timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -115,29 +116,6 @@ where
     }
 }
 
-/// A byte stream a client is served over, read and written at once.
-pub(crate) trait Transport: Send {
-    /// The reading half.
-    type Reader<'a>: AsyncRead + Unpin + Send
-    where
-        Self: 'a;
-    /// The writing half.
-    type Writer<'a>: AsyncWrite + Unpin + Send
-    where
-        Self: 'a;
-    /// Both halves, borrowed.
-    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
-}
-
-/// TCP splits for free by borrowing; `into_split` would allocate per client.
-impl Transport for tokio::net::TcpStream {
-    type Reader<'a> = tokio::net::tcp::ReadHalf<'a>;
-    type Writer<'a> = tokio::net::tcp::WriteHalf<'a>;
-    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>) {
-        self.split()
-    }
-}
-
 enum Step {
     Continue,
     /// Stop reading; close the outbox for this reason, flushing or not.
@@ -204,7 +182,10 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         };
         match read {
             Ok(Ok(0)) => eof = true,
-            Ok(Ok(_)) => session.set_input_held(buf.capacity()),
+            Ok(Ok(read)) => {
+                session.received(read);
+                session.set_input_held(buf.capacity());
+            }
             Ok(Err(e)) => break (CloseReason::ReadFailed(e.to_string().into()), true),
             Err(reason) => break (reason, true),
         }
@@ -379,9 +360,9 @@ async fn read_some<R: AsyncRead + Unpin>(
     .await
 }
 
-async fn write_side<P: Protocol, W: AsyncWrite + Unpin>(
+async fn write_side<P: Protocol, W: AsyncWrite + Farewell + Unpin>(
     protocol: &P,
-    outbox: &Outbox,
+    outbox: &OutboxHandle,
     mut writer: W,
     stall: Duration,
 ) {
@@ -424,7 +405,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     items: VecDeque<Bytes>,
     writer: &mut W,
     torn: &mut bool,
-    outbox: &Outbox,
+    outbox: &OutboxHandle,
     stall: Duration,
 ) -> Result<(), CloseReason> {
     let mut chunks: VecDeque<(Bytes, usize)> = items
@@ -448,7 +429,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
     writer: &mut W,
     chunks: &mut VecDeque<(Bytes, usize)>,
     torn: &mut bool,
-    outbox: &Outbox,
+    outbox: &OutboxHandle,
     stall: Duration,
 ) -> Result<(), CloseReason> {
     while !chunks.is_empty() {
@@ -465,6 +446,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
         };
         drop(slices);
         outbox.progressed();
+        outbox.sent(written);
         let mut left = written;
         let mut done = 0;
         while left > 0 {
@@ -482,13 +464,19 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
         }
         outbox.written(done);
     }
-    Ok(())
+    // What a transport buffers (a WebSocket's frames) goes out now; TCP
+    // buffers nothing, and this costs it nothing.
+    match timeout(stall, writer.flush()).await {
+        Err(_) => Err(CloseReason::Stalled { timeout: stall }),
+        Ok(Err(e)) => Err(CloseReason::WriteFailed(e.to_string().into())),
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 /// Tells the client why it is being disconnected (as far as its protocol
 /// says such things), then closes the write side. After a torn message the
 /// goodbye starts on a line of its own.
-async fn goodbye<P: Protocol, W: AsyncWrite + Unpin>(
+async fn goodbye<P: Protocol, W: AsyncWrite + Farewell + Unpin>(
     protocol: &P,
     closing: &Closing,
     torn: bool,
@@ -502,6 +490,7 @@ async fn goodbye<P: Protocol, W: AsyncWrite + Unpin>(
     if torn && !bytes.is_empty() {
         bytes = [&b"\n"[..], &bytes].concat().into();
     }
+    writer.closing(closing);
     let deadline = if closing.flush {
         stall
     } else {
@@ -547,11 +536,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_partial_write_marks_the_message_torn_until_it_is_finished() {
-        let outbox = Outbox::new(crate::hub::QueueLimits {
-            soft: 1 << 10,
-            hard: 1 << 20,
-            pause: Duration::from_secs(1),
-        });
+        let hub = crate::hub::Hub::new(crate::Config::local().hub_settings());
+        let session = hub.connect(None, &Text::ENCODING, crate::hub::ClientMeta::default());
+        let outbox = session.outbox_handle();
         // A pipe that holds 3 bytes: "hello\n" cannot go in one write.
         let (mut near, mut far) = tokio::io::duplex(3);
         let mut chunks = VecDeque::from([(Bytes::from_static(b"hello\n"), 6)]);

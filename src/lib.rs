@@ -5,7 +5,10 @@
 //! - [`hub`]: the routing core (clients, names, rooms, bounded queues and
 //!   flow control), free of sockets and wire formats;
 //! - [`protocol`]: the text, JSON and raw wire formats;
-//! - [`Server`]: listeners, limits and shutdown around the hub;
+//! - [`Server`]: listeners, limits and shutdown around the hub, and
+//!   [`server::control`], the admin's query API on a running server;
+//! - `http`: the web console, admin API, metrics and WebSocket clients;
+//! - `transport`: the byte streams clients are served over (TCP, WebSocket);
 //! - [`Client`]: the client the CLI and tests use;
 //! - [`Config`]: every setting, its default and why.
 
@@ -16,9 +19,11 @@ pub mod bench;
 pub mod client;
 pub mod config;
 mod connection;
+mod http;
 pub mod hub;
 pub mod protocol;
-mod server;
+pub mod server;
+mod transport;
 
 pub use client::{Client, Goodbye, ServerLine};
 pub use config::{Config, ListenerSpec, Mode};

@@ -21,25 +21,32 @@
 //! which the server runs ten times a second.
 
 mod event;
+mod info;
 mod listing;
 mod names;
 mod outbox;
 mod room;
 mod session;
+mod tap;
 
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
+pub use info::{
+    unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
+};
 pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
 pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
 pub use session::Session;
+pub use tap::{Seen, Sightings, Tap, TAP_MAX_BYTES, TAP_MAX_ITEMS};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use info::{Departed, Traffic};
 use room::Room;
 
 /// Settings of the routing core.
@@ -70,6 +77,18 @@ pub struct HubSettings {
 /// A client's identity for the lifetime of its connection; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(u64);
+
+impl ClientId {
+    /// The id as a number, as the admin API shows it.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id numbered `n`.
+    pub fn new(n: u64) -> Self {
+        ClientId(n)
+    }
+}
 
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,6 +146,10 @@ pub enum CloseReason {
     },
     /// The server is shutting down.
     ServerShutdown,
+    /// The server's admin disconnected the client, saying why.
+    Kicked(Arc<str>),
+    /// The listener the client came through was closed.
+    ListenerClosed,
 }
 
 impl CloseReason {
@@ -147,6 +170,28 @@ impl CloseReason {
             CloseReason::Stalled { .. } => "stalled",
             CloseReason::Idle { .. } => "idle",
             CloseReason::ServerShutdown => "server shutdown",
+            CloseReason::Kicked(_) => "kicked",
+            CloseReason::ListenerClosed => "listener closed",
+        }
+    }
+
+    /// A stable machine-readable code for the reason, as metrics and the
+    /// admin API show it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::ReadFailed(_) => "read_error",
+            CloseReason::WriteFailed(_) => "write_error",
+            CloseReason::SlowConsumer { .. } => "slow_consumer",
+            CloseReason::Stalled { .. } => "stalled",
+            CloseReason::TooSlow { .. } => "too_slow",
+            CloseReason::MemoryBudget { .. } => "memory_budget",
+            CloseReason::LineTimeout { .. } => "line_timeout",
+            CloseReason::Idle { .. } => "idle",
+            CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::Kicked(_) => "kicked",
+            CloseReason::ListenerClosed => "listener_closed",
         }
     }
 }
@@ -187,6 +232,14 @@ impl fmt::Display for CloseReason {
                 crate::config::format_duration(*timeout)
             ),
             CloseReason::ServerShutdown => write!(f, "server shutting down"),
+            CloseReason::Kicked(why) if why.is_empty() => {
+                write!(f, "kicked by the server's admin")
+            }
+            CloseReason::Kicked(why) => write!(f, "kicked by the server's admin: {why}"),
+            CloseReason::ListenerClosed => write!(
+                f,
+                "the listener this client connected to was closed by the server's admin"
+            ),
         }
     }
 }
@@ -200,6 +253,12 @@ pub enum HubError {
     /// No connected client has that name.
     #[error("no client is named {0}")]
     NoSuchClient(Name),
+    /// No connected client has that id.
+    #[error("no client has the id {}", .0.get())]
+    NoSuchClientId(ClientId),
+    /// The name is kept for the server itself.
+    #[error("the name {0} is reserved for the server; pick another")]
+    NameReserved(Name),
     /// The room does not exist (it has no members).
     #[error("there is no room #{0}")]
     NoSuchRoom(RoomName),
@@ -225,7 +284,8 @@ impl HubError {
     pub fn code(&self) -> &'static str {
         match self {
             HubError::NameTaken(_) => "name_taken",
-            HubError::NoSuchClient(_) => "no_such_client",
+            HubError::NoSuchClient(_) | HubError::NoSuchClientId(_) => "no_such_client",
+            HubError::NameReserved(_) => "name_reserved",
             HubError::NoSuchRoom(_) => "no_such_room",
             HubError::NotInRoom(_) => "not_in_room",
             HubError::NoRoom => "no_room",
@@ -238,6 +298,22 @@ impl HubError {
 /// A client's outbox, held apart from its session (see [`Session::outbox_handle`]).
 #[derive(Debug, Clone)]
 pub struct OutboxHandle(Arc<Member>);
+
+impl OutboxHandle {
+    /// Counts `bytes` just written to the client.
+    pub fn sent(&self, bytes: usize) {
+        self.0
+            .traffic
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The client, as an admin sees it now (without its rooms, which it
+    /// may have left already).
+    pub fn info(&self) -> ClientInfo {
+        self.0.info(Vec::new())
+    }
+}
 
 impl std::ops::Deref for OutboxHandle {
     type Target = Outbox;
@@ -282,6 +358,11 @@ struct Shared {
     held: AtomicUsize,
     /// Set by [`Hub::close_all`]: clients connecting later are closed at once.
     closing: Mutex<Option<(CloseReason, bool)>>,
+    /// What departed clients did.
+    departed: Arc<Departed>,
+    /// Times a sender waited for a congested receiver: counted when it
+    /// happens, which is off the fast path.
+    pauses: AtomicU64,
 }
 
 /// Names and rooms: written on connect, join, leave, rename and disconnect,
@@ -297,6 +378,9 @@ struct Directory {
     rooms: HashMap<RoomName, Arc<Room>>,
     /// The rooms, largest first, so a listing takes the first few.
     by_size: BTreeSet<(Reverse<usize>, RoomName)>,
+    /// Taps on rooms, whether or not the room exists now: a room created
+    /// later starts with its watchers.
+    watchers: HashMap<RoomName, Vec<Arc<Tap>>>,
 }
 
 impl Directory {
@@ -347,6 +431,15 @@ struct NameKeys {
 }
 
 impl NameKeys {
+    /// Whether the name is, or looks like, the server's own ([`ADMIN_NAME`]).
+    fn is_reserved(&self) -> bool {
+        static ADMIN: std::sync::OnceLock<NameKeys> = std::sync::OnceLock::new();
+        let admin = ADMIN.get_or_init(|| NameKeys::of(&Name::new(ADMIN_NAME).expect("valid")));
+        [&self.key, &self.shape]
+            .into_iter()
+            .any(|key| *key == admin.key || *key == admin.shape)
+    }
+
     fn of(name: &Name) -> Self {
         let key = name.key();
         let shape = name.shape_key();
@@ -367,6 +460,25 @@ struct Member {
     /// Bytes the client's connection holds of input not yet handled (an
     /// unfinished line, a read not yet relayed), as its transport reports.
     input: AtomicUsize,
+    /// How and where it is connected.
+    meta: ClientMeta,
+    connected_at: SystemTime,
+    traffic: Traffic,
+    /// Who watches what this client says; usually no one.
+    taps: Mutex<Vec<Arc<Tap>>>,
+    /// Whether `taps` has any: looked at for every message the client
+    /// sends, so an atomic, not the lock.
+    watched: std::sync::atomic::AtomicBool,
+    /// Where this client's counters go when it is gone.
+    departed: Arc<Departed>,
+}
+
+impl Drop for Member {
+    /// The last handle on a client goes after its writer's last byte: its
+    /// counters are final.
+    fn drop(&mut self) {
+        self.departed.add(self.meta.kind, &self.traffic);
+    }
 }
 
 impl Member {
@@ -381,7 +493,14 @@ impl Member {
         if bytes.is_empty() {
             return Pushed::Queued;
         }
-        self.outbox.push(bytes)
+        let pushed = self.outbox.push(bytes);
+        if pushed != Pushed::Closed {
+            let events = delivery.events().len() as u64;
+            self.traffic
+                .messages_out
+                .fetch_add(events, Ordering::Relaxed);
+        }
+        pushed
     }
 
     /// Bytes of server memory this client holds for now.
@@ -410,6 +529,8 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 held: AtomicUsize::new(0),
                 closing: Mutex::new(None),
+                departed: Arc::default(),
+                pauses: AtomicU64::new(0),
             }),
         }
     }
@@ -422,7 +543,12 @@ impl Hub {
     /// fresh default name (`guest-N`) and, if given, puts it in `room`.
     /// Wait on [`Session::until_receivers_keep_up`] before reading from
     /// it: its arrival is news to the room.
-    pub fn connect(&self, room: Option<RoomName>, encoding: &'static Encoding) -> Session {
+    pub fn connect(
+        &self,
+        room: Option<RoomName>,
+        encoding: &'static Encoding,
+        meta: ClientMeta,
+    ) -> Session {
         let mut directory = self.directory();
         let (id, name, keys) = loop {
             let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -439,7 +565,16 @@ impl Hub {
             outbox: Outbox::new(self.shared.queue_limits.clone()),
             encoding,
             input: AtomicUsize::new(0),
+            meta,
+            connected_at: SystemTime::now(),
+            traffic: Traffic::default(),
+            taps: Mutex::default(),
+            watched: Default::default(),
+            departed: self.shared.departed.clone(),
         });
+        me.traffic
+            .last_activity
+            .store(unix_millis(me.connected_at), Ordering::Relaxed);
         directory.claim(keys, &me);
         drop(directory);
         if let Some((reason, flush)) = lock(&self.shared.closing).clone() {
@@ -469,6 +604,22 @@ impl Hub {
     /// How many clients are connected.
     pub fn client_count(&self) -> usize {
         self.directory().by_name.len()
+    }
+
+    /// How many rooms there are.
+    pub fn room_count(&self) -> usize {
+        self.directory().rooms.len()
+    }
+
+    /// Times a sender has waited for a receiver over its soft limit.
+    pub fn flow_control_pauses(&self) -> u64 {
+        self.shared.pauses.load(Ordering::Relaxed)
+    }
+
+    fn paused(&self, senders: usize) {
+        self.shared
+            .pauses
+            .fetch_add(senders as u64, Ordering::Relaxed);
     }
 
     /// Bytes all clients held in queues and unfinished input at the last

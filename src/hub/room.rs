@@ -1,10 +1,14 @@
 //! A room: its members, and delivery to all of them at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
 
 use super::event::Delivery;
-use super::{ClientId, Member, Pushed, RoomName};
+use super::info::RoomStats;
+use super::tap::{Seen, Tap};
+use super::{ClientId, Event, Member, Pushed, RoomName};
 
 /// A room and its members. The member list is read-locked for each
 /// message (written only on join and leave), so senders to one room never
@@ -12,42 +16,122 @@ use super::{ClientId, Member, Pushed, RoomName};
 #[derive(Debug)]
 pub(super) struct Room {
     pub(super) name: RoomName,
-    members: RwLock<HashMap<ClientId, Arc<Member>>>,
+    inside: RwLock<Inside>,
+    /// Messages said in the room: one shared counter per room, bumped once
+    /// per delivery (a run of messages counts its length at once).
+    messages: AtomicU64,
+}
+
+/// Who is in a room, and who watches it; under one lock, so a message
+/// costs one lock whether or not anyone watches.
+#[derive(Debug, Default)]
+pub(super) struct Inside {
+    pub(super) members: HashMap<ClientId, Arc<Member>>,
+    taps: Vec<Arc<Tap>>,
+}
+
+impl std::ops::Deref for Inside {
+    type Target = HashMap<ClientId, Arc<Member>>;
+    fn deref(&self) -> &Self::Target {
+        &self.members
+    }
+}
+
+impl std::ops::DerefMut for Inside {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.members
+    }
 }
 
 impl Room {
-    pub(super) fn new(name: RoomName) -> Self {
+    /// A new room, watched by `taps` from the start.
+    pub(super) fn new(name: RoomName, taps: Vec<Arc<Tap>>) -> Self {
         Room {
             name,
-            members: RwLock::default(),
+            inside: RwLock::new(Inside {
+                members: HashMap::new(),
+                taps,
+            }),
+            messages: AtomicU64::new(0),
         }
     }
 
-    pub(super) fn members(&self) -> RwLockReadGuard<'_, HashMap<ClientId, Arc<Member>>> {
-        self.members.read().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn members(&self) -> RwLockReadGuard<'_, Inside> {
+        self.inside.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn members_mut(&self) -> RwLockWriteGuard<'_, HashMap<ClientId, Arc<Member>>> {
-        self.members.write().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn members_mut(&self) -> RwLockWriteGuard<'_, Inside> {
+        self.inside.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `delivery` for every member but `except`, each in its own
-    /// wire format; adds the members whose queues are now congested to
-    /// `congested`.
+    /// Queues `delivery` for every member but `except` (its sender),
+    /// each in its own wire format, and shows its messages to the room's
+    /// watchers; adds the members whose queues are now congested to
+    /// `congested`. Returns how many members it was queued for.
     pub(super) fn broadcast(
         &self,
         delivery: &Delivery,
-        except: ClientId,
+        except: Option<ClientId>,
         congested: &mut Vec<Arc<Member>>,
-    ) {
-        for (id, member) in self.members().iter() {
-            if *id != except && member.deliver(delivery) == Pushed::Congested {
-                congested.push(member.clone());
+    ) -> usize {
+        let inside = self.members();
+        let mut queued = 0;
+        for (id, member) in inside.iter() {
+            if Some(*id) == except {
+                continue;
+            }
+            match member.deliver(delivery) {
+                Pushed::Queued => queued += 1,
+                Pushed::Congested => {
+                    queued += 1;
+                    congested.push(member.clone());
+                }
+                Pushed::Closed => {}
             }
         }
+        if !inside.taps.is_empty() {
+            let at = SystemTime::now();
+            for event in delivery.events() {
+                if let Event::Message { room, from, body } = event {
+                    let seen = Seen {
+                        at,
+                        room: Some(room.clone()),
+                        from: from.clone(),
+                        from_id: except,
+                        to: None,
+                        body: body.clone(),
+                    };
+                    for tap in &inside.taps {
+                        tap.push(seen.clone());
+                    }
+                }
+            }
+        }
+        queued
+    }
+
+    /// Counts `count` messages said in the room.
+    pub(super) fn count_messages(&self, count: usize) {
+        self.messages.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn add_tap(&self, tap: Arc<Tap>) {
+        self.members_mut().taps.push(tap);
+    }
+
+    pub(super) fn remove_tap(&self, tap: &Arc<Tap>) {
+        self.members_mut().taps.retain(|t| !Arc::ptr_eq(t, tap));
     }
 
     pub(super) fn len(&self) -> usize {
         self.members().len()
+    }
+
+    pub(super) fn stats(&self) -> RoomStats {
+        RoomStats {
+            name: self.name.clone(),
+            members: self.len(),
+            messages: self.messages.load(Ordering::Relaxed),
+        }
     }
 }

@@ -4,11 +4,14 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use super::event::Delivery;
+use super::info::unix_millis;
 use super::room::Room;
+use super::tap::Seen;
 use super::{
     lock, Body, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name, NameKeys,
     Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName,
@@ -68,6 +71,20 @@ impl Session {
         OutboxHandle(self.me.clone())
     }
 
+    /// Counts `bytes` just read from this client: it is active now.
+    pub fn received(&self, bytes: usize) {
+        let traffic = &self.me.traffic;
+        traffic.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        traffic
+            .last_activity
+            .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// Whether anyone watches this client.
+    fn watched(&self) -> bool {
+        self.me.watched.load(Ordering::Relaxed)
+    }
+
     /// Tells the hub how many bytes of this client's input its transport
     /// holds unhandled (an unfinished line, a read not yet relayed): they
     /// count against the server's memory budget.
@@ -103,10 +120,28 @@ impl Session {
         room: Option<&RoomName>,
         bodies: Vec<Body>,
     ) -> Result<(), HubError> {
+        self.me
+            .traffic
+            .messages_in
+            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
         let room = match room {
             Some(name) => self.joined(name)?,
             None => self.rooms.last().ok_or(HubError::NoRoom)?,
         };
+        room.count_messages(bodies.len());
+        if self.watched() {
+            let at = SystemTime::now();
+            for body in &bodies {
+                self.me.show_watchers(|| Seen {
+                    at,
+                    room: Some(room.name.clone()),
+                    from: self.name.clone(),
+                    from_id: Some(self.me.id),
+                    to: None,
+                    body: body.clone(),
+                });
+            }
+        }
         let delivery = Delivery::batch(
             bodies
                 .into_iter()
@@ -118,7 +153,10 @@ impl Session {
                 .collect(),
         );
         let mut congested = Vec::new();
-        room.broadcast(&delivery, self.me.id, &mut congested);
+        room.broadcast(&delivery, Some(self.me.id), &mut congested);
+        if !congested.is_empty() {
+            self.hub.paused(congested.len());
+        }
         for member in congested {
             member.outbox.until_receiver_keeps_up().await;
         }
@@ -128,6 +166,7 @@ impl Session {
     /// Sends `body` to the client named `to` alone, then waits if that
     /// client's queue is congested.
     pub async fn direct(&self, to: &Name, body: Body) -> Result<(), HubError> {
+        self.me.traffic.messages_in.fetch_add(1, Ordering::Relaxed);
         let target = self
             .hub
             .directory()
@@ -135,11 +174,24 @@ impl Session {
             .get(&to.key())
             .cloned()
             .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
+        let seen = || Seen {
+            at: SystemTime::now(),
+            room: None,
+            from: self.name.clone(),
+            from_id: Some(self.me.id),
+            to: Some(target.name()),
+            body: body.clone(),
+        };
+        if self.watched() {
+            self.me.show_watchers(seen);
+        }
+        target.show_watchers(seen);
         let delivery = Delivery::new(Event::Direct {
             from: self.name.clone(),
             body,
         });
         if target.deliver(&delivery) == Pushed::Congested {
+            self.hub.paused(1);
             target.outbox.until_receiver_keeps_up().await;
         }
         Ok(())
@@ -177,19 +229,25 @@ impl Session {
         }
         // Most clients stay in one room: no room for four.
         self.rooms.reserve_exact(1);
-        let mut directory = self.hub.directory();
-        let room = directory
-            .rooms
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Room::new(name)))
-            .clone();
-        let members = {
-            let mut members = room.members_mut();
-            members.insert(self.me.id, self.me.clone());
-            members.len()
+        let (room, members) = {
+            let mut guard = self.hub.directory();
+            let directory = &mut *guard;
+            let room = directory
+                .rooms
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    let taps = directory.watchers.get(&name).cloned().unwrap_or_default();
+                    Arc::new(Room::new(name, taps))
+                })
+                .clone();
+            let members = {
+                let mut members = room.members_mut();
+                members.insert(self.me.id, self.me.clone());
+                members.len()
+            };
+            directory.resized(&room.name, members - 1, members);
+            (room, members)
         };
-        directory.resized(&room.name, members - 1, members);
-        drop(directory);
         self.announce(
             &room,
             Event::Joined {
@@ -249,7 +307,7 @@ impl Session {
         let limit = self.hub.shared.settings.announce_max_members;
         if limit > 0 && room.len() <= limit {
             let congested = self.congested.get_or_insert_with(Box::default);
-            room.broadcast(&Delivery::new(event), self.me.id, congested);
+            room.broadcast(&Delivery::new(event), Some(self.me.id), congested);
             if congested.is_empty() {
                 self.congested = None;
             }
@@ -261,6 +319,9 @@ impl Session {
     /// this client is told once.
     pub fn rename(&mut self, new: Name) -> Result<Name, HubError> {
         let keys = NameKeys::of(&new);
+        if keys.is_reserved() {
+            return Err(HubError::NameReserved(new));
+        }
         let old_keys = NameKeys::of(&self.name);
         let mut directory = self.hub.directory();
         if directory.name_taken(&keys, self.me.id) {

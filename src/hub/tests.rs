@@ -29,7 +29,11 @@ const DEBUG: Encoding = Encoding {
 };
 
 fn connect(hub: &Hub, room: Option<&str>) -> Session {
-    hub.connect(room.map(|r| RoomName::new(r).unwrap()), &DEBUG)
+    hub.connect(
+        room.map(|r| RoomName::new(r).unwrap()),
+        &DEBUG,
+        ClientMeta::default(),
+    )
 }
 
 /// The events queued for `session`, one debug line each.

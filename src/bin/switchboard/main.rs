@@ -5,6 +5,7 @@ mod bench;
 mod connect;
 mod send;
 mod serve;
+mod status;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,9 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Send one message (or each line of stdin) and hang up.
     Send(send::SendArgs),
+    /// Show what a running server is doing: listeners, clients, rooms, rates,
+    /// recent disconnects (asks its --http admin API).
+    Status(status::StatusArgs),
     /// Measure a running relay (switchboard, ncat --broker, NATS, Redis):
     /// throughput, latency, loss, memory.
     Bench(bench::BenchArgs),
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Command::Connect(args) => connect::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Status(args) => status::run(args).await,
         }
     });
     // Do not wait for a blocked stdin read: the command is done.

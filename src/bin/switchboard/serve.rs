@@ -113,6 +113,44 @@ pub struct ServeArgs {
     /// Unanswered TCP keepalive probes after which a connection is dropped. [default: 6]
     #[arg(long, value_name = "N", env = "SWITCHBOARD_TCP_KEEPALIVE_RETRIES")]
     tcp_keepalive_retries: Option<u32>,
+
+    /// Serve the web console, the admin API, /metrics and WebSocket clients (/ws) on ADDR, e.g. 127.0.0.1:8080. [default: off]
+    #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_HTTP")]
+    http: Option<std::net::SocketAddr>,
+
+    /// Token that opens the console, the API and /metrics to anyone who has it, on any address; without one they answer only on loopback. At least 16 characters.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+
+    /// Read the admin token from the first line of FILE (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+
+    /// A browser origin (e.g. https://app.example.com) allowed to open /ws, besides the HTTP listener's own; repeatable. [default: same origin only]
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        env = "SWITCHBOARD_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
+    allowed_origin: Vec<String>,
+
+    /// How often WebSocket clients are pinged. [default: 25s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_WS_PING_INTERVAL")]
+    ws_ping_interval: Option<Seconds>,
+
+    /// Drop a WebSocket client that sends nothing (not even a pong) this long after a ping. [default: 20s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_WS_PONG_TIMEOUT")]
+    ws_pong_timeout: Option<Seconds>,
+
+    /// Failed admin logins allowed per IP address per minute; more are refused until the minute is over. [default: 5]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_ADMIN_LOGIN_ATTEMPTS")]
+    admin_login_attempts: Option<u32>,
 }
 
 impl ServeArgs {
@@ -120,7 +158,7 @@ impl ServeArgs {
     fn config(self) -> anyhow::Result<Config> {
         let mut config = Config::default();
         if let Some(path) = &self.config {
-            Overrides::load(path)?.apply(&mut config);
+            Overrides::load(path)?.apply(&mut config)?;
         }
         Overrides {
             listen: Some(self.listen).filter(|listen| !listen.is_empty()),
@@ -145,8 +183,15 @@ impl ServeArgs {
             tcp_keepalive: self.tcp_keepalive,
             tcp_keepalive_interval: self.tcp_keepalive_interval,
             tcp_keepalive_retries: self.tcp_keepalive_retries,
+            http: self.http,
+            admin_token: self.admin_token,
+            admin_token_file: self.admin_token_file,
+            allowed_origin: Some(self.allowed_origin).filter(|origins| !origins.is_empty()),
+            ws_ping_interval: self.ws_ping_interval,
+            ws_pong_timeout: self.ws_pong_timeout,
+            admin_login_attempts: self.admin_login_attempts,
         }
-        .apply(&mut config);
+        .apply(&mut config)?;
         config.validate()?;
         Ok(config)
     }

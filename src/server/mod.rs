@@ -1,5 +1,16 @@
 //! The server: binds the listeners, admits clients within the connection
 //! limits, runs a connection task per client, and shuts down gracefully.
+//!
+//! - `listeners`: the TCP listeners, opened at start or by the admin, and
+//!   their accept loops;
+//! - `monitor`: what the server counts besides the hub (disconnects by
+//!   reason, the recent disconnects, accept errors, rates);
+//! - [`control`]: the query and admin API that the HTTP layer (console,
+//!   admin API, metrics, WebSocket clients) is built on.
+
+pub mod control;
+pub(crate) mod listeners;
+mod monitor;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,37 +19,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use socket2::{Domain, Socket, TcpKeepalive, Type};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{Config, ListenerSpec, Mode};
 use crate::connection::{self, Timeouts};
-use crate::hub::{CloseReason, Hub};
-use crate::protocol::{Json, Protocol, Raw, Text};
+use crate::hub::{ClientMeta, CloseReason, Hub, RoomName};
+use crate::protocol::Protocol;
+use crate::transport::Transport;
+
+pub use control::Control;
+use listeners::{Listener, Listeners, Origin};
+use monitor::Monitor;
 
 /// Pending connections the kernel queues per listener before we accept
 /// them: enough for a burst of thousands of clients connecting at once.
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// Shortest and longest pause after a failed `accept` (e.g. out of file
-/// descriptors), doubling in between, so the loop neither spins nor gives up.
-const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
-
 /// After the shutdown timeout, how long cut-off clients get for their goodbye.
 const KILL_GRACE: Duration = Duration::from_secs(1);
-
-/// How long a refused client gets to read why.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Most bytes the kernel keeps unsent for one client (`TCP_NOTSENT_LOWAT`):
-/// enough to keep a fast link busy between two writes; what is beyond it
-/// waits in the client's queue, where the limits see it.
-const NOTSENT_LOWAT: u32 = 128 * 1024;
 
 /// How often the hub's limits that no single message can see (the slow
 /// timeout, the memory budget) are checked: a pass over all clients, some
@@ -59,6 +62,7 @@ pub struct Server {
     config: Config,
     hub: Hub,
     listeners: Vec<(ListenerSpec, TcpListener)>,
+    http: Option<TcpListener>,
 }
 
 impl Server {
@@ -79,10 +83,18 @@ impl Server {
                 listener,
             ));
         }
+        let http = match config.http {
+            Some(addr) => Some(
+                listen(addr)
+                    .with_context(|| format!("cannot listen for HTTP (--http) on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Server {
             hub: Hub::new(config.hub_settings()),
             config,
             listeners,
+            http,
         })
     }
 
@@ -102,6 +114,11 @@ impl Server {
             .map(|(spec, _)| spec.addr)
     }
 
+    /// The address of the HTTP listener, if there is one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The routing core, e.g. to count clients.
     pub fn hub(&self) -> &Hub {
         &self.hub
@@ -111,11 +128,15 @@ impl Server {
     /// tells every client the server is going down, gives queued data up to
     /// the shutdown timeout to reach them, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let specs: Vec<String> = self
+        let mut specs: Vec<String> = self
             .listeners()
             .iter()
             .map(ListenerSpec::to_string)
             .collect();
+        let http_addr = self.http_addr();
+        if let Some(addr) = http_addr {
+            specs.push(format!("http://{addr}"));
+        }
         info!("switchboard listening on {}", specs.join(", "));
         let shared = Arc::new(Shared {
             hub: self.hub,
@@ -145,37 +166,29 @@ impl Server {
             }),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            listeners: Listeners::default(),
+            monitor: Monitor::new(),
+            http_addr,
             config: self.config,
         });
         for (spec, listener) in self.listeners {
-            let config = &shared.config;
-            let accepting = match spec.mode {
-                Mode::Text => {
-                    let text = Text::new(
-                        config.max_line,
-                        config.welcome.as_deref(),
-                        config.ack.as_deref(),
-                    );
-                    shared
-                        .tracker
-                        .spawn(accept_loop(shared.clone(), spec, listener, text))
-                }
-                Mode::Json => {
-                    let json = Json::new(config.max_line);
-                    shared
-                        .tracker
-                        .spawn(accept_loop(shared.clone(), spec, listener, json))
-                }
-                Mode::Raw => shared
-                    .tracker
-                    .spawn(accept_loop(shared.clone(), spec, listener, Raw)),
-            };
-            drop(accepting);
+            shared.start_listener(spec, listener, Origin::Config, None);
         }
         let sweeping = tokio::spawn(sweep_loop(shared.clone()));
+        let sampling = tokio::spawn(monitor::sample_loop(shared.clone()));
+        if let Some(listener) = self.http {
+            let control = Control::new(shared.clone());
+            let serving = crate::http::serve(control, listener, shared.stop.clone());
+            shared.tracker.spawn(async move {
+                if let Err(error) = serving.await {
+                    warn!(%error, "the HTTP listener failed");
+                }
+            });
+        }
 
         shutdown.await;
         sweeping.abort();
+        sampling.abort();
         let clients = shared.hub.client_count();
         info!(
             clients,
@@ -217,23 +230,28 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// The running server's state, shared by its tasks.
 #[derive(Debug)]
-struct Shared {
-    config: Config,
-    hub: Hub,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Hub,
     slots: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    timeouts: Timeouts,
+    pub(crate) timeouts: Timeouts,
     /// TCP keepalive for every client, and how long sent data may go
     /// unacknowledged (`TCP_USER_TIMEOUT`); `None`: keepalive is off.
     keepalive: Option<(TcpKeepalive, Duration)>,
     /// Cancelled when shutdown begins: the accept loops stop.
-    stop: CancellationToken,
-    tracker: TaskTracker,
+    pub(crate) stop: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    listeners: Listeners,
+    monitor: Monitor,
+    http_addr: Option<SocketAddr>,
 }
 
 /// A connection's share of the per-IP count, given back on drop.
-struct IpSlot {
+#[derive(Debug)]
+pub(crate) struct IpSlot {
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     ip: IpAddr,
 }
@@ -249,6 +267,9 @@ impl Drop for IpSlot {
         }
     }
 }
+
+/// A client's place on the server: given back when it goes.
+pub(crate) type Slot = (OwnedSemaphorePermit, Option<IpSlot>);
 
 /// Enforces the slow timeout and the memory budget, until shutdown.
 async fn sweep_loop(shared: Arc<Shared>) {
@@ -270,23 +291,28 @@ async fn sweep_loop(shared: Arc<Shared>) {
                 "over the memory budget (max memory): cut off the clients holding the most"
             );
         }
+        shared.listeners.expire(&shared);
     }
 }
 
 impl Shared {
     /// Takes a connection slot for a client from `ip`, or says why not.
-    fn admit(&self, ip: IpAddr) -> Result<(OwnedSemaphorePermit, Option<IpSlot>), String> {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, String> {
+        let refused = |reason: String| {
+            self.monitor.refused();
+            reason
+        };
         if self.hub.memory_nearly_full() {
-            return Err(format!(
+            return Err(refused(format!(
                 "server busy: its clients hold nearly all of its memory budget of {} bytes (max memory); try again later",
                 self.config.max_memory
-            ));
+            )));
         }
         let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
-            format!(
+            refused(format!(
                 "server full: {} connections, the most it serves at once (max connections); try again later",
                 self.config.max_connections
-            )
+            ))
         })?;
         let Some(limit) = self.config.max_connections_per_ip else {
             return Ok((permit, None));
@@ -294,9 +320,9 @@ impl Shared {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= limit {
-            return Err(format!(
+            return Err(refused(format!(
                 "too many connections from {ip}: {limit} at once is the most allowed (max connections per ip)"
-            ));
+            )));
         }
         *count += 1;
         Ok((
@@ -307,122 +333,47 @@ impl Shared {
             }),
         ))
     }
-}
 
-async fn accept_loop<P: Protocol>(
-    shared: Arc<Shared>,
-    spec: ListenerSpec,
-    listener: TcpListener,
-    protocol: P,
-) {
-    let protocol = Arc::new(protocol);
-    let mut backoff = ACCEPT_BACKOFF.0;
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                backoff = ACCEPT_BACKOFF.0;
-                accepted
+    /// Serves one admitted client of `listener` over `stream` until it
+    /// goes, then logs why and records it among the recent disconnects.
+    /// Returns the task to spawn; it holds only what it needs for the
+    /// client's lifetime: the connection's own future (boxed, so its
+    /// arguments are not kept twice) and what the last log line names.
+    pub(crate) fn client<P: Protocol, T: Transport + 'static>(
+        self: &Arc<Self>,
+        listener: &Arc<Listener>,
+        protocol: Arc<P>,
+        stream: T,
+        meta: ClientMeta,
+        room: RoomName,
+        slot: Slot,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let session = self.hub.connect(None, &P::ENCODING, meta);
+        let id = session.id();
+        let handle = session.outbox_handle();
+        let peer = meta.peer;
+        info!(%peer, name = %session.name(), client = %id, mode = meta.kind, "client connected");
+        let serving = Box::pin(connection::serve(
+            protocol,
+            session,
+            room,
+            stream,
+            self.timeouts,
+        ));
+        let shared = self.clone();
+        let listener = listener.clone();
+        listener.connected();
+        async move {
+            let (name, closing) = serving.await;
+            drop(slot);
+            listener.disconnected();
+            let reason = closing.reason;
+            if reason.is_error() && !matches!(reason, CloseReason::ServerShutdown) {
+                warn!(%peer, %name, client = %id, %reason, "client disconnected");
+            } else {
+                info!(%peer, %name, client = %id, %reason, "client disconnected");
             }
-            Err(error) if is_per_connection(&error) => {
-                debug!(%error, "a connection failed before it was accepted");
-                continue;
-            }
-            Err(error) => {
-                warn!(%error, listener = %spec, "accept failed; retrying in {}ms", backoff.as_millis());
-                tokio::select! {
-                    _ = shared.stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
-                continue;
-            }
-        };
-        match shared.admit(peer.ip()) {
-            Ok(slot) => {
-                let task = client(&shared, &spec, protocol.clone(), stream, peer, slot);
-                shared.tracker.spawn(task);
-            }
-            Err(reason) => {
-                warn!(%peer, listener = %spec, "refused connection: {reason}");
-                let refusal = protocol.refusal(&reason);
-                shared.tracker.spawn(refuse(stream, refusal));
-            }
-        }
-    }
-}
-
-/// Errors of `accept` that concern only the connection being accepted.
-fn is_per_connection(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionReset | ConnectionRefused
-    )
-}
-
-async fn refuse(mut stream: TcpStream, refusal: bytes::Bytes) {
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
-        stream.write_all(&refusal).await?;
-        stream.shutdown().await
-    })
-    .await;
-}
-
-/// Sets up a client's session and returns the task that serves it. The
-/// task lives as long as the client, so it holds only what it needs: the
-/// connection's own future (boxed, so its arguments are not kept twice)
-/// and what the last log line names.
-fn client<P: Protocol>(
-    shared: &Shared,
-    spec: &ListenerSpec,
-    protocol: Arc<P>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: (OwnedSemaphorePermit, Option<IpSlot>),
-) -> impl Future<Output = ()> + Send + 'static {
-    // Writes are batched already; waiting to fill a segment only adds latency.
-    let _ = stream.set_nodelay(true);
-    // Keeps what the kernel holds unsent for a client small, so that a
-    // reader that reads, however slowly, is seen to make progress (a write
-    // goes through) every time it reads: see `pause-timeout`. Without it,
-    // Linux wakes a writer only when half of a multi-megabyte send buffer
-    // is free, which a slow reader takes seconds to make.
-    let socket = SockRef::from(&stream);
-    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
-    if let Some((keepalive, unacknowledged)) = &shared.keepalive {
-        if let Err(error) = socket.set_tcp_keepalive(keepalive) {
-            debug!(%peer, %error, "cannot turn on TCP keepalive");
-        }
-        if let Err(error) = socket.set_tcp_user_timeout(Some(*unacknowledged)) {
-            debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
-        }
-    }
-    let session = shared.hub.connect(None, &P::ENCODING);
-    let id = session.id();
-    info!(%peer, name = %session.name(), client = %id, mode = %spec.mode, "client connected");
-    let (room, timeouts) = (spec.room.clone(), shared.timeouts);
-    let serving = Box::pin(connection::serve(protocol, session, room, stream, timeouts));
-    async move {
-        let (name, closing) = serving.await;
-        drop(slot);
-        let reason = closing.reason;
-        if matches!(
-            reason,
-            CloseReason::SlowConsumer { .. }
-                | CloseReason::TooSlow { .. }
-                | CloseReason::MemoryBudget { .. }
-                | CloseReason::LineTimeout { .. }
-                | CloseReason::Stalled { .. }
-                | CloseReason::ReadFailed(_)
-                | CloseReason::WriteFailed(_)
-        ) {
-            warn!(%peer, %name, client = %id, %reason, "client disconnected");
-        } else {
-            info!(%peer, %name, client = %id, %reason, "client disconnected");
+            shared.monitor.closed(handle.info(), reason);
         }
     }
 }

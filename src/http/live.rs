@@ -1,0 +1,189 @@
+//! `/api/v1/live`: the console's live feed, a WebSocket. Once a second it
+//! sends a snapshot (stats, listeners, and the windows of clients, rooms
+//! and recent disconnects the page shows); while the page watches a room
+//! or a client, the messages seen there, at most every 100 ms.
+//!
+//! The feed never slows the relay: snapshots are read like any API call,
+//! and traffic comes from a lossy tap (see the hub's `tap`): when the page
+//! falls behind, messages are dropped and counted, and the page is told.
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::hub::{unix_millis, Seen, Watcher};
+use crate::server::control::{ClientQuery, Control, RoomQuery};
+
+/// How often a snapshot is sent.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shortest time between two traffic messages.
+const TRAFFIC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Most messages in one traffic message; the rest wait in the tap (which
+/// drops what does not fit).
+const TRAFFIC_BATCH: usize = 500;
+
+/// Most bytes of a message's body shown; its size is shown in full.
+const SHOWN_BYTES: usize = 16 * 1024;
+
+/// Largest frame the page may send (its requests are small).
+const MAX_REQUEST: usize = 16 * 1024;
+
+pub(crate) async fn upgrade(State(app): AppState, upgrade: WebSocketUpgrade) -> Response {
+    let control = app.control.clone();
+    upgrade
+        .max_message_size(MAX_REQUEST)
+        .on_upgrade(move |socket| feed(control, socket))
+}
+
+/// What the page shows: which windows of the lists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct View {
+    clients: ClientQuery,
+    rooms: RoomQuery,
+    closed: ClientQuery,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Request {
+    View {
+        clients: Option<ClientQuery>,
+        rooms: Option<RoomQuery>,
+        closed: Option<ClientQuery>,
+    },
+    Watch {
+        room: Option<String>,
+        client: Option<u64>,
+    },
+    Unwatch {},
+}
+
+async fn feed(control: Control, mut socket: WebSocket) {
+    let hello = json!({ "type": "hello", "version": env!("CARGO_PKG_VERSION") });
+    if send(&mut socket, &hello).await.is_err() {
+        return;
+    }
+    let mut view = View::default();
+    let mut watcher: Option<Watcher> = None;
+    let mut snapshots = tokio::time::interval(SNAPSHOT_INTERVAL);
+    snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let tapped = async {
+            match &watcher {
+                Some(watcher) => watcher.tap().ready().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = snapshots.tick() => {
+                if send(&mut socket, &snapshot(&control, &view)).await.is_err() {
+                    return;
+                }
+            }
+            () = tapped => {
+                let Some(watcher) = &watcher else { continue };
+                if send(&mut socket, &traffic(watcher)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(TRAFFIC_INTERVAL).await;
+            }
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                let answer = match serde_json::from_str::<Request>(&text) {
+                    Err(e) => Some(json!({ "type": "error", "code": "bad_request", "message": e.to_string() })),
+                    Ok(Request::View { clients, rooms, closed }) => {
+                        if let Some(clients) = clients { view.clients = clients; }
+                        if let Some(rooms) = rooms { view.rooms = rooms; }
+                        if let Some(mut closed) = closed {
+                            closed.state = Some("closed".into());
+                            view.closed = closed;
+                        }
+                        Some(snapshot(&control, &view))
+                    }
+                    Ok(Request::Watch { room, client }) => {
+                        watcher = None;
+                        match control.watch(room.as_deref(), client) {
+                            Ok(w) => {
+                                watcher = Some(w);
+                                Some(json!({ "type": "watching", "room": room, "client": client }))
+                            }
+                            Err(e) => Some(json!({ "type": "error", "code": e.code, "message": e.message })),
+                        }
+                    }
+                    Ok(Request::Unwatch {}) => {
+                        watcher = None;
+                        Some(json!({ "type": "watching", "room": null, "client": null }))
+                    }
+                };
+                if let Some(answer) = answer {
+                    if send(&mut socket, &answer).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, value: &Value) -> Result<(), axum::Error> {
+    socket
+        .send(Message::Text(Utf8Bytes::from(value.to_string())))
+        .await
+}
+
+fn snapshot(control: &Control, view: &View) -> Value {
+    let mut closed = view.closed.clone();
+    closed.state = Some("closed".into());
+    let clients = control.clients(&view.clients).map_err(|e| e.message);
+    let closed = control.clients(&closed).map_err(|e| e.message);
+    json!({
+        "type": "snapshot",
+        "at": unix_millis(SystemTime::now()),
+        "stats": control.stats(),
+        "listeners": control.listeners(),
+        "clients": as_value(clients),
+        "rooms": control.rooms(&view.rooms),
+        "closed": as_value(closed),
+    })
+}
+
+fn as_value<T: serde::Serialize>(result: Result<T, String>) -> Value {
+    match result {
+        Ok(value) => json!(value),
+        Err(message) => json!({ "error": message }),
+    }
+}
+
+fn traffic(watcher: &Watcher) -> Value {
+    let mut sightings = watcher.tap().take_some(TRAFFIC_BATCH);
+    let items: Vec<Value> = sightings.items.drain(..).map(|seen| item(&seen)).collect();
+    json!({ "type": "traffic", "items": items, "dropped": sightings.dropped })
+}
+
+fn item(seen: &Seen) -> Value {
+    let bytes = &seen.body.bytes;
+    let shown = &bytes[..bytes.len().min(SHOWN_BYTES)];
+    json!({
+        "at": unix_millis(seen.at),
+        "room": seen.room.as_ref().map(|r| r.as_str()),
+        "from": seen.from.as_str(),
+        "from_id": seen.from_id.map(|id| id.get()),
+        "to": seen.to.as_ref().map(|n| n.as_str()),
+        "size": bytes.len(),
+        "bytes": base64::engine::general_purpose::STANDARD.encode(shown),
+        "text": std::str::from_utf8(shown).ok(),
+    })
+}

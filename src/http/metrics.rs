@@ -1,0 +1,254 @@
+//! `/metrics`, in Prometheus text format. Figures are read from the
+//! server when scraped (counters live with each client, see the hub's
+//! query API), so serving metrics costs nothing between scrapes, and
+//! nothing on the path of a message.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+use crate::server::control::Control;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// What the HTTP listener counts itself: requests by route and status.
+#[derive(Debug, Default)]
+pub(crate) struct HttpMetrics {
+    requests: Family<Labels, Counter>,
+}
+
+impl HttpMetrics {
+    pub(crate) fn count(&self, route: &'static str, status: StatusCode) {
+        self.requests
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("status", status.as_u16().to_string()),
+            ])
+            .inc();
+    }
+}
+
+/// The route a path belongs to, as a label: a fixed set, so that no
+/// request can make up new time series.
+pub(crate) fn route_label(path: &str) -> &'static str {
+    const ROUTES: [&str; 10] = [
+        "/api/v1/stats",
+        "/api/v1/clients",
+        "/api/v1/rooms",
+        "/api/v1/send",
+        "/api/v1/listeners",
+        "/api/v1/live",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/healthz",
+        "/ws",
+    ];
+    if path == "/" || path == "/login" || path == "/logout" || path.starts_with("/assets/") {
+        return "console";
+    }
+    ROUTES
+        .into_iter()
+        .find(|route| {
+            path == *route
+                || path
+                    .strip_prefix(route)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .unwrap_or("other")
+}
+
+/// Reads the server's figures at each scrape.
+#[derive(Debug)]
+struct ServerCollector(Control);
+
+fn labelled<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    values: impl IntoIterator<Item = (Labels, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in values {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn single<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: M,
+) -> Result<(), std::fmt::Error> {
+    value.encode(encoder.encode_descriptor(name, help, None, kind)?)
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let control = &self.0;
+        let stats = control.stats();
+        let by_kind = control.totals_by_kind();
+        let connected = control.clients_by_kind();
+        let mode = |kind: &str| vec![("mode", kind.to_owned())];
+        let e = &mut encoder;
+        labelled(
+            e,
+            "switchboard_clients",
+            "Clients connected now, by mode (text, json, raw, ws, ws-raw)",
+            MetricType::Gauge,
+            connected
+                .iter()
+                .map(|(kind, n)| (mode(kind), ConstGauge::new(*n as i64))),
+        )?;
+        type Pick = fn(&crate::hub::Totals) -> u64;
+        let counters: [(&str, &str, Pick); 5] = [
+            (
+                "switchboard_connections",
+                "Clients connected since the start, by mode",
+                |t| t.clients,
+            ),
+            (
+                "switchboard_messages_received",
+                "Messages received from clients, by mode",
+                |t| t.messages_in,
+            ),
+            (
+                "switchboard_messages_delivered",
+                "Messages and notices delivered to clients, by mode",
+                |t| t.messages_out,
+            ),
+            (
+                "switchboard_received_bytes",
+                "Bytes received from clients, by mode",
+                |t| t.bytes_in,
+            ),
+            (
+                "switchboard_sent_bytes",
+                "Bytes written to clients, by mode",
+                |t| t.bytes_out,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            labelled(
+                e,
+                name,
+                help,
+                MetricType::Counter,
+                by_kind.iter().map(|(kind, now, gone)| {
+                    (mode(kind), ConstCounter::new(pick(now) + pick(gone)))
+                }),
+            )?;
+        }
+        labelled(
+            e,
+            "switchboard_disconnects",
+            "Clients disconnected since the start, by reason",
+            MetricType::Counter,
+            control
+                .disconnects()
+                .into_iter()
+                .map(|(reason, n)| (vec![("reason", reason.to_owned())], ConstCounter::new(n))),
+        )?;
+        single(
+            e,
+            "switchboard_flow_control_pauses",
+            "Times a sender waited for a receiver over its queue's soft limit",
+            MetricType::Counter,
+            ConstCounter::new(control.flow_control_pauses()),
+        )?;
+        single(
+            e,
+            "switchboard_queue_cutoffs",
+            "Clients cut off for not keeping up (slow consumer, stalled, memory budget)",
+            MetricType::Counter,
+            ConstCounter::new(stats.queue_cutoffs),
+        )?;
+        single(
+            e,
+            "switchboard_queued_bytes",
+            "Bytes queued for clients, not yet written",
+            MetricType::Gauge,
+            ConstGauge::new(control.queued_bytes() as i64),
+        )?;
+        single(
+            e,
+            "switchboard_memory_held_bytes",
+            "Bytes clients hold in queues and unfinished input, at the last sweep",
+            MetricType::Gauge,
+            ConstGauge::new(stats.memory.held as i64),
+        )?;
+        single(
+            e,
+            "switchboard_memory_budget_bytes",
+            "The memory budget (max memory)",
+            MetricType::Gauge,
+            ConstGauge::new(stats.memory.budget as i64),
+        )?;
+        single(
+            e,
+            "switchboard_resident_memory_bytes",
+            "The process's resident memory",
+            MetricType::Gauge,
+            ConstGauge::new(stats.memory.rss as i64),
+        )?;
+        single(
+            e,
+            "switchboard_rooms",
+            "Rooms now",
+            MetricType::Gauge,
+            ConstGauge::new(stats.rooms as i64),
+        )?;
+        single(
+            e,
+            "switchboard_accept_errors",
+            "Failed accept calls",
+            MetricType::Counter,
+            ConstCounter::new(stats.accept_errors),
+        )?;
+        single(
+            e,
+            "switchboard_refused_connections",
+            "Connections refused at the door (connection and memory limits)",
+            MetricType::Counter,
+            ConstCounter::new(stats.refused),
+        )?;
+        single(
+            e,
+            "switchboard_uptime_seconds",
+            "Seconds since the server started",
+            MetricType::Gauge,
+            ConstGauge::new(stats.uptime_seconds as i64),
+        )?;
+        Ok(())
+    }
+}
+
+/// Serves the metrics.
+pub(crate) async fn scrape(axum::extract::State(app): AppState) -> Response {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ServerCollector(app.control.clone())));
+    registry.register(
+        "switchboard_http_requests",
+        "HTTP requests, by route and status",
+        app.metrics.requests.clone(),
+    );
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        return super::error(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string());
+    }
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

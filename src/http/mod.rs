@@ -1,0 +1,122 @@
+//! The HTTP listener (`--http`): the web console, the admin API, metrics,
+//! and WebSocket clients, from the one binary with every asset embedded.
+//!
+//! - `/`: the console (`console`), and `/login`, `/logout` (`auth`);
+//! - `/ws`: WebSocket clients of the relay (`ws`), open to anyone the
+//!   relay's own rules let in, from an allowed origin;
+//! - `/api/v1/...`: the admin API (`api`), and `/api/v1/live`, the
+//!   console's live feed (`live`);
+//! - `/metrics`: Prometheus text format (`metrics`); `/healthz`.
+//!
+//! Everything but `/ws`, `/healthz` and the login page is for the admin:
+//! answered on loopback, or to whoever presents the admin token.
+//! Handlers are thin: they call [`Control`], the server's query API, and
+//! never the hub itself.
+
+mod api;
+mod auth;
+mod console;
+mod live;
+mod metrics;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::control::{Control, ControlError, ErrorKind};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) control: Control,
+    pub(crate) auth: auth::Gate,
+    pub(crate) metrics: metrics::HttpMetrics,
+    /// The listener WebSocket clients count under.
+    pub(crate) ws_listener: Arc<crate::server::listeners::Listener>,
+}
+
+pub(crate) type AppState = State<Arc<App>>;
+
+/// Serves HTTP on `listener` until `stop` is cancelled.
+pub(crate) async fn serve(
+    control: Control,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        auth: auth::Gate::new(control.config()),
+        metrics: metrics::HttpMetrics::default(),
+        ws_listener: control.websocket_listener(addr),
+        control,
+    });
+    let router = router(app);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await?;
+    Ok(())
+}
+
+fn router(app: Arc<App>) -> Router {
+    let admin = Router::new()
+        .merge(api::routes())
+        .route("/api/v1/live", get(live::upgrade))
+        .route("/metrics", get(metrics::scrape))
+        .merge(console::routes())
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_admin,
+        ));
+    Router::new()
+        .merge(admin)
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .merge(console::public_routes())
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such page") })
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
+        .with_state(app)
+}
+
+/// Counts each request for `/metrics`, by route and status class.
+async fn count_requests(
+    State(app): AppState,
+    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = metrics::route_label(request.uri().path());
+    let response = next.run(request).await;
+    app.metrics.count(route, response.status());
+    response
+}
+
+/// An error as the API reports it: `{"error":{"code":..,"message":..}}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message.into() } });
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let status = match self.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+        };
+        error(status, self.code, self.message)
+    }
+}

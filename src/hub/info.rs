@@ -1,0 +1,405 @@
+//! The hub's query API: what is connected, what each client has done, the
+//! rooms, and the few admin actions (send, kick, watch). This is all an
+//! admin interface (the HTTP API, the console, metrics) sees of the hub.
+//!
+//! Counters live with the client they count and are written by the task
+//! already touching that client: nothing global is written on the path of
+//! a message. Totals are sums taken when asked, plus what departed clients
+//! had done, added once as each goes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::event::Delivery;
+use super::tap::{Seen, Tap};
+use super::{lock, Body, ClientId, CloseReason, Event, Hub, HubError, Member, Name, RoomName};
+
+/// Who a client is, as its transport tells the hub when it connects: for
+/// listings and metrics, never for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientMeta {
+    /// How the client is connected: `text`, `json`, `raw`, `ws` or `ws-raw`.
+    pub kind: &'static str,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The id of the listener it came through.
+    pub listener: u32,
+}
+
+impl Default for ClientMeta {
+    fn default() -> Self {
+        ClientMeta {
+            kind: "test",
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: 0,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// What one client has done so far. Each counter is written by one task
+/// (its reader, its writer) or under its outbox's lock, and read with
+/// relaxed loads: figures for people, not for synchronisation.
+#[derive(Debug, Default)]
+pub(super) struct Traffic {
+    pub(super) messages_in: AtomicU64,
+    pub(super) bytes_in: AtomicU64,
+    pub(super) messages_out: AtomicU64,
+    pub(super) bytes_out: AtomicU64,
+    /// When the client last sent anything (unix milliseconds).
+    pub(super) last_activity: AtomicU64,
+}
+
+/// Counters summed over clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Clients counted.
+    pub clients: u64,
+    /// Messages received from them.
+    pub messages_in: u64,
+    /// Bytes received from them.
+    pub bytes_in: u64,
+    /// Messages (and notices) delivered to them.
+    pub messages_out: u64,
+    /// Bytes written to them.
+    pub bytes_out: u64,
+}
+
+impl Totals {
+    fn add(&mut self, traffic: &Traffic) {
+        self.clients += 1;
+        self.messages_in += traffic.messages_in.load(Ordering::Relaxed);
+        self.bytes_in += traffic.bytes_in.load(Ordering::Relaxed);
+        self.messages_out += traffic.messages_out.load(Ordering::Relaxed);
+        self.bytes_out += traffic.bytes_out.load(Ordering::Relaxed);
+    }
+
+    /// Adds `other` to these.
+    pub fn merge(&mut self, other: &Totals) {
+        self.clients += other.clients;
+        self.messages_in += other.messages_in;
+        self.bytes_in += other.bytes_in;
+        self.messages_out += other.messages_out;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+/// What departed clients did, by kind; added to once per disconnect.
+#[derive(Debug, Default)]
+pub(super) struct Departed(Mutex<HashMap<&'static str, Totals>>);
+
+impl Departed {
+    pub(super) fn add(&self, kind: &'static str, traffic: &Traffic) {
+        lock(&self.0).entry(kind).or_default().add(traffic);
+    }
+}
+
+/// One connected client, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// Its id, never reused.
+    pub id: ClientId,
+    /// Its name now.
+    pub name: Name,
+    /// How and where it is connected.
+    pub meta: ClientMeta,
+    /// The rooms it is in, in no particular order.
+    pub rooms: Vec<RoomName>,
+    /// When it connected.
+    pub connected_at: SystemTime,
+    /// When it last sent anything.
+    pub last_activity: SystemTime,
+    /// Messages it sent.
+    pub messages_in: u64,
+    /// Bytes it sent.
+    pub bytes_in: u64,
+    /// Messages and notices delivered to it.
+    pub messages_out: u64,
+    /// Bytes written to it.
+    pub bytes_out: u64,
+    /// Bytes queued for it, not yet written.
+    pub queue_bytes: usize,
+}
+
+/// A room, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStats {
+    /// The room.
+    pub name: RoomName,
+    /// How many are in it.
+    pub members: usize,
+    /// Messages said in it since it was created.
+    pub messages: u64,
+}
+
+/// What a client, or the admin, can be watched in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    /// Every message said in a room (whether or not it exists yet).
+    Room(RoomName),
+    /// Every message a client says, in any room, and direct messages to it.
+    Client(ClientId),
+}
+
+/// A watcher's end of a [`Tap`]; unhooked from the hub when dropped.
+#[derive(Debug)]
+pub struct Watcher {
+    hub: Hub,
+    watch: Watch,
+    tap: Arc<Tap>,
+}
+
+impl Watcher {
+    /// What is being watched.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
+    }
+
+    /// The tap to take sightings from.
+    pub fn tap(&self) -> &Tap {
+        &self.tap
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.hub.unwatch(&self.watch, &self.tap);
+    }
+}
+
+impl Member {
+    pub(super) fn info(&self, rooms: Vec<RoomName>) -> ClientInfo {
+        let traffic = &self.traffic;
+        ClientInfo {
+            id: self.id,
+            name: self.name(),
+            meta: self.meta,
+            rooms,
+            connected_at: self.connected_at,
+            last_activity: UNIX_EPOCH
+                + std::time::Duration::from_millis(traffic.last_activity.load(Ordering::Relaxed)),
+            messages_in: traffic.messages_in.load(Ordering::Relaxed),
+            bytes_in: traffic.bytes_in.load(Ordering::Relaxed),
+            messages_out: traffic.messages_out.load(Ordering::Relaxed),
+            bytes_out: traffic.bytes_out.load(Ordering::Relaxed),
+            queue_bytes: self.outbox.pending(),
+        }
+    }
+
+    /// Shows `seen` to whoever watches this client.
+    pub(super) fn show_watchers(&self, seen: impl FnOnce() -> Seen) {
+        let taps = lock(&self.taps);
+        if let Some((last, others)) = taps.split_last() {
+            let seen = seen();
+            for tap in others {
+                tap.push(seen.clone());
+            }
+            last.push(seen);
+        }
+    }
+}
+
+/// The name the server's admin speaks under (the HTTP API's `send`, the
+/// console): reserved, so that no client can pass itself off as the admin.
+pub const ADMIN_NAME: &str = "admin";
+
+impl Hub {
+    /// Every connected client, with its rooms and counters, in no
+    /// particular order. Takes the directory lock only to collect handles:
+    /// the counters are read after.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        let (members, rooms) = {
+            let directory = self.directory();
+            let members: Vec<Arc<Member>> = directory.by_name.values().cloned().collect();
+            let rooms: Vec<_> = directory.rooms.values().cloned().collect();
+            (members, rooms)
+        };
+        let mut joined: HashMap<ClientId, Vec<RoomName>> = HashMap::new();
+        for room in rooms {
+            for id in room.members().keys() {
+                joined.entry(*id).or_default().push(room.name.clone());
+            }
+        }
+        members
+            .iter()
+            .map(|member| member.info(joined.remove(&member.id).unwrap_or_default()))
+            .collect()
+    }
+
+    /// One connected client.
+    pub fn client(&self, id: ClientId) -> Option<ClientInfo> {
+        let member = self.member(id)?;
+        let rooms = self
+            .directory()
+            .rooms
+            .values()
+            .filter(|room| room.members().contains_key(&id))
+            .map(|room| room.name.clone())
+            .collect();
+        Some(member.info(rooms))
+    }
+
+    fn member(&self, id: ClientId) -> Option<Arc<Member>> {
+        self.directory()
+            .by_name
+            .values()
+            .find(|member| member.id == id)
+            .cloned()
+    }
+
+    /// Every room, with its size and message count, in no particular order.
+    pub fn room_stats(&self) -> Vec<RoomStats> {
+        self.directory()
+            .rooms
+            .values()
+            .map(|room| room.stats())
+            .collect()
+    }
+
+    /// One room and its members.
+    pub fn room(&self, name: &RoomName) -> Option<(RoomStats, Vec<ClientInfo>)> {
+        let room = self.directory().rooms.get(name).cloned()?;
+        let members: Vec<Arc<Member>> = room.members().values().cloned().collect();
+        let stats = RoomStats {
+            members: members.len(),
+            ..room.stats()
+        };
+        let members = members
+            .iter()
+            .map(|member| member.info(vec![name.clone()]))
+            .collect();
+        Some((stats, members))
+    }
+
+    /// Traffic counters of connected and departed clients, by kind
+    /// ([`ClientMeta::kind`]): `(connected, departed)`.
+    pub fn totals(&self) -> HashMap<&'static str, (Totals, Totals)> {
+        let members: Vec<Arc<Member>> = self.directory().by_name.values().cloned().collect();
+        let mut totals: HashMap<&'static str, (Totals, Totals)> = HashMap::new();
+        for member in members {
+            totals
+                .entry(member.meta.kind)
+                .or_default()
+                .0
+                .add(&member.traffic);
+        }
+        for (kind, departed) in lock(&self.shared.departed.0).iter() {
+            totals.entry(kind).or_default().1.merge(departed);
+        }
+        totals
+    }
+
+    /// Disconnects client `id` for `reason`, dropping what is queued for
+    /// it; returns what it was.
+    pub fn disconnect(&self, id: ClientId, reason: CloseReason) -> Option<ClientInfo> {
+        let info = self.client(id)?;
+        let member = self.member(id)?;
+        member.outbox.close(reason, false);
+        Some(info)
+    }
+
+    /// Says `body` in `room` as the server's admin ([`ADMIN_NAME`]), to every
+    /// member; returns how many it was queued for. No one waits: a member
+    /// it congests is held to its limits like for any other message.
+    pub fn admin_say(&self, room: &RoomName, body: Body) -> Result<usize, HubError> {
+        let from = Name::new(ADMIN_NAME).expect("the admin name is valid");
+        let room = self
+            .directory()
+            .rooms
+            .get(room)
+            .cloned()
+            .ok_or_else(|| HubError::NoSuchRoom(room.clone()))?;
+        let delivery = Delivery::new(Event::Message {
+            room: room.name.clone(),
+            from,
+            body,
+        });
+        room.count_messages(1);
+        let mut congested = Vec::new();
+        Ok(room.broadcast(&delivery, None, &mut congested))
+    }
+
+    /// Sends `body` to the client named `to` as the server's admin.
+    pub fn admin_direct(&self, to: &Name, body: Body) -> Result<(), HubError> {
+        let from = Name::new(ADMIN_NAME).expect("the admin name is valid");
+        let target = self
+            .directory()
+            .by_name
+            .get(&to.key())
+            .cloned()
+            .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
+        target.show_watchers(|| Seen {
+            at: SystemTime::now(),
+            room: None,
+            from: from.clone(),
+            from_id: None,
+            to: Some(target.name()),
+            body: body.clone(),
+        });
+        let _ = target.deliver(&Delivery::new(Event::Direct { from, body }));
+        Ok(())
+    }
+
+    /// Starts watching a room or a client. The tap sees messages from now
+    /// on, until the [`Watcher`] is dropped.
+    pub fn watch(&self, watch: Watch) -> Result<Watcher, HubError> {
+        let tap = Tap::new();
+        match &watch {
+            Watch::Room(name) => {
+                let mut directory = self.directory();
+                directory
+                    .watchers
+                    .entry(name.clone())
+                    .or_default()
+                    .push(tap.clone());
+                if let Some(room) = directory.rooms.get(name) {
+                    room.add_tap(tap.clone());
+                }
+            }
+            Watch::Client(id) => {
+                let member = self
+                    .member(*id)
+                    .ok_or_else(|| HubError::NoSuchClientId(*id))?;
+                lock(&member.taps).push(tap.clone());
+                member.watched.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(Watcher {
+            hub: self.clone(),
+            watch,
+            tap,
+        })
+    }
+
+    fn unwatch(&self, watch: &Watch, tap: &Arc<Tap>) {
+        match watch {
+            Watch::Room(name) => {
+                let mut directory = self.directory();
+                if let Some(taps) = directory.watchers.get_mut(name) {
+                    taps.retain(|t| !Arc::ptr_eq(t, tap));
+                    if taps.is_empty() {
+                        directory.watchers.remove(name);
+                    }
+                }
+                if let Some(room) = directory.rooms.get(name) {
+                    room.remove_tap(tap);
+                }
+            }
+            Watch::Client(id) => {
+                if let Some(member) = self.member(*id) {
+                    let mut taps = lock(&member.taps);
+                    taps.retain(|t| !Arc::ptr_eq(t, tap));
+                    member.watched.store(!taps.is_empty(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

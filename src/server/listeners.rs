@@ -1,0 +1,378 @@
+//! The TCP listeners: those of the config, and those the admin opens and
+//! closes while the server runs (like the online test pages that hand out
+//! a port for a few minutes). Each has an accept loop that admits clients
+//! within the server's limits and refuses the rest with a reason.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{listen, Shared};
+use crate::config::{ListenerSpec, Mode};
+use crate::hub::{ClientMeta, CloseReason};
+use crate::protocol::{Json, Protocol, Raw, Text};
+
+/// Shortest and longest pause after a failed `accept` (e.g. out of file
+/// descriptors), doubling in between, so the loop neither spins nor gives up.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// How long a refused client gets to read why.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most bytes the kernel keeps unsent for one client (`TCP_NOTSENT_LOWAT`):
+/// enough to keep a fast link busy between two writes; what is beyond it
+/// waits in the client's queue, where the limits see it.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Most listeners the admin may have open at once: each holds a port and a
+/// task, and the admin API must not be a way to take every port.
+pub const MAX_ADMIN_LISTENERS: usize = 64;
+
+/// Who opened a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The config (flags, file): lives as long as the server.
+    Config,
+    /// The admin, through the API or the console: can be closed.
+    Api,
+}
+
+/// One listener, as the server keeps track of it.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) id: u32,
+    /// The mode, address (as bound) and start room; `None` for the HTTP
+    /// listener's WebSocket clients.
+    pub(crate) spec: Option<ListenerSpec>,
+    /// The WebSocket listener's address.
+    pub(crate) addr: SocketAddr,
+    pub(crate) origin: Origin,
+    clients: AtomicUsize,
+    /// Closed when unused this long.
+    pub(crate) expire_after_idle: Option<Duration>,
+    /// Since when it has had no clients.
+    idle_since: Mutex<Option<Instant>>,
+    stop: CancellationToken,
+}
+
+impl Listener {
+    pub(crate) fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn connected(&self) {
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn disconnected(&self) {
+        if self.clients.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    /// How long until it closes for being unused, if it will.
+    pub(crate) fn expires_in(&self) -> Option<Duration> {
+        let after = self.expire_after_idle?;
+        let since = (*self.idle_since.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(after.saturating_sub(since.elapsed()))
+    }
+
+    /// The mode as the admin API names it.
+    pub(crate) fn mode(&self) -> &'static str {
+        self.spec.as_ref().map_or("ws", |spec| spec.mode.as_str())
+    }
+}
+
+/// Every listener.
+#[derive(Debug, Default)]
+pub(crate) struct Listeners {
+    next_id: AtomicU32,
+    all: Mutex<Vec<Arc<Listener>>>,
+}
+
+/// Why the admin could not open or close a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// The port is in use, or the address cannot be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    CannotBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// No such listener.
+    #[error("no listener has the id {0}")]
+    NoSuchListener(u32),
+    /// The listener comes from the config and lives as long as the server.
+    #[error("listener {0} comes from the server's config and cannot be closed")]
+    NotClosable(u32),
+    /// Too many admin listeners are open.
+    #[error("{MAX_ADMIN_LISTENERS} listeners opened by the admin are open, the most allowed; close one first")]
+    TooMany,
+}
+
+impl Listeners {
+    fn add(&self, listener: Listener) -> Arc<Listener> {
+        let listener = Arc::new(listener);
+        self.all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener.clone());
+        listener
+    }
+
+    fn next_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Every listener, oldest first.
+    pub(crate) fn all(&self) -> Vec<Arc<Listener>> {
+        self.all.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn remove(&self, id: u32) -> Option<Arc<Listener>> {
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        let at = all.iter().position(|l| l.id == id)?;
+        Some(all.remove(at))
+    }
+
+    /// Registers the HTTP listener, whose clients come over WebSocket.
+    pub(crate) fn add_websocket(&self, addr: SocketAddr) -> Arc<Listener> {
+        self.add(Listener {
+            id: self.next_id(),
+            spec: None,
+            addr,
+            origin: Origin::Config,
+            clients: AtomicUsize::new(0),
+            expire_after_idle: None,
+            idle_since: Mutex::new(None),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// Closes the admin's listeners that were unused for their expiry.
+    pub(crate) fn expire(&self, shared: &Arc<Shared>) {
+        let expired: Vec<u32> = self
+            .all()
+            .iter()
+            .filter(|l| l.expires_in().is_some_and(|left| left.is_zero()))
+            .map(|l| l.id)
+            .collect();
+        for id in expired {
+            if let Ok(listener) = shared.close_listener(id) {
+                info!(listener = %listener.addr, "closed a listener unused for its expiry");
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Starts accepting clients on a bound listener.
+    pub(crate) fn start_listener(
+        self: &Arc<Self>,
+        spec: ListenerSpec,
+        socket: TcpListener,
+        origin: Origin,
+        expire_after_idle: Option<Duration>,
+    ) -> Arc<Listener> {
+        let stop = self.stop.child_token();
+        let listener = self.listeners.add(Listener {
+            id: self.listeners.next_id(),
+            addr: spec.addr,
+            spec: Some(spec.clone()),
+            origin,
+            clients: AtomicUsize::new(0),
+            expire_after_idle,
+            idle_since: Mutex::new(Some(Instant::now())),
+            stop,
+        });
+        let config = &self.config;
+        let task = match spec.mode {
+            Mode::Text => {
+                let text = Text::new(
+                    config.max_line,
+                    config.welcome.as_deref(),
+                    config.ack.as_deref(),
+                );
+                self.tracker
+                    .spawn(accept_loop(self.clone(), listener.clone(), socket, text))
+            }
+            Mode::Json => {
+                let json = Json::new(config.max_line);
+                self.tracker
+                    .spawn(accept_loop(self.clone(), listener.clone(), socket, json))
+            }
+            Mode::Raw => {
+                self.tracker
+                    .spawn(accept_loop(self.clone(), listener.clone(), socket, Raw))
+            }
+        };
+        drop(task);
+        listener
+    }
+
+    /// Opens a listener for the admin; with `expire_after_idle`, it closes
+    /// once it has had no clients for that long.
+    pub(crate) fn open_listener(
+        self: &Arc<Self>,
+        spec: ListenerSpec,
+        expire_after_idle: Option<Duration>,
+    ) -> Result<Arc<Listener>, ListenerError> {
+        let opened = self
+            .listeners
+            .all()
+            .iter()
+            .filter(|l| l.origin == Origin::Api)
+            .count();
+        if opened >= MAX_ADMIN_LISTENERS {
+            return Err(ListenerError::TooMany);
+        }
+        let socket = listen(spec.addr).map_err(|error| ListenerError::CannotBind {
+            addr: spec.addr,
+            error,
+        })?;
+        let addr = socket
+            .local_addr()
+            .map_err(|error| ListenerError::CannotBind {
+                addr: spec.addr,
+                error,
+            })?;
+        let spec = ListenerSpec { addr, ..spec };
+        info!(listener = %spec, "the admin opened a listener");
+        Ok(self.start_listener(spec, socket, Origin::Api, expire_after_idle))
+    }
+
+    /// Closes a listener the admin opened, and disconnects its clients.
+    pub(crate) fn close_listener(&self, id: u32) -> Result<Arc<Listener>, ListenerError> {
+        let listener = self
+            .listeners
+            .all()
+            .into_iter()
+            .find(|l| l.id == id)
+            .ok_or(ListenerError::NoSuchListener(id))?;
+        if listener.origin != Origin::Api {
+            return Err(ListenerError::NotClosable(id));
+        }
+        self.listeners.remove(id);
+        listener.stop.cancel();
+        for client in self.hub.clients() {
+            if client.meta.listener == id {
+                self.hub.disconnect(client.id, CloseReason::ListenerClosed);
+            }
+        }
+        info!(listener = %listener.addr, "closed a listener");
+        Ok(listener)
+    }
+
+    pub(crate) fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+}
+
+async fn accept_loop<P: Protocol>(
+    shared: Arc<Shared>,
+    listener: Arc<Listener>,
+    socket: TcpListener,
+    protocol: P,
+) {
+    let protocol = Arc::new(protocol);
+    let spec = listener.spec.clone().expect("TCP listeners have a spec");
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let accepted = tokio::select! {
+            _ = listener.stop.cancelled() => return,
+            accepted = socket.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF.0;
+                accepted
+            }
+            Err(error) if is_per_connection(&error) => {
+                debug!(%error, "a connection failed before it was accepted");
+                continue;
+            }
+            Err(error) => {
+                shared.monitor.accept_failed();
+                warn!(%error, listener = %spec, "accept failed; retrying in {}ms", backoff.as_millis());
+                tokio::select! {
+                    _ = listener.stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+        };
+        match shared.admit(peer.ip()) {
+            Ok(slot) => {
+                tune(&shared, &stream, peer);
+                let meta = ClientMeta {
+                    kind: spec.mode.as_str(),
+                    peer,
+                    listener: listener.id,
+                };
+                let task = shared.client(
+                    &listener,
+                    protocol.clone(),
+                    stream,
+                    meta,
+                    spec.room.clone(),
+                    slot,
+                );
+                shared.tracker.spawn(task);
+            }
+            Err(reason) => {
+                warn!(%peer, listener = %spec, "refused connection: {reason}");
+                let refusal = protocol.refusal(&reason);
+                shared.tracker.spawn(refuse(stream, refusal));
+            }
+        }
+    }
+}
+
+/// Socket options for a client.
+fn tune(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
+    // Writes are batched already; waiting to fill a segment only adds latency.
+    let _ = stream.set_nodelay(true);
+    // Keeps what the kernel holds unsent for a client small, so that a
+    // reader that reads, however slowly, is seen to make progress (a write
+    // goes through) every time it reads: see `pause-timeout`. Without it,
+    // Linux wakes a writer only when half of a multi-megabyte send buffer
+    // is free, which a slow reader takes seconds to make.
+    let socket = SockRef::from(stream);
+    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    if let Some((keepalive, unacknowledged)) = &shared.keepalive {
+        if let Err(error) = socket.set_tcp_keepalive(keepalive) {
+            debug!(%peer, %error, "cannot turn on TCP keepalive");
+        }
+        if let Err(error) = socket.set_tcp_user_timeout(Some(*unacknowledged)) {
+            debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
+        }
+    }
+}
+
+/// Errors of `accept` that concern only the connection being accepted.
+fn is_per_connection(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    )
+}
+
+async fn refuse(mut stream: TcpStream, refusal: bytes::Bytes) {
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        stream.write_all(&refusal).await?;
+        stream.shutdown().await
+    })
+    .await;
+}

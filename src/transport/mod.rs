@@ -1,0 +1,37 @@
+//! Transports: the byte streams a client is served over. The connection
+//! (see `connection`) reads requests from one and writes the client's
+//! queue to it, whatever carries the bytes: a TCP socket, or a WebSocket
+//! whose frames are cut and joined to look like one.
+
+mod tcp;
+mod websocket;
+
+pub(crate) use websocket::{WebSocketTransport, WsMode, WsSettings};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::hub::Closing;
+
+/// A byte stream a client is served over, read and written at once.
+pub(crate) trait Transport: Send {
+    /// The reading half.
+    type Reader<'a>: AsyncRead + Unpin + Send
+    where
+        Self: 'a;
+    /// The writing half.
+    type Writer<'a>: AsyncWrite + Farewell + Unpin + Send
+    where
+        Self: 'a;
+    /// Both halves, borrowed.
+    fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
+}
+
+/// A writer that can tell the peer why the connection closes, beyond the
+/// protocol's own goodbye (a WebSocket close frame's code and reason).
+pub(crate) trait Farewell {
+    /// Called before the writer is shut down for `closing`.
+    fn closing(&mut self, _closing: &Closing) {}
+}
+
+impl Farewell for Vec<u8> {}
+impl Farewell for tokio::io::DuplexStream {}
