@@ -6,7 +6,7 @@
  *   3. overview, listeners
  *   4. virtual tables (clients, rooms, disconnects)
  *   5. traffic view
- *   6. send panel, kick dialog, watch, theme, navigation
+ *   6. watching, send panel, kick dialog
  *
  * Everything that comes from clients (names, rooms, text, reasons) is
  * untrusted: it only ever reaches the page through textContent, text nodes
@@ -226,21 +226,15 @@
     setTimeout(remove, kind === 'error' ? 9000 : 5000);
   }
 
+  /** The Clipboard API needs a secure context (https or localhost); over
+   * plain http to another host, show the text to copy by hand instead. */
   async function copyText(text) {
     try {
       await navigator.clipboard.writeText(text);
+      toast(text, 'ok', 'Copied');
     } catch (e) {
-      // Clipboard API needs a secure context; fall back to a hidden textarea.
-      const ta = el('textarea', { className: 'sr-only' });
-      ta.value = text;
-      document.body.append(ta);
-      ta.select();
-      let ok = false;
-      try { ok = document.execCommand('copy'); } catch (e2) { ok = false; }
-      ta.remove();
-      if (!ok) { toast('Copy it by hand: ' + text, 'error', 'Could not copy'); return; }
+      toast(text, 'info', 'Copy this by hand');
     }
-    toast(text, 'ok', 'Copied');
   }
 
   /* ---------- theme (shared with the login page) ---------- */
@@ -1109,6 +1103,7 @@
   const MAX_HELD = 48 * 1024 * 1024;   // also cap the text kept, for 16 KiB payloads
   const TEXT_COLLAPSED_CHARS = 1200;
   const TEXT_COLLAPSED_LINES = 16;
+  const BINARY_COLLAPSED_CHARS = 256;
   const HEX_COLLAPSED_BYTES = 256;     // in the Hex view; Both shows 64 under the text
   const hexLimit = () => (T.view === 'both' ? 64 : HEX_COLLAPSED_BYTES);
   const OVERSCAN = 400;                // px rendered above and below the viewport
@@ -1240,30 +1235,46 @@
     return null;
   }
 
-  /** Appends text to `out`, with placeholders; stops at the limits. */
+  /** Appends text to `out`: plain runs as text nodes, placeholders as
+   * spans (.ctl for control pictures, .bad for invalid bytes). Consecutive
+   * placeholders of one kind share a span, so binary stays a few nodes. */
   function TextSink(out, maxChars, maxLines, breakLines) {
     this.out = out; this.maxChars = maxChars; this.maxLines = maxLines; this.breakLines = breakLines;
-    this.run = ''; this.chars = 0; this.lines = 1; this.full = false;
+    this.run = ''; this.special = ''; this.kind = ''; this.chars = 0; this.lines = 1; this.full = false;
   }
-  TextSink.prototype.flush = function () { if (this.run) { this.out.append(this.run); this.run = ''; } };
+  TextSink.prototype.flush = function () {
+    if (this.special) {
+      const span = el('span', { className: this.kind, text: this.special });
+      if (this.kind === 'bad') span.title = 'not valid UTF-8';
+      this.out.append(span);
+      this.special = '';
+    }
+    if (this.run) { this.out.append(this.run); this.run = ''; }
+  };
   TextSink.prototype.check = function () {
-    if (this.chars >= this.maxChars || this.lines > this.maxLines) { this.full = true; }
+    if (this.chars >= this.maxChars || this.lines > this.maxLines) this.full = true;
     return this.full;
+  };
+  TextSink.prototype.mark = function (kind, text) {
+    if (this.run || this.kind !== kind) { this.flush(); this.kind = kind; }
+    this.special += text;
+  };
+  TextSink.prototype.plain = function (ch) {
+    if (this.special) this.flush();
+    this.run += ch;
   };
   TextSink.prototype.cp = function (cp, ch) {
     if (this.check()) return;
     this.chars++;
     const pic = controlPicture(cp);
-    if (pic === null) { this.run += ch; return; }
-    this.flush();
-    this.out.append(el('span', { className: 'ctl', text: pic }));
-    if (cp === 10 && this.breakLines) { this.run += '\n'; this.lines++; }
+    if (pic === null) { this.plain(ch); return; }
+    this.mark('ctl', pic);
+    if (cp === 10 && this.breakLines) { this.plain('\n'); this.lines++; }
   };
   TextSink.prototype.bad = function (b) {
     if (this.check()) return;
     this.chars++;
-    this.flush();
-    this.out.append(el('span', { className: 'bad', text: '\\x' + HEX[b], title: 'not valid UTF-8' }));
+    this.mark('bad', '\\x' + HEX[b]);
   };
 
   /** Walks bytes as UTF-8: valid sequences become characters, every invalid byte a red \xHH. */
@@ -1326,7 +1337,9 @@
     const body = el('div', { className: 'ti-body' });
     // Text view.
     const text = el('div', { className: 'text' });
-    const sink = new TextSink(text, r.open ? Infinity : TEXT_COLLAPSED_CHARS, r.open ? Infinity : TEXT_COLLAPSED_LINES, !binary);
+    // Binary is read in the hex view; its text view is kept short until expanded.
+    const maxChars = r.open ? Infinity : binary ? BINARY_COLLAPSED_CHARS : TEXT_COLLAPSED_CHARS;
+    const sink = new TextSink(text, maxChars, r.open ? Infinity : TEXT_COLLAPSED_LINES, !binary);
     if (!binary) {
       for (const ch of r.text) { sink.cp(ch.codePointAt(0), ch); if (sink.full) break; }
       sink.flush();
@@ -1362,7 +1375,7 @@
     const size = Math.min(r.size, r.b64.length * 0.75 | 0);
     let textLines = 1;
     if (T.view !== 'hex') {
-      const len = Math.min(r.text !== null ? r.text.length : size * 1.6, TEXT_COLLAPSED_CHARS);
+      const len = r.text !== null ? Math.min(r.text.length, TEXT_COLLAPSED_CHARS) : Math.min(size, BINARY_COLLAPSED_CHARS) * 2.5;
       textLines = Math.min(TEXT_COLLAPSED_LINES, Math.max(1, Math.ceil(len / T.cpl)));
       if (r.text !== null && r.text.indexOf('\n') >= 0) textLines = Math.min(TEXT_COLLAPSED_LINES, textLines + r.text.split('\n', TEXT_COLLAPSED_LINES).length - 1);
     }
@@ -1727,24 +1740,6 @@
   function initWatch() {
     $('#unwatch').addEventListener('click', unwatch);
     $('#watch-lobby').addEventListener('click', () => watchTarget({ room: 'lobby' }, false));
-    $('#watch-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      const input = $('#watch-input');
-      const v = input.value.trim();
-      if (!v) return;
-      if (/^\d+$/.test(v)) {
-        const id = Number(v);
-        const c = clientsTable.items.find((x) => x.id === id);
-        watchTarget({ client: id, name: c ? c.name : '' }, false);
-      } else if (v.startsWith('#')) {
-        watchTarget({ room: v.slice(1) }, false);
-      } else {
-        const c = clientsTable.items.find((x) => x.name.toLowerCase() === v.toLowerCase());
-        if (c) watchTarget({ client: c.id, name: c.name }, false);
-        else watchTarget({ room: v }, false);
-      }
-      input.value = '';
-    });
     renderWatching();
   }
 
@@ -1924,24 +1919,6 @@
     });
   }
 
-  /* ---------- navigation: highlight the section in view ---------- */
-
-  function initNav() {
-    const links = Array.from(document.querySelectorAll('.nav a'));
-    if (!window.IntersectionObserver) return;
-    const visible = new Map();
-    const io = new IntersectionObserver((entries) => {
-      for (const e of entries) visible.set(e.target.id, e.intersectionRatio);
-      let best = null, bestRatio = 0;
-      for (const a of links) {
-        const r = visible.get(a.hash.slice(1)) || 0;
-        if (r > bestRatio) { best = a; bestRatio = r; }
-      }
-      for (const a of links) a.setAttribute('aria-current', String(a === best));
-    }, { threshold: [0, 0.25, 0.5, 0.75, 1], rootMargin: '-52px 0px 0px 0px' });
-    for (const a of links) { const s = document.getElementById(a.hash.slice(1)); if (s) io.observe(s); }
-  }
-
   /* ---------- start ---------- */
 
   initTheme();
@@ -1951,7 +1928,6 @@
   initWatch();
   initSend();
   initKick();
-  initNav();
   $('#banner-retry').addEventListener('click', () => { live.delay = 1000; connect(); });
   // Relative times ("5 s ago") move even when no snapshot comes.
   setInterval(() => { invalidate('clients'); invalidate('closed'); }, 5000);

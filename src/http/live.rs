@@ -56,9 +56,9 @@ struct View {
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Request {
     View {
-        clients: Option<ClientQuery>,
-        rooms: Option<RoomQuery>,
-        closed: Option<ClientQuery>,
+        clients: Option<Box<ClientQuery>>,
+        rooms: Option<Box<RoomQuery>>,
+        closed: Option<Box<ClientQuery>>,
     },
     Watch {
         room: Option<String>,
@@ -105,12 +105,9 @@ async fn feed(control: Control, mut socket: WebSocket) {
                 let answer = match serde_json::from_str::<Request>(&text) {
                     Err(e) => Some(json!({ "type": "error", "code": "bad_request", "message": e.to_string() })),
                     Ok(Request::View { clients, rooms, closed }) => {
-                        if let Some(clients) = clients { view.clients = clients; }
-                        if let Some(rooms) = rooms { view.rooms = rooms; }
-                        if let Some(mut closed) = closed {
-                            closed.state = Some("closed".into());
-                            view.closed = closed;
-                        }
+                        if let Some(clients) = clients { view.clients = *clients; }
+                        if let Some(rooms) = rooms { view.rooms = *rooms; }
+                        if let Some(closed) = closed { view.closed = *closed; }
                         Some(snapshot(&control, &view))
                     }
                     Ok(Request::Watch { room, client }) => {

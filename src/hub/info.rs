@@ -365,9 +365,7 @@ impl Hub {
                 }
             }
             Watch::Client(id) => {
-                let member = self
-                    .member(*id)
-                    .ok_or_else(|| HubError::NoSuchClientId(*id))?;
+                let member = self.member(*id).ok_or(HubError::NoSuchClientId(*id))?;
                 lock(&member.taps).push(tap.clone());
                 member.watched.store(true, Ordering::Relaxed);
             }

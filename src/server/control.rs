@@ -535,7 +535,7 @@ impl Control {
             .as_deref()
             .unwrap_or(if closed { "closed" } else { "id" });
         let key = sort_key(sort)?;
-        views.sort_by(|a, b| key(a, b));
+        views.sort_by(key);
         let descending = match query.order.as_deref() {
             None => closed && sort == "closed",
             Some("asc") => false,

@@ -31,6 +31,8 @@ pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Outp
 /// A server running in this process on 127.0.0.1, port 0.
 pub struct TestServer {
     pub listeners: Vec<switchboard::ListenerSpec>,
+    /// The HTTP listener's address, when the config has one.
+    pub http: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -40,12 +42,14 @@ impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         let server = Server::bind(config).await.expect("server binds");
         let listeners = server.listeners();
+        let http = server.http_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         TestServer {
             listeners,
+            http,
             stop: Some(stop),
             task: Some(task),
         }

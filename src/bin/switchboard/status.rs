@@ -88,7 +88,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             }
             Some(interval) => {
                 // Clear the screen and go home, like `watch`.
-                print!("\x1b[2J\x1b[H{out}\n");
+                println!("\x1b[2J\x1b[H{out}");
                 tokio::time::sleep(interval.0).await;
             }
         }

@@ -1,0 +1,903 @@
+//! The HTTP listener through real sockets: WebSocket clients talking with
+//! TCP clients, the admin API and its security, metrics, and `status`
+//! against a live server and a dead port.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchboard::{Config, Mode, ServerLine};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A config with a text listener, a raw listener in `devices`, and HTTP.
+fn http_config() -> Config {
+    Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..config_with(&["127.0.0.1:0", "raw://127.0.0.1:0?room=devices"])
+    }
+}
+
+async fn start(config: Config) -> (TestServer, SocketAddr) {
+    let server = TestServer::start(config).await;
+    let http = server.http.expect("an HTTP listener");
+    (server, http)
+}
+
+async fn ws_connect(http: SocketAddr, query: &str) -> Ws {
+    let (ws, _) = within(
+        "the WebSocket handshake",
+        tokio_tungstenite::connect_async(format!("ws://{http}/ws{query}")),
+    )
+    .await
+    .expect("the WebSocket upgrade succeeds");
+    ws
+}
+
+/// The next JSON event of a WebSocket client (skipping pings).
+async fn ws_event(ws: &mut Ws) -> Value {
+    within("a WebSocket event", async {
+        loop {
+            match ws
+                .next()
+                .await
+                .expect("the connection is open")
+                .expect("read")
+            {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+                Message::Close(frame) => panic!("closed while waiting for an event: {frame:?}"),
+                _ => continue,
+            }
+        }
+    })
+    .await
+}
+
+/// Reads events until one satisfies `wanted`.
+async fn ws_expect(ws: &mut Ws, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    within(what, async {
+        loop {
+            let event = ws_event(ws).await;
+            if wanted(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+}
+
+async fn ws_send(ws: &mut Ws, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .await
+        .expect("send");
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_browser_client_and_an_nc_client_talk_both_ways() {
+    let (server, http_addr) = start(http_config()).await;
+    let mut browser = ws_connect(http_addr, "").await;
+    let welcome = ws_event(&mut browser).await;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["room"], "lobby");
+    let (mut nc, nc_name) = join(server.text_addr()).await;
+
+    nc.send_line("hello browser").await.unwrap();
+    let heard = ws_expect(&mut browser, "the nc client's line", |e| {
+        e["type"] == "message"
+    })
+    .await;
+    assert_eq!(heard["from"], nc_name.as_str());
+    assert_eq!(heard["text"], "hello browser");
+
+    ws_send(&mut browser, json!({"type": "nick", "name": "webby"})).await;
+    ws_send(&mut browser, json!({"type": "say", "text": "hello nc"})).await;
+    let (room, from, text) = expect_message(&mut nc).await;
+    assert_eq!(
+        (room.as_str(), from.as_str(), text.as_str()),
+        ("lobby", "webby", "hello nc")
+    );
+
+    // A direct message, by name, across transports.
+    nc.send_line("/msg webby psst").await.unwrap();
+    let direct = ws_expect(&mut browser, "the direct message", |e| {
+        e["type"] == "direct"
+    })
+    .await;
+    assert_eq!(direct["text"], "psst");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frames_reach_raw_clients_unchanged_and_back() {
+    let (server, http_addr) = start(http_config()).await;
+    let mut device = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
+    let mut browser = ws_connect(http_addr, "?mode=raw&room=devices").await;
+    // The device is in the room once the browser's bytes reach it; both
+    // joined before anything is sent, so send until the first arrives.
+    let frame: Vec<u8> = vec![
+        0x01, 0x03, 0x00, 0x00, 0x00, 0x0a, 0xc5, 0xcd, 0xff, 0x00, b'\n',
+    ];
+    browser
+        .send(Message::Binary(frame.clone().into()))
+        .await
+        .unwrap();
+    let mut got = vec![0; frame.len()];
+    within(
+        "the browser's bytes at the device",
+        device.read_exact(&mut got),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, frame);
+
+    let reply = [0xfe, 0x00, 0x80, 0x81];
+    device.write_all(&reply).await.unwrap();
+    let heard = within("the device's bytes in the browser", async {
+        loop {
+            match browser.next().await.unwrap().unwrap() {
+                Message::Binary(data) => return data,
+                Message::Text(text) => panic!("a raw client got text: {text}"),
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(&heard[..], &reply[..]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_the_line_limit_gets_an_error_and_the_connection_lives() {
+    let config = Config {
+        max_line: 1024,
+        queue_soft_limit: 64 * 1024,
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let mut browser = ws_connect(http_addr, "").await;
+    ws_event(&mut browser).await;
+    let huge = json!({"type": "say", "text": "x".repeat(3000)});
+    ws_send(&mut browser, huge).await;
+    let error = ws_expect(&mut browser, "the error", |e| e["type"] == "error").await;
+    assert_eq!(error["code"], "line_too_long", "{error}");
+    ws_send(&mut browser, json!({"type": "ping", "id": 1})).await;
+    let pong = ws_expect(&mut browser, "the pong", |e| e["type"] == "pong").await;
+    assert_eq!(pong["id"], 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
+    let config = Config {
+        stall_timeout: Duration::from_millis(500),
+        pause_timeout: Duration::from_millis(100),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    // Never reads: its socket fills, then its queue.
+    let mut stuck = ws_connect(http_addr, "").await;
+    ws_send(&mut stuck, json!({"type": "nick", "name": "stuck"})).await;
+    let (mut listener, _) = join(server.text_addr()).await;
+    let mut talker = TcpStream::connect(server.text_addr()).await.unwrap();
+    let line = format!("{}\n", "z".repeat(1000)).repeat(100);
+    let flood = tokio::spawn(async move {
+        for _ in 0..400 {
+            talker.write_all(line.as_bytes()).await.unwrap();
+        }
+        talker
+    });
+    // The listener reads on, and hears the stuck browser leave.
+    let left = within_for(
+        Duration::from_secs(20),
+        "the stuck browser's leave notice",
+        async {
+            loop {
+                let line = listener.next_line().await.unwrap().expect("open");
+                if line.starts_with("* stuck left") {
+                    return line;
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        left.contains("stalled") || left.contains("slow consumer"),
+        "{left}"
+    );
+    flood.abort();
+    // Its close frame said why, had it read it.
+    let closed: Value = http()
+        .get(format!("http://{http_addr}/api/v1/clients?state=closed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gone = closed["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "stuck")
+        .expect("the stuck browser among the recent disconnects");
+    assert_eq!(gone["mode"], "ws");
+    assert!(
+        ["stalled", "slow_consumer", "too_slow"].contains(&gone["reason_code"].as_str().unwrap()),
+        "{gone}"
+    );
+    drop(stuck);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_quiet_browser_is_pinged_and_one_that_never_answers_is_dropped() {
+    let config = Config {
+        ws_ping_interval: Duration::from_millis(200),
+        ws_pong_timeout: Duration::from_millis(300),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    // A client that reads (and so answers pings) stays, well past the timeout.
+    let alive = ws_connect(http_addr, "").await;
+    let (mut alive_tx, mut alive_rx) = alive.split();
+    let (pings_tx, mut pings) = tokio::sync::mpsc::unbounded_channel();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let reading = tokio::spawn(async move {
+        while let Some(Ok(message)) = alive_rx.next().await {
+            match message {
+                Message::Ping(_) => {
+                    let _ = pings_tx.send(());
+                }
+                Message::Text(text) => {
+                    let _ = events_tx.send(serde_json::from_str(&text).unwrap());
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    within("three pings", async {
+        for _ in 0..3 {
+            pings.recv().await.expect("a ping");
+        }
+    })
+    .await;
+    // A client that did the handshake and then never reads, so never
+    // answers: dropped by the pong timeout.
+    let mut silent = ws_connect(http_addr, "").await;
+    ws_send(&mut silent, json!({"type": "nick", "name": "silent"})).await;
+    let client = http();
+    within("the silent browser to be dropped", async {
+        loop {
+            let closed: Value = client
+                .get(format!("http://{http_addr}/api/v1/clients?state=closed"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(gone) = closed["clients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "silent")
+            {
+                assert_eq!(gone["reason_code"], "read_error", "{gone}");
+                assert!(gone["reason"].as_str().unwrap().contains("pong"), "{gone}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // The reading one is still there, and answers.
+    alive_tx
+        .send(Message::Text(
+            json!({"type": "ping", "id": "still"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    within("the live browser's pong", async {
+        while let Some(event) = events.recv().await {
+            if event["type"] == "pong" && event["id"] == "still" {
+                return;
+            }
+        }
+        panic!("the live browser's connection ended");
+    })
+    .await;
+    server.stop().await;
+    reading.await.unwrap();
+    drop(silent);
+}
+
+#[tokio::test]
+async fn close_frames_say_why_with_the_proper_code() {
+    let (server, http_addr) = start(http_config()).await;
+    let mut browser = ws_connect(http_addr, "").await;
+    ws_send(&mut browser, json!({"type": "nick", "name": "kickme"})).await;
+    ws_expect(&mut browser, "the rename", |e| e["type"] == "renamed").await;
+    let client = http();
+    let clients: Value = client
+        .get(format!("http://{http_addr}/api/v1/clients?filter=kickme"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = clients["clients"][0]["id"]
+        .as_u64()
+        .expect("the browser's id");
+    let response = client
+        .delete(format!("http://{http_addr}/api/v1/clients/{id}"))
+        .json(&json!({"reason": "testing kicks"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (bye, close) = within("the goodbye and close frame", async {
+        let mut bye = None;
+        loop {
+            match browser.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let event: Value = serde_json::from_str(&text).unwrap();
+                    if event["type"] == "bye" {
+                        bye = Some(event);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => return (bye, frame),
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await;
+    let bye = bye.expect("a bye event");
+    assert!(
+        bye["reason"].as_str().unwrap().contains("testing kicks"),
+        "{bye}"
+    );
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert!(close.reason.contains("testing kicks"), "{}", close.reason);
+
+    // A server shutting down says so: 1001, going away.
+    let mut browser = ws_connect(http_addr, "").await;
+    ws_event(&mut browser).await;
+    let stopping = tokio::spawn(server.stop());
+    let close = within("the shutdown close frame", async {
+        loop {
+            match browser.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Away);
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_page_from_another_site_cannot_open_a_websocket() {
+    let (server, http_addr) = start(http_config()).await;
+    let mut request = format!("ws://{http_addr}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+    // Its own origin is fine, and so is an allowed one.
+    let mut request = format!("ws://{http_addr}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{http_addr}").parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("same origin");
+    server.stop().await;
+
+    let config = Config {
+        allowed_origins: vec!["https://app.example.com".into()],
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let mut request = format!("ws://{http_addr}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("an allowed origin");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
+    let (server, http_addr) = start(http_config()).await;
+    let base = format!("http://{http_addr}");
+    let client = http();
+    let (mut alice, _) = join(server.text_addr()).await;
+    alice.send_line("/nick alice").await.unwrap();
+    alice.send_line("one").await.unwrap();
+    sync(&mut alice).await;
+
+    let stats: Value = client
+        .get(format!("{base}/api/v1/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["clients"]["current"], 1);
+    assert_eq!(stats["rooms"], 1);
+    assert!(stats["messages"]["in"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["listeners"].as_array().unwrap().len(), 3);
+
+    let page: Value = client
+        .get(format!("{base}/api/v1/clients?sort=name"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 1);
+    let alice_view = &page["clients"][0];
+    assert_eq!(alice_view["name"], "alice");
+    assert_eq!(alice_view["mode"], "text");
+    assert_eq!(alice_view["rooms"], json!(["lobby"]));
+    assert!(alice_view["bytes_in"].as_u64().unwrap() > 0);
+
+    let rooms: Value = client
+        .get(format!("{base}/api/v1/rooms"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rooms["rooms"][0]["name"], "lobby");
+    let lobby: Value = client
+        .get(format!("{base}/api/v1/rooms/lobby"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lobby["members"][0]["name"], "alice");
+    let missing = client
+        .get(format!("{base}/api/v1/rooms/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let error: Value = missing.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "no_such_room");
+
+    // Send to the room, as text, and to alice, as bytes.
+    let sent: Value = client
+        .post(format!("{base}/api/v1/send"))
+        .json(&json!({"room": "lobby", "text": "hello from the API"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["delivered"], 1);
+    let (_, from, text) = expect_message(&mut alice).await;
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("admin", "hello from the API")
+    );
+    let bad = client
+        .post(format!("{base}/api/v1/send"))
+        .json(&json!({"room": "lobby"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // Nobody may pass for the admin.
+    alice.send_line("/nick Admin").await.unwrap();
+    expect_line(
+        &mut alice,
+        "the refusal",
+        |l| matches!(l, ServerLine::Error(e) if e.contains("reserved")),
+    )
+    .await;
+
+    // Open a listener on any free port; a client connects there; close it.
+    let opened = client
+        .post(format!("{base}/api/v1/listeners"))
+        .json(&json!({"mode": "text", "addr": "127.0.0.1:0", "room": "temp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 201);
+    let opened: Value = opened.json().await.unwrap();
+    let addr: SocketAddr = opened["addr"].as_str().unwrap().parse().unwrap();
+    let (mut visitor, _) = join(addr).await;
+    visitor.send_line("/who").await.unwrap();
+    expect_line(
+        &mut visitor,
+        "the temp room",
+        |l| matches!(l, ServerLine::Notice(n) if n.contains("#temp")),
+    )
+    .await;
+    let taken = client
+        .post(format!("{base}/api/v1/listeners"))
+        .json(&json!({"addr": addr.to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 409);
+    let id = opened["id"].as_u64().unwrap();
+    let closed = client
+        .delete(format!("{base}/api/v1/listeners/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 200);
+    let lines = read_to_end(&mut visitor).await;
+    assert!(lines.last().unwrap().contains("listener"), "{lines:?}");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the closed listener still accepts"
+    );
+    let config_listener = client
+        .delete(format!("{base}/api/v1/listeners/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config_listener.status(), 409);
+
+    // Kick alice with a reason.
+    let id = alice_view["id"].as_u64().unwrap();
+    let kicked = client
+        .delete(format!("{base}/api/v1/clients/{id}"))
+        .json(&json!({"reason": "enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kicked.status(), 200);
+    let lines = read_to_end(&mut alice).await;
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("kicked by the server's admin: enough"),
+        "{lines:?}"
+    );
+    let gone = client
+        .delete(format!("{base}/api/v1/clients/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    let closed: Value = client
+        .get(format!("{base}/api/v1/clients?state=closed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<&str> = closed["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason_code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&"kicked") && codes.contains(&"listener_closed"),
+        "{codes:?}"
+    );
+
+    let openapi: Value = client
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        openapi["paths"]["/api/v1/clients/{id}"]["delete"].is_object(),
+        "{openapi}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_connections_messages_and_disconnects_by_mode() {
+    let (server, http_addr) = start(http_config()).await;
+    let (mut text, _) = join(server.text_addr()).await;
+    let mut browser = ws_connect(http_addr, "").await;
+    ws_event(&mut browser).await;
+    text.send_line("counted").await.unwrap();
+    ws_expect(&mut browser, "the message", |e| e["type"] == "message").await;
+    text.send_line("/quit").await.unwrap();
+    read_to_end(&mut text).await;
+    let metrics = within("metrics with the quit counted", async {
+        loop {
+            let metrics = http()
+                .get(format!("http://{http_addr}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if metrics.contains("switchboard_disconnects_total{reason=\"quit\"} 1") {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for line in [
+        "switchboard_clients{mode=\"ws\"} 1",
+        "switchboard_connections_total{mode=\"text\"} 1",
+        "switchboard_messages_received_total{mode=\"text\"} 1",
+        "switchboard_messages_delivered_total{mode=\"ws\"}",
+        "switchboard_http_requests_total{route=\"/ws\",status=\"101\"} 1",
+        "# EOF",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
+    let config = Config {
+        admin_token: Some(TOKEN.into()),
+        admin_login_attempts: 3,
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let client = http();
+    // The console sends a browser without the cookie to the login page.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = no_redirects
+        .get(format!("http://{http_addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/login");
+    let url = format!("http://{http_addr}/api/v1/stats");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("http://{http_addr}/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for _ in 0..3 {
+        let wrong = client
+            .get(&url)
+            .bearer_auth("wrong-token-wrong-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        let body: Value = wrong.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    // Past the limit, even the right token waits out the minute.
+    let limited = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    // /ws and /healthz stay open.
+    assert_eq!(
+        client
+            .get(format!("http://{http_addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    ws_connect(http_addr, "").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_login_keeps_the_token_in_a_strict_http_only_cookie() {
+    let config = Config {
+        admin_token: Some(TOKEN.into()),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("http://{http_addr}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let page = client
+        .get(format!("http://{http_addr}/"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
+    let wrong = client
+        .post(format!("http://{http_addr}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=not-the-token-at-all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers()["location"], "/login?failed=1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_side_answers_only_locally() {
+    let (server, http_addr) = start(http_config()).await;
+    let client = http();
+    let url = format!("http://{http_addr}/api/v1/stats");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    // A proxy forwarding the internet to a local server is not local.
+    let forwarded = client
+        .get(&url)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 403);
+    // A page on another site (or a DNS name rebound to 127.0.0.1) is not either.
+    let rebound = client
+        .get(&url)
+        .header("host", "evil.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    let cross_site = client
+        .get(&url)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_http_address_without_a_token_refuses_to_start() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"])
+        .env_remove("SWITCHBOARD_ADMIN_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--admin-token"), "{stderr}");
+}
+
+#[tokio::test]
+async fn status_shows_a_live_server_and_fails_clearly_on_a_dead_port() {
+    let mut server =
+        BinaryServer::start(&["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]).await;
+    let http_addr = server
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .expect("an http listener")
+        .to_owned();
+    let (mut client, _) = join(server.addr(0)).await;
+    client.send_line("/nick statler").await.unwrap();
+    sync(&mut client).await;
+    let status = |args: Vec<String>| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("status")
+            .args(args)
+            .env_remove("SWITCHBOARD_ADMIN_TOKEN")
+            .env_remove("SWITCHBOARD_HTTP")
+            .output()
+            .await
+            .unwrap()
+    };
+    let out = status(vec![http_addr.clone()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("clients   1 now"), "{text}");
+    assert!(
+        text.contains("LISTENERS") && text.contains("lobby"),
+        "{text}"
+    );
+    let out = status(vec![http_addr.clone(), "--json".into()]).await;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["stats"]["clients"]["current"], 1);
+
+    // A port nothing listens on: non-zero, and a line saying so.
+    let dead = TcpStream::connect("127.0.0.1:1")
+        .await
+        .err()
+        .map(|_| "127.0.0.1:1")
+        .unwrap();
+    let out = status(vec![dead.into()]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach switchboard"), "{stderr}");
+    server.terminate();
+    server.expect_log("shut down").await;
+}
