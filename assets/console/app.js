@@ -417,7 +417,13 @@
         break;
       case 'error':
         if (msg.code === 'unauthorized') { location.assign('/login'); return; }
-        toast(msg.message || msg.code || 'Unknown error', 'error', msg.code === 'no_such_client' || msg.code === 'no_such_room' ? 'Cannot watch' : 'Server error');
+        if (msg.code === 'no_such_client' || msg.code === 'no_such_room') {
+          // The watch failed (the client left, the room emptied): say so, stop pretending.
+          toast(msg.message || msg.code, 'error', 'Cannot watch');
+          if (state.watch) { state.watch = null; renderWatching(); invalidate('clients'); invalidate('rooms'); invalidate('traffic'); }
+          break;
+        }
+        toast(msg.message || msg.code || 'Unknown error', 'error', 'Server error');
         break;
       default:
         break; // newer servers may send more; ignore what we do not know
@@ -561,16 +567,17 @@
     const after = fmtDuration(l.expire_after_idle_seconds);
     if (l.expires_in_seconds == null) return { text: 'idle ' + after, cls: '', title: 'Closes once it has had no clients for ' + after };
     return {
-      text: 'closes in ' + fmtDuration(l.expires_in_seconds),
+      text: 'in ' + fmtDuration(l.expires_in_seconds),
       cls: l.expires_in_seconds < 60 ? 'expiry-soon' : '',
-      title: 'Unused: closes after ' + after + ' without clients',
+      title: 'Unused: closes in ' + fmtDuration(l.expires_in_seconds) + ' (after ' + after + ' without clients)',
     };
   }
 
   const listenerRows = new Map();
   renderers.listeners = function () {
     const body = $('#listeners');
-    const list = state.listeners.slice().sort((a, b) => a.id - b.id);
+    // Newest first: a listener just opened shows at the top, by its callout.
+    const list = state.listeners.slice().sort((a, b) => b.id - a.id);
     setText($('#listeners-count'), list.length ? fmtInt(list.length) : '');
     const seen = new Set();
     list.forEach((l, i) => {
@@ -884,7 +891,7 @@
   }
 
   const clientColumns = [
-    { label: 'ID', sort: 'id', width: 60, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
+    { label: 'ID', sort: 'id', width: 70, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
     { label: 'Name', sort: 'name', cls: 'name name-cell', render: textCell((c) => c.name) },
     { label: 'Address', sort: 'addr', width: 160, cls: 'mono', render: textCell((c) => c.addr) },
     { label: 'Mode', sort: 'mode', width: 72, render: modeCell },
@@ -1010,7 +1017,7 @@
       { label: 'Address', width: 168, cls: 'mono', render: textCell((c) => c.addr) },
       { label: 'Mode', width: 76, render: modeCell },
       { label: 'Lasted', width: 104, num: true, render: (td, c) => setText(td, c.connected_at ? fmtDuration((c.closed_at - c.connected_at) / 1000) : '–') },
-      { label: 'Msgs in/out', width: 108, num: true, render: (td, c) => { setText(td, fmtCount(c.messages_in) + ' / ' + fmtCount(c.messages_out)); setTitle(td, fmtBytes(c.bytes_in) + ' in, ' + fmtBytes(c.bytes_out) + ' out'); } },
+      { label: 'Msgs in/out', width: 124, num: true, render: (td, c) => { setText(td, fmtCount(c.messages_in) + ' / ' + fmtCount(c.messages_out)); setTitle(td, fmtBytes(c.bytes_in) + ' in, ' + fmtBytes(c.bytes_out) + ' out'); } },
       {
         label: 'Reason', cls: 'reason reason-cell',
         init: (td) => td.append(el('span'), ' ', el('span', { className: 'reason-text' })),
@@ -1193,6 +1200,7 @@
     if (!p) {
       if (T.droppedPaused) {
         T.items.push({ seq: ++T.seq, mark: true, text: fmtInt(T.droppedPaused) + ' messages dropped while paused', at: Date.now(), h: 0, weight: 100 });
+        T.held += 100;
         T.droppedPaused = 0;
       }
       // Pending records got their seq on arrival; the mark must sort before them.
@@ -1713,7 +1721,8 @@
     invalidate('traffic');
     if (reveal) {
       const box = $('#traffic-section').getBoundingClientRect();
-      if (box.top < 0 || box.top > innerHeight * 0.6) $('#traffic-section').scrollIntoView({ behavior: 'smooth', block: 'start' });
+      // Instant, not smooth: a page still gliding under the pointer eats the next click.
+      if (box.top < 0 || box.top > innerHeight * 0.6) $('#traffic-section').scrollIntoView({ block: 'start' });
     }
   }
 
@@ -1772,22 +1781,30 @@
     return req;
   }
 
+  /* One status line under the message (#send-result) says what happened:
+   * an error (invalid input, or the server's answer) or the delivered count. */
+  function sendStatus(kind, text) {
+    const res = $('#send-result');
+    setText(res, text);
+    res.className = 'send-result ' + kind;
+  }
+
+  /** Shows an error (and marks the input), or clears a shown error; returns null. */
   function sendError(message, input) {
-    const box = $('#send-error');
     for (const i of [$('#send-target'), $('#send-body'), $('#send-repeat')]) i.removeAttribute('aria-invalid');
-    if (!message) { box.hidden = true; return null; }
-    box.textContent = message;
-    box.hidden = false;
-    if (input) input.setAttribute('aria-invalid', 'true');
+    if (message) {
+      sendStatus('error', message);
+      if (input) input.setAttribute('aria-invalid', 'true');
+    } else if ($('#send-result').classList.contains('error')) {
+      sendStatus('', '');
+    }
     return null;
   }
 
   function showSendResult(kind) {
-    const res = $('#send-result');
     let text = 'Delivered to ' + plural(sender.delivered, 'client');
     if (sender.running || sender.count > 1) text += ' · ' + plural(sender.count, 'send');
-    setText(res, text);
-    res.className = 'send-result ' + (kind || (sender.delivered ? 'ok' : 'zero'));
+    sendStatus(kind || (sender.delivered ? 'ok' : 'zero'), text);
   }
 
   async function sendOnce() {
@@ -1800,8 +1817,7 @@
       showSendResult(sender.running ? 'running' : null);
       return true;
     } catch (e) {
-      sendError(e.message);
-      setText($('#send-result'), '');
+      sendError('Not sent: ' + e.message);
       return false;
     }
   }

@@ -107,7 +107,7 @@ impl Collector for ServerCollector {
             MetricType::Gauge,
             connected
                 .iter()
-                .map(|(kind, n)| (mode(kind), ConstGauge::new(*n as i64))),
+                .map(|(kind, n)| (mode(kind.as_str()), ConstGauge::new(*n as i64))),
         )?;
         type Pick = fn(&crate::hub::Totals) -> u64;
         let counters: [(&str, &str, Pick); 5] = [
@@ -143,9 +143,10 @@ impl Collector for ServerCollector {
                 name,
                 help,
                 MetricType::Counter,
-                by_kind.iter().map(|(kind, now, gone)| {
-                    (mode(kind), ConstCounter::new(pick(now) + pick(gone)))
-                }),
+                by_kind
+                    .iter()
+                    .filter(|(kind, totals)| totals.clients > 0 || connected.contains_key(kind))
+                    .map(|(kind, totals)| (mode(kind.as_str()), ConstCounter::new(pick(totals)))),
             )?;
         }
         labelled(

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::{error, AppState};
-use crate::hub::{ClientMeta, RoomName};
+use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
 use crate::transport::{WebSocketTransport, WsMode, WsSettings};
 
@@ -98,8 +98,8 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| {
             let transport = WebSocketTransport::new(socket, mode, settings);
             let kind = match mode {
-                WsMode::Json => "ws",
-                WsMode::Raw => "ws-raw",
+                WsMode::Json => ClientKind::WebSocket,
+                WsMode::Raw => ClientKind::WebSocketRaw,
             };
             let meta = ClientMeta {
                 kind,

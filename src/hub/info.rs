@@ -10,19 +10,20 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::counters::ClientKind;
 use super::event::Delivery;
 use super::tap::{Seen, Tap};
-use super::{lock, Body, ClientId, CloseReason, Event, Hub, HubError, Member, Name, RoomName};
+use super::{Body, ClientId, CloseReason, Event, Hub, HubError, Member, Name, RoomName};
 
 /// Who a client is, as its transport tells the hub when it connects: for
 /// listings and metrics, never for routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientMeta {
-    /// How the client is connected: `text`, `json`, `raw`, `ws` or `ws-raw`.
-    pub kind: &'static str,
+    /// How the client is connected.
+    pub kind: ClientKind,
     /// The client's address.
     pub peer: SocketAddr,
     /// The id of the listener it came through.
@@ -32,7 +33,7 @@ pub struct ClientMeta {
 impl Default for ClientMeta {
     fn default() -> Self {
         ClientMeta {
-            kind: "test",
+            kind: ClientKind::Text,
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: 0,
         }
@@ -74,14 +75,6 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, traffic: &Traffic) {
-        self.clients += 1;
-        self.messages_in += traffic.messages_in.load(Ordering::Relaxed);
-        self.bytes_in += traffic.bytes_in.load(Ordering::Relaxed);
-        self.messages_out += traffic.messages_out.load(Ordering::Relaxed);
-        self.bytes_out += traffic.bytes_out.load(Ordering::Relaxed);
-    }
-
     /// Adds `other` to these.
     pub fn merge(&mut self, other: &Totals) {
         self.clients += other.clients;
@@ -89,16 +82,6 @@ impl Totals {
         self.bytes_in += other.bytes_in;
         self.messages_out += other.messages_out;
         self.bytes_out += other.bytes_out;
-    }
-}
-
-/// What departed clients did, by kind; added to once per disconnect.
-#[derive(Debug, Default)]
-pub(super) struct Departed(Mutex<HashMap<&'static str, Totals>>);
-
-impl Departed {
-    pub(super) fn add(&self, kind: &'static str, traffic: &Traffic) {
-        lock(&self.0).entry(kind).or_default().add(traffic);
     }
 }
 
@@ -183,7 +166,7 @@ impl Member {
             name: self.name(),
             meta: self.meta,
             rooms,
-            connected_at: self.connected_at,
+            connected_at: UNIX_EPOCH + std::time::Duration::from_millis(self.connected_at),
             last_activity: UNIX_EPOCH
                 + std::time::Duration::from_millis(traffic.last_activity.load(Ordering::Relaxed)),
             messages_in: traffic.messages_in.load(Ordering::Relaxed),
@@ -191,18 +174,6 @@ impl Member {
             messages_out: traffic.messages_out.load(Ordering::Relaxed),
             bytes_out: traffic.bytes_out.load(Ordering::Relaxed),
             queue_bytes: self.outbox.pending(),
-        }
-    }
-
-    /// Shows `seen` to whoever watches this client.
-    pub(super) fn show_watchers(&self, seen: impl FnOnce() -> Seen) {
-        let taps = lock(&self.taps);
-        if let Some((last, others)) = taps.split_last() {
-            let seen = seen();
-            for tap in others {
-                tap.push(seen.clone());
-            }
-            last.push(seen);
         }
     }
 }
@@ -279,22 +250,26 @@ impl Hub {
         Some((stats, members))
     }
 
-    /// Traffic counters of connected and departed clients, by kind
-    /// ([`ClientMeta::kind`]): `(connected, departed)`.
-    pub fn totals(&self) -> HashMap<&'static str, (Totals, Totals)> {
-        let members: Vec<Arc<Member>> = self.directory().by_name.values().cloned().collect();
-        let mut totals: HashMap<&'static str, (Totals, Totals)> = HashMap::new();
-        for member in members {
-            totals
-                .entry(member.meta.kind)
-                .or_default()
-                .0
-                .add(&member.traffic);
+    /// Traffic counters of every client since the hub started, connected
+    /// or gone, by kind: monotonic, for metrics.
+    pub fn totals(&self) -> Vec<(ClientKind, Totals)> {
+        self.shared.counters.totals()
+    }
+
+    /// Shows `seen` to whoever watches client `id`.
+    pub(super) fn show_client_watchers(&self, id: ClientId, seen: impl FnOnce() -> Seen) {
+        let directory = self.directory();
+        if let Some((last, others)) = directory
+            .client_watchers
+            .get(&id)
+            .and_then(|t| t.split_last())
+        {
+            let seen = seen();
+            for tap in others {
+                tap.push(seen.clone());
+            }
+            last.push(seen);
         }
-        for (kind, departed) in lock(&self.shared.departed.0).iter() {
-            totals.entry(kind).or_default().1.merge(departed);
-        }
-        totals
     }
 
     /// Disconnects client `id` for `reason`, dropping what is queued for
@@ -336,15 +311,20 @@ impl Hub {
             .get(&to.key())
             .cloned()
             .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
-        target.show_watchers(|| Seen {
-            at: SystemTime::now(),
-            room: None,
-            from: from.clone(),
-            from_id: None,
-            to: Some(target.name()),
-            body: body.clone(),
-        });
-        let _ = target.deliver(&Delivery::new(Event::Direct { from, body }));
+        if target.watched.load(Ordering::Relaxed) {
+            self.show_client_watchers(target.id, || Seen {
+                at: SystemTime::now(),
+                room: None,
+                from: from.clone(),
+                from_id: None,
+                to: Some(target.name()),
+                body: body.clone(),
+            });
+        }
+        let _ = target.deliver_counted(
+            &Delivery::new(Event::Direct { from, body }),
+            &self.shared.counters,
+        );
         Ok(())
     }
 
@@ -366,7 +346,11 @@ impl Hub {
             }
             Watch::Client(id) => {
                 let member = self.member(*id).ok_or(HubError::NoSuchClientId(*id))?;
-                lock(&member.taps).push(tap.clone());
+                self.directory()
+                    .client_watchers
+                    .entry(*id)
+                    .or_default()
+                    .push(tap.clone());
                 member.watched.store(true, Ordering::Relaxed);
             }
         }
@@ -392,10 +376,20 @@ impl Hub {
                 }
             }
             Watch::Client(id) => {
-                if let Some(member) = self.member(*id) {
-                    let mut taps = lock(&member.taps);
-                    taps.retain(|t| !Arc::ptr_eq(t, tap));
-                    member.watched.store(!taps.is_empty(), Ordering::Relaxed);
+                let member = self.member(*id);
+                let mut directory = self.directory();
+                let left = match directory.client_watchers.get_mut(id) {
+                    Some(taps) => {
+                        taps.retain(|t| !Arc::ptr_eq(t, tap));
+                        taps.len()
+                    }
+                    None => 0,
+                };
+                if left == 0 {
+                    directory.client_watchers.remove(id);
+                }
+                if let Some(member) = member {
+                    member.watched.store(left > 0, Ordering::Relaxed);
                 }
             }
         }

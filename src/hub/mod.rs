@@ -20,6 +20,7 @@
 //! clients together holding too much memory) is enforced by [`Hub::sweep`],
 //! which the server runs ten times a second.
 
+mod counters;
 mod event;
 mod info;
 mod listing;
@@ -29,6 +30,7 @@ mod room;
 mod session;
 mod tap;
 
+pub use counters::{ClientKind, KINDS};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use info::{
     unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
@@ -46,7 +48,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use info::{Departed, Traffic};
+use counters::{Counters, Field};
+use info::Traffic;
+
 use room::Room;
 
 /// Settings of the routing core.
@@ -297,7 +301,7 @@ impl HubError {
 
 /// A client's outbox, held apart from its session (see [`Session::outbox_handle`]).
 #[derive(Debug, Clone)]
-pub struct OutboxHandle(Arc<Member>);
+pub struct OutboxHandle(Arc<Member>, Arc<Counters>);
 
 impl OutboxHandle {
     /// Counts `bytes` just written to the client.
@@ -306,6 +310,7 @@ impl OutboxHandle {
             .traffic
             .bytes_out
             .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.1.add(self.0.meta.kind, Field::BytesOut, bytes as u64);
     }
 
     /// The client, as an admin sees it now (without its rooms, which it
@@ -358,8 +363,8 @@ struct Shared {
     held: AtomicUsize,
     /// Set by [`Hub::close_all`]: clients connecting later are closed at once.
     closing: Mutex<Option<(CloseReason, bool)>>,
-    /// What departed clients did.
-    departed: Arc<Departed>,
+    /// Traffic of all clients, ever.
+    counters: Arc<Counters>,
     /// Times a sender waited for a congested receiver: counted when it
     /// happens, which is off the fast path.
     pauses: AtomicU64,
@@ -381,6 +386,8 @@ struct Directory {
     /// Taps on rooms, whether or not the room exists now: a room created
     /// later starts with its watchers.
     watchers: HashMap<RoomName, Vec<Arc<Tap>>>,
+    /// Taps on clients (kept here, not with each client: few are watched).
+    client_watchers: HashMap<ClientId, Vec<Arc<Tap>>>,
 }
 
 impl Directory {
@@ -462,23 +469,12 @@ struct Member {
     input: AtomicUsize,
     /// How and where it is connected.
     meta: ClientMeta,
-    connected_at: SystemTime,
+    /// When it connected, in Unix milliseconds.
+    connected_at: u64,
     traffic: Traffic,
-    /// Who watches what this client says; usually no one.
-    taps: Mutex<Vec<Arc<Tap>>>,
-    /// Whether `taps` has any: looked at for every message the client
-    /// sends, so an atomic, not the lock.
+    /// Whether anyone watches what this client says (the taps are in the
+    /// directory): looked at for every message it sends, so an atomic.
     watched: std::sync::atomic::AtomicBool,
-    /// Where this client's counters go when it is gone.
-    departed: Arc<Departed>,
-}
-
-impl Drop for Member {
-    /// The last handle on a client goes after its writer's last byte: its
-    /// counters are final.
-    fn drop(&mut self) {
-        self.departed.add(self.meta.kind, &self.traffic);
-    }
 }
 
 impl Member {
@@ -499,6 +495,16 @@ impl Member {
             self.traffic
                 .messages_out
                 .fetch_add(events, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    /// Queues `delivery` for this one client, counting it for the hub.
+    fn deliver_counted(&self, delivery: &Delivery, counters: &Counters) -> Pushed {
+        let pushed = self.deliver(delivery);
+        if pushed != Pushed::Closed {
+            let events = delivery.events().len() as u64;
+            counters.add(self.meta.kind, Field::MessagesOut, events);
         }
         pushed
     }
@@ -529,7 +535,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 held: AtomicUsize::new(0),
                 closing: Mutex::new(None),
-                departed: Arc::default(),
+                counters: Arc::default(),
                 pauses: AtomicU64::new(0),
             }),
         }
@@ -566,15 +572,14 @@ impl Hub {
             encoding,
             input: AtomicUsize::new(0),
             meta,
-            connected_at: SystemTime::now(),
+            connected_at: unix_millis(SystemTime::now()),
             traffic: Traffic::default(),
-            taps: Mutex::default(),
             watched: Default::default(),
-            departed: self.shared.departed.clone(),
         });
         me.traffic
             .last_activity
-            .store(unix_millis(me.connected_at), Ordering::Relaxed);
+            .store(me.connected_at, Ordering::Relaxed);
+        self.shared.counters.add(meta.kind, Field::Clients, 1);
         directory.claim(keys, &me);
         drop(directory);
         if let Some((reason, flush)) = lock(&self.shared.closing).clone() {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
+use super::counters::{Counters, Field, KINDS};
 use super::event::Delivery;
 use super::info::RoomStats;
 use super::tap::{Seen, Tap};
@@ -20,6 +21,8 @@ pub(super) struct Room {
     /// Messages said in the room: one shared counter per room, bumped once
     /// per delivery (a run of messages counts its length at once).
     messages: AtomicU64,
+    /// The hub's traffic counters.
+    counters: Arc<Counters>,
 }
 
 /// Who is in a room, and who watches it; under one lock, so a message
@@ -45,7 +48,7 @@ impl std::ops::DerefMut for Inside {
 
 impl Room {
     /// A new room, watched by `taps` from the start.
-    pub(super) fn new(name: RoomName, taps: Vec<Arc<Tap>>) -> Self {
+    pub(super) fn new(name: RoomName, taps: Vec<Arc<Tap>>, counters: Arc<Counters>) -> Self {
         Room {
             name,
             inside: RwLock::new(Inside {
@@ -53,6 +56,7 @@ impl Room {
                 taps,
             }),
             messages: AtomicU64::new(0),
+            counters,
         }
     }
 
@@ -76,19 +80,24 @@ impl Room {
     ) -> usize {
         let inside = self.members();
         let mut queued = 0;
+        let mut by_kind = [0u64; KINDS.len()];
         for (id, member) in inside.iter() {
             if Some(*id) == except {
                 continue;
             }
             match member.deliver(delivery) {
-                Pushed::Queued => queued += 1,
-                Pushed::Congested => {
-                    queued += 1;
-                    congested.push(member.clone());
-                }
-                Pushed::Closed => {}
+                Pushed::Queued => {}
+                Pushed::Congested => congested.push(member.clone()),
+                Pushed::Closed => continue,
             }
+            queued += 1;
+            by_kind[member.meta.kind as usize] += 1;
         }
+        let events = delivery.events().len() as u64;
+        for n in by_kind.iter_mut() {
+            *n *= events;
+        }
+        self.counters.add_all(Field::MessagesOut, &by_kind);
         if !inside.taps.is_empty() {
             let at = SystemTime::now();
             for event in delivery.events() {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::counters::Field;
 use super::event::Delivery;
 use super::info::unix_millis;
 use super::room::Room;
@@ -68,13 +69,17 @@ impl Session {
     /// A handle on this client's outbound queue that outlives the session:
     /// the writer keeps flushing after the client has left its rooms.
     pub fn outbox_handle(&self) -> OutboxHandle {
-        OutboxHandle(self.me.clone())
+        OutboxHandle(self.me.clone(), self.hub.shared.counters.clone())
     }
 
     /// Counts `bytes` just read from this client: it is active now.
     pub fn received(&self, bytes: usize) {
         let traffic = &self.me.traffic;
         traffic.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.hub
+            .shared
+            .counters
+            .add(self.me.meta.kind, Field::BytesIn, bytes as u64);
         traffic
             .last_activity
             .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
@@ -120,10 +125,15 @@ impl Session {
         room: Option<&RoomName>,
         bodies: Vec<Body>,
     ) -> Result<(), HubError> {
+        let count = bodies.len() as u64;
         self.me
             .traffic
             .messages_in
-            .fetch_add(bodies.len() as u64, Ordering::Relaxed);
+            .fetch_add(count, Ordering::Relaxed);
+        self.hub
+            .shared
+            .counters
+            .add(self.me.meta.kind, Field::MessagesIn, count);
         let room = match room {
             Some(name) => self.joined(name)?,
             None => self.rooms.last().ok_or(HubError::NoRoom)?,
@@ -132,7 +142,7 @@ impl Session {
         if self.watched() {
             let at = SystemTime::now();
             for body in &bodies {
-                self.me.show_watchers(|| Seen {
+                self.hub.show_client_watchers(self.me.id, || Seen {
                     at,
                     room: Some(room.name.clone()),
                     from: self.name.clone(),
@@ -167,6 +177,8 @@ impl Session {
     /// client's queue is congested.
     pub async fn direct(&self, to: &Name, body: Body) -> Result<(), HubError> {
         self.me.traffic.messages_in.fetch_add(1, Ordering::Relaxed);
+        let counters = &self.hub.shared.counters;
+        counters.add(self.me.meta.kind, Field::MessagesIn, 1);
         let target = self
             .hub
             .directory()
@@ -183,14 +195,16 @@ impl Session {
             body: body.clone(),
         };
         if self.watched() {
-            self.me.show_watchers(seen);
+            self.hub.show_client_watchers(self.me.id, seen);
         }
-        target.show_watchers(seen);
+        if target.watched.load(Ordering::Relaxed) {
+            self.hub.show_client_watchers(target.id, seen);
+        }
         let delivery = Delivery::new(Event::Direct {
             from: self.name.clone(),
             body,
         });
-        if target.deliver(&delivery) == Pushed::Congested {
+        if target.deliver_counted(&delivery, counters) == Pushed::Congested {
             self.hub.paused(1);
             target.outbox.until_receiver_keeps_up().await;
         }
@@ -237,7 +251,7 @@ impl Session {
                 .entry(name.clone())
                 .or_insert_with(|| {
                     let taps = directory.watchers.get(&name).cloned().unwrap_or_default();
-                    Arc::new(Room::new(name, taps))
+                    Arc::new(Room::new(name, taps, self.hub.shared.counters.clone()))
                 })
                 .clone();
             let members = {
@@ -351,7 +365,10 @@ impl Session {
                 continue;
             }
             for (id, member) in members.iter() {
-                if told.insert(*id) && member.deliver(&delivery) == Pushed::Congested {
+                if told.insert(*id)
+                    && member.deliver_counted(&delivery, &self.hub.shared.counters)
+                        == Pushed::Congested
+                {
                     self.congested
                         .get_or_insert_with(Box::default)
                         .push(member.clone());

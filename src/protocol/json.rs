@@ -1,6 +1,8 @@
 //! The JSON mode: one JSON object per line, for programs. Requests and
 //! events carry a `type`; a request's optional `id` is echoed in its answer.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -34,12 +36,14 @@ enum Wire {
     #[serde(alias = "message", alias = "send")]
     Say {
         room: Option<String>,
-        text: String,
+        text: Option<String>,
+        bytes: Option<String>,
     },
     #[serde(alias = "msg")]
     Direct {
         to: String,
-        text: String,
+        text: Option<String>,
+        bytes: Option<String>,
     },
     Join {
         room: String,
@@ -122,13 +126,17 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
     let name = |raw: String| Name::new(&raw).map_err(invalid("invalid_name"));
     let pattern = |raw: String| Pattern::new(&raw).map_err(ProtocolError::from);
     Ok(match wire {
-        Wire::Say { room: target, text } => Request::Say {
+        Wire::Say {
+            room: target,
+            text,
+            bytes,
+        } => Request::Say {
             room: target.map(room).transpose()?,
-            body: Body::line(text),
+            body: body(text, bytes)?,
         },
-        Wire::Direct { to, text } => Request::Direct {
+        Wire::Direct { to, text, bytes } => Request::Direct {
             to: name(to)?,
-            body: Body::line(text),
+            body: body(text, bytes)?,
         },
         Wire::Join { room: target } => Request::Join(room(target)?),
         Wire::Leave { room: target } => Request::Leave(target.map(room).transpose()?),
@@ -147,6 +155,22 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
     })
 }
 
+/// A message given as `text`, or as base64 `bytes` (which may be anything,
+/// e.g. a command for a device): exactly one of them.
+fn body(text: Option<String>, bytes: Option<String>) -> Result<Body, ProtocolError> {
+    match (text, bytes) {
+        (Some(text), None) => Ok(Body::line(text)),
+        (None, Some(encoded)) => BASE64
+            .decode(encoded.as_bytes())
+            .map(Body::chunk)
+            .map_err(|e| ProtocolError::new("bad_bytes", format!("\"bytes\" is not base64: {e}"))),
+        _ => Err(ProtocolError::new(
+            "bad_request",
+            r#"give the message as "text", or as base64 "bytes": one of them"#,
+        )),
+    }
+}
+
 fn invalid(code: &'static str) -> impl Fn(NameError) -> ProtocolError {
     move |error| ProtocolError::new(code, error.to_string())
 }
@@ -159,10 +183,14 @@ enum JsonEvent<'a> {
         room: &'a RoomName,
         from: &'a Name,
         text: std::borrow::Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bytes: Option<String>,
     },
     Direct {
         from: &'a Name,
         text: std::borrow::Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bytes: Option<String>,
     },
     Joined {
         room: &'a RoomName,
@@ -197,6 +225,15 @@ fn text(body: &Body) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(&body.bytes)
 }
 
+/// The exact bytes, in base64, of a body that is not UTF-8: its `text`
+/// shows them with replacement characters, `bytes` as they are.
+fn exact(body: &Body) -> Option<String> {
+    match std::str::from_utf8(&body.bytes) {
+        Ok(_) => None,
+        Err(_) => Some(BASE64.encode(&body.bytes)),
+    }
+}
+
 const COMMANDS: [&str; 10] = [
     "say", "direct", "join", "leave", "nick", "who", "rooms", "ping", "help", "quit",
 ];
@@ -221,10 +258,12 @@ impl Protocol for Json {
                 room,
                 from,
                 text: text(body),
+                bytes: exact(body),
             },
             Event::Direct { from, body } => JsonEvent::Direct {
                 from,
                 text: text(body),
+                bytes: exact(body),
             },
             Event::Joined { room, name } => JsonEvent::Joined { room, name },
             Event::Left { room, name, reason } => JsonEvent::Left { room, name, reason },
@@ -348,5 +387,29 @@ mod tests {
         };
         let value: Value = serde_json::from_slice(&Json::event(&event)).unwrap();
         assert_eq!(value["text"], "\u{fffd}\u{0}ok");
+        assert_eq!(value["bytes"], "/wBvaw==");
+    }
+
+    #[test]
+    fn messages_can_be_sent_as_base64_bytes() {
+        let (request, _) = parse_request(br#"{"type":"say","bytes":"AQMAAAAKxc0="}"#);
+        assert_eq!(
+            request,
+            Ok(Request::Say {
+                room: None,
+                body: Body::chunk(&b"\x01\x03\x00\x00\x00\x0a\xc5\xcd"[..])
+            })
+        );
+        for bad in [
+            &br#"{"type":"say","bytes":"not base64!"}"#[..],
+            br#"{"type":"say","text":"a","bytes":"AA=="}"#,
+            br#"{"type":"direct","to":"bob"}"#,
+        ] {
+            assert!(
+                parse_request(bad).0.is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

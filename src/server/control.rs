@@ -23,7 +23,8 @@ use super::monitor::{grand_total, Closed};
 use super::Shared;
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{
-    unix_millis, Body, ClientId, ClientInfo, CloseReason, HubError, Name, RoomName, Watch, Watcher,
+    unix_millis, Body, ClientId, ClientInfo, ClientKind, CloseReason, HubError, Name, RoomName,
+    Watch, Watcher,
 };
 
 /// Most clients or rooms one page holds.
@@ -434,21 +435,14 @@ impl Control {
         }
     }
 
-    /// Traffic counters by kind of client: `(kind, connected, departed)`.
-    pub fn totals_by_kind(&self) -> Vec<(&'static str, crate::hub::Totals, crate::hub::Totals)> {
-        let mut kinds: Vec<_> = self
-            .shared
-            .hub
-            .totals()
-            .into_iter()
-            .map(|(kind, (connected, departed))| (kind, connected, departed))
-            .collect();
-        kinds.sort_by_key(|(kind, _, _)| *kind);
-        kinds
+    /// Traffic of every client since the start, connected or gone, by
+    /// kind of client.
+    pub fn totals_by_kind(&self) -> Vec<(ClientKind, crate::hub::Totals)> {
+        self.shared.hub.totals()
     }
 
     /// Connected clients per kind.
-    pub fn clients_by_kind(&self) -> BTreeMap<&'static str, usize> {
+    pub fn clients_by_kind(&self) -> BTreeMap<ClientKind, usize> {
         let mut kinds = BTreeMap::new();
         for client in self.shared.hub.clients() {
             *kinds.entry(client.meta.kind).or_default() += 1;
@@ -825,7 +819,7 @@ fn client_view(
         id: client.id.get(),
         name: client.name.as_str().to_owned(),
         addr: client.meta.peer.to_string(),
-        mode: client.meta.kind.to_owned(),
+        mode: client.meta.kind.as_str().to_owned(),
         listener: client.meta.listener,
         rooms,
         connected_at: unix_millis(client.connected_at),

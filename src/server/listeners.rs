@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::{listen, Shared};
 use crate::config::{ListenerSpec, Mode};
-use crate::hub::{ClientMeta, CloseReason};
+use crate::hub::{ClientKind, ClientMeta, CloseReason};
 use crate::protocol::{Json, Protocol, Raw, Text};
 
 /// Shortest and longest pause after a failed `accept` (e.g. out of file
@@ -316,7 +316,11 @@ async fn accept_loop<P: Protocol>(
             Ok(slot) => {
                 tune(&shared, &stream, peer);
                 let meta = ClientMeta {
-                    kind: spec.mode.as_str(),
+                    kind: match spec.mode {
+                        Mode::Text => ClientKind::Text,
+                        Mode::Json => ClientKind::Json,
+                        Mode::Raw => ClientKind::Raw,
+                    },
                     peer,
                     listener: listener.id,
                 };

@@ -349,10 +349,8 @@ impl Shared {
         slot: Slot,
     ) -> impl Future<Output = ()> + Send + 'static {
         let session = self.hub.connect(None, &P::ENCODING, meta);
-        let id = session.id();
         let handle = session.outbox_handle();
-        let peer = meta.peer;
-        info!(%peer, name = %session.name(), client = %id, mode = meta.kind, "client connected");
+        info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, "client connected");
         let serving = Box::pin(connection::serve(
             protocol,
             session,
@@ -363,17 +361,30 @@ impl Shared {
         let shared = self.clone();
         let listener = listener.clone();
         listener.connected();
+        // Lives as long as the client: what the last log line names is
+        // read from the client's handle then, not kept twice.
         async move {
             let (name, closing) = serving.await;
             drop(slot);
             listener.disconnected();
             let reason = closing.reason;
-            if reason.is_error() && !matches!(reason, CloseReason::ServerShutdown) {
+            let client = handle.info();
+            let (peer, id) = (client.meta.peer, client.id);
+            if matches!(
+                reason,
+                CloseReason::SlowConsumer { .. }
+                    | CloseReason::TooSlow { .. }
+                    | CloseReason::MemoryBudget { .. }
+                    | CloseReason::LineTimeout { .. }
+                    | CloseReason::Stalled { .. }
+                    | CloseReason::ReadFailed(_)
+                    | CloseReason::WriteFailed(_)
+            ) {
                 warn!(%peer, %name, client = %id, %reason, "client disconnected");
             } else {
                 info!(%peer, %name, client = %id, %reason, "client disconnected");
             }
-            shared.monitor.closed(handle.info(), reason);
+            shared.monitor.closed(client, reason);
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::hub::{ClientInfo, CloseReason, RoomName, Totals};
+use crate::hub::{ClientInfo, ClientKind, CloseReason, RoomName, Totals};
 
 use super::Shared;
 
@@ -127,12 +127,11 @@ impl Monitor {
     }
 }
 
-/// Adds up every kind's connected and departed totals.
-pub(crate) fn grand_total(totals: &HashMap<&'static str, (Totals, Totals)>) -> Totals {
+/// Adds up every kind's totals.
+pub(crate) fn grand_total(totals: &[(ClientKind, Totals)]) -> Totals {
     let mut sum = Totals::default();
-    for (connected, departed) in totals.values() {
-        sum.merge(connected);
-        sum.merge(departed);
+    for (_, totals) in totals {
+        sum.merge(totals);
     }
     sum
 }
