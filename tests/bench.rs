@@ -351,6 +351,36 @@ async fn a_fanout_bench_over_a_raw_listener_loses_and_tears_nothing() {
 }
 
 #[tokio::test]
+async fn browser_protocol_clients_get_every_message_intact_over_websocket() {
+    let (server, _text) = server_with(&["--http", "127.0.0.1:0"]).await;
+    let http = server
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .expect("an HTTP listener")
+        .to_owned();
+    for scenario in ["fanout", "chat"] {
+        let report = bench_json(&[
+            scenario,
+            "--protocol",
+            "ws",
+            "--addr",
+            &http,
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+        ])
+        .await;
+        assert_eq!(report.protocol, "ws");
+        assert!(report.delivered > 0, "{report:#?}");
+        assert_every_message_intact(&report);
+    }
+}
+
+#[tokio::test]
 async fn the_line_adapter_finds_payloads_behind_the_text_listeners_sender_prefix() {
     let (_server, addr) = server_with(&[]).await;
     let report = bench_json(&[

@@ -8,8 +8,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use super::websocket;
 
 /// A relay protocol the bench can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub enum Adapter {
     Nats,
     /// Redis pub/sub: one channel per room.
     Redis,
+    /// switchboard's `/ws`, as a browser: JSON in WebSocket text frames
+    /// (`--addr` is the `--http` address).
+    Ws,
 }
 
 impl FromStr for Adapter {
@@ -35,8 +40,9 @@ impl FromStr for Adapter {
             "line" => Ok(Adapter::Line),
             "nats" => Ok(Adapter::Nats),
             "redis" => Ok(Adapter::Redis),
+            "ws" => Ok(Adapter::Ws),
             _ => Err(format!(
-                "unknown protocol {s:?}: expected text, raw, line, nats or redis"
+                "unknown protocol {s:?}: expected text, raw, line, nats, redis or ws"
             )),
         }
     }
@@ -50,6 +56,7 @@ impl fmt::Display for Adapter {
             Adapter::Line => "line",
             Adapter::Nats => "nats",
             Adapter::Redis => "redis",
+            Adapter::Ws => "ws",
         })
     }
 }
@@ -77,6 +84,13 @@ impl Adapter {
         let mut stream = connect(addr).await?;
         let mut setup = Vec::new();
         match self {
+            Adapter::Ws => {
+                websocket::handshake(&mut stream, addr, &format!("/ws?room={room}")).await?;
+                if let Some(name) = name {
+                    let nick = format!(r#"{{"type":"nick","name":"{name}"}}"#);
+                    websocket::text_frame(nick.as_bytes(), &mut setup);
+                }
+            }
             Adapter::Text => {
                 if let Some(name) = name {
                     setup.extend_from_slice(format!("/nick {name}\n").as_bytes());
@@ -124,6 +138,45 @@ impl Adapter {
                 out.extend_from_slice(b"\r\n");
             }
             Adapter::Redis => out.extend_from_slice(&resp(&[b"PUBLISH", room.as_bytes(), payload])),
+            Adapter::Ws => {
+                // Payloads are plain ASCII: no JSON escaping needed.
+                let mut say = Vec::with_capacity(payload.len() + 32);
+                say.extend_from_slice(br#"{"type":"say","text":""#);
+                say.extend_from_slice(payload);
+                say.extend_from_slice(br#""}"#);
+                websocket::text_frame(&say, out);
+            }
+        }
+    }
+
+    /// What a receiving connection reads, as lines: WebSocket frames are
+    /// unwrapped, other protocols are lines already.
+    pub fn lines<R: AsyncRead + Unpin>(self, reader: R) -> Lines<R> {
+        match self {
+            Adapter::Ws => Lines::WebSocket(websocket::FrameLines::new(reader)),
+            _ => Lines::Plain(reader),
+        }
+    }
+}
+
+/// A receiving connection's bytes, as lines.
+#[derive(Debug)]
+pub enum Lines<R> {
+    /// A protocol of lines.
+    Plain(R),
+    /// WebSocket frames, one line each.
+    WebSocket(websocket::FrameLines<R>),
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Lines<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Lines::Plain(reader) => std::pin::Pin::new(reader).poll_read(cx, buf),
+            Lines::WebSocket(reader) => std::pin::Pin::new(reader).poll_read(cx, buf),
         }
     }
 }
@@ -182,7 +235,7 @@ mod tests {
 
     #[test]
     fn protocol_names_parse() {
-        for name in ["text", "raw", "line", "nats", "redis"] {
+        for name in ["text", "raw", "line", "nats", "redis", "ws"] {
             assert_eq!(name.parse::<Adapter>().unwrap().to_string(), name);
         }
         assert!("http".parse::<Adapter>().is_err());

@@ -22,6 +22,7 @@ mod receive;
 pub mod report;
 mod scenario;
 pub mod tally;
+pub mod websocket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -55,13 +55,21 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
         if chat && !separate_publishers {
             let (reader, writer) = split_for_pacer(stream)?;
             paced_writers.push(writer);
-            receivers
-                .spawn(async move { (own, receive(reader, own, publishers, size, shared).await) });
+            receivers.spawn(async move {
+                (
+                    own,
+                    receive(adapter.lines(reader), own, publishers, size, shared).await,
+                )
+            });
         } else {
             let (reader, writer) = stream.into_split();
             keep_open.push(writer);
-            receivers
-                .spawn(async move { (own, receive(reader, own, publishers, size, shared).await) });
+            receivers.spawn(async move {
+                (
+                    own,
+                    receive(adapter.lines(reader), own, publishers, size, shared).await,
+                )
+            });
         }
     }
     for stream in publisher_streams {
@@ -186,7 +194,13 @@ pub(super) async fn connect_idle(
     let mut keep_open = Vec::new();
     for stream in clients {
         let (reader, writer) = stream.into_split();
-        receivers.spawn(receive(reader, None, 1, options.size, shared.clone()));
+        receivers.spawn(receive(
+            adapter.lines(reader),
+            None,
+            1,
+            options.size,
+            shared.clone(),
+        ));
         keep_open.push(writer);
     }
     probe_until_ready(options, &shared, options.clients).await?;

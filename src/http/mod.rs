@@ -28,6 +28,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,7 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let control_shared = control.shared().clone();
     let app = Arc::new(App {
         auth: auth::Gate::new(control.config()),
         metrics: metrics::HttpMetrics::default(),
@@ -60,6 +62,13 @@ pub(crate) async fn serve(
         control,
     });
     let router = router(app);
+    // The same socket options as TCP clients: browsers are clients too.
+    let shared = control_shared;
+    let listener = listener.tap_io(move |tcp| {
+        if let Ok(peer) = tcp.peer_addr() {
+            crate::server::listeners::tune(&shared, tcp, peer);
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -20,7 +20,7 @@ use crate::transport::{WebSocketTransport, WsMode, WsSettings};
 
 /// The read buffer of each WebSocket client: frames are read through it,
 /// and idle clients hold it, so it is small.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 
 /// What a WebSocket client's frames are buffered up to before a write; a
 /// batch of the client's queue is flushed at its end anyway.

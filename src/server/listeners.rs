@@ -343,8 +343,8 @@ async fn accept_loop<P: Protocol>(
     }
 }
 
-/// Socket options for a client.
-fn tune(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
+/// Socket options for a client, over TCP or WebSocket.
+pub(crate) fn tune(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
     // Writes are batched already; waiting to fill a segment only adds latency.
     let _ = stream.set_nodelay(true);
     // Keeps what the kernel holds unsent for a client small, so that a

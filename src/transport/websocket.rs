@@ -70,6 +70,8 @@ struct Inner {
     close: Option<CloseFrame>,
     /// Whether the close frame went out.
     close_sent: bool,
+    /// A read error that came after data already handed over.
+    failed: Option<io::Error>,
 }
 
 impl WebSocketTransport {
@@ -84,6 +86,7 @@ impl WebSocketTransport {
                 pong_due: None,
                 close: None,
                 close_sent: false,
+                failed: None,
             }),
         }
     }
@@ -176,19 +179,36 @@ impl AsyncRead for Half<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let mut inner = self.inner();
+        if let Some(error) = inner.failed.take() {
+            return Poll::Ready(Err(error));
+        }
+        // As many frames as have arrived, in one read: a sender's run of
+        // messages is then relayed as one delivery, as over TCP.
+        let mut gave = false;
         loop {
             if !inner.leftover.is_empty() {
                 let n = inner.leftover.len().min(buf.remaining());
                 buf.put_slice(&inner.leftover[..n]);
                 inner.leftover.advance(n);
-                return Poll::Ready(Ok(()));
+                gave = true;
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
             }
             inner.heartbeat(cx)?;
-            let message = match ready!(Pin::new(&mut inner.socket).poll_next(cx)) {
-                None => return Poll::Ready(Ok(())),
-                Some(Err(error)) => return Poll::Ready(Err(io_error(error))),
-                Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
-                Some(Ok(message)) => message,
+            let message = match Pin::new(&mut inner.socket).poll_next(cx) {
+                Poll::Pending if gave => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => {
+                    return Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Some(Err(error))) if gave => {
+                    // Said at the next read, after what came before it.
+                    inner.failed = Some(io_error(error));
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(io_error(error))),
+                Poll::Ready(Some(Ok(message))) => message,
             };
             // Anything from the client shows it is there.
             inner.pong_due = None;
@@ -224,20 +244,32 @@ impl AsyncWrite for Half<'_> {
                 Poll::Pending if taken == 0 => return Poll::Pending,
                 _ => break,
             }
-            let messages: Vec<Message> = match inner.mode {
-                WsMode::Raw => vec![Message::Binary(Bytes::copy_from_slice(slice))],
-                WsMode::Json => slice
-                    .split(|byte| *byte == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .map(|line| {
-                        Message::Text(Utf8Bytes::from(String::from_utf8_lossy(line).into_owned()))
-                    })
-                    .collect(),
-            };
-            for message in messages {
-                Pin::new(&mut inner.socket)
-                    .start_send(message)
-                    .map_err(io_error)?;
+            match inner.mode {
+                WsMode::Raw => {
+                    let message = Message::Binary(Bytes::copy_from_slice(slice));
+                    Pin::new(&mut inner.socket)
+                        .start_send(message)
+                        .map_err(io_error)?;
+                }
+                WsMode::Json => {
+                    // One copy of the item; its lines are slices of it.
+                    let whole = Bytes::copy_from_slice(slice);
+                    let mut start = 0;
+                    for end in memchr::memchr_iter(b'\n', slice).chain([slice.len()]) {
+                        let line = whole.slice(start..end);
+                        start = end + 1;
+                        if line.is_empty() {
+                            continue;
+                        }
+                        // The JSON encoder writes UTF-8; a frame must be.
+                        let text = Utf8Bytes::try_from(line.clone()).unwrap_or_else(|_| {
+                            Utf8Bytes::from(String::from_utf8_lossy(&line).into_owned())
+                        });
+                        Pin::new(&mut inner.socket)
+                            .start_send(Message::Text(text))
+                            .map_err(io_error)?;
+                    }
+                }
             }
             taken += slice.len();
         }
