@@ -40,6 +40,9 @@ start() { # start NAME: the relay NAME on $PORT, pinned to the server core
     local name=$1
     case $name in
         switchboard) taskset -c "$SERVER_CORE" "$SB" serve --listen "127.0.0.1:$PORT" --max-connections 25000 >"$RESULTS/$name.log" 2>&1 & ;;
+        # Browser-protocol clients: the bench speaks to the --http listener's /ws.
+        switchboard-ws) taskset -c "$SERVER_CORE" "$SB" serve --listen "127.0.0.1:$((PORT + 20000))" --http "127.0.0.1:$PORT" \
+            --max-connections 25000 >"$RESULTS/$name.log" 2>&1 & ;;
         ncat) taskset -c "$SERVER_CORE" ncat --broker --max-conns 25000 -l 127.0.0.1 "$PORT" >"$RESULTS/$name.log" 2>&1 & ;;
         nats) taskset -c "$SERVER_CORE" nats-server -a 127.0.0.1 -p "$PORT" >"$RESULTS/$name.log" 2>&1 & ;;
         redis) taskset -c "$SERVER_CORE" redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no --maxclients 25000 >"$RESULTS/$name.log" 2>&1 & ;;
@@ -60,7 +63,7 @@ stop() {
 }
 
 protocol_of() {
-    case $1 in switchboard) echo text ;; ncat) echo line ;; nats) echo nats ;; redis) echo redis ;; esac
+    case $1 in switchboard) echo text ;; switchboard-ws) echo ws ;; ncat) echo line ;; nats) echo nats ;; redis) echo redis ;; esac
 }
 
 bench() { # bench NAME LABEL ARGS...: one run, JSON into results (a failed run leaves an error file)
@@ -73,7 +76,7 @@ bench() { # bench NAME LABEL ARGS...: one run, JSON into results (a failed run l
     fi
 }
 
-SYSTEMS=(switchboard ncat nats redis)
+SYSTEMS=(switchboard switchboard-ws ncat nats redis)
 for run in $(seq "$RUNS"); do
     for name in "${SYSTEMS[@]}"; do
         echo "== run $run of $RUNS: $name"

@@ -10,8 +10,16 @@ import statistics
 import sys
 
 results, runs, duration, warmup = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-SYSTEMS = ["switchboard", "ncat", "nats", "redis"]
-TITLES = {"switchboard": "switchboard", "ncat": "ncat --broker", "nats": "nats-server", "redis": "redis-server"}
+SYSTEMS = ["switchboard", "switchboard-ws", "ncat", "nats", "redis"]
+TITLES = {
+    "switchboard": "switchboard",
+    "switchboard-ws": "switchboard /ws",
+    "ncat": "ncat --broker",
+    "nats": "nats-server",
+    "redis": "redis-server",
+}
+# switchboard's own WebSocket clients are not among the peers it is compared with.
+PEERS = ["ncat", "nats", "redis"]
 
 
 def reports(label, system):
@@ -64,7 +72,7 @@ def row(scenario, figure_name, label, figure, fmt, better, target):
         cells.append(text)
         values[system] = value
     ours = values["switchboard"]
-    others = [v for s, v in values.items() if s != "switchboard" and v is not None]
+    others = [v for s, v in values.items() if s in PEERS and v is not None]
     ratio = ""
     if ours is not None and others:
         best = max(others) if better == "higher" else min(others)
@@ -105,6 +113,22 @@ lines.append(row("connect, 1,000 idle clients", "server memory per client", "con
 lines.append(row("connect, 10,000 idle clients", "server memory per client", "connect-10000",
                  lambda r: (r.get("memory") or {}).get("bytes_per_client"), per_client, "lower", "≤ 2,048 B, ≤ at 1,000"))
 lines.append("")
+
+# Browser-protocol clients against switchboard's own TCP text clients.
+def med(label, system, figure):
+    return median([figure(r) for r in reports(label, system)])
+ws_parts = []
+for label, title in [("fanout-100", "fanout to 100"), ("fanout-1000", "fanout to 1,000")]:
+    tcp = med(label, "switchboard", lambda r: r["deliveries_per_s"])
+    ws = med(label, "switchboard-ws", lambda r: r["deliveries_per_s"])
+    if tcp and ws:
+        ws_parts.append(f"{title} {ws / tcp:.2f}× the TCP text clients' (target ≥ 0.5×)")
+mem = med("connect-10000", "switchboard-ws", lambda r: (r.get("memory") or {}).get("bytes_per_client"))
+if mem:
+    ws_parts.append(f"{mem:,.0f} B of server memory per idle WebSocket client at 10,000 (target ≤ 8,192 B)")
+if ws_parts:
+    lines.append("WebSocket (`/ws`) clients: " + "; ".join(ws_parts) + ".")
+    lines.append("")
 
 # Loss, duplication and reordering over every run.
 totals = []

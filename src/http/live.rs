@@ -13,7 +13,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::AppState;
@@ -27,8 +27,9 @@ const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 const TRAFFIC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most messages in one traffic message; the rest wait in the tap (which
-/// drops what does not fit).
-const TRAFFIC_BATCH: usize = 500;
+/// drops what does not fit). Small, so that encoding one takes the
+/// runtime's thread from the relay for a moment only.
+const TRAFFIC_BATCH: usize = 100;
 
 /// Most bytes of a message's body shown; its size is shown in full.
 const SHOWN_BYTES: usize = 16 * 1024;
@@ -91,8 +92,17 @@ async fn feed(control: Control, mut socket: WebSocket) {
             }
             () = tapped => {
                 let Some(watcher) = &watcher else { continue };
-                if send(&mut socket, &traffic(watcher)).await.is_err() {
-                    return;
+                // What came in the last interval, a batch at a time, giving
+                // way to the relay between batches.
+                loop {
+                    let (text, more) = traffic(watcher);
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                    if !more {
+                        break;
+                    }
                 }
                 tokio::time::sleep(TRAFFIC_INTERVAL).await;
             }
@@ -164,23 +174,51 @@ fn as_value<T: serde::Serialize>(result: Result<T, String>) -> Value {
     }
 }
 
-fn traffic(watcher: &Watcher) -> Value {
-    let mut sightings = watcher.tap().take_some(TRAFFIC_BATCH);
-    let items: Vec<Value> = sightings.items.drain(..).map(|seen| item(&seen)).collect();
-    json!({ "type": "traffic", "items": items, "dropped": sightings.dropped })
+/// One message as the page sees it.
+#[derive(Serialize)]
+struct Item<'a> {
+    at: u64,
+    room: Option<&'a str>,
+    from: &'a str,
+    from_id: Option<u64>,
+    to: Option<&'a str>,
+    size: usize,
+    bytes: String,
+    text: Option<&'a str>,
 }
 
-fn item(seen: &Seen) -> Value {
+#[derive(Serialize)]
+struct Traffic<'a> {
+    r#type: &'static str,
+    items: Vec<Item<'a>>,
+    dropped: u64,
+}
+
+/// The next traffic message, and whether the tap held more.
+fn traffic(watcher: &Watcher) -> (String, bool) {
+    let sightings = watcher.tap().take_some(TRAFFIC_BATCH);
+    let more = sightings.items.len() == TRAFFIC_BATCH;
+    let items = sightings.items.iter().map(item).collect();
+    let message = Traffic {
+        r#type: "traffic",
+        items,
+        dropped: sightings.dropped,
+    };
+    let text = serde_json::to_string(&message).expect("traffic serializes");
+    (text, more)
+}
+
+fn item(seen: &Seen) -> Item<'_> {
     let bytes = &seen.body.bytes;
     let shown = &bytes[..bytes.len().min(SHOWN_BYTES)];
-    json!({
-        "at": unix_millis(seen.at),
-        "room": seen.room.as_ref().map(|r| r.as_str()),
-        "from": seen.from.as_str(),
-        "from_id": seen.from_id.map(|id| id.get()),
-        "to": seen.to.as_ref().map(|n| n.as_str()),
-        "size": bytes.len(),
-        "bytes": base64::engine::general_purpose::STANDARD.encode(shown),
-        "text": std::str::from_utf8(shown).ok(),
-    })
+    Item {
+        at: unix_millis(seen.at),
+        room: seen.room.as_ref().map(|r| r.as_str()),
+        from: seen.from.as_str(),
+        from_id: seen.from_id.map(|id| id.get()),
+        to: seen.to.as_ref().map(|n| n.as_str()),
+        size: bytes.len(),
+        bytes: base64::engine::general_purpose::STANDARD.encode(shown),
+        text: std::str::from_utf8(shown).ok(),
+    }
 }
