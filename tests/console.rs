@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::json;
-use switchboard::{Client, Config};
+use switchboard::{Client, Config, ServerLine};
 use tokio::process::{Child, Command};
 
 /// Chromium under chromedriver, on a port of its own.
@@ -183,7 +183,7 @@ async fn console(http: SocketAddr) -> Chrome {
 async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
     let config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
-        ..Config::local()
+        ..config_with(&["127.0.0.1:0", "raw://127.0.0.1:0"])
     };
     let server = TestServer::start(config).await;
     let http = server.http.unwrap();
@@ -223,6 +223,33 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
             t.contains("48 65 6C 6C 6F")
         })
         .await;
+    // A device's binary frame shows honestly, as hex.
+    let mut plc = tokio::net::TcpStream::connect(server.addr(switchboard::Mode::Raw))
+        .await
+        .unwrap();
+    let frame = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0a, 0xc5, 0xcd];
+    tokio::io::AsyncWriteExt::write_all(&mut plc, &frame)
+        .await
+        .unwrap();
+    chrome
+        .wait_text("the device's bytes as hex", ".traffic-item .hex", |t| {
+            t.contains("01 03 00 00 00 0A C5 CD")
+        })
+        .await;
+    device
+        .send_line("temperature=21.5 humidity=40%")
+        .await
+        .unwrap();
+    chrome
+        .wait_text("the reading", ".traffic-item .text", |t| {
+            t.contains("temperature")
+        })
+        .await;
+    chrome
+        .browser
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
     chrome.screenshot("2-traffic").await;
 
     // Sending from the page reaches the device.
@@ -230,13 +257,25 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
     chrome.select("#send-format", "text").await;
     chrome.fill("#send-body", "from the page").await;
     chrome.click("#send-button").await;
-    let (room, from, text) = expect_message(&mut device).await;
+    // (The device heard the PLC's bytes too.)
+    let sent = expect_line(
+        &mut device,
+        "the page's message",
+        |l| matches!(l, ServerLine::Message { from, .. } if from == "admin"),
+    )
+    .await;
     assert_eq!(
-        (room.as_str(), from.as_str(), text.as_str()),
-        ("lobby", "admin", "from the page")
+        sent,
+        ServerLine::Message {
+            room: "lobby".into(),
+            from: "admin".into(),
+            text: "from the page".into()
+        }
     );
     chrome
-        .wait_text("the send result", "#send-result", |t| t.contains('1'))
+        .wait_text("the send result", "#send-result", |t| {
+            t.contains("Delivered to 2")
+        })
         .await;
     chrome.screenshot("3-sent").await;
 
@@ -257,6 +296,7 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
                 t.starts_with("127.0.0.1:")
                     && !t.ends_with(&format!(":{}", server.text_addr().port()))
                     && !t.ends_with(&format!(":{}", http.port()))
+                    && !t.ends_with(&format!(":{}", server.addr(switchboard::Mode::Raw).port()))
             },
         )
         .await;
@@ -317,6 +357,6 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
     chrome.screenshot("6-disconnects").await;
 
     chrome.browser.close().await.unwrap();
-    drop(visitor);
+    drop((visitor, plc));
     server.stop().await;
 }
