@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tracing::warn;
 
@@ -20,11 +20,7 @@ use crate::transport::{WebSocketTransport, WsMode, WsSettings};
 
 /// The read buffer of each WebSocket client: frames are read through it,
 /// and idle clients hold it, so it is small.
-const READ_BUFFER: usize = 1024;
-
-/// What a WebSocket client's frames are buffered up to before a write; a
-/// batch of the client's queue is flushed at its end anyway.
-const WRITE_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 512;
 
 /// Largest frame read, as a multiple of the line limit: a frame over the
 /// line limit but under this gets an error and the connection goes on, as
@@ -37,14 +33,56 @@ pub(crate) struct WsQuery {
     room: Option<String>,
 }
 
-/// Admits a WebSocket client and serves it.
+/// Whether `name` lists `token` (comma-separated, any case).
+fn lists(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Admits a WebSocket client and serves it. The opening handshake is
+/// checked and answered here (RFC 6455, 4.2), so that the connection is
+/// ours once hyper hands it over: see `transport::websocket` for why.
 pub(crate) async fn upgrade(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<WsQuery>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let headers = request.headers();
+    let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(key)
+            if lists(headers, header::CONNECTION, "upgrade")
+                && lists(headers, header::UPGRADE, "websocket") =>
+        {
+            key.clone()
+        }
+        _ => {
+            return error(
+                StatusCode::UPGRADE_REQUIRED,
+                "not_websocket",
+                "this is the WebSocket endpoint: connect with a WebSocket client (Connection: Upgrade, Upgrade: websocket)",
+            )
+        }
+    };
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version != "13")
+    {
+        let mut response = error(
+            StatusCode::BAD_REQUEST,
+            "bad_version",
+            "WebSocket version 13 is the one spoken here",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         if !app.auth.origin_allowed(origin, host) {
@@ -82,21 +120,39 @@ pub(crate) async fn upgrade(
             return error(StatusCode::SERVICE_UNAVAILABLE, "refused", reason);
         }
     };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return error(
+            StatusCode::UPGRADE_REQUIRED,
+            "not_websocket",
+            "this connection cannot be upgraded to WebSocket (HTTP/1.1 is needed)",
+        );
+    };
     let config = &shared.config;
+    let max_line = config.max_line;
     let settings = WsSettings {
         ping_interval: config.ws_ping_interval,
         pong_timeout: config.ws_pong_timeout,
+        max_frame: max_line.saturating_mul(FRAME_LIMIT_LINES),
+        read_buffer: READ_BUFFER,
     };
-    let max_line = config.max_line;
-    let frame_limit = max_line.saturating_mul(FRAME_LIMIT_LINES);
     let listener = app.ws_listener.clone();
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(frame_limit)
-        .max_frame_size(frame_limit)
-        .on_upgrade(move |socket| {
-            let transport = WebSocketTransport::new(socket, mode, settings);
+    let tracker = shared.tracker.clone();
+    // Tracked like every client, so a shutdown waits for it.
+    // The task lives as long as the client: what only setting up needs
+    // (the upgrade, tungstenite's start) is boxed and freed once done.
+    tracker.spawn(async move {
+        let setup = Box::pin(async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "a WebSocket upgrade failed");
+                    return None;
+                }
+            };
+            let transport = WebSocketTransport::new(TokioIo::new(upgraded), mode, settings).await;
             let kind = match mode {
                 WsMode::Json => ClientKind::WebSocket,
                 WsMode::Raw => ClientKind::WebSocketRaw,
@@ -125,7 +181,21 @@ pub(crate) async fn upgrade(
                         slot,
                     )),
                 };
-            // Tracked like every client, so a shutdown waits for it.
-            shared.tracker.track_future(serving)
-        })
+            Some(serving)
+        });
+        // Its own statement: the box goes at the semicolon.
+        let serving = setup.await;
+        if let Some(serving) = serving {
+            serving.await;
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }

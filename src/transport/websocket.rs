@@ -7,6 +7,16 @@
 //! - raw mode: frames are bytes, passed on unchanged; what the server
 //!   writes goes out as binary frames, one per queued message.
 //!
+//! Reading is tungstenite's (unmasking, fragments, UTF-8 checks, limits,
+//! answers to pings and closes). Writing data frames is done here: a
+//! server's frame is a 2 to 10 byte header and the payload, and writing
+//! them straight into one buffer per batch of the client's queue, the way
+//! TCP clients get one vectored write, is what makes WebSocket fanout
+//! fast (tungstenite's per-message path, with an owned and re-checked
+//! UTF-8 string per frame, cost more than half of it: see
+//! docs/performance.md). Control frames tungstenite writes go into the
+//! same buffer, whole, so they never land inside a data frame.
+//!
 //! The server pings a quiet client every ping interval and drops one that
 //! sends nothing (not even the pong) within the pong timeout after a ping,
 //! so idle proxies keep the connection open and a vanished browser is
@@ -15,15 +25,17 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Sink, Stream};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use super::{Farewell, Transport};
 use crate::hub::{CloseReason, Closing};
@@ -37,27 +49,136 @@ pub(crate) enum WsMode {
     Raw,
 }
 
-/// Heartbeat settings of WebSocket clients.
+/// Settings of WebSocket clients.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WsSettings {
     /// How often the server pings.
     pub ping_interval: Duration,
     /// How long after a ping the client must have sent something.
     pub pong_timeout: Duration,
+    /// Largest frame or message read.
+    pub max_frame: usize,
+    /// Bytes read from the socket at a time (and held while idle).
+    pub read_buffer: usize,
 }
 
 /// Longest close reason a close frame can carry (125 bytes less the code).
 const MAX_CLOSE_REASON: usize = 123;
 
-/// A WebSocket connection as a byte stream.
-#[derive(Debug)]
-pub(crate) struct WebSocketTransport {
-    inner: Mutex<Inner>,
+/// Frames buffered for the socket above which writing waits for it: a
+/// batch of the client's queue goes out in writes of about this much.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// Close codes (RFC 6455, 7.4.1).
+mod code {
+    pub const NORMAL: u16 = 1000;
+    pub const AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const ERROR: u16 = 1011;
 }
 
+/// The socket and the frames waiting to be written to it, shared by the
+/// reading side (tungstenite, which answers pings and closes) and the
+/// writing side.
 #[derive(Debug)]
-struct Inner {
-    socket: WebSocket,
+struct Socket<S> {
+    io: S,
+    /// Whole frames, not yet written.
+    out: BytesMut,
+    /// Whether a close frame went out (ours, or tungstenite's answer).
+    close_sent: bool,
+}
+
+impl<S: AsyncWrite + Unpin> Socket<S> {
+    /// Writes what is buffered, as far as the socket takes it now.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        // An idle client keeps no write buffer.
+        if self.out.capacity() > 4096 {
+            self.out = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Appends a frame (FIN set, unmasked, as a server sends).
+    fn frame(&mut self, opcode: u8, payload: &[u8]) {
+        let out = &mut self.out;
+        out.reserve(payload.len() + 10);
+        out.put_u8(0x80 | opcode);
+        match payload.len() {
+            len @ 0..=125 => out.put_u8(len as u8),
+            len @ 126..=0xffff => {
+                out.put_u8(126);
+                out.put_u16(len as u16);
+            }
+            len => {
+                out.put_u8(127);
+                out.put_u64(len as u64);
+            }
+        }
+        out.put_slice(payload);
+    }
+}
+
+type Shared<S> = Arc<Mutex<Socket<S>>>;
+
+fn lock<S>(socket: &Mutex<Socket<S>>) -> MutexGuard<'_, Socket<S>> {
+    socket.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stream tungstenite reads from: the socket; what it writes (pongs,
+/// the answer to a close) joins the frames waiting to be written.
+#[derive(Debug)]
+struct ReadSide<S>(Shared<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadSide<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut lock(&self.0).io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ReadSide<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut socket = lock(&self.0);
+        if data.first().is_some_and(|b| b & 0x0f == 0x8) {
+            socket.close_sent = true;
+        }
+        socket.out.extend_from_slice(data);
+        let _ = socket.poll_drain(cx)?;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        lock(&self.0).poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        lock(&self.0).poll_drain(cx)
+    }
+}
+
+/// A WebSocket connection as a byte stream.
+pub(crate) struct WebSocketTransport<S> {
+    inner: Mutex<Inner<S>>,
+}
+
+struct Inner<S> {
+    reader: WebSocketStream<ReadSide<S>>,
+    socket: Shared<S>,
     mode: WsMode,
     /// What is left of the last frame read, for the next read.
     leftover: Bytes,
@@ -66,18 +187,31 @@ struct Inner {
     timer: Pin<Box<Sleep>>,
     /// When the pong to the last ping is due; `None` once anything came.
     pong_due: Option<Instant>,
-    /// The close frame to end with.
-    close: Option<CloseFrame>,
-    /// Whether the close frame went out.
-    close_sent: bool,
+    /// The close frame to end with: its code and reason.
+    close: Option<(u16, String)>,
     /// A read error that came after data already handed over.
     failed: Option<io::Error>,
 }
 
-impl WebSocketTransport {
-    pub(crate) fn new(socket: WebSocket, mode: WsMode, settings: WsSettings) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
+    /// Serves a connection that has just been upgraded to WebSocket.
+    pub(crate) async fn new(io: S, mode: WsMode, settings: WsSettings) -> Self {
+        let socket = Arc::new(Mutex::new(Socket {
+            io,
+            out: BytesMut::new(),
+            close_sent: false,
+        }));
+        let config = WebSocketConfig::default()
+            .read_buffer_size(settings.read_buffer)
+            .write_buffer_size(0)
+            .max_message_size(Some(settings.max_frame))
+            .max_frame_size(Some(settings.max_frame));
+        let reader =
+            WebSocketStream::from_raw_socket(ReadSide(socket.clone()), Role::Server, Some(config))
+                .await;
         WebSocketTransport {
             inner: Mutex::new(Inner {
+                reader,
                 socket,
                 mode,
                 leftover: Bytes::new(),
@@ -85,39 +219,32 @@ impl WebSocketTransport {
                 timer: Box::pin(tokio::time::sleep(settings.ping_interval)),
                 pong_due: None,
                 close: None,
-                close_sent: false,
                 failed: None,
             }),
         }
     }
 }
 
-/// Both halves lock the one socket for each poll: they are polled by the
-/// same task, so the lock is never contended, and it costs no allocation
-/// per client as a split into two owned halves would.
-impl Transport for WebSocketTransport {
-    type Reader<'a> = Half<'a>;
-    type Writer<'a> = Half<'a>;
-    fn halves(&mut self) -> (Half<'_>, Half<'_>) {
+/// Both halves lock the one connection for each poll: they are polled by
+/// the same task, so the lock is never contended.
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocketTransport<S> {
+    type Reader<'a> = Half<'a, S>;
+    type Writer<'a> = Half<'a, S>;
+    fn halves(&mut self) -> (Half<'_, S>, Half<'_, S>) {
         (Half(&self.inner), Half(&self.inner))
     }
 }
 
 /// One side of a [`WebSocketTransport`].
-#[derive(Debug)]
-pub(crate) struct Half<'a>(&'a Mutex<Inner>);
+pub(crate) struct Half<'a, S>(&'a Mutex<Inner<S>>);
 
-impl Half<'_> {
-    fn inner(&self) -> MutexGuard<'_, Inner> {
+impl<S> Half<'_, S> {
+    fn inner(&self) -> MutexGuard<'_, Inner<S>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn io_error(error: axum::Error) -> io::Error {
-    io::Error::other(error.into_inner())
-}
-
-impl Inner {
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Pings when it is time, and fails when a ping went unanswered.
     fn heartbeat(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while self.timer.as_mut().poll(cx).is_ready() {
@@ -131,18 +258,20 @@ impl Inner {
                     ),
                 ));
             }
-            // A writer with a full socket is busy anyway: no ping needed.
-            if Pin::new(&mut self.socket).poll_ready(cx).is_ready() {
-                let pinged = Pin::new(&mut self.socket).start_send(Message::Ping(Bytes::new()));
-                if pinged.is_ok() {
-                    let _ = Pin::new(&mut self.socket).poll_flush(cx);
-                    if self.pong_due.is_none() {
-                        self.pong_due = Some(now + self.settings.pong_timeout);
-                    }
+            let mut socket = lock(&self.socket);
+            // A client with frames still waiting for it is not idle: no ping.
+            if socket.out.is_empty() {
+                socket.frame(0x9, b"");
+                let _ = socket.poll_drain(cx)?;
+                if self.pong_due.is_none() {
+                    self.pong_due = Some(now + self.settings.pong_timeout);
                 }
             }
-            let next = (now + self.settings.ping_interval)
-                .min(self.pong_due.unwrap_or(now + self.settings.ping_interval));
+            drop(socket);
+            let mut next = now + self.settings.ping_interval;
+            if let Some(due) = self.pong_due {
+                next = next.min(due);
+            }
             self.timer.as_mut().reset(next);
         }
         Ok(())
@@ -153,7 +282,7 @@ impl Inner {
         let data = match message {
             Message::Text(text) => Bytes::from(text),
             Message::Binary(data) => data,
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return None,
+            _ => return None,
         };
         Some(match self.mode {
             WsMode::Raw => data,
@@ -172,7 +301,14 @@ impl Inner {
     }
 }
 
-impl AsyncRead for Half<'_> {
+fn io_error(error: tokio_tungstenite::tungstenite::Error) -> io::Error {
+    match error {
+        tokio_tungstenite::tungstenite::Error::Io(error) => error,
+        other => io::Error::other(other),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Half<'_, S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -196,7 +332,7 @@ impl AsyncRead for Half<'_> {
                 }
             }
             inner.heartbeat(cx)?;
-            let message = match Pin::new(&mut inner.socket).poll_next(cx) {
+            let message = match Pin::new(&mut inner.reader).poll_next(cx) {
                 Poll::Pending if gave => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => {
@@ -219,7 +355,7 @@ impl AsyncRead for Half<'_> {
     }
 }
 
-impl AsyncWrite for Half<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Half<'_, S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -229,49 +365,41 @@ impl AsyncWrite for Half<'_> {
     }
 
     /// Takes whole slices only (each a queued item: in JSON mode, whole
-    /// lines), as many as the socket accepts without waiting.
+    /// lines), framing each line (JSON) or item (raw), while less than
+    /// [`WRITE_HIGH_WATER`] waits for the socket.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         slices: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let mut inner = self.inner();
+        let inner = self.inner();
+        let mut socket = lock(&inner.socket);
+        if socket.out.len() >= WRITE_HIGH_WATER {
+            ready!(socket.poll_drain(cx))?;
+        }
         let mut taken = 0;
         for slice in slices.iter().filter(|slice| !slice.is_empty()) {
-            match Pin::new(&mut inner.socket).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(error)) if taken == 0 => return Poll::Ready(Err(io_error(error))),
-                Poll::Pending if taken == 0 => return Poll::Pending,
-                _ => break,
+            if socket.out.len() >= WRITE_HIGH_WATER {
+                break;
             }
             match inner.mode {
-                WsMode::Raw => {
-                    let message = Message::Binary(Bytes::copy_from_slice(slice));
-                    Pin::new(&mut inner.socket)
-                        .start_send(message)
-                        .map_err(io_error)?;
-                }
+                WsMode::Raw => socket.frame(0x2, slice),
                 WsMode::Json => {
-                    // One copy of the item; its lines are slices of it.
-                    let whole = Bytes::copy_from_slice(slice);
+                    // The JSON encoder writes UTF-8 lines: each a text frame.
                     let mut start = 0;
                     for end in memchr::memchr_iter(b'\n', slice).chain([slice.len()]) {
-                        let line = whole.slice(start..end);
-                        start = end + 1;
-                        if line.is_empty() {
-                            continue;
+                        if end > start {
+                            socket.frame(0x1, &slice[start..end]);
                         }
-                        // The JSON encoder writes UTF-8; a frame must be.
-                        let text = Utf8Bytes::try_from(line.clone()).unwrap_or_else(|_| {
-                            Utf8Bytes::from(String::from_utf8_lossy(&line).into_owned())
-                        });
-                        Pin::new(&mut inner.socket)
-                            .start_send(Message::Text(text))
-                            .map_err(io_error)?;
+                        start = end + 1;
                     }
                 }
             }
             taken += slice.len();
+        }
+        // As much as the socket takes now; the rest at the next write or flush.
+        if let Poll::Ready(Err(error)) = socket.poll_drain(cx) {
+            return Poll::Ready(Err(error));
         }
         Poll::Ready(Ok(taken))
     }
@@ -281,29 +409,28 @@ impl AsyncWrite for Half<'_> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner().socket)
-            .poll_flush(cx)
-            .map_err(io_error)
+        let inner = self.inner();
+        let mut socket = lock(&inner.socket);
+        ready!(socket.poll_drain(cx))?;
+        Pin::new(&mut socket.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.inner();
-        if !inner.close_sent {
-            ready!(Pin::new(&mut inner.socket).poll_ready(cx)).map_err(io_error)?;
-            let frame = inner.close.take().unwrap_or(CloseFrame {
-                code: close_code::NORMAL,
-                reason: Utf8Bytes::from_static(""),
-            });
-            Pin::new(&mut inner.socket)
-                .start_send(Message::Close(Some(frame)))
-                .map_err(io_error)?;
-            inner.close_sent = true;
+        let close = inner.close.take().unwrap_or((code::NORMAL, String::new()));
+        let mut socket = lock(&inner.socket);
+        if !socket.close_sent {
+            let mut payload = close.0.to_be_bytes().to_vec();
+            payload.extend_from_slice(close.1.as_bytes());
+            socket.frame(0x8, &payload);
+            socket.close_sent = true;
         }
-        Pin::new(&mut inner.socket).poll_flush(cx).map_err(io_error)
+        ready!(socket.poll_drain(cx))?;
+        Pin::new(&mut socket.io).poll_shutdown(cx)
     }
 }
 
-impl Farewell for Half<'_> {
+impl<S> Farewell for Half<'_, S> {
     fn closing(&mut self, closing: &Closing) {
         self.inner().close = Some(close_frame(&closing.reason));
     }
@@ -311,23 +438,20 @@ impl Farewell for Half<'_> {
 
 /// The close frame for a reason: its code, and the reason itself as far
 /// as a close frame can carry it.
-pub(crate) fn close_frame(reason: &CloseReason) -> CloseFrame {
+pub(crate) fn close_frame(reason: &CloseReason) -> (u16, String) {
     let code = match reason {
-        CloseReason::Quit | CloseReason::ClientClosed => close_code::NORMAL,
-        CloseReason::ServerShutdown | CloseReason::ListenerClosed => close_code::AWAY,
-        CloseReason::ReadFailed(_) | CloseReason::WriteFailed(_) => close_code::ERROR,
+        CloseReason::Quit | CloseReason::ClientClosed => code::NORMAL,
+        CloseReason::ServerShutdown | CloseReason::ListenerClosed => code::AWAY,
+        CloseReason::ReadFailed(_) | CloseReason::WriteFailed(_) => code::ERROR,
         CloseReason::SlowConsumer { .. }
         | CloseReason::TooSlow { .. }
         | CloseReason::Stalled { .. }
         | CloseReason::MemoryBudget { .. }
         | CloseReason::LineTimeout { .. }
         | CloseReason::Idle { .. }
-        | CloseReason::Kicked(_) => close_code::POLICY,
+        | CloseReason::Kicked(_) => code::POLICY,
     };
-    CloseFrame {
-        code,
-        reason: Utf8Bytes::from(truncate(&reason.to_string(), MAX_CLOSE_REASON)),
-    }
+    (code, truncate(&reason.to_string(), MAX_CLOSE_REASON))
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -345,12 +469,29 @@ mod tests {
 
     #[test]
     fn close_reasons_fit_a_close_frame() {
-        let frame = close_frame(&CloseReason::Kicked("é".repeat(200).into()));
-        assert_eq!(frame.code, close_code::POLICY);
-        assert!(frame.reason.len() <= MAX_CLOSE_REASON);
+        let (code, reason) = close_frame(&CloseReason::Kicked("é".repeat(200).into()));
+        assert_eq!(code, code::POLICY);
+        assert!(reason.len() <= MAX_CLOSE_REASON);
+        assert_eq!(close_frame(&CloseReason::ServerShutdown).0, code::AWAY);
+    }
+
+    #[test]
+    fn frames_carry_their_length_in_the_shortest_form() {
+        let mut socket = Socket {
+            io: tokio::io::empty(),
+            out: BytesMut::new(),
+            close_sent: false,
+        };
+        socket.frame(0x1, b"hi");
+        assert_eq!(&socket.out[..], &[0x81, 2, b'h', b'i']);
+        socket.out.clear();
+        socket.frame(0x2, &[0; 300]);
+        assert_eq!(&socket.out[..4], &[0x82, 126, 0x01, 0x2c]);
+        socket.out.clear();
+        socket.frame(0x2, &vec![0; 70_000]);
         assert_eq!(
-            close_frame(&CloseReason::ServerShutdown).code,
-            close_code::AWAY
+            &socket.out[..10],
+            &[0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]
         );
     }
 }
