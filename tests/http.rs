@@ -182,6 +182,21 @@ async fn a_frame_over_the_line_limit_gets_an_error_and_the_connection_lives() {
     ws_send(&mut browser, json!({"type": "ping", "id": 1})).await;
     let pong = ws_expect(&mut browser, "the pong", |e| e["type"] == "pong").await;
     assert_eq!(pong["id"], 1);
+    // Past four times the line limit, the frame is not even read: 1009.
+    let enormous = json!({"type": "say", "text": "x".repeat(5000)});
+    ws_send(&mut browser, enormous).await;
+    let close = within("the close frame", async {
+        loop {
+            match browser.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Size, "{close:?}");
     server.stop().await;
 }
 

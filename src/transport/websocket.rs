@@ -74,6 +74,7 @@ mod code {
     pub const NORMAL: u16 = 1000;
     pub const AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
     pub const ERROR: u16 = 1011;
 }
 
@@ -301,9 +302,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 }
 
+/// How a read error for a frame over the frame limit begins: such a
+/// connection is closed with 1009 (message too big).
+const FRAME_TOO_LARGE: &str = "frame too large";
+
 fn io_error(error: tokio_tungstenite::tungstenite::Error) -> io::Error {
+    use tokio_tungstenite::tungstenite::Error;
     match error {
-        tokio_tungstenite::tungstenite::Error::Io(error) => error,
+        Error::Io(error) => error,
+        Error::Capacity(error) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{FRAME_TOO_LARGE}: {error}; the most read is 4 times the line limit (max line)"
+            ),
+        ),
         other => io::Error::other(other),
     }
 }
@@ -442,6 +454,7 @@ pub(crate) fn close_frame(reason: &CloseReason) -> (u16, String) {
     let code = match reason {
         CloseReason::Quit | CloseReason::ClientClosed => code::NORMAL,
         CloseReason::ServerShutdown | CloseReason::ListenerClosed => code::AWAY,
+        CloseReason::ReadFailed(error) if error.starts_with(FRAME_TOO_LARGE) => code::TOO_BIG,
         CloseReason::ReadFailed(_) | CloseReason::WriteFailed(_) => code::ERROR,
         CloseReason::SlowConsumer { .. }
         | CloseReason::TooSlow { .. }
