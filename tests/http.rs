@@ -84,6 +84,38 @@ async fn ws_send(ws: &mut Ws, value: Value) {
         .expect("send");
 }
 
+/// The JSON a request is answered with.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("the request is answered");
+    response.json().await.expect("a JSON answer")
+}
+
+/// The status a request is answered with.
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    request
+        .send()
+        .await
+        .expect("the request is answered")
+        .status()
+        .as_u16()
+}
+
+/// Reads until the server's close frame; fails if the connection ends without one.
+async fn close_frame_of(ws: &mut Ws) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    within("a close frame", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.expect("a close frame with a code")
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(PATIENCE)
@@ -185,17 +217,7 @@ async fn a_frame_over_the_line_limit_gets_an_error_and_the_connection_lives() {
     // Past four times the line limit, the frame is not even read: 1009.
     let enormous = json!({"type": "say", "text": "x".repeat(5000)});
     ws_send(&mut browser, enormous).await;
-    let close = within("the close frame", async {
-        loop {
-            match browser.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a close frame with a code");
+    let close = close_frame_of(&mut browser).await;
     assert_eq!(close.code, CloseCode::Size, "{close:?}");
     server.stop().await;
 }
@@ -240,14 +262,8 @@ async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
     );
     flood.abort();
     // Its close frame said why, had it read it.
-    let closed: Value = http()
-        .get(format!("http://{http_addr}/api/v1/clients?state=closed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let closed: Value =
+        json_of(http().get(format!("http://{http_addr}/api/v1/clients?state=closed"))).await;
     let gone = closed["clients"]
         .as_array()
         .unwrap()
@@ -303,14 +319,9 @@ async fn a_quiet_browser_is_pinged_and_one_that_never_answers_is_dropped() {
     let client = http();
     within("the silent browser to be dropped", async {
         loop {
-            let closed: Value = client
-                .get(format!("http://{http_addr}/api/v1/clients?state=closed"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let closed: Value =
+                json_of(client.get(format!("http://{http_addr}/api/v1/clients?state=closed")))
+                    .await;
             if let Some(gone) = closed["clients"]
                 .as_array()
                 .unwrap()
@@ -353,14 +364,8 @@ async fn close_frames_say_why_with_the_proper_code() {
     ws_send(&mut browser, json!({"type": "nick", "name": "kickme"})).await;
     ws_expect(&mut browser, "the rename", |e| e["type"] == "renamed").await;
     let client = http();
-    let clients: Value = client
-        .get(format!("http://{http_addr}/api/v1/clients?filter=kickme"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let clients: Value =
+        json_of(client.get(format!("http://{http_addr}/api/v1/clients?filter=kickme"))).await;
     let id = clients["clients"][0]["id"]
         .as_u64()
         .expect("the browser's id");
@@ -401,17 +406,7 @@ async fn close_frames_say_why_with_the_proper_code() {
     let mut browser = ws_connect(http_addr, "").await;
     ws_event(&mut browser).await;
     let stopping = tokio::spawn(server.stop());
-    let close = within("the shutdown close frame", async {
-        loop {
-            match browser.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a close frame with a code");
+    let close = close_frame_of(&mut browser).await;
     assert_eq!(close.code, CloseCode::Away);
     stopping.await.unwrap();
 }
@@ -471,27 +466,13 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
     alice.send_line("one").await.unwrap();
     sync(&mut alice).await;
 
-    let stats: Value = client
-        .get(format!("{base}/api/v1/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = json_of(client.get(format!("{base}/api/v1/stats"))).await;
     assert_eq!(stats["clients"]["current"], 1);
     assert_eq!(stats["rooms"], 1);
     assert!(stats["messages"]["in"].as_u64().unwrap() >= 1, "{stats}");
     assert_eq!(stats["listeners"].as_array().unwrap().len(), 3);
 
-    let page: Value = client
-        .get(format!("{base}/api/v1/clients?sort=name"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = json_of(client.get(format!("{base}/api/v1/clients?sort=name"))).await;
     assert_eq!(page["total"], 1);
     let alice_view = &page["clients"][0];
     assert_eq!(alice_view["name"], "alice");
@@ -499,23 +480,9 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
     assert_eq!(alice_view["rooms"], json!(["lobby"]));
     assert!(alice_view["bytes_in"].as_u64().unwrap() > 0);
 
-    let rooms: Value = client
-        .get(format!("{base}/api/v1/rooms"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rooms: Value = json_of(client.get(format!("{base}/api/v1/rooms"))).await;
     assert_eq!(rooms["rooms"][0]["name"], "lobby");
-    let lobby: Value = client
-        .get(format!("{base}/api/v1/rooms/lobby"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lobby: Value = json_of(client.get(format!("{base}/api/v1/rooms/lobby"))).await;
     assert_eq!(lobby["members"][0]["name"], "alice");
     let missing = client
         .get(format!("{base}/api/v1/rooms/nowhere"))
@@ -527,15 +494,12 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
     assert_eq!(error["error"]["code"], "no_such_room");
 
     // Send to the room, as text, and to alice, as bytes.
-    let sent: Value = client
-        .post(format!("{base}/api/v1/send"))
-        .json(&json!({"room": "lobby", "text": "hello from the API"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent: Value = json_of(
+        client
+            .post(format!("{base}/api/v1/send"))
+            .json(&json!({"room": "lobby", "text": "hello from the API"})),
+    )
+    .await;
     assert_eq!(sent["delivered"], 1);
     let (_, from, text) = expect_message(&mut alice).await;
     assert_eq!(
@@ -627,14 +591,7 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
         .unwrap();
     assert_eq!(gone.status(), 404);
 
-    let closed: Value = client
-        .get(format!("{base}/api/v1/clients?state=closed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let closed: Value = json_of(client.get(format!("{base}/api/v1/clients?state=closed"))).await;
     let codes: Vec<&str> = closed["clients"]
         .as_array()
         .unwrap()
@@ -646,14 +603,7 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
         "{codes:?}"
     );
 
-    let openapi: Value = client
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = json_of(client.get(format!("{base}/api/v1/openapi.json"))).await;
     assert!(
         openapi["paths"]["/api/v1/clients/{id}"]["delete"].is_object(),
         "{openapi}"
@@ -723,25 +673,15 @@ async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/login");
     let url = format!("http://{http_addr}/api/v1/stats");
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(status_of(client.get(&url)).await, 401);
+    assert_eq!(status_of(client.get(&url).bearer_auth(TOKEN)).await, 200);
     assert_eq!(
-        client
-            .get(&url)
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(format!("http://{http_addr}/metrics"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(
+            client
+                .get(format!("http://{http_addr}/metrics"))
+                .bearer_auth(TOKEN)
+        )
+        .await,
         200
     );
     for _ in 0..3 {
@@ -760,12 +700,7 @@ async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
     assert_eq!(limited.status(), 429);
     // /ws and /healthz stay open.
     assert_eq!(
-        client
-            .get(format!("http://{http_addr}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(client.get(format!("http://{http_addr}/healthz"))).await,
         200
     );
     ws_connect(http_addr, "").await;
@@ -824,7 +759,7 @@ async fn without_a_token_the_admin_side_answers_only_locally() {
     let (server, http_addr) = start(http_config()).await;
     let client = http();
     let url = format!("http://{http_addr}/api/v1/stats");
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(status_of(client.get(&url)).await, 200);
     // A proxy forwarding the internet to a local server is not local.
     let forwarded = client
         .get(&url)
