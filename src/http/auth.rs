@@ -109,9 +109,18 @@ impl Gate {
             .is_some_and(|token| bool::from(token.as_bytes().ct_eq(given.as_bytes())))
     }
 
+    /// The request's `Origin`, if it came from a page of another site
+    /// (not the server's own, as the request addressed it, nor one the
+    /// config allows); requests without one (not from a browser) pass.
+    pub(crate) fn foreign_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("?");
+        (!self.origin_allowed(origin, host)).then_some(origin)
+    }
+
     /// Whether `origin` (a browser's `Origin` header) is the server's own,
     /// as the request addressed it (`host`), or one allowed by the config.
-    pub(crate) fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
         let own = host.is_some_and(|host| {
             origin
                 .strip_prefix("http://")
@@ -125,12 +134,10 @@ impl Gate {
     }
 
     fn check(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-            if !self.origin_allowed(origin, host) {
-                return Err(Refusal::Origin(origin.to_owned()));
-            }
+        if let Some(origin) = self.foreign_origin(headers) {
+            return Err(Refusal::Origin(origin.to_owned()));
         }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if self.token.is_none() {
             if !is_loopback(peer.ip()) {
                 return Err(Refusal::NotLocal(

@@ -97,7 +97,7 @@ impl Collector for ServerCollector {
         let control = &self.0;
         let stats = control.stats();
         let by_kind = control.totals_by_kind();
-        let connected = control.clients_by_kind();
+        let (connected, queued) = control.load();
         let mode = |kind: &str| vec![("mode", kind.to_owned())];
         let e = &mut encoder;
         labelled(
@@ -178,7 +178,7 @@ impl Collector for ServerCollector {
             "switchboard_queued_bytes",
             "Bytes queued for clients, not yet written",
             MetricType::Gauge,
-            ConstGauge::new(control.queued_bytes() as i64),
+            ConstGauge::new(queued as i64),
         )?;
         single(
             e,

@@ -23,7 +23,7 @@ mod ws;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -101,12 +101,7 @@ fn router(app: Arc<App>) -> Router {
 }
 
 /// Counts each request for `/metrics`, by route and status class.
-async fn count_requests(
-    State(app): AppState,
-    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn count_requests(State(app): AppState, request: Request, next: Next) -> Response {
     let route = metrics::route_label(request.uri().path());
     let response = next.run(request).await;
     app.metrics.count(route, response.status());

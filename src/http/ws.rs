@@ -83,16 +83,13 @@ pub(crate) async fn upgrade(
         );
         return response;
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        if !app.auth.origin_allowed(origin, host) {
-            warn!(%peer, %origin, "refused a WebSocket client from another site (allowed origin)");
-            return error(
-                StatusCode::FORBIDDEN,
-                "bad_origin",
-                format!("pages from {origin} may not connect here; the server's admin can allow it with --allowed-origin"),
-            );
-        }
+    if let Some(origin) = app.auth.foreign_origin(headers) {
+        warn!(%peer, %origin, "refused a WebSocket client from another site (allowed origin)");
+        return error(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            format!("pages from {origin} may not connect here; the server's admin can allow it with --allowed-origin"),
+        );
     }
     let mode = match query.mode.as_deref() {
         None | Some("json") => WsMode::Json,

@@ -205,6 +205,19 @@ impl Hub {
             .collect()
     }
 
+    /// Connected clients of each kind, and the bytes queued for them all:
+    /// one pass over the clients, reading two figures of each (what
+    /// metrics need, without building a listing).
+    pub fn load(&self) -> (std::collections::BTreeMap<ClientKind, usize>, usize) {
+        let mut kinds = std::collections::BTreeMap::new();
+        let mut queued = 0;
+        for member in self.directory().by_name.values() {
+            *kinds.entry(member.meta.kind).or_default() += 1;
+            queued += member.outbox.pending();
+        }
+        (kinds, queued)
+    }
+
     /// One connected client.
     pub fn client(&self, id: ClientId) -> Option<ClientInfo> {
         let member = self.member(id)?;

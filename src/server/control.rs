@@ -441,13 +441,9 @@ impl Control {
         self.shared.hub.totals()
     }
 
-    /// Connected clients per kind.
-    pub fn clients_by_kind(&self) -> BTreeMap<ClientKind, usize> {
-        let mut kinds = BTreeMap::new();
-        for client in self.shared.hub.clients() {
-            *kinds.entry(client.meta.kind).or_default() += 1;
-        }
-        kinds
+    /// Connected clients per kind, and the bytes queued for them all.
+    pub fn load(&self) -> (BTreeMap<ClientKind, usize>, usize) {
+        self.shared.hub.load()
     }
 
     /// Times a sender waited for a receiver over its soft limit.
@@ -458,16 +454,6 @@ impl Control {
     /// Disconnects since the start, by reason code.
     pub fn disconnects(&self) -> BTreeMap<&'static str, u64> {
         self.shared.monitor.disconnects().into_iter().collect()
-    }
-
-    /// Bytes queued for clients now, and the memory budget.
-    pub fn queued_bytes(&self) -> usize {
-        self.shared
-            .hub
-            .clients()
-            .iter()
-            .map(|client| client.queue_bytes)
-            .sum()
     }
 
     /// The listeners, oldest first.

@@ -155,6 +155,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ReadSide<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut socket = lock(&self.0);
+        // A client that sends pings and never reads must not make the
+        // answers pile up: past the mark, tungstenite is told to wait (it
+        // keeps one pong pending and reads on).
+        if socket.out.len() >= WRITE_HIGH_WATER {
+            ready!(socket.poll_drain(cx))?;
+        }
         if data.first().is_some_and(|b| b & 0x0f == 0x8) {
             socket.close_sent = true;
         }
