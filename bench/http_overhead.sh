@@ -30,10 +30,21 @@ run() { # run LABEL NAME ARGS...
     done
     if [ "$label" = B ]; then
         # The scraper and the console stand in for programs on other
-        # machines: kept off the server's core, and at the lowest priority.
-        (while sleep 1; do taskset -c 1 nice -n 19 curl -s "http://127.0.0.1:$http/metrics" >/dev/null || true; done) &
+        # machines: kept off the server's core and scheduled only when the
+        # bench's core is otherwise idle (SCHED_IDLE), so what is measured is
+        # the server's cost of answering them, not their own CPU. The scraper
+        # keeps one connection, as Prometheus does.
+        taskset -c 1 chrt -i 0 python3 - "127.0.0.1:$http" <<'SCRAPE' &
+import http.client, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+conn = http.client.HTTPConnection(host, int(port))
+while True:
+    time.sleep(1)
+    conn.request("GET", "/metrics")
+    conn.getresponse().read()
+SCRAPE
         helpers+=($!)
-        taskset -c 1 nice -n 19 python3 bench/console_watcher.py "127.0.0.1:$http" lobby &
+        taskset -c 1 chrt -i 0 python3 bench/console_watcher.py "127.0.0.1:$http" lobby &
         helpers+=($!)
     fi
     timeout 300 taskset -c 1 "$BIN" bench "$@" --addr "127.0.0.1:$PORT" --json \
