@@ -4,9 +4,11 @@
 use std::fmt;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
+
+use crate::transport::ClientTls;
 
 /// A line from a text-mode server, classified by the documented rule: the
 /// first character tells what it is (see docs/protocol.md).
@@ -117,13 +119,18 @@ impl Goodbye {
     }
 }
 
-/// A connection to a switchboard listener, speaking lines.
+/// A connection to a switchboard listener, speaking lines: over TCP by
+/// default, or over anything else read and written as two halves (see
+/// [`Client::connect_tls`]).
 #[derive(Debug)]
-pub struct Client {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+pub struct Client<R = OwnedReadHalf, W = OwnedWriteHalf> {
+    reader: BufReader<R>,
+    writer: W,
     line: Vec<u8>,
 }
+
+/// A client whose transport is decided at run time (TCP or TLS).
+pub type AnyClient = Client<Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>>;
 
 impl Client {
     /// Connects to `addr`. The error names the address and the OS reason.
@@ -140,6 +147,38 @@ impl Client {
         })
     }
 
+    /// Connects to `addr` (`HOST:PORT`) over TLS, checking the server's
+    /// certificate as `tls` says.
+    pub async fn connect_tls(addr: &str, tls: &ClientTls) -> anyhow::Result<AnyClient> {
+        let (reader, writer) = tokio::io::split(tls.connect(addr).await?);
+        Ok(Client {
+            reader: BufReader::new(Box::new(reader) as Box<dyn AsyncRead + Send + Unpin>),
+            writer: Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>,
+            line: Vec::new(),
+        })
+    }
+
+    /// Connects to `addr`, over TLS if `tls` is given.
+    pub async fn connect_any(addr: &str, tls: Option<&ClientTls>) -> anyhow::Result<AnyClient> {
+        match tls {
+            Some(tls) => Client::connect_tls(addr, tls).await,
+            None => Ok(Client::connect(addr).await?.boxed()),
+        }
+    }
+
+    /// The same client, with its transport's type erased.
+    pub fn boxed(self) -> AnyClient {
+        Client {
+            reader: BufReader::new(
+                Box::new(self.reader.into_inner()) as Box<dyn AsyncRead + Send + Unpin>
+            ),
+            writer: Box::new(self.writer) as Box<dyn AsyncWrite + Send + Unpin>,
+            line: self.line,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Client<R, W> {
     /// Sends one line as is (a newline is added).
     pub async fn send_line(&mut self, line: impl AsRef<[u8]>) -> std::io::Result<()> {
         let line = line.as_ref();
@@ -199,7 +238,7 @@ impl Client {
     }
 
     /// Splits the client into its reading and writing halves.
-    pub fn into_split(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+    pub fn into_split(self) -> (BufReader<R>, W) {
         (self.reader, self.writer)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -128,6 +128,12 @@ pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// browser on a bad mobile link may need seconds.
 pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a client on a TLS listener has to finish its handshake: a
+/// handshake takes a few round trips, well under a second on any real
+/// network, while a plaintext client (`nc` on the wrong port) would never
+/// finish one and would hold a connection slot until it gave up.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Failed admin logins allowed from one IP address per minute, before the
 /// rest of that minute's attempts are refused: guessing a token at five
 /// tries a minute takes forever, and a person who mistyped it waits a
@@ -175,13 +181,17 @@ impl FromStr for Mode {
     }
 }
 
-/// One listening socket: `[MODE://]ADDR[?room=ROOM]`, e.g. `0.0.0.0:12345`,
-/// `json://[::1]:12346`, `raw://0.0.0.0:9000?room=devices`. `ADDR` may be a
-/// bare port, meaning all IPv4 interfaces.
+/// One listening socket: `[SCHEME://]ADDR[?room=ROOM]`, e.g. `0.0.0.0:12345`,
+/// `json://[::1]:12346`, `raw://0.0.0.0:9000?room=devices`,
+/// `tls://0.0.0.0:12443`. `SCHEME` is a mode (`text`, `json`, `raw`),
+/// optionally over TLS (`tls` for text, `json+tls`, `raw+tls`). `ADDR` may
+/// be a bare port, meaning all IPv4 interfaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
     /// The protocol spoken.
     pub mode: Mode,
+    /// Whether clients speak TLS first (with `--tls-cert` and `--tls-key`).
+    pub tls: bool,
     /// Where to listen; port 0 picks a free port.
     pub addr: SocketAddr,
     /// The room its clients start in.
@@ -189,12 +199,24 @@ pub struct ListenerSpec {
 }
 
 impl ListenerSpec {
-    /// A listener of `mode` on `addr`, starting clients in the lobby.
+    /// A plaintext listener of `mode` on `addr`, starting clients in the lobby.
     pub fn new(mode: Mode, addr: SocketAddr) -> Self {
         ListenerSpec {
             mode,
+            tls: false,
             addr,
             room: RoomName::lobby(),
+        }
+    }
+
+    /// The scheme naming its mode and transport: `text`, `json`, `raw`,
+    /// `tls`, `json+tls` or `raw+tls`.
+    pub fn scheme(&self) -> &'static str {
+        match (self.mode, self.tls) {
+            (mode, false) => mode.as_str(),
+            (Mode::Text, true) => "tls",
+            (Mode::Json, true) => "json+tls",
+            (Mode::Raw, true) => "raw+tls",
         }
     }
 }
@@ -210,7 +232,7 @@ impl Default for ListenerSpec {
 
 impl fmt::Display for ListenerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.mode, self.addr)?;
+        write!(f, "{}://{}", self.scheme(), self.addr)?;
         if self.room != RoomName::lobby() {
             write!(f, "?room={}", self.room)?;
         }
@@ -221,21 +243,19 @@ impl fmt::Display for ListenerSpec {
 impl FromStr for ListenerSpec {
     type Err = anyhow::Error;
     fn from_str(spec: &str) -> anyhow::Result<Self> {
-        let (mode, rest) = match spec.split_once("://") {
-            Some((mode, rest)) => (mode.parse()?, rest),
-            None => (Mode::Text, spec),
+        let ((mode, tls), rest) = match spec.split_once("://") {
+            Some((scheme, rest)) => (parse_scheme(scheme)?, rest),
+            None => ((Mode::Text, false), spec),
         };
         let (addr, query) = match rest.split_once('?') {
             Some((addr, query)) => (addr, Some(query)),
             None => (rest, None),
         };
-        let addr = match addr.parse::<u16>() {
-            Ok(port) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
-            Err(_) => addr.parse().with_context(|| {
-                format!("bad address {addr:?} in listener {spec:?}: expected IP:PORT, [IPv6]:PORT or PORT")
-            })?,
+        let addr = parse_addr(addr).with_context(|| format!("in listener {spec:?}"))?;
+        let mut listener = ListenerSpec {
+            tls,
+            ..ListenerSpec::new(mode, addr)
         };
-        let mut listener = ListenerSpec::new(mode, addr);
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
             match pair.split_once('=') {
                 Some(("room", room)) => {
@@ -249,6 +269,92 @@ impl FromStr for ListenerSpec {
         }
         Ok(listener)
     }
+}
+
+/// A listener scheme: its mode, and whether it is over TLS.
+pub(crate) fn parse_scheme(scheme: &str) -> anyhow::Result<(Mode, bool)> {
+    match scheme {
+        "tls" | "text+tls" => Ok((Mode::Text, true)),
+        _ => match scheme.strip_suffix("+tls") {
+            Some(mode) => Ok((mode.parse()?, true)),
+            None => scheme.parse().map(|mode| (mode, false)).map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown mode {scheme:?}: expected text, json, raw, tls, json+tls or raw+tls"
+                )
+            }),
+        },
+    }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare `PORT` on all IPv4 interfaces.
+fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
+    match addr.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
+        Err(_) => addr.parse().with_context(|| {
+            format!("bad address {addr:?}: expected IP:PORT, [IPv6]:PORT or PORT")
+        }),
+    }
+}
+
+/// The HTTP listener: `[http://|https://]ADDR`. `https` serves the console,
+/// the API, metrics and `/ws` over TLS (WSS), with the TCP listeners'
+/// certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSpec {
+    /// Where to listen; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// HTTPS rather than HTTP.
+    pub tls: bool,
+}
+
+impl fmt::Display for HttpSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.addr)
+    }
+}
+
+impl FromStr for HttpSpec {
+    type Err = anyhow::Error;
+    fn from_str(spec: &str) -> anyhow::Result<Self> {
+        let (tls, addr) = match spec.split_once("://") {
+            Some(("http", addr)) => (false, addr),
+            Some(("https", addr)) => (true, addr),
+            Some((scheme, _)) => {
+                anyhow::bail!(
+                    "unknown scheme {scheme:?} in --http {spec:?}: expected http or https"
+                )
+            }
+            None => (false, spec),
+        };
+        let addr = parse_addr(addr).with_context(|| format!("in --http {spec:?}"))?;
+        Ok(HttpSpec { addr, tls })
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the server's TLS certificate and key come from. Files are read at
+/// start and again on every reload (SIGHUP), so a renewed certificate is
+/// picked up without dropping a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM, leaf first (`--tls-cert`).
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (`--tls-key`).
+    pub key: Option<PathBuf>,
+    /// CA certificates, PEM, that clients' certificates must chain to
+    /// (`--tls-client-ca`): with it, TLS clients must present a certificate,
+    /// and its subject's common name becomes their name.
+    pub client_ca: Option<PathBuf>,
+    /// Make a self-signed certificate for `localhost` at start
+    /// (`--tls-self-signed`), to try TLS without one.
+    pub self_signed: bool,
 }
 
 /// Everything a server needs to run. `Config::default()` is what
@@ -303,8 +409,12 @@ pub struct Config {
     /// Unanswered probes after which the connection is dropped.
     pub tcp_keepalive_retries: u32,
     /// Where the HTTP listener (console, API, metrics, WebSocket clients)
-    /// listens (`None`: no HTTP).
-    pub http: Option<SocketAddr>,
+    /// listens, and whether over TLS (`None`: no HTTP).
+    pub http: Option<HttpSpec>,
+    /// TLS certificates for the TLS listeners and HTTPS.
+    pub tls: TlsFiles,
+    /// How long a client has to finish its TLS handshake.
+    pub tls_handshake_timeout: Duration,
     /// The admin token: with it, the console, API and metrics answer on
     /// any address to whoever has it; without it, only on loopback.
     pub admin_token: Option<String>,
@@ -345,6 +455,8 @@ impl Default for Config {
             tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
             tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,
             http: None,
+            tls: TlsFiles::default(),
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             admin_token: None,
             allowed_origins: Vec::new(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
@@ -429,12 +541,136 @@ impl Config {
                 token.len()
             );
         }
-        if let Some(http) = self.http {
+        self.validate_tls()?;
+        if let Some(HttpSpec { addr: http, .. }) = self.http {
             anyhow::ensure!(
                 http.ip().is_loopback() || self.admin_token.is_some(),
                 "--http {http} is not a loopback address, and no admin token is set: anyone who can reach it could run the server. Set --admin-token TOKEN (or --admin-token-file FILE), or listen on 127.0.0.1"
             );
         }
+        Ok(())
+    }
+
+    /// The settings (by their config-file names) that differ in `other`.
+    pub fn differences(&self, other: &Config) -> Vec<&'static str> {
+        // Every field, so that a new one cannot be forgotten here.
+        let Config {
+            listeners: _,
+            max_line: _,
+            queue_soft_limit: _,
+            queue_hard_limit: _,
+            stall_timeout: _,
+            pause_timeout: _,
+            idle_timeout: _,
+            max_connections: _,
+            max_connections_per_ip: _,
+            max_rooms_per_client: _,
+            announce_max_members: _,
+            welcome: _,
+            ack: _,
+            shutdown_timeout: _,
+            max_list: _,
+            max_list_scan: _,
+            slow_timeout: _,
+            line_timeout: _,
+            max_memory: _,
+            tcp_keepalive: _,
+            tcp_keepalive_interval: _,
+            tcp_keepalive_retries: _,
+            http: _,
+            tls: _,
+            tls_handshake_timeout: _,
+            admin_token: _,
+            allowed_origins: _,
+            ws_ping_interval: _,
+            ws_pong_timeout: _,
+            admin_login_attempts: _,
+        } = self;
+        let mut changed = Vec::new();
+        macro_rules! compare {
+            ($($($field:ident).+ => $key:literal),* $(,)?) => {
+                $(if self.$($field).+ != other.$($field).+ {
+                    changed.push($key);
+                })*
+            };
+        }
+        compare!(
+            listeners => "listen",
+            max_line => "max-line",
+            queue_soft_limit => "queue-soft-limit",
+            queue_hard_limit => "queue-hard-limit",
+            stall_timeout => "stall-timeout",
+            pause_timeout => "pause-timeout",
+            idle_timeout => "idle-timeout",
+            max_connections => "max-connections",
+            max_connections_per_ip => "max-connections-per-ip",
+            max_rooms_per_client => "max-rooms-per-client",
+            announce_max_members => "announce-max-members",
+            welcome => "welcome",
+            ack => "ack",
+            shutdown_timeout => "shutdown-timeout",
+            max_list => "max-list",
+            max_list_scan => "max-list-scan",
+            slow_timeout => "slow-timeout",
+            line_timeout => "line-timeout",
+            max_memory => "max-memory",
+            tcp_keepalive => "tcp-keepalive",
+            tcp_keepalive_interval => "tcp-keepalive-interval",
+            tcp_keepalive_retries => "tcp-keepalive-retries",
+            http => "http",
+            tls.cert => "tls-cert",
+            tls.key => "tls-key",
+            tls.client_ca => "tls-client-ca",
+            tls.self_signed => "tls-self-signed",
+            tls_handshake_timeout => "tls-handshake-timeout",
+            admin_token => "admin-token",
+            allowed_origins => "allowed-origin",
+            ws_ping_interval => "ws-ping-interval",
+            ws_pong_timeout => "ws-pong-timeout",
+            admin_login_attempts => "admin-login-attempts",
+        );
+        changed
+    }
+
+    /// Whether any listener, or the HTTP one, speaks TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.listeners.iter().any(|l| l.tls) || self.http.is_some_and(|h| h.tls)
+    }
+
+    fn validate_tls(&self) -> anyhow::Result<()> {
+        let tls = &self.tls;
+        anyhow::ensure!(
+            tls.cert.is_some() == tls.key.is_some(),
+            "--tls-cert and --tls-key go together: give both, the certificate chain and its private key"
+        );
+        anyhow::ensure!(
+            !(tls.self_signed && tls.cert.is_some()),
+            "--tls-self-signed and --tls-cert both given: use one, a self-signed certificate or yours"
+        );
+        let has_certificate = tls.cert.is_some() || tls.self_signed;
+        if self.uses_tls() {
+            let which = self
+                .listeners
+                .iter()
+                .filter(|l| l.tls)
+                .map(|l| l.to_string())
+                .chain(self.http.filter(|h| h.tls).map(|h| h.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            anyhow::ensure!(
+                has_certificate,
+                "{which} needs a certificate: give --tls-cert FILE --tls-key FILE (PEM), or --tls-self-signed to try it out"
+            );
+        } else {
+            anyhow::ensure!(
+                tls.client_ca.is_none(),
+                "--tls-client-ca is set, but no listener speaks TLS (tls://, json+tls://, raw+tls:// or --http https://)"
+            );
+        }
+        anyhow::ensure!(
+            !self.tls_handshake_timeout.is_zero(),
+            "tls-handshake-timeout must be more than 0"
+        );
         Ok(())
     }
 
@@ -515,7 +751,17 @@ pub struct Overrides {
     /// See [`Config::tcp_keepalive_retries`].
     pub tcp_keepalive_retries: Option<u32>,
     /// See [`Config::http`].
-    pub http: Option<SocketAddr>,
+    pub http: Option<HttpSpec>,
+    /// See [`TlsFiles::cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`TlsFiles::key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`TlsFiles::client_ca`].
+    pub tls_client_ca: Option<PathBuf>,
+    /// See [`TlsFiles::self_signed`].
+    pub tls_self_signed: Option<bool>,
+    /// See [`Config::tls_handshake_timeout`].
+    pub tls_handshake_timeout: Option<Seconds>,
     /// See [`Config::admin_token`].
     pub admin_token: Option<String>,
     /// A file holding the admin token (its first line).
@@ -543,6 +789,20 @@ impl Overrides {
         if let Some(http) = self.http {
             config.http = Some(http);
         }
+        if self.tls_cert.is_some() {
+            config.tls.cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            config.tls.key = self.tls_key;
+        }
+        if self.tls_client_ca.is_some() {
+            config.tls.client_ca = self.tls_client_ca;
+        }
+        set(&mut config.tls.self_signed, self.tls_self_signed);
+        set(
+            &mut config.tls_handshake_timeout,
+            self.tls_handshake_timeout.map(|s| s.0),
+        );
         if let Some(path) = &self.admin_token_file {
             config.admin_token = Some(read_token_file(path)?);
         }

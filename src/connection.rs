@@ -72,12 +72,15 @@ where
     // Done before the future, so that it does not keep what it needs only
     // to begin with (the room, the welcome).
     // The welcome comes first, before the room's news.
-    let welcome = protocol.welcome(session.name(), Some(&room));
-    if !welcome.is_empty() {
-        let _ = session.reply(welcome);
-    }
-    if let Err(error) = session.join(room) {
-        tracing::warn!(%error, "cannot put a new client in its listener's room");
+    // A client refused as it came (closed already) only hears why.
+    if !session.outbox().is_closed() {
+        let welcome = protocol.welcome(session.name(), Some(&room));
+        if !welcome.is_empty() {
+            let _ = session.reply(welcome);
+        }
+        if let Err(error) = session.join(room) {
+            tracing::warn!(%error, "cannot put a new client in its listener's room");
+        }
     }
     let Timeouts { stall, idle, line } = timeouts;
     async move {

@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod server;
 mod transport;
 
-pub use client::{Client, Goodbye, ServerLine};
+pub use client::{AnyClient, Client, Goodbye, ServerLine};
 pub use config::{Config, ListenerSpec, Mode};
-pub use server::Server;
+pub use server::{Reloader, Server};
+pub use transport::{ClientTls, SelfSigned};

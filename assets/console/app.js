@@ -515,7 +515,7 @@
       box._key = key;
       box.replaceChildren(...(entries.length ? entries.map((e) => reasonBadge(e[0], e[1])) : [el('span', { className: 'muted small', text: 'none yet' })]));
     }
-    setText($('#ov-errors'), 'queue cutoffs ' + fmtInt(s.queue_cutoffs) + ' · refused ' + fmtInt(s.refused) + ' · accept errors ' + fmtInt(s.accept_errors));
+    setText($('#ov-errors'), 'queue cutoffs ' + fmtInt(s.queue_cutoffs) + ' · refused ' + fmtInt(s.refused) + ' · accept errors ' + fmtInt(s.accept_errors) + ' · TLS failures ' + fmtInt(s.tls_handshake_failures || 0));
 
     drawSpark($('#spark-clients'), 'c');
     drawSpark($('#spark-rooms'), 'r');

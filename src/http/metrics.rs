@@ -217,6 +217,13 @@ impl Collector for ServerCollector {
         )?;
         single(
             e,
+            "switchboard_tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            MetricType::Counter,
+            ConstCounter::new(stats.tls_handshake_failures),
+        )?;
+        single(
+            e,
             "switchboard_refused_connections",
             "Connections refused at the door (connection and memory limits)",
             MetricType::Counter,

@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod console;
+mod https;
 mod live;
 mod metrics;
 mod ws;
@@ -43,6 +44,8 @@ pub(crate) struct App {
     pub(crate) metrics: metrics::HttpMetrics,
     /// The listener WebSocket clients count under.
     pub(crate) ws_listener: Arc<crate::server::listeners::Listener>,
+    /// Whether this is HTTPS.
+    pub(crate) https: bool,
 }
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -54,27 +57,39 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let control_shared = control.shared().clone();
+    let shared = control.shared().clone();
+    let tls = match shared.config.http {
+        Some(http) if http.tls => shared.tls.clone(),
+        _ => None,
+    };
     let app = Arc::new(App {
         auth: auth::Gate::new(control.config()),
         metrics: metrics::HttpMetrics::default(),
-        ws_listener: control.websocket_listener(addr),
+        ws_listener: control.websocket_listener(addr, tls.is_some()),
+        https: tls.is_some(),
         control,
     });
-    let router = router(app);
-    // The same socket options as TCP clients: browsers are clients too.
-    let shared = control_shared;
-    let listener = listener.tap_io(move |tcp| {
-        if let Ok(peer) = tcp.peer_addr() {
-            crate::server::listeners::tune(&shared, tcp, peer);
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let stopped = async move { stop.cancelled().await };
+    match tls {
+        Some(tls) => {
+            let listener = https::TlsListener::new(listener, shared, tls).tap_io(|_| {});
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await?
         }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .await?;
+        None => {
+            // The same socket options as TCP clients: browsers are clients too.
+            let listener = listener.tap_io(move |tcp| {
+                if let Ok(peer) = tcp.peer_addr() {
+                    crate::server::listeners::tune(&shared, tcp, peer);
+                }
+            });
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await?
+        }
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use tracing::warn;
 use super::{error, AppState};
 use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
+use crate::server::Proof;
 use crate::transport::{WebSocketTransport, WsMode, WsSettings};
 
 /// The read buffer of each WebSocket client: frames are read through it,
@@ -136,6 +137,7 @@ pub(crate) async fn upgrade(
         read_buffer: READ_BUFFER,
     };
     let listener = app.ws_listener.clone();
+    let https = app.https;
     let tracker = shared.tracker.clone();
     // Tracked like every client, so a shutdown waits for it.
     // The task lives as long as the client: what only setting up needs
@@ -156,6 +158,7 @@ pub(crate) async fn upgrade(
             };
             let meta = ClientMeta {
                 kind,
+                tls: https,
                 peer,
                 listener: listener.id,
             };
@@ -167,6 +170,7 @@ pub(crate) async fn upgrade(
                         transport,
                         meta,
                         room,
+                        Proof::Nothing,
                         slot,
                     )),
                     WsMode::Raw => Box::pin(shared.client(
@@ -175,6 +179,7 @@ pub(crate) async fn upgrade(
                         transport,
                         meta,
                         room,
+                        Proof::Nothing,
                         slot,
                     )),
                 };

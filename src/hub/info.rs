@@ -24,6 +24,8 @@ use super::{Body, ClientId, CloseReason, Event, Hub, HubError, Member, Name, Roo
 pub struct ClientMeta {
     /// How the client is connected.
     pub kind: ClientKind,
+    /// Whether its connection is encrypted (TLS, HTTPS).
+    pub tls: bool,
     /// The client's address.
     pub peer: SocketAddr,
     /// The id of the listener it came through.
@@ -34,6 +36,7 @@ impl Default for ClientMeta {
     fn default() -> Self {
         ClientMeta {
             kind: ClientKind::Text,
+            tls: false,
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             listener: 0,
         }

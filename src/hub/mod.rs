@@ -154,6 +154,9 @@ pub enum CloseReason {
     Kicked(Arc<str>),
     /// The listener the client came through was closed.
     ListenerClosed,
+    /// The server would not serve the client as it came, saying why: e.g.
+    /// its certificate names a client already connected.
+    Refused(Arc<str>),
 }
 
 impl CloseReason {
@@ -176,6 +179,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => "server shutdown",
             CloseReason::Kicked(_) => "kicked",
             CloseReason::ListenerClosed => "listener closed",
+            CloseReason::Refused(_) => "refused",
         }
     }
 
@@ -196,6 +200,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => "server_shutdown",
             CloseReason::Kicked(_) => "kicked",
             CloseReason::ListenerClosed => "listener_closed",
+            CloseReason::Refused(_) => "refused",
         }
     }
 }
@@ -244,6 +249,7 @@ impl fmt::Display for CloseReason {
                 f,
                 "the listener this client connected to was closed by the server's admin"
             ),
+            CloseReason::Refused(why) => write!(f, "refused: {why}"),
         }
     }
 }

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::listeners::{Listener, ListenerError, Origin};
 use super::monitor::{grand_total, Closed};
 use super::Shared;
-use crate::config::{ListenerSpec, Mode};
+use crate::config::ListenerSpec;
 use crate::hub::{
     unix_millis, Body, ClientId, ClientInfo, ClientKind, CloseReason, HubError, Name, RoomName,
     Watch, Watcher,
@@ -67,6 +67,9 @@ pub struct Stats {
     pub accept_errors: u64,
     /// Connections refused at the door (limits).
     pub refused: u64,
+    /// TLS handshakes that failed or timed out (plaintext on a TLS port,
+    /// an untrusted or missing client certificate).
+    pub tls_handshake_failures: u64,
     /// Memory.
     pub memory: Memory,
     /// The listeners.
@@ -294,7 +297,8 @@ pub struct KickRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenListener {
-    /// `text` (default), `json` or `raw`.
+    /// `text` (default), `json` or `raw`; over TLS `tls`, `json+tls` or
+    /// `raw+tls` (if the server has a certificate).
     pub mode: Option<String>,
     /// Where to listen (default `0.0.0.0:0`: any free port).
     pub addr: Option<String>,
@@ -426,6 +430,7 @@ impl Control {
             queue_cutoffs: cutoffs,
             accept_errors: monitor.accept_errors(),
             refused: monitor.refused_count(),
+            tls_handshake_failures: monitor.tls_failures(),
             memory: Memory {
                 held: shared.hub.memory_held(),
                 budget: shared.config.max_memory,
@@ -691,12 +696,14 @@ impl Control {
 
     /// Opens a TCP listener.
     pub fn open_listener(&self, request: &OpenListener) -> Result<ListenerView, ControlError> {
-        let mode: Mode = request
-            .mode
-            .as_deref()
-            .unwrap_or("text")
-            .parse()
-            .map_err(|e: anyhow::Error| ControlError::bad("bad_mode", e.to_string()))?;
+        let (mode, tls) = crate::config::parse_scheme(request.mode.as_deref().unwrap_or("text"))
+            .map_err(|e| ControlError::bad("bad_mode", e.to_string()))?;
+        if tls && self.shared.tls.is_none() {
+            return Err(ControlError::bad(
+                "no_certificate",
+                "this server has no TLS certificate: start it with --tls-cert and --tls-key (or a TLS listener) to open TLS listeners",
+            ));
+        }
         let addr = match (&request.addr, request.port) {
             (Some(addr), None) => addr.parse::<SocketAddr>().map_err(|_| {
                 ControlError::bad(
@@ -725,7 +732,12 @@ impl Control {
             }
             other => other.map(Duration::from_secs),
         };
-        let spec = ListenerSpec { mode, addr, room };
+        let spec = ListenerSpec {
+            mode,
+            tls,
+            addr,
+            room,
+        };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(listener_view(&listener))
     }
@@ -752,8 +764,8 @@ impl Control {
     }
 
     /// Registers the HTTP listener, whose clients come over WebSocket.
-    pub(crate) fn websocket_listener(&self, addr: SocketAddr) -> Arc<Listener> {
-        self.shared.listeners().add_websocket(addr)
+    pub(crate) fn websocket_listener(&self, addr: SocketAddr, tls: bool) -> Arc<Listener> {
+        self.shared.listeners().add_websocket(addr, tls)
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

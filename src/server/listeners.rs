@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, Shared};
+use super::{listen, Proof, Shared};
 use crate::config::{ListenerSpec, Mode};
-use crate::hub::{ClientKind, ClientMeta, CloseReason};
+use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Json, Protocol, Raw, Text};
+use crate::transport::{tls, TlsTransport};
 
 /// Shortest and longest pause after a failed `accept` (e.g. out of file
 /// descriptors), doubling in between, so the loop neither spins nor gives up.
@@ -54,6 +56,8 @@ pub(crate) struct Listener {
     /// The WebSocket listener's address.
     pub(crate) addr: SocketAddr,
     pub(crate) origin: Origin,
+    /// Whether the HTTP listener is HTTPS (TCP listeners: see the spec).
+    tls: bool,
     clients: AtomicUsize,
     /// Closed when unused this long.
     pub(crate) expire_after_idle: Option<Duration>,
@@ -85,9 +89,14 @@ impl Listener {
         Some(after.saturating_sub(since.elapsed()))
     }
 
-    /// The mode as the admin API names it.
+    /// The mode as the admin API names it: the scheme of its spec (`text`,
+    /// `tls`, `json+tls`...), or `ws` or `wss` for the HTTP listener.
     pub(crate) fn mode(&self) -> &'static str {
-        self.spec.as_ref().map_or("ws", |spec| spec.mode.as_str())
+        match &self.spec {
+            Some(spec) => spec.scheme(),
+            None if self.tls => "wss",
+            None => "ws",
+        }
     }
 }
 
@@ -146,11 +155,12 @@ impl Listeners {
     }
 
     /// Registers the HTTP listener, whose clients come over WebSocket.
-    pub(crate) fn add_websocket(&self, addr: SocketAddr) -> Arc<Listener> {
+    pub(crate) fn add_websocket(&self, addr: SocketAddr, tls: bool) -> Arc<Listener> {
         self.add(Listener {
             id: self.next_id(),
             spec: None,
             addr,
+            tls,
             origin: Origin::Config,
             clients: AtomicUsize::new(0),
             expire_after_idle: None,
@@ -189,6 +199,7 @@ impl Shared {
             id: self.listeners.next_id(),
             addr: spec.addr,
             spec: Some(spec.clone()),
+            tls: spec.tls,
             origin,
             clients: AtomicUsize::new(0),
             expire_after_idle,
@@ -321,26 +332,88 @@ async fn accept_loop<P: Protocol>(
                         Mode::Json => ClientKind::Json,
                         Mode::Raw => ClientKind::Raw,
                     },
+                    tls: spec.tls,
                     peer,
                     listener: listener.id,
                 };
-                let task = shared.client(
-                    &listener,
-                    protocol.clone(),
-                    stream,
-                    meta,
-                    spec.room.clone(),
-                    slot,
-                );
-                shared.tracker.spawn(task);
+                let room = spec.room.clone();
+                if !spec.tls {
+                    let task = shared.client(
+                        &listener,
+                        protocol.clone(),
+                        stream,
+                        meta,
+                        room,
+                        Proof::Nothing,
+                        slot,
+                    );
+                    shared.tracker.spawn(task);
+                    continue;
+                }
+                let (shared_, listener_, protocol) =
+                    (shared.clone(), listener.clone(), protocol.clone());
+                shared.tracker.spawn(async move {
+                    let Some((stream, proof)) =
+                        Box::pin(tls_handshake(&shared_, stream, peer)).await
+                    else {
+                        return;
+                    };
+                    let transport = TlsTransport::new(stream);
+                    shared_
+                        .client(&listener_, protocol, transport, meta, room, proof, slot)
+                        .await
+                });
             }
             Err(reason) => {
                 warn!(%peer, listener = %spec, "refused connection: {reason}");
-                let refusal = protocol.refusal(&reason);
-                shared.tracker.spawn(refuse(stream, refusal));
+                if spec.tls {
+                    // A refusal in plaintext means nothing to a TLS client,
+                    // and a handshake costs what a full server cannot spare.
+                    drop(stream);
+                } else {
+                    let refusal = protocol.refusal(&reason);
+                    shared.tracker.spawn(refuse(stream, refusal));
+                }
             }
         }
     }
+}
+
+/// Runs a TLS client's handshake; `None` (logged) if it fails. With a
+/// client CA, also the name its certificate gives it.
+async fn tls_handshake(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, Proof)> {
+    let tls = shared
+        .tls
+        .as_ref()
+        .expect("TLS listeners have certificates");
+    let limit = shared.config.tls_handshake_timeout;
+    let stream = match tls::handshake(tls.acceptor(), stream, limit).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            shared.monitor.tls_failed();
+            info!(%peer, %error, "closed a connection that did not start TLS");
+            return None;
+        }
+    };
+    if shared.config.tls.client_ca.is_none() {
+        return Some((stream, Proof::Nothing));
+    }
+    let proof = match tls::peer_common_name(&stream) {
+        None => Proof::Unusable(
+            "your certificate's subject has no common name (CN) to name you by".into(),
+        ),
+        Some(cn) => match Name::new(&cn) {
+            Ok(name) => Proof::Name(name),
+            Err(error) => Proof::Unusable(format!(
+                "your certificate's common name {cn:?} cannot be a client name: {error}"
+            )),
+        },
+    };
+    Some((stream, proof))
 }
 
 /// Socket options for a client, over TCP or WebSocket.

@@ -21,16 +21,16 @@ use std::time::Duration;
 use anyhow::Context;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{Config, ListenerSpec, Mode};
+use crate::config::{Config, HttpSpec, ListenerSpec, Mode};
 use crate::connection::{self, Timeouts};
-use crate::hub::{ClientMeta, CloseReason, Hub, RoomName};
+use crate::hub::{ClientMeta, CloseReason, Hub, Name, RoomName};
 use crate::protocol::Protocol;
-use crate::transport::Transport;
+use crate::transport::{ServerTls, Transport};
 
 pub use control::Control;
 use listeners::{Listener, Listeners, Origin};
@@ -63,6 +63,22 @@ pub struct Server {
     hub: Hub,
     listeners: Vec<(ListenerSpec, TcpListener)>,
     http: Option<TcpListener>,
+    tls: Option<Arc<ServerTls>>,
+    reloads: watch::Sender<Config>,
+}
+
+/// Asks a running server to take a new config (what SIGHUP does): it
+/// re-reads its TLS certificate files and applies what can change live,
+/// and logs what takes a restart.
+#[derive(Debug, Clone)]
+pub struct Reloader(watch::Sender<Config>);
+
+impl Reloader {
+    /// Hands the server `config`; a config that does not validate is
+    /// refused (logged) and the running one stays.
+    pub fn reload(&self, config: Config) {
+        self.0.send_replace(config);
+    }
 }
 
 impl Server {
@@ -70,6 +86,22 @@ impl Server {
     /// port; [`Server::listeners`] tells which.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        let tls = if config.uses_tls() {
+            let tls = ServerTls::load(&config.tls)?;
+            if let Some(path) = tls.self_signed_path() {
+                warn!(
+                    "TLS with a self-signed certificate for localhost (--tls-self-signed), written to {}: clients must trust it (switchboard connect --tls --ca {}) or skip verification (--insecure); for a real server use --tls-cert and --tls-key",
+                    path.display(),
+                    path.display()
+                );
+            }
+            Some(Arc::new(tls))
+        } else {
+            if config.tls.cert.is_some() || config.tls.self_signed {
+                warn!("a TLS certificate is set, but no listener speaks TLS: use tls://, json+tls://, raw+tls:// or --http https://");
+            }
+            None
+        };
         let mut listeners = Vec::new();
         for spec in &config.listeners {
             let listener =
@@ -84,17 +116,19 @@ impl Server {
             ));
         }
         let http = match config.http {
-            Some(addr) => Some(
-                listen(addr)
-                    .with_context(|| format!("cannot listen for HTTP (--http) on {addr}"))?,
+            Some(http) => Some(
+                listen(http.addr)
+                    .with_context(|| format!("cannot listen for HTTP (--http) on {}", http.addr))?,
             ),
             None => None,
         };
         Ok(Server {
             hub: Hub::new(config.hub_settings()),
+            reloads: watch::Sender::new(config.clone()),
             config,
             listeners,
             http,
+            tls,
         })
     }
 
@@ -119,6 +153,11 @@ impl Server {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// A handle to reload the server's config once it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.reloads.clone())
+    }
+
     /// The routing core, e.g. to count clients.
     pub fn hub(&self) -> &Hub {
         &self.hub
@@ -134,8 +173,8 @@ impl Server {
             .map(ListenerSpec::to_string)
             .collect();
         let http_addr = self.http_addr();
-        if let Some(addr) = http_addr {
-            specs.push(format!("http://{addr}"));
+        if let (Some(addr), Some(http)) = (http_addr, self.config.http) {
+            specs.push(HttpSpec { addr, ..http }.to_string());
         }
         info!("switchboard listening on {}", specs.join(", "));
         let shared = Arc::new(Shared {
@@ -169,12 +208,14 @@ impl Server {
             listeners: Listeners::default(),
             monitor: Monitor::new(),
             http_addr,
+            tls: self.tls,
             config: self.config,
         });
         for (spec, listener) in self.listeners {
             shared.start_listener(spec, listener, Origin::Config, None);
         }
         let sweeping = tokio::spawn(sweep_loop(shared.clone()));
+        let reloading = tokio::spawn(reload_loop(shared.clone(), self.reloads.subscribe()));
         let sampling = tokio::spawn(monitor::sample_loop(shared.clone()));
         if let Some(listener) = self.http {
             let control = Control::new(shared.clone());
@@ -188,6 +229,7 @@ impl Server {
 
         shutdown.await;
         sweeping.abort();
+        reloading.abort();
         sampling.abort();
         let clients = shared.hub.client_count();
         info!(
@@ -245,8 +287,10 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
     pub(crate) tracker: TaskTracker,
     listeners: Listeners,
-    monitor: Monitor,
+    pub(crate) monitor: Monitor,
     http_addr: Option<SocketAddr>,
+    /// Certificates, when any listener speaks TLS.
+    pub(crate) tls: Option<Arc<ServerTls>>,
 }
 
 /// A connection's share of the per-IP count, given back on drop.
@@ -268,8 +312,68 @@ impl Drop for IpSlot {
     }
 }
 
+/// What a client's transport proved about who it is.
+#[derive(Debug)]
+pub(crate) enum Proof {
+    /// Nothing: it is a guest until it picks a name.
+    Nothing,
+    /// Its TLS client certificate names it.
+    Name(Name),
+    /// It proved something that cannot name it, and is refused, told why.
+    Unusable(String),
+}
+
 /// A client's place on the server: given back when it goes.
 pub(crate) type Slot = (OwnedSemaphorePermit, Option<IpSlot>);
+
+/// Applies each config handed to the [`Reloader`].
+async fn reload_loop(shared: Arc<Shared>, mut reloads: watch::Receiver<Config>) {
+    while reloads.changed().await.is_ok() {
+        let config = reloads.borrow_and_update().clone();
+        shared.reload(&config);
+    }
+}
+
+impl Shared {
+    /// Applies what can change live of `new`, and names what cannot.
+    fn reload(&self, new: &Config) {
+        if let Err(error) = new.validate() {
+            warn!("reload refused, the running config stays: {error:#}");
+            return;
+        }
+        let mut applied = Vec::new();
+        let mut live = Vec::new();
+        if let Some(tls) = &self.tls {
+            live.extend(["tls-cert", "tls-key", "tls-client-ca"]);
+            match tls.reload(&new.tls) {
+                Ok(()) => applied.push("TLS certificate"),
+                Err(error) => {
+                    warn!("cannot reload the TLS certificate, the current one stays: {error:#}")
+                }
+            }
+        }
+        let later: Vec<&str> = self
+            .config
+            .differences(new)
+            .into_iter()
+            .filter(|key| !live.contains(key))
+            .collect();
+        if !later.is_empty() {
+            warn!(
+                "reload: changed, but taking effect only at restart: {}",
+                later.join(", ")
+            );
+        }
+        info!(
+            "reloaded the config: {}",
+            if applied.is_empty() {
+                "nothing to apply".to_owned()
+            } else {
+                applied.join(", ")
+            }
+        );
+    }
+}
 
 /// Enforces the slow timeout and the memory budget, until shutdown.
 async fn sweep_loop(shared: Arc<Shared>) {
@@ -346,11 +450,25 @@ impl Shared {
         stream: T,
         meta: ClientMeta,
         room: RoomName,
+        proof: Proof,
         slot: Slot,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let session = self.hub.connect(None, &P::ENCODING, meta);
+        let mut session = self.hub.connect(None, &P::ENCODING, meta);
+        // A name the client proved is its name, or it is not served:
+        // anything else would let it pass for someone it is not.
+        let refusal = match proof {
+            Proof::Nothing => None,
+            Proof::Name(name) => session.rename(name.clone()).err().map(|error| {
+                format!("the name {name} of your certificate is not available: {error}")
+            }),
+            Proof::Unusable(why) => Some(why),
+        };
+        if let Some(why) = refusal {
+            warn!(peer = %meta.peer, "refused a client: {why}");
+            session.close(CloseReason::Refused(why.into()), true);
+        }
         let handle = session.outbox_handle();
-        info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, "client connected");
+        info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
         let serving = Box::pin(connection::serve(
             protocol,
             session,

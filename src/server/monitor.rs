@@ -50,6 +50,7 @@ pub(crate) struct Monitor {
     disconnects: Mutex<HashMap<&'static str, u64>>,
     accept_errors: AtomicU64,
     refused: AtomicU64,
+    tls_failures: AtomicU64,
     sampled: Mutex<Sampled>,
 }
 
@@ -74,6 +75,7 @@ impl Monitor {
             disconnects: Mutex::default(),
             accept_errors: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            tls_failures: AtomicU64::new(0),
             sampled: Mutex::default(),
         }
     }
@@ -97,6 +99,15 @@ impl Monitor {
 
     pub(crate) fn accept_failed(&self) {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TLS handshake failed or timed out.
+    pub(crate) fn tls_failed(&self) {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     pub(crate) fn refused_count(&self) -> u64 {

@@ -1,11 +1,14 @@
 //! Transports: the byte streams a client is served over. The connection
 //! (see `connection`) reads requests from one and writes the client's
 //! queue to it, whatever carries the bytes: a TCP socket, or a WebSocket
-//! whose frames are cut and joined to look like one.
+//! whose frames are cut and joined to look like one, and either over TLS.
 
 mod tcp;
+pub(crate) mod tls;
 mod websocket;
 
+pub use tls::{ClientTls, SelfSigned};
+pub(crate) use tls::{ServerTls, TlsTransport};
 pub(crate) use websocket::{WebSocketTransport, WsMode, WsSettings};
 
 use tokio::io::{AsyncRead, AsyncWrite};

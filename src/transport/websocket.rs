@@ -468,7 +468,8 @@ pub(crate) fn close_frame(reason: &CloseReason) -> (u16, String) {
         | CloseReason::MemoryBudget { .. }
         | CloseReason::LineTimeout { .. }
         | CloseReason::Idle { .. }
-        | CloseReason::Kicked(_) => code::POLICY,
+        | CloseReason::Kicked(_)
+        | CloseReason::Refused(_) => code::POLICY,
     };
     (code, truncate(&reason.to_string(), MAX_CLOSE_REASON))
 }

@@ -15,10 +15,13 @@ pub struct ConnectArgs {
     /// The listener speaks JSON: type JSON requests, see JSON events.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::connect(&args.addr).await?;
+    let client = Client::connect_any(&args.addr, args.tls.client_tls()?.as_ref()).await?;
     let (mut from_server, mut to_server) = client.into_split();
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut stdout = tokio::io::stdout();

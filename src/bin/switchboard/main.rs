@@ -2,10 +2,12 @@
 //! over the library.
 
 mod bench;
+mod cert;
 mod connect;
 mod send;
 mod serve;
 mod status;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,8 @@ enum Command {
     /// Show what a running server is doing: listeners, clients, rooms, rates,
     /// recent disconnects (asks its --http admin API).
     Status(status::StatusArgs),
+    /// Write a self-signed TLS certificate and key, to try TLS without a certificate authority.
+    Cert(cert::CertArgs),
     /// Measure a running relay (switchboard, ncat --broker, NATS, Redis):
     /// throughput, latency, loss, memory.
     Bench(bench::BenchArgs),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Cert(args) => cert::run(args),
         }
     });
     // Do not wait for a blocked stdin read: the command is done.

@@ -41,6 +41,9 @@ pub struct SendArgs {
     /// How long to wait for the server to answer.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     timeout: Seconds,
+
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
 }
 
 /// What the server said, as far as `send` cares.
@@ -118,7 +121,7 @@ impl SendArgs {
 
 pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let args = Arc::new(args);
-    let client = Client::connect(&args.addr).await?;
+    let client = Client::connect_any(&args.addr, args.tls.client_tls()?.as_ref()).await?;
     let (mut from_server, mut to_server) = client.into_split();
 
     // Everything the server says is read as it comes: errors go to stderr

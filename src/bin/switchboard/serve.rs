@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use switchboard::config::{Overrides, Seconds, Size};
+use switchboard::config::{HttpSpec, Overrides, Seconds, Size};
 use switchboard::{Config, ListenerSpec, Server};
 
 /// Settings come from, in order of precedence: flags, `SWITCHBOARD_*`
 /// environment variables, the config file, the defaults.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Listen on [MODE://]ADDR[?room=ROOM]; MODE is text (default), json or
     /// raw; repeat for several listeners. [default: text://0.0.0.0:12345]
@@ -114,9 +114,33 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "SWITCHBOARD_TCP_KEEPALIVE_RETRIES")]
     tcp_keepalive_retries: Option<u32>,
 
-    /// Serve the web console, the admin API, /metrics and WebSocket clients (/ws) on ADDR, e.g. 127.0.0.1:8080. [default: off]
+    /// Serve the web console, the admin API, /metrics and WebSocket clients (/ws) on [http://|https://]ADDR, e.g. 127.0.0.1:8080; https:// uses the TLS certificate. [default: off]
     #[arg(long, value_name = "ADDR", env = "SWITCHBOARD_HTTP")]
-    http: Option<std::net::SocketAddr>,
+    http: Option<HttpSpec>,
+
+    /// Certificate chain (PEM, leaf first) for tls://, json+tls://, raw+tls:// listeners and --http https://; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+
+    /// Require TLS clients to present a certificate signed by a CA in FILE (PEM); its subject's common name becomes the client's name. [default: no client certificates]
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Make a self-signed certificate for localhost at start, to try TLS without one (clients must trust it or use --insecure).
+    #[arg(long, env = "SWITCHBOARD_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
+
+    /// Close a TLS client that has not finished its handshake in this long (e.g. plaintext sent to a TLS port). [default: 10s]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SWITCHBOARD_TLS_HANDSHAKE_TIMEOUT"
+    )]
+    tls_handshake_timeout: Option<Seconds>,
 
     /// Token that opens the console, the API and /metrics to anyone who has it, on any address; without one they answer only on loopback. At least 16 characters.
     #[arg(
@@ -155,41 +179,47 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The config these arguments describe, on top of the file and defaults.
-    fn config(self) -> anyhow::Result<Config> {
+    fn config(&self) -> anyhow::Result<Config> {
+        let args = self.clone();
         let mut config = Config::default();
-        if let Some(path) = &self.config {
+        if let Some(path) = &args.config {
             Overrides::load(path)?.apply(&mut config)?;
         }
         Overrides {
-            listen: Some(self.listen).filter(|listen| !listen.is_empty()),
-            max_line: self.max_line,
-            queue_soft_limit: self.queue_soft_limit,
-            queue_hard_limit: self.queue_hard_limit,
-            stall_timeout: self.stall_timeout,
-            pause_timeout: self.pause_timeout,
-            idle_timeout: self.idle_timeout,
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
-            max_rooms_per_client: self.max_rooms_per_client,
-            announce_max_members: self.announce_max_members,
-            welcome: self.welcome,
-            ack: self.ack,
-            shutdown_timeout: self.shutdown_timeout,
-            max_list: self.max_list,
-            max_list_scan: self.max_list_scan,
-            slow_timeout: self.slow_timeout,
-            line_timeout: self.line_timeout,
-            max_memory: self.max_memory,
-            tcp_keepalive: self.tcp_keepalive,
-            tcp_keepalive_interval: self.tcp_keepalive_interval,
-            tcp_keepalive_retries: self.tcp_keepalive_retries,
-            http: self.http,
-            admin_token: self.admin_token,
-            admin_token_file: self.admin_token_file,
-            allowed_origin: Some(self.allowed_origin).filter(|origins| !origins.is_empty()),
-            ws_ping_interval: self.ws_ping_interval,
-            ws_pong_timeout: self.ws_pong_timeout,
-            admin_login_attempts: self.admin_login_attempts,
+            listen: Some(args.listen).filter(|listen| !listen.is_empty()),
+            max_line: args.max_line,
+            queue_soft_limit: args.queue_soft_limit,
+            queue_hard_limit: args.queue_hard_limit,
+            stall_timeout: args.stall_timeout,
+            pause_timeout: args.pause_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            max_rooms_per_client: args.max_rooms_per_client,
+            announce_max_members: args.announce_max_members,
+            welcome: args.welcome,
+            ack: args.ack,
+            shutdown_timeout: args.shutdown_timeout,
+            max_list: args.max_list,
+            max_list_scan: args.max_list_scan,
+            slow_timeout: args.slow_timeout,
+            line_timeout: args.line_timeout,
+            max_memory: args.max_memory,
+            tcp_keepalive: args.tcp_keepalive,
+            tcp_keepalive_interval: args.tcp_keepalive_interval,
+            tcp_keepalive_retries: args.tcp_keepalive_retries,
+            http: args.http,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            tls_client_ca: args.tls_client_ca,
+            tls_self_signed: Some(args.tls_self_signed).filter(|on| *on),
+            tls_handshake_timeout: args.tls_handshake_timeout,
+            admin_token: args.admin_token,
+            admin_token_file: args.admin_token_file,
+            allowed_origin: Some(args.allowed_origin).filter(|origins| !origins.is_empty()),
+            ws_ping_interval: args.ws_ping_interval,
+            ws_pong_timeout: args.ws_pong_timeout,
+            admin_login_attempts: args.admin_login_attempts,
         }
         .apply(&mut config)?;
         config.validate()?;
@@ -203,8 +233,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // SIGTERM must already mean a graceful shutdown.
     let shutdown = shutdown_signal()?;
     let server = Server::bind(config).await?;
+    reload_on_hangup(args, server.reloader())?;
     server.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// On every SIGHUP, reads the config again (file, environment, flags) and
+/// hands it to the server; a config that does not load is logged, and the
+/// running one stays.
+#[cfg(unix)]
+fn reload_on_hangup(args: ServeArgs, reloader: switchboard::Reloader) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the config");
+            match args.config() {
+                Ok(config) => reloader.reload(config),
+                Err(error) => {
+                    tracing::warn!("reload refused, the running config stays: {error:#}")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_: ServeArgs, _: switchboard::Reloader) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Installs the Ctrl-C and SIGTERM handlers now; the future completes when

@@ -1,0 +1,111 @@
+//! `--http https://ADDR`: the HTTP listener over TLS. Handshakes run in
+//! their own tasks, so a client that connects and says nothing delays no
+//! one; axum is handed only connections that finished theirs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, warn};
+
+use crate::server::listeners::tune;
+use crate::server::Shared;
+use crate::transport::{tls, ServerTls};
+
+/// Handshakes under way at once. Each holds a socket and a few KiB until
+/// it finishes or times out; past this many, new connections are closed at
+/// once, so a flood of silent connections costs a bounded amount and
+/// clients that finish their handshakes still get in.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// How long to wait after `accept` fails for a reason other than the
+/// connection (e.g. out of file descriptors), before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// TLS connections that finished their handshake, for `axum::serve`.
+pub(super) struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    pub(super) fn new(listener: TcpListener, shared: Arc<Shared>, tls: Arc<ServerTls>) -> Self {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (ready, handed) = mpsc::channel(64);
+        let accepting = tokio::spawn(accept_loop(listener, shared, tls, ready));
+        TlsListener {
+            ready: handed,
+            local,
+            accepting,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            // The accept loop ended (it does not, short of a panic): serve
+            // the clients already connected, accept no more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Arc<ServerTls>,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let limit = shared.config.tls_handshake_timeout;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                debug!(%error, "an HTTPS connection failed before it was accepted");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            warn!(%peer, "closed an HTTPS connection: {MAX_PENDING_HANDSHAKES} TLS handshakes are under way already");
+            continue;
+        };
+        tune(&shared, &stream, peer);
+        let (ready, acceptor, shared) = (ready.clone(), tls.http_acceptor(), shared.clone());
+        tokio::spawn(async move {
+            let handshake = tls::handshake(acceptor, stream, limit).await;
+            drop(permit);
+            match handshake {
+                Ok(stream) => {
+                    let _ = ready.send((stream, peer)).await;
+                }
+                Err(error) => {
+                    shared.monitor.tls_failed();
+                    debug!(%peer, %error, "closed an HTTPS connection that did not start TLS");
+                }
+            }
+        });
+    }
+}
