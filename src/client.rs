@@ -122,11 +122,16 @@ impl Goodbye {
 /// A connection to a switchboard listener, speaking lines: over TCP by
 /// default, or over anything else read and written as two halves (see
 /// [`Client::connect_tls`]).
-#[derive(Debug)]
 pub struct Client<R = OwnedReadHalf, W = OwnedWriteHalf> {
     reader: BufReader<R>,
     writer: W,
     line: Vec<u8>,
+}
+
+impl<R, W> fmt::Debug for Client<R, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
 }
 
 /// A client whose transport is decided at run time (TCP or TLS).

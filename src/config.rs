@@ -774,6 +774,10 @@ pub struct Overrides {
     pub ws_pong_timeout: Option<Seconds>,
     /// See [`Config::admin_login_attempts`].
     pub admin_login_attempts: Option<u32>,
+    /// How the `switchboard` binary writes its log. Not a server setting
+    /// ([`Overrides::apply`] leaves it alone): the binary reads it before
+    /// its logger starts, and it is here so the file can say it too.
+    pub log_format: Option<LogFormat>,
 }
 
 impl Overrides {
@@ -865,6 +869,29 @@ impl Overrides {
             self.tcp_keepalive_retries,
         );
         Ok(())
+    }
+}
+
+/// How log lines are written: for people, or for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, as people read them (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for journald exports, Loki, Elasticsearch
+    /// and the like: nothing to parse with regular expressions.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => anyhow::bail!("unknown log format {s:?}: expected text or json"),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use tracing::warn;
 use super::{error, AppState};
 use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
-use crate::server::Proof;
+use crate::server::{Arrival, Proof};
 use crate::transport::{WebSocketTransport, WsMode, WsSettings};
 
 /// The read buffer of each WebSocket client: frames are read through it,
@@ -162,26 +162,23 @@ pub(crate) async fn upgrade(
                 peer,
                 listener: listener.id,
             };
+            let arrival = Arrival {
+                meta,
+                room,
+                proof: Proof::Nothing,
+                slot,
+            };
             let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
                 match mode {
                     WsMode::Json => Box::pin(shared.client(
                         &listener,
                         Arc::new(Json::new(max_line)),
                         transport,
-                        meta,
-                        room,
-                        Proof::Nothing,
-                        slot,
+                        arrival,
                     )),
-                    WsMode::Raw => Box::pin(shared.client(
-                        &listener,
-                        Arc::new(Raw),
-                        transport,
-                        meta,
-                        room,
-                        Proof::Nothing,
-                        slot,
-                    )),
+                    WsMode::Raw => {
+                        Box::pin(shared.client(&listener, Arc::new(Raw), transport, arrival))
+                    }
                 };
             Some(serving)
         });

@@ -15,7 +15,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, Proof, Shared};
+use super::{listen, Arrival, Proof, Shared};
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Json, Protocol, Raw, Text};
@@ -338,15 +338,13 @@ async fn accept_loop<P: Protocol>(
                 };
                 let room = spec.room.clone();
                 if !spec.tls {
-                    let task = shared.client(
-                        &listener,
-                        protocol.clone(),
-                        stream,
+                    let arrival = Arrival {
                         meta,
                         room,
-                        Proof::Nothing,
+                        proof: Proof::Nothing,
                         slot,
-                    );
+                    };
+                    let task = shared.client(&listener, protocol.clone(), stream, arrival);
                     shared.tracker.spawn(task);
                     continue;
                 }
@@ -359,8 +357,14 @@ async fn accept_loop<P: Protocol>(
                         return;
                     };
                     let transport = TlsTransport::new(stream);
+                    let arrival = Arrival {
+                        meta,
+                        room,
+                        proof,
+                        slot,
+                    };
                     shared_
-                        .client(&listener_, protocol, transport, meta, room, proof, slot)
+                        .client(&listener_, protocol, transport, arrival)
                         .await
                 });
             }

@@ -158,6 +158,20 @@ impl Server {
         Reloader(self.reloads.clone())
     }
 
+    /// Every listener as its spec, with the address it is bound to:
+    /// `text://0.0.0.0:12345`, `tls://...`, `http://127.0.0.1:8080`.
+    pub fn endpoints(&self) -> Vec<String> {
+        let mut specs: Vec<String> = self
+            .listeners()
+            .iter()
+            .map(ListenerSpec::to_string)
+            .collect();
+        if let (Some(addr), Some(http)) = (self.http_addr(), self.config.http) {
+            specs.push(HttpSpec { addr, ..http }.to_string());
+        }
+        specs
+    }
+
     /// The routing core, e.g. to count clients.
     pub fn hub(&self) -> &Hub {
         &self.hub
@@ -167,16 +181,8 @@ impl Server {
     /// tells every client the server is going down, gives queued data up to
     /// the shutdown timeout to reach them, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let mut specs: Vec<String> = self
-            .listeners()
-            .iter()
-            .map(ListenerSpec::to_string)
-            .collect();
         let http_addr = self.http_addr();
-        if let (Some(addr), Some(http)) = (http_addr, self.config.http) {
-            specs.push(HttpSpec { addr, ..http }.to_string());
-        }
-        info!("switchboard listening on {}", specs.join(", "));
+        info!("switchboard listening on {}", self.endpoints().join(", "));
         let shared = Arc::new(Shared {
             hub: self.hub,
             slots: Arc::new(Semaphore::new(self.config.max_connections)),
@@ -310,6 +316,16 @@ impl Drop for IpSlot {
             }
         }
     }
+}
+
+/// A client at the door: who it is as far as its transport tells, where it
+/// starts, and its admitted place.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub(crate) meta: ClientMeta,
+    pub(crate) room: RoomName,
+    pub(crate) proof: Proof,
+    pub(crate) slot: Slot,
 }
 
 /// What a client's transport proved about who it is.
@@ -448,11 +464,14 @@ impl Shared {
         listener: &Arc<Listener>,
         protocol: Arc<P>,
         stream: T,
-        meta: ClientMeta,
-        room: RoomName,
-        proof: Proof,
-        slot: Slot,
+        arrival: Arrival,
     ) -> impl Future<Output = ()> + Send + 'static {
+        let Arrival {
+            meta,
+            room,
+            proof,
+            slot,
+        } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODING, meta);
         // A name the client proved is its name, or it is not served:
         // anything else would let it pass for someone it is not.

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use switchboard::{Client, Config, Mode, Server, ServerLine};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -114,8 +114,8 @@ pub async fn join(addr: SocketAddr) -> (Client, String) {
 }
 
 /// Reads lines until one satisfies `wanted`; fails on EOF or timeout.
-pub async fn expect_line(
-    client: &mut Client,
+pub async fn expect_line<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<R, W>,
     what: &str,
     wanted: impl Fn(&ServerLine) -> bool,
 ) -> ServerLine {
@@ -132,7 +132,9 @@ pub async fn expect_line(
 }
 
 /// Reads until a room message; returns (room, from, text).
-pub async fn expect_message(client: &mut Client) -> (String, String, String) {
+pub async fn expect_message<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<R, W>,
+) -> (String, String, String) {
     match expect_line(client, "a room message", |l| {
         matches!(l, ServerLine::Message { .. })
     })
@@ -144,13 +146,15 @@ pub async fn expect_message(client: &mut Client) -> (String, String, String) {
 }
 
 /// Round-trips a `/ping`, so everything sent before it has been handled.
-pub async fn sync(client: &mut Client) {
+pub async fn sync<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(client: &mut Client<R, W>) {
     client.send_line("/ping").await.expect("send ping");
     expect_line(client, "pong", |l| *l == ServerLine::Notice("pong".into())).await;
 }
 
 /// Reads until the server closes the connection; returns the lines read.
-pub async fn read_to_end(client: &mut Client) -> Vec<String> {
+pub async fn read_to_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<R, W>,
+) -> Vec<String> {
     within("the server to close the connection", async {
         let mut lines = Vec::new();
         while let Some(line) = client.next_line().await.expect("read") {

@@ -4,6 +4,7 @@
 mod bench;
 mod cert;
 mod connect;
+mod manual;
 mod send;
 mod serve;
 mod status;
@@ -11,7 +12,9 @@ mod tls;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::builder::TypedValueParser;
+use clap::{CommandFactory, Parser, Subcommand};
+use switchboard::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// A TCP message relay: what one client sends, the others in its room
@@ -22,6 +25,19 @@ struct Cli {
     /// More log output (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+
+    /// How log lines are written to stderr: text for people, json (one
+    /// object per line) for log collectors. [default: text, or the config
+    /// file's log-format]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "SWITCHBOARD_LOG_FORMAT",
+        global = true,
+        value_parser = clap::builder::PossibleValuesParser::new(["text", "json"])
+            .try_map(|format| format.parse::<LogFormat>()),
+    )]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Command,
@@ -43,6 +59,12 @@ enum Command {
     /// Measure a running relay (switchboard, ncat --broker, NATS, Redis):
     /// throughput, latency, loss, memory.
     Bench(bench::BenchArgs),
+    /// Print a completion script for SHELL, e.g.
+    /// `switchboard completions bash > /etc/bash_completion.d/switchboard`.
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command to a directory.
+    #[command(hide = true)]
+    Manpage(manual::ManpageArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,11 +77,21 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let log_format = cli.log_format.unwrap_or_else(|| match &cli.command {
+        Command::Serve(args) => args.log_format_in_file().unwrap_or_default(),
+        _ => LogFormat::Text,
+    });
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The event's fields at the top level (`"message":...`), where log
+        // collectors look for them; spans (a connection's peer) in `spans`.
+        LogFormat::Json => logger.json().flatten_event(true).init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,6 +111,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Cert(args) => cert::run(args),
+            Command::Completions(args) => manual::completions(args, Cli::command()),
+            Command::Manpage(args) => manual::manpage(args, Cli::command()),
         }
     });
     // Do not wait for a blocked stdin read: the command is done.

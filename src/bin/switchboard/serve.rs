@@ -1,10 +1,14 @@
-//! `switchboard serve`: flags, config file and environment, merged.
+//! `switchboard serve`: flags, config file and environment, merged; and
+//! telling a service manager (systemd) when the server is ready and when
+//! it stops.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
-use switchboard::config::{HttpSpec, Overrides, Seconds, Size};
+use sd_notify::NotifyState;
+use switchboard::config::{format_duration, HttpSpec, LogFormat, Overrides, Seconds, Size};
 use switchboard::{Config, ListenerSpec, Server};
 
 /// Settings come from, in order of precedence: flags, `SWITCHBOARD_*`
@@ -25,6 +29,12 @@ pub struct ServeArgs {
     /// TOML file with the same settings as these flags (flags win).
     #[arg(short, long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
+
+    /// Check the settings (flags, environment, config file) as serving
+    /// would, print what would be served, and exit: 0 if they are good. Binds
+    /// no socket, so it runs beside the live server.
+    #[arg(long)]
+    check_config: bool,
 
     /// Longest line or JSON object a client may send; longer ones are refused and discarded. [default: 64KiB]
     #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_LINE")]
@@ -178,6 +188,14 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The config file's `log-format`, if there is a file and it says one.
+    /// The logger starts before the config is built, so this reads the file
+    /// early; a file that cannot be read is reported by [`Self::config`],
+    /// through the logger this chose.
+    pub fn log_format_in_file(&self) -> Option<LogFormat> {
+        Overrides::load(self.config.as_deref()?).ok()?.log_format
+    }
+
     /// The config these arguments describe, on top of the file and defaults.
     fn config(&self) -> anyhow::Result<Config> {
         let args = self.clone();
@@ -220,6 +238,8 @@ impl ServeArgs {
             ws_ping_interval: args.ws_ping_interval,
             ws_pong_timeout: args.ws_pong_timeout,
             admin_login_attempts: args.admin_login_attempts,
+            // The global --log-format flag, read in main before the logger starts.
+            log_format: None,
         }
         .apply(&mut config)?;
         config.validate()?;
@@ -228,48 +248,165 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let check_only = args.check_config;
+    let file = args.config.clone();
     let config = args.config()?;
+    if check_only {
+        print!("{}", summary(&config, file.as_deref()));
+        return Ok(ExitCode::SUCCESS);
+    }
     // Handlers first: once the server says it is listening, a supervisor's
-    // SIGTERM must already mean a graceful shutdown.
+    // SIGTERM must already mean a graceful shutdown, and its SIGHUP
+    // (`systemctl reload`) must not end the server.
     let shutdown = shutdown_signal()?;
+    let hangups = Hangups::watch()?;
     let server = Server::bind(config).await?;
-    reload_on_hangup(args, server.reloader())?;
-    server.run(shutdown).await?;
+    let reloads = hangups.reload_into(args, server.reloader());
+    // Bound means listening: a client connecting from now on is queued.
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("listening on {}", addresses(&server))),
+    ]);
+    server
+        .run(async {
+            shutdown.await;
+            notify(&[
+                NotifyState::Stopping,
+                NotifyState::Status("shutting down: telling clients, sending what is queued"),
+            ]);
+        })
+        .await?;
+    reloads.abort();
     Ok(ExitCode::SUCCESS)
 }
 
-/// On every SIGHUP, reads the config again (file, environment, flags) and
-/// hands it to the server; a config that does not load is logged, and the
-/// running one stays.
-#[cfg(unix)]
-fn reload_on_hangup(args: ServeArgs, reloader: switchboard::Reloader) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the config");
-            match args.config() {
-                Ok(config) => reloader.reload(config),
-                Err(error) => {
-                    tracing::warn!("reload refused, the running config stays: {error:#}")
-                }
-            }
-        }
-    });
-    Ok(())
+/// Tells the service manager about a change of state, when one started us
+/// with `Type=notify` (it sets `NOTIFY_SOCKET`; without it, this does
+/// nothing). A message that cannot be sent is logged, not fatal: systemd
+/// would then time the start out and say so itself.
+fn notify(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!("cannot notify the service manager (NOTIFY_SOCKET): {error}");
+    }
 }
 
-#[cfg(not(unix))]
-fn reload_on_hangup(_: ServeArgs, _: switchboard::Reloader) -> anyhow::Result<()> {
-    Ok(())
+/// Every address the server listens on, as its "listening on" log line
+/// gives them: `text://0.0.0.0:12345, http://127.0.0.1:8080`.
+fn addresses(server: &Server) -> String {
+    server.endpoints().join(", ")
+}
+
+/// What `serve --check-config` prints: where the server would listen and
+/// its main limits, enough to see that the file said what was meant.
+fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let source = file.map_or("flags, environment and defaults".to_owned(), |file| {
+        format!("{} (with flags and environment)", file.display())
+    });
+    let _ = writeln!(out, "config ok: {source}");
+    for listener in &config.listeners {
+        let _ = writeln!(out, "listen           {listener}");
+    }
+    let http = match config.http {
+        Some(http) if config.admin_token.is_some() => format!("{http} (admin token set)"),
+        Some(http) => format!("{http} (no admin token: console and API on loopback only)"),
+        None => "off".to_owned(),
+    };
+    let _ = writeln!(out, "http             {http}");
+    let per_ip = config
+        .max_connections_per_ip
+        .map_or("no limit".to_owned(), |n| n.to_string());
+    let _ = writeln!(
+        out,
+        "max-connections  {} ({per_ip} per IP)",
+        config.max_connections
+    );
+    let _ = writeln!(out, "max-line         {}", bytes(config.max_line));
+    let _ = writeln!(
+        out,
+        "queue limits     {} soft, {} hard",
+        bytes(config.queue_soft_limit),
+        bytes(config.queue_hard_limit)
+    );
+    let _ = writeln!(out, "max-memory       {}", bytes(config.max_memory));
+    let off = |timeout: Option<std::time::Duration>| timeout.map_or("off".into(), format_duration);
+    let _ = writeln!(
+        out,
+        "timeouts         stall {}, slow {}, idle {}, line {}",
+        format_duration(config.stall_timeout),
+        off(config.slow_timeout),
+        off(config.idle_timeout),
+        off(config.line_timeout)
+    );
+    out
+}
+
+/// A byte count the way sizes are written in flags (`64KiB`, `4MiB`,
+/// `1536`), or rounded to a tenth of its unit when not a whole number of
+/// it (`11.8GiB`, as half a machine's memory usually is).
+fn bytes(n: usize) -> String {
+    const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    match UNITS.iter().find(|(unit, _)| n >= *unit) {
+        Some((unit, name)) if n % unit == 0 => format!("{}{name}", n / unit),
+        Some((unit, name)) => format!("{:.1}{name}", n as f64 / *unit as f64),
+        None => n.to_string(),
+    }
+}
+
+/// SIGHUP, watched from before the server binds, so that `systemctl
+/// reload` (the unit's `ExecReload`) can never end the server: without a
+/// handler, SIGHUP kills the process.
+struct Hangups {
+    #[cfg(unix)]
+    signals: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    #[cfg(unix)]
+    fn watch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let signals = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+        Ok(Hangups { signals })
+    }
+
+    #[cfg(not(unix))]
+    fn watch() -> anyhow::Result<Self> {
+        Ok(Hangups {})
+    }
+
+    /// On every SIGHUP, reads the config again (file, environment, flags)
+    /// and hands it to the server; a config that does not load is logged,
+    /// and the running one stays.
+    fn reload_into(
+        self,
+        args: ServeArgs,
+        reloader: switchboard::Reloader,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            {
+                let mut signals = self.signals;
+                while signals.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    match args.config() {
+                        Ok(config) => reloader.reload(config),
+                        Err(error) => {
+                            tracing::warn!("reload refused, the running config stays: {error:#}")
+                        }
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = (self, args, reloader);
+        })
+    }
 }
 
 /// Installs the Ctrl-C and SIGTERM handlers now; the future completes when
 /// either signal arrives.
 #[cfg(unix)]
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch for Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;

@@ -1,0 +1,430 @@
+//! TLS listeners: encrypted clients in the same rooms as plain ones, a
+//! plaintext client on a TLS port closed in bounded time, client
+//! certificates naming clients, certificates rotated by SIGHUP while
+//! clients stay, HTTPS and WSS, and `openssl s_client` as an outside client.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use switchboard::config::{HttpSpec, TlsFiles};
+use switchboard::{AnyClient, Client, ClientTls, Config, ListenerSpec, SelfSigned, ServerLine};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A directory for one test's certificates, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-tls-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes a self-signed certificate for localhost as NAME.pem and
+    /// NAME-key.pem; returns the certificate's path.
+    fn certificate(&self, name: &str) -> PathBuf {
+        let made = SelfSigned::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        std::fs::write(self.path(&format!("{name}.pem")), made.cert_pem).unwrap();
+        std::fs::write(self.path(&format!("{name}-key.pem")), made.key_pem).unwrap();
+        self.path(&format!("{name}.pem"))
+    }
+
+    fn files(&self, name: &str) -> TlsFiles {
+        TlsFiles {
+            cert: Some(self.path(&format!("{name}.pem"))),
+            key: Some(self.path(&format!("{name}-key.pem"))),
+            ..TlsFiles::default()
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server with a `tls://` and a plain text listener on loopback.
+fn tls_config(dir: &Dir) -> Config {
+    dir.certificate("server");
+    Config {
+        listeners: vec![
+            "tls://127.0.0.1:0".parse().unwrap(),
+            "text://127.0.0.1:0".parse().unwrap(),
+        ],
+        tls: dir.files("server"),
+        ..Config::local()
+    }
+}
+
+fn listener(listeners: &[ListenerSpec], scheme: &str) -> SocketAddr {
+    listeners
+        .iter()
+        .find(|l| l.scheme() == scheme)
+        .unwrap_or_else(|| panic!("no {scheme} listener"))
+        .addr
+}
+
+/// A TLS text client that has read its welcome; returns it and its name.
+async fn join_tls(port: u16, tls: &ClientTls) -> (AnyClient, String) {
+    let mut client = within(
+        "a TLS connection",
+        Client::connect_tls(&format!("localhost:{port}"), tls),
+    )
+    .await
+    .expect("the TLS handshake succeeds");
+    let welcome = within("the welcome line", client.next())
+        .await
+        .expect("read")
+        .expect("a welcome");
+    let ServerLine::Notice(text) = welcome else {
+        panic!("expected a welcome notice, got {welcome:?}")
+    };
+    let name = text
+        .strip_prefix("welcome ")
+        .and_then(|rest| rest.split('!').next())
+        .expect("the welcome names the client")
+        .to_owned();
+    (client, name)
+}
+
+#[tokio::test]
+async fn a_tls_client_and_a_plain_client_share_a_room() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+    let (mut secure, secure_name) =
+        join_tls(listener(&server.listeners, "tls").port(), &trust).await;
+    let (mut plain, plain_name) = join(listener(&server.listeners, "text")).await;
+
+    secure.say("sent encrypted").await.unwrap();
+    let (_, from, text) = expect_message(&mut plain).await;
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        (secure_name.as_str(), "sent encrypted")
+    );
+    plain.say("sent in clear").await.unwrap();
+    let (_, from, text) = expect_message(&mut secure).await;
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        (plain_name.as_str(), "sent in clear")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_trust_the_certificate_does_not_connect() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let stranger = ClientTls::with_ca(&dir.certificate("stranger")).unwrap();
+    let port = listener(&server.listeners, "tls").port();
+    let error = Client::connect_tls(&format!("localhost:{port}"), &stranger)
+        .await
+        .expect_err("an untrusted certificate is refused");
+    assert!(
+        format!("{error:#}").contains("certificate"),
+        "the error says why: {error:#}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plaintext_and_silence_on_a_tls_port_are_closed_in_bounded_time() {
+    let dir = Dir::new();
+    let config = Config {
+        tls_handshake_timeout: Duration::from_secs(1),
+        ..tls_config(&dir)
+    };
+    let server = TestServer::start(config).await;
+    let addr = listener(&server.listeners, "tls");
+
+    // `nc` typing a line: not a TLS record, refused at once.
+    let mut chatty = TcpStream::connect(addr).await.unwrap();
+    chatty.write_all(b"hello\n").await.unwrap();
+    let mut answer = Vec::new();
+    within(
+        "the server to close a plaintext client",
+        chatty.read_to_end(&mut answer),
+    )
+    .await
+    .ok();
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("welcome"),
+        "no service in plaintext"
+    );
+
+    // A client that says nothing: closed at the handshake timeout.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut nothing = Vec::new();
+    within_for(
+        Duration::from_secs(5),
+        "the server to close a silent client after its handshake timeout",
+        silent.read_to_end(&mut nothing),
+    )
+    .await
+    .ok();
+    assert!(nothing.is_empty());
+
+    // And TLS clients are served as ever.
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+    join_tls(addr.port(), &trust).await;
+    server.stop().await;
+}
+
+/// Writes a CA, and a client certificate it signed for `common_name`;
+/// returns the paths of the CA, the client's certificate and its key.
+fn client_ca_and_certificate(dir: &Dir, common_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "switchboard test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut client = CertificateParams::new(Vec::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = client.signed_by(&key, &ca).unwrap();
+    std::fs::write(dir.path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path("client.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path("client-key.pem"), key.serialize_pem()).unwrap();
+    (
+        dir.path("ca.pem"),
+        dir.path("client.pem"),
+        dir.path("client-key.pem"),
+    )
+}
+
+#[tokio::test]
+async fn a_client_certificate_names_its_client_and_no_certificate_gets_no_service() {
+    let dir = Dir::new();
+    let (ca, cert, key) = client_ca_and_certificate(&dir, "sensor-7");
+    let mut config = tls_config(&dir);
+    config.tls.client_ca = Some(ca);
+    let server = TestServer::start(config).await;
+    let port = listener(&server.listeners, "tls").port();
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+
+    let with_certificate = trust.clone().with_client_certificate(&cert, &key).unwrap();
+    let (mut sensor, name) = join_tls(port, &with_certificate).await;
+    assert_eq!(
+        name, "sensor-7",
+        "the certificate's common name is the name"
+    );
+    let (mut watcher, _) = join(listener(&server.listeners, "text")).await;
+    sensor.say("21.5 C").await.unwrap();
+    let (_, from, _) = expect_message(&mut watcher).await;
+    assert_eq!(from, "sensor-7");
+
+    // The same certificate twice: the second is told why it is not served.
+    let mut twin = Client::connect_tls(&format!("localhost:{port}"), &with_certificate)
+        .await
+        .unwrap();
+    let said = read_to_end(&mut twin).await.join("\n");
+    assert!(
+        said.contains("sensor-7") && said.contains("not available"),
+        "the second connection hears why: {said}"
+    );
+
+    // Without a certificate: the handshake fails (on the client's first
+    // read, in TLS 1.3), and nothing is served.
+    let served = async {
+        let mut anonymous = Client::connect_tls(&format!("localhost:{port}"), &trust).await?;
+        anonymous.next_line().await.map_err(anyhow::Error::from)
+    };
+    match within("a client without a certificate to be refused", served).await {
+        Ok(Some(line)) => panic!("a client without a certificate was served: {line}"),
+        Ok(None) | Err(_) => {}
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn https_serves_the_api_and_websocket_clients_over_tls() {
+    let dir = Dir::new();
+    let config = Config {
+        http: Some(HttpSpec {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: true,
+        }),
+        ..tls_config(&dir)
+    };
+    let server = TestServer::start(config).await;
+    let port = server.http.expect("an HTTPS listener").port();
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+
+    let mut stream = trust.connect(&format!("localhost:{port}")).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    within("the HTTPS answer", stream.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    let stream = trust.connect(&format!("localhost:{port}")).await.unwrap();
+    let (mut browser, _) = within(
+        "a WSS handshake",
+        tokio_tungstenite::client_async(format!("wss://localhost:{port}/ws"), stream),
+    )
+    .await
+    .expect("the WebSocket upgrade over TLS succeeds");
+    browser
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            r#"{"type":"say","text":"from a browser, over WSS"}"#,
+        ))
+        .await
+        .unwrap();
+    let (_, _, text) = expect_message(&mut plain).await;
+    assert_eq!(text, "from a browser, over WSS");
+    server.stop().await;
+}
+
+/// Sends SIGHUP to the binary server.
+fn hang_up(server: &BinaryServer) {
+    let pid = server.child.id().expect("running");
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -HUP {pid}")])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+fn copy(dir: &Dir, from: &str, to: &str) {
+    for suffix in [".pem", "-key.pem"] {
+        let (from, to) = (
+            dir.path(&format!("{from}{suffix}")),
+            dir.path(&format!("{to}{suffix}")),
+        );
+        // Written beside and renamed, as certbot does: never half a file.
+        let staged = to.with_extension("new");
+        std::fs::copy(from, &staged).unwrap();
+        std::fs::rename(staged, to).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sighup_rotates_the_certificate_while_clients_stay_connected() {
+    let dir = Dir::new();
+    dir.certificate("old");
+    dir.certificate("new");
+    copy(&dir, "old", "live");
+    let (cert, key) = (dir.path("live.pem"), dir.path("live-key.pem"));
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let port = server.addr(0).port();
+    let trusts_old = ClientTls::with_ca(&dir.path("old.pem")).unwrap();
+    let trusts_new = ClientTls::with_ca(&dir.path("new.pem")).unwrap();
+    let (mut staying, staying_name) = join_tls(port, &trusts_old).await;
+
+    copy(&dir, "new", "live");
+    hang_up(&server);
+    server
+        .expect_log("reloaded the config: TLS certificate")
+        .await;
+
+    let (mut newcomer, _) = join_tls(port, &trusts_new).await;
+    assert!(
+        Client::connect_tls(&format!("localhost:{port}"), &trusts_old)
+            .await
+            .is_err(),
+        "new handshakes present the new certificate"
+    );
+    staying.say("still here").await.unwrap();
+    let (_, from, text) = expect_message(&mut newcomer).await;
+    assert_eq!((from, text.as_str()), (staying_name, "still here"));
+
+    // A broken file on the next reload keeps the certificate in use.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hang_up(&server);
+    server
+        .expect_log("cannot reload the TLS certificate, the current one stays")
+        .await;
+    join_tls(port, &trusts_new).await;
+}
+
+#[tokio::test]
+async fn openssl_s_client_is_a_client_like_any_other() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let port = listener(&server.listeners, "tls").port();
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    let mut openssl = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error"])
+        .args([
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .arg("-CAfile")
+        .arg(dir.path("server.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs (apt-get install openssl)");
+    let mut to_openssl = openssl.stdin.take().unwrap();
+    let mut from_openssl = tokio::io::BufReader::new(openssl.stdout.take().unwrap());
+    let mut welcome = String::new();
+    within(
+        "the welcome through openssl",
+        tokio::io::AsyncBufReadExt::read_line(&mut from_openssl, &mut welcome),
+    )
+    .await
+    .unwrap();
+    assert!(welcome.starts_with("* welcome"), "{welcome}");
+    to_openssl.write_all(b"hello from openssl\n").await.unwrap();
+    let (_, _, text) = expect_message(&mut plain).await;
+    assert_eq!(text, "hello from openssl");
+    drop(to_openssl);
+    server.stop().await;
+}
+
+#[test]
+fn tls_without_a_certificate_is_refused_at_start_naming_the_fix() {
+    let config = Config {
+        listeners: vec!["json+tls://127.0.0.1:0".parse().unwrap()],
+        ..Config::local()
+    };
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("json+tls://127.0.0.1:0") && error.contains("--tls-cert"),
+        "{error}"
+    );
+}
