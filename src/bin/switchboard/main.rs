@@ -1,8 +1,9 @@
-//! The `switchboard` command: `serve`, `connect` and `send`, thin layers
-//! over the library.
+//! The `switchboard` command: `serve`, `connect`, `send`, `status`,
+//! `bench` and `passwd`, thin layers over the library.
 
 mod bench;
 mod connect;
+mod passwd;
 mod send;
 mod serve;
 mod status;
@@ -39,6 +40,9 @@ enum Command {
     /// Measure a running relay (switchboard, ncat --broker, NATS, Redis):
     /// throughput, latency, loss, memory.
     Bench(bench::BenchArgs),
+    /// Hash a password (read from stdin) and print the users-file entry
+    /// for USER, ready to append: `switchboard passwd alice >> users.toml`.
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Passwd(args) => passwd::run(args).await,
         }
     });
     // Do not wait for a blocked stdin read: the command is done.
