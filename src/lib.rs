@@ -2,6 +2,8 @@
 //! lines, JSON lines, or raw bytes), get a name, join rooms, and whatever
 //! one says reaches the others in its room, or one client directly.
 //!
+//! - [`auth`]: who a client is and where it may go (users file, tokens,
+//!   JWTs, failed attempts per address, room permissions);
 //! - [`hub`]: the routing core (clients, names, rooms, bounded queues and
 //!   flow control), free of sockets and wire formats;
 //! - [`protocol`]: the text, JSON and raw wire formats;
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod config;

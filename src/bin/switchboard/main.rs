@@ -1,10 +1,12 @@
-//! The `switchboard` command: `serve`, `connect` and `send`, thin layers
-//! over the library.
+//! The `switchboard` command: `serve`, `connect`, `send`, `status`,
+//! `bench`, `cert`, `passwd` and `completions`, thin layers over the
+//! library.
 
 mod bench;
 mod cert;
 mod connect;
 mod manual;
+mod passwd;
 mod send;
 mod serve;
 mod status;
@@ -65,6 +67,9 @@ enum Command {
     /// Print the manual page (roff), or write one page per command to a directory.
     #[command(hide = true)]
     Manpage(manual::ManpageArgs),
+    /// Hash a password (read from stdin) and print the users-file entry
+    /// for USER, ready to append: `switchboard passwd alice >> users.toml`.
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +118,7 @@ fn main() -> ExitCode {
             Command::Cert(args) => cert::run(args),
             Command::Completions(args) => manual::completions(args, Cli::command()),
             Command::Manpage(args) => manual::manpage(args, Cli::command()),
+            Command::Passwd(args) => passwd::run(args).await,
         }
     });
     // Do not wait for a blocked stdin read: the command is done.
