@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
 use crate::hub::{HubSettings, QueueLimits, RoomName};
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
@@ -134,6 +135,11 @@ pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 /// finish one and would hold a connection slot until it gave up.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client of an `?auth=required` listener has to authenticate:
+/// a program or a person pasting a token does it in well under a second or
+/// two, while a connection that never does holds a slot until then.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Failed admin logins allowed from one IP address per minute, before the
 /// rest of that minute's attempts are refused: guessing a token at five
 /// tries a minute takes forever, and a person who mistyped it waits a
@@ -196,6 +202,9 @@ pub struct ListenerSpec {
     pub addr: SocketAddr,
     /// The room its clients start in.
     pub room: RoomName,
+    /// Whether clients must authenticate before anything else
+    /// (`?auth=required`).
+    pub auth: bool,
 }
 
 impl ListenerSpec {
@@ -206,6 +215,7 @@ impl ListenerSpec {
             tls: false,
             addr,
             room: RoomName::lobby(),
+            auth: false,
         }
     }
 
@@ -233,8 +243,15 @@ impl Default for ListenerSpec {
 impl fmt::Display for ListenerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}", self.scheme(), self.addr)?;
+        let mut options = Vec::new();
         if self.room != RoomName::lobby() {
-            write!(f, "?room={}", self.room)?;
+            options.push(format!("room={}", self.room));
+        }
+        if self.auth {
+            options.push("auth=required".to_owned());
+        }
+        if !options.is_empty() {
+            write!(f, "?{}", options.join("&"))?;
         }
         Ok(())
     }
@@ -262,8 +279,11 @@ impl FromStr for ListenerSpec {
                     listener.room = RoomName::parse_user(room.as_bytes())
                         .with_context(|| format!("bad room in listener {spec:?}"))?
                 }
+                Some(("auth", auth)) => {
+                    listener.auth = parse_auth(auth).with_context(|| format!("in listener {spec:?}"))?
+                }
                 _ => anyhow::bail!(
-                    "unknown option {pair:?} in listener {spec:?}: expected room=NAME"
+                    "unknown option {pair:?} in listener {spec:?}: expected room=NAME or auth=required"
                 ),
             }
         }
@@ -286,6 +306,15 @@ pub(crate) fn parse_scheme(scheme: &str) -> anyhow::Result<(Mode, bool)> {
     }
 }
 
+/// `auth=required` or `auth=none`.
+fn parse_auth(value: &str) -> anyhow::Result<bool> {
+    match value {
+        "required" => Ok(true),
+        "none" => Ok(false),
+        _ => anyhow::bail!("unknown auth={value:?}: expected auth=required or auth=none"),
+    }
+}
+
 /// `IP:PORT`, `[IPv6]:PORT`, or a bare `PORT` on all IPv4 interfaces.
 fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
     match addr.parse::<u16>() {
@@ -305,12 +334,19 @@ pub struct HttpSpec {
     pub addr: SocketAddr,
     /// HTTPS rather than HTTP.
     pub tls: bool,
+    /// Whether WebSocket clients (`/ws`) must authenticate first
+    /// (`?auth=required`); the admin side has its own token.
+    pub auth: bool,
 }
 
 impl fmt::Display for HttpSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "https" } else { "http" };
-        write!(f, "{scheme}://{}", self.addr)
+        write!(f, "{scheme}://{}", self.addr)?;
+        if self.auth {
+            f.write_str("?auth=required")?;
+        }
+        Ok(())
     }
 }
 
@@ -327,8 +363,23 @@ impl FromStr for HttpSpec {
             }
             None => (false, spec),
         };
+        let (addr, query) = match addr.split_once('?') {
+            Some((addr, query)) => (addr, Some(query)),
+            None => (addr, None),
+        };
         let addr = parse_addr(addr).with_context(|| format!("in --http {spec:?}"))?;
-        Ok(HttpSpec { addr, tls })
+        let mut auth = false;
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("auth", value)) => {
+                    auth = parse_auth(value).with_context(|| format!("in --http {spec:?}"))?
+                }
+                _ => anyhow::bail!(
+                    "unknown option {pair:?} in --http {spec:?}: expected auth=required"
+                ),
+            }
+        }
+        Ok(HttpSpec { addr, tls, auth })
     }
 }
 
@@ -415,6 +466,11 @@ pub struct Config {
     pub tls: TlsFiles,
     /// How long a client has to finish its TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Where credentials come from (users file, tokens, JWT keys).
+    pub auth: AuthSettings,
+    /// How long a client of an `?auth=required` listener has to
+    /// authenticate.
+    pub auth_timeout: Duration,
     /// The admin token: with it, the console, API and metrics answer on
     /// any address to whoever has it; without it, only on loopback.
     pub admin_token: Option<String>,
@@ -457,6 +513,8 @@ impl Default for Config {
             http: None,
             tls: TlsFiles::default(),
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            auth: AuthSettings::default(),
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
             admin_token: None,
             allowed_origins: Vec::new(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
@@ -542,6 +600,22 @@ impl Config {
             );
         }
         self.validate_tls()?;
+        let asks = self
+            .listeners
+            .iter()
+            .filter(|l| l.auth)
+            .map(|l| l.to_string())
+            .chain(self.http.filter(|h| h.auth).map(|h| h.to_string()))
+            .collect::<Vec<_>>();
+        anyhow::ensure!(
+            asks.is_empty() || self.auth.has_credentials(),
+            "{} asks for authentication, but no credentials are configured: give --users FILE, --token SECRET, --token-file FILE or a JWT key (--jwt-secret, --jwt-public-key)",
+            asks.join(", ")
+        );
+        anyhow::ensure!(
+            !self.auth_timeout.is_zero(),
+            "auth-timeout must be more than 0"
+        );
         if let Some(HttpSpec { addr: http, .. }) = self.http {
             anyhow::ensure!(
                 http.ip().is_loopback() || self.admin_token.is_some(),
@@ -580,6 +654,8 @@ impl Config {
             http: _,
             tls: _,
             tls_handshake_timeout: _,
+            auth: _,
+            auth_timeout: _,
             admin_token: _,
             allowed_origins: _,
             ws_ping_interval: _,
@@ -623,6 +699,14 @@ impl Config {
             tls.client_ca => "tls-client-ca",
             tls.self_signed => "tls-self-signed",
             tls_handshake_timeout => "tls-handshake-timeout",
+            auth.users_file => "users",
+            auth.tokens => "token",
+            auth.token_file => "token-file",
+            auth.jwt_secret => "jwt-secret",
+            auth.jwt_secret_file => "jwt-secret-file",
+            auth.jwt_public_key_file => "jwt-public-key",
+            auth.jwt_audience => "jwt-audience",
+            auth_timeout => "auth-timeout",
             admin_token => "admin-token",
             allowed_origins => "allowed-origin",
             ws_ping_interval => "ws-ping-interval",
@@ -762,6 +846,22 @@ pub struct Overrides {
     pub tls_self_signed: Option<bool>,
     /// See [`Config::tls_handshake_timeout`].
     pub tls_handshake_timeout: Option<Seconds>,
+    /// See [`AuthSettings::users_file`].
+    pub users: Option<PathBuf>,
+    /// See [`AuthSettings::tokens`].
+    pub token: Option<Vec<String>>,
+    /// See [`AuthSettings::token_file`].
+    pub token_file: Option<PathBuf>,
+    /// See [`AuthSettings::jwt_secret`].
+    pub jwt_secret: Option<String>,
+    /// See [`AuthSettings::jwt_secret_file`].
+    pub jwt_secret_file: Option<PathBuf>,
+    /// See [`AuthSettings::jwt_public_key_file`].
+    pub jwt_public_key: Option<PathBuf>,
+    /// See [`AuthSettings::jwt_audience`].
+    pub jwt_audience: Option<String>,
+    /// See [`Config::auth_timeout`].
+    pub auth_timeout: Option<Seconds>,
     /// See [`Config::admin_token`].
     pub admin_token: Option<String>,
     /// A file holding the admin token (its first line).
@@ -807,6 +907,27 @@ impl Overrides {
             &mut config.tls_handshake_timeout,
             self.tls_handshake_timeout.map(|s| s.0),
         );
+        let auth = &mut config.auth;
+        if self.users.is_some() {
+            auth.users_file = self.users;
+        }
+        set(&mut auth.tokens, self.token);
+        if self.token_file.is_some() {
+            auth.token_file = self.token_file;
+        }
+        if self.jwt_secret.is_some() {
+            auth.jwt_secret = self.jwt_secret;
+        }
+        if self.jwt_secret_file.is_some() {
+            auth.jwt_secret_file = self.jwt_secret_file;
+        }
+        if self.jwt_public_key.is_some() {
+            auth.jwt_public_key_file = self.jwt_public_key;
+        }
+        if self.jwt_audience.is_some() {
+            auth.jwt_audience = self.jwt_audience;
+        }
+        set(&mut config.auth_timeout, self.auth_timeout.map(|s| s.0));
         if let Some(path) = &self.admin_token_file {
             config.admin_token = Some(read_token_file(path)?);
         }

@@ -5,19 +5,21 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{timeout, timeout_at, Instant};
 
+use crate::auth::{AuthError, Authenticator, UserConnection};
 use crate::hub::{
     weight, Batch, Body, CloseReason, Closing, Name, OutboxHandle, Pushed, RoomName, Session,
 };
-use crate::protocol::{apply, Decode, Input, Protocol, Reply, Request};
+use crate::protocol::{apply, Decode, Input, Protocol, ProtocolError, Reply, Request, Secret};
 use crate::transport::{Farewell, Transport};
 
 /// The per-connection timeouts.
@@ -64,6 +66,7 @@ pub(crate) fn serve<P, S>(
     room: RoomName,
     stream: S,
     timeouts: Timeouts,
+    gate: Option<Gate>,
 ) -> impl std::future::Future<Output = (Name, Closing)> + Send
 where
     P: Protocol,
@@ -72,16 +75,29 @@ where
     // Done before the future, so that it does not keep what it needs only
     // to begin with (the room, the welcome).
     // The welcome comes first, before the room's news.
-    // A client refused as it came (closed already) only hears why.
-    if !session.outbox().is_closed() {
-        let welcome = protocol.welcome(session.name(), Some(&room));
-        if !welcome.is_empty() {
-            let _ = session.reply(welcome);
+    // A client refused as it came (closed already) only hears why; one
+    // that must authenticate first, how to.
+    let pending = match gate {
+        _ if session.outbox().is_closed() => None,
+        Some(gate) => {
+            let prompt = protocol.auth_required(gate.within);
+            if !prompt.is_empty() {
+                let _ = session.reply(prompt);
+            }
+            Some(Box::new(Pending {
+                deadline: Deadline {
+                    at: Instant::now() + gate.within,
+                    why: Why::Auth(gate.within),
+                },
+                gate,
+                room,
+            }))
         }
-        if let Err(error) = session.join(room) {
-            tracing::warn!(%error, "cannot put a new client in its listener's room");
+        None => {
+            welcome(&*protocol, &mut session, room);
+            None
         }
-    }
+    };
     let Timeouts { stall, idle, line } = timeouts;
     async move {
         let mut stream = stream;
@@ -90,8 +106,18 @@ where
         let protocol = &*protocol;
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
+        // The user's place among its connections, while it is connected.
+        let mut kept = None;
         let reading_ended_first = {
-            let reading = read_side(protocol, &mut session, reader, idle, line);
+            let reading = read_side(
+                protocol,
+                &mut session,
+                reader,
+                idle,
+                line,
+                pending,
+                &mut kept,
+            );
             tokio::select! {
                 () = reading => true,
                 () = &mut writing => false,
@@ -111,11 +137,148 @@ where
         // Boxed, as everything this future awaits only once.
         let _ = Box::pin(timeout(stall, session.until_receivers_keep_up())).await;
         drop(session);
+        drop(kept);
         let closing = outbox.closing().unwrap_or(Closing {
             reason: CloseReason::ClientClosed,
             flush: true,
         });
         (name, closing)
+    }
+}
+
+/// A listener's demand for credentials (`?auth=required`), as one client
+/// meets it.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    /// Checks the credentials.
+    pub(crate) auth: Arc<Authenticator>,
+    /// Where the client comes from: failures are counted per address.
+    pub(crate) ip: IpAddr,
+    /// How long it has.
+    pub(crate) within: Duration,
+}
+
+/// A client that has not authenticated yet.
+struct Pending {
+    gate: Gate,
+    /// Where it goes once in.
+    room: RoomName,
+    deadline: Deadline,
+}
+
+/// Where a client at the gate stands after one input.
+enum Gated {
+    /// Not in yet (told why).
+    Waiting,
+    /// In: keeps its user's place while connected; its credentials end at
+    /// `expires_at`; a device's data that came with its token follows.
+    In {
+        user: Option<UserConnection>,
+        expires_at: Option<SystemTime>,
+        data: Vec<Body>,
+    },
+    /// Turned away.
+    Out(CloseReason),
+}
+
+/// Takes one input of a client that has not authenticated: credentials
+/// are checked (failures are counted, throttled and banned per address by
+/// the authenticator), anything else is refused, saying how to log in.
+async fn authenticate<P: Protocol>(
+    protocol: &P,
+    session: &mut Session,
+    pending: &Pending,
+    work: Work,
+) -> Gated {
+    let gate = &pending.gate;
+    let mut data = Vec::new();
+    let (request, tag) = match work {
+        Work::Say(_, bodies) if protocol.credentials_in_data() => {
+            // A device has no commands: its first line is its token, and
+            // what came after it is its first data.
+            let mut bodies = bodies.into_iter();
+            let first = bodies.next().map(|body| body.bytes).unwrap_or_default();
+            let end = memchr::memchr(b'\n', &first).unwrap_or(first.len());
+            let token = String::from_utf8_lossy(&first[..end]).trim().to_owned();
+            let rest = first.slice((end + 1).min(first.len())..);
+            data.extend((!rest.is_empty()).then(|| Body::chunk(rest)));
+            data.extend(bodies);
+            (Request::Auth(Secret(token)), None)
+        }
+        Work::Say(..) => (Request::Help, None),
+        Work::One(Input::Request { request, tag }) => (request, tag),
+        Work::One(Input::Invalid { error, tag }) => {
+            answer_client(session, protocol.error(&error, &tag)).await;
+            return Gated::Waiting;
+        }
+    };
+    let result = match request {
+        Request::Auth(Secret(token)) => gate.auth.token(&token, gate.ip).await,
+        Request::Login { user, password } => gate.auth.login(&user, &password.0, gate.ip).await,
+        Request::Quit => return Gated::Out(CloseReason::Quit),
+        Request::Ping => {
+            answer_client(session, protocol.reply(&Reply::Pong, &tag)).await;
+            return Gated::Waiting;
+        }
+        _ => {
+            let error = ProtocolError::new(
+                "auth_required",
+                "authenticate first: /login USER PASSWORD or /auth TOKEN (JSON: {\"type\":\"auth\",...})",
+            );
+            answer_client(session, protocol.error(&error, &tag)).await;
+            return Gated::Waiting;
+        }
+    };
+    let identity = match result {
+        Ok(identity) => identity,
+        Err(error @ AuthError::Banned { .. }) => {
+            return Gated::Out(CloseReason::Refused(error.to_string().into()))
+        }
+        Err(error) => {
+            let error = ProtocolError::new(error.code(), error.to_string());
+            answer_client(session, protocol.error(&error, &tag)).await;
+            return Gated::Waiting;
+        }
+    };
+    let user = match gate.auth.connect(&identity) {
+        Ok(user) => user,
+        Err(error) => return Gated::Out(CloseReason::Refused(error.to_string().into())),
+    };
+    let name = match user.as_ref().map(|user| Name::new(user.name())).transpose() {
+        Ok(name) => name,
+        Err(error) => {
+            return Gated::Out(CloseReason::Refused(
+                format!("your user name cannot be a client name: {error}").into(),
+            ))
+        }
+    };
+    if let Err(error) = session.log_in(name, Arc::new(identity.clone())) {
+        return Gated::Out(CloseReason::Refused(
+            format!("cannot take your user name: {error}").into(),
+        ));
+    }
+    tracing::info!(name = %session.name(), user = ?identity.user, method = ?identity.method, "client authenticated");
+    let reply = Reply::Authenticated {
+        name: session.name().clone(),
+        user: identity.user.clone(),
+    };
+    answer_client(session, protocol.reply(&reply, &tag)).await;
+    Gated::In {
+        user,
+        expires_at: identity.expires_at,
+        data,
+    }
+}
+
+/// Greets a client that is in and puts it in its listener's room.
+fn welcome<P: Protocol>(protocol: &P, session: &mut Session, room: RoomName) {
+    let welcome = protocol.welcome(session.name(), Some(&room));
+    if !welcome.is_empty() {
+        let _ = session.reply(welcome);
+    }
+    if let Err(error) = session.join(room) {
+        tracing::debug!(%error, "cannot put a new client in its listener's room");
+        let _ = session.reply(protocol.error(&error.into(), &None));
     }
 }
 
@@ -139,7 +302,11 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     mut reader: R,
     idle: Option<Duration>,
     line_timeout: Option<Duration>,
+    mut pending: Option<Box<Pending>>,
+    kept: &mut Option<UserConnection>,
 ) {
+    // When the credentials the client logged in with end (a JWT's expiry).
+    let mut expires: Option<Deadline> = None;
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
     let mut eof = false;
@@ -156,6 +323,31 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             line_started = None;
             if session.outbox().is_closed() {
                 return;
+            }
+            if let Some(gate) = &pending {
+                match Box::pin(authenticate(protocol, session, gate, work)).await {
+                    Gated::Waiting => {}
+                    Gated::In {
+                        user,
+                        expires_at,
+                        data,
+                    } => {
+                        let gate = pending.take().expect("pending");
+                        *kept = user;
+                        expires = expires_at.map(|at| Deadline {
+                            at: Instant::now()
+                                + at.duration_since(SystemTime::now()).unwrap_or_default(),
+                            why: Why::Expired,
+                        });
+                        welcome(protocol, session, gate.room);
+                        if !data.is_empty() {
+                            let _ = Box::pin(session.say_all(None, data)).await;
+                        }
+                    }
+                    Gated::Out(reason) => break 'connection (reason, true),
+                }
+                tokio::task::coop::consume_budget().await;
+                continue;
             }
             if let Step::Stop(reason, flush) = Box::pin(handle(protocol, session, work)).await {
                 break 'connection (reason, flush);
@@ -176,7 +368,11 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             line_started = Some(Instant::now());
         }
         session.set_input_held(buf.capacity());
-        let read = match Deadline::next(idle, line_timeout.zip(line_started)) {
+        let until = match &pending {
+            Some(pending) => Some(pending.deadline),
+            None => expires,
+        };
+        let read = match Deadline::next(idle, line_timeout.zip(line_started), until) {
             // Boxed: a timer is memory an idle client holds, when configured.
             Some(deadline) => Box::pin(timeout_at(deadline.at, read_some(&mut reader, &mut buf)))
                 .await
@@ -299,40 +495,47 @@ async fn answer_client(session: &Session, answer: Bytes) {
 #[derive(Clone, Copy)]
 struct Deadline {
     at: Instant,
-    limit: Duration,
-    /// The line timeout (else the idle timeout).
-    line: bool,
+    why: Why,
+}
+
+/// Which limit a deadline is.
+#[derive(Clone, Copy)]
+enum Why {
+    Idle(Duration),
+    Line(Duration),
+    Auth(Duration),
+    Expired,
 }
 
 impl Deadline {
-    /// The earlier of the idle timeout from now and the line timeout of a
-    /// line started at `line.1`.
-    fn next(idle: Option<Duration>, line: Option<(Duration, Instant)>) -> Option<Deadline> {
+    /// The earliest of: the idle timeout from now, the line timeout of a
+    /// line started at `line.1`, and `until` (authentication's deadline, or
+    /// when the credentials expire).
+    fn next(
+        idle: Option<Duration>,
+        line: Option<(Duration, Instant)>,
+        until: Option<Deadline>,
+    ) -> Option<Deadline> {
         let idle = idle.map(|limit| Deadline {
             at: Instant::now() + limit,
-            limit,
-            line: false,
+            why: Why::Idle(limit),
         });
         let line = line.map(|(limit, started)| Deadline {
             at: started + limit,
-            limit,
-            line: true,
+            why: Why::Line(limit),
         });
-        match (idle, line) {
-            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
-            (a, b) => a.or(b),
-        }
+        [idle, line, until]
+            .into_iter()
+            .flatten()
+            .min_by_key(|d| d.at)
     }
 
     fn reason(self) -> CloseReason {
-        if self.line {
-            CloseReason::LineTimeout {
-                timeout: self.limit,
-            }
-        } else {
-            CloseReason::Idle {
-                timeout: self.limit,
-            }
+        match self.why {
+            Why::Idle(timeout) => CloseReason::Idle { timeout },
+            Why::Line(timeout) => CloseReason::LineTimeout { timeout },
+            Why::Auth(timeout) => CloseReason::AuthTimeout { timeout },
+            Why::Expired => CloseReason::CredentialsExpired,
         }
     }
 }

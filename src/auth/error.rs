@@ -61,14 +61,14 @@ impl AuthError {
     /// apart from the message (e.g. a JSON `"code"`).
     pub fn code(&self) -> &'static str {
         match self {
-            AuthError::BadCredentials => "bad-credentials",
-            AuthError::BadToken => "bad-token",
-            AuthError::TokenExpired => "token-expired",
-            AuthError::TokenNotYetValid => "token-not-yet-valid",
-            AuthError::MethodNotEnabled(_) => "method-not-enabled",
+            AuthError::BadCredentials => "bad_credentials",
+            AuthError::BadToken => "bad_token",
+            AuthError::TokenExpired => "token_expired",
+            AuthError::TokenNotYetValid => "token_not_yet_valid",
+            AuthError::MethodNotEnabled(_) => "method_not_enabled",
             AuthError::Throttled { .. } => "throttled",
             AuthError::Banned { .. } => "banned",
-            AuthError::TooManyConnections { .. } => "too-many-connections",
+            AuthError::TooManyConnections { .. } => "too_many_connections",
             AuthError::Unavailable => "unavailable",
         }
     }
@@ -181,6 +181,6 @@ mod tests {
             max: 2,
         };
         assert!(two.to_string().contains("2 connections"));
-        assert_eq!(two.code(), "too-many-connections");
+        assert_eq!(two.code(), "too_many_connections");
     }
 }

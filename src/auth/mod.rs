@@ -66,7 +66,7 @@ pub use users::{User, Users, DEFAULT_MAX_CONNECTIONS};
 
 /// Where credentials come from. Each field is one of `switchboard
 /// serve`'s settings; files are read again by [`Authenticator::reload`].
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AuthSettings {
     /// `--users FILE`: the users file (see [`users`]), for `/login`.
     pub users_file: Option<PathBuf>,
@@ -179,6 +179,24 @@ impl Identity {
     }
 }
 
+/// The hub checks joins and sends against an identity's grants.
+impl crate::hub::Access for Identity {
+    fn may_join(&self, room: &RoomName) -> Result<(), String> {
+        Identity::may_join(self, room).map_err(|forbidden| forbidden.to_string())
+    }
+
+    fn may_send(&self, room: &RoomName) -> Result<(), String> {
+        Identity::may_send(self, room).map_err(|forbidden| forbidden.to_string())
+    }
+}
+
+/// The hub keeps users' names from everyone else.
+impl crate::hub::ReservedNames for Authenticator {
+    fn is_reserved(&self, name: &Name) -> bool {
+        Authenticator::is_reserved(self, name.as_str())
+    }
+}
+
 /// What outlives a reload: counts of failures, password checks running,
 /// connections open.
 #[derive(Debug, Clone)]
@@ -231,7 +249,18 @@ impl Authenticator {
     /// Reads the files again, keeping what outlives a reload (see
     /// [`Authenticator`]). On error, keep using `self`.
     pub fn reload(&self) -> Result<Self, LoadError> {
-        Authenticator::load_with(self.settings.clone(), self.shared.clone())
+        self.reload_with(self.settings.clone())
+    }
+
+    /// Like [`Authenticator::reload`], from changed settings (a reloaded
+    /// config may name other files).
+    pub fn reload_with(&self, settings: AuthSettings) -> Result<Self, LoadError> {
+        Authenticator::load_with(settings, self.shared.clone())
+    }
+
+    /// The settings it was built from.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
     }
 
     fn load_with(settings: AuthSettings, shared: Shared) -> Result<Self, LoadError> {

@@ -111,6 +111,14 @@ pub(crate) async fn upgrade(
         },
     };
     let shared = app.control.shared().clone();
+    let asks_credentials = shared.config.http.is_some_and(|http| http.auth);
+    let gate = match shared.gate(asks_credentials, peer.ip()) {
+        Ok(gate) => gate,
+        Err(reason) => {
+            warn!(%peer, "refused WebSocket connection: {reason}");
+            return error(StatusCode::FORBIDDEN, "banned", reason);
+        }
+    };
     let slot = match shared.admit(peer.ip()) {
         Ok(slot) => slot,
         Err(reason) => {
@@ -167,6 +175,7 @@ pub(crate) async fn upgrade(
                 room,
                 proof: Proof::Nothing,
                 slot,
+                gate,
             };
             let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
                 match mode {

@@ -20,6 +20,7 @@
 //! clients together holding too much memory) is enforced by [`Hub::sweep`],
 //! which the server runs ten times a second.
 
+mod access;
 mod counters;
 mod event;
 mod info;
@@ -30,6 +31,7 @@ mod room;
 mod session;
 mod tap;
 
+pub use access::{Access, ReservedNames};
 pub use counters::{ClientKind, KINDS};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use info::{
@@ -157,6 +159,13 @@ pub enum CloseReason {
     /// The server would not serve the client as it came, saying why: e.g.
     /// its certificate names a client already connected.
     Refused(Arc<str>),
+    /// The listener asks for credentials, and none came in this long.
+    AuthTimeout {
+        /// The auth timeout.
+        timeout: Duration,
+    },
+    /// The client's credentials (a JWT) expired.
+    CredentialsExpired,
 }
 
 impl CloseReason {
@@ -180,6 +189,8 @@ impl CloseReason {
             CloseReason::Kicked(_) => "kicked",
             CloseReason::ListenerClosed => "listener closed",
             CloseReason::Refused(_) => "refused",
+            CloseReason::AuthTimeout { .. } => "auth timeout",
+            CloseReason::CredentialsExpired => "credentials expired",
         }
     }
 
@@ -201,6 +212,8 @@ impl CloseReason {
             CloseReason::Kicked(_) => "kicked",
             CloseReason::ListenerClosed => "listener_closed",
             CloseReason::Refused(_) => "refused",
+            CloseReason::AuthTimeout { .. } => "auth_timeout",
+            CloseReason::CredentialsExpired => "credentials_expired",
         }
     }
 }
@@ -250,6 +263,14 @@ impl fmt::Display for CloseReason {
                 "the listener this client connected to was closed by the server's admin"
             ),
             CloseReason::Refused(why) => write!(f, "refused: {why}"),
+            CloseReason::AuthTimeout { timeout } => write!(
+                f,
+                "not authenticated within {} (auth timeout): this listener needs /login USER PASSWORD or /auth TOKEN first",
+                crate::config::format_duration(*timeout)
+            ),
+            CloseReason::CredentialsExpired => {
+                write!(f, "credentials expired: your token is no longer valid; connect again with a new one")
+            }
         }
     }
 }
@@ -269,6 +290,15 @@ pub enum HubError {
     /// The name is kept for the server itself.
     #[error("the name {0} is reserved for the server; pick another")]
     NameReserved(Name),
+    /// The name (or one that looks like it) belongs to a user who logs in.
+    #[error("the name {0} belongs to a user of this server: log in as that user to use it, or pick another")]
+    UserName(Name),
+    /// The client logged in: its name is its user name.
+    #[error("you are logged in as {0}: your name is your user name")]
+    NameLocked(Name),
+    /// The client's credentials do not allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// The room does not exist (it has no members).
     #[error("there is no room #{0}")]
     NoSuchRoom(RoomName),
@@ -295,7 +325,9 @@ impl HubError {
         match self {
             HubError::NameTaken(_) => "name_taken",
             HubError::NoSuchClient(_) | HubError::NoSuchClientId(_) => "no_such_client",
-            HubError::NameReserved(_) => "name_reserved",
+            HubError::NameReserved(_) | HubError::UserName(_) => "name_reserved",
+            HubError::NameLocked(_) => "name_locked",
+            HubError::Forbidden(_) => "forbidden",
             HubError::NoSuchRoom(_) => "no_such_room",
             HubError::NotInRoom(_) => "not_in_room",
             HubError::NoRoom => "no_room",
@@ -374,6 +406,8 @@ struct Shared {
     /// Times a sender waited for a congested receiver: counted when it
     /// happens, which is off the fast path.
     pauses: AtomicU64,
+    /// Names kept for users who log in (read on renames only).
+    reserved: std::sync::RwLock<Option<Arc<dyn ReservedNames>>>,
 }
 
 /// Names and rooms: written on connect, join, leave, rename and disconnect,
@@ -531,6 +565,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const BUDGET_RELIEF_TENTHS: usize = 9;
 
 impl Hub {
+    /// Keeps the names `reserved` says for the users who log in with them
+    /// (`None`: no users); replaces what was kept before.
+    pub fn set_reserved_names(&self, reserved: Option<Arc<dyn ReservedNames>>) {
+        *self
+            .shared
+            .reserved
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = reserved;
+    }
+
+    fn is_user_name(&self, name: &Name) -> bool {
+        self.shared
+            .reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|reserved| reserved.is_reserved(name))
+    }
+
     /// A hub with no clients.
     pub fn new(settings: HubSettings) -> Self {
         Hub {
@@ -543,6 +596,7 @@ impl Hub {
                 closing: Mutex::new(None),
                 counters: Arc::default(),
                 pauses: AtomicU64::new(0),
+                reserved: std::sync::RwLock::new(None),
             }),
         }
     }

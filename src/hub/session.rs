@@ -14,8 +14,8 @@ use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
 use super::{
-    lock, Body, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name, NameKeys,
-    Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName,
+    lock, Access, Body, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name,
+    NameKeys, Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName,
 };
 
 /// One connected client's handle on the hub. Dropping it takes the client
@@ -38,6 +38,10 @@ pub struct Session {
     /// its client, and most never congest anyone (8 bytes, not 24).
     #[allow(clippy::box_collection)]
     congested: Option<Box<Vec<Arc<Member>>>>,
+    /// Where its credentials let it go (`None`: anywhere).
+    access: Option<Arc<dyn Access>>,
+    /// Logged in: its name is its user name, and stays.
+    name_locked: bool,
 }
 
 impl Session {
@@ -48,6 +52,8 @@ impl Session {
             name,
             rooms: Vec::new(),
             congested: None,
+            access: None,
+            name_locked: false,
         }
     }
 
@@ -138,6 +144,9 @@ impl Session {
             Some(name) => self.joined(name)?,
             None => self.rooms.last().ok_or(HubError::NoRoom)?,
         };
+        if let Some(access) = &self.access {
+            access.may_send(&room.name).map_err(HubError::Forbidden)?;
+        }
         room.count_messages(bodies.len());
         if self.watched() {
             let at = SystemTime::now();
@@ -231,6 +240,9 @@ impl Session {
     /// current room. Joining a room already joined only makes it current.
     /// Returns how many are in the room now.
     pub fn join(&mut self, name: RoomName) -> Result<usize, HubError> {
+        if let Some(access) = &self.access {
+            access.may_join(&name).map_err(HubError::Forbidden)?;
+        }
         if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
             let room = self.rooms.remove(i);
             let members = room.len();
@@ -332,6 +344,28 @@ impl Session {
     /// looks the same). Returns the old name. Everyone sharing a room with
     /// this client is told once.
     pub fn rename(&mut self, new: Name) -> Result<Name, HubError> {
+        if self.name_locked {
+            return Err(HubError::NameLocked(self.name.clone()));
+        }
+        if self.hub.is_user_name(&new) {
+            return Err(HubError::UserName(new));
+        }
+        self.take_name(new)
+    }
+
+    /// Logs the client in: it takes its user's `name` (kept from others,
+    /// and from then on its own for good, `None`: it keeps its name) and
+    /// may go only where `access` allows.
+    pub fn log_in(&mut self, name: Option<Name>, access: Arc<dyn Access>) -> Result<(), HubError> {
+        if let Some(name) = name {
+            self.take_name(name)?;
+            self.name_locked = true;
+        }
+        self.access = Some(access);
+        Ok(())
+    }
+
+    fn take_name(&mut self, new: Name) -> Result<Name, HubError> {
         let keys = NameKeys::of(&new);
         if keys.is_reserved() {
             return Err(HubError::NameReserved(new));

@@ -7,7 +7,9 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Tag, JSON_SLOT};
+use super::{
+    Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag, JSON_SLOT,
+};
 use crate::hub::{Body, Closing, Event, Name, NameError, Pattern, RoomName};
 
 /// The JSON protocol of one listener.
@@ -64,6 +66,12 @@ enum Wire {
     Ping {},
     Help {},
     Quit {},
+    #[serde(alias = "login")]
+    Auth {
+        token: Option<String>,
+        user: Option<String>,
+        password: Option<String>,
+    },
 }
 
 impl Decode for JsonDecoder {
@@ -152,6 +160,23 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
         Wire::Ping {} => Request::Ping,
         Wire::Help {} => Request::Help,
         Wire::Quit {} => Request::Quit,
+        Wire::Auth {
+            token,
+            user,
+            password,
+        } => match (token, user, password) {
+            (Some(token), None, None) => Request::Auth(Secret(token)),
+            (None, Some(user), Some(password)) => Request::Login {
+                user,
+                password: Secret(password),
+            },
+            _ => {
+                return Err(ProtocolError::new(
+                    "bad_request",
+                    r#"authenticate with {"type":"auth","token":"..."} or {"type":"auth","user":"...","password":"..."}"#,
+                ))
+            }
+        },
     })
 }
 
@@ -234,8 +259,8 @@ fn exact(body: &Body) -> Option<String> {
     }
 }
 
-const COMMANDS: [&str; 10] = [
-    "say", "direct", "join", "leave", "nick", "who", "rooms", "ping", "help", "quit",
+const COMMANDS: [&str; 11] = [
+    "say", "direct", "join", "leave", "nick", "who", "rooms", "ping", "help", "quit", "auth",
 ];
 
 impl Protocol for Json {
@@ -250,6 +275,14 @@ impl Protocol for Json {
 
     fn welcome(&self, name: &Name, room: Option<&RoomName>) -> Bytes {
         line(json!({ "type": "welcome", "name": name, "room": room }))
+    }
+
+    fn auth_required(&self, within: std::time::Duration) -> Bytes {
+        line(json!({
+            "type": "auth_required",
+            "methods": ["password", "token"],
+            "timeout_ms": within.as_millis() as u64,
+        }))
     }
 
     fn encode_event(event: &Event, out: &mut BytesMut) {
@@ -304,6 +337,9 @@ impl Protocol for Json {
                 json!({ "type": "rooms", "rooms": list, "total": rooms.total, "more": rooms.more })
             }
             Reply::Pong => json!({ "type": "pong" }),
+            Reply::Authenticated { name, user } => {
+                json!({ "type": "authenticated", "name": name, "user": user })
+            }
             Reply::Help => json!({ "type": "help", "commands": COMMANDS }),
             Reply::Quit => return Bytes::new(),
         };

@@ -15,7 +15,7 @@ mod text;
 pub use json::Json;
 pub use line::{LineDecoder, LineError};
 pub use raw::Raw;
-pub use request::{apply, ProtocolError, Reply, Request};
+pub use request::{apply, ProtocolError, Reply, Request, Secret};
 pub use text::{Text, MAX_LINES_PER_MESSAGE};
 
 use bytes::{Bytes, BytesMut};
@@ -99,6 +99,18 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// What a client turned away at the door (limits) is told.
     fn refusal(&self, reason: &str) -> Bytes;
+
+    /// The first bytes a client gets on a listener that asks for
+    /// credentials (`?auth=required`): how to give them, and by when.
+    fn auth_required(&self, _within: std::time::Duration) -> Bytes {
+        Bytes::new()
+    }
+
+    /// Whether the client's first line of data is its token (raw devices,
+    /// which have no commands), rather than a request to authenticate.
+    fn credentials_in_data(&self) -> bool {
+        false
+    }
 }
 
 /// Slot of [`Text`] in a delivery's encoding cache.

@@ -42,6 +42,10 @@ impl Protocol for Raw {
         Bytes::new()
     }
 
+    fn credentials_in_data(&self) -> bool {
+        true
+    }
+
     fn encode_event(event: &Event, out: &mut BytesMut) {
         let body = match event {
             Event::Message { body, .. } | Event::Direct { body, .. } => body,

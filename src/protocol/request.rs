@@ -37,6 +37,25 @@ pub enum Request {
     Help,
     /// Disconnect.
     Quit,
+    /// Prove who the client is with a token: static, or a JWT.
+    Auth(Secret),
+    /// Log in as a user of the users file.
+    Login {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+}
+
+/// A password or token: never shown, in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// The answer to a request the hub carried out.
@@ -80,6 +99,13 @@ pub enum Reply {
     Help,
     /// The client asked to leave; the connection closes after this.
     Quit,
+    /// The client proved who it is; it goes by `name`.
+    Authenticated {
+        /// Its name now.
+        name: Name,
+        /// The user it logged in as, if its credentials name one.
+        user: Option<String>,
+    },
 }
 
 /// Why a request was refused or input not understood. The connection goes on.
@@ -165,6 +191,14 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         Request::Ping => Reply::Pong,
         Request::Help => Reply::Help,
         Request::Quit => Reply::Quit,
+        // The connection handles credentials where a listener asks for
+        // them; anywhere else, they are not taken.
+        Request::Auth(_) | Request::Login { .. } => {
+            return Err(ProtocolError::new(
+                "auth_not_needed",
+                "no credentials are asked for here: this listener is open, or you authenticated already",
+            ))
+        }
     };
     // Joins, leaves and renames are news to others: their notices are
     // flow-controlled like messages.

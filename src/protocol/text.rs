@@ -9,7 +9,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::terminal::put_inert;
-use super::{Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Tag, TEXT_SLOT};
+use super::{
+    Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag, TEXT_SLOT,
+};
 use crate::hub::{Body, CloseReason, Closing, Event, Listing, Name, NameError, Pattern, RoomName};
 
 /// The text protocol of one listener.
@@ -73,6 +75,8 @@ const HELP: &str = "\
 *   /msg NAME TEXT    send TEXT to NAME alone
 *   /who [ROOM [PAT]] who is in ROOM (default: the current room)
 *   /rooms [PATTERN]  list the rooms, largest first (PATTERN: dev-* or a part)
+*   /login USER PASS  log in (where the server asks for it)
+*   /auth TOKEN       authenticate with a token (where the server asks for it)
 *   /ping             check the connection (answer: * pong)
 *   /quit             disconnect
 * server lines: [#room] name: text | [dm] name: text | * notice | ! error
@@ -152,6 +156,23 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
             None if args.is_empty() => Ok(Request::Rooms(None)),
             None => usage("/rooms [PATTERN] (a pattern has no spaces)"),
         },
+        "auth" | "token" => match one_word(&args) {
+            Some(token) => Ok(Request::Auth(Secret(
+                String::from_utf8_lossy(&token).into_owned(),
+            ))),
+            None => usage("/auth TOKEN"),
+        },
+        "login" => {
+            let (user, password) = split_word(args);
+            if user.is_empty() || password.is_empty() {
+                usage("/login USER PASSWORD")
+            } else {
+                Ok(Request::Login {
+                    user: String::from_utf8_lossy(&user).into_owned(),
+                    password: Secret(String::from_utf8_lossy(&password).into_owned()),
+                })
+            }
+        }
         "ping" => no_args(&args, Request::Ping, "/ping"),
         "help" => no_args(&args, Request::Help, "/help"),
         // IRC clients send a parting message with /quit; it is not shown.
@@ -284,6 +305,13 @@ impl Protocol for Text {
         }
     }
 
+    fn auth_required(&self, within: std::time::Duration) -> Bytes {
+        notice(format_args!(
+            "this server asks who you are: /login USER PASSWORD or /auth TOKEN, within {}",
+            crate::config::format_duration(within)
+        ))
+    }
+
     fn welcome(&self, name: &Name, room: Option<&RoomName>) -> Bytes {
         if let Some(welcome) = &self.welcome {
             return welcome.clone();
@@ -364,6 +392,15 @@ impl Protocol for Text {
                 ))
             }
             Reply::Pong => notice(format_args!("pong")),
+            Reply::Authenticated {
+                name,
+                user: Some(user),
+            } if user != name.as_str() => {
+                notice(format_args!("authenticated as {user}; your name is {name}"))
+            }
+            Reply::Authenticated { name, .. } => {
+                notice(format_args!("authenticated; your name is {name}"))
+            }
             Reply::Help => Bytes::from_static(HELP.as_bytes()),
             Reply::Quit => Bytes::new(),
         }

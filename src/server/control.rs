@@ -737,6 +737,7 @@ impl Control {
             tls,
             addr,
             room,
+            auth: false,
         };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(listener_view(&listener))

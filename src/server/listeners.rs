@@ -323,8 +323,11 @@ async fn accept_loop<P: Protocol>(
                 continue;
             }
         };
-        match shared.admit(peer.ip()) {
-            Ok(slot) => {
+        let admitted = shared
+            .admit(peer.ip())
+            .and_then(|slot| Ok((slot, shared.gate(spec.auth, peer.ip())?)));
+        match admitted {
+            Ok((slot, gate)) => {
                 tune(&shared, &stream, peer);
                 let meta = ClientMeta {
                     kind: match spec.mode {
@@ -343,6 +346,7 @@ async fn accept_loop<P: Protocol>(
                         room,
                         proof: Proof::Nothing,
                         slot,
+                        gate,
                     };
                     let task = shared.client(&listener, protocol.clone(), stream, arrival);
                     shared.tracker.spawn(task);
@@ -362,6 +366,7 @@ async fn accept_loop<P: Protocol>(
                         room,
                         proof,
                         slot,
+                        gate,
                     };
                     shared_
                         .client(&listener_, protocol, transport, arrival)

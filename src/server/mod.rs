@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::auth::Authenticator;
 use crate::config::{Config, HttpSpec, ListenerSpec, Mode};
-use crate::connection::{self, Timeouts};
+use crate::connection::{self, Gate, Timeouts};
 use crate::hub::{ClientMeta, CloseReason, Hub, Name, RoomName};
 use crate::protocol::Protocol;
 use crate::transport::{ServerTls, Transport};
@@ -64,6 +65,7 @@ pub struct Server {
     listeners: Vec<(ListenerSpec, TcpListener)>,
     http: Option<TcpListener>,
     tls: Option<Arc<ServerTls>>,
+    auth: Option<Arc<Authenticator>>,
     reloads: watch::Sender<Config>,
 }
 
@@ -102,6 +104,13 @@ impl Server {
             }
             None
         };
+        let auth = if config.auth.has_credentials() {
+            Some(Arc::new(
+                Authenticator::load(config.auth.clone()).context("cannot load the credentials")?,
+            ))
+        } else {
+            None
+        };
         let mut listeners = Vec::new();
         for spec in &config.listeners {
             let listener =
@@ -129,6 +138,7 @@ impl Server {
             listeners,
             http,
             tls,
+            auth,
         })
     }
 
@@ -215,8 +225,13 @@ impl Server {
             monitor: Monitor::new(),
             http_addr,
             tls: self.tls,
+            auth: std::sync::RwLock::new(self.auth.clone()),
             config: self.config,
         });
+        shared.hub.set_reserved_names(
+            self.auth
+                .map(|auth| auth as Arc<dyn crate::hub::ReservedNames>),
+        );
         for (spec, listener) in self.listeners {
             shared.start_listener(spec, listener, Origin::Config, None);
         }
@@ -297,6 +312,8 @@ pub(crate) struct Shared {
     http_addr: Option<SocketAddr>,
     /// Certificates, when any listener speaks TLS.
     pub(crate) tls: Option<Arc<ServerTls>>,
+    /// Credentials, when any are configured; swapped whole on reload.
+    auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
 }
 
 /// A connection's share of the per-IP count, given back on drop.
@@ -326,6 +343,8 @@ pub(crate) struct Arrival {
     pub(crate) room: RoomName,
     pub(crate) proof: Proof,
     pub(crate) slot: Slot,
+    /// Its listener asks for credentials first.
+    pub(crate) gate: Option<Gate>,
 }
 
 /// What a client's transport proved about who it is.
@@ -359,6 +378,28 @@ impl Shared {
         }
         let mut applied = Vec::new();
         let mut live = Vec::new();
+        if let Some(auth) = self.authenticator() {
+            live.extend([
+                "users",
+                "token",
+                "token-file",
+                "jwt-secret",
+                "jwt-secret-file",
+                "jwt-public-key",
+                "jwt-audience",
+            ]);
+            match auth.reload_with(new.auth.clone()) {
+                Ok(reloaded) => {
+                    let reloaded = Arc::new(reloaded);
+                    *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Some(reloaded.clone());
+                    self.hub.set_reserved_names(Some(reloaded));
+                    applied.push("users and tokens");
+                }
+                Err(error) => {
+                    warn!("cannot reload the users and tokens, the current ones stay: {error:#}")
+                }
+            }
+        }
         if let Some(tls) = &self.tls {
             live.extend(["tls-cert", "tls-key", "tls-client-ca"]);
             match tls.reload(&new.tls) {
@@ -416,6 +457,28 @@ async fn sweep_loop(shared: Arc<Shared>) {
 }
 
 impl Shared {
+    /// The credentials in force, if any are configured.
+    pub(crate) fn authenticator(&self) -> Option<Arc<Authenticator>> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What a client of a listener that asks for credentials (`auth`)
+    /// meets first; `Err`: the address is banned for failed attempts.
+    pub(crate) fn gate(&self, auth: bool, ip: IpAddr) -> Result<Option<Gate>, String> {
+        if !auth {
+            return Ok(None);
+        }
+        let auth = self
+            .authenticator()
+            .expect("listeners that ask for credentials have them (checked at start)");
+        auth.guard().check(ip).map_err(|error| error.to_string())?;
+        Ok(Some(Gate {
+            auth,
+            ip,
+            within: self.config.auth_timeout,
+        }))
+    }
+
     /// Takes a connection slot for a client from `ip`, or says why not.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, String> {
         let refused = |reason: String| {
@@ -471,6 +534,7 @@ impl Shared {
             room,
             proof,
             slot,
+            gate,
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODING, meta);
         // A name the client proved is its name, or it is not served:
@@ -494,6 +558,7 @@ impl Shared {
             room,
             stream,
             self.timeouts,
+            gate,
         ));
         let shared = self.clone();
         let listener = listener.clone();

@@ -469,7 +469,9 @@ pub(crate) fn close_frame(reason: &CloseReason) -> (u16, String) {
         | CloseReason::LineTimeout { .. }
         | CloseReason::Idle { .. }
         | CloseReason::Kicked(_)
-        | CloseReason::Refused(_) => code::POLICY,
+        | CloseReason::Refused(_)
+        | CloseReason::AuthTimeout { .. }
+        | CloseReason::CredentialsExpired => code::POLICY,
     };
     (code, truncate(&reason.to_string(), MAX_CLOSE_REASON))
 }

@@ -144,6 +144,49 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_TLS_SELF_SIGNED")]
     tls_self_signed: bool,
 
+    /// Users who may log in (/login USER PASSWORD): a TOML file of entries made by `switchboard passwd USER`; their names are kept from everyone else. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_USERS")]
+    users: Option<PathBuf>,
+
+    /// A token that lets a client in (/auth TOKEN) on ?auth=required listeners; at least 16 characters; repeatable.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SWITCHBOARD_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    token: Vec<String>,
+
+    /// Tokens, one a line (# comments); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+
+    /// Accept JWTs (/auth JWT) signed with HS256 with this secret (at least 32 bytes); `sub` names the client, `rooms` says where it may go.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SWITCHBOARD_JWT_SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+
+    /// The HS256 JWT secret, from the first line of FILE (keeps it out of `ps`).
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_JWT_SECRET_FILE")]
+    jwt_secret_file: Option<PathBuf>,
+
+    /// Accept JWTs signed with RS256 by the key whose public half (PEM) is in FILE.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+
+    /// JWTs must carry this audience (`aud`). [default: JWTs with an aud are refused]
+    #[arg(long, value_name = "AUD", env = "SWITCHBOARD_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+
+    /// Close a client of an ?auth=required listener that has not authenticated in this long. [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_AUTH_TIMEOUT")]
+    auth_timeout: Option<Seconds>,
+
     /// Close a TLS client that has not finished its handshake in this long (e.g. plaintext sent to a TLS port). [default: 10s]
     #[arg(
         long,
@@ -232,6 +275,14 @@ impl ServeArgs {
             tls_client_ca: args.tls_client_ca,
             tls_self_signed: Some(args.tls_self_signed).filter(|on| *on),
             tls_handshake_timeout: args.tls_handshake_timeout,
+            users: args.users,
+            token: Some(args.token).filter(|tokens| !tokens.is_empty()),
+            token_file: args.token_file,
+            jwt_secret: args.jwt_secret,
+            jwt_secret_file: args.jwt_secret_file,
+            jwt_public_key: args.jwt_public_key,
+            jwt_audience: args.jwt_audience,
+            auth_timeout: args.auth_timeout,
             admin_token: args.admin_token,
             admin_token_file: args.admin_token_file,
             allowed_origin: Some(args.allowed_origin).filter(|origins| !origins.is_empty()),

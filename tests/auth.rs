@@ -1,0 +1,413 @@
+//! Listeners that ask who clients are (`?auth=required`): nothing before
+//! authenticating, users and their names, room permissions, failed
+//! attempts slowed down, tokens (static and JWT) that expire, devices whose
+//! first line is their token, and secrets kept out of the log.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde_json::{json, Value};
+use switchboard::auth::password;
+use switchboard::{Client, Config, ListenerSpec, ServerLine};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "device-token-0123456789";
+const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!!";
+
+/// A users file for one test, removed when dropped.
+struct UsersFile(PathBuf);
+
+impl UsersFile {
+    /// `entries`: (user, password, extra TOML lines).
+    fn new(entries: &[(&str, &str, &str)]) -> UsersFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-users-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let text: String = entries
+            .iter()
+            .map(|(user, pass, extra)| {
+                let hash = password::hash(pass).unwrap();
+                format!("[users.{user}]\npassword = \"{hash}\"\n{extra}\n")
+            })
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        UsersFile(path)
+    }
+}
+
+impl Drop for UsersFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A server with a text listener that asks for credentials (first), an
+/// open one (second), and whatever `more` listeners.
+fn config(users: &UsersFile, more: &[&str]) -> Config {
+    let mut listeners: Vec<ListenerSpec> = vec![
+        "127.0.0.1:0?auth=required".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    ];
+    listeners.extend(more.iter().map(|spec| spec.parse().unwrap()));
+    let mut config = Config {
+        listeners,
+        ..Config::local()
+    };
+    config.auth.users_file = Some(users.0.clone());
+    config.auth.tokens = vec![TOKEN.into()];
+    config.auth.jwt_secret = Some(JWT_SECRET.into());
+    config
+}
+
+/// Connects to the listener that asks for credentials and reads its
+/// prompt.
+async fn at_the_gate(server: &TestServer) -> Client {
+    let mut client = Client::connect(server.listeners[0].addr).await.unwrap();
+    let prompt = expect_line(&mut client, "the prompt", |_| true).await;
+    assert!(
+        matches!(&prompt, ServerLine::Notice(text) if text.contains("/login USER PASSWORD")),
+        "{prompt:?}"
+    );
+    client
+}
+
+/// Logs in and reads up to the welcome; returns the name given.
+async fn log_in(client: &mut Client, command: &str) -> String {
+    client.send_line(command).await.unwrap();
+    let line = expect_line(client, "the welcome", |l| {
+        matches!(l, ServerLine::Notice(t) if t.starts_with("welcome"))
+            || matches!(l, ServerLine::Error(_))
+    })
+    .await;
+    let ServerLine::Notice(text) = line else {
+        panic!("not let in: {line:?}")
+    };
+    text["welcome ".len()..]
+        .split('!')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_client_can_do_nothing_before_it_authenticates() {
+    let users = UsersFile::new(&[("alice", "correct horse", "")]);
+    let server = TestServer::start(config(&users, &[])).await;
+    let (mut watcher, _) = join(server.listeners[1].addr).await;
+    let mut client = at_the_gate(&server).await;
+
+    for attempt in [
+        "hello?",
+        "/join lobby",
+        "/msg guest-1 hi",
+        "/nick mallory",
+        "/who",
+    ] {
+        client.send_line(attempt).await.unwrap();
+        let answer = expect_line(&mut client, "a refusal", |_| true).await;
+        assert!(
+            matches!(&answer, ServerLine::Error(e) if e.starts_with("authenticate first")),
+            "{attempt}: {answer:?}"
+        );
+    }
+    // Nobody heard anything, and it is in no room.
+    watcher.send_line("/who").await.unwrap();
+    let who = expect_line(
+        &mut watcher,
+        "the member list",
+        |l| matches!(l, ServerLine::Notice(t) if t.starts_with("#lobby")),
+    )
+    .await;
+    assert!(!who.to_string().contains("guest-2"), "{who}");
+
+    let name = log_in(&mut client, "/login alice correct horse").await;
+    assert_eq!(name, "alice");
+    client.say("now I can talk").await.unwrap();
+    let (_, from, text) = expect_message(&mut watcher).await;
+    assert_eq!((from.as_str(), text.as_str()), ("alice", "now I can talk"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_authenticates_is_told_why_and_closed() {
+    let users = UsersFile::new(&[("alice", "pw-alice", "")]);
+    let server = TestServer::start(Config {
+        auth_timeout: Duration::from_millis(500),
+        ..config(&users, &[])
+    })
+    .await;
+    let mut client = at_the_gate(&server).await;
+    let said = read_to_end(&mut client).await.join("\n");
+    assert!(said.contains("not authenticated within 500ms"), "{said}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_then_slowed_down() {
+    let users = UsersFile::new(&[("alice", "right", "")]);
+    let server = TestServer::start(config(&users, &[])).await;
+    let mut client = at_the_gate(&server).await;
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        client.send_line("/login alice wrong").await.unwrap();
+        let answer = expect_line(&mut client, "an answer", |_| true).await;
+        answers.push(answer.to_string());
+    }
+    assert_eq!(answers[0], "! wrong user name or password");
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.contains("too many failed attempts from your address: try again in")),
+        "attempts after the first few are slowed down: {answers:?}"
+    );
+    // A user that does not exist gets the same answer as a wrong password
+    // (from another address's point of view; here, after the back-off).
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn users_may_go_only_where_their_entry_allows() {
+    let users = UsersFile::new(&[(
+        "bob",
+        "pw-bob",
+        r#"join = ["lobby", "team-*"]
+send = ["team-*"]"#,
+    )]);
+    let server = TestServer::start(config(&users, &[])).await;
+    let mut bob = at_the_gate(&server).await;
+    log_in(&mut bob, "/login bob pw-bob").await;
+
+    bob.say("in the lobby").await.unwrap();
+    let refusal = expect_line(&mut bob, "a refusal", |l| matches!(l, ServerLine::Error(_))).await;
+    assert!(refusal.to_string().contains("may not send to"), "{refusal}");
+    bob.send_line("/join ops").await.unwrap();
+    let refusal = expect_line(&mut bob, "a refusal", |l| matches!(l, ServerLine::Error(_))).await;
+    assert!(refusal.to_string().contains("may not join"), "{refusal}");
+
+    let (mut teammate, _) = join(server.listeners[1].addr).await;
+    teammate.send_line("/join team-red").await.unwrap();
+    sync(&mut teammate).await;
+    bob.send_line("/join team-red").await.unwrap();
+    bob.say("hello team").await.unwrap();
+    let (room, from, text) = expect_message(&mut teammate).await;
+    assert_eq!(
+        (room.as_str(), from.as_str(), text.as_str()),
+        ("team-red", "bob", "hello team")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_users_name_is_kept_for_it_and_its_further_connections_are_numbered() {
+    let users = UsersFile::new(&[("carol", "pw-carol", "max-connections = 2")]);
+    let server = TestServer::start(config(&users, &[])).await;
+
+    // Nobody else can take the name, nor one that looks like it.
+    let (mut guest, _) = join(server.listeners[1].addr).await;
+    for name in ["carol", "Carol", "caro1", "carol-2"] {
+        guest.send_line(format!("/nick {name}")).await.unwrap();
+        let refusal = expect_line(&mut guest, "a refusal", |l| {
+            matches!(l, ServerLine::Error(_))
+        })
+        .await;
+        assert!(
+            refusal.to_string().contains("belongs to a user"),
+            "{name}: {refusal}"
+        );
+    }
+
+    let mut first = at_the_gate(&server).await;
+    assert_eq!(log_in(&mut first, "/login carol pw-carol").await, "carol");
+    let mut second = at_the_gate(&server).await;
+    assert_eq!(
+        log_in(&mut second, "/login carol pw-carol").await,
+        "carol-2"
+    );
+    second.send_line("/nick someone-else").await.unwrap();
+    let refusal = expect_line(&mut second, "a refusal", |l| {
+        matches!(l, ServerLine::Error(_))
+    })
+    .await;
+    assert!(
+        refusal.to_string().contains("your name is your user name"),
+        "{refusal}"
+    );
+
+    let mut third = at_the_gate(&server).await;
+    third.send_line("/login carol pw-carol").await.unwrap();
+    let said = read_to_end(&mut third).await.join("\n");
+    assert!(
+        said.contains("carol already has 2 connections open, the most allowed"),
+        "{said}"
+    );
+    server.stop().await;
+}
+
+fn jwt(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_jwt_names_its_client_and_its_expiry_disconnects_it_with_the_reason() {
+    let users = UsersFile::new(&[("alice", "pw", "")]);
+    let server = TestServer::start(config(&users, &[])).await;
+    let mut client = at_the_gate(&server).await;
+    let token = jwt(json!({"sub": "dave", "exp": now() + 2, "rooms": ["lobby"]}));
+    assert_eq!(log_in(&mut client, &format!("/auth {token}")).await, "dave");
+    let said = read_to_end(&mut client).await.join("\n");
+    assert!(said.contains("credentials expired"), "{said}");
+
+    let mut late = at_the_gate(&server).await;
+    let expired = jwt(json!({"sub": "dave", "exp": now() - 60}));
+    late.send_line(format!("/auth {expired}")).await.unwrap();
+    let refusal = expect_line(&mut late, "a refusal", |l| {
+        matches!(l, ServerLine::Error(_))
+    })
+    .await;
+    assert_eq!(refusal.to_string(), "! the token has expired");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn json_clients_authenticate_with_an_auth_request() {
+    let users = UsersFile::new(&[("erin", "pw-erin", "")]);
+    let server = TestServer::start(config(&users, &["json://127.0.0.1:0?auth=required"])).await;
+    let mut client = Client::connect(server.listeners[2].addr).await.unwrap();
+    let prompt = within("the prompt", client.next_json())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(prompt["type"], "auth_required");
+    client
+        .send_line(r#"{"type":"say","text":"too early"}"#)
+        .await
+        .unwrap();
+    let refusal = within("a refusal", client.next_json())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refusal["code"], "auth_required");
+    client
+        .send_line(r#"{"type":"auth","user":"erin","password":"pw-erin","id":1}"#)
+        .await
+        .unwrap();
+    let authenticated = within("the answer", client.next_json())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            &authenticated["type"],
+            &authenticated["name"],
+            &authenticated["id"]
+        ),
+        (&json!("authenticated"), &json!("erin"), &json!(1))
+    );
+    let welcome = within("the welcome", client.next_json())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_sends_its_token_as_its_first_line_then_data() {
+    let users = UsersFile::new(&[("alice", "pw", "")]);
+    let server = TestServer::start(config(
+        &users,
+        &["raw://127.0.0.1:0?auth=required&room=devices"],
+    ))
+    .await;
+    let (mut app, _) = join(server.listeners[1].addr).await;
+    app.send_line("/join devices").await.unwrap();
+    sync(&mut app).await;
+
+    let mut device = TcpStream::connect(server.listeners[2].addr).await.unwrap();
+    device
+        .write_all(format!("{TOKEN}\n21.5C\n").as_bytes())
+        .await
+        .unwrap();
+    let (room, _, text) = expect_message(&mut app).await;
+    assert_eq!((room.as_str(), text.as_str()), ("devices", "21.5C"));
+
+    // A wrong token: nothing relayed.
+    let mut impostor = TcpStream::connect(server.listeners[2].addr).await.unwrap();
+    impostor
+        .write_all(b"not-the-token\nforged\n")
+        .await
+        .unwrap();
+    app.say("checkpoint").await.unwrap();
+    sync(&mut app).await;
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_millis(200), impostor.read(&mut buf)).await;
+    device.write_all(b"22.0C\n").await.unwrap();
+    let (_, _, text) = expect_message(&mut app).await;
+    assert_eq!(text, "22.0C", "the impostor's data never arrived");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn passwords_and_tokens_never_reach_the_log() {
+    let users = UsersFile::new(&[("frank", "frank-password", "")]);
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0?auth=required",
+        "--users",
+        users.0.to_str().unwrap(),
+        "--token",
+        TOKEN,
+    ])
+    .await;
+    let mut client = Client::connect(server.addr(0)).await.unwrap();
+    client
+        .send_line("/login frank guessed-password-123")
+        .await
+        .unwrap();
+    let failure = server.expect_log("failed login").await;
+    client
+        .send_line("/auth wrong-token-4567890123")
+        .await
+        .unwrap();
+    let bad_token = server.expect_log("failed").await;
+    client.send_line(format!("/auth {TOKEN}")).await.unwrap();
+    let success = server.expect_log("client authenticated").await;
+    for line in [&failure, &bad_token, &success] {
+        for secret in ["guessed-password-123", "wrong-token-4567890123", TOKEN] {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+    }
+}
+
+#[test]
+fn asking_for_credentials_without_any_configured_is_refused_at_start() {
+    let config = Config {
+        listeners: vec!["127.0.0.1:0?auth=required".parse().unwrap()],
+        ..Config::local()
+    };
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("--users FILE") && error.contains("--token"),
+        "{error}"
+    );
+}
