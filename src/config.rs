@@ -1151,6 +1151,31 @@ mod tests {
         let spec: ListenerSpec = "12345".parse().unwrap();
         assert_eq!(spec, ListenerSpec::default());
         assert_eq!(spec.to_string(), "text://0.0.0.0:12345");
+        for (text, mode, shown) in [
+            ("tls://0.0.0.0:12443", Mode::Text, "tls://0.0.0.0:12443"),
+            (
+                "text+tls://0.0.0.0:12443",
+                Mode::Text,
+                "tls://0.0.0.0:12443",
+            ),
+            ("json+tls://0.0.0.0:1", Mode::Json, "json+tls://0.0.0.0:1"),
+            (
+                "raw+tls://0.0.0.0:2?room=d",
+                Mode::Raw,
+                "raw+tls://0.0.0.0:2?room=d",
+            ),
+        ] {
+            let spec: ListenerSpec = text.parse().unwrap();
+            assert_eq!((spec.mode, spec.tls), (mode, true), "{text}");
+            assert_eq!(spec.to_string(), shown);
+        }
+        let spec: ListenerSpec = "0.0.0.0:1?auth=required&room=x".parse().unwrap();
+        assert!(spec.auth);
+        assert_eq!(spec.to_string(), "text://0.0.0.0:1?room=x&auth=required");
+        let http: HttpSpec = "https://127.0.0.1:8443?auth=required".parse().unwrap();
+        assert!(http.tls && http.auth);
+        let http: HttpSpec = "127.0.0.1:8080".parse().unwrap();
+        assert!(!http.tls && !http.auth);
     }
 
     #[test]
@@ -1158,7 +1183,13 @@ mod tests {
         let err = "udp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
         assert!(err.to_string().contains("unknown mode"), "{err}");
         let err = "json://nowhere".parse::<ListenerSpec>().unwrap_err();
-        assert!(err.to_string().contains("bad address"), "{err}");
+        assert!(format!("{err:#}").contains("bad address"), "{err:#}");
+        let err = "ws+tls://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
+        assert!(err.to_string().contains("unknown mode"), "{err}");
+        let err = "1.2.3.4:5?auth=maybe".parse::<ListenerSpec>().unwrap_err();
+        assert!(format!("{err:#}").contains("auth=required"), "{err:#}");
+        let err = "ftp://1.2.3.4:5".parse::<HttpSpec>().unwrap_err();
+        assert!(err.to_string().contains("http or https"), "{err}");
         let err = "raw://1.2.3.4:5?colour=red"
             .parse::<ListenerSpec>()
             .unwrap_err();
