@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::auth::{AuthError, Authenticator, UserConnection};
+use crate::auth::{Admitted, AuthError, Authenticator};
 use crate::hub::{
     weight, Batch, Body, CloseReason, Closing, Name, OutboxHandle, Pushed, RoomName, Session,
 };
@@ -84,11 +84,8 @@ where
             if !prompt.is_empty() {
                 let _ = session.reply(prompt);
             }
-            Some(Box::new(Pending {
-                deadline: Deadline {
-                    at: Instant::now() + gate.within,
-                    why: Why::Auth(gate.within),
-                },
+            Some(Box::new(Gatekeeping::Pending {
+                until: Instant::now() + gate.within,
                 gate,
                 room,
             }))
@@ -106,18 +103,8 @@ where
         let protocol = &*protocol;
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
-        // The user's place among its connections, while it is connected.
-        let mut kept = None;
         let reading_ended_first = {
-            let reading = read_side(
-                protocol,
-                &mut session,
-                reader,
-                idle,
-                line,
-                pending,
-                &mut kept,
-            );
+            let reading = read_side(protocol, &mut session, reader, idle, line, pending);
             tokio::select! {
                 () = reading => true,
                 () = &mut writing => false,
@@ -137,7 +124,6 @@ where
         // Boxed, as everything this future awaits only once.
         let _ = Box::pin(timeout(stall, session.until_receivers_keep_up())).await;
         drop(session);
-        drop(kept);
         let closing = outbox.closing().unwrap_or(Closing {
             reason: CloseReason::ClientClosed,
             flush: true,
@@ -158,22 +144,43 @@ pub(crate) struct Gate {
     pub(crate) within: Duration,
 }
 
-/// A client that has not authenticated yet.
-struct Pending {
-    gate: Gate,
-    /// Where it goes once in.
-    room: RoomName,
-    deadline: Deadline,
+/// A client of a listener that asks for credentials: not in yet, or in
+/// until its credentials expire.
+enum Gatekeeping {
+    /// Not authenticated yet: it has until `until`, then goes to `room`.
+    Pending {
+        gate: Gate,
+        room: RoomName,
+        until: Instant,
+    },
+    /// In, with credentials that end then (a JWT's expiry).
+    Expires(Instant),
+}
+
+impl Gatekeeping {
+    fn deadline(&self) -> Deadline {
+        match self {
+            Gatekeeping::Pending { gate, until, .. } => Deadline {
+                at: *until,
+                limit: gate.within,
+                why: Why::Auth,
+            },
+            Gatekeeping::Expires(at) => Deadline {
+                at: *at,
+                limit: Duration::ZERO,
+                why: Why::Expired,
+            },
+        }
+    }
 }
 
 /// Where a client at the gate stands after one input.
 enum Gated {
     /// Not in yet (told why).
     Waiting,
-    /// In: keeps its user's place while connected; its credentials end at
-    /// `expires_at`; a device's data that came with its token follows.
+    /// In: its credentials end at `expires_at`; a device's data that came
+    /// with its token follows.
     In {
-        user: Option<UserConnection>,
         expires_at: Option<SystemTime>,
         data: Vec<Body>,
     },
@@ -187,10 +194,9 @@ enum Gated {
 async fn authenticate<P: Protocol>(
     protocol: &P,
     session: &mut Session,
-    pending: &Pending,
+    gate: &Gate,
     work: Work,
 ) -> Gated {
-    let gate = &pending.gate;
     let mut data = Vec::new();
     let (request, tag) = match work {
         Work::Say(_, bodies) if protocol.credentials_in_data() => {
@@ -252,22 +258,24 @@ async fn authenticate<P: Protocol>(
             ))
         }
     };
-    if let Err(error) = session.log_in(name, Arc::new(identity.clone())) {
+    let user_name = identity.user.clone();
+    let (method, expires_at) = (identity.method, identity.expires_at);
+    let admitted = Admitted {
+        identity,
+        place: user,
+    };
+    if let Err(error) = session.log_in(name, Box::new(admitted)) {
         return Gated::Out(CloseReason::Refused(
             format!("cannot take your user name: {error}").into(),
         ));
     }
-    tracing::info!(name = %session.name(), user = ?identity.user, method = ?identity.method, "client authenticated");
+    tracing::info!(name = %session.name(), user = ?user_name, ?method, "client authenticated");
     let reply = Reply::Authenticated {
         name: session.name().clone(),
-        user: identity.user.clone(),
+        user: user_name,
     };
     answer_client(session, protocol.reply(&reply, &tag)).await;
-    Gated::In {
-        user,
-        expires_at: identity.expires_at,
-        data,
-    }
+    Gated::In { expires_at, data }
 }
 
 /// Greets a client that is in and puts it in its listener's room.
@@ -302,11 +310,8 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     mut reader: R,
     idle: Option<Duration>,
     line_timeout: Option<Duration>,
-    mut pending: Option<Box<Pending>>,
-    kept: &mut Option<UserConnection>,
+    mut gatekeeping: Option<Box<Gatekeeping>>,
 ) {
-    // When the credentials the client logged in with end (a JWT's expiry).
-    let mut expires: Option<Deadline> = None;
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
     let mut eof = false;
@@ -324,22 +329,19 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             if session.outbox().is_closed() {
                 return;
             }
-            if let Some(gate) = &pending {
+            if let Some(Gatekeeping::Pending { gate, .. }) = gatekeeping.as_deref() {
                 match Box::pin(authenticate(protocol, session, gate, work)).await {
                     Gated::Waiting => {}
-                    Gated::In {
-                        user,
-                        expires_at,
-                        data,
-                    } => {
-                        let gate = pending.take().expect("pending");
-                        *kept = user;
-                        expires = expires_at.map(|at| Deadline {
-                            at: Instant::now()
-                                + at.duration_since(SystemTime::now()).unwrap_or_default(),
-                            why: Why::Expired,
+                    Gated::In { expires_at, data } => {
+                        let room = match gatekeeping.take().map(|g| *g) {
+                            Some(Gatekeeping::Pending { room, .. }) => room,
+                            _ => unreachable!("the client was at the gate"),
+                        };
+                        gatekeeping = expires_at.map(|at| {
+                            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                            Box::new(Gatekeeping::Expires(Instant::now() + left))
                         });
-                        welcome(protocol, session, gate.room);
+                        welcome(protocol, session, room);
                         if !data.is_empty() {
                             let _ = Box::pin(session.say_all(None, data)).await;
                         }
@@ -368,10 +370,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             line_started = Some(Instant::now());
         }
         session.set_input_held(buf.capacity());
-        let until = match &pending {
-            Some(pending) => Some(pending.deadline),
-            None => expires,
-        };
+        let until = gatekeeping.as_deref().map(Gatekeeping::deadline);
         let read = match Deadline::next(idle, line_timeout.zip(line_started), until) {
             // Boxed: a timer is memory an idle client holds, when configured.
             Some(deadline) => Box::pin(timeout_at(deadline.at, read_some(&mut reader, &mut buf)))
@@ -495,15 +494,16 @@ async fn answer_client(session: &Session, answer: Bytes) {
 #[derive(Clone, Copy)]
 struct Deadline {
     at: Instant,
+    limit: Duration,
     why: Why,
 }
 
 /// Which limit a deadline is.
 #[derive(Clone, Copy)]
 enum Why {
-    Idle(Duration),
-    Line(Duration),
-    Auth(Duration),
+    Idle,
+    Line,
+    Auth,
     Expired,
 }
 
@@ -518,11 +518,13 @@ impl Deadline {
     ) -> Option<Deadline> {
         let idle = idle.map(|limit| Deadline {
             at: Instant::now() + limit,
-            why: Why::Idle(limit),
+            limit,
+            why: Why::Idle,
         });
         let line = line.map(|(limit, started)| Deadline {
             at: started + limit,
-            why: Why::Line(limit),
+            limit,
+            why: Why::Line,
         });
         [idle, line, until]
             .into_iter()
@@ -531,10 +533,11 @@ impl Deadline {
     }
 
     fn reason(self) -> CloseReason {
+        let timeout = self.limit;
         match self.why {
-            Why::Idle(timeout) => CloseReason::Idle { timeout },
-            Why::Line(timeout) => CloseReason::LineTimeout { timeout },
-            Why::Auth(timeout) => CloseReason::AuthTimeout { timeout },
+            Why::Idle => CloseReason::Idle { timeout },
+            Why::Line => CloseReason::LineTimeout { timeout },
+            Why::Auth => CloseReason::AuthTimeout { timeout },
             Why::Expired => CloseReason::CredentialsExpired,
         }
     }

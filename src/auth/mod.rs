@@ -179,14 +179,28 @@ impl Identity {
     }
 }
 
-/// The hub checks joins and sends against an identity's grants.
-impl crate::hub::Access for Identity {
+/// What a logged-in client holds while it is connected: who it is (the
+/// hub checks its joins and sends against it) and its user's place among
+/// the user's connections, given back when the client goes.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Who it is.
+    pub identity: Identity,
+    /// Its place among its user's connections (`None`: no user).
+    pub place: Option<UserConnection>,
+}
+
+impl crate::hub::Access for Admitted {
     fn may_join(&self, room: &RoomName) -> Result<(), String> {
-        Identity::may_join(self, room).map_err(|forbidden| forbidden.to_string())
+        self.identity
+            .may_join(room)
+            .map_err(|forbidden| forbidden.to_string())
     }
 
     fn may_send(&self, room: &RoomName) -> Result<(), String> {
-        Identity::may_send(self, room).map_err(|forbidden| forbidden.to_string())
+        self.identity
+            .may_send(room)
+            .map_err(|forbidden| forbidden.to_string())
     }
 }
 

@@ -38,10 +38,18 @@ pub struct Session {
     /// its client, and most never congest anyone (8 bytes, not 24).
     #[allow(clippy::box_collection)]
     congested: Option<Box<Vec<Arc<Member>>>>,
-    /// Where its credentials let it go (`None`: anywhere).
-    access: Option<Arc<dyn Access>>,
-    /// Logged in: its name is its user name, and stays.
-    name_locked: bool,
+    /// Logged in: where its credentials let it go, and whether its name
+    /// is its user's (`None`: anywhere, any name). Boxed: most clients
+    /// never log in.
+    logged_in: Option<Box<LoggedIn>>,
+}
+
+/// A logged-in client's credentials, as the hub checks them.
+#[derive(Debug)]
+struct LoggedIn {
+    access: Box<dyn Access>,
+    /// Its name is its user name, and stays.
+    name_fixed: bool,
 }
 
 impl Session {
@@ -52,8 +60,7 @@ impl Session {
             name,
             rooms: Vec::new(),
             congested: None,
-            access: None,
-            name_locked: false,
+            logged_in: None,
         }
     }
 
@@ -144,8 +151,11 @@ impl Session {
             Some(name) => self.joined(name)?,
             None => self.rooms.last().ok_or(HubError::NoRoom)?,
         };
-        if let Some(access) = &self.access {
-            access.may_send(&room.name).map_err(HubError::Forbidden)?;
+        if let Some(logged_in) = &self.logged_in {
+            logged_in
+                .access
+                .may_send(&room.name)
+                .map_err(HubError::Forbidden)?;
         }
         room.count_messages(bodies.len());
         if self.watched() {
@@ -240,8 +250,11 @@ impl Session {
     /// current room. Joining a room already joined only makes it current.
     /// Returns how many are in the room now.
     pub fn join(&mut self, name: RoomName) -> Result<usize, HubError> {
-        if let Some(access) = &self.access {
-            access.may_join(&name).map_err(HubError::Forbidden)?;
+        if let Some(logged_in) = &self.logged_in {
+            logged_in
+                .access
+                .may_join(&name)
+                .map_err(HubError::Forbidden)?;
         }
         if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
             let room = self.rooms.remove(i);
@@ -344,7 +357,7 @@ impl Session {
     /// looks the same). Returns the old name. Everyone sharing a room with
     /// this client is told once.
     pub fn rename(&mut self, new: Name) -> Result<Name, HubError> {
-        if self.name_locked {
+        if self.logged_in.as_ref().is_some_and(|l| l.name_fixed) {
             return Err(HubError::NameLocked(self.name.clone()));
         }
         if self.hub.is_user_name(&new) {
@@ -356,12 +369,15 @@ impl Session {
     /// Logs the client in: it takes its user's `name` (kept from others,
     /// and from then on its own for good, `None`: it keeps its name) and
     /// may go only where `access` allows.
-    pub fn log_in(&mut self, name: Option<Name>, access: Arc<dyn Access>) -> Result<(), HubError> {
+    /// `access` is kept as long as the session: whatever the caller ties
+    /// to the client's lifetime (a user's place among its connections) can
+    /// live in it.
+    pub fn log_in(&mut self, name: Option<Name>, access: Box<dyn Access>) -> Result<(), HubError> {
+        let name_fixed = name.is_some();
         if let Some(name) = name {
             self.take_name(name)?;
-            self.name_locked = true;
         }
-        self.access = Some(access);
+        self.logged_in = Some(Box::new(LoggedIn { access, name_fixed }));
         Ok(())
     }
 
