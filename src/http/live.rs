@@ -86,7 +86,8 @@ async fn feed(control: Control, mut socket: WebSocket) {
         };
         tokio::select! {
             _ = snapshots.tick() => {
-                if send(&mut socket, &snapshot(&control, &view)).await.is_err() {
+                let text = snapshot(&control, &view);
+                if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
                 }
             }
@@ -113,7 +114,7 @@ async fn feed(control: Control, mut socket: WebSocket) {
                     Some(Ok(_)) => continue,
                 };
                 let answer = match serde_json::from_str::<Request>(&text) {
-                    Err(e) => Some(json!({ "type": "error", "code": "bad_request", "message": e.to_string() })),
+                    Err(e) => Some(json!({ "type": "error", "code": "bad_request", "message": e.to_string() }).to_string()),
                     Ok(Request::View { clients, rooms, closed }) => {
                         if let Some(clients) = clients { view.clients = *clients; }
                         if let Some(rooms) = rooms { view.rooms = *rooms; }
@@ -125,18 +126,18 @@ async fn feed(control: Control, mut socket: WebSocket) {
                         match control.watch(room.as_deref(), client) {
                             Ok(w) => {
                                 watcher = Some(w);
-                                Some(json!({ "type": "watching", "room": room, "client": client }))
+                                Some(json!({ "type": "watching", "room": room, "client": client }).to_string())
                             }
-                            Err(e) => Some(json!({ "type": "error", "code": e.code, "message": e.message })),
+                            Err(e) => Some(json!({ "type": "error", "code": e.code, "message": e.message }).to_string()),
                         }
                     }
                     Ok(Request::Unwatch {}) => {
                         watcher = None;
-                        Some(json!({ "type": "watching", "room": null, "client": null }))
+                        Some(json!({ "type": "watching", "room": null, "client": null }).to_string())
                     }
                 };
                 if let Some(answer) = answer {
-                    if send(&mut socket, &answer).await.is_err() {
+                    if socket.send(Message::Text(answer.into())).await.is_err() {
                         return;
                     }
                 }
@@ -151,27 +152,48 @@ async fn send(socket: &mut WebSocket, value: &Value) -> Result<(), axum::Error> 
         .await
 }
 
-fn snapshot(control: &Control, view: &View) -> Value {
-    let mut closed = view.closed.clone();
-    closed.state = Some("closed".into());
-    let clients = control.clients(&view.clients).map_err(|e| e.message);
-    let closed = control.clients(&closed).map_err(|e| e.message);
-    json!({
-        "type": "snapshot",
-        "at": unix_millis(SystemTime::now()),
-        "stats": control.stats(),
-        "listeners": control.listeners(),
-        "clients": as_value(clients),
-        "rooms": control.rooms(&view.rooms),
-        "closed": as_value(closed),
-    })
+/// The page's periodic picture of the server, serialized straight from
+/// the query API's answers: no intermediate JSON tree, as this runs every
+/// second per console on a runtime thread the relay shares.
+#[derive(Serialize)]
+struct Snapshot<T: Serialize, C: Serialize, R: Serialize> {
+    r#type: &'static str,
+    at: u64,
+    stats: T,
+    listeners: Vec<crate::server::control::ListenerView>,
+    clients: C,
+    rooms: R,
+    closed: C,
 }
 
-fn as_value<T: serde::Serialize>(result: Result<T, String>) -> Value {
+/// A listing, or why the page's query for it was refused.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Listed<T> {
+    Page(T),
+    Error { error: String },
+}
+
+fn listed<T>(result: Result<T, crate::server::control::ControlError>) -> Listed<T> {
     match result {
-        Ok(value) => json!(value),
-        Err(message) => json!({ "error": message }),
+        Ok(page) => Listed::Page(page),
+        Err(e) => Listed::Error { error: e.message },
     }
+}
+
+fn snapshot(control: &Control, view: &View) -> String {
+    let mut closed = view.closed.clone();
+    closed.state = Some("closed".into());
+    let snapshot = Snapshot {
+        r#type: "snapshot",
+        at: unix_millis(SystemTime::now()),
+        stats: control.stats(),
+        listeners: control.listeners(),
+        clients: listed(control.clients(&view.clients)),
+        rooms: control.rooms(&view.rooms),
+        closed: listed(control.clients(&closed)),
+    };
+    serde_json::to_string(&snapshot).expect("snapshots serialize")
 }
 
 /// One message as the page sees it.
