@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::SinkExt;
 use switchboard::config::{HttpSpec, TlsFiles};
-use switchboard::{AnyClient, Client, ClientTls, Config, ListenerSpec, SelfSigned, ServerLine};
+use switchboard::{AnyClient, Client, ClientTls, Config, ListenerSpec, SelfSigned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -90,18 +90,7 @@ async fn join_tls(port: u16, tls: &ClientTls) -> (AnyClient, String) {
     )
     .await
     .expect("the TLS handshake succeeds");
-    let welcome = within("the welcome line", client.next())
-        .await
-        .expect("read")
-        .expect("a welcome");
-    let ServerLine::Notice(text) = welcome else {
-        panic!("expected a welcome notice, got {welcome:?}")
-    };
-    let name = text
-        .strip_prefix("welcome ")
-        .and_then(|rest| rest.split('!').next())
-        .expect("the welcome names the client")
-        .to_owned();
+    let name = read_welcome(&mut client).await;
     (client, name)
 }
 

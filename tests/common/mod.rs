@@ -98,6 +98,14 @@ pub fn config_with(modes: &[&str]) -> Config {
 /// A text client that has read its welcome line. Returns it and its name.
 pub async fn join(addr: SocketAddr) -> (Client, String) {
     let mut client = Client::connect(addr).await.expect("connects");
+    let name = read_welcome(&mut client).await;
+    (client, name)
+}
+
+/// Reads a text client's welcome line; returns the name it gives.
+pub async fn read_welcome<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<R, W>,
+) -> String {
     let welcome = within("the welcome line", client.next())
         .await
         .expect("read")
@@ -105,12 +113,10 @@ pub async fn join(addr: SocketAddr) -> (Client, String) {
     let ServerLine::Notice(text) = welcome else {
         panic!("expected a welcome notice, got {welcome:?}")
     };
-    let name = text
-        .strip_prefix("welcome ")
+    text.strip_prefix("welcome ")
         .and_then(|rest| rest.split('!').next())
         .expect("the welcome names the client")
-        .to_owned();
-    (client, name)
+        .to_owned()
 }
 
 /// Reads lines until one satisfies `wanted`; fails on EOF or timeout.
