@@ -547,6 +547,22 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
         .await
         .unwrap();
     assert_eq!(taken.status(), 409);
+    assert_eq!(opened["auth"], "none");
+    for (request, code) in [
+        (json!({"auth": "required"}), "no_credentials"),
+        (json!({"mode": "tls"}), "no_certificate"),
+        (json!({"auth": "maybe"}), "bad_auth"),
+    ] {
+        let refused = client
+            .post(format!("{base}/api/v1/listeners"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{request}");
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["error"]["code"], code, "{request}");
+    }
     let id = opened["id"].as_u64().unwrap();
     let closed = client
         .delete(format!("{base}/api/v1/listeners/{id}"))

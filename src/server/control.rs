@@ -125,7 +125,8 @@ pub struct Memory {
 pub struct ListenerView {
     /// Its id.
     pub id: u32,
-    /// `text`, `json`, `raw`, or `ws` (the HTTP listener's WebSocket clients).
+    /// `text`, `json`, `raw`; over TLS `tls`, `json+tls`, `raw+tls`; or
+    /// `ws` / `wss` (the HTTP listener's WebSocket clients).
     pub mode: String,
     /// The address it is bound to.
     pub addr: String,
@@ -139,6 +140,9 @@ pub struct ListenerView {
     pub expire_after_idle_seconds: Option<u64>,
     /// Seconds until it closes for being unused, while it is.
     pub expires_in_seconds: Option<u64>,
+    /// `required`: clients must authenticate first; `none`: anyone may
+    /// connect.
+    pub auth: String,
 }
 
 /// A client, connected or recently gone.
@@ -308,6 +312,9 @@ pub struct OpenListener {
     pub room: Option<String>,
     /// Close it once unused for this many seconds.
     pub expire_after_idle_seconds: Option<u64>,
+    /// `none` (default) or `required`: clients must authenticate first
+    /// (the server must have credentials: users, tokens or JWT keys).
+    pub auth: Option<String>,
 }
 
 /// What went wrong with an admin call.
@@ -723,6 +730,22 @@ impl Control {
             Some(room) => parse_room(room)?,
             None => RoomName::lobby(),
         };
+        let auth = match request.auth.as_deref() {
+            None | Some("none") => false,
+            Some("required") if self.shared.authenticator().is_some() => true,
+            Some("required") => {
+                return Err(ControlError::bad(
+                    "no_credentials",
+                    "this server has no credentials to check: start it with --users, --token, --token-file or a JWT key to open listeners with auth required",
+                ))
+            }
+            Some(other) => {
+                return Err(ControlError::bad(
+                    "bad_auth",
+                    format!("unknown auth {other:?}: expected none or required"),
+                ))
+            }
+        };
         let expiry = match request.expire_after_idle_seconds {
             Some(0) => {
                 return Err(ControlError::bad(
@@ -737,7 +760,7 @@ impl Control {
             tls,
             addr,
             room,
-            auth: false,
+            auth,
         };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(listener_view(&listener))
@@ -796,6 +819,12 @@ fn listener_view(listener: &Listener) -> ListenerView {
         .to_owned(),
         expire_after_idle_seconds: listener.expire_after_idle.map(|d| d.as_secs()),
         expires_in_seconds: listener.expires_in().map(|d| d.as_secs()),
+        auth: if listener.spec.as_ref().is_some_and(|spec| spec.auth) {
+            "required"
+        } else {
+            "none"
+        }
+        .to_owned(),
     }
 }
 
