@@ -45,7 +45,7 @@ pub(crate) async fn upgrade(State(app): AppState, upgrade: WebSocketUpgrade) -> 
 }
 
 /// What the page shows: which windows of the lists.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 struct View {
     clients: ClientQuery,
@@ -86,7 +86,7 @@ async fn feed(control: Control, mut socket: WebSocket) {
         };
         tokio::select! {
             _ = snapshots.tick() => {
-                let text = snapshot(&control, &view);
+                let text = snapshot_off_runtime(&control, &view).await;
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
                 }
@@ -119,7 +119,7 @@ async fn feed(control: Control, mut socket: WebSocket) {
                         if let Some(clients) = clients { view.clients = *clients; }
                         if let Some(rooms) = rooms { view.rooms = *rooms; }
                         if let Some(closed) = closed { view.closed = *closed; }
-                        Some(snapshot(&control, &view))
+                        Some(snapshot_off_runtime(&control, &view).await)
                     }
                     Ok(Request::Watch { room, client }) => {
                         watcher = None;
@@ -179,6 +179,18 @@ fn listed<T>(result: Result<T, crate::server::control::ControlError>) -> Listed<
         Ok(page) => Listed::Page(page),
         Err(e) => Listed::Error { error: e.message },
     }
+}
+
+/// A snapshot built on the blocking pool: listing the clients sorts all of
+/// them (35 to 40 ms at 9,000 clients), time a runtime thread the relay
+/// shares should not spend.
+async fn snapshot_off_runtime(control: &Control, view: &View) -> String {
+    let (control, view) = (control.clone(), view.clone());
+    tokio::task::spawn_blocking(move || snapshot(&control, &view))
+        .await
+        .unwrap_or_else(|error| {
+            json!({ "type": "error", "code": "internal", "message": error.to_string() }).to_string()
+        })
 }
 
 fn snapshot(control: &Control, view: &View) -> String {
