@@ -8,57 +8,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
-use common::{expect_line, expect_message, join, read_to_end, sync, within, BinaryServer};
+use common::{
+    expect_line, expect_message, join, read_to_end, run, switchboard, sync, within, BinaryServer,
+};
 use switchboard::{Client, ServerLine};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Environment variables that would change what the binary does.
-const SETTINGS_IN_ENV: &[&str] = &[
-    "RUST_LOG",
-    "SWITCHBOARD_LISTEN",
-    "SWITCHBOARD_CONFIG",
-    "SWITCHBOARD_MAX_LINE",
-    "SWITCHBOARD_QUEUE_SOFT_LIMIT",
-    "SWITCHBOARD_QUEUE_HARD_LIMIT",
-    "SWITCHBOARD_STALL_TIMEOUT",
-    "SWITCHBOARD_IDLE_TIMEOUT",
-    "SWITCHBOARD_MAX_CONNECTIONS",
-    "SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
-    "SWITCHBOARD_MAX_ROOMS_PER_CLIENT",
-    "SWITCHBOARD_ANNOUNCE_MAX_MEMBERS",
-    "SWITCHBOARD_WELCOME",
-    "SWITCHBOARD_ACK",
-    "SWITCHBOARD_SHUTDOWN_TIMEOUT",
-];
-
-/// `switchboard ARGS`, with no settings inherited from the environment,
-/// stdin closed, stdout and stderr captured, and killed if the test fails.
-fn switchboard(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command.args(args);
-    for var in SETTINGS_IN_ENV {
-        command.env_remove(var);
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs `switchboard ARGS` with stdin closed and waits for it to exit.
-async fn run(args: &[&str]) -> Output {
-    let what = format!("`switchboard {}` to exit", args.join(" "));
-    within(&what, switchboard(args).output())
-        .await
-        .expect("the switchboard binary runs")
-}
 
 /// Runs `switchboard ARGS` with `input` piped to its stdin (then EOF).
 async fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {

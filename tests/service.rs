@@ -8,12 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common::{within, BinaryServer};
+use common::{run, switchboard, within, BinaryServer};
 use switchboard::config::{LogFormat, Overrides};
 use switchboard::{Config, Mode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixDatagram;
-use tokio::process::Command;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -22,32 +21,6 @@ use tokio::process::Command;
 /// The example config the .deb installs as /etc/switchboard/switchboard.toml.
 fn example_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/switchboard.toml")
-}
-
-/// `switchboard ARGS` with no `SWITCHBOARD_*` setting, `RUST_LOG` or
-/// `NOTIFY_SOCKET` inherited, output captured, killed if the test fails.
-fn switchboard(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    for (var, _) in std::env::vars().filter(|(var, _)| var.starts_with("SWITCHBOARD_")) {
-        command.env_remove(var);
-    }
-    command
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs `switchboard ARGS` and waits for it to exit.
-async fn run(args: &[&str]) -> Output {
-    let what = format!("`switchboard {}` to exit", args.join(" "));
-    within(&what, switchboard(args).output())
-        .await
-        .expect("the switchboard binary runs")
 }
 
 fn stdout(output: &Output) -> String {

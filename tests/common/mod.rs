@@ -171,6 +171,33 @@ pub async fn read_to_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     .await
 }
 
+/// `switchboard ARGS` with no `SWITCHBOARD_*` setting, `RUST_LOG` or
+/// `NOTIFY_SOCKET` of the test's own environment inherited, stdin closed,
+/// output captured, killed if the test fails.
+pub fn switchboard(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    for (var, _) in std::env::vars().filter(|(var, _)| var.starts_with("SWITCHBOARD_")) {
+        command.env_remove(var);
+    }
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `switchboard ARGS` (see [`switchboard`]) and waits for it to exit.
+pub async fn run(args: &[&str]) -> std::process::Output {
+    let what = format!("`switchboard {}` to exit", args.join(" "));
+    within(&what, switchboard(args).output())
+        .await
+        .expect("the switchboard binary runs")
+}
+
 /// The real `switchboard` binary running `serve` with `args`, and the
 /// addresses it reported listening on.
 pub struct BinaryServer {
@@ -188,19 +215,12 @@ impl BinaryServer {
     /// Like [`BinaryServer::start`], with `env` set for the server; no
     /// `SWITCHBOARD_*` setting of the test's own environment is inherited.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> BinaryServer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        for (var, _) in std::env::vars().filter(|(var, _)| var.starts_with("SWITCHBOARD_")) {
-            command.env_remove(var);
-        }
-        let mut child = command
-            .arg("serve")
-            .args(args)
+        let mut serve = vec!["serve"];
+        serve.extend_from_slice(args);
+        let mut child = switchboard(&serve)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("the switchboard binary starts");
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();

@@ -56,6 +56,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("http://{}", args.addr)
     };
+    anyhow::ensure!(
+        !base.starts_with("https://"),
+        "switchboard status speaks plain HTTP only, not yet HTTPS: ask {} with curl (curl --cacert CA.pem -H 'Authorization: Bearer TOKEN' {}/api/v1/stats), or give the server a plain --http listener on loopback",
+        base,
+        base
+    );
     let client = reqwest::Client::builder()
         .timeout(args.timeout.0)
         .build()
