@@ -15,6 +15,10 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 OUT=${OUT:-bench/results/ws}
+# The relay is measured flat out, as ncat, NATS and Redis are: no rate
+# limits (set in the environment, which older binaries ignore).
+export SWITCHBOARD_MAX_MESSAGES_PER_SECOND=${SWITCHBOARD_MAX_MESSAGES_PER_SECOND:-0}
+export SWITCHBOARD_MAX_BYTES_PER_SECOND=${SWITCHBOARD_MAX_BYTES_PER_SECOND:-0}
 ulimit -n "$(ulimit -Hn)"
 rm -rf "$OUT"; mkdir -p "$OUT"
 PORT=26450

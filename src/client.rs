@@ -143,13 +143,19 @@ impl Client {
         let stream = TcpStream::connect(&addr)
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
+        Ok(Client::from_stream(stream))
+    }
+
+    /// A client on a connection made otherwise, e.g. one that has already
+    /// sent a PROXY protocol header.
+    pub fn from_stream(stream: TcpStream) -> Client {
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
-        Ok(Client {
+        Client {
             reader: BufReader::new(reader),
             writer,
             line: Vec::new(),
-        })
+        }
     }
 
     /// Connects to `addr` (`HOST:PORT`) over TLS, checking the server's

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthSettings;
 use crate::hub::{HubSettings, QueueLimits, RoomName};
+use crate::throttle::Rate;
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -140,6 +141,29 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// two, while a connection that never does holds a slot until then.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Messages (requests, lines, JSON objects, frames, raw reads) one client
+/// may send a second, with a burst of a second's worth. Far above what a
+/// person types or a device reports (a reading a second), far below what
+/// one flooding client could make a room of a thousand members receive.
+pub const DEFAULT_MAX_MESSAGES_PER_SECOND: u32 = 1000;
+
+/// Bytes one client may send a second, with a burst of a second's worth:
+/// a megabyte a second carries any chat, telemetry or device stream, and
+/// keeps one client from filling the server's uplink through a busy room.
+pub const DEFAULT_MAX_BYTES_PER_SECOND: usize = 1024 * 1024;
+
+/// How long a client may keep sending over its rate limit, however much it
+/// is slowed down, before it is disconnected: longer than any honest burst
+/// (a pasted file, a device catching up after a lost link), short enough
+/// that a flood stops costing the server.
+pub const DEFAULT_RATE_LIMIT_GRACE: Duration = Duration::from_secs(10);
+
+/// New connections one IP address (an IPv6 /64) may open a second, with a
+/// burst of a second's worth; loopback is not limited. Enough for a NAT of
+/// many people or devices reconnecting at once, too few for a connection
+/// flood from one machine to matter.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND: u32 = 20;
+
 /// Failed admin logins allowed from one IP address per minute, before the
 /// rest of that minute's attempts are refused: guessing a token at five
 /// tries a minute takes forever, and a person who mistyped it waits a
@@ -205,6 +229,10 @@ pub struct ListenerSpec {
     /// Whether clients must authenticate before anything else
     /// (`?auth=required`).
     pub auth: bool,
+    /// The PROXY protocol header its connections start with (`?proxy=v1`
+    /// or `?proxy=v2`), from a load balancer in front of it: the address
+    /// it names is the client's.
+    pub proxy: Option<ProxyVersion>,
 }
 
 impl ListenerSpec {
@@ -216,6 +244,7 @@ impl ListenerSpec {
             addr,
             room: RoomName::lobby(),
             auth: false,
+            proxy: None,
         }
     }
 
@@ -250,6 +279,9 @@ impl fmt::Display for ListenerSpec {
         if self.auth {
             options.push("auth=required".to_owned());
         }
+        if let Some(proxy) = self.proxy {
+            options.push(format!("proxy={proxy}"));
+        }
         if !options.is_empty() {
             write!(f, "?{}", options.join("&"))?;
         }
@@ -282,8 +314,12 @@ impl FromStr for ListenerSpec {
                 Some(("auth", auth)) => {
                     listener.auth = parse_auth(auth).with_context(|| format!("in listener {spec:?}"))?
                 }
+                Some(("proxy", proxy)) => {
+                    listener.proxy =
+                        Some(proxy.parse().with_context(|| format!("in listener {spec:?}"))?)
+                }
                 _ => anyhow::bail!(
-                    "unknown option {pair:?} in listener {spec:?}: expected room=NAME or auth=required"
+                    "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required or proxy=v1|v2"
                 ),
             }
         }
@@ -303,6 +339,35 @@ pub(crate) fn parse_scheme(scheme: &str) -> anyhow::Result<(Mode, bool)> {
                 )
             }),
         },
+    }
+}
+
+/// Which PROXY protocol header a listener expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text header: `PROXY TCP4 203.0.113.7 192.0.2.1 51234 12345\r\n`.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+impl fmt::Display for ProxyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyVersion::V1 => "v1",
+            ProxyVersion::V2 => "v2",
+        })
+    }
+}
+
+impl FromStr for ProxyVersion {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "v1" => Ok(ProxyVersion::V1),
+            "v2" => Ok(ProxyVersion::V2),
+            _ => anyhow::bail!("unknown proxy={s:?}: expected proxy=v1 or proxy=v2"),
+        }
     }
 }
 
@@ -430,6 +495,18 @@ pub struct Config {
     pub max_connections: usize,
     /// Connections served at once from one IP address (`None`: no limit).
     pub max_connections_per_ip: Option<usize>,
+    /// New connections one IP address (an IPv6 /64) may open a second
+    /// (`None`: no limit). Loopback is not limited.
+    pub max_connections_per_ip_per_second: Option<Rate>,
+    /// Messages one client may send a second (`None`: no limit); a client
+    /// over it is slowed down.
+    pub max_messages_per_second: Option<Rate>,
+    /// Bytes one client may send a second (`None`: no limit); a client
+    /// over it is slowed down.
+    pub max_bytes_per_second: Option<Rate>,
+    /// How long a client may stay over its rate limits before it is
+    /// disconnected.
+    pub rate_limit_grace: Duration,
     /// Rooms one client may be in at once.
     pub max_rooms_per_client: usize,
     /// Rooms above this size get no join/leave/rename notices (0: none do).
@@ -497,6 +574,12 @@ impl Default for Config {
             idle_timeout: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: None,
+            max_connections_per_ip_per_second: Rate::per_second(
+                DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND,
+            ),
+            max_messages_per_second: Rate::per_second(DEFAULT_MAX_MESSAGES_PER_SECOND),
+            max_bytes_per_second: Rate::per_second(DEFAULT_MAX_BYTES_PER_SECOND as u32),
+            rate_limit_grace: DEFAULT_RATE_LIMIT_GRACE,
             max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
             announce_max_members: DEFAULT_ANNOUNCE_MAX_MEMBERS,
             welcome: None,
@@ -556,6 +639,10 @@ impl Config {
         anyhow::ensure!(
             !self.stall_timeout.is_zero(),
             "stall-timeout must be more than 0"
+        );
+        anyhow::ensure!(
+            !self.rate_limit_grace.is_zero(),
+            "rate-limit-grace must be more than 0 (to turn rate limits off, set max-messages-per-second and max-bytes-per-second to 0)"
         );
         anyhow::ensure!(
             self.pause_timeout <= self.stall_timeout,
@@ -638,6 +725,10 @@ impl Config {
             idle_timeout: _,
             max_connections: _,
             max_connections_per_ip: _,
+            max_connections_per_ip_per_second: _,
+            max_messages_per_second: _,
+            max_bytes_per_second: _,
+            rate_limit_grace: _,
             max_rooms_per_client: _,
             announce_max_members: _,
             welcome: _,
@@ -680,6 +771,10 @@ impl Config {
             idle_timeout => "idle-timeout",
             max_connections => "max-connections",
             max_connections_per_ip => "max-connections-per-ip",
+            max_connections_per_ip_per_second => "max-connections-per-ip-per-second",
+            max_messages_per_second => "max-messages-per-second",
+            max_bytes_per_second => "max-bytes-per-second",
+            rate_limit_grace => "rate-limit-grace",
             max_rooms_per_client => "max-rooms-per-client",
             announce_max_members => "announce-max-members",
             welcome => "welcome",
@@ -808,6 +903,14 @@ pub struct Overrides {
     pub max_connections: Option<usize>,
     /// See [`Config::max_connections_per_ip`]; 0 means no limit.
     pub max_connections_per_ip: Option<usize>,
+    /// See [`Config::max_connections_per_ip_per_second`]; 0 means no limit.
+    pub max_connections_per_ip_per_second: Option<u32>,
+    /// See [`Config::max_messages_per_second`]; 0 means no limit.
+    pub max_messages_per_second: Option<u32>,
+    /// See [`Config::max_bytes_per_second`]; 0 means no limit.
+    pub max_bytes_per_second: Option<Size>,
+    /// See [`Config::rate_limit_grace`].
+    pub rate_limit_grace: Option<Seconds>,
     /// See [`Config::max_rooms_per_client`].
     pub max_rooms_per_client: Option<usize>,
     /// See [`Config::announce_max_members`].
@@ -963,6 +1066,19 @@ impl Overrides {
         if let Some(per_ip) = self.max_connections_per_ip {
             config.max_connections_per_ip = Some(per_ip).filter(|n| *n > 0);
         }
+        if let Some(rate) = self.max_connections_per_ip_per_second {
+            config.max_connections_per_ip_per_second = Rate::per_second(rate);
+        }
+        if let Some(rate) = self.max_messages_per_second {
+            config.max_messages_per_second = Rate::per_second(rate);
+        }
+        if let Some(Size(rate)) = self.max_bytes_per_second {
+            let rate = u32::try_from(rate).map_err(|_| {
+                anyhow::anyhow!("max-bytes-per-second {rate} is more than 4 GiB a second; use 0 for no limit")
+            })?;
+            config.max_bytes_per_second = Rate::per_second(rate);
+        }
+        set(&mut config.rate_limit_grace, self.rate_limit_grace.map(|s| s.0));
         set(&mut config.max_rooms_per_client, self.max_rooms_per_client);
         set(&mut config.announce_max_members, self.announce_max_members);
         if self.welcome.is_some() {

@@ -20,6 +20,7 @@ use crate::hub::{
     weight, Batch, Body, CloseReason, Closing, Name, OutboxHandle, Pushed, RoomName, Session,
 };
 use crate::protocol::{apply, Decode, Input, Protocol, ProtocolError, Reply, Request, Secret};
+use crate::throttle::{ClientRates, Throttle, Verdict};
 use crate::transport::{Farewell, Transport};
 
 /// The per-connection timeouts.
@@ -31,6 +32,9 @@ pub(crate) struct Timeouts {
     pub idle: Option<Duration>,
     /// See [`Config::line_timeout`](crate::Config::line_timeout).
     pub line: Option<Duration>,
+    /// See [`Config::max_messages_per_second`](crate::Config::max_messages_per_second)
+    /// and the settings after it.
+    pub rates: ClientRates,
 }
 
 /// Most buffers handed to one vectored write.
@@ -95,7 +99,12 @@ where
             None
         }
     };
-    let Timeouts { stall, idle, line } = timeouts;
+    let Timeouts {
+        stall,
+        idle,
+        line,
+        rates,
+    } = timeouts;
     async move {
         let mut stream = stream;
         let (reader, writer) = stream.halves();
@@ -104,7 +113,8 @@ where
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
         let reading_ended_first = {
-            let reading = read_side(protocol, &mut session, reader, idle, line, pending);
+            let limits = ReadLimits { idle, line, rates };
+            let reading = read_side(protocol, &mut session, reader, limits, pending);
             tokio::select! {
                 () = reading => true,
                 () = &mut writing => false,
@@ -308,10 +318,18 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     protocol: &P,
     session: &mut Session,
     mut reader: R,
-    idle: Option<Duration>,
-    line_timeout: Option<Duration>,
+    limits: ReadLimits,
     mut gatekeeping: Option<Box<Gatekeeping>>,
 ) {
+    let ReadLimits {
+        idle,
+        line: line_timeout,
+        rates,
+    } = limits;
+    let mut throttle = Throttle::new(rates, Instant::now());
+    // The last read was made with no bytes allowed: if it brought any,
+    // the client is pushing past its limit.
+    let mut read_at_limit = false;
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
     let mut eof = false;
@@ -323,11 +341,26 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     let (reason, flush) = 'connection: loop {
         // What was read is handled even after the client hung up.
         let mut held = None;
-        while let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held) {
+        loop {
+            let allowed = throttle.as_ref().and_then(|t| t.messages_allowed(Instant::now()));
+            let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
+            let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held, most) else {
+                break;
+            };
             // A line was finished: what is left is a new one.
             line_started = None;
             if session.outbox().is_closed() {
                 return;
+            }
+            if let Some(throttle) = throttle.as_mut() {
+                if allowed == Some(0) {
+                    if let Err(reason) =
+                        Box::pin(slow_down(protocol, session, throttle, false)).await
+                    {
+                        break 'connection (reason, true);
+                    }
+                }
+                throttle.took_messages(work.messages(), Instant::now());
             }
             if let Some(Gatekeeping::Pending { gate, .. }) = gatekeeping.as_deref() {
                 match Box::pin(authenticate(protocol, session, gate, work)).await {
@@ -370,17 +403,37 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             line_started = Some(Instant::now());
         }
         session.set_input_held(buf.capacity());
+        let mut most = READ_CHUNK;
+        if let Some(throttle) = throttle.as_mut() {
+            if read_at_limit {
+                match Box::pin(slow_down(protocol, session, throttle, true)).await {
+                    // The time held back is not the client's to finish its line in.
+                    Ok(paused) => line_started = line_started.map(|at| at + paused),
+                    Err(reason) => break (reason, true),
+                }
+            }
+            if let Some(allowed) = throttle.bytes_allowed(Instant::now()) {
+                read_at_limit = allowed == 0;
+                most = (allowed as usize).clamp(1, READ_CHUNK);
+            }
+        }
         let until = gatekeeping.as_deref().map(Gatekeeping::deadline);
         let read = match Deadline::next(idle, line_timeout.zip(line_started), until) {
             // Boxed: a timer is memory an idle client holds, when configured.
-            Some(deadline) => Box::pin(timeout_at(deadline.at, read_some(&mut reader, &mut buf)))
-                .await
-                .map_err(|_| deadline.reason()),
-            None => Ok(read_some(&mut reader, &mut buf).await),
+            Some(deadline) => Box::pin(timeout_at(
+                deadline.at,
+                read_some(&mut reader, &mut buf, most),
+            ))
+            .await
+            .map_err(|_| deadline.reason()),
+            None => Ok(read_some(&mut reader, &mut buf, most).await),
         };
         match read {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(read)) => {
+                if let Some(throttle) = throttle.as_mut() {
+                    throttle.took_bytes(read, Instant::now());
+                }
                 session.received(read);
                 session.set_input_held(buf.capacity());
             }
@@ -394,12 +447,70 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
 /// Most messages relayed as one delivery.
 const MAX_BATCH: usize = 1024;
 
+/// What limits a client's reading.
+#[derive(Clone, Copy)]
+struct ReadLimits {
+    idle: Option<Duration>,
+    line: Option<Duration>,
+    rates: ClientRates,
+}
+
+/// Holds a client over its rate limit back (messages, or `bytes`) until
+/// it may go on; returns how long it was held. `Err`: it has been over its
+/// limit for the whole grace period, and is disconnected.
+async fn slow_down<P: Protocol>(
+    protocol: &P,
+    session: &Session,
+    throttle: &mut Throttle,
+    bytes: bool,
+) -> Result<Duration, CloseReason> {
+    let now = Instant::now();
+    match throttle.hold(bytes, now) {
+        Verdict::CutOff(limit) => Err(CloseReason::RateLimited {
+            limit,
+            grace: throttle.grace(),
+        }),
+        Verdict::Pause {
+            until,
+            limit,
+            first,
+        } => {
+            if first {
+                let grace = crate::config::format_duration(throttle.grace());
+                tracing::info!(name = %session.name(), client = %session.id(), "slowing a client down: over {limit}");
+                let notice = ProtocolError::new(
+                    "rate_limited",
+                    format!("slowed down: you send faster than {limit}; keep it up for {grace} and you are disconnected (rate limit grace)"),
+                );
+                // Nothing, for raw clients: their bytes are never mixed
+                // with the server's words.
+                let notice = protocol.error(&notice, &None);
+                if !notice.is_empty() {
+                    let _ = session.reply(notice);
+                }
+            }
+            tokio::time::sleep_until(until).await;
+            Ok(until - now)
+        }
+    }
+}
+
 /// What to do next with a client's input.
 enum Work {
     /// A run of messages to one room, in order: relayed as one delivery.
     Say(Option<RoomName>, Vec<Body>),
     /// Anything else, one at a time.
     One(Input),
+}
+
+impl Work {
+    /// How many messages it is, for the rate limit.
+    fn messages(&self) -> usize {
+        match self {
+            Work::Say(_, bodies) => bodies.len(),
+            Work::One(_) => 1,
+        }
+    }
 }
 
 /// Takes the next piece of work from what has been read. Consecutive
@@ -410,6 +521,7 @@ fn next_work<D: Decode>(
     buf: &mut BytesMut,
     eof: bool,
     held: &mut Option<Box<Input>>,
+    most: usize,
 ) -> Option<Work> {
     let first = held
         .take()
@@ -430,7 +542,7 @@ fn next_work<D: Decode>(
         return Some(Work::Say(room, vec![body]));
     }
     let mut bodies = vec![body];
-    while bodies.len() < MAX_BATCH {
+    while bodies.len() < most {
         match decoder.decode(buf, eof) {
             Some(Input::Request {
                 request:
@@ -543,17 +655,19 @@ impl Deadline {
     }
 }
 
-/// Reads what is available into `buf`, through the thread's scratch buffer.
+/// Reads what is available, `most` bytes at most, into `buf`, through the
+/// thread's scratch buffer.
 /// `buf` grows by an eighth at a time beyond what it must hold, not by
 /// doubling: an unfinished line costs little more than its length.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    most: usize,
 ) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| {
         READ_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let mut read_buf = ReadBuf::new(&mut scratch[..]);
+            let mut read_buf = ReadBuf::new(&mut scratch[..most]);
             ready!(Pin::new(&mut *reader).poll_read(cx, &mut read_buf))?;
             let read = read_buf.filled();
             if buf.capacity() - buf.len() < read.len() {

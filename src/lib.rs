@@ -9,6 +9,8 @@
 //! - [`protocol`]: the text, JSON and raw wire formats;
 //! - [`Server`]: listeners, limits and shutdown around the hub, and
 //!   [`server::control`], the admin's query API on a running server;
+//! - [`throttle`]: rate limits (messages and bytes per client, new
+//!   connections per address);
 //! - `http`: the web console, admin API, metrics and WebSocket clients;
 //! - `transport`: the byte streams clients are served over (TCP, WebSocket);
 //! - [`Client`]: the client the CLI and tests use;
@@ -26,6 +28,7 @@ mod http;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod throttle;
 mod transport;
 
 pub use client::{AnyClient, Client, Goodbye, ServerLine};

@@ -67,8 +67,18 @@ async fn receive_numbered(client: Client, count: usize, pace: Option<Duration>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_and_others_keep_going() {
     const COUNT: usize = 100_000; // 100 MB in 1000-byte lines
-    let mut server =
-        BinaryServer::start(&["--listen", "127.0.0.1:0", "--stall-timeout", "2s"]).await;
+    // 100 MB as fast as the server takes it: no rate limit.
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--stall-timeout",
+        "2s",
+        "--max-bytes-per-second",
+        "0",
+        "--max-messages-per-second",
+        "0",
+    ])
+    .await;
     let addr = server.addr(0);
 
     let (sender, _) = join(addr).await;
@@ -127,7 +137,7 @@ async fn a_reader_much_slower_than_its_sender_still_gets_every_line() {
         queue_soft_limit: 64 * 1024,
         queue_hard_limit: 256 * 1024,
         max_line: 4 * 1024,
-        ..Config::local()
+        ..flat_out()
     };
     let server = TestServer::start(config).await;
     let (sender, _) = join(server.text_addr()).await;
@@ -155,7 +165,7 @@ async fn a_stalled_client_holds_a_sender_back_no_longer_than_the_stall_timeout()
         queue_soft_limit: 64 * 1024,
         queue_hard_limit: 1024 * 1024,
         stall_timeout: Duration::from_millis(500),
-        ..Config::local()
+        ..flat_out()
     };
     let server = TestServer::start(config).await;
     let (sender, _) = join(server.text_addr()).await;

@@ -498,7 +498,7 @@ async fn over_the_memory_budget_new_clients_are_refused_and_the_largest_holders_
 async fn a_trickle_reader_is_cut_off_after_the_slow_timeout_and_its_room_speeds_up_again() {
     let config = Config {
         slow_timeout: Some(Duration::from_secs(1)),
-        ..Config::local()
+        ..flat_out()
     };
     let server = TestServer::start(config).await;
     let addr = server.text_addr();

@@ -121,9 +121,11 @@ pub(crate) async fn upgrade(
     };
     let slot = match shared.admit(peer.ip()) {
         Ok(slot) => slot,
-        Err(reason) => {
-            warn!(%peer, "refused WebSocket connection: {reason}");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "refused", reason);
+        Err(refusal) => {
+            if refusal.log {
+                warn!(%peer, "refused WebSocket connection: {}", refusal.reason);
+            }
+            return error(StatusCode::SERVICE_UNAVAILABLE, "refused", refusal.reason);
         }
     };
     let Some(on_upgrade) = request

@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::throttle::Limit;
 use counters::{Counters, Field};
 use info::Traffic;
 
@@ -166,6 +167,14 @@ pub enum CloseReason {
     },
     /// The client's credentials (a JWT) expired.
     CredentialsExpired,
+    /// The client sent faster than `limit` allows for the whole grace
+    /// period, however much it was slowed down.
+    RateLimited {
+        /// The limit it kept over.
+        limit: Limit,
+        /// The grace period.
+        grace: Duration,
+    },
 }
 
 impl CloseReason {
@@ -191,6 +200,7 @@ impl CloseReason {
             CloseReason::Refused(_) => "refused",
             CloseReason::AuthTimeout { .. } => "auth timeout",
             CloseReason::CredentialsExpired => "credentials expired",
+            CloseReason::RateLimited { .. } => "rate limited",
         }
     }
 
@@ -214,6 +224,7 @@ impl CloseReason {
             CloseReason::Refused(_) => "refused",
             CloseReason::AuthTimeout { .. } => "auth_timeout",
             CloseReason::CredentialsExpired => "credentials_expired",
+            CloseReason::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -271,6 +282,11 @@ impl fmt::Display for CloseReason {
             CloseReason::CredentialsExpired => {
                 write!(f, "credentials expired: your token is no longer valid; connect again with a new one")
             }
+            CloseReason::RateLimited { limit, grace } => write!(
+                f,
+                "rate limited: sent faster than {limit} for {} on end, however much it was slowed down (rate limit grace)",
+                crate::config::format_duration(*grace)
+            ),
         }
     }
 }

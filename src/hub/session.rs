@@ -507,6 +507,11 @@ impl Session {
     /// Queues bytes already encoded for this client (a reply to its own
     /// request). Returns whether this client's own queue is now congested.
     pub fn reply(&self, bytes: Bytes) -> Pushed {
+        // Nothing to send (a raw client's notice) is not an item: a writer
+        // takes a write of nothing for a closed connection.
+        if bytes.is_empty() {
+            return Pushed::Queued;
+        }
         self.me.outbox.push(bytes)
     }
 

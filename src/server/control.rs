@@ -761,6 +761,9 @@ impl Control {
             addr,
             room,
             auth,
+            // Balancers are set up with the server, not pointed at a port
+            // opened for a few minutes.
+            proxy: None,
         };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(listener_view(&listener))

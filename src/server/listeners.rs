@@ -11,15 +11,17 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, Arrival, Proof, Shared};
+use super::{listen, Arrival, Proof, Refusal, Shared};
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Json, Protocol, Raw, Text};
-use crate::transport::{tls, TlsTransport};
+use crate::connection::Gate;
+use crate::transport::{proxy, tls, TlsTransport};
 
 /// Shortest and longest pause after a failed `accept` (e.g. out of file
 /// descriptors), doubling in between, so the loop neither spins nor gives up.
@@ -323,69 +325,144 @@ async fn accept_loop<P: Protocol>(
                 continue;
             }
         };
+        if spec.proxy.is_some() || spec.tls {
+            // Its client is known only after the PROXY header, or served
+            // only after the TLS handshake: both in the client's own task,
+            // once it has a slot.
+            match shared.admit_any() {
+                Ok(permit) => {
+                    let arriving = arrive(
+                        shared.clone(),
+                        listener.clone(),
+                        protocol.clone(),
+                        stream,
+                        peer,
+                        permit,
+                    );
+                    shared.tracker.spawn(arriving);
+                }
+                Err(refusal) => turn_away(&shared, &spec, &*protocol, stream, peer, refusal),
+            }
+            continue;
+        }
         let admitted = shared
             .admit(peer.ip())
-            .and_then(|slot| Ok((slot, shared.gate(spec.auth, peer.ip())?)));
+            .and_then(|slot| Ok((slot, gate(&shared, &spec, peer)?)));
         match admitted {
             Ok((slot, gate)) => {
                 tune(&shared, &stream, peer);
-                let meta = ClientMeta {
-                    kind: match spec.mode {
-                        Mode::Text => ClientKind::Text,
-                        Mode::Json => ClientKind::Json,
-                        Mode::Raw => ClientKind::Raw,
-                    },
-                    tls: spec.tls,
-                    peer,
-                    listener: listener.id,
+                let arrival = Arrival {
+                    meta: meta(&spec, &listener, peer),
+                    room: spec.room.clone(),
+                    proof: Proof::Nothing,
+                    slot,
+                    gate,
                 };
-                let room = spec.room.clone();
-                if !spec.tls {
-                    let arrival = Arrival {
-                        meta,
-                        room,
-                        proof: Proof::Nothing,
-                        slot,
-                        gate,
-                    };
-                    let task = shared.client(&listener, protocol.clone(), stream, arrival);
-                    shared.tracker.spawn(task);
-                    continue;
-                }
-                let (shared_, listener_, protocol) =
-                    (shared.clone(), listener.clone(), protocol.clone());
-                shared.tracker.spawn(async move {
-                    let Some((stream, proof)) =
-                        Box::pin(tls_handshake(&shared_, stream, peer)).await
-                    else {
-                        return;
-                    };
-                    let transport = TlsTransport::new(stream);
-                    let arrival = Arrival {
-                        meta,
-                        room,
-                        proof,
-                        slot,
-                        gate,
-                    };
-                    shared_
-                        .client(&listener_, protocol, transport, arrival)
-                        .await
-                });
+                let task = shared.client(&listener, protocol.clone(), stream, arrival);
+                shared.tracker.spawn(task);
             }
-            Err(reason) => {
-                warn!(%peer, listener = %spec, "refused connection: {reason}");
-                if spec.tls {
-                    // A refusal in plaintext means nothing to a TLS client,
-                    // and a handshake costs what a full server cannot spare.
-                    drop(stream);
-                } else {
-                    let refusal = protocol.refusal(&reason);
-                    shared.tracker.spawn(refuse(stream, refusal));
-                }
+            Err(refusal) => turn_away(&shared, &spec, &*protocol, stream, peer, refusal),
+        }
+    }
+}
+
+/// What the server knows of a client of `spec` from `peer` as it comes.
+fn meta(spec: &ListenerSpec, listener: &Listener, peer: SocketAddr) -> ClientMeta {
+    ClientMeta {
+        kind: match spec.mode {
+            Mode::Text => ClientKind::Text,
+            Mode::Json => ClientKind::Json,
+            Mode::Raw => ClientKind::Raw,
+        },
+        tls: spec.tls,
+        peer,
+        listener: listener.id,
+    }
+}
+
+/// What a client of `spec` from `peer` must do first, if anything.
+fn gate(shared: &Shared, spec: &ListenerSpec, peer: SocketAddr) -> Result<Option<Gate>, Refusal> {
+    shared.gate(spec.auth, peer.ip()).map_err(|reason| Refusal {
+        reason,
+        log: true,
+    })
+}
+
+/// Refuses a connection, telling a plaintext client why.
+fn turn_away<P: Protocol>(
+    shared: &Shared,
+    spec: &ListenerSpec,
+    protocol: &P,
+    stream: TcpStream,
+    peer: SocketAddr,
+    refusal: Refusal,
+) {
+    if refusal.log {
+        warn!(%peer, listener = %spec, "refused connection: {}", refusal.reason);
+    }
+    if spec.tls {
+        // A refusal in plaintext means nothing to a TLS client, and a
+        // handshake costs what a full server cannot spare.
+        drop(stream);
+    } else {
+        let refusal = protocol.refusal(&refusal.reason);
+        shared.tracker.spawn(refuse(stream, refusal));
+    }
+}
+
+/// Serves a connection that has something to say before its client is
+/// known (the PROXY header of `?proxy=`) or served (a TLS handshake),
+/// holding a connection slot.
+async fn arrive<P: Protocol>(
+    shared: Arc<Shared>,
+    listener: Arc<Listener>,
+    protocol: Arc<P>,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let spec = listener.spec.clone().expect("TCP listeners have a spec");
+    if let Some(version) = spec.proxy {
+        let within = shared.config.tls_handshake_timeout;
+        match Box::pin(proxy::read_header(&mut stream, version, within)).await {
+            Ok(Some(client)) => peer = client,
+            // The balancer's own connection (a health check).
+            Ok(None) => {}
+            Err(error) => {
+                info!(%peer, listener = %spec, %error, "closed a connection that did not start with a PROXY header");
+                return;
             }
         }
     }
+    let admitted = shared
+        .admit_from(peer.ip())
+        .and_then(|ip_slot| Ok((ip_slot, gate(&shared, &spec, peer)?)));
+    let (ip_slot, gate) = match admitted {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            turn_away(&shared, &spec, &*protocol, stream, peer, refusal);
+            return;
+        }
+    };
+    tune(&shared, &stream, peer);
+    let arrival = |proof| Arrival {
+        meta: meta(&spec, &listener, peer),
+        room: spec.room.clone(),
+        proof,
+        slot: (permit, ip_slot),
+        gate,
+    };
+    if !spec.tls {
+        let arrival = arrival(Proof::Nothing);
+        return shared.client(&listener, protocol, stream, arrival).await;
+    }
+    let Some((stream, proof)) = Box::pin(tls_handshake(&shared, stream, peer)).await else {
+        return;
+    };
+    let transport = TlsTransport::new(stream);
+    shared
+        .client(&listener, protocol, transport, arrival(proof))
+        .await
 }
 
 /// Runs a TLS client's handshake; `None` (logged) if it fails. With a

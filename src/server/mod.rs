@@ -31,6 +31,7 @@ use crate::config::{Config, HttpSpec, ListenerSpec, Mode};
 use crate::connection::{self, Gate, Timeouts};
 use crate::hub::{ClientMeta, CloseReason, Hub, Name, RoomName};
 use crate::protocol::Protocol;
+use crate::throttle::{ClientRates, ConnectionRates};
 use crate::transport::{ServerTls, Transport};
 
 pub use control::Control;
@@ -201,7 +202,16 @@ impl Server {
                 stall: self.config.stall_timeout,
                 idle: self.config.idle_timeout,
                 line: self.config.line_timeout,
+                rates: ClientRates {
+                    messages: self.config.max_messages_per_second,
+                    bytes: self.config.max_bytes_per_second,
+                    grace: self.config.rate_limit_grace,
+                },
             },
+            connection_rates: self
+                .config
+                .max_connections_per_ip_per_second
+                .map(ConnectionRates::new),
             keepalive: self.config.tcp_keepalive.map(|idle| {
                 let probes = (
                     self.config.tcp_keepalive_interval,
@@ -300,6 +310,8 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
     slots: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// New connections per address (`None`: no limit).
+    connection_rates: Option<ConnectionRates>,
     pub(crate) timeouts: Timeouts,
     /// TCP keepalive for every client, and how long sent data may go
     /// unacknowledged (`TCP_USER_TIMEOUT`); `None`: keepalive is off.
@@ -356,6 +368,21 @@ pub(crate) enum Proof {
     Name(Name),
     /// It proved something that cannot name it, and is refused, told why.
     Unusable(String),
+}
+
+/// Why a client is not served.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// For the client and the log.
+    pub(crate) reason: String,
+    /// Worth a log line: not one more of a flood from the same address.
+    pub(crate) log: bool,
+}
+
+impl Refusal {
+    fn new(reason: String) -> Refusal {
+        Refusal { reason, log: true }
+    }
 }
 
 /// A client's place on the server: given back when it goes.
@@ -438,6 +465,9 @@ async fn sweep_loop(shared: Arc<Shared>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if let Some(rates) = &shared.connection_rates {
+            rates.sweep(tokio::time::Instant::now());
+        }
         let sweep = shared.hub.sweep();
         let over_budget = sweep
             .cut
@@ -480,10 +510,17 @@ impl Shared {
     }
 
     /// Takes a connection slot for a client from `ip`, or says why not.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, String> {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, Refusal> {
+        let permit = self.admit_any()?;
+        Ok((permit, self.admit_from(ip)?))
+    }
+
+    /// Takes a connection slot for a client whose address is not known
+    /// yet, or says why not.
+    pub(crate) fn admit_any(&self) -> Result<OwnedSemaphorePermit, Refusal> {
         let refused = |reason: String| {
             self.monitor.refused();
-            reason
+            Refusal::new(reason)
         };
         if self.hub.memory_nearly_full() {
             return Err(refused(format!(
@@ -497,24 +534,41 @@ impl Shared {
                 self.config.max_connections
             ))
         })?;
+        Ok(permit)
+    }
+
+    /// Counts a client from `ip` against the per-address limits; `Some`:
+    /// its share of the address's connections, given back when it goes.
+    pub(crate) fn admit_from(&self, ip: IpAddr) -> Result<Option<IpSlot>, Refusal> {
+        if let Some(rates) = &self.connection_rates {
+            if let Err(too_fast) = rates.admit(ip, tokio::time::Instant::now()) {
+                self.monitor.refused();
+                let rate = rates.rate().get();
+                let retry = too_fast.retry_in.as_millis().max(1);
+                return Err(Refusal {
+                    reason: format!(
+                        "too many new connections from {ip}: {rate} a second is the most allowed (max connections per ip per second); try again in {retry} ms"
+                    ),
+                    log: too_fast.first,
+                });
+            }
+        }
         let Some(limit) = self.config.max_connections_per_ip else {
-            return Ok((permit, None));
+            return Ok(None);
         };
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= limit {
-            return Err(refused(format!(
+            self.monitor.refused();
+            return Err(Refusal::new(format!(
                 "too many connections from {ip}: {limit} at once is the most allowed (max connections per ip)"
             )));
         }
         *count += 1;
-        Ok((
-            permit,
-            Some(IpSlot {
-                per_ip: self.per_ip.clone(),
-                ip,
-            }),
-        ))
+        Ok(Some(IpSlot {
+            per_ip: self.per_ip.clone(),
+            ip,
+        }))
     }
 
     /// Serves one admitted client of `listener` over `stream` until it

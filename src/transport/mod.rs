@@ -4,6 +4,7 @@
 //! whose frames are cut and joined to look like one, and either over TLS.
 
 mod tcp;
+pub(crate) mod proxy;
 pub(crate) mod tls;
 mod websocket;
 

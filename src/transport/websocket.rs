@@ -471,7 +471,8 @@ pub(crate) fn close_frame(reason: &CloseReason) -> (u16, String) {
         | CloseReason::Kicked(_)
         | CloseReason::Refused(_)
         | CloseReason::AuthTimeout { .. }
-        | CloseReason::CredentialsExpired => code::POLICY,
+        | CloseReason::CredentialsExpired
+        | CloseReason::RateLimited { .. } => code::POLICY,
     };
     (code, truncate(&reason.to_string(), MAX_CLOSE_REASON))
 }

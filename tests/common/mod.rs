@@ -84,6 +84,17 @@ impl TestServer {
     }
 }
 
+/// [`Config::local`] without rate limits, for tests that flood on
+/// purpose (flow control, hostile readers): a rate limit would slow their
+/// senders down before what they test. Rate limits have their own tests.
+pub fn flat_out() -> Config {
+    Config {
+        max_messages_per_second: None,
+        max_bytes_per_second: None,
+        ..Config::local()
+    }
+}
+
 /// A config listening on 127.0.0.1:0 in each of `modes`.
 pub fn config_with(modes: &[&str]) -> Config {
     Config {

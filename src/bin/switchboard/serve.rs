@@ -68,6 +68,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
 
+    /// New connections one IP address (an IPv6 /64) may open a second, burst of a second's worth; more are refused, saying when to retry. Loopback is not limited; behind a load balancer, see ?proxy=v2. 0 means no limit. [default: 20]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP_PER_SECOND")]
+    max_connections_per_ip_per_second: Option<u32>,
+
+    /// Messages (requests, lines, frames, raw reads) one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 1000]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_MESSAGES_PER_SECOND")]
+    max_messages_per_second: Option<u32>,
+
+    /// Bytes one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 1MiB]
+    #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_BYTES_PER_SECOND")]
+    max_bytes_per_second: Option<Size>,
+
+    /// How long a client may keep sending over its rate limits, however much it is slowed down, before it is disconnected. [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_RATE_LIMIT_GRACE")]
+    rate_limit_grace: Option<Seconds>,
+
     /// Rooms one client may be in at once. [default: 32]
     #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_ROOMS_PER_CLIENT")]
     max_rooms_per_client: Option<usize>,
@@ -256,6 +272,10 @@ impl ServeArgs {
             idle_timeout: args.idle_timeout,
             max_connections: args.max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
+            max_connections_per_ip_per_second: args.max_connections_per_ip_per_second,
+            max_messages_per_second: args.max_messages_per_second,
+            max_bytes_per_second: args.max_bytes_per_second,
+            rate_limit_grace: args.rate_limit_grace,
             max_rooms_per_client: args.max_rooms_per_client,
             announce_max_members: args.announce_max_members,
             welcome: args.welcome,
@@ -372,6 +392,24 @@ fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
         out,
         "max-connections  {} ({per_ip} per IP)",
         config.max_connections
+    );
+    let messages = config
+        .max_messages_per_second
+        .map_or("any number of messages".to_owned(), |rate| {
+            format!("{} messages", rate.get())
+        });
+    let volume = config
+        .max_bytes_per_second
+        .map_or("any number of bytes".to_owned(), |rate| {
+            bytes(rate.get() as usize)
+        });
+    let per_ip = config
+        .max_connections_per_ip_per_second
+        .map_or("any number of".to_owned(), |rate| rate.get().to_string());
+    let _ = writeln!(
+        out,
+        "rate limits      per client {messages} and {volume} a second (grace {}); per IP {per_ip} new connections a second",
+        format_duration(config.rate_limit_grace)
     );
     let _ = writeln!(out, "max-line         {}", bytes(config.max_line));
     let _ = writeln!(

@@ -1,0 +1,460 @@
+//! Rate limits: how fast one client may send (messages and bytes per
+//! second), and how often one address may open connections.
+//!
+//! Each limit is a token bucket in its GCRA form: one instant per bucket,
+//! the time by which everything let through so far is paid for at the
+//! allowed rate. A bucket holds one second's worth ([`BURST`]): a client
+//! that was quiet may send that much at once, then no faster than the
+//! rate. Being over a limit slows a client down (the server stops reading
+//! from it, so TCP holds its sender back); only a client that stays over
+//! its limit for the grace period is disconnected.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How much a bucket holds: one second's worth of its rate.
+pub const BURST: Duration = Duration::from_secs(1);
+
+/// How much a slowed client may send before it is paused again: a tenth of
+/// a second's worth, so that a client held at its limit costs ten wake-ups
+/// a second, not one per message.
+const RESUME: Duration = Duration::from_millis(100);
+
+/// Pauses closer together than this make one spell of being over the
+/// limit, for the grace period.
+const SPELL_GAP: Duration = BURST;
+
+/// A rate: so many units (messages, bytes, connections) per second, with a
+/// burst of one second's worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(NonZeroU32);
+
+impl Rate {
+    /// `per_second` units a second; `None` for 0 (no limit).
+    pub fn per_second(per_second: u32) -> Option<Rate> {
+        NonZeroU32::new(per_second).map(Rate)
+    }
+
+    /// Units allowed a second.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The time `units` take at this rate.
+    fn cost(self, units: u64) -> Duration {
+        let nanos = u128::from(units) * 1_000_000_000 / u128::from(self.get());
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The units that take `time` at this rate.
+    fn units(self, time: Duration) -> u64 {
+        let units = time.as_nanos() * u128::from(self.get()) / 1_000_000_000;
+        u64::try_from(units).unwrap_or(u64::MAX)
+    }
+}
+
+/// One token bucket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bucket {
+    /// Everything let through is paid for by then; at or before now, the
+    /// bucket is full.
+    paid_until: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub(crate) fn full(now: Instant) -> Bucket {
+        Bucket { paid_until: now }
+    }
+
+    /// The units that may go at `now`.
+    pub(crate) fn allowance(&self, rate: Rate, now: Instant) -> u64 {
+        let owed = self.paid_until.saturating_duration_since(now);
+        rate.units(BURST.saturating_sub(owed))
+    }
+
+    /// Takes `units` at `now`, whether or not they were allowed: what is
+    /// over the allowance is owed, and waited for by [`Bucket::resumes_at`].
+    pub(crate) fn take(&mut self, rate: Rate, units: u64, now: Instant) {
+        self.paid_until = self.paid_until.max(now) + rate.cost(units);
+    }
+
+    /// When a paused sender may go on: once it may send [`RESUME`]'s worth
+    /// (at least one unit).
+    pub(crate) fn resumes_at(&self, rate: Rate) -> Instant {
+        let resume = RESUME.max(rate.cost(1));
+        self.paid_until - BURST.saturating_sub(resume)
+    }
+}
+
+/// A client's rate limits, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ClientRates {
+    /// Messages (any request, or line, frame or read of raw bytes) a second.
+    pub(crate) messages: Option<Rate>,
+    /// Bytes read a second.
+    pub(crate) bytes: Option<Rate>,
+    /// How long a client may stay over a limit before it is disconnected.
+    pub(crate) grace: Duration,
+}
+
+/// Which of a client's limits holds it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-messages-per-second`.
+    Messages(Rate),
+    /// `--max-bytes-per-second`.
+    Bytes(Rate),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Messages(rate) => write!(f, "{} messages a second (max messages per second)", rate.get()),
+            Limit::Bytes(rate) => write!(f, "{} bytes a second (max bytes per second)", rate.get()),
+        }
+    }
+}
+
+/// A client's buckets, and how long it has been held back.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    rates: ClientRates,
+    messages: Bucket,
+    bytes: Bucket,
+    /// When the current spell of pauses began, and when the last pause
+    /// ended.
+    spell: Option<(Instant, Instant)>,
+}
+
+/// What a throttled client is to do.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Wait until then; `first` if this begins a spell (the client is
+    /// told, once).
+    Pause {
+        until: Instant,
+        limit: Limit,
+        first: bool,
+    },
+    /// It has been over `limit` for the whole grace period: disconnect it.
+    CutOff(Limit),
+}
+
+impl Throttle {
+    /// Full buckets, or `None` if the client has no limit.
+    pub(crate) fn new(rates: ClientRates, now: Instant) -> Option<Throttle> {
+        (rates.messages.is_some() || rates.bytes.is_some()).then(|| Throttle {
+            rates,
+            messages: Bucket::full(now),
+            bytes: Bucket::full(now),
+            spell: None,
+        })
+    }
+
+    /// How long a client may stay over a limit before it is disconnected.
+    pub(crate) fn grace(&self) -> Duration {
+        self.rates.grace
+    }
+
+    /// How many messages may be handled now (`None`: no message limit).
+    pub(crate) fn messages_allowed(&self, now: Instant) -> Option<u64> {
+        self.rates
+            .messages
+            .map(|rate| self.messages.allowance(rate, now))
+    }
+
+    /// How many bytes may be read now (`None`: no byte limit).
+    pub(crate) fn bytes_allowed(&self, now: Instant) -> Option<u64> {
+        self.rates.bytes.map(|rate| self.bytes.allowance(rate, now))
+    }
+
+    /// Counts `count` messages handled.
+    pub(crate) fn took_messages(&mut self, count: usize, now: Instant) {
+        if let Some(rate) = self.rates.messages {
+            self.messages.take(rate, count as u64, now);
+        }
+    }
+
+    /// Counts `count` bytes read.
+    pub(crate) fn took_bytes(&mut self, count: usize, now: Instant) {
+        if let Some(rate) = self.rates.bytes {
+            self.bytes.take(rate, count as u64, now);
+        }
+    }
+
+    /// The client must wait before its next message (`bytes: false`) or
+    /// read (`bytes: true`): for how long, or whether it is cut off.
+    pub(crate) fn hold(&mut self, bytes: bool, now: Instant) -> Verdict {
+        let (limit, bucket) = match (bytes, self.rates.bytes, self.rates.messages) {
+            (true, Some(rate), _) => (Limit::Bytes(rate), &self.bytes),
+            (false, _, Some(rate)) => (Limit::Messages(rate), &self.messages),
+            _ => unreachable!("held back by a limit it does not have"),
+        };
+        let rate = match limit {
+            Limit::Messages(rate) | Limit::Bytes(rate) => rate,
+        };
+        let until = bucket.resumes_at(rate);
+        let (began, first) = match self.spell {
+            Some((began, last)) if now.saturating_duration_since(last) <= SPELL_GAP => {
+                (began, false)
+            }
+            _ => (now, true),
+        };
+        let cut_off_at = began + self.rates.grace;
+        if until > cut_off_at {
+            // Waiting it out would take past the grace period.
+            if now >= cut_off_at {
+                return Verdict::CutOff(limit);
+            }
+            self.spell = Some((began, cut_off_at));
+            return Verdict::Pause {
+                until: cut_off_at,
+                limit,
+                first,
+            };
+        }
+        self.spell = Some((began, until));
+        Verdict::Pause {
+            until,
+            limit,
+            first,
+        }
+    }
+}
+
+/// New connections per address: a bucket for each address that connected
+/// within the last second or so.
+#[derive(Debug)]
+pub(crate) struct ConnectionRates {
+    rate: Rate,
+    /// Each address's bucket, and whether it has been refused since its
+    /// bucket was last full.
+    buckets: Mutex<HashMap<IpAddr, (Bucket, bool)>>,
+}
+
+/// A connection refused for its address's rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooFast {
+    /// How long until the address may connect again.
+    pub(crate) retry_in: Duration,
+    /// The first refusal since the address was last within its rate:
+    /// worth a log line (the rest of a flood is only counted).
+    pub(crate) first: bool,
+}
+
+/// Most addresses tracked at once, so that connections from very many
+/// addresses (an IPv6 scan, a botnet) cannot grow memory without bound.
+/// Buckets are dropped once full again (after about a second); past this
+/// many at once, new addresses are let in untracked.
+pub const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
+impl ConnectionRates {
+    /// `rate` new connections per address.
+    pub(crate) fn new(rate: Rate) -> ConnectionRates {
+        ConnectionRates {
+            rate,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Counts a new connection from `ip`; `Err`: too many, and how long
+    /// until the next is allowed. Loopback addresses are not limited: they
+    /// are the machine itself (its tools, benchmarks, a local proxy that
+    /// does not speak the PROXY protocol).
+    pub(crate) fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), TooFast> {
+        if ip.is_loopback() || ip_v4_mapped_loopback(ip) {
+            return Ok(());
+        }
+        let key = address_key(ip);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&key) {
+            buckets.retain(|_, (bucket, _)| bucket.paid_until > now);
+            if buckets.len() >= MAX_TRACKED_ADDRESSES {
+                return Ok(());
+            }
+        }
+        let (bucket, refused) = buckets.entry(key).or_insert((Bucket::full(now), false));
+        if bucket.paid_until <= now {
+            *refused = false;
+        }
+        if bucket.allowance(self.rate, now) == 0 {
+            let next = bucket.paid_until - BURST.saturating_sub(self.rate.cost(1));
+            let first = !std::mem::replace(refused, true);
+            return Err(TooFast {
+                retry_in: next.saturating_duration_since(now),
+                first,
+            });
+        }
+        bucket.take(self.rate, 1, now);
+        Ok(())
+    }
+
+    /// Forgets addresses whose buckets are full again.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.retain(|_, (bucket, _)| bucket.paid_until > now);
+    }
+
+    /// The rate allowed per address.
+    pub(crate) fn rate(&self) -> Rate {
+        self.rate
+    }
+}
+
+fn ip_v4_mapped_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// What per-address limits count by: an IPv4 address, or an IPv6 /64
+/// (what one subscriber usually holds whole).
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(n: u32) -> Rate {
+        Rate::per_second(n).unwrap()
+    }
+
+    #[test]
+    fn a_full_bucket_allows_one_seconds_worth_then_the_rate() {
+        let now = Instant::now();
+        let mut bucket = Bucket::full(now);
+        assert_eq!(bucket.allowance(rate(100), now), 100);
+        bucket.take(rate(100), 100, now);
+        assert_eq!(bucket.allowance(rate(100), now), 0);
+        let later = now + Duration::from_millis(250);
+        assert_eq!(bucket.allowance(rate(100), later), 25);
+        // It never holds more than a second's worth.
+        assert_eq!(bucket.allowance(rate(100), now + Duration::from_secs(60)), 100);
+    }
+
+    #[test]
+    fn what_is_over_the_allowance_is_owed() {
+        let now = Instant::now();
+        let mut bucket = Bucket::full(now);
+        bucket.take(rate(10), 30, now);
+        // 30 at 10 a second: paid in 3 s; 1 s of that is the burst, and a
+        // paused sender goes on at a tenth of a second's worth.
+        assert_eq!(
+            bucket.resumes_at(rate(10)) - now,
+            Duration::from_millis(2100)
+        );
+        assert_eq!(bucket.allowance(rate(10), now + Duration::from_millis(2100)), 1);
+    }
+
+    #[test]
+    fn a_slow_rate_resumes_after_one_unit_not_a_fraction() {
+        let now = Instant::now();
+        let mut bucket = Bucket::full(now);
+        bucket.take(rate(2), 2, now);
+        assert_eq!(bucket.resumes_at(rate(2)) - now, Duration::from_millis(500));
+    }
+
+    fn throttle(messages: u32, grace: u64) -> (Throttle, Instant) {
+        let now = Instant::now();
+        let rates = ClientRates {
+            messages: Rate::per_second(messages),
+            bytes: None,
+            grace: Duration::from_secs(grace),
+        };
+        (Throttle::new(rates, now).unwrap(), now)
+    }
+
+    #[test]
+    fn a_client_held_at_its_limit_is_cut_off_after_the_grace_period() {
+        let (mut throttle, start) = throttle(10, 3);
+        let mut now = start;
+        let mut pauses = 0;
+        loop {
+            let allowed = throttle.messages_allowed(now).unwrap();
+            if allowed > 0 {
+                throttle.took_messages(allowed as usize, now);
+                continue;
+            }
+            match throttle.hold(false, now) {
+                Verdict::Pause { until, first, .. } => {
+                    assert_eq!(first, pauses == 0, "only the first pause begins a spell");
+                    pauses += 1;
+                    now = until;
+                }
+                Verdict::CutOff(limit) => {
+                    assert_eq!(limit, Limit::Messages(rate(10)));
+                    break;
+                }
+            }
+        }
+        assert_eq!(now - start, Duration::from_secs(3));
+        assert!(pauses >= 20, "paused {pauses} times");
+    }
+
+    #[test]
+    fn a_client_that_keeps_under_its_limit_between_bursts_starts_a_new_spell() {
+        let (mut throttle, now) = throttle(10, 3);
+        throttle.took_messages(10, now);
+        let Verdict::Pause { until, first, .. } = throttle.hold(false, now) else {
+            panic!("over its limit")
+        };
+        assert!(first);
+        // Quiet for a while, then over again: a new spell, not a cut-off.
+        let later = until + Duration::from_secs(10);
+        throttle.took_messages(throttle.messages_allowed(later).unwrap() as usize, later);
+        assert!(matches!(
+            throttle.hold(false, later),
+            Verdict::Pause { first: true, .. }
+        ));
+    }
+
+    #[test]
+    fn connections_per_address_are_limited_but_not_from_loopback() {
+        let rates = ConnectionRates::new(rate(2));
+        let now = Instant::now();
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(rates.admit(remote, now).is_ok());
+        assert!(rates.admit(remote, now).is_ok());
+        let refused = rates.admit(remote, now).unwrap_err();
+        assert_eq!(refused.retry_in, Duration::from_millis(500));
+        assert!(refused.first);
+        assert!(!rates.admit(remote, now).unwrap_err().first);
+        assert!(rates.admit(remote, now + refused.retry_in).is_ok());
+        // Another address has its own bucket; the machine itself has none.
+        assert!(rates.admit("192.0.2.8".parse().unwrap(), now).is_ok());
+        for _ in 0..100 {
+            assert!(rates.admit("127.0.0.1".parse().unwrap(), now).is_ok());
+            assert!(rates.admit("::1".parse().unwrap(), now).is_ok());
+        }
+        rates.sweep(now + Duration::from_secs(5));
+        assert!(rates.buckets.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_bit_prefix() {
+        let rates = ConnectionRates::new(rate(1));
+        let now = Instant::now();
+        assert!(rates.admit("2001:db8::1".parse().unwrap(), now).is_ok());
+        assert!(rates.admit("2001:db8::2".parse().unwrap(), now).is_err());
+        assert!(rates.admit("2001:db8:0:1::1".parse().unwrap(), now).is_ok());
+    }
+}
