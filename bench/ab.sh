@@ -5,6 +5,7 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY         # 3 alternating runs each
 #   RUNS=5 DURATION=10s bench/ab.sh A B
+#   ONLY='fanout-*' bench/ab.sh A B           # some scenarios only
 #
 # Each run starts a fresh server pinned to core 0 and runs the bench pinned
 # to core 1: fanout to 100 and to 1,000 receivers (deliveries/s), chat of 50
@@ -30,6 +31,9 @@ PORT=24450
 
 run() { # run LABEL BINARY SCENARIO-NAME ARGS...
     local label=$1 bin=$2 name=$3; shift 3
+    # ONLY=connect-10000 (a scenario name, or a pattern): just those.
+    # shellcheck disable=SC2053
+    [[ -z ${ONLY:-} || $name == $ONLY ]] || return 0
     taskset -c 0 "$bin" serve --listen "127.0.0.1:$PORT" --max-connections 25000 >"$OUT/server.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do

@@ -1074,11 +1074,16 @@ impl Overrides {
         }
         if let Some(Size(rate)) = self.max_bytes_per_second {
             let rate = u32::try_from(rate).map_err(|_| {
-                anyhow::anyhow!("max-bytes-per-second {rate} is more than 4 GiB a second; use 0 for no limit")
+                anyhow::anyhow!(
+                    "max-bytes-per-second {rate} is more than 4 GiB a second; use 0 for no limit"
+                )
             })?;
             config.max_bytes_per_second = Rate::per_second(rate);
         }
-        set(&mut config.rate_limit_grace, self.rate_limit_grace.map(|s| s.0));
+        set(
+            &mut config.rate_limit_grace,
+            self.rate_limit_grace.map(|s| s.0),
+        );
         set(&mut config.max_rooms_per_client, self.max_rooms_per_client);
         set(&mut config.announce_max_members, self.announce_max_members);
         if self.welcome.is_some() {

@@ -99,12 +99,7 @@ where
             None
         }
     };
-    let Timeouts {
-        stall,
-        idle,
-        line,
-        rates,
-    } = timeouts;
+    let stall = timeouts.stall;
     async move {
         let mut stream = stream;
         let (reader, writer) = stream.halves();
@@ -113,8 +108,7 @@ where
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
         let reading_ended_first = {
-            let limits = ReadLimits { idle, line, rates };
-            let reading = read_side(protocol, &mut session, reader, limits, pending);
+            let reading = read_side(protocol, &mut session, reader, &timeouts, pending);
             tokio::select! {
                 () = reading => true,
                 () = &mut writing => false,
@@ -318,15 +312,11 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     protocol: &P,
     session: &mut Session,
     mut reader: R,
-    limits: ReadLimits,
+    limits: &Timeouts,
     mut gatekeeping: Option<Box<Gatekeeping>>,
 ) {
-    let ReadLimits {
-        idle,
-        line: line_timeout,
-        rates,
-    } = limits;
-    let mut throttle = Throttle::new(rates, Instant::now());
+    let rates = &limits.rates;
+    let mut throttle = Throttle::default();
     // The last read was made with no bytes allowed: if it brought any,
     // the client is pushing past its limit.
     let mut read_at_limit = false;
@@ -342,8 +332,9 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         // What was read is handled even after the client hung up.
         let mut held = None;
         loop {
-            let allowed = throttle.as_ref().and_then(|t| t.messages_allowed(Instant::now()));
+            let allowed = throttle.messages_allowed(rates, Instant::now());
             let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
+            let held_back = allowed == Some(0);
             let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held, most) else {
                 break;
             };
@@ -352,16 +343,13 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             if session.outbox().is_closed() {
                 return;
             }
-            if let Some(throttle) = throttle.as_mut() {
-                if allowed == Some(0) {
-                    if let Err(reason) =
-                        Box::pin(slow_down(protocol, session, throttle, false)).await
-                    {
-                        break 'connection (reason, true);
-                    }
+            if held_back {
+                let slowing = slow_down(protocol, session, &mut throttle, rates, false);
+                if let Err(reason) = Box::pin(slowing).await {
+                    break 'connection (reason, true);
                 }
-                throttle.took_messages(work.messages(), Instant::now());
             }
+            throttle.took_messages(rates, work.messages(), Instant::now());
             if let Some(Gatekeeping::Pending { gate, .. }) = gatekeeping.as_deref() {
                 match Box::pin(authenticate(protocol, session, gate, work)).await {
                     Gated::Waiting => {}
@@ -403,22 +391,19 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             line_started = Some(Instant::now());
         }
         session.set_input_held(buf.capacity());
-        let mut most = READ_CHUNK;
-        if let Some(throttle) = throttle.as_mut() {
-            if read_at_limit {
-                match Box::pin(slow_down(protocol, session, throttle, true)).await {
-                    // The time held back is not the client's to finish its line in.
-                    Ok(paused) => line_started = line_started.map(|at| at + paused),
-                    Err(reason) => break (reason, true),
-                }
-            }
-            if let Some(allowed) = throttle.bytes_allowed(Instant::now()) {
-                read_at_limit = allowed == 0;
-                most = (allowed as usize).clamp(1, READ_CHUNK);
+        if read_at_limit {
+            match Box::pin(slow_down(protocol, session, &mut throttle, rates, true)).await {
+                // The time held back is not the client's to finish its line in.
+                Ok(paused) => line_started = line_started.map(|at| at + paused),
+                Err(reason) => break (reason, true),
             }
         }
+        let allowed = throttle.bytes_allowed(rates, Instant::now());
+        read_at_limit = allowed == Some(0);
+        let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
         let until = gatekeeping.as_deref().map(Gatekeeping::deadline);
-        let read = match Deadline::next(idle, line_timeout.zip(line_started), until) {
+        let line_timeout = limits.line.zip(line_started);
+        let read = match Deadline::next(limits.idle, line_timeout, until) {
             // Boxed: a timer is memory an idle client holds, when configured.
             Some(deadline) => Box::pin(timeout_at(
                 deadline.at,
@@ -431,9 +416,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         match read {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(read)) => {
-                if let Some(throttle) = throttle.as_mut() {
-                    throttle.took_bytes(read, Instant::now());
-                }
+                throttle.took_bytes(rates, read, Instant::now());
                 session.received(read);
                 session.set_input_held(buf.capacity());
             }
@@ -447,14 +430,6 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
 /// Most messages relayed as one delivery.
 const MAX_BATCH: usize = 1024;
 
-/// What limits a client's reading.
-#[derive(Clone, Copy)]
-struct ReadLimits {
-    idle: Option<Duration>,
-    line: Option<Duration>,
-    rates: ClientRates,
-}
-
 /// Holds a client over its rate limit back (messages, or `bytes`) until
 /// it may go on; returns how long it was held. `Err`: it has been over its
 /// limit for the whole grace period, and is disconnected.
@@ -462,13 +437,14 @@ async fn slow_down<P: Protocol>(
     protocol: &P,
     session: &Session,
     throttle: &mut Throttle,
+    rates: &ClientRates,
     bytes: bool,
 ) -> Result<Duration, CloseReason> {
     let now = Instant::now();
-    match throttle.hold(bytes, now) {
+    match throttle.hold(rates, bytes, now) {
         Verdict::CutOff(limit) => Err(CloseReason::RateLimited {
             limit,
-            grace: throttle.grace(),
+            grace: rates.grace,
         }),
         Verdict::Pause {
             until,
@@ -476,7 +452,7 @@ async fn slow_down<P: Protocol>(
             first,
         } => {
             if first {
-                let grace = crate::config::format_duration(throttle.grace());
+                let grace = crate::config::format_duration(rates.grace);
                 tracing::info!(name = %session.name(), client = %session.id(), "slowing a client down: over {limit}");
                 let notice = ProtocolError::new(
                     "rate_limited",

@@ -116,16 +116,24 @@ pub enum Limit {
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Limit::Messages(rate) => write!(f, "{} messages a second (max messages per second)", rate.get()),
+            Limit::Messages(rate) => write!(
+                f,
+                "{} messages a second (max messages per second)",
+                rate.get()
+            ),
             Limit::Bytes(rate) => write!(f, "{} bytes a second (max bytes per second)", rate.get()),
         }
     }
 }
 
-/// A client's buckets, and how long it has been held back.
+/// A client's buckets, and how long it has been held back: nothing until it
+/// first sends (a client that never does holds 8 bytes for it), then full
+/// buckets, taken from.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle(Option<Box<Buckets>>);
+
 #[derive(Debug)]
-pub(crate) struct Throttle {
-    rates: ClientRates,
+struct Buckets {
     messages: Bucket,
     bytes: Bucket,
     /// When the current spell of pauses began, and when the last pause
@@ -148,79 +156,81 @@ pub(crate) enum Verdict {
 }
 
 impl Throttle {
-    /// Full buckets, or `None` if the client has no limit.
-    pub(crate) fn new(rates: ClientRates, now: Instant) -> Option<Throttle> {
-        (rates.messages.is_some() || rates.bytes.is_some()).then(|| Throttle {
-            rates,
-            messages: Bucket::full(now),
-            bytes: Bucket::full(now),
-            spell: None,
+    fn buckets(&mut self, now: Instant) -> &mut Buckets {
+        self.0.get_or_insert_with(|| {
+            Box::new(Buckets {
+                messages: Bucket::full(now),
+                bytes: Bucket::full(now),
+                spell: None,
+            })
         })
     }
 
-    /// How long a client may stay over a limit before it is disconnected.
-    pub(crate) fn grace(&self) -> Duration {
-        self.rates.grace
-    }
-
     /// How many messages may be handled now (`None`: no message limit).
-    pub(crate) fn messages_allowed(&self, now: Instant) -> Option<u64> {
-        self.rates
-            .messages
-            .map(|rate| self.messages.allowance(rate, now))
+    pub(crate) fn messages_allowed(&self, rates: &ClientRates, now: Instant) -> Option<u64> {
+        let rate = rates.messages?;
+        Some(match &self.0 {
+            Some(buckets) => buckets.messages.allowance(rate, now),
+            None => rate.units(BURST),
+        })
     }
 
     /// How many bytes may be read now (`None`: no byte limit).
-    pub(crate) fn bytes_allowed(&self, now: Instant) -> Option<u64> {
-        self.rates.bytes.map(|rate| self.bytes.allowance(rate, now))
+    pub(crate) fn bytes_allowed(&self, rates: &ClientRates, now: Instant) -> Option<u64> {
+        let rate = rates.bytes?;
+        Some(match &self.0 {
+            Some(buckets) => buckets.bytes.allowance(rate, now),
+            None => rate.units(BURST),
+        })
     }
 
     /// Counts `count` messages handled.
-    pub(crate) fn took_messages(&mut self, count: usize, now: Instant) {
-        if let Some(rate) = self.rates.messages {
-            self.messages.take(rate, count as u64, now);
+    pub(crate) fn took_messages(&mut self, rates: &ClientRates, count: usize, now: Instant) {
+        if let Some(rate) = rates.messages {
+            self.buckets(now).messages.take(rate, count as u64, now);
         }
     }
 
     /// Counts `count` bytes read.
-    pub(crate) fn took_bytes(&mut self, count: usize, now: Instant) {
-        if let Some(rate) = self.rates.bytes {
-            self.bytes.take(rate, count as u64, now);
+    pub(crate) fn took_bytes(&mut self, rates: &ClientRates, count: usize, now: Instant) {
+        if let Some(rate) = rates.bytes {
+            self.buckets(now).bytes.take(rate, count as u64, now);
         }
     }
 
     /// The client must wait before its next message (`bytes: false`) or
     /// read (`bytes: true`): for how long, or whether it is cut off.
-    pub(crate) fn hold(&mut self, bytes: bool, now: Instant) -> Verdict {
-        let (limit, bucket) = match (bytes, self.rates.bytes, self.rates.messages) {
-            (true, Some(rate), _) => (Limit::Bytes(rate), &self.bytes),
-            (false, _, Some(rate)) => (Limit::Messages(rate), &self.messages),
+    pub(crate) fn hold(&mut self, rates: &ClientRates, bytes: bool, now: Instant) -> Verdict {
+        let buckets = self.buckets(now);
+        let (limit, bucket) = match (bytes, rates.bytes, rates.messages) {
+            (true, Some(rate), _) => (Limit::Bytes(rate), &buckets.bytes),
+            (false, _, Some(rate)) => (Limit::Messages(rate), &buckets.messages),
             _ => unreachable!("held back by a limit it does not have"),
         };
         let rate = match limit {
             Limit::Messages(rate) | Limit::Bytes(rate) => rate,
         };
         let until = bucket.resumes_at(rate);
-        let (began, first) = match self.spell {
+        let (began, first) = match buckets.spell {
             Some((began, last)) if now.saturating_duration_since(last) <= SPELL_GAP => {
                 (began, false)
             }
             _ => (now, true),
         };
-        let cut_off_at = began + self.rates.grace;
+        let cut_off_at = began + rates.grace;
         if until > cut_off_at {
             // Waiting it out would take past the grace period.
             if now >= cut_off_at {
                 return Verdict::CutOff(limit);
             }
-            self.spell = Some((began, cut_off_at));
+            buckets.spell = Some((began, cut_off_at));
             return Verdict::Pause {
                 until: cut_off_at,
                 limit,
                 first,
             };
         }
-        self.spell = Some((began, until));
+        buckets.spell = Some((began, until));
         Verdict::Pause {
             until,
             limit,
@@ -348,7 +358,10 @@ mod tests {
         let later = now + Duration::from_millis(250);
         assert_eq!(bucket.allowance(rate(100), later), 25);
         // It never holds more than a second's worth.
-        assert_eq!(bucket.allowance(rate(100), now + Duration::from_secs(60)), 100);
+        assert_eq!(
+            bucket.allowance(rate(100), now + Duration::from_secs(60)),
+            100
+        );
     }
 
     #[test]
@@ -362,7 +375,10 @@ mod tests {
             bucket.resumes_at(rate(10)) - now,
             Duration::from_millis(2100)
         );
-        assert_eq!(bucket.allowance(rate(10), now + Duration::from_millis(2100)), 1);
+        assert_eq!(
+            bucket.allowance(rate(10), now + Duration::from_millis(2100)),
+            1
+        );
     }
 
     #[test]
@@ -373,28 +389,27 @@ mod tests {
         assert_eq!(bucket.resumes_at(rate(2)) - now, Duration::from_millis(500));
     }
 
-    fn throttle(messages: u32, grace: u64) -> (Throttle, Instant) {
-        let now = Instant::now();
+    fn throttle(messages: u32, grace: u64) -> (Throttle, ClientRates, Instant) {
         let rates = ClientRates {
             messages: Rate::per_second(messages),
             bytes: None,
             grace: Duration::from_secs(grace),
         };
-        (Throttle::new(rates, now).unwrap(), now)
+        (Throttle::default(), rates, Instant::now())
     }
 
     #[test]
     fn a_client_held_at_its_limit_is_cut_off_after_the_grace_period() {
-        let (mut throttle, start) = throttle(10, 3);
+        let (mut throttle, rates, start) = throttle(10, 3);
         let mut now = start;
         let mut pauses = 0;
         loop {
-            let allowed = throttle.messages_allowed(now).unwrap();
+            let allowed = throttle.messages_allowed(&rates, now).unwrap();
             if allowed > 0 {
-                throttle.took_messages(allowed as usize, now);
+                throttle.took_messages(&rates, allowed as usize, now);
                 continue;
             }
-            match throttle.hold(false, now) {
+            match throttle.hold(&rates, false, now) {
                 Verdict::Pause { until, first, .. } => {
                     assert_eq!(first, pauses == 0, "only the first pause begins a spell");
                     pauses += 1;
@@ -412,19 +427,29 @@ mod tests {
 
     #[test]
     fn a_client_that_keeps_under_its_limit_between_bursts_starts_a_new_spell() {
-        let (mut throttle, now) = throttle(10, 3);
-        throttle.took_messages(10, now);
-        let Verdict::Pause { until, first, .. } = throttle.hold(false, now) else {
+        let (mut throttle, rates, now) = throttle(10, 3);
+        throttle.took_messages(&rates, 10, now);
+        let Verdict::Pause { until, first, .. } = throttle.hold(&rates, false, now) else {
             panic!("over its limit")
         };
         assert!(first);
         // Quiet for a while, then over again: a new spell, not a cut-off.
         let later = until + Duration::from_secs(10);
-        throttle.took_messages(throttle.messages_allowed(later).unwrap() as usize, later);
+        let allowed = throttle.messages_allowed(&rates, later).unwrap();
+        throttle.took_messages(&rates, allowed as usize, later);
         assert!(matches!(
-            throttle.hold(false, later),
+            throttle.hold(&rates, false, later),
             Verdict::Pause { first: true, .. }
         ));
+    }
+
+    #[test]
+    fn a_client_that_never_sends_holds_no_buckets() {
+        let (throttle, rates, now) = throttle(10, 3);
+        assert_eq!(throttle.messages_allowed(&rates, now), Some(10));
+        assert_eq!(throttle.bytes_allowed(&rates, now), None);
+        assert!(throttle.0.is_none());
+        assert_eq!(std::mem::size_of::<Throttle>(), 8);
     }
 
     #[test]

@@ -67,7 +67,7 @@ async fn receive_numbered(client: Client, count: usize, pace: Option<Duration>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_and_others_keep_going() {
     const COUNT: usize = 100_000; // 100 MB in 1000-byte lines
-    // 100 MB as fast as the server takes it: no rate limit.
+                                  // 100 MB as fast as the server takes it: no rate limit.
     let mut server = BinaryServer::start(&[
         "--listen",
         "127.0.0.1:0",

@@ -91,7 +91,10 @@ async fn a_flooding_client_is_slowed_then_cut_off_while_others_keep_talking() {
         last.contains("rate limited") && last.contains("for 2s on end"),
         "{last}"
     );
-    assert!(elapsed >= Duration::from_secs(2), "cut off after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "cut off after {elapsed:?}"
+    );
     flooding.await.unwrap();
 
     // What the watcher heard of the flood: a second's burst, then the rate.
@@ -140,7 +143,10 @@ async fn a_client_under_its_limit_is_never_slowed() {
 #[tokio::test]
 async fn a_byte_limit_paces_a_large_upload() {
     let config = Config {
-        listeners: vec!["raw://127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()],
+        listeners: vec![
+            "raw://127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ],
         ..limited(0, 16 * 1024, Duration::from_secs(30))
     };
     let server = TestServer::start(config).await;
@@ -246,10 +252,18 @@ async fn a_proxy_listener_serves_the_client_the_header_names() {
         .unwrap();
     let mut rest = Vec::new();
     // Closed unread: a reset, or an end with nothing said.
-    match within("the server to close a header-less connection", direct.read_to_end(&mut rest)).await {
+    match within(
+        "the server to close a header-less connection",
+        direct.read_to_end(&mut rest),
+    )
+    .await
+    {
         Ok(_) => assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest)),
         Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset),
     }
     let logged = server.expect_log("did not start with a PROXY header").await;
-    assert!(logged.contains("not a PROXY protocol v2 header"), "{logged}");
+    assert!(
+        logged.contains("not a PROXY protocol v2 header"),
+        "{logged}"
+    );
 }

@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 
 use super::{listen, Arrival, Proof, Refusal, Shared};
 use crate::config::{ListenerSpec, Mode};
+use crate::connection::Gate;
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Json, Protocol, Raw, Text};
-use crate::connection::Gate;
 use crate::transport::{proxy, tls, TlsTransport};
 
 /// Shortest and longest pause after a failed `accept` (e.g. out of file
@@ -382,10 +382,9 @@ fn meta(spec: &ListenerSpec, listener: &Listener, peer: SocketAddr) -> ClientMet
 
 /// What a client of `spec` from `peer` must do first, if anything.
 fn gate(shared: &Shared, spec: &ListenerSpec, peer: SocketAddr) -> Result<Option<Gate>, Refusal> {
-    shared.gate(spec.auth, peer.ip()).map_err(|reason| Refusal {
-        reason,
-        log: true,
-    })
+    shared
+        .gate(spec.auth, peer.ip())
+        .map_err(|reason| Refusal { reason, log: true })
 }
 
 /// Refuses a connection, telling a plaintext client why.

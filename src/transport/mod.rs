@@ -3,8 +3,8 @@
 //! queue to it, whatever carries the bytes: a TCP socket, or a WebSocket
 //! whose frames are cut and joined to look like one, and either over TLS.
 
-mod tcp;
 pub(crate) mod proxy;
+mod tcp;
 pub(crate) mod tls;
 mod websocket;
 

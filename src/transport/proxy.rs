@@ -76,7 +76,10 @@ async fn read_v1<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<SocketAd
             break;
         }
         if line.len() == 6 && !line.starts_with(b"PROXY ") {
-            return Err(malformed(format!("it starts {:?}", String::from_utf8_lossy(&line))));
+            return Err(malformed(format!(
+                "it starts {:?}",
+                String::from_utf8_lossy(&line)
+            )));
         }
         if line.len() >= V1_MAX {
             return Err(malformed(format!("no end of line in {V1_MAX} bytes")));
@@ -128,7 +131,10 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
-    async fn read(version: ProxyVersion, bytes: &[u8]) -> (Result<Option<SocketAddr>, ProxyError>, Vec<u8>) {
+    async fn read(
+        version: ProxyVersion,
+        bytes: &[u8],
+    ) -> (Result<Option<SocketAddr>, ProxyError>, Vec<u8>) {
         let mut stream = bytes;
         let header = read_header(&mut stream, version, SECOND).await;
         let mut rest = Vec::new();
@@ -159,7 +165,10 @@ mod tests {
             b"PROXY TCP6 2001:db8::7 2001:db8::1 51234 12345\r\n",
         )
         .await;
-        assert_eq!(header.unwrap(), Some("[2001:db8::7]:51234".parse().unwrap()));
+        assert_eq!(
+            header.unwrap(),
+            Some("[2001:db8::7]:51234".parse().unwrap())
+        );
         let (header, _) = read(ProxyVersion::V1, b"PROXY UNKNOWN\r\n").await;
         assert_eq!(header.unwrap(), None);
     }
@@ -185,7 +194,11 @@ mod tests {
         let error = header.unwrap_err().to_string();
         assert!(error.contains("not a PROXY protocol v1 header"), "{error}");
 
-        let (header, _) = read(ProxyVersion::V2, b"PROXY TCP4 203.0.113.7 192.0.2.1 1 2\r\n").await;
+        let (header, _) = read(
+            ProxyVersion::V2,
+            b"PROXY TCP4 203.0.113.7 192.0.2.1 1 2\r\n",
+        )
+        .await;
         let error = header.unwrap_err().to_string();
         assert!(error.contains("not a PROXY protocol v2 header"), "{error}");
 

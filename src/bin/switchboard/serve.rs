@@ -69,7 +69,11 @@ pub struct ServeArgs {
     max_connections_per_ip: Option<usize>,
 
     /// New connections one IP address (an IPv6 /64) may open a second, burst of a second's worth; more are refused, saying when to retry. Loopback is not limited; behind a load balancer, see ?proxy=v2. 0 means no limit. [default: 20]
-    #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP_PER_SECOND")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP_PER_SECOND"
+    )]
     max_connections_per_ip_per_second: Option<u32>,
 
     /// Messages (requests, lines, frames, raw reads) one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 1000]
