@@ -344,6 +344,95 @@ async fn sighup_from_systemctl_reload_keeps_the_server_and_its_clients() {
     );
 }
 
+/// The address in a log line's `listener=MODE://ADDR?OPTIONS`.
+fn listener_in(line: &str) -> std::net::SocketAddr {
+    let spec = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("listener="))
+        .unwrap_or_else(|| panic!("no listener in {line:?}"));
+    let spec = spec.split_once("://").map_or(spec, |(_, rest)| rest);
+    spec.split('?').next().unwrap().parse().expect("an address")
+}
+
+/// An edited config and `systemctl reload`: a listener goes (its clients
+/// stay), another comes, and new clients get the new greeting and limits
+/// while those already connected keep theirs.
+#[tokio::test]
+async fn a_reload_changes_listeners_greeting_and_limits_for_new_clients() {
+    let dir = TempDir::new("reload");
+    let config = dir.join("switchboard.toml");
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0\", \"127.0.0.1:0?room=b\"]\nwelcome = \"hello\"\n",
+    )
+    .unwrap();
+    let mut server = BinaryServer::start(&["--config", config.to_str().unwrap()]).await;
+    let (first, second) = (server.addr(0), server.addr(1));
+    let mut before = switchboard::Client::connect(first).await.unwrap();
+    let greeting = within("the welcome", before.next_line()).await.unwrap();
+    assert_eq!(greeting.as_deref(), Some("hello"));
+
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0?room=b\", \"127.0.0.1:0?room=c\"]\nwelcome = \"hello again\"\nmax-messages-per-second = 5\n",
+    )
+    .unwrap();
+    send_signal(&server.child, "HUP");
+    // The new listener binds after the reload's summary.
+    let reloaded = server.expect_log("reloaded the config").await;
+    let added = listener_in(&server.expect_log("listening (added to the config)").await);
+    assert!(
+        reloaded.contains("max-messages-per-second (for new connections)")
+            && reloaded.contains("welcome and ack")
+            && reloaded.contains("listeners"),
+        "{reloaded}"
+    );
+
+    // The first listener takes nobody new; its client stays, with the
+    // limits it came with: 20 messages at once are not slowed down.
+    within("the removed listener to refuse", async {
+        while tokio::net::TcpStream::connect(first).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    for i in 0..20 {
+        before.say(&format!("burst {i}")).await.unwrap();
+    }
+    before.send_line("/ping").await.unwrap();
+    let answer = within("pong", async {
+        loop {
+            let line = before.next_line().await.unwrap().expect("a line");
+            if line.starts_with('!') || line == "* pong" {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert_eq!(answer, "* pong");
+
+    // New clients, on the kept and the added listener: the new welcome,
+    // and the new limit.
+    for addr in [second, added] {
+        let mut after = switchboard::Client::connect(addr).await.unwrap();
+        let greeting = within("the new welcome", after.next_line()).await.unwrap();
+        assert_eq!(greeting.as_deref(), Some("hello again"));
+        for i in 0..20 {
+            after.say(&format!("burst {i}")).await.unwrap();
+        }
+        let slowed = within("the slow-down notice", async {
+            loop {
+                let line = after.next_line().await.unwrap().expect("a line");
+                if line.starts_with('!') {
+                    return line;
+                }
+            }
+        })
+        .await;
+        assert!(slowed.contains("5 messages a second"), "{slowed}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Completions and the manual
 // ---------------------------------------------------------------------------

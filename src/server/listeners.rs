@@ -16,7 +16,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, Arrival, Proof, Refusal, Shared};
+use super::{listen, Arrival, Greeting, Proof, Refusal, Shared};
 use crate::config::{ListenerSpec, Mode};
 use crate::connection::Gate;
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
@@ -208,26 +208,22 @@ impl Shared {
             idle_since: Mutex::new(Some(Instant::now())),
             stop,
         });
-        let config = &self.config;
+        let max_line = self.config.max_line;
+        let (shared, listening) = (self.clone(), listener.clone());
         let task = match spec.mode {
-            Mode::Text => {
-                let text = Text::new(
-                    config.max_line,
-                    config.welcome.as_deref(),
-                    config.ack.as_deref(),
-                );
-                self.tracker
-                    .spawn(accept_loop(self.clone(), listener.clone(), socket, text))
-            }
-            Mode::Json => {
-                let json = Json::new(config.max_line);
-                self.tracker
-                    .spawn(accept_loop(self.clone(), listener.clone(), socket, json))
-            }
-            Mode::Raw => {
-                self.tracker
-                    .spawn(accept_loop(self.clone(), listener.clone(), socket, Raw))
-            }
+            Mode::Text => self
+                .tracker
+                .spawn(accept_loop(shared, listening, socket, move |g| {
+                    Text::new(max_line, g.welcome.as_deref(), g.ack.as_deref())
+                })),
+            Mode::Json => self
+                .tracker
+                .spawn(accept_loop(shared, listening, socket, move |_| {
+                    Json::new(max_line)
+                })),
+            Mode::Raw => self
+                .tracker
+                .spawn(accept_loop(shared, listening, socket, |_| Raw)),
         };
         drop(task);
         listener
@@ -286,18 +282,28 @@ impl Shared {
         Ok(listener)
     }
 
+    /// Stops accepting on a listener, leaving its clients connected.
+    pub(crate) fn stop_listener(&self, id: u32) -> Option<Arc<Listener>> {
+        let listener = self.listeners.remove(id)?;
+        listener.stop.cancel();
+        Some(listener)
+    }
+
     pub(crate) fn listeners(&self) -> &Listeners {
         &self.listeners
     }
 }
 
+/// Accepts clients until the listener is stopped; `make` makes the
+/// protocol its clients speak, again after a reload changes the greeting.
 async fn accept_loop<P: Protocol>(
     shared: Arc<Shared>,
     listener: Arc<Listener>,
     socket: TcpListener,
-    protocol: P,
+    make: impl Fn(&Greeting) -> P + Send + 'static,
 ) {
-    let protocol = Arc::new(protocol);
+    let mut greeting = shared.greeting.subscribe();
+    let mut protocol = Arc::new(make(&greeting.borrow_and_update()));
     let spec = listener.spec.clone().expect("TCP listeners have a spec");
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
@@ -305,6 +311,9 @@ async fn accept_loop<P: Protocol>(
             _ = listener.stop.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
+        if greeting.has_changed().unwrap_or(false) {
+            protocol = Arc::new(make(&greeting.borrow_and_update()));
+        }
         let (stream, peer) = match accepted {
             Ok(accepted) => {
                 backoff = ACCEPT_BACKOFF.0;

@@ -15,7 +15,7 @@ mod monitor;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -198,20 +198,10 @@ impl Server {
             hub: self.hub,
             slots: Arc::new(Semaphore::new(self.config.max_connections)),
             per_ip: Arc::default(),
-            timeouts: Timeouts {
-                stall: self.config.stall_timeout,
-                idle: self.config.idle_timeout,
-                line: self.config.line_timeout,
-                rates: ClientRates {
-                    messages: self.config.max_messages_per_second,
-                    bytes: self.config.max_bytes_per_second,
-                    grace: self.config.rate_limit_grace,
-                },
-            },
-            connection_rates: self
-                .config
-                .max_connections_per_ip_per_second
-                .map(ConnectionRates::new),
+            live: RwLock::new(Live::of(&self.config)),
+            greeting: watch::Sender::new(Greeting::of(&self.config)),
+            running: Mutex::new(self.config.clone()),
+            configured: Mutex::default(),
             keepalive: self.config.tcp_keepalive.map(|idle| {
                 let probes = (
                     self.config.tcp_keepalive_interval,
@@ -242,8 +232,11 @@ impl Server {
             self.auth
                 .map(|auth| auth as Arc<dyn crate::hub::ReservedNames>),
         );
-        for (spec, listener) in self.listeners {
-            shared.start_listener(spec, listener, Origin::Config, None);
+        for ((spec, listener), configured) in
+            self.listeners.into_iter().zip(&shared.config.listeners)
+        {
+            let listener = shared.start_listener(spec, listener, Origin::Config, None);
+            shared.configured().push((configured.clone(), listener.id));
         }
         let sweeping = tokio::spawn(sweep_loop(shared.clone()));
         let reloading = tokio::spawn(reload_loop(shared.clone(), self.reloads.subscribe()));
@@ -310,9 +303,15 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
     slots: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    /// New connections per address (`None`: no limit).
-    connection_rates: Option<ConnectionRates>,
-    pub(crate) timeouts: Timeouts,
+    /// The limits a reload changes, for the connections after it.
+    live: RwLock<Live>,
+    /// The greeting of text listeners, which a reload changes.
+    pub(crate) greeting: watch::Sender<Greeting>,
+    /// The config in force: the start-up one, then each reloaded one.
+    running: Mutex<Config>,
+    /// The config's listeners as the config gives them (port 0 and all),
+    /// with the ids they run as: what a reload compares its own to.
+    configured: Mutex<Vec<(ListenerSpec, u32)>>,
     /// TCP keepalive for every client, and how long sent data may go
     /// unacknowledged (`TCP_USER_TIMEOUT`); `None`: keepalive is off.
     keepalive: Option<(TcpKeepalive, Duration)>,
@@ -326,6 +325,54 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<ServerTls>>,
     /// Credentials, when any are configured; swapped whole on reload.
     auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
+}
+
+/// The limits a reload changes: each connection takes them as it comes,
+/// and keeps them.
+#[derive(Debug)]
+struct Live {
+    timeouts: Timeouts,
+    max_connections: usize,
+    max_connections_per_ip: Option<usize>,
+    connection_rates: Option<Arc<ConnectionRates>>,
+}
+
+impl Live {
+    fn of(config: &Config) -> Live {
+        Live {
+            timeouts: Timeouts {
+                stall: config.stall_timeout,
+                idle: config.idle_timeout,
+                line: config.line_timeout,
+                rates: ClientRates {
+                    messages: config.max_messages_per_second,
+                    bytes: config.max_bytes_per_second,
+                    grace: config.rate_limit_grace,
+                },
+            },
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            connection_rates: config
+                .max_connections_per_ip_per_second
+                .map(|rate| Arc::new(ConnectionRates::new(rate))),
+        }
+    }
+}
+
+/// What text clients are greeted with, and answered after each message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Greeting {
+    pub(crate) welcome: Option<String>,
+    pub(crate) ack: Option<String>,
+}
+
+impl Greeting {
+    fn of(config: &Config) -> Greeting {
+        Greeting {
+            welcome: config.welcome.clone(),
+            ack: config.ack.clone(),
+        }
+    }
 }
 
 /// A connection's share of the per-IP count, given back on drop.
@@ -396,15 +443,48 @@ async fn reload_loop(shared: Arc<Shared>, mut reloads: watch::Receiver<Config>) 
     }
 }
 
+/// The settings (by their config-file names) a reload applies; all but
+/// the credentials and certificates (see [`Shared::reload`]) for the
+/// connections that come after it.
+const LIVE: &[&str] = &[
+    "listen",
+    "welcome",
+    "ack",
+    "stall-timeout",
+    "idle-timeout",
+    "line-timeout",
+    "max-connections",
+    "max-connections-per-ip",
+    "max-connections-per-ip-per-second",
+    "max-messages-per-second",
+    "max-bytes-per-second",
+    "rate-limit-grace",
+];
+
+/// How long a reload waits for a port a removed listener is giving up
+/// (the same address with other options) before it gives up itself.
+const REBIND_PATIENCE: Duration = Duration::from_secs(2);
+
 impl Shared {
+    /// The limits in force.
+    fn live(&self) -> std::sync::RwLockReadGuard<'_, Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn configured(&self) -> std::sync::MutexGuard<'_, Vec<(ListenerSpec, u32)>> {
+        self.configured.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Applies what can change live of `new`, and names what cannot.
-    fn reload(&self, new: &Config) {
+    fn reload(self: &Arc<Self>, new: &Config) {
         if let Err(error) = new.validate() {
             warn!("reload refused, the running config stays: {error:#}");
             return;
         }
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = running.differences(new);
         let mut applied = Vec::new();
-        let mut live = Vec::new();
+        let mut live: Vec<&str> = LIVE.to_vec();
         if let Some(auth) = self.authenticator() {
             live.extend([
                 "users",
@@ -420,7 +500,7 @@ impl Shared {
                     let reloaded = Arc::new(reloaded);
                     *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Some(reloaded.clone());
                     self.hub.set_reserved_names(Some(reloaded));
-                    applied.push("users and tokens");
+                    applied.push("users and tokens".to_owned());
                 }
                 Err(error) => {
                     warn!("cannot reload the users and tokens, the current ones stay: {error:#}")
@@ -430,15 +510,37 @@ impl Shared {
         if let Some(tls) = &self.tls {
             live.extend(["tls-cert", "tls-key", "tls-client-ca"]);
             match tls.reload(&new.tls) {
-                Ok(()) => applied.push("TLS certificate"),
+                Ok(()) => applied.push("TLS certificate".to_owned()),
                 Err(error) => {
                     warn!("cannot reload the TLS certificate, the current one stays: {error:#}")
                 }
             }
         }
-        let later: Vec<&str> = self
-            .config
-            .differences(new)
+        let limits: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|key| LIVE.contains(key) && !["listen", "welcome", "ack"].contains(key))
+            .collect();
+        if !limits.is_empty() {
+            let mut next = Live::of(new);
+            let mut current = self.live.write().unwrap_or_else(|e| e.into_inner());
+            if running.max_connections_per_ip_per_second == new.max_connections_per_ip_per_second {
+                // The same rate: each address keeps what it has used.
+                next.connection_rates = current.connection_rates.clone();
+            }
+            self.resize_slots(current.max_connections, next.max_connections);
+            *current = next;
+            applied.push(format!("{} (for new connections)", limits.join(", ")));
+        }
+        if changed.iter().any(|key| ["welcome", "ack"].contains(key)) {
+            self.greeting.send_replace(Greeting::of(new));
+            applied.push("welcome and ack (for new connections)".to_owned());
+        }
+        if changed.contains(&"listen") {
+            self.reload_listeners(&new.listeners);
+            applied.push("listeners".to_owned());
+        }
+        let later: Vec<&str> = changed
             .into_iter()
             .filter(|key| !live.contains(key))
             .collect();
@@ -448,14 +550,102 @@ impl Shared {
                 later.join(", ")
             );
         }
+        *running = new.clone();
         info!(
             "reloaded the config: {}",
             if applied.is_empty() {
                 "nothing to apply".to_owned()
             } else {
-                applied.join(", ")
+                applied.join("; ")
             }
         );
+    }
+
+    /// Grows or shrinks the connection slots from `from` to `to`. Slots
+    /// clients hold are taken away as those clients leave: nobody is
+    /// disconnected for it.
+    fn resize_slots(&self, from: usize, to: usize) {
+        if to > from {
+            self.slots.add_permits(to - from);
+            return;
+        }
+        let excess = from - to;
+        let forgotten = self.slots.forget_permits(excess);
+        if forgotten < excess {
+            let slots = self.slots.clone();
+            let rest = u32::try_from(excess - forgotten).unwrap_or(u32::MAX);
+            // Not tracked: a shutdown does not wait for it.
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned(rest).await {
+                    permits.forget();
+                }
+            });
+        }
+    }
+
+    /// Stops the config's listeners that `specs` no longer has (their
+    /// clients stay connected) and starts the new ones.
+    fn reload_listeners(self: &Arc<Self>, specs: &[ListenerSpec]) {
+        let mut released = Vec::new();
+        self.configured().retain(|(spec, id)| {
+            if specs.contains(spec) {
+                return true;
+            }
+            if self.stop_listener(*id).is_some() {
+                released.push(spec.addr);
+                info!(listener = %spec, "stopped listening (no longer in the config); its clients stay connected");
+            }
+            false
+        });
+        let added: Vec<ListenerSpec> = {
+            let configured = self.configured();
+            specs
+                .iter()
+                .filter(|spec| !configured.iter().any(|(running, _)| running == *spec))
+                .cloned()
+                .collect()
+        };
+        for spec in added {
+            let shared = self.clone();
+            let patient = released.contains(&spec.addr);
+            tokio::spawn(async move { shared.add_listener(spec, patient).await });
+        }
+    }
+
+    /// Binds and starts a listener the config gained. `patient`: its
+    /// address is being given up by a listener just stopped, so a port in
+    /// use is waited for a little.
+    async fn add_listener(self: Arc<Self>, spec: ListenerSpec, patient: bool) {
+        let give_up = tokio::time::Instant::now() + REBIND_PATIENCE;
+        let socket = loop {
+            match listen(spec.addr) {
+                Ok(socket) => break socket,
+                Err(error)
+                    if patient
+                        && error.kind() == std::io::ErrorKind::AddrInUse
+                        && tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => {
+                    warn!(listener = %spec, "reload: cannot listen on {}: {error}", spec.addr);
+                    return;
+                }
+            }
+        };
+        let Ok(addr) = socket.local_addr() else {
+            return;
+        };
+        let bound = ListenerSpec {
+            addr,
+            ..spec.clone()
+        };
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let listener = self.start_listener(bound.clone(), socket, Origin::Config, None);
+        self.configured().push((spec, listener.id));
+        info!(listener = %bound, "listening (added to the config)");
     }
 }
 
@@ -465,7 +655,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Some(rates) = &shared.connection_rates {
+        if let Some(rates) = shared.live().connection_rates.clone() {
             rates.sweep(tokio::time::Instant::now());
         }
         let sweep = shared.hub.sweep();
@@ -531,7 +721,7 @@ impl Shared {
         let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
             refused(format!(
                 "server full: {} connections, the most it serves at once (max connections); try again later",
-                self.config.max_connections
+                self.live().max_connections
             ))
         })?;
         Ok(permit)
@@ -540,7 +730,11 @@ impl Shared {
     /// Counts a client from `ip` against the per-address limits; `Some`:
     /// its share of the address's connections, given back when it goes.
     pub(crate) fn admit_from(&self, ip: IpAddr) -> Result<Option<IpSlot>, Refusal> {
-        if let Some(rates) = &self.connection_rates {
+        let (rates, per_ip_limit) = {
+            let live = self.live();
+            (live.connection_rates.clone(), live.max_connections_per_ip)
+        };
+        if let Some(rates) = rates {
             if let Err(too_fast) = rates.admit(ip, tokio::time::Instant::now()) {
                 self.monitor.refused();
                 let rate = rates.rate().get();
@@ -553,7 +747,7 @@ impl Shared {
                 });
             }
         }
-        let Some(limit) = self.config.max_connections_per_ip else {
+        let Some(limit) = per_ip_limit else {
             return Ok(None);
         };
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
@@ -611,7 +805,7 @@ impl Shared {
             session,
             room,
             stream,
-            self.timeouts,
+            self.live().timeouts,
             gate,
         ));
         let shared = self.clone();
