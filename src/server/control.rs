@@ -143,6 +143,9 @@ pub struct ListenerView {
     /// `required`: clients must authenticate first; `none`: anyone may
     /// connect.
     pub auth: String,
+    /// `v1` or `v2`: its connections come through a load balancer that
+    /// names each client in a PROXY protocol header.
+    pub proxy: Option<String>,
 }
 
 /// A client, connected or recently gone.
@@ -158,6 +161,8 @@ pub struct ClientView {
     pub mode: String,
     /// The id of the listener it came through.
     pub listener: u32,
+    /// Whether it is connected over TLS (or WSS).
+    pub tls: bool,
     /// The rooms it is in.
     pub rooms: Vec<String>,
     /// When it connected (unix milliseconds).
@@ -474,7 +479,7 @@ impl Control {
             .listeners()
             .all()
             .iter()
-            .map(|l| listener_view(l))
+            .map(|l| self.listener_view(l))
             .collect()
     }
 
@@ -766,13 +771,13 @@ impl Control {
             proxy: None,
         };
         let listener = self.shared.open_listener(spec, expiry)?;
-        Ok(listener_view(&listener))
+        Ok(self.listener_view(&listener))
     }
 
     /// Closes a listener the admin opened, and disconnects its clients.
     pub fn close_listener(&self, id: u32) -> Result<ListenerView, ControlError> {
         let listener = self.shared.close_listener(id)?;
-        Ok(listener_view(&listener))
+        Ok(self.listener_view(&listener))
     }
 
     /// Starts watching a room (by name) or a client (by id).
@@ -805,7 +810,19 @@ fn parse_room(name: &str) -> Result<RoomName, ControlError> {
         .map_err(|e| ControlError::bad("invalid_room", e.to_string()))
 }
 
-fn listener_view(listener: &Listener) -> ListenerView {
+impl Control {
+    fn listener_view(&self, listener: &Listener) -> ListenerView {
+        // The HTTP listener's WebSocket clients: as `--http` says.
+        let http_auth = self.shared.config.http.is_some_and(|http| http.auth);
+        listener_view(listener, http_auth)
+    }
+}
+
+fn listener_view(listener: &Listener, http_auth: bool) -> ListenerView {
+    let auth = match &listener.spec {
+        Some(spec) => spec.auth,
+        None => http_auth,
+    };
     ListenerView {
         id: listener.id,
         mode: listener.mode().to_owned(),
@@ -822,12 +839,12 @@ fn listener_view(listener: &Listener) -> ListenerView {
         .to_owned(),
         expire_after_idle_seconds: listener.expire_after_idle.map(|d| d.as_secs()),
         expires_in_seconds: listener.expires_in().map(|d| d.as_secs()),
-        auth: if listener.spec.as_ref().is_some_and(|spec| spec.auth) {
-            "required"
-        } else {
-            "none"
-        }
-        .to_owned(),
+        auth: if auth { "required" } else { "none" }.to_owned(),
+        proxy: listener
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.proxy)
+            .map(|proxy| proxy.to_string()),
     }
 }
 
@@ -852,6 +869,7 @@ fn client_view(
         addr: client.meta.peer.to_string(),
         mode: client.meta.kind.as_str().to_owned(),
         listener: client.meta.listener,
+        tls: client.meta.tls,
         rooms,
         connected_at: unix_millis(client.connected_at),
         last_activity: unix_millis(client.last_activity),

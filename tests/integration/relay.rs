@@ -1,6 +1,6 @@
 //! The core user stories of relaying between text clients.
 
-mod common;
+use crate::common;
 
 use common::*;
 use switchboard::{Client, Config, ServerLine};

@@ -4,7 +4,7 @@
 //! Each test is one attack, as a client on the internet would try it, with
 //! the figure it checks.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! sending and connecting, checked from outside through its sockets,
 //! output and exit status.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! TCP clients, the admin API and its security, metrics, and `status`
 //! against a live server and a dead port.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -227,6 +227,9 @@ async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
     let config = Config {
         stall_timeout: Duration::from_millis(500),
         pause_timeout: Duration::from_millis(100),
+        // The talker floods on purpose.
+        max_messages_per_second: None,
+        max_bytes_per_second: None,
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -261,15 +264,20 @@ async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
         "{left}"
     );
     flood.abort();
-    // Its close frame said why, had it read it.
-    let closed: Value =
-        json_of(http().get(format!("http://{http_addr}/api/v1/clients?state=closed"))).await;
-    let gone = closed["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "stuck")
-        .expect("the stuck browser among the recent disconnects");
+    // Its close frame said why, had it read it. The rooms hear it leave
+    // before its connection has finished closing (and is recorded).
+    let gone = within("the stuck browser among the recent disconnects", async {
+        loop {
+            let url = format!("http://{http_addr}/api/v1/clients?state=closed");
+            let closed: Value = json_of(http().get(url)).await;
+            let clients = closed["clients"].as_array().unwrap();
+            if let Some(gone) = clients.iter().find(|c| c["name"] == "stuck") {
+                return gone.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     assert_eq!(gone["mode"], "ws");
     assert!(
         ["stalled", "slow_consumer", "too_slow"].contains(&gone["reason_code"].as_str().unwrap()),
@@ -607,7 +615,28 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
         .unwrap();
     assert_eq!(gone.status(), 404);
 
-    let closed: Value = json_of(client.get(format!("{base}/api/v1/clients?state=closed"))).await;
+    // Recorded once its connection has finished closing, which its peer
+    // may see a moment before.
+    let closed = within(
+        "the kicked and the closed listener's clients among the recent disconnects",
+        async {
+            loop {
+                let url = format!("{base}/api/v1/clients?state=closed");
+                let closed: Value = json_of(client.get(url)).await;
+                let codes: Vec<&str> = closed["clients"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|c| c["reason_code"].as_str())
+                    .collect();
+                if codes.contains(&"kicked") && codes.contains(&"listener_closed") {
+                    return closed;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
     let codes: Vec<&str> = closed["clients"]
         .as_array()
         .unwrap()

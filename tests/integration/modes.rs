@@ -1,6 +1,6 @@
 //! Text, JSON and raw clients sharing rooms.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

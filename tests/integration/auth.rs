@@ -3,7 +3,7 @@
 //! attempts slowed down, tokens (static and JWT) that expire, devices whose
 //! first line is their token, and secrets kept out of the log.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! report read back and checked for figures that make sense. Runs are
 //! kept short; no timing or rate is asserted beyond being more than zero.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Output, Stdio};

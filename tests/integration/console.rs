@@ -4,7 +4,7 @@
 //! clients, and what they do shows on the page. Each step saves a
 //! screenshot under `target/screenshots/`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Connection limits, idle clients, many clients at once, and an accept
 //! loop that survives running out of file descriptors.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! certificates naming clients, certificates rotated by SIGHUP while
 //! clients stay, HTTPS and WSS, and `openssl s_client` as an outside client.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! back; behind a load balancer, the address the PROXY header names is
 //! the one that counts.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

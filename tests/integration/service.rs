@@ -3,7 +3,7 @@
 //! from `systemctl reload`, shell completions and the man pages. Each runs
 //! the real binary, as systemd and the .deb's users do.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

@@ -6,7 +6,7 @@
 //!
 //! Needs root and `ip` (iproute2), as CI has.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Slow and stalled readers: nobody loses messages by reading slowly, and
 //! a client that stops reading cannot hold the others back for long.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,25 @@
+//! The integration tests, in one test binary: each module is one file of
+//! user stories, run against real servers (in process on port 0, or the
+//! real binary) over real sockets. One binary builds and links once, where
+//! a binary per file built every dependency's generic code once per file.
+//!
+//! `cargo test --test integration` runs them all; `cargo test --test
+//! integration tls::` one file's.
+
+mod common;
+
+mod auth;
+mod bench;
+mod cli;
+mod console;
+mod dead_peers;
+mod flow_control;
+mod hostile;
+mod http;
+mod limits;
+mod modes;
+mod passwd;
+mod rate_limits;
+mod relay;
+mod service;
+mod tls;
