@@ -377,6 +377,12 @@ impl ClientTls {
         Self::trusting(roots)
     }
 
+    /// The rustls settings, for a client of another protocol over TLS
+    /// (`switchboard status` asking an HTTPS admin API).
+    pub fn rustls_config(&self) -> rustls::ClientConfig {
+        (*self.config).clone()
+    }
+
     /// Trusts any certificate at all: the connection is encrypted, but
     /// anyone in the middle can read and change it. For trying things out.
     pub fn insecure() -> anyhow::Result<Self> {

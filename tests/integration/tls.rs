@@ -293,6 +293,19 @@ async fn https_serves_the_api_and_websocket_clients_over_tls() {
         .unwrap();
     let (_, _, text) = expect_message(&mut plain).await;
     assert_eq!(text, "from a browser, over WSS");
+
+    // `switchboard status` asks the API over HTTPS, trusting the CA given,
+    // and refuses a server it cannot check.
+    let url = format!("https://localhost:{port}");
+    let ca = dir.path("server.pem");
+    let looked = run(&["status", &url, "--json", "--ca", ca.to_str().unwrap()]).await;
+    assert!(looked.status.success(), "{looked:?}");
+    let look: serde_json::Value = serde_json::from_slice(&looked.stdout).unwrap();
+    assert_eq!(look["stats"]["clients"]["current"], 2, "{look}");
+    let untrusted = run(&["status", &url]).await;
+    assert!(!untrusted.status.success());
+    let said = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(said.contains("certificate"), "{said}");
     server.stop().await;
 }
 

@@ -13,7 +13,7 @@ use switchboard::server::control::{ClientPage, RoomPage, Stats};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The server's HTTP listener (its --http), HOST:PORT or a URL.
+    /// The server's HTTP listener (its --http): HOST:PORT, or a URL (https://HOST:PORT for an --http https:// listener).
     #[arg(
         value_name = "ADDR",
         env = "SWITCHBOARD_HTTP",
@@ -41,6 +41,10 @@ pub struct StatusArgs {
     /// How long to wait for the server.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     timeout: Seconds,
+
+    /// HTTPS: --tls (or an https:// address) checks the server against the system's roots; --ca, --insecure, --cert and --key as for connect.
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
 }
 
 /// Everything one look shows.
@@ -51,21 +55,28 @@ struct Look {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let tls = args.tls.client_tls()?;
     let base = if args.addr.contains("://") {
         args.addr.trim_end_matches('/').to_owned()
+    } else if tls.is_some() {
+        format!("https://{}", args.addr)
     } else {
         format!("http://{}", args.addr)
     };
+    let https = base.starts_with("https://");
     anyhow::ensure!(
-        !base.starts_with("https://"),
-        "switchboard status speaks plain HTTP only, not yet HTTPS: ask {} with curl (curl --cacert CA.pem -H 'Authorization: Bearer TOKEN' {}/api/v1/stats), or give the server a plain --http listener on loopback",
-        base,
-        base
+        https || tls.is_none(),
+        "{base} is plain HTTP: --tls, --ca, --insecure and --cert are for an https:// address"
     );
-    let client = reqwest::Client::builder()
-        .timeout(args.timeout.0)
-        .build()
-        .context("cannot set up the HTTP client")?;
+    let mut client = reqwest::Client::builder().timeout(args.timeout.0);
+    if https {
+        let tls = match tls {
+            Some(tls) => tls,
+            None => switchboard::ClientTls::system_roots()?,
+        };
+        client = client.tls_backend_preconfigured(tls.rustls_config());
+    }
+    let client = client.build().context("cannot set up the HTTP client")?;
     loop {
         let look = match look(&client, &base, args.token.as_deref()).await {
             Ok(look) => look,
@@ -120,8 +131,17 @@ async fn get<T: serde::de::DeserializeOwned>(
         request = request.bearer_auth(token);
     }
     let response = request.send().await.map_err(|error| {
+        // The innermost cause: rustls says what was wrong with a certificate.
+        let mut cause: &dyn std::error::Error = &error;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
         let why = if error.is_timeout() {
             "it did not answer in time".to_owned()
+        } else if cause.to_string().contains("certificate") {
+            format!(
+                "its certificate is not trusted ({cause}); give its CA with --ca FILE (or --insecure to skip the check)"
+            )
         } else if error.is_connect() {
             "nothing accepts connections there".to_owned()
         } else {
