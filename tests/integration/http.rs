@@ -117,10 +117,14 @@ async fn close_frame_of(ws: &mut Ws) -> tokio_tungstenite::tungstenite::protocol
 }
 
 fn http() -> reqwest::Client {
+    client_builder().timeout(PATIENCE).build().unwrap()
+}
+
+/// An HTTP client's builder. The switchboard binary picks rustls's
+/// cryptography (ring) for its HTTP client at start; a test does the same.
+fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .timeout(PATIENCE)
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -706,7 +710,7 @@ async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
     let (server, http_addr) = start(config).await;
     let client = http();
     // The console sends a browser without the cookie to the login page.
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -759,7 +763,7 @@ async fn the_console_login_keeps_the_token_in_a_strict_http_only_cookie() {
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
-    let client = reqwest::Client::builder()
+    let client = client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

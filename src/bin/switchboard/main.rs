@@ -73,6 +73,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // rustls's cryptography, for every TLS client in the process (the HTTP
+    // client of `status` among them): ring, as the server uses; no aws-lc.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let default_level = match (&cli.command, cli.verbose) {
         (Command::Serve(_), 0) => "info",
