@@ -9,9 +9,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
+use super::stream::Connection;
 use super::websocket;
+use crate::ClientTls;
 
 /// A relay protocol the bench can drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +74,17 @@ impl Adapter {
         self != Adapter::Redis
     }
 
-    /// Opens a connection that receives what is published to `room`.
-    /// `name`, where the protocol has names, is taken first.
+    /// Opens a connection (over TLS with `tls`) that receives what is
+    /// published to `room`. `name`, where the protocol has names, is taken
+    /// first.
     pub async fn subscriber(
         self,
         addr: &str,
+        tls: Option<&ClientTls>,
         room: &str,
         name: Option<&str>,
-    ) -> std::io::Result<TcpStream> {
-        let mut stream = connect(addr).await?;
+    ) -> std::io::Result<Connection> {
+        let mut stream = Connection::open(addr, tls).await?;
         let mut setup = Vec::new();
         match self {
             Adapter::Ws => {
@@ -112,16 +115,22 @@ impl Adapter {
         Ok(stream)
     }
 
-    /// Opens a connection that only publishes to `room`.
-    pub async fn publisher(self, addr: &str, room: &str) -> std::io::Result<TcpStream> {
+    /// Opens a connection (over TLS with `tls`) that only publishes to
+    /// `room`.
+    pub async fn publisher(
+        self,
+        addr: &str,
+        tls: Option<&ClientTls>,
+        room: &str,
+    ) -> std::io::Result<Connection> {
         match self {
-            Adapter::Redis => connect(addr).await,
+            Adapter::Redis => Connection::open(addr, tls).await,
             Adapter::Nats => {
-                let mut stream = connect(addr).await?;
+                let mut stream = Connection::open(addr, tls).await?;
                 stream.write_all(NATS_CONNECT).await?;
                 Ok(stream)
             }
-            _ => self.subscriber(addr, room, None).await,
+            _ => self.subscriber(addr, tls, room, None).await,
         }
     }
 
@@ -179,14 +188,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for Lines<R> {
             Lines::WebSocket(reader) => std::pin::Pin::new(reader).poll_read(cx, buf),
         }
     }
-}
-
-async fn connect(addr: &str) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
 }
 
 /// A Redis command in RESP.

@@ -21,6 +21,7 @@ mod publish;
 mod receive;
 pub mod report;
 mod scenario;
+pub mod stream;
 pub mod tally;
 pub mod websocket;
 
@@ -29,12 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use adapter::Adapter;
 pub use report::Report;
+use stream::Connection;
 
 use payload::PROBE;
 
@@ -102,6 +103,8 @@ pub struct Options {
     pub server_pid: Option<u32>,
     /// How long to wait for messages still in flight at the end.
     pub drain_timeout: Duration,
+    /// Speak TLS to the relay, checking it as this says.
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl Default for Options {
@@ -120,6 +123,7 @@ impl Default for Options {
             window: 1000,
             server_pid: None,
             drain_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -227,13 +231,13 @@ async fn open_many<F, Fut>(
     count: usize,
     progress: &Progress,
     open: F,
-) -> anyhow::Result<Vec<TcpStream>>
+) -> anyhow::Result<Vec<Connection>>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<TcpStream>> + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<Connection>> + Send + 'static,
 {
     const AT_ONCE: usize = 64;
-    let mut streams: Vec<Option<TcpStream>> = (0..count).map(|_| None).collect();
+    let mut streams: Vec<Option<Connection>> = (0..count).map(|_| None).collect();
     let mut opening = JoinSet::new();
     let mut next = 0;
     while next < count || !opening.is_empty() {

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::stream::Writer;
 use anyhow::Context;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use super::adapter;
 use super::payload::{self, Stamp, PROBE};
@@ -19,14 +19,14 @@ use super::{Options, Shared};
 pub(super) struct Published {
     pub sent: u64,
     pub in_window: u64,
-    pub writer: OwnedWriteHalf,
+    pub writer: Writer,
 }
 
 /// A fanout publisher: as fast as the relay takes it, at most
 /// `options.window` messages ahead of its slowest-on-average receiver.
 pub(super) async fn fanout(
     id: u32,
-    mut writer: OwnedWriteHalf,
+    mut writer: Writer,
     options: Options,
     receivers: u64,
     end_ns: u64,
@@ -91,7 +91,26 @@ pub(super) async fn fanout(
 pub(super) struct Paced {
     pub sent: Vec<u64>,
     pub in_window: u64,
-    pub writers: Vec<std::net::TcpStream>,
+    pub writers: Vec<PacedWriter>,
+}
+
+/// How the pacer thread writes one client's messages.
+pub(super) enum PacedWriter {
+    /// Itself, to the client's TCP socket.
+    Socket(std::net::TcpStream),
+    /// Through the task that writes the client's TLS stream.
+    Task(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
+}
+
+impl PacedWriter {
+    fn write(&mut self, message: &[u8]) -> std::io::Result<()> {
+        match self {
+            PacedWriter::Socket(stream) => write_all(stream, message),
+            PacedWriter::Task(messages) => messages
+                .send(message.to_vec())
+                .map_err(|_| std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
 }
 
 /// How long before a message is due the pacer stops sleeping and yields
@@ -105,7 +124,7 @@ const SLEEP_SLACK: Duration = Duration::from_micros(80);
 /// Open loop: a relay that holds a sender back makes its messages late,
 /// and that lateness counts in their latency.
 pub(super) fn pace(
-    mut writers: Vec<std::net::TcpStream>,
+    mut writers: Vec<PacedWriter>,
     options: Options,
     end_ns: u64,
     shared: Arc<Shared>,
@@ -133,7 +152,7 @@ pub(super) fn pace(
         payload::encode(stamp, options.size, &mut payload);
         buf.clear();
         options.adapter.frame(&options.room, &payload, &mut buf);
-        write_all(&mut writers[client], &buf)?;
+        writers[client].write(&buf)?;
         sent[client] += 1;
         in_window += u64::from(shared.in_window(due));
         shared.progress.published.fetch_add(1, Ordering::Relaxed);
@@ -192,10 +211,10 @@ pub(super) async fn probe_until_ready(
 ) -> anyhow::Result<()> {
     let stream = options
         .adapter
-        .publisher(&options.addr, &options.room)
+        .publisher(&options.addr, options.tls.as_ref(), &options.room)
         .await
         .context("probe connection")?;
-    let (reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.split();
     let draining = tokio::spawn(adapter::drain(reader));
     let deadline = Instant::now() + READY_TIMEOUT;
     let (mut buf, mut payload) = (Vec::new(), Vec::new());

@@ -12,7 +12,7 @@ use super::{Options, Scenario};
 pub struct Report {
     /// fanout, chat or connect.
     pub scenario: String,
-    /// The adapter used: text, raw, line, nats, redis.
+    /// The adapter used: text, raw, line, nats, redis, ws; `+tls` over TLS.
     pub protocol: String,
     /// The relay's address.
     pub addr: String,
@@ -52,6 +52,9 @@ pub struct Report {
     pub memory: Option<Memory>,
     /// Clients that heard a broadcast sent to all of them (connect).
     pub heard_broadcast: Option<usize>,
+    /// Connections opened (and set up: TLS handshake, name, room) per
+    /// second, 64 at a time (connect).
+    pub connects_per_s: Option<f64>,
     /// Receivers that heard the room before measuring began (fanout, chat).
     pub heard_room: Option<usize>,
 }
@@ -103,7 +106,10 @@ impl Report {
     fn base(options: &Options) -> Report {
         Report {
             scenario: options.scenario.to_string(),
-            protocol: options.adapter.to_string(),
+            protocol: match options.tls {
+                Some(_) => format!("{}+tls", options.adapter),
+                None => options.adapter.to_string(),
+            },
             addr: options.addr.clone(),
             clients: options.clients,
             publishers: match options.scenario {
@@ -127,6 +133,7 @@ impl Report {
             per_publisher: Vec::new(),
             memory: None,
             heard_broadcast: None,
+            connects_per_s: None,
             heard_room: None,
         }
     }
@@ -196,10 +203,12 @@ impl Report {
         before: Option<u64>,
         after: Option<u64>,
         heard: usize,
+        opening: std::time::Duration,
     ) -> Report {
         let mut report = Report::base(options);
         report.warmup_s = 0.0;
         report.heard_broadcast = Some(heard);
+        report.connects_per_s = Some(options.clients as f64 / opening.as_secs_f64().max(1e-9));
         if let (Some(pid), Some(before), Some(after)) = (pid, before, after) {
             report.memory = Some(Memory {
                 pid,
@@ -241,6 +250,9 @@ impl fmt::Display for Report {
                     count(heard as f64),
                     count(self.clients as f64)
                 )?;
+            }
+            if let Some(rate) = self.connects_per_s {
+                writeln!(f, "  connected          {} a second", count(rate))?;
             }
             match &self.memory {
                 Some(m) => writeln!(

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::adapter::{self, Adapter};
-use super::publish::{self, probe_until_ready};
+use super::publish::{self, probe_until_ready, PacedWriter};
 use super::receive::receive;
+use super::stream::{Connection, Reader};
 use super::{open_many, procfs, Clock, Options, Progress, Report, Scenario, Shared};
 
 /// Fanout and chat: connect everyone, check everyone hears the room, warm
@@ -25,17 +27,29 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
 
     let adapter = options.adapter;
     let subscribers = open_many(clients, &progress, |i| {
-        let (addr, room) = (options.addr.clone(), options.room.clone());
+        let (addr, room, tls) = (
+            options.addr.clone(),
+            options.room.clone(),
+            options.tls.clone(),
+        );
         let name = (adapter == Adapter::Text).then(|| format!("bench-{i}"));
-        async move { adapter.subscriber(&addr, &room, name.as_deref()).await }
+        async move {
+            adapter
+                .subscriber(&addr, tls.as_ref(), &room, name.as_deref())
+                .await
+        }
     })
     .await?;
     // A chat client publishes on its own connection where the relay allows.
     let separate_publishers = !chat || !adapter.publishes_while_subscribed();
     let publisher_streams = if separate_publishers {
         open_many(publishers, &progress, |_| {
-            let (addr, room) = (options.addr.clone(), options.room.clone());
-            async move { adapter.publisher(&addr, &room).await }
+            let (addr, room, tls) = (
+                options.addr.clone(),
+                options.room.clone(),
+                options.tls.clone(),
+            );
+            async move { adapter.publisher(&addr, tls.as_ref(), &room).await }
         })
         .await?
     } else {
@@ -62,7 +76,7 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
                 )
             });
         } else {
-            let (reader, writer) = stream.into_split();
+            let (reader, writer) = stream.split();
             keep_open.push(writer);
             receivers.spawn(async move {
                 (
@@ -80,7 +94,7 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
             tokio::spawn(adapter::drain(reader));
             paced_writers.push(writer);
         } else {
-            let (reader, writer) = stream.into_split();
+            let (reader, writer) = stream.split();
             tokio::spawn(adapter::drain(reader));
             fanout_writers.push(writer);
         }
@@ -165,11 +179,36 @@ async fn drain_and_stop(
     shared.stop.cancel();
 }
 
-/// One socket, two handles: the runtime reads it, the pacer thread writes it.
-fn split_for_pacer(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
-    let stream = stream.into_std()?;
-    let writer = stream.try_clone()?;
-    Ok((TcpStream::from_std(stream)?, writer))
+/// A chat client's connection, for the runtime to read and the pacer
+/// thread to write. A TCP socket gets two handles, and the pacer writes it
+/// itself; a TLS stream is one session, so the pacer hands each message to
+/// a task that writes it (a hop that adds to the latency measured over
+/// TLS, on the bench's side).
+fn split_for_pacer(stream: Connection) -> std::io::Result<(Reader, PacedWriter)> {
+    match stream {
+        Connection::Plain(stream) => {
+            let stream = stream.into_std()?;
+            let writer = stream.try_clone()?;
+            Ok((
+                Box::new(TcpStream::from_std(stream)?),
+                PacedWriter::Socket(writer),
+            ))
+        }
+        tls => {
+            let (reader, mut writer) = tls.split();
+            let (messages, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            tokio::spawn(async move {
+                while let Some(message) = to_write.recv().await {
+                    if writer.write_all(&message).await.is_err() {
+                        break;
+                    }
+                }
+                // Open to the end, as a TCP client's write side stays.
+                std::future::pending::<()>().await;
+            });
+            Ok((reader, PacedWriter::Task(messages)))
+        }
+    }
 }
 
 /// Connect: many idle clients, each named and in the room; one broadcast
@@ -183,17 +222,27 @@ pub(super) async fn connect_idle(
         .or_else(|| procfs::pid_listening_on(&options.addr));
     let before = pid.and_then(procfs::rss_bytes);
     let adapter = options.adapter;
+    let opening = Instant::now();
     let clients = open_many(options.clients, &progress, |i| {
-        let (addr, room) = (options.addr.clone(), options.room.clone());
+        let (addr, room, tls) = (
+            options.addr.clone(),
+            options.room.clone(),
+            options.tls.clone(),
+        );
         let name = (adapter == Adapter::Text).then(|| format!("idle-{i}"));
-        async move { adapter.subscriber(&addr, &room, name.as_deref()).await }
+        async move {
+            adapter
+                .subscriber(&addr, tls.as_ref(), &room, name.as_deref())
+                .await
+        }
     })
     .await?;
+    let opening = opening.elapsed();
     let shared = Shared::new(1, Clock(Instant::now()), progress.clone());
     let mut receivers = JoinSet::new();
     let mut keep_open = Vec::new();
     for stream in clients {
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = stream.split();
         receivers.spawn(receive(
             adapter.lines(reader),
             None,
@@ -217,5 +266,6 @@ pub(super) async fn connect_idle(
         before,
         after,
         shared.ready.load(Ordering::SeqCst),
+        opening,
     ))
 }

@@ -41,6 +41,7 @@ struct Report {
     per_publisher: Vec<PublisherFigures>,
     memory: Option<Memory>,
     heard_broadcast: Option<usize>,
+    connects_per_s: Option<f64>,
     heard_room: Option<usize>,
 }
 
@@ -314,6 +315,75 @@ async fn a_connect_bench_reaches_every_idle_client_and_reads_the_servers_memory(
     assert!(memory.rss_before > 0 && memory.rss_after > 0, "{memory:?}");
     assert_eq!(report.published, 0);
     assert!(report.latency_us.is_none() && report.heard_room.is_none());
+}
+
+/// `bench --tls` against a `tls://` listener: the same scenarios, every
+/// message intact, and the connect scenario's rate is TLS handshakes.
+#[tokio::test]
+async fn benches_over_tls_lose_nothing_and_count_handshakes() {
+    let (server, _text) = server_with(&[
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--tls-self-signed",
+        "--max-messages-per-second",
+        "0",
+        "--max-bytes-per-second",
+        "0",
+    ])
+    .await;
+    let tls = server.addr(1).to_string();
+    let fanout = bench_json(&[
+        "fanout",
+        "--addr",
+        &tls,
+        "--insecure",
+        "--clients",
+        "5",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ])
+    .await;
+    assert_eq!(fanout.protocol, "text+tls");
+    assert_every_message_intact(&fanout);
+    assert_delivered_to(&fanout, 5);
+
+    let chat = bench_json(&[
+        "chat",
+        "--addr",
+        &tls,
+        "--insecure",
+        "--clients",
+        "4",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+    ])
+    .await;
+    assert_every_message_intact(&chat);
+    assert_delivered_to(&chat, 3);
+    assert_latency_sane(&chat);
+
+    let connect = bench_json(&[
+        "connect",
+        "--addr",
+        &tls,
+        "--insecure",
+        "--clients",
+        "20",
+        "--duration",
+        "200ms",
+    ])
+    .await;
+    assert_eq!(connect.heard_broadcast, Some(20), "{connect:#?}");
+    assert!(
+        connect.connects_per_s.is_some_and(|rate| rate > 0.0),
+        "{connect:#?}"
+    );
 }
 
 #[tokio::test]

@@ -62,6 +62,10 @@ pub struct BenchArgs {
     #[arg(long)]
     server_pid: Option<u32>,
 
+    /// Speak TLS to a tls://, json+tls:// or raw+tls:// listener (or wss to an --http https:// one): --tls checks the server against the system's roots, --ca FILE against a CA, --insecure not at all.
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
+
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -87,6 +91,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         window: args.window,
         server_pid: args.server_pid,
+        tls: args.tls.client_tls()?,
         ..Options::default()
     };
     let progress = Arc::new(Progress::default());
