@@ -474,9 +474,10 @@
     return badge;
   }
 
-  function modeTag(mode) {
+  /* A mode's tag; a client over TLS (or WSS) says so after its mode. */
+  function modeTag(mode, tls) {
     mode = String(mode || '?');
-    return el('span', { className: 'mode mode-' + mode.replace(/[^a-z-]/g, ''), text: mode });
+    return el('span', { className: 'mode mode-' + mode.replace(/[^a-z-]/g, ''), text: tls ? mode + '+tls' : mode });
   }
 
   renderers.overview = function () {
@@ -882,7 +883,10 @@
   const bytesCell = (get) => (td, c) => { const v = get(c); setText(td, fmtBytes(v)); setTitle(td, fmtInt(v) + ' bytes'); };
   const agoCell = (get, what) => (td, c) => { const v = get(c); setText(td, fmtAgo(v)); setTitle(td, v ? what + ' ' + fmtDateTime(v) : ''); };
   const textCell = (get) => (td, c) => { const v = visible(get(c)); setText(td, v); setTitle(td, v); };
-  const modeCell = (td, c) => { if (td._mode !== c.mode) { td._mode = c.mode; td.replaceChildren(modeTag(c.mode)); } };
+  const modeCell = (td, c) => {
+    const shown = c.mode + (c.tls ? '+tls' : '');
+    if (td._mode !== shown) { td._mode = shown; td.replaceChildren(modeTag(c.mode, c.tls)); }
+  };
 
   function roomsText(rooms) {
     if (!Array.isArray(rooms) || !rooms.length) return '';
@@ -892,7 +896,7 @@
 
   const clientColumns = [
     { label: 'ID', sort: 'id', width: 70, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
-    { label: 'Name', sort: 'name', cls: 'name name-cell', render: textCell((c) => c.name) },
+    { label: 'Name', sort: 'name', cls: 'name name-cell', render: textCell((c) => c.logged_in ? c.name + ' ✓' : c.name) },
     { label: 'Address', sort: 'addr', width: 160, cls: 'mono', render: textCell((c) => c.addr) },
     { label: 'Mode', sort: 'mode', width: 72, render: modeCell },
     { label: 'Rooms', cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },

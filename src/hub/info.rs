@@ -97,6 +97,8 @@ pub struct ClientInfo {
     pub name: Name,
     /// How and where it is connected.
     pub meta: ClientMeta,
+    /// Whether it authenticated (a login, a token, a JWT).
+    pub logged_in: bool,
     /// The rooms it is in, in no particular order.
     pub rooms: Vec<RoomName>,
     /// When it connected.
@@ -168,6 +170,7 @@ impl Member {
             id: self.id,
             name: self.name(),
             meta: self.meta,
+            logged_in: self.logged_in.load(Ordering::Relaxed),
             rooms,
             connected_at: UNIX_EPOCH + std::time::Duration::from_millis(self.connected_at),
             last_activity: UNIX_EPOCH

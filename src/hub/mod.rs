@@ -531,6 +531,8 @@ struct Member {
     /// Whether anyone watches what this client says (the taps are in the
     /// directory): looked at for every message it sends, so an atomic.
     watched: std::sync::atomic::AtomicBool,
+    /// Whether it authenticated (a login, a token, a JWT), for the admin.
+    logged_in: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -651,6 +653,7 @@ impl Hub {
             connected_at: unix_millis(SystemTime::now()),
             traffic: Traffic::default(),
             watched: Default::default(),
+            logged_in: Default::default(),
         });
         me.traffic
             .last_activity

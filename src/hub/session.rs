@@ -378,6 +378,9 @@ impl Session {
             self.take_name(name)?;
         }
         self.logged_in = Some(Box::new(LoggedIn { access, name_fixed }));
+        self.me
+            .logged_in
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

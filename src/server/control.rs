@@ -163,6 +163,9 @@ pub struct ClientView {
     pub listener: u32,
     /// Whether it is connected over TLS (or WSS).
     pub tls: bool,
+    /// Whether it authenticated on an `?auth=required` listener (a
+    /// login, a token or a JWT): its name is then its user's.
+    pub logged_in: bool,
     /// The rooms it is in.
     pub rooms: Vec<String>,
     /// When it connected (unix milliseconds).
@@ -870,6 +873,7 @@ fn client_view(
         mode: client.meta.kind.as_str().to_owned(),
         listener: client.meta.listener,
         tls: client.meta.tls,
+        logged_in: client.logged_in,
         rooms,
         connected_at: unix_millis(client.connected_at),
         last_activity: unix_millis(client.last_activity),

@@ -208,7 +208,11 @@ send = ["team-*"]"#,
 #[tokio::test]
 async fn a_users_name_is_kept_for_it_and_its_further_connections_are_numbered() {
     let users = UsersFile::new(&[("carol", "pw-carol", "max-connections = 2")]);
-    let server = TestServer::start(config(&users, &[])).await;
+    let server = TestServer::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..config(&users, &[])
+    })
+    .await;
 
     // Nobody else can take the name, nor one that looks like it.
     let (mut guest, _) = join(server.listeners[1].addr).await;
@@ -247,6 +251,38 @@ async fn a_users_name_is_kept_for_it_and_its_further_connections_are_numbered() 
     assert!(
         said.contains("carol already has 2 connections open, the most allowed"),
         "{said}"
+    );
+
+    // The admin sees who logged in.
+    let mut api = TcpStream::connect(server.http.unwrap()).await.unwrap();
+    api.write_all(
+        b"GET /api/v1/clients?sort=name HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    within("the API's answer", api.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let logged_in: Vec<(&str, bool)> = body["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["logged_in"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(logged_in.contains(&("carol", true)), "{logged_in:?}");
+    assert!(logged_in.contains(&("carol-2", true)), "{logged_in:?}");
+    assert!(
+        logged_in
+            .iter()
+            .any(|(name, logged)| name.starts_with("guest-") && !logged),
+        "{logged_in:?}"
     );
     server.stop().await;
 }
