@@ -325,8 +325,9 @@ fn ip_v4_mapped_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// What per-address limits count by: an IPv4 address, or an IPv6 /64
-/// (what one subscriber usually holds whole).
+/// What per-address limits (and failed logins) count by: an IPv4 address
+/// (also when it comes IPv4-mapped), or an IPv6 /64 (what one subscriber
+/// usually holds whole).
 pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,

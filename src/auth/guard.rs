@@ -13,7 +13,7 @@
 //! banned address before doing any work for it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::AuthError;
+use crate::throttle::address_key;
 
 /// Failures an address may make before its attempts are slowed: enough
 /// for a person to mistype a password, or to try an old one, twice.
@@ -170,7 +171,11 @@ impl Guard {
     /// connection can be told why and closed before any other work.
     pub fn check(&self, ip: IpAddr) -> Result<(), AuthError> {
         let now = Instant::now();
-        match self.records().get(&key(ip)).and_then(|r| r.banned_until) {
+        match self
+            .records()
+            .get(&address_key(ip))
+            .and_then(|r| r.banned_until)
+        {
             Some(until) if until > now => Err(AuthError::Banned {
                 retry_in: until - now,
             }),
@@ -184,7 +189,7 @@ impl Guard {
     pub fn ready(&self, ip: IpAddr) -> Result<(), AuthError> {
         self.check(ip)?;
         let now = Instant::now();
-        match self.records().get(&key(ip)) {
+        match self.records().get(&address_key(ip)) {
             Some(record) if record.not_before > now => Err(AuthError::Throttled {
                 retry_in: record.not_before - now,
             }),
@@ -200,7 +205,7 @@ impl Guard {
     pub fn failed(&self, ip: IpAddr) -> Duration {
         let policy = &self.policy;
         let now = Instant::now();
-        let key = key(ip);
+        let key = address_key(ip);
         let mut records = self.records();
         if !records.contains_key(&key) && records.len() >= policy.max_tracked {
             make_room(&mut records, now, policy);
@@ -269,21 +274,6 @@ fn make_room(records: &mut HashMap<IpAddr, Record>, now: Instant, policy: &Guard
     ages.select_nth_unstable(evict - 1);
     for (_, ip) in &ages[..evict] {
         records.remove(ip);
-    }
-}
-
-/// The key failures are counted under: the IPv4 address (also when it
-/// comes as an IPv4-mapped IPv6 address), or the IPv6 address's /64.
-fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
     }
 }
 
