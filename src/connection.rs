@@ -332,7 +332,9 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         // What was read is handled even after the client hung up.
         let mut held = None;
         loop {
-            let allowed = throttle.messages_allowed(rates, Instant::now());
+            // The clock is read only for a limit there is.
+            let now = rates.messages.map(|_| Instant::now());
+            let allowed = now.and_then(|now| throttle.messages_allowed(rates, now));
             let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
             let held_back = allowed == Some(0);
             let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held, most) else {
@@ -349,7 +351,11 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                     break 'connection (reason, true);
                 }
             }
-            throttle.took_messages(rates, work.messages(), Instant::now());
+            if let Some(now) = now {
+                // Paid from when it was allowed: after a pause, the bucket
+                // is already paid past `now`.
+                throttle.took_messages(rates, work.messages(), now);
+            }
             if let Some(Gatekeeping::Pending { gate, .. }) = gatekeeping.as_deref() {
                 match Box::pin(authenticate(protocol, session, gate, work)).await {
                     Gated::Waiting => {}
@@ -398,7 +404,9 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 Err(reason) => break (reason, true),
             }
         }
-        let allowed = throttle.bytes_allowed(rates, Instant::now());
+        let allowed = rates
+            .bytes
+            .and_then(|_| throttle.bytes_allowed(rates, Instant::now()));
         read_at_limit = allowed == Some(0);
         let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
         let until = gatekeeping.as_deref().map(Gatekeeping::deadline);
@@ -416,7 +424,9 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         match read {
             Ok(Ok(0)) => eof = true,
             Ok(Ok(read)) => {
-                throttle.took_bytes(rates, read, Instant::now());
+                if rates.bytes.is_some() {
+                    throttle.took_bytes(rates, read, Instant::now());
+                }
                 session.received(read);
                 session.set_input_held(buf.capacity());
             }
