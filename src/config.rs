@@ -560,6 +560,20 @@ pub struct Config {
     pub ws_pong_timeout: Duration,
     /// Failed admin logins allowed per IP address per minute.
     pub admin_login_attempts: u32,
+    /// The Redis a cluster of servers meets in (`None`: this server
+    /// stands alone, and needs no Redis).
+    pub cluster: Option<String>,
+    /// What the cluster's keys and channels in Redis start with.
+    pub cluster_prefix: String,
+    /// This node's name in its cluster (`None`: six random characters).
+    pub node_name: Option<String>,
+    /// How long a node that stops renewing its lease keeps its names.
+    pub cluster_lease: Duration,
+    /// Most cross-node sends waiting for Redis at once.
+    pub cluster_max_pending: usize,
+    /// The CA (PEM) that signed a `rediss://` Redis's certificate, when it
+    /// is not one of the system's roots.
+    pub cluster_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -603,11 +617,34 @@ impl Default for Config {
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
             admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
+            cluster: None,
+            cluster_prefix: crate::cluster::DEFAULT_PREFIX.to_owned(),
+            node_name: None,
+            cluster_lease: crate::cluster::DEFAULT_LEASE,
+            cluster_max_pending: crate::cluster::DEFAULT_MAX_PENDING,
+            cluster_ca: None,
         }
     }
 }
 
 impl Config {
+    /// How this server joins its cluster, if it is part of one; a node
+    /// with no name given gets a random one, each time this is called.
+    pub fn cluster_config(&self) -> Option<crate::cluster::ClusterConfig> {
+        let url = self.cluster.clone()?;
+        Some(crate::cluster::ClusterConfig {
+            url,
+            prefix: self.cluster_prefix.clone(),
+            node: self
+                .node_name
+                .clone()
+                .unwrap_or_else(crate::cluster::random_node_name),
+            lease: self.cluster_lease,
+            max_pending: self.cluster_max_pending,
+            ca: self.cluster_ca.clone(),
+        })
+    }
+
     /// A default config listening on `127.0.0.1:0` in text mode: what tests
     /// and embedders usually want.
     pub fn local() -> Self {
@@ -752,6 +789,12 @@ impl Config {
             ws_ping_interval: _,
             ws_pong_timeout: _,
             admin_login_attempts: _,
+            cluster: _,
+            cluster_prefix: _,
+            node_name: _,
+            cluster_lease: _,
+            cluster_max_pending: _,
+            cluster_ca: _,
         } = self;
         let mut changed = Vec::new();
         macro_rules! compare {
@@ -807,6 +850,12 @@ impl Config {
             ws_ping_interval => "ws-ping-interval",
             ws_pong_timeout => "ws-pong-timeout",
             admin_login_attempts => "admin-login-attempts",
+            cluster => "cluster",
+            cluster_prefix => "cluster-prefix",
+            node_name => "node-name",
+            cluster_lease => "cluster-lease",
+            cluster_max_pending => "cluster-max-pending",
+            cluster_ca => "cluster-ca",
         );
         changed
     }
@@ -977,6 +1026,18 @@ pub struct Overrides {
     pub ws_pong_timeout: Option<Seconds>,
     /// See [`Config::admin_login_attempts`].
     pub admin_login_attempts: Option<u32>,
+    /// See [`Config::cluster`].
+    pub cluster: Option<String>,
+    /// See [`Config::cluster_prefix`].
+    pub cluster_prefix: Option<String>,
+    /// See [`Config::node_name`].
+    pub node_name: Option<String>,
+    /// See [`Config::cluster_lease`].
+    pub cluster_lease: Option<Seconds>,
+    /// See [`Config::cluster_max_pending`].
+    pub cluster_max_pending: Option<usize>,
+    /// See [`Config::cluster_ca`].
+    pub cluster_ca: Option<PathBuf>,
     /// How the `switchboard` binary writes its log. Not a server setting
     /// ([`Overrides::apply`] leaves it alone): the binary reads it before
     /// its logger starts, and it is here so the file can say it too.
@@ -1047,6 +1108,30 @@ impl Overrides {
             self.ws_pong_timeout.map(|s| s.0),
         );
         set(&mut config.admin_login_attempts, self.admin_login_attempts);
+        if let Some(url) = self.cluster {
+            anyhow::ensure!(
+                url.starts_with("redis://") || url.starts_with("rediss://") || url.is_empty(),
+                "--cluster {url:?}: expected a Redis URL, redis://HOST:PORT or rediss://HOST:PORT (TLS)"
+            );
+            config.cluster = Some(url).filter(|url| !url.is_empty());
+        }
+        set(&mut config.cluster_prefix, self.cluster_prefix);
+        if let Some(node) = self.node_name {
+            crate::cluster::check_node_name(&node)
+                .map_err(|why| anyhow::anyhow!("--node-name {node:?}: {why}"))?;
+            config.node_name = Some(node);
+        }
+        if let Some(Seconds(lease)) = self.cluster_lease {
+            anyhow::ensure!(
+                lease >= Duration::from_millis(300),
+                "--cluster-lease must be at least 300ms: it is renewed every third of it"
+            );
+            config.cluster_lease = lease;
+        }
+        set(&mut config.cluster_max_pending, self.cluster_max_pending);
+        if self.cluster_ca.is_some() {
+            config.cluster_ca = self.cluster_ca;
+        }
         set(&mut config.listeners, self.listen);
         set(&mut config.max_line, self.max_line.map(|s| s.0));
         set(

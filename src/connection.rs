@@ -268,7 +268,7 @@ async fn authenticate<P: Protocol>(
         identity,
         place: user,
     };
-    if let Err(error) = session.log_in(name, Box::new(admitted)) {
+    if let Err(error) = session.log_in(name, Box::new(admitted)).await {
         return Gated::Out(CloseReason::Refused(
             format!("cannot take your user name: {error}").into(),
         ));

@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod config;
 mod connection;
 mod http;

@@ -156,6 +156,12 @@
     for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
     return out;
   }
+  const UTF8 = new TextEncoder();
+  /** A traffic record's bytes: sent as base64 when they are not UTF-8, as text when they are. */
+  function recordBytes(r) {
+    if (r.b64) return base64ToBytes(r.b64) || new Uint8Array(0);
+    return r.text ? UTF8.encode(r.text) : new Uint8Array(0);
+  }
   function bytesToBase64(bytes) {
     let bin = '';
     for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -1336,7 +1342,7 @@
   function buildItem(r) {
     if (r.mark) return el('div', { className: 'traffic-mark', attrs: { role: 'separator' }, text: r.text });
 
-    const bytes = base64ToBytes(r.b64) || new Uint8Array(0);
+    const bytes = recordBytes(r);
     const binary = r.text === null;
     const head = el('div', { className: 'ti-head' },
       el('time', { className: 'ti-time', text: fmtClock(r.at), attrs: { datetime: new Date(r.at).toISOString() }, title: fmtDateTime(r.at) }),
@@ -1384,7 +1390,7 @@
   /** Height guess for items never rendered; corrected once measured. */
   function estimate(r) {
     if (r.mark) return 31;
-    const size = Math.min(r.size, r.b64.length * 0.75 | 0);
+    const size = Math.min(r.size, r.b64 ? r.b64.length * 0.75 | 0 : r.text ? r.text.length : 0);
     let textLines = 1;
     if (T.view !== 'hex') {
       const len = r.text !== null ? Math.min(r.text.length, TEXT_COLLAPSED_CHARS) : Math.min(size, BINARY_COLLAPSED_CHARS) * 2.5;
@@ -1605,7 +1611,7 @@
         watched: w ? (w.room != null ? { room: w.room } : { client: w.client, name: w.name }) : null,
         saved_at: stamp.getTime(),
         dropped: { server: T.droppedServer, local: T.droppedLocal },
-        items: all.map((r) => ({ at: r.at, room: r.room, from: r.from, from_id: r.fromId, to: r.to, size: r.size, bytes: r.b64, text: r.text })),
+        items: all.map((r) => ({ at: r.at, room: r.room, from: r.from, from_id: r.fromId, to: r.to, size: r.size, bytes: r.b64 || bytesToBase64(recordBytes(r)), text: r.text })),
       };
       blob = new Blob([JSON.stringify(doc, null, 1)], { type: 'application/json' });
       name = 'switchboard-' + safe + '-' + fileStamp + '.json';
@@ -1615,7 +1621,7 @@
       for (const r of all) {
         const dest = r.room != null ? '#' + r.room : r.to != null ? '-> ' + r.to : '';
         lines.push('', fmtDateTime(r.at) + '  ' + r.from + (r.fromId != null ? ' (' + r.fromId + ')' : '') + '  ' + dest + '  ' + r.size + ' bytes');
-        const bytes = base64ToBytes(r.b64) || new Uint8Array(0);
+        const bytes = recordBytes(r);
         if (r.text !== null) lines.push('  text: ' + escapeForLog(r.text));
         const d = hexDump(bytes, bytes.length);
         const off = d.off.split('\n'), hex = d.hex.split('\n'), asc = d.ascii.split('\n');

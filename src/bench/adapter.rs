@@ -111,6 +111,7 @@ impl Adapter {
         }
         if !setup.is_empty() {
             stream.write_all(&setup).await?;
+            stream.flush().await?;
         }
         Ok(stream)
     }
@@ -128,6 +129,7 @@ impl Adapter {
             Adapter::Nats => {
                 let mut stream = Connection::open(addr, tls).await?;
                 stream.write_all(NATS_CONNECT).await?;
+                stream.flush().await?;
                 Ok(stream)
             }
             _ => self.subscriber(addr, tls, room, None).await,

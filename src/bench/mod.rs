@@ -77,7 +77,8 @@ impl std::fmt::Display for Scenario {
 /// How to run a bench.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The relay, HOST:PORT.
+    /// The relay, HOST:PORT; or several, comma-separated (the nodes of a
+    /// cluster), which clients are spread over in turn.
     pub addr: String,
     /// What to measure.
     pub scenario: Scenario,
@@ -105,6 +106,17 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Speak TLS to the relay, checking it as this says.
     pub tls: Option<crate::ClientTls>,
+    /// What the text clients' names start with.
+    pub name_prefix: String,
+}
+
+impl Options {
+    /// The address client `i` connects to: the relays of
+    /// [`addr`](Options::addr) in turn.
+    pub fn addr_for(&self, i: usize) -> String {
+        let addrs: Vec<&str> = self.addr.split(',').map(str::trim).collect();
+        addrs[i % addrs.len()].to_owned()
+    }
 }
 
 impl Default for Options {
@@ -123,6 +135,7 @@ impl Default for Options {
             window: 1000,
             server_pid: None,
             drain_timeout: Duration::from_secs(10),
+            name_prefix: String::new(),
             tls: None,
         }
     }

@@ -28,11 +28,11 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
     let adapter = options.adapter;
     let subscribers = open_many(clients, &progress, |i| {
         let (addr, room, tls) = (
-            options.addr.clone(),
+            options.addr_for(i),
             options.room.clone(),
             options.tls.clone(),
         );
-        let name = (adapter == Adapter::Text).then(|| format!("bench-{i}"));
+        let name = (adapter == Adapter::Text).then(|| format!("{}bench-{i}", options.name_prefix));
         async move {
             adapter
                 .subscriber(&addr, tls.as_ref(), &room, name.as_deref())
@@ -43,9 +43,9 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
     // A chat client publishes on its own connection where the relay allows.
     let separate_publishers = !chat || !adapter.publishes_while_subscribed();
     let publisher_streams = if separate_publishers {
-        open_many(publishers, &progress, |_| {
+        open_many(publishers, &progress, |i| {
             let (addr, room, tls) = (
-                options.addr.clone(),
+                options.addr_for(i),
                 options.room.clone(),
                 options.tls.clone(),
             );
@@ -199,7 +199,9 @@ fn split_for_pacer(stream: Connection) -> std::io::Result<(Reader, PacedWriter)>
             let (messages, mut to_write) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
             tokio::spawn(async move {
                 while let Some(message) = to_write.recv().await {
-                    if writer.write_all(&message).await.is_err() {
+                    // Flushed at once: a message left in the TLS stream's
+                    // buffer would be late, or never sent.
+                    if writer.write_all(&message).await.is_err() || writer.flush().await.is_err() {
                         break;
                     }
                 }
@@ -219,17 +221,17 @@ pub(super) async fn connect_idle(
 ) -> anyhow::Result<Report> {
     let pid = options
         .server_pid
-        .or_else(|| procfs::pid_listening_on(&options.addr));
+        .or_else(|| procfs::pid_listening_on(&options.addr_for(0)));
     let before = pid.and_then(procfs::rss_bytes);
     let adapter = options.adapter;
     let opening = Instant::now();
     let clients = open_many(options.clients, &progress, |i| {
         let (addr, room, tls) = (
-            options.addr.clone(),
+            options.addr_for(i),
             options.room.clone(),
             options.tls.clone(),
         );
-        let name = (adapter == Adapter::Text).then(|| format!("idle-{i}"));
+        let name = (adapter == Adapter::Text).then(|| format!("{}idle-{i}", options.name_prefix));
         async move {
             adapter
                 .subscriber(&addr, tls.as_ref(), &room, name.as_deref())

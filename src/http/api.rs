@@ -30,7 +30,8 @@ use crate::server::control::{
     paths(stats, clients, client, kick, rooms, room, send, listeners, open_listener, close_listener),
     components(schemas(
         Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, ClientView, ClientPage,
-        RoomView, RoomPage, RoomDetail, SendRequest, SendResult, KickRequest, OpenListener, ApiError
+        RoomView, RoomPage, RoomDetail, SendRequest, SendResult, KickRequest, OpenListener, ApiError,
+        crate::cluster::ClusterStatus, crate::cluster::NodeStatus
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -16,6 +16,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::background::Background;
 use super::AppState;
 use crate::hub::{unix_millis, Seen, Watcher};
 use crate::server::control::{ClientQuery, Control, RoomQuery};
@@ -38,10 +39,10 @@ const SHOWN_BYTES: usize = 16 * 1024;
 const MAX_REQUEST: usize = 16 * 1024;
 
 pub(crate) async fn upgrade(State(app): AppState, upgrade: WebSocketUpgrade) -> Response {
-    let control = app.control.clone();
+    let (control, background) = (app.control.clone(), app.background.clone());
     upgrade
         .max_message_size(MAX_REQUEST)
-        .on_upgrade(move |socket| feed(control, socket))
+        .on_upgrade(move |socket| feed(control, background, socket))
 }
 
 /// What the page shows: which windows of the lists.
@@ -68,7 +69,7 @@ enum Request {
     Unwatch {},
 }
 
-async fn feed(control: Control, mut socket: WebSocket) {
+async fn feed(control: Control, background: Background, mut socket: WebSocket) {
     let hello = json!({ "type": "hello", "version": env!("CARGO_PKG_VERSION") });
     if send(&mut socket, &hello).await.is_err() {
         return;
@@ -86,7 +87,7 @@ async fn feed(control: Control, mut socket: WebSocket) {
         };
         tokio::select! {
             _ = snapshots.tick() => {
-                let text = snapshot_off_runtime(&control, &view).await;
+                let text = snapshot_off_runtime(&background, &control, &view).await;
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     return;
                 }
@@ -96,7 +97,7 @@ async fn feed(control: Control, mut socket: WebSocket) {
                 // What came in the last interval, a batch at a time, giving
                 // way to the relay between batches.
                 loop {
-                    let (text, more) = traffic(watcher);
+                    let (text, more) = traffic_off_runtime(&background, watcher).await;
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return;
                     }
@@ -119,7 +120,7 @@ async fn feed(control: Control, mut socket: WebSocket) {
                         if let Some(clients) = clients { view.clients = *clients; }
                         if let Some(rooms) = rooms { view.rooms = *rooms; }
                         if let Some(closed) = closed { view.closed = *closed; }
-                        Some(snapshot_off_runtime(&control, &view).await)
+                        Some(snapshot_off_runtime(&background, &control, &view).await)
                     }
                     Ok(Request::Watch { room, client }) => {
                         watcher = None;
@@ -181,16 +182,19 @@ fn listed<T>(result: Result<T, crate::server::control::ControlError>) -> Listed<
     }
 }
 
-/// A snapshot built on the blocking pool: listing the clients sorts all of
+/// A snapshot built on the admin thread: listing the clients sorts all of
 /// them (35 to 40 ms at 9,000 clients), time a runtime thread the relay
 /// shares should not spend.
-async fn snapshot_off_runtime(control: &Control, view: &View) -> String {
+async fn snapshot_off_runtime(background: &Background, control: &Control, view: &View) -> String {
     let (control, view) = (control.clone(), view.clone());
-    tokio::task::spawn_blocking(move || snapshot(&control, &view))
+    background
+        .run(move || snapshot(&control, &view))
         .await
-        .unwrap_or_else(|error| {
-            json!({ "type": "error", "code": "internal", "message": error.to_string() }).to_string()
-        })
+        .unwrap_or_else(internal_error)
+}
+
+fn internal_error() -> String {
+    json!({ "type": "error", "code": "internal", "message": "the admin thread failed" }).to_string()
 }
 
 fn snapshot(control: &Control, view: &View) -> String {
@@ -208,7 +212,10 @@ fn snapshot(control: &Control, view: &View) -> String {
     serde_json::to_string(&snapshot).expect("snapshots serialize")
 }
 
-/// One message as the page sees it.
+/// One message as the page sees it: its (first) bytes as `text` when
+/// they are UTF-8 (the page encodes them back for its hex view), in
+/// base64 as `bytes` when they are not. Never both: each item costs the
+/// relay's runtime its encoding, thousands a second in a busy room.
 #[derive(Serialize)]
 struct Item<'a> {
     at: u64,
@@ -217,7 +224,8 @@ struct Item<'a> {
     from_id: Option<u64>,
     to: Option<&'a str>,
     size: usize,
-    bytes: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<String>,
     text: Option<&'a str>,
 }
 
@@ -228,23 +236,34 @@ struct Traffic<'a> {
     dropped: u64,
 }
 
-/// The next traffic message, and whether the tap held more.
-fn traffic(watcher: &Watcher) -> (String, bool) {
+/// The next traffic message, and whether the tap held more. Encoded on
+/// the admin thread: a batch takes a few hundred microseconds, which on a
+/// runtime thread would hold back every client that thread serves.
+async fn traffic_off_runtime(background: &Background, watcher: &Watcher) -> (String, bool) {
     let sightings = watcher.tap().take_some(TRAFFIC_BATCH);
     let more = sightings.items.len() == TRAFFIC_BATCH;
+    let text = background
+        .run(move || traffic(&sightings))
+        .await
+        .unwrap_or_else(internal_error);
+    (text, more)
+}
+
+/// A traffic message of `sightings`.
+fn traffic(sightings: &crate::hub::Sightings) -> String {
     let items = sightings.items.iter().map(item).collect();
     let message = Traffic {
         r#type: "traffic",
         items,
         dropped: sightings.dropped,
     };
-    let text = serde_json::to_string(&message).expect("traffic serializes");
-    (text, more)
+    serde_json::to_string(&message).expect("traffic serializes")
 }
 
 fn item(seen: &Seen) -> Item<'_> {
     let bytes = &seen.body.bytes;
     let shown = &bytes[..bytes.len().min(SHOWN_BYTES)];
+    let text = std::str::from_utf8(shown).ok();
     Item {
         at: unix_millis(seen.at),
         room: seen.room.as_ref().map(|r| r.as_str()),
@@ -252,7 +271,9 @@ fn item(seen: &Seen) -> Item<'_> {
         from_id: seen.from_id.map(|id| id.get()),
         to: seen.to.as_ref().map(|n| n.as_str()),
         size: bytes.len(),
-        bytes: base64::engine::general_purpose::STANDARD.encode(shown),
-        text: std::str::from_utf8(shown).ok(),
+        bytes: text
+            .is_none()
+            .then(|| base64::engine::general_purpose::STANDARD.encode(shown)),
+        text,
     }
 }

@@ -15,6 +15,7 @@
 
 mod api;
 mod auth;
+mod background;
 mod console;
 mod https;
 mod live;
@@ -46,6 +47,8 @@ pub(crate) struct App {
     pub(crate) ws_listener: Arc<crate::server::listeners::Listener>,
     /// Whether this is HTTPS.
     pub(crate) https: bool,
+    /// Where snapshots, traffic and metrics are built.
+    pub(crate) background: background::Background,
 }
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -67,6 +70,7 @@ pub(crate) async fn serve(
         metrics: metrics::HttpMetrics::default(),
         ws_listener: control.websocket_listener(addr, tls.is_some()),
         https: tls.is_some(),
+        background: background::Background::start()?,
         control,
     });
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();

@@ -86,6 +86,15 @@ pub enum Event {
         /// The name now.
         new: Name,
     },
+    /// Something the server tells its clients about itself: e.g. that the
+    /// cluster it is part of is degraded, or that messages of a room may
+    /// have been lost between servers.
+    Notice {
+        /// A stable machine-readable code (`cluster_degraded`, ...).
+        code: &'static str,
+        /// What happened, for a person.
+        text: Arc<str>,
+    },
 }
 
 /// Spare capacity an encoded delivery may keep without being trimmed.

@@ -305,12 +305,23 @@ impl Hub {
     /// it congests is held to its limits like for any other message.
     pub fn admin_say(&self, room: &RoomName, body: Body) -> Result<usize, HubError> {
         let from = Name::new(ADMIN_NAME).expect("the admin name is valid");
-        let room = self
-            .directory()
-            .rooms
-            .get(room)
-            .cloned()
-            .ok_or_else(|| HubError::NoSuchRoom(room.clone()))?;
+        // In a cluster, the room's members on other nodes hear it too.
+        let (local, remote) = {
+            let directory = self.directory();
+            let remote = directory.remote.rooms.get(room).map_or(0, |m| m.len());
+            (directory.rooms.get(room).cloned(), remote)
+        };
+        if remote > 0 {
+            self.backplane()
+                .publish(room, &from, ClientId(0), std::slice::from_ref(&body));
+        }
+        let Some(room) = local else {
+            return if remote > 0 {
+                Ok(remote)
+            } else {
+                Err(HubError::NoSuchRoom(room.clone()))
+            };
+        };
         let delivery = Delivery::new(Event::Message {
             room: room.name.clone(),
             from,
@@ -318,18 +329,38 @@ impl Hub {
         });
         room.count_messages(1);
         let mut congested = Vec::new();
-        Ok(room.broadcast(&delivery, None, &mut congested))
+        Ok(room.broadcast(&delivery, None, &mut congested) + remote)
     }
 
     /// Sends `body` to the client named `to` as the server's admin.
     pub fn admin_direct(&self, to: &Name, body: Body) -> Result<(), HubError> {
         let from = Name::new(ADMIN_NAME).expect("the admin name is valid");
-        let target = self
-            .directory()
-            .by_name
-            .get(&to.key())
-            .cloned()
-            .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
+        let target = {
+            let directory = self.directory();
+            match directory.by_name.get(&to.key()) {
+                Some(member) => member.clone(),
+                None => {
+                    let remote = directory
+                        .remote
+                        .by_name
+                        .get(&to.key())
+                        .cloned()
+                        .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
+                    drop(directory);
+                    self.backplane()
+                        .direct(&remote, to, &from, ClientId(0), &body);
+                    return Ok(());
+                }
+            }
+        };
+        self.direct_from_elsewhere(&target, from, body);
+        Ok(())
+    }
+
+    /// Queues for `target` what `from`, not a client of this server (its
+    /// admin, a client of another node), sent it alone; its watchers see it.
+    /// No one waits: a congested target is held to its limits.
+    pub(super) fn direct_from_elsewhere(&self, target: &Member, from: Name, body: Body) {
         if target.watched.load(Ordering::Relaxed) {
             self.show_client_watchers(target.id, || Seen {
                 at: SystemTime::now(),
@@ -344,7 +375,6 @@ impl Hub {
             &Delivery::new(Event::Direct { from, body }),
             &self.shared.counters,
         );
-        Ok(())
     }
 
     /// Starts watching a room or a client. The tap sees messages from now

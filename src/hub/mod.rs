@@ -21,17 +21,20 @@
 //! which the server runs ten times a second.
 
 mod access;
+mod backplane;
 mod counters;
 mod event;
 mod info;
 mod listing;
 mod names;
 mod outbox;
+mod remote;
 mod room;
 mod session;
 mod tap;
 
 pub use access::{Access, ReservedNames};
+pub use backplane::{Backplane, Change, Claim, NodeName, RemoteClient, Solo, Unclaimed};
 pub use counters::{ClientKind, KINDS};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use info::{
@@ -40,6 +43,7 @@ pub use info::{
 pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
 pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
+pub use remote::ClientPlace;
 pub use session::Session;
 pub use tap::{Seen, Sightings, Tap, TAP_MAX_BYTES, TAP_MAX_ITEMS};
 
@@ -47,13 +51,14 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::throttle::Limit;
 use counters::{Counters, Field};
 use info::Traffic;
 
+use remote::Remote;
 use room::Room;
 
 /// Settings of the routing core.
@@ -315,6 +320,14 @@ pub enum HubError {
     /// The client's credentials do not allow it.
     #[error("{0}")]
     Forbidden(String),
+    /// In a cluster, `guest-` names are given out by the servers.
+    #[error(
+        "names starting with guest- are given out by the servers of this cluster; pick another"
+    )]
+    GuestName(Name),
+    /// The cluster could not be asked.
+    #[error(transparent)]
+    Cluster(Unclaimed),
     /// The room does not exist (it has no members).
     #[error("there is no room #{0}")]
     NoSuchRoom(RoomName),
@@ -341,7 +354,10 @@ impl HubError {
         match self {
             HubError::NameTaken(_) => "name_taken",
             HubError::NoSuchClient(_) | HubError::NoSuchClientId(_) => "no_such_client",
-            HubError::NameReserved(_) | HubError::UserName(_) => "name_reserved",
+            HubError::NameReserved(_) | HubError::UserName(_) | HubError::GuestName(_) => {
+                "name_reserved"
+            }
+            HubError::Cluster(_) => "cluster_degraded",
             HubError::NameLocked(_) => "name_locked",
             HubError::Forbidden(_) => "forbidden",
             HubError::NoSuchRoom(_) => "no_such_room",
@@ -424,6 +440,8 @@ struct Shared {
     pauses: AtomicU64,
     /// Names kept for users who log in (read on renames only).
     reserved: std::sync::RwLock<Option<Arc<dyn ReservedNames>>>,
+    /// The other nodes of the cluster, if it is part of one (unset: [`Solo`]).
+    backplane: OnceLock<Arc<dyn Backplane>>,
 }
 
 /// Names and rooms: written on connect, join, leave, rename and disconnect,
@@ -444,6 +462,8 @@ struct Directory {
     watchers: HashMap<RoomName, Vec<Arc<Tap>>>,
     /// Taps on clients (kept here, not with each client: few are watched).
     client_watchers: HashMap<ClientId, Vec<Arc<Tap>>>,
+    /// The clients of the other nodes of the cluster.
+    remote: Remote,
 }
 
 impl Directory {
@@ -454,7 +474,7 @@ impl Directory {
         [&name.key, &name.shape].into_iter().any(|key| {
             self.by_name.get(key).is_some_and(|m| m.id != me)
                 || self.by_shape.get(key).is_some_and(|id| *id != me)
-        })
+        }) || self.remote.holds(name)
     }
 
     /// Records that `member` holds `name`.
@@ -465,14 +485,16 @@ impl Directory {
         self.by_name.insert(name.key, member.clone());
     }
 
-    /// Frees `name` if `me` holds it.
-    fn release(&mut self, name: &NameKeys, me: ClientId) {
-        if self.by_name.get(&name.key).is_some_and(|m| m.id == me) {
+    /// Frees `name` if `me` holds it; returns whether it did.
+    fn release(&mut self, name: &NameKeys, me: ClientId) -> bool {
+        let held = self.by_name.get(&name.key).is_some_and(|m| m.id == me);
+        if held {
             self.by_name.remove(&name.key);
         }
         if self.by_shape.get(&name.shape).is_some_and(|id| *id == me) {
             self.by_shape.remove(&name.shape);
         }
+        held
     }
 
     /// Moves `room` in the size order: it had `before` members, now `after`.
@@ -615,8 +637,31 @@ impl Hub {
                 counters: Arc::default(),
                 pauses: AtomicU64::new(0),
                 reserved: std::sync::RwLock::new(None),
+                backplane: OnceLock::new(),
             }),
         }
+    }
+
+    /// Makes this hub a node of a cluster, joined through `backplane`.
+    /// Done once, before any client connects; a hub without one stands
+    /// alone ([`Solo`]).
+    pub fn set_backplane(&self, backplane: Arc<dyn Backplane>) {
+        if self.shared.backplane.set(backplane).is_err() {
+            panic!("a hub joins one cluster, once");
+        }
+    }
+
+    /// How this hub reaches the other nodes of its cluster.
+    pub fn backplane(&self) -> &dyn Backplane {
+        match self.shared.backplane.get() {
+            Some(backplane) => &**backplane,
+            None => &Solo,
+        }
+    }
+
+    /// This node's name in its cluster, if it is part of one.
+    pub fn node(&self) -> Option<&NodeName> {
+        self.backplane().node()
     }
 
     fn directory(&self) -> MutexGuard<'_, Directory> {
@@ -636,7 +681,13 @@ impl Hub {
         let mut directory = self.directory();
         let (id, name, keys) = loop {
             let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let name = Name::new(&format!("guest-{n}")).expect("guest names are valid");
+            // In a cluster, the node's name makes guest names unique
+            // without asking anyone.
+            let name = match self.node() {
+                Some(node) => Name::new(&format!("guest-{n}-{node}")),
+                None => Name::new(&format!("guest-{n}")),
+            }
+            .expect("guest names are valid");
             let keys = NameKeys::of(&name);
             // Someone may have picked this guest name (or a look-alike) with /nick.
             if !directory.name_taken(&keys, ClientId(n)) {
@@ -661,6 +712,12 @@ impl Hub {
         self.shared.counters.add(meta.kind, Field::Clients, 1);
         directory.claim(keys, &me);
         drop(directory);
+        if self.node().is_some() {
+            self.backplane().changed(Change::Connected {
+                id,
+                name: name.clone(),
+            });
+        }
         if let Some((reason, flush)) = lock(&self.shared.closing).clone() {
             me.outbox.close(reason, flush);
         }

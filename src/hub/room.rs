@@ -1,7 +1,7 @@
 //! A room: its members, and delivery to all of them at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -23,6 +23,9 @@ pub(super) struct Room {
     messages: AtomicU64,
     /// The hub's traffic counters.
     counters: Arc<Counters>,
+    /// Members on other nodes of the cluster (always 0 on a server on its
+    /// own): a message is handed to the backplane only if there are any.
+    remote: AtomicUsize,
 }
 
 /// Who is in a room, and who watches it; under one lock, so a message
@@ -47,8 +50,14 @@ impl std::ops::DerefMut for Inside {
 }
 
 impl Room {
-    /// A new room, watched by `taps` from the start.
-    pub(super) fn new(name: RoomName, taps: Vec<Arc<Tap>>, counters: Arc<Counters>) -> Self {
+    /// A new room, watched by `taps` from the start, with `remote`
+    /// members on other nodes.
+    pub(super) fn new(
+        name: RoomName,
+        taps: Vec<Arc<Tap>>,
+        counters: Arc<Counters>,
+        remote: usize,
+    ) -> Self {
         Room {
             name,
             inside: RwLock::new(Inside {
@@ -57,7 +66,18 @@ impl Room {
             }),
             messages: AtomicU64::new(0),
             counters,
+            remote: AtomicUsize::new(remote),
         }
+    }
+
+    /// How many members the room has on other nodes.
+    pub(super) fn remote(&self) -> usize {
+        self.remote.load(Ordering::Relaxed)
+    }
+
+    /// Records that the room has `count` members on other nodes.
+    pub(super) fn set_remote(&self, count: usize) {
+        self.remote.store(count, Ordering::Relaxed);
     }
 
     pub(super) fn members(&self) -> RwLockReadGuard<'_, Inside> {
@@ -139,7 +159,7 @@ impl Room {
     pub(super) fn stats(&self) -> RoomStats {
         RoomStats {
             name: self.name.clone(),
-            members: self.len(),
+            members: self.len() + self.remote(),
             messages: self.messages.load(Ordering::Relaxed),
         }
     }

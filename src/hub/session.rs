@@ -14,8 +14,8 @@ use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
 use super::{
-    lock, Access, Body, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name,
-    NameKeys, Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName,
+    lock, Access, Body, Change, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name,
+    NameKeys, Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName, Unclaimed,
 };
 
 /// One connected client's handle on the hub. Dropping it takes the client
@@ -158,6 +158,11 @@ impl Session {
                 .map_err(HubError::Forbidden)?;
         }
         room.count_messages(bodies.len());
+        if room.remote() > 0 {
+            self.hub
+                .backplane()
+                .publish(&room.name, &self.name, self.me.id, &bodies);
+        }
         if self.watched() {
             let at = SystemTime::now();
             for body in &bodies {
@@ -198,13 +203,36 @@ impl Session {
         self.me.traffic.messages_in.fetch_add(1, Ordering::Relaxed);
         let counters = &self.hub.shared.counters;
         counters.add(self.me.meta.kind, Field::MessagesIn, 1);
-        let target = self
-            .hub
-            .directory()
-            .by_name
-            .get(&to.key())
-            .cloned()
-            .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
+        let key = to.key();
+        let target = {
+            let directory = self.hub.directory();
+            match directory.by_name.get(&key) {
+                Some(member) => member.clone(),
+                None => {
+                    let remote = directory
+                        .remote
+                        .by_name
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| HubError::NoSuchClient(to.clone()))?;
+                    drop(directory);
+                    if self.watched() {
+                        self.hub.show_client_watchers(self.me.id, || Seen {
+                            at: SystemTime::now(),
+                            room: None,
+                            from: self.name.clone(),
+                            from_id: Some(self.me.id),
+                            to: Some(to.clone()),
+                            body: body.clone(),
+                        });
+                    }
+                    self.hub
+                        .backplane()
+                        .direct(&remote, to, &self.name, self.me.id, &body);
+                    return Ok(());
+                }
+            }
+        };
         let seen = || Seen {
             at: SystemTime::now(),
             room: None,
@@ -276,7 +304,13 @@ impl Session {
                 .entry(name.clone())
                 .or_insert_with(|| {
                     let taps = directory.watchers.get(&name).cloned().unwrap_or_default();
-                    Arc::new(Room::new(name, taps, self.hub.shared.counters.clone()))
+                    let remote = directory.remote.rooms.get(&name).map_or(0, |m| m.len());
+                    Arc::new(Room::new(
+                        name,
+                        taps,
+                        self.hub.shared.counters.clone(),
+                        remote,
+                    ))
                 })
                 .clone();
             let members = {
@@ -287,6 +321,15 @@ impl Session {
             directory.resized(&room.name, members - 1, members);
             (room, members)
         };
+        if self.hub.node().is_some() {
+            self.hub.backplane().changed(Change::Joined {
+                id: self.me.id,
+                name: self.name.clone(),
+                room: room.name.clone(),
+                first: members == 1,
+            });
+        }
+        let members = members + room.remote();
         self.announce(
             &room,
             Event::Joined {
@@ -312,7 +355,17 @@ impl Session {
 
     /// Takes this client out of `room` and tells those left why.
     fn leave_room(&mut self, room: &Arc<Room>, reason: Arc<str>) {
-        if self.remove_from(room) {
+        let anyone_left = self.remove_from(room);
+        if self.hub.node().is_some() {
+            self.hub.backplane().changed(Change::Left {
+                id: self.me.id,
+                name: self.name.clone(),
+                room: room.name.clone(),
+                reason: reason.clone(),
+                last: !anyone_left,
+            });
+        }
+        if anyone_left {
             self.announce(
                 room,
                 Event::Left {
@@ -344,7 +397,7 @@ impl Session {
     /// it congested.
     fn announce(&mut self, room: &Room, event: Event) {
         let limit = self.hub.shared.settings.announce_max_members;
-        if limit > 0 && room.len() <= limit {
+        if limit > 0 && room.len() + room.remote() <= limit {
             let congested = self.congested.get_or_insert_with(Box::default);
             room.broadcast(&Delivery::new(event), Some(self.me.id), congested);
             if congested.is_empty() {
@@ -356,14 +409,14 @@ impl Session {
     /// Takes the name `new`, unless another client has it (or one that
     /// looks the same). Returns the old name. Everyone sharing a room with
     /// this client is told once.
-    pub fn rename(&mut self, new: Name) -> Result<Name, HubError> {
+    pub async fn rename(&mut self, new: Name) -> Result<Name, HubError> {
         if self.logged_in.as_ref().is_some_and(|l| l.name_fixed) {
             return Err(HubError::NameLocked(self.name.clone()));
         }
         if self.hub.is_user_name(&new) {
             return Err(HubError::UserName(new));
         }
-        self.take_name(new)
+        self.take_name(new).await
     }
 
     /// Logs the client in: it takes its user's `name` (kept from others,
@@ -372,10 +425,14 @@ impl Session {
     /// `access` is kept as long as the session: whatever the caller ties
     /// to the client's lifetime (a user's place among its connections) can
     /// live in it.
-    pub fn log_in(&mut self, name: Option<Name>, access: Box<dyn Access>) -> Result<(), HubError> {
+    pub async fn log_in(
+        &mut self,
+        name: Option<Name>,
+        access: Box<dyn Access>,
+    ) -> Result<(), HubError> {
         let name_fixed = name.is_some();
         if let Some(name) = name {
-            self.take_name(name)?;
+            self.take_name(name).await?;
         }
         self.logged_in = Some(Box::new(LoggedIn { access, name_fixed }));
         self.me
@@ -384,14 +441,36 @@ impl Session {
         Ok(())
     }
 
-    fn take_name(&mut self, new: Name) -> Result<Name, HubError> {
+    async fn take_name(&mut self, new: Name) -> Result<Name, HubError> {
         let keys = NameKeys::of(&new);
         if keys.is_reserved() {
             return Err(HubError::NameReserved(new));
         }
         let old_keys = NameKeys::of(&self.name);
+        let clustered = self.hub.node().is_some();
+        if clustered {
+            // Guest names are unique by their node's name; nobody takes one.
+            let guest = |key: &str| key.starts_with("guest-");
+            if (guest(&keys.key) || guest(&keys.shape)) && keys.key != old_keys.key {
+                return Err(HubError::GuestName(new));
+            }
+            // Taken here, or known taken elsewhere: no need to ask.
+            if self.hub.directory().name_taken(&keys, self.me.id) {
+                return Err(HubError::NameTaken(new));
+            }
+            self.hub.backplane().claim(self.me.id, &new).await.map_err(
+                |unclaimed| match unclaimed {
+                    Unclaimed::Taken => HubError::NameTaken(new.clone()),
+                    degraded => HubError::Cluster(degraded),
+                },
+            )?;
+        }
         let mut directory = self.hub.directory();
         if directory.name_taken(&keys, self.me.id) {
+            drop(directory);
+            if clustered {
+                self.hub.backplane().unclaim(self.me.id, &new);
+            }
             return Err(HubError::NameTaken(new));
         }
         directory.release(&old_keys, self.me.id);
@@ -399,6 +478,13 @@ impl Session {
         *lock(&self.me.name) = new.clone();
         drop(directory);
         let old = std::mem::replace(&mut self.name, new.clone());
+        if clustered {
+            self.hub.backplane().changed(Change::Renamed {
+                id: self.me.id,
+                old: old.clone(),
+                new: new.clone(),
+            });
+        }
         if old != new {
             self.announce_rename(&old, &new);
         }
@@ -414,7 +500,7 @@ impl Session {
         let mut told = HashSet::from([self.me.id]);
         for room in &self.rooms {
             let members = room.members();
-            if limit == 0 || members.len() > limit {
+            if limit == 0 || members.len() + room.remote() > limit {
                 continue;
             }
             for (id, member) in members.iter() {
@@ -442,24 +528,36 @@ impl Session {
             Some(name) => name.clone(),
             None => self.current_room().cloned().ok_or(HubError::NoRoom)?,
         };
-        let room = self
-            .hub
-            .directory()
-            .rooms
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| HubError::NoSuchRoom(name.clone()))?;
-        let limit = self.hub.shared.settings.max_list;
-        let members = room.members();
-        let total = members.len();
+        let settings = &self.hub.shared.settings;
+        let (limit, scan) = (settings.max_list, settings.max_list_scan);
+        // Members on other nodes, as far as this one knows: at most a
+        // scan's worth of them is copied out of the directory.
+        let (room, remote, remote_total) = {
+            let directory = self.hub.directory();
+            let remote = directory.remote.rooms.get(&name);
+            let room = directory.rooms.get(&name).cloned();
+            if room.is_none() && remote.is_none() {
+                return Err(HubError::NoSuchRoom(name));
+            }
+            let remote_total = remote.map_or(0, |m| m.len());
+            let remote: Vec<Name> = remote
+                .into_iter()
+                .flat_map(|m| m.values().take(scan).cloned())
+                .collect();
+            (room, remote, remote_total)
+        };
+        let members = room.as_ref().map(|room| room.members());
+        let total = members.as_ref().map_or(0, |m| m.len()) + remote_total;
         let mut names = Vec::new();
         let mut more = false;
-        for (scanned, member) in members.values().enumerate() {
-            if scanned == self.hub.shared.settings.max_list_scan {
+        let local = members
+            .iter()
+            .flat_map(|members| members.values().map(|member| member.name()));
+        for (scanned, name) in local.chain(remote).enumerate() {
+            if scanned == scan {
                 more = true;
                 break;
             }
-            let name = member.name();
             if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) {
                 if names.len() == limit {
                     more = true;
@@ -471,7 +569,7 @@ impl Session {
         drop(members);
         names.sort_by_cached_key(|name| name.as_str().to_lowercase());
         Ok((
-            room.name.clone(),
+            room.map_or(name, |room| room.name.clone()),
             Listing {
                 items: names,
                 total,
@@ -485,6 +583,9 @@ impl Session {
     pub fn rooms(&self, pattern: Option<&Pattern>) -> Listing<RoomInfo> {
         let limit = self.hub.shared.settings.max_list;
         let directory = self.hub.directory();
+        if !directory.remote.rooms.is_empty() {
+            return self.cluster_rooms(&directory, pattern);
+        }
         let total = directory.rooms.len();
         let mut items = Vec::new();
         let mut more = false;
@@ -505,6 +606,55 @@ impl Session {
             }
         }
         Listing { items, total, more }
+    }
+
+    /// [`rooms`](Session::rooms) across a cluster: the rooms of this node
+    /// and of the others, each with its members on every node. Costs a
+    /// pass over all rooms (at most the scan limit of them) and a sort.
+    fn cluster_rooms(
+        &self,
+        directory: &super::Directory,
+        pattern: Option<&Pattern>,
+    ) -> Listing<RoomInfo> {
+        let settings = &self.hub.shared.settings;
+        let remote = &directory.remote.rooms;
+        let mut sizes: Vec<(usize, &RoomName)> = Vec::new();
+        let mut total = 0;
+        let mut more = false;
+        let local = directory.by_size.iter().map(|(members, name)| {
+            let elsewhere = remote.get(name).map_or(0, |m| m.len());
+            (members.0 + elsewhere, name)
+        });
+        let only_remote = remote
+            .iter()
+            .filter(|(name, _)| !directory.rooms.contains_key(*name))
+            .map(|(name, members)| (members.len(), name));
+        for (scanned, (members, name)) in local.chain(only_remote).enumerate() {
+            total += 1;
+            if scanned >= settings.max_list_scan {
+                more = true;
+                continue;
+            }
+            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) {
+                sizes.push((members, name));
+            }
+        }
+        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        if sizes.len() > settings.max_list {
+            sizes.truncate(settings.max_list);
+            more = true;
+        }
+        Listing {
+            items: sizes
+                .into_iter()
+                .map(|(members, name)| RoomInfo {
+                    name: name.clone(),
+                    members,
+                })
+                .collect(),
+            total,
+            more,
+        }
     }
 
     /// Queues bytes already encoded for this client (a reply to its own
@@ -537,10 +687,18 @@ impl Session {
             .closing()
             .map_or(CloseReason::ClientClosed, |closing| closing.reason);
         let keys = NameKeys::of(&self.name);
-        self.hub.directory().release(&keys, self.me.id);
+        // The first departure frees the name; a second finds it free.
+        let departing = self.hub.directory().release(&keys, self.me.id);
         let reason: Arc<str> = Arc::from(reason.summary());
-        for room in std::mem::take(&mut self.rooms) {
+        let rooms = std::mem::take(&mut self.rooms);
+        for room in rooms {
             self.leave_room(&room, reason.clone());
+        }
+        if departing && self.hub.node().is_some() {
+            self.hub.backplane().changed(Change::Departed {
+                id: self.me.id,
+                name: self.name.clone(),
+            });
         }
     }
 }

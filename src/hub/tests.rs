@@ -84,28 +84,28 @@ async fn rooms_are_kept_apart() {
     assert!(drain(&c).is_empty());
 }
 
-#[test]
-fn names_are_unique_ignoring_case_and_look_alikes_and_freed_on_disconnect() {
+#[tokio::test]
+async fn names_are_unique_ignoring_case_and_look_alikes_and_freed_on_disconnect() {
     let hub = hub();
     let mut a = connect(&hub, None);
     let mut b = connect(&hub, None);
-    a.rename(Name::new("Alice").unwrap()).unwrap();
+    a.rename(Name::new("Alice").unwrap()).await.unwrap();
     for taken in ["alice", "ALICE", "AIice"] {
         assert_eq!(
-            b.rename(Name::new(taken).unwrap()),
+            b.rename(Name::new(taken).unwrap()).await,
             Err(HubError::NameTaken(Name::new(taken).unwrap())),
             "{taken}"
         );
     }
     drop(a);
-    assert!(b.rename(Name::new("alice").unwrap()).is_ok());
+    assert!(b.rename(Name::new("alice").unwrap()).await.is_ok());
 }
 
-#[test]
-fn a_guest_name_taken_by_nick_is_skipped() {
+#[tokio::test]
+async fn a_guest_name_taken_by_nick_is_skipped() {
     let hub = hub();
     let mut a = connect(&hub, None);
-    a.rename(Name::new("guest-2").unwrap()).unwrap();
+    a.rename(Name::new("guest-2").unwrap()).await.unwrap();
     let b = connect(&hub, None);
     assert_eq!(b.name().as_str(), "guest-3");
 }
@@ -179,11 +179,11 @@ fn room_listings_show_the_largest_first_up_to_the_limit() {
     assert_eq!(clients[0].rooms(None).items[0].name.as_str(), "r3");
 }
 
-#[test]
-fn who_shows_at_most_the_limit_with_the_total() {
+#[tokio::test]
+async fn who_shows_at_most_the_limit_with_the_total() {
     let hub = hub();
     let mut clients: Vec<Session> = (0..5).map(|_| connect(&hub, Some("lobby"))).collect();
-    clients[4].rename(Name::new("zed").unwrap()).unwrap();
+    clients[4].rename(Name::new("zed").unwrap()).await.unwrap();
     let (room, listing) = clients[0].who(None, None).unwrap();
     assert_eq!(room, RoomName::lobby());
     assert_eq!(
@@ -213,6 +213,7 @@ async fn notices_congest_receivers_and_the_client_who_caused_them_waits() {
     while reader.outbox().pending() <= 4096 {
         renamer
             .rename(Name::new(&format!("n{i}")).unwrap())
+            .await
             .unwrap();
         i += 1;
     }

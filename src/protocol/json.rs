@@ -230,6 +230,10 @@ enum JsonEvent<'a> {
         old: &'a Name,
         new: &'a Name,
     },
+    Notice {
+        code: &'a str,
+        text: &'a str,
+    },
 }
 
 /// One JSON object and its newline.
@@ -301,6 +305,7 @@ impl Protocol for Json {
             Event::Joined { room, name } => JsonEvent::Joined { room, name },
             Event::Left { room, name, reason } => JsonEvent::Left { room, name, reason },
             Event::Renamed { old, new } => JsonEvent::Renamed { old, new },
+            Event::Notice { code, text } => JsonEvent::Notice { code, text },
         };
         let mut writer = bytes::BufMut::writer(out);
         serde_json::to_writer(&mut writer, &event).expect("events serialize");

@@ -180,7 +180,7 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
             }
         }
         Request::Nick(name) => {
-            let old = session.rename(name.clone())?;
+            let old = session.rename(name.clone()).await?;
             Reply::Renamed { old, new: name }
         }
         Request::Who(room, pattern) => {

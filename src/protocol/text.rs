@@ -342,6 +342,7 @@ impl Protocol for Text {
             Event::Renamed { old, new } => {
                 out.put(notice(format_args!("{old} is now known as {new}")))
             }
+            Event::Notice { text, .. } => out.put(notice(format_args!("{text}"))),
         }
     }
 

@@ -74,6 +74,9 @@ pub struct Stats {
     pub memory: Memory,
     /// The listeners.
     pub listeners: Vec<ListenerView>,
+    /// The cluster, if this server is a node of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// Clients now and in all.
@@ -452,6 +455,7 @@ impl Control {
                 rss: resident_memory(),
             },
             listeners: self.listeners(),
+            cluster: shared.cluster.as_ref().map(|cluster| cluster.status()),
         }
     }
 

@@ -15,8 +15,11 @@ mod monitor;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+use crate::cluster::Cluster;
 
 use anyhow::Context;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
@@ -193,8 +196,18 @@ impl Server {
     /// the shutdown timeout to reach them, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let http_addr = self.http_addr();
+        // Before the first client: the hub needs its backplane from the start.
+        let cluster = match self.config.cluster_config() {
+            Some(config) => Some(
+                Cluster::join(self.hub.clone(), &config)
+                    .await
+                    .context("cannot join the cluster (--cluster)")?,
+            ),
+            None => None,
+        };
         info!("switchboard listening on {}", self.endpoints().join(", "));
         let shared = Arc::new(Shared {
+            cluster,
             hub: self.hub,
             slots: Arc::new(Semaphore::new(self.config.max_connections)),
             per_ip: Arc::default(),
@@ -252,6 +265,11 @@ impl Server {
         }
 
         shutdown.await;
+        // The names are freed first, so that clients reconnecting through
+        // a load balancer can take them on another node at once.
+        if let Some(cluster) = &shared.cluster {
+            cluster.leave().await;
+        }
         sweeping.abort();
         reloading.abort();
         sampling.abort();
@@ -325,6 +343,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<ServerTls>>,
     /// Credentials, when any are configured; swapped whole on reload.
     auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
+    /// The cluster this server is a node of, if any.
+    pub(crate) cluster: Option<Cluster>,
 }
 
 /// The limits a reload changes: each connection takes them as it comes,
@@ -785,29 +805,37 @@ impl Shared {
             gate,
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODING, meta);
-        // A name the client proved is its name, or it is not served:
-        // anything else would let it pass for someone it is not.
-        let refusal = match proof {
-            Proof::Nothing => None,
-            Proof::Name(name) => session.rename(name.clone()).err().map(|error| {
-                format!("the name {name} of your certificate is not available: {error}")
-            }),
-            Proof::Unusable(why) => Some(why),
-        };
-        if let Some(why) = refusal {
-            warn!(peer = %meta.peer, "refused a client: {why}");
-            session.close(CloseReason::Refused(why.into()), true);
-        }
         let handle = session.outbox_handle();
-        info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
-        let serving = Box::pin(connection::serve(
-            protocol,
-            session,
-            room,
-            stream,
-            self.live().timeouts,
-            gate,
-        ));
+        let timeouts = self.live().timeouts;
+        let serving: Pin<Box<dyn Future<Output = _> + Send>> = match proof {
+            // A name the client proved is its name, or it is not served:
+            // anything else would let it pass for someone it is not. (In a
+            // cluster, claiming it takes a round trip: the connection
+            // starts with it.)
+            Proof::Name(name) => Box::pin(async move {
+                if let Err(error) = session.rename(name.clone()).await {
+                    let why =
+                        format!("the name {name} of your certificate is not available: {error}");
+                    warn!(peer = %meta.peer, "refused a client: {why}");
+                    session.close(CloseReason::Refused(why.into()), true);
+                }
+                info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
+                connection::serve(protocol, session, room, stream, timeouts, gate).await
+            }),
+            Proof::Unusable(why) => {
+                warn!(peer = %meta.peer, "refused a client: {why}");
+                session.close(CloseReason::Refused(why.into()), true);
+                Box::pin(connection::serve(
+                    protocol, session, room, stream, timeouts, gate,
+                ))
+            }
+            Proof::Nothing => {
+                info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
+                Box::pin(connection::serve(
+                    protocol, session, room, stream, timeouts, gate,
+                ))
+            }
+        };
         let shared = self.clone();
         let listener = listener.clone();
         listener.connected();

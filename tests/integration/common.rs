@@ -223,6 +223,12 @@ impl BinaryServer {
         BinaryServer::start_with_env(args, &[]).await
     }
 
+    /// Like [`BinaryServer::start`], with arguments owned by the caller.
+    pub async fn start_owned(args: Vec<String>) -> BinaryServer {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        BinaryServer::start_with_env(&args, &[]).await
+    }
+
     /// Like [`BinaryServer::start`], with `env` set for the server; no
     /// `SWITCHBOARD_*` setting of the test's own environment is inherited.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> BinaryServer {

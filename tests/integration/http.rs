@@ -116,7 +116,7 @@ async fn close_frame_of(ws: &mut Ws) -> tokio_tungstenite::tungstenite::protocol
     .await
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     client_builder().timeout(PATIENCE).build().unwrap()
 }
 

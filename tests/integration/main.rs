@@ -11,6 +11,7 @@ mod common;
 mod auth;
 mod bench;
 mod cli;
+mod cluster;
 mod console;
 mod dead_peers;
 mod flow_control;

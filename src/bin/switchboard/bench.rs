@@ -16,7 +16,7 @@ pub struct BenchArgs {
     #[arg(value_name = "SCENARIO")]
     scenario: Scenario,
 
-    /// The relay, HOST:PORT.
+    /// The relay, HOST:PORT; or the nodes of a cluster, comma-separated, which clients are spread over in turn.
     #[arg(long, short, default_value = "127.0.0.1:12345")]
     addr: String,
 
@@ -62,6 +62,10 @@ pub struct BenchArgs {
     #[arg(long)]
     server_pid: Option<u32>,
 
+    /// What the text clients' names start with (bench-N, idle-N): several benches against one cluster need names of their own.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    name_prefix: String,
+
     /// Speak TLS to a tls://, json+tls:// or raw+tls:// listener (or wss to an --http https:// one): --tls checks the server against the system's roots, --ca FILE against a CA, --insecure not at all.
     #[command(flatten)]
     tls: crate::tls::TlsArgs,
@@ -91,6 +95,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         window: args.window,
         server_pid: args.server_pid,
+        name_prefix: args.name_prefix,
         tls: args.tls.client_tls()?,
         ..Options::default()
     };

@@ -70,6 +70,11 @@ fn write(path: &Path, contents: &str, mode: u32, force: bool) -> anyhow::Result<
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
     #[cfg(not(unix))]
     let _ = mode;
+    // `--out DIR` may name a directory not made yet.
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot make the directory {}", dir.display()))?;
+    }
     let mut file = options.open(path).with_context(|| {
         if path.exists() && !force {
             format!("{} exists; use --force to replace it", path.display())

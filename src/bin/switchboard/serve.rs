@@ -248,6 +248,30 @@ pub struct ServeArgs {
     /// Failed admin logins allowed per IP address per minute; more are refused until the minute is over. [default: 5]
     #[arg(long, value_name = "N", env = "SWITCHBOARD_ADMIN_LOGIN_ATTEMPTS")]
     admin_login_attempts: Option<u32>,
+
+    /// Join a cluster of servers that meet in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS. Rooms, names and direct messages then span every server. [default: off, no Redis needed]
+    #[arg(long, value_name = "URL", env = "SWITCHBOARD_CLUSTER")]
+    cluster: Option<String>,
+
+    /// What the cluster's keys and channels in Redis start with, so several clusters can share one Redis. [default: sb:]
+    #[arg(long, value_name = "PREFIX", env = "SWITCHBOARD_CLUSTER_PREFIX")]
+    cluster_prefix: Option<String>,
+
+    /// This server's name in its cluster (1-12 letters, digits, '-'), unique among live nodes; part of its guests' names. [default: 6 random characters]
+    #[arg(long, value_name = "NAME", env = "SWITCHBOARD_NODE_NAME")]
+    node_name: Option<String>,
+
+    /// How long a node that stops renewing its lease (crashed, cut off) keeps its names before the others free them and announce its clients gone; renewed every third of it. [default: 3s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_CLUSTER_LEASE")]
+    cluster_lease: Option<Seconds>,
+
+    /// Most cross-node sends waiting for Redis at once; past it they are dropped and counted, so a slow Redis never holds a client back. [default: 65536]
+    #[arg(long, value_name = "N", env = "SWITCHBOARD_CLUSTER_MAX_PENDING")]
+    cluster_max_pending: Option<usize>,
+
+    /// The CA certificate (PEM) that signed a rediss:// Redis's certificate, when it is not one of the system's roots. [default: the system's roots]
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CLUSTER_CA")]
+    cluster_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -313,6 +337,12 @@ impl ServeArgs {
             ws_ping_interval: args.ws_ping_interval,
             ws_pong_timeout: args.ws_pong_timeout,
             admin_login_attempts: args.admin_login_attempts,
+            cluster: args.cluster,
+            cluster_prefix: args.cluster_prefix,
+            node_name: args.node_name,
+            cluster_lease: args.cluster_lease,
+            cluster_max_pending: args.cluster_max_pending,
+            cluster_ca: args.cluster_ca,
             // The global --log-format flag, read in main before the logger starts.
             log_format: None,
         }

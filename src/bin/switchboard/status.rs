@@ -219,6 +219,37 @@ fn render(look: &Look, base: &str) -> String {
         let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
         let _ = writeln!(out, "gone      {}", reasons.join(", "));
     }
+    if let Some(cluster) = &stats.cluster {
+        let nodes: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("{} ({})", node.name, node.clients))
+            .collect();
+        let _ = writeln!(
+            out,
+            "cluster   node {}{}, nodes {}",
+            cluster.node,
+            if cluster.degraded {
+                " DEGRADED (Redis out of reach)"
+            } else {
+                ""
+            },
+            nodes.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "          out {} in {}, {} failed sends, {} lost (gaps), Redis round trip {}",
+            cluster.messages_out,
+            cluster.messages_in,
+            cluster.send_failures,
+            cluster.gaps,
+            if cluster.redis_rtt_us < 1000 {
+                format!("{} µs", cluster.redis_rtt_us)
+            } else {
+                format!("{:.1} ms", cluster.redis_rtt_us as f64 / 1000.0)
+            }
+        );
+    }
     let _ = writeln!(out);
     let rows: Vec<Vec<String>> = stats
         .listeners
