@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::auth::AuthSettings;
+use crate::device::DeviceSpec;
 use crate::hub::{HubSettings, QueueLimits, RoomName};
 use crate::throttle::Rate;
 
@@ -233,6 +234,13 @@ pub struct ListenerSpec {
     /// or `?proxy=v2`), from a load balancer in front of it: the address
     /// it names is the client's.
     pub proxy: Option<ProxyVersion>,
+    /// Drop a client that sends nothing for this long (`?idle-timeout=`),
+    /// in place of the server's `--idle-timeout`: a device that stops
+    /// sending heartbeats is gone, not "online".
+    pub idle_timeout: Option<Duration>,
+    /// What a raw listener knows of its devices: registration, heartbeats,
+    /// framing (`?register=imei&heartbeat=hex:FE&frame=gap:20`).
+    pub device: DeviceSpec,
 }
 
 impl ListenerSpec {
@@ -245,6 +253,8 @@ impl ListenerSpec {
             room: RoomName::lobby(),
             auth: false,
             proxy: None,
+            idle_timeout: None,
+            device: DeviceSpec::default(),
         }
     }
 
@@ -282,6 +292,10 @@ impl fmt::Display for ListenerSpec {
         if let Some(proxy) = self.proxy {
             options.push(format!("proxy={proxy}"));
         }
+        if let Some(idle) = self.idle_timeout {
+            options.push(format!("idle-timeout={}", format_duration(idle)));
+        }
+        options.extend(self.device.options());
         if !options.is_empty() {
             write!(f, "?{}", options.join("&"))?;
         }
@@ -306,22 +320,65 @@ impl FromStr for ListenerSpec {
             ..ListenerSpec::new(mode, addr)
         };
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            match pair.split_once('=') {
-                Some(("room", room)) => {
+            let (key, value) = match pair.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (pair, None),
+            };
+            match (key, value) {
+                ("room", Some(room)) if room.contains("{id}") => {
+                    listener.device.room = Some(
+                        crate::device::Template::parse(room)
+                            .map_err(|e| anyhow::anyhow!("bad room in listener {spec:?}: {e}"))?,
+                    )
+                }
+                ("room", Some(room)) => {
                     listener.room = RoomName::parse_user(room.as_bytes())
                         .with_context(|| format!("bad room in listener {spec:?}"))?
                 }
-                Some(("auth", auth)) => {
-                    listener.auth = parse_auth(auth).with_context(|| format!("in listener {spec:?}"))?
+                ("auth", Some(auth)) => {
+                    listener.auth =
+                        parse_auth(auth).with_context(|| format!("in listener {spec:?}"))?
                 }
-                Some(("proxy", proxy)) => {
-                    listener.proxy =
-                        Some(proxy.parse().with_context(|| format!("in listener {spec:?}"))?)
+                ("proxy", Some(proxy)) => {
+                    listener.proxy = Some(
+                        proxy
+                            .parse()
+                            .with_context(|| format!("in listener {spec:?}"))?,
+                    )
                 }
-                _ => anyhow::bail!(
-                    "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required or proxy=v1|v2"
-                ),
+                ("idle-timeout", Some(idle)) => {
+                    let idle: Seconds = idle
+                        .parse()
+                        .with_context(|| format!("in listener {spec:?}"))?;
+                    listener.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
+                }
+                _ => {
+                    let known = listener
+                        .device
+                        .set(key, value)
+                        .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
+                    if !known {
+                        anyhow::bail!(
+                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame="
+                        )
+                    }
+                    if mode != Mode::Raw {
+                        anyhow::bail!(
+                            "{key}= is for devices, on raw listeners (raw://ADDR?{pair}), not on {} listener {spec:?}",
+                            mode.as_str()
+                        )
+                    }
+                }
             }
+        }
+        listener
+            .device
+            .check()
+            .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
+        if listener.auth && listener.device.register.is_some() {
+            anyhow::bail!(
+                "register= and auth=required do not go together yet, in listener {spec:?}: a device's first packet is its registration or its token, not both"
+            )
         }
         Ok(listener)
     }

@@ -19,7 +19,9 @@ use crate::auth::{Admitted, AuthError, Authenticator};
 use crate::hub::{
     weight, Batch, Body, CloseReason, Closing, Name, OutboxHandle, Pushed, RoomName, Session,
 };
-use crate::protocol::{apply, Decode, Input, Protocol, ProtocolError, Reply, Request, Secret};
+use crate::protocol::{
+    apply, Decode, Input, Protocol, ProtocolError, Registration, Reply, Request, Secret,
+};
 use crate::throttle::{ClientRates, Throttle, Verdict};
 use crate::transport::{Farewell, Transport};
 
@@ -221,6 +223,7 @@ async fn authenticate<P: Protocol>(
             answer_client(session, protocol.error(&error, &tag)).await;
             return Gated::Waiting;
         }
+        Work::One(Input::Refused(why)) => return Gated::Out(CloseReason::Refused(why.into())),
     };
     let result = match request {
         Request::Auth(Secret(token)) => gate.auth.token(&token, gate.ip).await,
@@ -288,10 +291,35 @@ fn welcome<P: Protocol>(protocol: &P, session: &mut Session, room: RoomName) {
     if !welcome.is_empty() {
         let _ = session.reply(welcome);
     }
+    if !protocol.joins_on_arrival() {
+        return;
+    }
     if let Err(error) = session.join(room) {
         tracing::debug!(%error, "cannot put a new client in its listener's room");
         let _ = session.reply(protocol.error(&error.into(), &None));
     }
+}
+
+/// Registers a device under the name and in the room its registration
+/// gives it; `Err`: why not, for the log.
+async fn register(session: &mut Session, registration: Registration) -> Result<(), String> {
+    let Registration {
+        identity,
+        name,
+        room,
+    } = registration;
+    let stale = session
+        .register_device(&identity.id, name.clone())
+        .await
+        .map_err(|error| format!("cannot give it the name {name}: {error}"))?;
+    if let Some(stale) = stale {
+        tracing::info!(%name, client = %session.id(), %stale, "a device connected again: its stale connection is closed");
+    }
+    session
+        .join(room.clone())
+        .map_err(|error| format!("cannot put it in #{room}: {error}"))?;
+    tracing::info!(%name, client = %session.id(), device = %identity.id, %room, "device registered");
+    Ok(())
 }
 
 enum Step {
@@ -325,6 +353,16 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     let mut eof = false;
     // When the client started the line it has not finished yet.
     let mut line_started: Option<Instant> = None;
+    // A device that must register, until it has; why it was refused, if
+    // it was (nothing it sends is taken, and it is closed at the deadline).
+    let mut register_by = protocol.register_within().map(|limit| Deadline {
+        at: Instant::now() + limit,
+        limit,
+        why: Why::Register,
+    });
+    let mut refused: Option<String> = None;
+    // The input paused for the gap that ends a device's packet.
+    let mut paused = false;
     // A new client's arrival is news to its room: wait like for anything
     // else it causes.
     Box::pin(session.until_receivers_keep_up()).await;
@@ -337,7 +375,8 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             let allowed = now.and_then(|now| throttle.messages_allowed(rates, now));
             let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
             let held_back = allowed == Some(0);
-            let Some(work) = next_work(&mut decoder, &mut buf, eof, &mut held, most) else {
+            let Some(work) = next_work(&mut decoder, &mut buf, eof || paused, &mut held, most)
+            else {
                 break;
             };
             // A line was finished: what is left is a new one.
@@ -378,6 +417,31 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 tokio::task::coop::consume_budget().await;
                 continue;
             }
+            if register_by.is_some() {
+                match work {
+                    Work::One(Input::Refused(why)) => {
+                        tracing::warn!(client = %session.id(), "refused a device: {why}");
+                        refused = Some(why);
+                    }
+                    Work::One(Input::Request {
+                        request: Request::Register(registration),
+                        ..
+                    }) if refused.is_none() => {
+                        match Box::pin(register(session, *registration)).await {
+                            Ok(()) => register_by = None,
+                            Err(why) => {
+                                tracing::warn!(client = %session.id(), "refused a device: {why}");
+                                refused = Some(why);
+                            }
+                        }
+                    }
+                    // Nothing else counts before a registration, or after
+                    // a refused one.
+                    _ => {}
+                }
+                tokio::task::coop::consume_budget().await;
+                continue;
+            }
             if let Step::Stop(reason, flush) = Box::pin(handle(protocol, session, work)).await {
                 break 'connection (reason, flush);
             }
@@ -386,6 +450,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         if eof {
             break (CloseReason::ClientClosed, true);
         }
+        paused = false;
         if buf.is_empty() {
             // Give the memory back while the client is quiet.
             buf = BytesMut::new();
@@ -411,14 +476,22 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
         let until = gatekeeping.as_deref().map(Gatekeeping::deadline);
         let line_timeout = limits.line.zip(line_started);
-        let read = match Deadline::next(limits.idle, line_timeout, until) {
+        let gap = decoder
+            .gap()
+            .filter(|_| !buf.is_empty())
+            .map(|limit| Deadline {
+                at: Instant::now() + limit,
+                limit,
+                why: Why::Gap,
+            });
+        let read = match Deadline::next(limits.idle, line_timeout, [until, register_by, gap]) {
             // Boxed: a timer is memory an idle client holds, when configured.
             Some(deadline) => Box::pin(timeout_at(
                 deadline.at,
                 read_some(&mut reader, &mut buf, most),
             ))
             .await
-            .map_err(|_| deadline.reason()),
+            .map_err(|_| deadline),
             None => Ok(read_some(&mut reader, &mut buf, most).await),
         };
         match read {
@@ -431,7 +504,20 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 session.set_input_held(buf.capacity());
             }
             Ok(Err(e)) => break (CloseReason::ReadFailed(e.to_string().into()), true),
-            Err(reason) => break (reason, true),
+            // A pause: what the device sent before it is a packet.
+            Err(Deadline { why: Why::Gap, .. }) => paused = true,
+            Err(Deadline {
+                why: Why::Register,
+                limit,
+                ..
+            }) => {
+                let reason = match refused.take() {
+                    Some(why) => CloseReason::Refused(why.into()),
+                    None => CloseReason::NotRegistered { grace: limit },
+                };
+                break (reason, true);
+            }
+            Err(deadline) => break (deadline.reason(), true),
         }
     };
     session.close(reason, flush);
@@ -567,6 +653,7 @@ async fn handle<P: Protocol>(protocol: &P, session: &mut Session, work: Work) ->
     let (outcome, tag) = match input {
         Input::Request { request, tag } => (apply(session, request).await, tag),
         Input::Invalid { error, tag } => (Err(error), tag),
+        Input::Refused(why) => return Step::Stop(CloseReason::Refused(why.into()), true),
     };
     let answer = match &outcome {
         Ok(Reply::Quit) => return Step::Stop(CloseReason::Quit, true),
@@ -603,16 +690,21 @@ enum Why {
     Line,
     Auth,
     Expired,
+    /// A device's time to register.
+    Register,
+    /// A device's pause that ends a packet: not a limit.
+    Gap,
 }
 
 impl Deadline {
     /// The earliest of: the idle timeout from now, the line timeout of a
-    /// line started at `line.1`, and `until` (authentication's deadline, or
-    /// when the credentials expire).
+    /// line started at `line.1`, and `others` (authentication's deadline,
+    /// or when the credentials expire; a device's time to register; the
+    /// gap that ends its packet).
     fn next(
         idle: Option<Duration>,
         line: Option<(Duration, Instant)>,
-        until: Option<Deadline>,
+        others: [Option<Deadline>; 3],
     ) -> Option<Deadline> {
         let idle = idle.map(|limit| Deadline {
             at: Instant::now() + limit,
@@ -624,8 +716,9 @@ impl Deadline {
             limit,
             why: Why::Line,
         });
-        [idle, line, until]
+        [idle, line]
             .into_iter()
+            .chain(others)
             .flatten()
             .min_by_key(|d| d.at)
     }
@@ -637,6 +730,8 @@ impl Deadline {
             Why::Line => CloseReason::LineTimeout { timeout },
             Why::Auth => CloseReason::AuthTimeout { timeout },
             Why::Expired => CloseReason::CredentialsExpired,
+            Why::Register => CloseReason::NotRegistered { grace: timeout },
+            Why::Gap => unreachable!("a gap is not a limit"),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 mod connection;
+pub mod device;
 mod http;
 pub mod hub;
 pub mod protocol;

@@ -15,9 +15,9 @@ use utoipa::OpenApi;
 
 use super::{error, App, AppState};
 use crate::server::control::{
-    ClientCounts, ClientPage, ClientQuery, ClientView, InOut, KickRequest, ListenerView, Memory,
-    OpenListener, RateFigures, RoomDetail, RoomPage, RoomQuery, RoomView, SendRequest, SendResult,
-    Stats,
+    ClientCounts, ClientPage, ClientQuery, ClientView, DeviceView, InOut, KickRequest,
+    ListenerView, Memory, OpenListener, RateFigures, RoomDetail, RoomPage, RoomQuery, RoomView,
+    SendRequest, SendResult, Stats,
 };
 
 /// The admin API's OpenAPI description, served at `/api/v1/openapi.json`.
@@ -29,7 +29,7 @@ use crate::server::control::{
     ),
     paths(stats, clients, client, kick, rooms, room, send, listeners, open_listener, close_listener),
     components(schemas(
-        Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, ClientView, ClientPage,
+        Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, ClientView, DeviceView, ClientPage,
         RoomView, RoomPage, RoomDetail, SendRequest, SendResult, KickRequest, OpenListener, ApiError,
         crate::cluster::ClusterStatus, crate::cluster::NodeStatus
     )),

@@ -115,6 +115,8 @@ pub struct ClientInfo {
     pub bytes_out: u64,
     /// Bytes queued for it, not yet written.
     pub queue_bytes: usize,
+    /// What it registered as, if it is a device.
+    pub device: Option<super::DeviceInfo>,
 }
 
 /// A room, as an admin sees it.
@@ -180,6 +182,7 @@ impl Member {
             messages_out: traffic.messages_out.load(Ordering::Relaxed),
             bytes_out: traffic.bytes_out.load(Ordering::Relaxed),
             queue_bytes: self.outbox.pending(),
+            device: self.device.get().map(|device| device.info()),
         }
     }
 }

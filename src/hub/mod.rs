@@ -23,6 +23,7 @@
 mod access;
 mod backplane;
 mod counters;
+mod device;
 mod event;
 mod info;
 mod listing;
@@ -36,6 +37,7 @@ mod tap;
 pub use access::{Access, ReservedNames};
 pub use backplane::{Backplane, Change, Claim, NodeName, RemoteClient, Solo, Unclaimed};
 pub use counters::{ClientKind, KINDS};
+pub use device::DeviceInfo;
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use info::{
     unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
@@ -172,6 +174,13 @@ pub enum CloseReason {
     },
     /// The client's credentials (a JWT) expired.
     CredentialsExpired,
+    /// The same device connected again: this is its stale connection.
+    Replaced,
+    /// A device did not register (or registered wrongly) in this long.
+    NotRegistered {
+        /// The listener's register grace.
+        grace: Duration,
+    },
     /// The client sent faster than `limit` allows for the whole grace
     /// period, however much it was slowed down.
     RateLimited {
@@ -205,6 +214,8 @@ impl CloseReason {
             CloseReason::Refused(_) => "refused",
             CloseReason::AuthTimeout { .. } => "auth timeout",
             CloseReason::CredentialsExpired => "credentials expired",
+            CloseReason::Replaced => "replaced by a new connection",
+            CloseReason::NotRegistered { .. } => "not registered",
             CloseReason::RateLimited { .. } => "rate limited",
         }
     }
@@ -229,6 +240,8 @@ impl CloseReason {
             CloseReason::Refused(_) => "refused",
             CloseReason::AuthTimeout { .. } => "auth_timeout",
             CloseReason::CredentialsExpired => "credentials_expired",
+            CloseReason::Replaced => "replaced",
+            CloseReason::NotRegistered { .. } => "not_registered",
             CloseReason::RateLimited { .. } => "rate_limited",
         }
     }
@@ -287,6 +300,15 @@ impl fmt::Display for CloseReason {
             CloseReason::CredentialsExpired => {
                 write!(f, "credentials expired: your token is no longer valid; connect again with a new one")
             }
+            CloseReason::Replaced => write!(
+                f,
+                "replaced: the same device connected again, and its new connection has its name"
+            ),
+            CloseReason::NotRegistered { grace } => write!(
+                f,
+                "not registered: no registration packet came within {} (register grace)",
+                crate::config::format_duration(*grace)
+            ),
             CloseReason::RateLimited { limit, grace } => write!(
                 f,
                 "rate limited: sent faster than {limit} for {} on end, however much it was slowed down (rate limit grace)",
@@ -328,6 +350,17 @@ pub enum HubError {
     /// The cluster could not be asked.
     #[error(transparent)]
     Cluster(Unclaimed),
+    /// Names under a device listener's name template are for its devices.
+    #[error("names starting with {prefix} are kept for devices; pick another")]
+    DeviceName {
+        /// The name asked for.
+        name: Name,
+        /// The fixed start it is under.
+        prefix: String,
+    },
+    /// A device registers once per connection.
+    #[error("this connection registered as a device already")]
+    AlreadyRegistered,
     /// The room does not exist (it has no members).
     #[error("there is no room #{0}")]
     NoSuchRoom(RoomName),
@@ -354,9 +387,11 @@ impl HubError {
         match self {
             HubError::NameTaken(_) => "name_taken",
             HubError::NoSuchClient(_) | HubError::NoSuchClientId(_) => "no_such_client",
-            HubError::NameReserved(_) | HubError::UserName(_) | HubError::GuestName(_) => {
-                "name_reserved"
-            }
+            HubError::NameReserved(_)
+            | HubError::UserName(_)
+            | HubError::GuestName(_)
+            | HubError::DeviceName { .. } => "name_reserved",
+            HubError::AlreadyRegistered => "already_registered",
             HubError::Cluster(_) => "cluster_degraded",
             HubError::NameLocked(_) => "name_locked",
             HubError::Forbidden(_) => "forbidden",
@@ -442,6 +477,8 @@ struct Shared {
     reserved: std::sync::RwLock<Option<Arc<dyn ReservedNames>>>,
     /// The other nodes of the cluster, if it is part of one (unset: [`Solo`]).
     backplane: OnceLock<Arc<dyn Backplane>>,
+    /// Names kept for devices (read on renames only).
+    device_prefixes: device::DevicePrefixes,
 }
 
 /// Names and rooms: written on connect, join, leave, rename and disconnect,
@@ -555,6 +592,8 @@ struct Member {
     watched: std::sync::atomic::AtomicBool,
     /// Whether it authenticated (a login, a token, a JWT), for the admin.
     logged_in: std::sync::atomic::AtomicBool,
+    /// What it registered as, if it is a device.
+    device: OnceLock<Box<device::DeviceState>>,
 }
 
 impl Member {
@@ -638,6 +677,7 @@ impl Hub {
                 pauses: AtomicU64::new(0),
                 reserved: std::sync::RwLock::new(None),
                 backplane: OnceLock::new(),
+                device_prefixes: Default::default(),
             }),
         }
     }
@@ -705,6 +745,7 @@ impl Hub {
             traffic: Traffic::default(),
             watched: Default::default(),
             logged_in: Default::default(),
+            device: OnceLock::new(),
         });
         me.traffic
             .last_activity

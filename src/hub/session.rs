@@ -28,8 +28,8 @@ use super::{
 /// [`Session::until_receivers_keep_up`] before reading more from it.
 #[derive(Debug)]
 pub struct Session {
-    hub: Hub,
-    me: Arc<Member>,
+    pub(super) hub: Hub,
+    pub(super) me: Arc<Member>,
     name: Name,
     /// Rooms joined, oldest first; the last is where plain messages go.
     rooms: Vec<Arc<Room>>,
@@ -158,6 +158,7 @@ impl Session {
                 .map_err(HubError::Forbidden)?;
         }
         room.count_messages(bodies.len());
+        self.device_sent();
         if room.remote() > 0 {
             self.hub
                 .backplane()
@@ -416,6 +417,9 @@ impl Session {
         if self.hub.is_user_name(&new) {
             return Err(HubError::UserName(new));
         }
+        if let Some(prefix) = self.hub.device_prefix_of(&NameKeys::of(&new)) {
+            return Err(HubError::DeviceName { name: new, prefix });
+        }
         self.take_name(new).await
     }
 
@@ -441,7 +445,7 @@ impl Session {
         Ok(())
     }
 
-    async fn take_name(&mut self, new: Name) -> Result<Name, HubError> {
+    pub(super) async fn take_name(&mut self, new: Name) -> Result<Name, HubError> {
         let keys = NameKeys::of(&new);
         if keys.is_reserved() {
             return Err(HubError::NameReserved(new));

@@ -38,6 +38,8 @@ enum Wire {
     #[serde(alias = "message", alias = "send")]
     Say {
         room: Option<String>,
+        /// `{"type":"send","to":NAME,...}` is a direct message.
+        to: Option<String>,
         text: Option<String>,
         bytes: Option<String>,
     },
@@ -135,7 +137,27 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
     let pattern = |raw: String| Pattern::new(&raw).map_err(ProtocolError::from);
     Ok(match wire {
         Wire::Say {
+            room: Some(_),
+            to: Some(_),
+            ..
+        } => {
+            return Err(ProtocolError::new(
+                "bad_request",
+                r#"send to a "room" or to one client ("to"), not both"#,
+            ))
+        }
+        Wire::Say {
+            to: Some(to),
+            text,
+            bytes,
+            ..
+        } => Request::Direct {
+            to: name(to)?,
+            body: body(text, bytes)?,
+        },
+        Wire::Say {
             room: target,
+            to: None,
             text,
             bytes,
         } => Request::Say {

@@ -5,6 +5,7 @@
 //! and raw clients share rooms. A mode is a [`Protocol`]: a decoder per
 //! connection, and encoders shared by all connections of a listener.
 
+mod device;
 mod json;
 mod line;
 mod raw;
@@ -12,10 +13,11 @@ mod request;
 pub mod terminal;
 mod text;
 
+pub use device::Device;
 pub use json::Json;
 pub use line::{LineDecoder, LineError};
 pub use raw::Raw;
-pub use request::{apply, ProtocolError, Reply, Request, Secret};
+pub use request::{apply, ProtocolError, Registration, Reply, Request, Secret};
 pub use text::{Text, MAX_LINES_PER_MESSAGE};
 
 use bytes::{Bytes, BytesMut};
@@ -44,6 +46,10 @@ pub enum Input {
         /// The JSON `id` to echo, if one could be read.
         tag: Tag,
     },
+    /// Input after which nothing more from the client is taken: a device
+    /// whose registration is wrong (why, for the log). The connection is
+    /// closed when its time to register is up.
+    Refused(String),
 }
 
 /// Splits a connection's incoming bytes into inputs.
@@ -52,6 +58,12 @@ pub trait Decode: Send {
     /// no complete one. `eof`: no more bytes will come, so a trailing
     /// incomplete line counts as complete.
     fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input>;
+
+    /// How long a pause in the client's input ends what it has sent so
+    /// far (`frame=gap:MS`): after it, `decode` is called as at `eof`.
+    fn gap(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A wire protocol: a decoder per connection, encoders shared by all
@@ -104,6 +116,18 @@ pub trait Protocol: Send + Sync + 'static {
     /// credentials (`?auth=required`): how to give them, and by when.
     fn auth_required(&self, _within: std::time::Duration) -> Bytes {
         Bytes::new()
+    }
+
+    /// Whether a new client joins its listener's room as it arrives; a
+    /// device that must register first joins its room then.
+    fn joins_on_arrival(&self) -> bool {
+        true
+    }
+
+    /// How long a new client has to register (a device listener with
+    /// `register=`); `None`: nothing to register.
+    fn register_within(&self) -> Option<std::time::Duration> {
+        None
     }
 
     /// Whether the client's first line of data is its token (raw devices,

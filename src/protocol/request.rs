@@ -39,6 +39,10 @@ pub enum Request {
     Quit,
     /// Prove who the client is with a token: static, or a JWT.
     Auth(Secret),
+    /// A device's registration packet: who it is, and where it goes.
+    Register(Box<Registration>),
+    /// A device's heartbeat packet: it is alive, and says nothing.
+    Heartbeat,
     /// Log in as a user of the users file.
     Login {
         /// The user name.
@@ -46,6 +50,18 @@ pub enum Request {
         /// The password.
         password: Secret,
     },
+}
+
+/// A registered device's identity, and the name and room its listener
+/// gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Who it is, as its registration said.
+    pub identity: crate::device::Identity,
+    /// Its name (`dev-{id}`).
+    pub name: Name,
+    /// Its room.
+    pub room: RoomName,
 }
 
 /// A password or token: never shown, in logs or debug output.
@@ -189,6 +205,17 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         }
         Request::Rooms(pattern) => Reply::Rooms(session.rooms(pattern.as_ref())),
         Request::Ping => Reply::Pong,
+        Request::Heartbeat => {
+            session.heartbeat();
+            Reply::Pong
+        }
+        // The connection registers its device, where its listener asks.
+        Request::Register(_) => {
+            return Err(ProtocolError::new(
+                "not_a_device",
+                "registrations are for devices on raw listeners with register=",
+            ))
+        }
         Request::Help => Reply::Help,
         Request::Quit => Reply::Quit,
         // The connection handles credentials where a listener asks for

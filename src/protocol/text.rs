@@ -12,7 +12,9 @@ use super::terminal::put_inert;
 use super::{
     Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag, TEXT_SLOT,
 };
-use crate::hub::{Body, CloseReason, Closing, Event, Listing, Name, NameError, Pattern, RoomName};
+use crate::hub::{
+    Body, CloseReason, Closing, Event, Framing, Listing, Name, NameError, Pattern, RoomName,
+};
 
 /// The text protocol of one listener.
 #[derive(Debug, Clone)]
@@ -73,6 +75,7 @@ const HELP: &str = "\
 *   /join ROOM        join ROOM (made if new); your messages go there
 *   /leave [ROOM]     leave ROOM (default: the current room)
 *   /msg NAME TEXT    send TEXT to NAME alone
+*   /hex NAME|#ROOM HEX  send bytes, written in hex (01 03 0A), to a device or room
 *   /who [ROOM [PAT]] who is in ROOM (default: the current room)
 *   /rooms [PATTERN]  list the rooms, largest first (PATTERN: dev-* or a part)
 *   /login USER PASS  log in (where the server asks for it)
@@ -140,6 +143,14 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
                     .map_err(invalid("invalid_name"))
             }
         }
+        "hex" => {
+            let (target, hex) = split_word(args);
+            if target.is_empty() || hex.is_empty() {
+                usage("/hex NAME HEX or /hex #ROOM HEX, e.g. /hex dev-7 01 03 00 00 00 0A C5 CD")
+            } else {
+                hex_request(&target, &hex)
+            }
+        }
         "who" | "names" => {
             let (target, pattern_text) = split_word(args.clone());
             let (pattern_word, rest) = split_word(pattern_text);
@@ -184,6 +195,22 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
             ),
         )),
     })
+}
+
+/// `/hex TARGET BYTES`: the bytes, exactly, to a client or a room.
+fn hex_request(target: &[u8], hex: &[u8]) -> Result<Request, ProtocolError> {
+    let bytes = crate::device::hex::parse(&String::from_utf8_lossy(hex))
+        .map_err(|why| ProtocolError::new("bad_hex", why))?;
+    let body = Body::chunk(bytes);
+    match target.strip_prefix(b"#") {
+        Some(room_name) => Ok(Request::Say {
+            room: Some(room(room_name)?),
+            body,
+        }),
+        None => Name::from_bytes(target)
+            .map(|to| Request::Direct { to, body })
+            .map_err(invalid("invalid_name")),
+    }
 }
 
 fn usage<T>(text: &str) -> Result<T, ProtocolError> {
@@ -243,6 +270,15 @@ pub const MAX_LINES_PER_MESSAGE: usize = 1000;
 /// Writes `body` as one or more lines, each after `prefix` (the parts of
 /// `prefix` in a row), made safe for a terminal (see [`super::terminal`]).
 fn message_lines(prefix: &[&[u8]], body: &Body, out: &mut BytesMut) {
+    if shown_as_hex(body) {
+        for part in prefix {
+            out.put_slice(part);
+        }
+        out.put_slice(b"<hex ");
+        out.put_slice(crate::device::hex::format(&body.bytes).as_bytes());
+        out.put_slice(b">\n");
+        return;
+    }
     let bytes = &body.bytes[..];
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let prefix_len: usize = prefix.iter().map(|part| part.len()).sum();
@@ -270,6 +306,26 @@ fn message_lines(prefix: &[&[u8]], body: &Body, out: &mut BytesMut) {
         put_prefix(out);
         put_inert(out, segment);
         out.put_u8(b'\n');
+    }
+}
+
+/// Whether a body is bytes from a stream (a device, a raw client) that are
+/// not text a person can read: not UTF-8, or with control characters other
+/// than tabs and line endings. Text clients see those as hex, like a
+/// serial tool shows them: `<hex 01 03 02 00 0A>`.
+fn shown_as_hex(body: &Body) -> bool {
+    if body.framing != Framing::Chunk {
+        return false;
+    }
+    let readable = |b: &u8| (0x20..0x7f).contains(b) || matches!(b, b'\t' | b'\n' | b'\r');
+    if body.bytes.iter().all(readable) {
+        return false;
+    }
+    match std::str::from_utf8(&body.bytes) {
+        Ok(text) => text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')),
+        Err(_) => true,
     }
 }
 

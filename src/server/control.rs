@@ -196,6 +196,26 @@ pub struct ClientView {
     /// Why it went, as a code (`slow_consumer`, `stalled`, `idle`, `kicked`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
+    /// What it registered as, for a device on a `register=` listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceView>,
+}
+
+/// A registered device, as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// Its identity, from its registration (an IMEI, an ICCID, a MAC...).
+    pub id: String,
+    /// When it registered (unix milliseconds).
+    pub registered_at: u64,
+    /// When it last sent a heartbeat (unix milliseconds); none yet: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<u64>,
+    /// When it last sent data (unix milliseconds); none yet: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_data: Option<u64>,
+    /// Heartbeats it sent.
+    pub heartbeats: u64,
 }
 
 /// A page of clients.
@@ -776,6 +796,8 @@ impl Control {
             // Balancers are set up with the server, not pointed at a port
             // opened for a few minutes.
             proxy: None,
+            idle_timeout: None,
+            device: Default::default(),
         };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(self.listener_view(&listener))
@@ -870,7 +892,15 @@ fn client_view(
         ),
         None => (None, None, None),
     };
+    let device = client.device.map(|device| DeviceView {
+        id: device.id,
+        registered_at: unix_millis(device.registered_at),
+        last_heartbeat: device.last_heartbeat.map(unix_millis),
+        last_data: device.last_data.map(unix_millis),
+        heartbeats: device.heartbeats,
+    });
     ClientView {
+        device,
         id: client.id.get(),
         name: client.name.as_str().to_owned(),
         addr: client.meta.peer.to_string(),

@@ -20,7 +20,7 @@ use super::{listen, Arrival, Greeting, Proof, Refusal, Shared};
 use crate::config::{ListenerSpec, Mode};
 use crate::connection::Gate;
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
-use crate::protocol::{Json, Protocol, Raw, Text};
+use crate::protocol::{Device, Json, Protocol, Raw, Text};
 use crate::transport::{proxy, tls, TlsTransport};
 
 /// Shortest and longest pause after a failed `accept` (e.g. out of file
@@ -221,9 +221,18 @@ impl Shared {
                 .spawn(accept_loop(shared, listening, socket, move |_| {
                     Json::new(max_line)
                 })),
-            Mode::Raw => self
-                .tracker
-                .spawn(accept_loop(shared, listening, socket, |_| Raw)),
+            Mode::Raw if spec.device.is_plain() => {
+                self.tracker
+                    .spawn(accept_loop(shared, listening, socket, |_| Raw))
+            }
+            Mode::Raw => {
+                self.hub.reserve_device_names(spec.device.name.prefix());
+                let device = Device::new(spec.device.clone(), spec.room.clone(), max_line);
+                self.tracker
+                    .spawn(accept_loop(shared, listening, socket, move |_| {
+                        device.clone()
+                    }))
+            }
         };
         drop(task);
         listener

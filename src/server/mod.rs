@@ -806,7 +806,10 @@ impl Shared {
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODING, meta);
         let handle = session.outbox_handle();
-        let timeouts = self.live().timeouts;
+        let mut timeouts = self.live().timeouts;
+        if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
+            timeouts.idle = Some(idle);
+        }
         let serving: Pin<Box<dyn Future<Output = _> + Send>> = match proof {
             // A name the client proved is its name, or it is not served:
             // anything else would let it pass for someone it is not. (In a

@@ -472,6 +472,8 @@ pub(crate) fn close_frame(reason: &CloseReason) -> (u16, String) {
         | CloseReason::Refused(_)
         | CloseReason::AuthTimeout { .. }
         | CloseReason::CredentialsExpired
+        | CloseReason::Replaced
+        | CloseReason::NotRegistered { .. }
         | CloseReason::RateLimited { .. } => code::POLICY,
     };
     (code, truncate(&reason.to_string(), MAX_CLOSE_REASON))

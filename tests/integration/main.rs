@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod console;
 mod dead_peers;
+mod devices;
 mod flow_control;
 mod hostile;
 mod http;

@@ -5,6 +5,7 @@
 mod bench;
 mod cert;
 mod connect;
+mod device;
 mod manual;
 mod passwd;
 mod send;
@@ -67,6 +68,9 @@ enum Command {
     /// Print the manual page (roff), or write one page per command to a directory.
     #[command(hide = true)]
     Manpage(manual::ManpageArgs),
+    /// Play a device (a DTU): send a registration packet, a heartbeat every
+    /// so often and stdin as bytes; print what comes back as hex and text.
+    Device(device::DeviceArgs),
     /// Hash a password (read from stdin) and print the users-file entry
     /// for USER, ready to append: `switchboard passwd alice >> users.toml`.
     Passwd(passwd::PasswdArgs),
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
             Command::Completions(args) => manual::completions(args, Cli::command()),
             Command::Manpage(args) => manual::manpage(args, Cli::command()),
             Command::Passwd(args) => passwd::run(args).await,
+            Command::Device(args) => device::run(args).await,
         }
     });
     // Do not wait for a blocked stdin read: the command is done.

@@ -1,0 +1,206 @@
+//! `switchboard device`: a fake DTU, for trying device listeners without
+//! hardware. It connects, sends its registration packet, a heartbeat
+//! every so often, and whatever comes on stdin as bytes; it prints what
+//! it receives as hex and text, as a serial tool does.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use switchboard::config::Seconds;
+use switchboard::device::hex;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// The server's device listener, HOST:PORT.
+    addr: String,
+
+    /// The registration packet sent on connect: text (an IMEI, `pump-7`),
+    /// or bytes as `hex:AA55002A`.
+    #[arg(long, value_name = "VALUE")]
+    register: Option<String>,
+
+    /// Send the registration in front of every packet too, as DTUs set to
+    /// "register with each packet" do.
+    #[arg(long, requires = "register")]
+    register_each: bool,
+
+    /// The heartbeat packet: hex bytes (`FE`, `FE FE`), or text as
+    /// `text:ping`.
+    #[arg(long, value_name = "PACKET")]
+    heartbeat: Option<String>,
+
+    /// How often to send the heartbeat.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    every: Seconds,
+
+    /// Each line of stdin is hex bytes to send (`01 03 00 00 00 0A C5 CD`),
+    /// rather than the bytes to send themselves.
+    #[arg(long)]
+    hex: bool,
+}
+
+fn packet(value: &str, bare_is_hex: bool) -> anyhow::Result<Vec<u8>> {
+    let bytes = if let Some(hex_bytes) = value.strip_prefix("hex:") {
+        hex::parse(hex_bytes).map_err(anyhow::Error::msg)?
+    } else if let Some(text) = value.strip_prefix("text:") {
+        text.as_bytes().to_vec()
+    } else if bare_is_hex {
+        hex::parse(value).map_err(anyhow::Error::msg)?
+    } else {
+        value.as_bytes().to_vec()
+    };
+    anyhow::ensure!(!bytes.is_empty(), "an empty packet is nothing to send");
+    Ok(bytes)
+}
+
+/// One received chunk as rows of up to 16 bytes: hex, then the text.
+fn show(bytes: &[u8]) -> String {
+    let mut out = format!("< {} bytes\n", bytes.len());
+    for row in bytes.chunks(16) {
+        let text: String = row
+            .iter()
+            .map(|b| {
+                if (0x20..0x7f).contains(b) {
+                    *b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push_str(&format!("  {:<47}  |{text}|\n", hex::format(row)));
+    }
+    out
+}
+
+pub async fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
+    let registration = args
+        .register
+        .as_deref()
+        .map(|value| packet(value, false))
+        .transpose()
+        .context("bad --register")?;
+    let heartbeat = args
+        .heartbeat
+        .as_deref()
+        .map(|value| packet(value, true))
+        .transpose()
+        .context("bad --heartbeat")?;
+    anyhow::ensure!(!args.every.0.is_zero(), "--every must be more than 0");
+    let stream = TcpStream::connect(&args.addr)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.addr))?;
+    stream.set_nodelay(true)?;
+    eprintln!("* connected to {}", args.addr);
+    let (mut reader, mut writer) = stream.into_split();
+
+    // One writer, so that each packet goes out whole.
+    let (packets, mut to_send) = mpsc::channel::<Vec<u8>>(64);
+    let writing = tokio::spawn(async move {
+        while let Some(packet) = to_send.recv().await {
+            writer.write_all(&packet).await?;
+        }
+        std::io::Result::Ok(())
+    });
+    if let Some(registration) = &registration {
+        packets.send(registration.clone()).await.ok();
+        eprintln!("* sent the registration ({})", hex::format(registration));
+    }
+    if let Some(heartbeat) = heartbeat {
+        let (packets, every) = (packets.clone(), args.every.0);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                if packets.send(heartbeat.clone()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let prefix = registration
+        .filter(|_| args.register_each)
+        .unwrap_or_default();
+    tokio::spawn(stdin_packets(packets, prefix, args.hex));
+
+    // A write that fails ends the writer; the read side then sees the
+    // connection gone.
+    drop(writing);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => {
+                eprintln!("* the server closed the connection");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(n) => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(show(&buf[..n]).as_bytes())?;
+                stdout.flush()?;
+            }
+            Err(error) => anyhow::bail!("reading from {}: {error}", args.addr),
+        }
+    }
+}
+
+/// Sends stdin, as it comes (or line by line as hex), until it ends; a
+/// device stays connected after that.
+async fn stdin_packets(packets: mpsc::Sender<Vec<u8>>, prefix: Vec<u8>, as_hex: bool) {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    if as_hex {
+        let mut lines = stdin.lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match hex::parse(&line) {
+                Ok(bytes) => {
+                    if packets.send([&prefix[..], &bytes].concat()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(why) => eprintln!("! not sent: {why}"),
+            }
+        }
+        return;
+    }
+    let mut buf = vec![0; 16 * 1024];
+    while let Ok(n @ 1..) = stdin.read(&mut buf).await {
+        if packets
+            .send([&prefix[..], &buf[..n]].concat())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_are_text_or_hex_as_written() {
+        assert_eq!(
+            packet("861234567890123", false).unwrap(),
+            b"861234567890123"
+        );
+        assert_eq!(packet("FE", true).unwrap(), [0xFE]);
+        assert_eq!(packet("text:ping", true).unwrap(), b"ping");
+        assert_eq!(packet("hex:AA55", false).unwrap(), [0xAA, 0x55]);
+        assert!(packet("GG", true).is_err());
+    }
+
+    #[test]
+    fn what_comes_is_shown_as_hex_and_text() {
+        assert_eq!(
+            show(b"\x01\x03OK"),
+            format!("< 4 bytes\n  {:<47}  |..OK|\n", "01 03 4F 4B")
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! Bytes written as hex, the way device manuals and serial tools show
+//! them: `01 03 00 00 00 0A C5 CD`.
+
+use std::fmt::Write;
+
+/// `bytes` as upper-case hex pairs separated by spaces.
+pub fn format(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, byte) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{byte:02X}");
+    }
+    out
+}
+
+/// Reads hex bytes: pairs of hex digits, optionally separated by spaces,
+/// `:` or `-` (`01 03 0A`, `01030A`, `AA:BB:CC`), each pair optionally
+/// written `0x01`.
+pub fn parse(text: &str) -> Result<Vec<u8>, String> {
+    let mut digits = Vec::with_capacity(text.len());
+    for token in text.split(|c: char| c.is_whitespace() || c == ':' || c == '-' || c == ',') {
+        let token = token
+            .strip_prefix("0x")
+            .or_else(|| token.strip_prefix("0X"))
+            .unwrap_or(token);
+        if token.len() % 2 == 1 {
+            return Err(format!(
+                "{token:?} is not whole bytes: write each byte as two hex digits, like 0A"
+            ));
+        }
+        digits.extend_from_slice(token.as_bytes());
+    }
+    if digits.is_empty() {
+        return Err("no hex bytes given: write them like 01 03 0A".to_owned());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).unwrap_or("??");
+            u8::from_str_radix(pair, 16)
+                .map_err(|_| format!("{pair:?} is not a hex byte (0-9, A-F)"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hex_reads_the_ways_manuals_write_it() {
+        let modbus = vec![0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD];
+        assert_eq!(parse("01 03 00 00 00 0A C5 CD").unwrap(), modbus);
+        assert!(parse("010300000000aC5CD")
+            .unwrap_err()
+            .contains("whole bytes"));
+        assert_eq!(parse("0103000000 0AC5CD").unwrap(), modbus);
+        assert_eq!(
+            parse("0x01 0x03 0x00 0x00 0x00 0x0a 0xc5 0xcd").unwrap(),
+            modbus
+        );
+        assert_eq!(parse("AA:BB-cc").unwrap(), vec![0xAA, 0xBB, 0xCC]);
+        assert!(parse("GG").unwrap_err().contains("not a hex byte"));
+        assert!(parse("  ").unwrap_err().contains("no hex bytes"));
+        assert_eq!(format(&modbus), "01 03 00 00 00 0A C5 CD");
+    }
+
+    proptest! {
+        #[test]
+        fn what_is_formatted_parses_back(bytes in proptest::collection::vec(any::<u8>(), 1..200)) {
+            prop_assert_eq!(parse(&format(&bytes)).unwrap(), bytes);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Registration packets (`register=`): how a device says who it is, in
+//! its first packet, or in front of every packet (`register-each`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest registration a device may send, in bytes: DTUs allow custom
+/// registration packets of up to 40.
+pub const MAX_REGISTRATION: usize = 40;
+
+/// How a device identifies itself.
+#[derive(Debug, Clone)]
+pub enum Register {
+    /// 15 ASCII digits.
+    Imei,
+    /// 19 or 20 ASCII digits starting with 89.
+    Iccid,
+    /// 12 hex digits, bare or in pairs separated by `:` or `-`.
+    Mac,
+    /// Everything up to the first newline (or the end of the packet).
+    Line,
+    /// The first N bytes.
+    Length(usize),
+    /// Bytes starting with this prefix, up to the end of the packet: what
+    /// follows the prefix is the identity.
+    Hex(Vec<u8>),
+    /// The first match of a regular expression at the start of the packet:
+    /// its first capture group (or the whole match) is the identity.
+    Regex(regex::bytes::Regex),
+}
+
+impl PartialEq for Register {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Register::Regex(a), Register::Regex(b)) => a.as_str() == b.as_str(),
+            (Register::Length(a), Register::Length(b)) => a == b,
+            (Register::Hex(a), Register::Hex(b)) => a == b,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+impl Eq for Register {}
+
+impl FromStr for Register {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let (kind, value) = spec.split_once(':').unwrap_or((spec, ""));
+        Ok(match (kind, value) {
+            ("imei", "") => Register::Imei,
+            ("iccid", "") => Register::Iccid,
+            ("mac", "") => Register::Mac,
+            ("line", "") => Register::Line,
+            ("len", n) => match n.parse::<usize>() {
+                Ok(n @ 1..=MAX_REGISTRATION) => Register::Length(n),
+                _ => {
+                    return Err(format!(
+                        "register={spec:?}: len:N takes 1 to {MAX_REGISTRATION} bytes"
+                    ))
+                }
+            },
+            ("hex", prefix) => {
+                let prefix = super::hex::parse(prefix)
+                    .map_err(|e| format!("bad prefix in register={spec:?}: {e}"))?;
+                if prefix.len() >= MAX_REGISTRATION {
+                    return Err(format!(
+                        "register={spec:?}: a prefix is shorter than {MAX_REGISTRATION} bytes"
+                    ));
+                }
+                Register::Hex(prefix)
+            }
+            ("regex", pattern) => {
+                let regex = regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})"))
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("bad regular expression in register={spec:?}: {e}"))?;
+                Register::Regex(regex)
+            }
+            _ => {
+                return Err(format!(
+                    "unknown register={spec:?}: expected imei, iccid, mac, line, len:N, hex:PREFIX or regex:PATTERN"
+                ))
+            }
+        })
+    }
+}
+
+impl fmt::Display for Register {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Register::Imei => f.write_str("imei"),
+            Register::Iccid => f.write_str("iccid"),
+            Register::Mac => f.write_str("mac"),
+            Register::Line => f.write_str("line"),
+            Register::Length(n) => write!(f, "len:{n}"),
+            Register::Hex(prefix) => {
+                write!(f, "hex:{}", super::hex::format(prefix).replace(' ', ""))
+            }
+            Register::Regex(regex) => {
+                let pattern = regex.as_str();
+                let pattern = pattern
+                    .strip_prefix("^(?:")
+                    .and_then(|p| p.strip_suffix(')'))
+                    .unwrap_or(pattern);
+                write!(f, "regex:{pattern}")
+            }
+        }
+    }
+}
+
+/// A device's identity, read from its registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// As it goes into the device's name: the registration's text when it
+    /// is letters, digits, `-`, `_` and `.`, its bytes in hex otherwise.
+    pub id: String,
+    /// The registration's bytes, as they came (what `register-each`
+    /// strips from every packet).
+    pub raw: bytes::Bytes,
+}
+
+impl Register {
+    /// Whether the end of a registration can be told from the data after
+    /// it in the same packet (needed for `register-each`).
+    pub fn bounded(&self) -> bool {
+        !matches!(self, Register::Hex(_))
+    }
+
+    /// Reads a registration at the start of `packet`: the identity, and
+    /// how many bytes of the packet it took (a `line`'s newline included).
+    /// `Err`: what the packet lacks, for the log.
+    pub fn read(&self, packet: &[u8]) -> Result<(Identity, usize), String> {
+        let digits = |max: usize| {
+            packet
+                .iter()
+                .take(max)
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let (id_bytes, used): (&[u8], usize) = match self {
+            Register::Imei => match digits(15) {
+                15 => (&packet[..15], 15),
+                _ => return Err("it does not start with an IMEI (15 digits)".into()),
+            },
+            Register::Iccid => match digits(20) {
+                n @ (19 | 20) if packet.starts_with(b"89") => (&packet[..n], n),
+                _ => {
+                    return Err(
+                        "it does not start with an ICCID (19 or 20 digits starting with 89)".into(),
+                    )
+                }
+            },
+            Register::Mac => {
+                let separated =
+                    packet.len() >= 17 && (0..5).all(|i| matches!(packet[i * 3 + 2], b':' | b'-'));
+                let hex: Vec<u8> = if separated {
+                    packet[..17]
+                        .iter()
+                        .copied()
+                        .filter(|b| !matches!(b, b':' | b'-'))
+                        .collect()
+                } else {
+                    packet.iter().take(12).copied().collect()
+                };
+                if hex.len() != 12 || !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err("it does not start with a MAC address (12 hex digits, or 6 pairs separated by : or -)".into());
+                }
+                let id = String::from_utf8_lossy(&hex).to_ascii_lowercase();
+                let used = if separated { 17 } else { 12 };
+                return Ok((identity(id, &packet[..used]), used));
+            }
+            Register::Line => {
+                let (line, used) = match memchr::memchr(b'\n', packet) {
+                    Some(at) => (&packet[..at], at + 1),
+                    None => (packet, packet.len()),
+                };
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                (line, used)
+            }
+            Register::Length(n) if packet.len() >= *n => (&packet[..*n], *n),
+            Register::Length(n) => {
+                return Err(format!(
+                    "it has {} bytes, and len:{n} takes {n}",
+                    packet.len()
+                ))
+            }
+            Register::Hex(prefix) => match packet.strip_prefix(&prefix[..]) {
+                Some(rest) => {
+                    let rest = rest.strip_suffix(b"\n").unwrap_or(rest);
+                    let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
+                    (rest, packet.len())
+                }
+                None => {
+                    return Err(format!(
+                        "it does not start with {}",
+                        super::hex::format(prefix)
+                    ))
+                }
+            },
+            Register::Regex(regex) => match regex.captures(packet) {
+                Some(captures) => {
+                    let whole = captures.get(0).expect("group 0 is the match");
+                    let id = captures.get(1).unwrap_or(whole);
+                    (id.as_bytes(), whole.end())
+                }
+                None => return Err(format!("it does not match {self}")),
+            },
+        };
+        if id_bytes.is_empty() {
+            return Err("its identity is empty".into());
+        }
+        if id_bytes.len() > MAX_REGISTRATION {
+            return Err(format!(
+                "its identity has {} bytes, more than the {MAX_REGISTRATION} a registration may have",
+                id_bytes.len()
+            ));
+        }
+        let plain = id_bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        let id = if plain {
+            String::from_utf8_lossy(id_bytes).into_owned()
+        } else {
+            super::hex::format(id_bytes)
+                .replace(' ', "")
+                .to_ascii_lowercase()
+        };
+        Ok((identity(id, &packet[..used]), used))
+    }
+}
+
+fn identity(id: String, raw: &[u8]) -> Identity {
+    Identity {
+        id,
+        raw: bytes::Bytes::copy_from_slice(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(register: &str, packet: &[u8]) -> Result<(String, usize), String> {
+        let register: Register = register.parse().unwrap();
+        register
+            .read(packet)
+            .map(|(identity, used)| (identity.id, used))
+    }
+
+    #[test]
+    fn each_kind_of_registration_reads_its_identity_and_what_it_took() {
+        assert_eq!(
+            read("imei", b"861234567890123").unwrap(),
+            ("861234567890123".into(), 15)
+        );
+        assert_eq!(read("imei", b"861234567890123\x01\x03").unwrap().1, 15);
+        assert!(read("imei", b"86123456789012").is_err());
+        assert!(read("imei", b"\xFE").is_err());
+        assert_eq!(read("iccid", b"89860012345678901234").unwrap().1, 20);
+        assert_eq!(read("iccid", b"8986001234567890123").unwrap().1, 19);
+        assert!(read("iccid", b"12860012345678901234").is_err());
+        assert_eq!(
+            read("mac", b"AA:BB:CC:00:11:22").unwrap(),
+            ("aabbcc001122".into(), 17)
+        );
+        assert_eq!(
+            read("mac", b"aabbcc001122rest").unwrap(),
+            ("aabbcc001122".into(), 12)
+        );
+        assert!(read("mac", b"AA:BB:CC").is_err());
+        assert_eq!(
+            read("line", b"pump-7\r\nT=21").unwrap(),
+            ("pump-7".into(), 8)
+        );
+        assert_eq!(read("line", b"pump-7").unwrap(), ("pump-7".into(), 6));
+        assert_eq!(
+            read("len:4", b"\x01\x02\xAB\xCDdata").unwrap(),
+            ("0102abcd".into(), 4)
+        );
+        assert!(read("len:4", b"\x01").is_err());
+        assert_eq!(
+            read("hex:AA55", b"\xAA\x55\x00\x2A").unwrap(),
+            ("002a".into(), 4)
+        );
+        assert!(read("hex:AA55", b"\xAA\x56").is_err());
+        assert!(read("hex:AA55", b"\xAA\x55").unwrap_err().contains("empty"));
+        assert_eq!(
+            read("regex:ID=(\\w+);", b"ID=tank3;T=4").unwrap(),
+            ("tank3".into(), 9)
+        );
+        assert!(read("regex:ID=(\\w+);", b"T=4").is_err());
+        assert!(read("line", &[b'x'; 41]).unwrap_err().contains("41 bytes"));
+    }
+
+    #[test]
+    fn register_specs_read_back_as_written_and_bad_ones_say_why() {
+        for spec in [
+            "imei",
+            "iccid",
+            "mac",
+            "line",
+            "len:8",
+            "hex:AA55",
+            "regex:ID=(\\d+)",
+        ] {
+            assert_eq!(spec.parse::<Register>().unwrap().to_string(), spec);
+        }
+        for bad in ["imsi", "len:0", "len:41", "hex:A", "regex:(", "line:2"] {
+            assert!(bad.parse::<Register>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Registered devices, as the hub keeps them: a device's identity and
+//! heartbeats, the names kept for devices, and a device that connects
+//! again taking its name over from its stale connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use super::info::unix_millis;
+use super::names::{comparison_key, shape_key};
+use super::{ClientId, CloseReason, Hub, HubError, Name, NameKeys, Session};
+
+/// What the hub knows of a registered device.
+#[derive(Debug)]
+pub(super) struct DeviceState {
+    /// Its identity (an IMEI, a MAC, ...), as its registration gave it.
+    pub(super) id: Box<str>,
+    /// When it registered, in Unix milliseconds.
+    pub(super) registered_at: u64,
+    /// When it last sent a heartbeat; 0: never.
+    pub(super) last_heartbeat: AtomicU64,
+    /// When it last sent data (not a heartbeat); 0: never.
+    pub(super) last_data: AtomicU64,
+    /// Heartbeats it sent.
+    pub(super) heartbeats: AtomicU64,
+}
+
+/// A registered device, as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Its identity.
+    pub id: String,
+    /// When it registered.
+    pub registered_at: SystemTime,
+    /// When it last sent a heartbeat, if it has.
+    pub last_heartbeat: Option<SystemTime>,
+    /// When it last sent data, if it has.
+    pub last_data: Option<SystemTime>,
+    /// Heartbeats it sent.
+    pub heartbeats: u64,
+}
+
+impl DeviceState {
+    pub(super) fn info(&self) -> DeviceInfo {
+        let at = |millis: u64| {
+            (millis > 0).then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(millis))
+        };
+        DeviceInfo {
+            id: self.id.to_string(),
+            registered_at: at(self.registered_at).unwrap_or(SystemTime::UNIX_EPOCH),
+            last_heartbeat: at(self.last_heartbeat.load(Ordering::Relaxed)),
+            last_data: at(self.last_data.load(Ordering::Relaxed)),
+            heartbeats: self.heartbeats.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The fixed starts of device names (`dev-` of `dev-{id}`), in both
+/// comparison forms: no client but a device may take a name under one.
+#[derive(Debug, Default)]
+pub(super) struct DevicePrefixes(RwLock<Vec<(String, String)>>);
+
+impl DevicePrefixes {
+    fn add(&self, prefix: &str) {
+        let keys = (comparison_key(prefix), shape_key(prefix));
+        let mut prefixes = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if !prefixes.contains(&keys) {
+            prefixes.push(keys);
+        }
+    }
+
+    fn holds(&self, name: &NameKeys) -> Option<String> {
+        let prefixes = self.0.read().unwrap_or_else(|e| e.into_inner());
+        prefixes
+            .iter()
+            .find(|(key, shape)| {
+                name.key.starts_with(key.as_str()) || name.shape.starts_with(shape.as_str())
+            })
+            .map(|(key, _)| key.clone())
+    }
+}
+
+impl Hub {
+    /// Keeps names starting with `prefix` for devices (that of a device
+    /// listener's name template): other clients cannot take them, so
+    /// nobody can wait under a device's name for its traffic.
+    pub fn reserve_device_names(&self, prefix: &str) {
+        self.shared.device_prefixes.add(prefix);
+    }
+
+    /// The prefix kept for devices that `name` is under, if any.
+    pub(super) fn device_prefix_of(&self, name: &NameKeys) -> Option<String> {
+        self.shared.device_prefixes.holds(name)
+    }
+}
+
+impl Session {
+    /// Whether this client registered as a device.
+    pub fn is_device(&self) -> bool {
+        self.me.device.get().is_some()
+    }
+
+    /// Registers this client as the device `id`, named `name`. A device
+    /// already connected under that name is this one's stale connection
+    /// (the link dropped, the device connected again): it is disconnected,
+    /// and this one takes the name. Returns the stale connection's id.
+    ///
+    /// A name held by a client that is not a device is not taken over.
+    pub async fn register_device(
+        &mut self,
+        id: &str,
+        name: Name,
+    ) -> Result<Option<ClientId>, HubError> {
+        if self.is_device() {
+            return Err(HubError::AlreadyRegistered);
+        }
+        let keys = NameKeys::of(&name);
+        let stale = {
+            let mut directory = self.hub.directory();
+            let holder = directory
+                .by_name
+                .get(&keys.key)
+                .cloned()
+                .filter(|m| m.id != self.me.id);
+            match holder {
+                Some(holder) if holder.device.get().is_some() => {
+                    holder.outbox.close(CloseReason::Replaced, true);
+                    directory.release(&keys, holder.id);
+                    Some(holder.id)
+                }
+                Some(_) => return Err(HubError::NameTaken(name)),
+                None => None,
+            }
+        };
+        self.take_name(name).await?;
+        let now = unix_millis(SystemTime::now());
+        let _ = self.me.device.set(Box::new(DeviceState {
+            id: id.into(),
+            registered_at: now,
+            last_heartbeat: AtomicU64::new(0),
+            last_data: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
+        }));
+        Ok(stale)
+    }
+
+    /// Records a heartbeat: the device is alive, and said nothing.
+    pub fn heartbeat(&self) {
+        if let Some(device) = self.me.device.get() {
+            device.heartbeats.fetch_add(1, Ordering::Relaxed);
+            device
+                .last_heartbeat
+                .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+        }
+    }
+
+    /// Records that a device sent data.
+    pub(super) fn device_sent(&self) {
+        if let Some(device) = self.me.device.get() {
+            device
+                .last_data
+                .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The raw mode with devices in mind: a raw listener with `register=`,
+//! `heartbeat=` or `frame=` options (see [`crate::device`]). Its clients
+//! receive what raw clients receive (message bytes, nothing else); what
+//! they send is cut into packets, their first packet names them, and
+//! their heartbeats keep them alive without reaching anyone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    Decode, Input, Protocol, ProtocolError, Raw, Registration, Reply, Request, Tag, RAW_SLOT,
+};
+use crate::device::{hex, DeviceSpec, Framer};
+use crate::hub::{Body, Closing, Event, Name, RoomName};
+
+/// The device protocol of one listener.
+#[derive(Debug, Clone)]
+pub struct Device {
+    spec: Arc<DeviceSpec>,
+    max_line: usize,
+    room: RoomName,
+}
+
+impl Device {
+    /// Devices as `spec` says, starting in `room` unless its room template
+    /// says otherwise, sending packets of at most `max_line` bytes.
+    pub fn new(spec: DeviceSpec, room: RoomName, max_line: usize) -> Self {
+        Device {
+            spec: Arc::new(spec),
+            max_line,
+            room,
+        }
+    }
+}
+
+/// Where a device's connection stands.
+#[derive(Debug)]
+enum State {
+    /// The listener does not ask devices who they are.
+    Guest,
+    /// Its first packet will be its registration.
+    Unregistered,
+    /// Registered with these bytes (stripped from every packet with
+    /// `register-each`).
+    Registered(Bytes),
+    /// Its registration was refused: nothing more it sends is taken.
+    Refused,
+}
+
+/// One device's decoder: framing, then registration and heartbeats.
+#[derive(Debug)]
+pub struct DeviceDecoder {
+    spec: Arc<DeviceSpec>,
+    framer: Framer,
+    max: usize,
+    room: RoomName,
+    state: State,
+    /// Data that came in the same packet as the registration.
+    after_registration: Option<Bytes>,
+}
+
+fn say(packet: Bytes) -> Input {
+    Input::Request {
+        request: Request::Say {
+            room: None,
+            body: Body::chunk(packet),
+        },
+        tag: None,
+    }
+}
+
+fn request(request: Request) -> Input {
+    Input::Request { request, tag: None }
+}
+
+/// At most this much of a refused packet is shown in the log.
+const SHOWN_IN_LOG: usize = 24;
+
+impl DeviceDecoder {
+    fn registration(&self, packet: &Bytes) -> Result<(Registration, usize), String> {
+        let register = self
+            .spec
+            .register
+            .as_ref()
+            .expect("only asked when registering");
+        let (identity, used) = register.read(packet).map_err(|why| {
+            let shown = &packet[..packet.len().min(SHOWN_IN_LOG)];
+            let more = if packet.len() > SHOWN_IN_LOG { " ..." } else { "" };
+            format!(
+                "its first packet is not a registration (register={register}): {why}; it was {}{more}",
+                hex::format(shown)
+            )
+        })?;
+        let name = self.spec.name.name(&identity.id)?;
+        let room = match &self.spec.room {
+            Some(template) => template.room(&identity.id)?,
+            None => self.room.clone(),
+        };
+        Ok((
+            Registration {
+                identity,
+                name,
+                room,
+            },
+            used,
+        ))
+    }
+
+    /// A packet of a registered device: its registration stripped if it
+    /// sends one in front of every packet; `None` if nothing is left.
+    fn data(&self, registration: &Bytes, packet: Bytes) -> Option<Input> {
+        if !self.spec.register_each {
+            return Some(say(packet));
+        }
+        let packet = match packet.strip_prefix(&registration[..]) {
+            Some(rest) => packet.slice(packet.len() - rest.len()..),
+            None => {
+                let register = self.spec.register.as_ref().expect("registered");
+                if register.read(&packet).is_ok() {
+                    // Another device's identity: this connection may not
+                    // speak for it.
+                    tracing::info!(
+                        "dropped a packet that a device sent under another device's identity"
+                    );
+                    return None;
+                }
+                packet
+            }
+        };
+        if packet.is_empty() {
+            return None;
+        }
+        if self.is_heartbeat(&packet) {
+            return Some(request(Request::Heartbeat));
+        }
+        Some(say(packet))
+    }
+
+    fn is_heartbeat(&self, packet: &[u8]) -> bool {
+        self.spec
+            .heartbeat
+            .as_ref()
+            .is_some_and(|heartbeat| heartbeat.matches(packet))
+    }
+}
+
+impl Decode for DeviceDecoder {
+    fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        if let Some(data) = self.after_registration.take() {
+            return Some(say(data));
+        }
+        loop {
+            if let State::Refused = self.state {
+                buf.clear();
+                return None;
+            }
+            let packet = self.framer.next(buf, eof, self.max)?;
+            if self.is_heartbeat(&packet) {
+                return Some(request(Request::Heartbeat));
+            }
+            match &self.state {
+                State::Guest => return Some(say(packet)),
+                State::Registered(registration) => match self.data(registration, packet) {
+                    Some(input) => return Some(input),
+                    None => continue,
+                },
+                State::Unregistered => match self.registration(&packet) {
+                    Ok((registration, used)) => {
+                        let rest = packet.slice(used..);
+                        self.after_registration = (!rest.is_empty()).then_some(rest);
+                        self.state = State::Registered(registration.identity.raw.clone());
+                        return Some(request(Request::Register(Box::new(registration))));
+                    }
+                    Err(why) => {
+                        self.state = State::Refused;
+                        buf.clear();
+                        return Some(Input::Refused(why));
+                    }
+                },
+                State::Refused => unreachable!("handled above"),
+            }
+        }
+    }
+
+    fn gap(&self) -> Option<Duration> {
+        self.framer.gap()
+    }
+}
+
+impl Protocol for Device {
+    type Decoder = DeviceDecoder;
+    const SLOT: usize = RAW_SLOT;
+
+    fn decoder(&self) -> DeviceDecoder {
+        DeviceDecoder {
+            spec: self.spec.clone(),
+            framer: Framer::new(self.spec.frame.clone()),
+            max: self.max_line,
+            room: self.room.clone(),
+            state: match self.spec.register {
+                Some(_) => State::Unregistered,
+                None => State::Guest,
+            },
+            after_registration: None,
+        }
+    }
+
+    fn welcome(&self, _name: &Name, _room: Option<&RoomName>) -> Bytes {
+        Bytes::new()
+    }
+
+    fn joins_on_arrival(&self) -> bool {
+        self.spec.register.is_none()
+    }
+
+    fn register_within(&self) -> Option<Duration> {
+        self.spec
+            .register
+            .as_ref()
+            .map(|_| self.spec.register_grace)
+    }
+
+    fn credentials_in_data(&self) -> bool {
+        true
+    }
+
+    fn encode_event(event: &Event, out: &mut BytesMut) {
+        Raw::encode_event(event, out)
+    }
+
+    fn reply(&self, _reply: &Reply, _tag: &Tag) -> Bytes {
+        Bytes::new()
+    }
+
+    fn error(&self, _error: &ProtocolError, _tag: &Tag) -> Bytes {
+        Bytes::new()
+    }
+
+    fn goodbye(&self, _closing: &Closing) -> Bytes {
+        Bytes::new()
+    }
+
+    fn refusal(&self, _reason: &str) -> Bytes {
+        Bytes::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(options: &str) -> DeviceDecoder {
+        let spec: crate::ListenerSpec = format!("raw://127.0.0.1:0?{options}").parse().unwrap();
+        Device::new(spec.device, spec.room, 1024).decoder()
+    }
+
+    fn inputs(decoder: &mut DeviceDecoder, input: &[u8]) -> Vec<Input> {
+        let mut buf = BytesMut::from(input);
+        std::iter::from_fn(|| decoder.decode(&mut buf, true)).collect()
+    }
+
+    fn said(input: &Input) -> Option<&[u8]> {
+        match input {
+            Input::Request {
+                request: Request::Say { body, .. },
+                ..
+            } => Some(&body.bytes),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_registration_names_the_device_and_what_follows_it_is_data() {
+        let mut decoder = device("register=imei&room=dev-{id}&heartbeat=hex:FE");
+        let got = inputs(&mut decoder, b"861234567890123\x01\x03");
+        let Input::Request {
+            request: Request::Register(registration),
+            ..
+        } = &got[0]
+        else {
+            panic!("{got:?}");
+        };
+        assert_eq!(registration.name.as_str(), "dev-861234567890123");
+        assert_eq!(registration.room.as_str(), "dev-861234567890123");
+        assert_eq!(said(&got[1]), Some(&b"\x01\x03"[..]));
+        let got = inputs(&mut decoder, b"\xFE");
+        assert_eq!(got, vec![request(Request::Heartbeat)]);
+    }
+
+    #[test]
+    fn a_wrong_registration_is_refused_and_nothing_after_it_is_taken() {
+        let mut decoder = device("register=imei");
+        let got = inputs(&mut decoder, b"hello");
+        let [Input::Refused(why)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        assert!(
+            why.contains("IMEI") && why.contains("68 65 6C 6C 6F"),
+            "{why}"
+        );
+        assert!(inputs(&mut decoder, b"861234567890123").is_empty());
+    }
+
+    #[test]
+    fn register_each_strips_the_prefix_of_every_packet() {
+        let mut decoder = device("register=len:4&register-each&frame=line&heartbeat=ping");
+        // With len:N every packet carries an identity: one that is not
+        // this device's is dropped.
+        let got = inputs(&mut decoder, b"ABCDT=1\nABCDping\nABCDT=2\nWXYZT=3\n");
+        let data: Vec<&[u8]> = got.iter().filter_map(said).collect();
+        assert_eq!(data, [&b"T=1\n"[..], b"T=2\n"]);
+        assert!(got.contains(&request(Request::Heartbeat)));
+        let mut decoder = device("register=imei&register-each");
+        let got = inputs(&mut decoder, b"861234567890123\x01");
+        assert_eq!(said(&got[1]), Some(&b"\x01"[..]));
+        let got = inputs(&mut decoder, b"861234567890123\x02");
+        assert_eq!(said(&got[0]), Some(&b"\x02"[..]));
+        // No identity at all: relayed as it came.
+        let got = inputs(&mut decoder, b"\x03");
+        assert_eq!(said(&got[0]), Some(&b"\x03"[..]));
+    }
+}

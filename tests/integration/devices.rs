@@ -1,0 +1,342 @@
+//! Devices on raw listeners (DTUs, ESP modules, serial converters): they
+//! register by IMEI and get a name and a room of their own, a device that
+//! reconnects replaces its stale connection, heartbeats keep them alive
+//! without reaching anyone, and their byte streams are cut into packets
+//! that people see as hex.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use switchboard::{Client, Config, Mode, ServerLine};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const IMEI: &str = "861234567890123";
+const DEVICE: &str = "dev-861234567890123";
+
+/// A server with a text listener and a device listener with `options`.
+async fn server(options: &str) -> TestServer {
+    TestServer::start(Config {
+        listeners: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            format!("raw://127.0.0.1:0?{options}").parse().unwrap(),
+            "json://127.0.0.1:0".parse().unwrap(),
+        ],
+        ..Config::local()
+    })
+    .await
+}
+
+/// A device that has sent `registration`.
+async fn connect_device(server: &TestServer, registration: &[u8]) -> TcpStream {
+    let mut device = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
+    device.set_nodelay(true).unwrap();
+    device.write_all(registration).await.unwrap();
+    device
+}
+
+/// A text client in `room`.
+async fn app_in(server: &TestServer, room: &str) -> Client {
+    let (mut app, _) = join(server.text_addr()).await;
+    app.send_line(format!("/join {room}")).await.unwrap();
+    expect_line(
+        &mut app,
+        "the join",
+        |l| matches!(l, ServerLine::Notice(n) if n.starts_with("you joined")),
+    )
+    .await;
+    app
+}
+
+async fn expect_notice_containing(client: &mut Client, text: &str) -> String {
+    let line = expect_line(
+        client,
+        text,
+        |l| matches!(l, ServerLine::Notice(n) if n.contains(text)),
+    )
+    .await;
+    let ServerLine::Notice(notice) = line else {
+        unreachable!()
+    };
+    notice
+}
+
+/// Reads exactly `n` bytes from a device's socket.
+async fn device_reads(device: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    within("the device to receive", device.read_exact(&mut buf))
+        .await
+        .expect("read");
+    buf
+}
+
+async fn closed(device: &mut TcpStream) {
+    within("the server to close the device's connection", async {
+        let mut buf = [0; 256];
+        while device.read(&mut buf).await.unwrap_or(0) > 0 {}
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_device_registering_by_imei_gets_its_name_and_room_and_talks_hex_with_an_app() {
+    let server = server("register=imei&room=dev-{id}&heartbeat=hex:FE").await;
+    let mut app = app_in(&server, DEVICE).await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined #{DEVICE}")).await;
+
+    // A Modbus reply, as a person at a terminal sees it.
+    device
+        .write_all(&[0x01, 0x03, 0x02, 0x00, 0x0A, 0x38, 0x43])
+        .await
+        .unwrap();
+    let (room, from, text) = expect_message(&mut app).await;
+    assert_eq!((room.as_str(), from.as_str()), (DEVICE, DEVICE));
+    assert_eq!(text, "<hex 01 03 02 00 0A 38 43>");
+    // Readable text stays text.
+    device.write_all(b"T=21.5\r\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "T=21.5");
+
+    // The app sends a Modbus request, written in hex, by name.
+    app.send_line(format!("/hex {DEVICE} 01 03 00 00 00 0A C5 CD"))
+        .await
+        .unwrap();
+    assert_eq!(
+        device_reads(&mut device, 8).await,
+        [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD]
+    );
+    // Or to the device's room.
+    app.send_line(format!("/hex #{DEVICE} FF")).await.unwrap();
+    assert_eq!(device_reads(&mut device, 1).await, [0xFF]);
+    // A JSON program sends it bytes too.
+    let mut program = Client::connect(server.addr(Mode::Json)).await.unwrap();
+    let send = json!({"type": "send", "to": DEVICE, "bytes": "AQM="});
+    program.send_line(send.to_string()).await.unwrap();
+    assert_eq!(device_reads(&mut device, 2).await, [0x01, 0x03]);
+    // Bad hex is refused, saying why.
+    app.send_line(format!("/hex {DEVICE} 0G")).await.unwrap();
+    let error = expect_line(&mut app, "an error", |l| matches!(l, ServerLine::Error(_))).await;
+    assert!(
+        matches!(&error, ServerLine::Error(e) if e.contains("not a hex byte")),
+        "{error:?}"
+    );
+
+    // Nobody else may take a device's name, before or after it connects.
+    app.send_line("/nick dev-999999999999999").await.unwrap();
+    let error = expect_line(&mut app, "an error", |l| matches!(l, ServerLine::Error(_))).await;
+    assert!(
+        matches!(&error, ServerLine::Error(e) if e.contains("kept for devices")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_imei_replaces_the_first() {
+    let server = server("register=imei&room=dev-{id}").await;
+    let mut app = app_in(&server, DEVICE).await;
+    let mut stale = connect_device(&server, IMEI.as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined")).await;
+    // The link dropped without a FIN; the device connects again.
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    let left = expect_notice_containing(&mut app, &format!("{DEVICE} left")).await;
+    assert!(left.contains("replaced"), "{left}");
+    closed(&mut stale).await;
+    device.write_all(b"back\n").await.unwrap();
+    assert_eq!(
+        expect_message(&mut app).await,
+        (DEVICE.into(), DEVICE.into(), "back".into())
+    );
+    app.send_line(format!("/msg {DEVICE} status?"))
+        .await
+        .unwrap();
+    assert_eq!(device_reads(&mut device, 8).await, b"status?\n");
+}
+
+#[tokio::test]
+async fn heartbeats_are_not_relayed_but_keep_a_device_alive_and_a_silent_one_is_dropped() {
+    let server = server("register=imei&heartbeat=hex:FE&idle-timeout=2s").await;
+    let mut app = app_in(&server, "lobby").await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined")).await;
+    // 4 s of heartbeats, twice the idle timeout: the device stays.
+    for _ in 0..20 {
+        device.write_all(&[0xFE]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    device.write_all(b"still here\n").await.unwrap();
+    // The first thing the app hears is the data: no heartbeat came before it.
+    let line = expect_line(
+        &mut app,
+        "the device's data",
+        |l| !matches!(l, ServerLine::Notice(n) if n.contains("joined")),
+    )
+    .await;
+    assert_eq!(
+        line,
+        ServerLine::Message {
+            room: "lobby".into(),
+            from: DEVICE.into(),
+            text: "still here".into()
+        }
+    );
+    // Then it goes quiet: "fake online" for at most the idle timeout.
+    let left = expect_notice_containing(&mut app, &format!("{DEVICE} left")).await;
+    assert!(left.contains("idle"), "{left}");
+    closed(&mut device).await;
+}
+
+#[tokio::test]
+async fn register_each_prefixes_are_stripped_before_relaying() {
+    let server = server("register=imei&register-each&frame=line").await;
+    let mut app = app_in(&server, "lobby").await;
+    let mut device = connect_device(&server, format!("{IMEI}T=21\n").as_bytes()).await;
+    assert_eq!(expect_message(&mut app).await.2, "T=21");
+    device
+        .write_all(format!("{IMEI}T=22\n{IMEI}T=23\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_message(&mut app).await,
+        ("lobby".into(), DEVICE.into(), "T=22".into())
+    );
+    assert_eq!(expect_message(&mut app).await.2, "T=23");
+}
+
+#[tokio::test]
+async fn gap_framing_cuts_modbus_frames_written_byte_by_byte_into_whole_frames() {
+    let server = server("frame=gap:100").await;
+    let mut program = Client::connect(server.addr(Mode::Json)).await.unwrap();
+    // A raw member of the room gets the bytes unchanged.
+    let mut raw_member = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
+    let mut device = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
+    device.set_nodelay(true).unwrap();
+    let frames: [&[u8]; 3] = [
+        &[0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD],
+        &[0x01, 0x03, 0x14, 0x00, 0x01, 0x00, 0x02],
+        &[0x11, 0x06, 0x00, 0x01, 0x00, 0x03, 0x9A, 0x9B],
+    ];
+    for frame in frames {
+        for byte in frame {
+            device.write_all(&[*byte]).await.unwrap();
+        }
+        // The next frame only after this one arrived whole: the pause
+        // between frames is the gap.
+        let bytes = within("the frame", async {
+            loop {
+                let event = program.next_json().await.unwrap().expect("an event");
+                if event["type"] == "message" {
+                    return event["bytes"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| {
+                            base64_of(event["text"].as_str().expect("text").as_bytes())
+                        });
+                }
+            }
+        })
+        .await;
+        assert_eq!(bytes, base64_of(frame));
+    }
+    let all: Vec<u8> = frames.concat();
+    assert_eq!(device_reads(&mut raw_member, all.len()).await, all);
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn a_devices_reply_reaches_only_its_own_room() {
+    let server = server("register=imei&room=dev-{id}").await;
+    let other_imei = "861234567890999";
+    let mut app = app_in(&server, DEVICE).await;
+    let mut other_app = app_in(&server, &format!("dev-{other_imei}")).await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    let _other = connect_device(&server, other_imei.as_bytes()).await;
+    expect_notice_containing(&mut other_app, &format!("dev-{other_imei} joined")).await;
+    device.write_all(b"reply\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "reply");
+    // Had it reached the other room, it would come before the pong.
+    other_app.send_line("/ping").await.unwrap();
+    let line = expect_line(&mut other_app, "pong or a message", |l| {
+        matches!(l, ServerLine::Message { .. }) || *l == ServerLine::Notice("pong".into())
+    })
+    .await;
+    assert_eq!(line, ServerLine::Notice("pong".into()));
+}
+
+#[tokio::test]
+async fn a_first_packet_that_is_not_a_registration_is_refused_and_closed_after_the_grace() {
+    let server = server("register=imei&register-grace=300ms").await;
+    let mut app = app_in(&server, "lobby").await;
+    let mut impostor = connect_device(&server, b"hello, I am a device\n").await;
+    closed(&mut impostor).await;
+    // A silent one is closed too.
+    let mut silent = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
+    closed(&mut silent).await;
+    // Neither reached the room.
+    sync(&mut app).await;
+    app.send_line("/who").await.unwrap();
+    let who = expect_notice_containing(&mut app, "#lobby").await;
+    assert!(who.starts_with("#lobby (1)"), "{who}");
+}
+
+/// The device simulator: a fake DTU that registers, sends heartbeats and
+/// stdin, and prints what it receives as hex and text.
+#[tokio::test]
+async fn the_device_simulator_registers_sends_heartbeats_and_shows_what_it_receives() {
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE&idle-timeout=2s",
+    ])
+    .await;
+    let addr: SocketAddr = server.addr(1);
+    let mut app = Client::connect(server.addr(0)).await.unwrap();
+    read_welcome(&mut app).await;
+    let mut simulator = switchboard(&[
+        "device",
+        &addr.to_string(),
+        "--register",
+        IMEI,
+        "--heartbeat",
+        "FE",
+        "--every",
+        "300ms",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("the simulator starts");
+    server.expect_log("device registered").await;
+    let mut stdin = simulator.stdin.take().unwrap();
+    stdin.write_all(b"T=21\n").await.unwrap();
+    assert_eq!(
+        expect_message(&mut app).await,
+        ("lobby".into(), DEVICE.into(), "T=21".into())
+    );
+    app.send_line(format!("/hex {DEVICE} 01 03 4F 4B"))
+        .await
+        .unwrap();
+    let mut stdout = BufReader::new(simulator.stdout.take().unwrap()).lines();
+    let shown = within("the simulator to show what it received", async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("a line");
+            if line.contains("01 03 4F 4B") {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert!(shown.contains("|..OK|"), "{shown}");
+    // Its heartbeats (every 300 ms) are not relayed: the app hears only
+    // the answer to its ping.
+    sync(&mut app).await;
+    simulator.kill().await.ok();
+}
