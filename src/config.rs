@@ -1442,6 +1442,43 @@ mod tests {
     }
 
     #[test]
+    fn device_listeners_read_back_as_written() {
+        let written = "raw://0.0.0.0:9000?idle-timeout=90s&register=imei&register-each&room=dev-{id}&heartbeat=hex:FE&frame=gap:20";
+        let spec: ListenerSpec = written.parse().unwrap();
+        assert_eq!(spec.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(
+            spec.device.frame,
+            crate::device::Frame::Gap(Duration::from_millis(20))
+        );
+        assert_eq!(spec.to_string(), written);
+        assert_eq!(spec.to_string().parse::<ListenerSpec>().unwrap(), spec);
+    }
+
+    #[test]
+    fn device_options_that_do_not_fit_say_why() {
+        for (spec, says) in [
+            ("0.0.0.0:1?register=imei", "for devices, on raw listeners"),
+            (
+                "json://0.0.0.0:1?frame=line",
+                "for devices, on raw listeners",
+            ),
+            ("raw://0.0.0.0:1?register=imsi", "unknown register"),
+            ("raw://0.0.0.0:1?frame=len:3", "unknown length prefix"),
+            ("raw://0.0.0.0:1?register-each", "needs register="),
+            ("raw://0.0.0.0:1?room=dev-{id}", "needs register="),
+            ("raw://0.0.0.0:1?register=imei&name={id}", "fixed part"),
+            (
+                "raw://0.0.0.0:1?register=imei&auth=required",
+                "do not go together",
+            ),
+            ("raw://0.0.0.0:1?heartbeat", "needs a value"),
+        ] {
+            let err = spec.parse::<ListenerSpec>().unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{spec}: {err:#}");
+        }
+    }
+
+    #[test]
     fn bad_listener_specs_say_what_is_wrong() {
         let err = "udp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
         assert!(err.to_string().contains("unknown mode"), "{err}");

@@ -353,14 +353,18 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     let mut eof = false;
     // When the client started the line it has not finished yet.
     let mut line_started: Option<Instant> = None;
-    // A device that must register, until it has; why it was refused, if
-    // it was (nothing it sends is taken, and it is closed at the deadline).
-    let mut register_by = protocol.register_within().map(|limit| Deadline {
-        at: Instant::now() + limit,
-        limit,
-        why: Why::Register,
+    // A device that must register, until it has (boxed: this future lives
+    // as long as the connection, and most never register).
+    let mut registering = protocol.register_within().map(|limit| {
+        Box::new(Registering {
+            by: Deadline {
+                at: Instant::now() + limit,
+                limit,
+                why: Why::Register,
+            },
+            refused: None,
+        })
     });
-    let mut refused: Option<String> = None;
     // The input paused for the gap that ends a device's packet.
     let mut paused = false;
     // A new client's arrival is news to its room: wait like for anything
@@ -417,21 +421,21 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 tokio::task::coop::consume_budget().await;
                 continue;
             }
-            if register_by.is_some() {
+            if let Some(pending) = registering.as_deref_mut() {
                 match work {
                     Work::One(Input::Refused(why)) => {
                         tracing::warn!(client = %session.id(), "refused a device: {why}");
-                        refused = Some(why);
+                        pending.refused = Some(why);
                     }
                     Work::One(Input::Request {
                         request: Request::Register(registration),
                         ..
-                    }) if refused.is_none() => {
+                    }) if pending.refused.is_none() => {
                         match Box::pin(register(session, *registration)).await {
-                            Ok(()) => register_by = None,
+                            Ok(()) => registering = None,
                             Err(why) => {
                                 tracing::warn!(client = %session.id(), "refused a device: {why}");
-                                refused = Some(why);
+                                pending.refused = Some(why);
                             }
                         }
                     }
@@ -484,6 +488,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 limit,
                 why: Why::Gap,
             });
+        let register_by = registering.as_deref().map(|r| r.by);
         let read = match Deadline::next(limits.idle, line_timeout, [until, register_by, gap]) {
             // Boxed: a timer is memory an idle client holds, when configured.
             Some(deadline) => Box::pin(timeout_at(
@@ -511,7 +516,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 limit,
                 ..
             }) => {
-                let reason = match refused.take() {
+                let reason = match registering.and_then(|r| r.refused) {
                     Some(why) => CloseReason::Refused(why.into()),
                     None => CloseReason::NotRegistered { grace: limit },
                 };
@@ -673,6 +678,14 @@ async fn answer_client(session: &Session, answer: Bytes) {
     if !answer.is_empty() && session.reply(answer) == Pushed::Congested {
         session.outbox().until_uncongested().await;
     }
+}
+
+/// A device that has not registered: by when it must, and why it was
+/// refused if it was (nothing it sends is then taken, and it is closed at
+/// the deadline).
+struct Registering {
+    by: Deadline,
+    refused: Option<String>,
 }
 
 /// When the next read must have come by, and which limit says so.

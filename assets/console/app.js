@@ -894,6 +894,30 @@
     if (td._mode !== shown) { td._mode = shown; td.replaceChildren(modeTag(c.mode, c.tls)); }
   };
 
+  /** A client's name: a check mark if it logged in, a device tag (with
+   *  its identity, last heartbeat and last data) if it registered. */
+  const nameCell = (td, c) => {
+    const d = c.device;
+    const name = visible(c.logged_in ? c.name + ' ✓' : c.name);
+    const shown = d ? name + '\u0000' + d.id : name;
+    if (td._shown !== shown) {
+      td._shown = shown;
+      if (d) td.replaceChildren(document.createTextNode(name + ' '), el('span', { className: 'tag tag-device', text: 'device' }));
+      else td.replaceChildren(document.createTextNode(name));
+    }
+    setTitle(td, d
+      ? name + '\ndevice ' + visible(d.id) + '\nregistered ' + fmtDateTime(d.registered_at)
+        + '\nlast heartbeat ' + fmtAgo(d.last_heartbeat) + ' (' + fmtInt(d.heartbeats) + ' in all)'
+        + '\nlast data ' + fmtAgo(d.last_data)
+      : name);
+  };
+  /** A device's last heartbeat; nothing for other clients. */
+  const heartbeatCell = (td, c) => {
+    const d = c.device;
+    setText(td, d ? fmtAgo(d.last_heartbeat) : '');
+    setTitle(td, d ? (d.last_heartbeat ? 'Last heartbeat ' + fmtDateTime(d.last_heartbeat) : 'No heartbeat yet') + ', ' + fmtInt(d.heartbeats) + ' in all; last data ' + fmtAgo(d.last_data) : '');
+  };
+
   function roomsText(rooms) {
     if (!Array.isArray(rooms) || !rooms.length) return '';
     const shown = rooms.slice(0, 3).map((r) => '#' + visible(r)).join(', ');
@@ -902,12 +926,13 @@
 
   const clientColumns = [
     { label: 'ID', sort: 'id', width: 70, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
-    { label: 'Name', sort: 'name', cls: 'name name-cell', render: textCell((c) => c.logged_in ? c.name + ' ✓' : c.name) },
+    { label: 'Name', sort: 'name', cls: 'name name-cell', render: nameCell },
     { label: 'Address', sort: 'addr', width: 160, cls: 'mono', render: textCell((c) => c.addr) },
     { label: 'Mode', sort: 'mode', width: 72, render: modeCell },
     { label: 'Rooms', cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
     { label: 'Connected', sort: 'connected', width: 96, num: true, hide: 'md', render: agoCell((c) => c.connected_at, 'Connected') },
     { label: 'Active', sort: 'activity', width: 92, num: true, render: agoCell((c) => c.last_activity, 'Last activity') },
+    { label: 'Heartbeat', width: 92, num: true, cls: 'heartbeat', hide: 'md', render: heartbeatCell },
     { label: 'Msgs in', sort: 'messages_in', width: 76, num: true, render: msgCell((c) => c.messages_in, (c) => c.bytes_in) },
     { label: 'Msgs out', sort: 'messages_out', width: 82, num: true, render: msgCell((c) => c.messages_out, (c) => c.bytes_out) },
     { label: 'Bytes in', sort: 'bytes_in', width: 84, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_in) },

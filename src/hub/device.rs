@@ -10,6 +10,12 @@ use super::info::unix_millis;
 use super::names::{comparison_key, shape_key};
 use super::{ClientId, CloseReason, Hub, HubError, Name, NameKeys, Session};
 
+/// How often, and how far apart, a device's name is claimed again in a
+/// cluster while its stale connection's claim is being released: a Redis
+/// round trip takes well under the second this allows.
+const CLUSTER_HANDOVER_TRIES: u32 = 50;
+const CLUSTER_HANDOVER_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What the hub knows of a registered device.
 #[derive(Debug)]
 pub(super) struct DeviceState {
@@ -132,7 +138,28 @@ impl Session {
                 None => None,
             }
         };
-        self.take_name(name).await?;
+        if let Some(stale) = stale.filter(|_| self.hub.node().is_some()) {
+            // In a cluster the stale connection's claim is Redis's too:
+            // released on its behalf, then claimed for this one. The
+            // release runs beside the claim, so the claim is tried again
+            // for a moment.
+            self.hub.backplane().unclaim(stale, &name);
+            let mut tries = 0;
+            loop {
+                match self.take_name(name.clone()).await {
+                    Err(HubError::NameTaken(_)) if tries < CLUSTER_HANDOVER_TRIES => {
+                        tries += 1;
+                        tokio::time::sleep(CLUSTER_HANDOVER_PAUSE).await;
+                    }
+                    result => {
+                        result?;
+                        break;
+                    }
+                }
+            }
+        } else {
+            self.take_name(name).await?;
+        }
         let now = unix_millis(SystemTime::now());
         let _ = self.me.device.set(Box::new(DeviceState {
             id: id.into(),

@@ -545,6 +545,58 @@ mod tests {
     }
 
     #[test]
+    fn hex_sends_exact_bytes_to_a_client_or_a_room() {
+        assert_eq!(
+            parse("/hex dev-7 01 03 00 0A"),
+            Ok(Request::Direct {
+                to: Name::new("dev-7").unwrap(),
+                body: Body::chunk(vec![0x01, 0x03, 0x00, 0x0A])
+            })
+        );
+        assert_eq!(
+            parse("/hex #devices FE"),
+            Ok(Request::Say {
+                room: Some(RoomName::new("devices").unwrap()),
+                body: Body::chunk(vec![0xFE])
+            })
+        );
+        assert_eq!(parse("/hex dev-7 0").unwrap_err().code, "bad_hex");
+        assert_eq!(parse("/hex dev-7").unwrap_err().code, "bad_arguments");
+    }
+
+    #[test]
+    fn stream_bytes_that_are_not_readable_text_are_shown_as_hex() {
+        let shown = |bytes: &[u8]| {
+            let event = Event::Message {
+                room: RoomName::lobby(),
+                from: Name::new("dev-1").unwrap(),
+                body: Body::chunk(bytes.to_vec()),
+            };
+            String::from_utf8(Text::event(&event).to_vec()).unwrap()
+        };
+        assert_eq!(
+            shown(b"\x01\x03\x02\x00\x0a"),
+            "[#lobby] dev-1: <hex 01 03 02 00 0A>\n"
+        );
+        assert_eq!(
+            shown(b"temp=21\xff"),
+            "[#lobby] dev-1: <hex 74 65 6D 70 3D 32 31 FF>\n"
+        );
+        assert_eq!(
+            shown(b"T=21\r\nT=22\n"),
+            "[#lobby] dev-1: T=21\n[#lobby] dev-1: T=22\n"
+        );
+        assert_eq!(shown("温度=21\n".as_bytes()), "[#lobby] dev-1: 温度=21\n");
+        // A person's line with a control character keeps caret notation.
+        let line = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("bob").unwrap(),
+            body: Body::line(&b"a\x07"[..]),
+        };
+        assert_eq!(&Text::event(&line)[..], b"[#lobby] bob: a^G\n");
+    }
+
+    #[test]
     fn bad_commands_name_the_problem_and_point_to_help() {
         for (line, code) in [
             ("/frobnicate", "unknown_command"),

@@ -360,3 +360,49 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
     drop((visitor, plc));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
+    let config = Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..config_with(&[
+            "127.0.0.1:0",
+            "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE",
+        ])
+    };
+    let server = TestServer::start(config).await;
+    let http = server.http.unwrap();
+    let mut dtu = tokio::net::TcpStream::connect(server.addr(switchboard::Mode::Raw))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut dtu, b"861234567890123")
+        .await
+        .unwrap();
+    let (mut app, _) = join(server.text_addr()).await;
+    expect_line(
+        &mut app,
+        "the device's arrival",
+        |l| matches!(l, ServerLine::Notice(n) if n.contains("dev-861234567890123 joined")),
+    )
+    .await;
+    tokio::io::AsyncWriteExt::write_all(&mut dtu, &[0xFE])
+        .await
+        .unwrap();
+
+    let chrome = console(http).await;
+    chrome
+        .wait_text(
+            "the device, tagged, in the clients table",
+            "#clients tr[data-client-id] .name",
+            |t| t.contains("dev-861234567890123") && t.contains("device"),
+        )
+        .await;
+    chrome
+        .wait_text(
+            "its last heartbeat",
+            "#clients tr[data-client-id] .heartbeat",
+            |t| t.contains("ago") || t.contains("just now"),
+        )
+        .await;
+    chrome.screenshot("7-devices").await;
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""10,000 idle devices with heartbeats: what they cost a switchboard server.
+
+Starts `switchboard serve` with a device listener (register=imei,
+heartbeat=hex:FE) pinned to core 0, connects DEVICES fake DTUs from this
+process (pinned to core 1), each registering with its own IMEI, then sends
+every device's heartbeat once every EVERY seconds, spread evenly, for
+DURATION seconds. Prints the server's memory per device and its CPU time
+per heartbeat (the server's user+system time over the heartbeat phase,
+less that of an idle phase of the same length, divided by the heartbeats).
+
+    bench/devices.py [BINARY]                # target/release/switchboard
+    DEVICES=10000 EVERY=30 DURATION=60 bench/devices.py
+    PACKET=data bench/devices.py             # a data byte instead, to compare
+"""
+
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/release/switchboard"
+DEVICES = int(os.environ.get("DEVICES", "10000"))
+EVERY = float(os.environ.get("EVERY", "30"))
+DURATION = float(os.environ.get("DURATION", "60"))
+PORT = int(os.environ.get("PORT", "24900"))
+# PACKET=data sends a data byte instead of the heartbeat, for comparison:
+# each device is alone in its room (room=dev-{id}), so data reaches nobody.
+PACKET = os.environ.get("PACKET", "heartbeat")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of the whole line.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wait_listening(port):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server does not listen")
+
+
+async def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.sched_setaffinity(0, {1})
+    listener = (f"raw://127.0.0.1:{PORT}?register=imei&room=dev-{{id}}&heartbeat=hex:FE"
+                f"&idle-timeout={int(EVERY * 3)}s")
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", BINARY, "serve", "--listen", listener, "--max-connections", "25000",
+         "--max-connections-per-ip", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    try:
+        wait_listening(PORT)
+        # The probe connection above was refused as unregistered after its
+        # grace; it does not count.
+        before = rss_bytes(server.pid)
+        writers = []
+        for i in range(DEVICES):
+            _, writer = await asyncio.open_connection("127.0.0.1", PORT)
+            writer.write(f"86{i:013d}".encode())
+            writers.append(writer)
+            if i % 500 == 499:
+                await asyncio.gather(*(w.drain() for w in writers[-500:]))
+        await asyncio.sleep(2)
+        after = rss_bytes(server.pid)
+        if server.poll() is not None:
+            raise RuntimeError("the server exited")
+
+        idle_start = cpu_seconds(server.pid)
+        await asyncio.sleep(DURATION)
+        idle_cpu = cpu_seconds(server.pid) - idle_start
+
+        heartbeats = 0
+        start = time.monotonic()
+        cpu_start = cpu_seconds(server.pid)
+        interval = EVERY / DEVICES
+        slot = 0
+        while True:
+            due = start + slot * interval
+            if due - start >= DURATION:
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writers[slot % DEVICES].write(b"\xfe" if PACKET == "heartbeat" else b"\x01")
+            heartbeats += 1
+            slot += 1
+        await asyncio.sleep(0.5)
+        busy_cpu = cpu_seconds(server.pid) - cpu_start
+        alive = len(os.listdir(f"/proc/{server.pid}/fd"))
+        per_heartbeat_us = max(0.0, busy_cpu - idle_cpu) / heartbeats * 1e6
+        print(f"devices:            {DEVICES}")
+        print(f"server memory:      {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB with the devices: "
+              f"{(after - before) / DEVICES:,.0f} B per device")
+        print(f"{PACKET + ' packets:':<20}{heartbeats} in {DURATION:.0f} s (every device every {EVERY:.0f} s: "
+              f"{heartbeats / DURATION:,.0f}/s)")
+        print(f"server CPU:         {busy_cpu:.2f} s sending, {idle_cpu:.2f} s idle over the same time: "
+              f"{per_heartbeat_us:.1f} us per {PACKET}, {100 * busy_cpu / DURATION:.2f}% of a core")
+        print(f"server descriptors: {alive} (the devices, still connected, and a few of its own)")
+        for writer in writers:
+            writer.close()
+    finally:
+        server.terminate()
+        server.wait()
+
+
+asyncio.run(main())
