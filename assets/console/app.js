@@ -451,7 +451,11 @@
       invalidate('overview');
     }
     if (Array.isArray(msg.listeners)) { state.listeners = msg.listeners; invalidate('listeners'); }
-    if (msg.clients) clientsTable.setPage(msg.clients.total, msg.clients.offset, msg.clients.clients);
+    if (msg.clients) {
+      clientsTable.setPage(msg.clients.total, msg.clients.offset, msg.clients.clients);
+      const devices = Array.isArray(msg.clients.clients) && msg.clients.clients.some((c) => c.device);
+      $('#clients-table').classList.toggle('has-devices', devices);
+    }
     if (msg.rooms) roomsTable.setPage(msg.rooms.total, msg.rooms.offset, msg.rooms.rooms);
     if (msg.closed) closedTable.setPage(msg.closed.total, msg.closed.offset, msg.closed.clients);
     invalidate('datalists');
@@ -739,7 +743,7 @@
     const head = el('tr');
     this.ths = [];
     for (const c of o.columns) {
-      const th = el('th', { className: (c.num ? 'num ' : '') + (c.hide ? 'hide-' + c.hide : ''), attrs: { scope: 'col' } });
+      const th = el('th', { className: (c.num ? 'num ' : '') + (c.hide ? 'hide-' + c.hide : '') + (c.col ? ' ' + c.col : ''), attrs: { scope: 'col' } });
       if (c.width) th.style.width = c.width + 'px';
       if (c.sort) {
         th.append(el('button', { className: 'sort', type: 'button', text: c.label, data: { sort: c.sort }, title: 'Sort by ' + c.label.toLowerCase() }));
@@ -889,22 +893,20 @@
   const bytesCell = (get) => (td, c) => { const v = get(c); setText(td, fmtBytes(v)); setTitle(td, fmtInt(v) + ' bytes'); };
   const agoCell = (get, what) => (td, c) => { const v = get(c); setText(td, fmtAgo(v)); setTitle(td, v ? what + ' ' + fmtDateTime(v) : ''); };
   const textCell = (get) => (td, c) => { const v = visible(get(c)); setText(td, v); setTitle(td, v); };
+  /** A client's mode; a registered device shows as a device. */
   const modeCell = (td, c) => {
-    const shown = c.mode + (c.tls ? '+tls' : '');
-    if (td._mode !== shown) { td._mode = shown; td.replaceChildren(modeTag(c.mode, c.tls)); }
+    const mode = c.device ? 'device' : c.mode;
+    const shown = mode + (c.tls ? '+tls' : '');
+    if (td._mode !== shown) { td._mode = shown; td.replaceChildren(modeTag(mode, c.tls)); }
+    setTitle(td, c.device ? 'a device on a raw listener, registered as ' + visible(c.device.id) : '');
   };
 
-  /** A client's name: a check mark if it logged in, a device tag (with
-   *  its identity, last heartbeat and last data) if it registered. */
+  /** A client's name, with a check mark if it logged in; a device's
+   *  tooltip gives its identity, last heartbeat and last data. */
   const nameCell = (td, c) => {
     const d = c.device;
     const name = visible(c.logged_in ? c.name + ' ✓' : c.name);
-    const shown = d ? name + '\u0000' + d.id : name;
-    if (td._shown !== shown) {
-      td._shown = shown;
-      if (d) td.replaceChildren(document.createTextNode(name + ' '), el('span', { className: 'tag tag-device', text: 'device' }));
-      else td.replaceChildren(document.createTextNode(name));
-    }
+    setText(td, name);
     setTitle(td, d
       ? name + '\ndevice ' + visible(d.id) + '\nregistered ' + fmtDateTime(d.registered_at)
         + '\nlast heartbeat ' + fmtAgo(d.last_heartbeat) + ' (' + fmtInt(d.heartbeats) + ' in all)'
@@ -925,14 +927,15 @@
   }
 
   const clientColumns = [
-    { label: 'ID', sort: 'id', width: 70, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
+    { label: 'ID', sort: 'id', width: 60, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
     { label: 'Name', sort: 'name', cls: 'name name-cell', render: nameCell },
-    { label: 'Address', sort: 'addr', width: 160, cls: 'mono', render: textCell((c) => c.addr) },
+    { label: 'Address', sort: 'addr', width: 140, cls: 'mono', render: textCell((c) => c.addr) },
     { label: 'Mode', sort: 'mode', width: 72, render: modeCell },
-    { label: 'Rooms', cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
+    { label: 'Rooms', width: 120, cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
     { label: 'Connected', sort: 'connected', width: 96, num: true, hide: 'md', render: agoCell((c) => c.connected_at, 'Connected') },
     { label: 'Active', sort: 'activity', width: 92, num: true, render: agoCell((c) => c.last_activity, 'Last activity') },
-    { label: 'Heartbeat', width: 92, num: true, cls: 'heartbeat', hide: 'md', render: heartbeatCell },
+    // Shown while the page of clients holds a device.
+    { label: 'Heartbeat', width: 106, num: true, cls: 'heartbeat col-heartbeat', col: 'col-heartbeat', hide: 'md', render: heartbeatCell },
     { label: 'Msgs in', sort: 'messages_in', width: 76, num: true, render: msgCell((c) => c.messages_in, (c) => c.bytes_in) },
     { label: 'Msgs out', sort: 'messages_out', width: 82, num: true, render: msgCell((c) => c.messages_out, (c) => c.bytes_out) },
     { label: 'Bytes in', sort: 'bytes_in', width: 84, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_in) },

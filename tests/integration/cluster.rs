@@ -867,3 +867,43 @@ async fn nodes_meet_in_a_redis_over_tls_that_they_check_against_its_ca() {
     assert!(stderr.contains("certificate"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_device_that_connects_again_keeps_its_name_and_no_one_elsewhere_can_take_it() {
+    let redis = Redis::start().await;
+    let mut a = node(
+        &redis,
+        "a",
+        &["text://127.0.0.1:0", "raw://127.0.0.1:0?register=imei"],
+    )
+    .await;
+    let b = text_node(&redis, "b").await;
+    let (mut app, _) = join(b.addr(0)).await;
+    let device_addr = a.addr(1);
+    let mut stale = tokio::net::TcpStream::connect(device_addr).await.unwrap();
+    stale.write_all(b"861234567890123").await.unwrap();
+    expect_notice(&mut app, "dev-861234567890123 joined #lobby").await;
+    // The link dropped unseen; the device connects again to its node: its
+    // name is handed over there and in Redis.
+    let mut device = tokio::net::TcpStream::connect(device_addr).await.unwrap();
+    device.write_all(b"861234567890123").await.unwrap();
+    a.expect_log("a device connected again").await;
+    let registered = a.expect_log("device registered").await;
+    assert!(registered.contains("client=#2"), "{registered}");
+    device.write_all(b"T=21\n").await.unwrap();
+    let (_, from, text) = expect_message(&mut app).await;
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("dev-861234567890123", "T=21")
+    );
+    // Nobody on another node can take a name kept for devices.
+    app.send_line("/nick dev-861234567890123").await.unwrap();
+    let refused = expect_line(&mut app, "the refusal", |l| {
+        matches!(l, ServerLine::Error(_))
+    })
+    .await;
+    assert!(
+        matches!(&refused, ServerLine::Error(e) if e.contains("taken") || e.contains("kept for devices")),
+        "{refused:?}"
+    );
+}

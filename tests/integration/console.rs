@@ -372,13 +372,13 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
     };
     let server = TestServer::start(config).await;
     let http = server.http.unwrap();
+    let (mut app, _) = join(server.text_addr()).await;
     let mut dtu = tokio::net::TcpStream::connect(server.addr(switchboard::Mode::Raw))
         .await
         .unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut dtu, b"861234567890123")
         .await
         .unwrap();
-    let (mut app, _) = join(server.text_addr()).await;
     expect_line(
         &mut app,
         "the device's arrival",
@@ -394,7 +394,22 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
         .wait_text(
             "the device, tagged, in the clients table",
             "#clients tr[data-client-id] .name",
-            |t| t.contains("dev-861234567890123") && t.contains("device"),
+            |t| t.contains("dev-861234567890123"),
+        )
+        .await;
+    chrome
+        .browser
+        .execute(
+            "document.getElementById('clients-section').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    chrome
+        .wait_text(
+            "its mode: a device",
+            "#clients tr[data-client-id] .mode-device",
+            |t| t.to_lowercase() == "device",
         )
         .await;
     chrome
