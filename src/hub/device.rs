@@ -101,6 +101,15 @@ impl Hub {
 }
 
 impl Session {
+    /// Switches this client to its wire format's alternative, or back: a
+    /// text client's hex display (`/hex on`), for people debugging
+    /// devices. What is queued already stays as it was.
+    pub fn use_alternate_encoding(&self, on: bool) {
+        self.me
+            .alternate
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether this client registered as a device.
     pub fn is_device(&self) -> bool {
         self.me.device.get().is_some()

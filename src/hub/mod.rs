@@ -577,8 +577,9 @@ struct Member {
     id: ClientId,
     name: Mutex<Name>,
     outbox: Outbox,
-    /// The client's wire format: what its queue holds is encoded in it.
-    encoding: &'static Encoding,
+    /// The client's wire format, and the alternative it can switch to (a
+    /// text client's hex display): what its queue holds is encoded in it.
+    encodings: &'static [Encoding; 2],
     /// Bytes the client's connection holds of input not yet handled (an
     /// unfinished line, a read not yet relayed), as its transport reports.
     input: AtomicUsize,
@@ -594,6 +595,8 @@ struct Member {
     logged_in: std::sync::atomic::AtomicBool,
     /// What it registered as, if it is a device.
     device: OnceLock<Box<device::DeviceState>>,
+    /// Whether it asked for its wire format's alternative (`/hex on`).
+    alternate: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -604,7 +607,8 @@ impl Member {
     /// Queues `delivery` in this client's wire format; nothing if the
     /// format does not show it (raw clients get no notices).
     fn deliver(&self, delivery: &Delivery) -> Pushed {
-        let bytes = delivery.encoded(*self.encoding);
+        let alternate = self.alternate.load(Ordering::Relaxed);
+        let bytes = delivery.encoded(self.encodings[usize::from(alternate)]);
         if bytes.is_empty() {
             return Pushed::Queued;
         }
@@ -708,14 +712,15 @@ impl Hub {
         lock(&self.shared.directory)
     }
 
-    /// Registers a new client, whose wire format is `encoding`, under a
+    /// Registers a new client, whose wire format is `encodings[0]` (and
+    /// `encodings[1]` the one it may switch to), under a
     /// fresh default name (`guest-N`) and, if given, puts it in `room`.
     /// Wait on [`Session::until_receivers_keep_up`] before reading from
     /// it: its arrival is news to the room.
     pub fn connect(
         &self,
         room: Option<RoomName>,
-        encoding: &'static Encoding,
+        encodings: &'static [Encoding; 2],
         meta: ClientMeta,
     ) -> Session {
         let mut directory = self.directory();
@@ -738,7 +743,7 @@ impl Hub {
             id,
             name: Mutex::new(name.clone()),
             outbox: Outbox::new(self.shared.queue_limits.clone()),
-            encoding,
+            encodings,
             input: AtomicUsize::new(0),
             meta,
             connected_at: unix_millis(SystemTime::now()),
@@ -746,6 +751,7 @@ impl Hub {
             watched: Default::default(),
             logged_in: Default::default(),
             device: OnceLock::new(),
+            alternate: Default::default(),
         });
         me.traffic
             .last_activity

@@ -31,7 +31,7 @@ const DEBUG: Encoding = Encoding {
 fn connect(hub: &Hub, room: Option<&str>) -> Session {
     hub.connect(
         room.map(|r| RoomName::new(r).unwrap()),
-        &DEBUG,
+        &[DEBUG, DEBUG],
         ClientMeta::default(),
     )
 }

@@ -303,6 +303,33 @@ mod tests {
         assert!(inputs(&mut decoder, b"861234567890123").is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever a device sends, however TCP splits it: no panic, and
+        /// the same inputs (packets' bounds are the framers' tests).
+        #[test]
+        fn any_bytes_in_any_split_decode_the_same_and_never_panic(
+            options in proptest::sample::select(vec![
+                "register=line&register-each&frame=line&heartbeat=ping",
+                "register=imei&frame=len:2be&heartbeat=hex:FE",
+                "register=regex:ID=(\\w+);&register-each&frame=delimiter:7E",
+                "register=mac&frame=gap:5&room=dev-{id}",
+                "register=len:3&register-each&frame=line",
+                "heartbeat=hex:00&frame=line",
+            ]),
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![0u8, 0x7E, 0xFE, b'\n', b'\r', b'8', b'6', b'I', b'D', b'=', b';', b'a', b':']),
+                0..400,
+            ),
+            cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..10),
+        ) {
+            let decode = |cuts: &[usize]| {
+                let mut decoder = device(options);
+                crate::protocol::feed_in_pieces(&input, cuts, |buf, eof| decoder.decode(buf, eof))
+            };
+            proptest::prop_assert_eq!(decode(&[]), decode(&cuts));
+        }
+    }
+
     #[test]
     fn register_each_strips_the_prefix_of_every_packet() {
         let mut decoder = device("register=len:4&register-each&frame=line&heartbeat=ping");

@@ -364,6 +364,7 @@ impl Protocol for Json {
                 json!({ "type": "rooms", "rooms": list, "total": rooms.total, "more": rooms.more })
             }
             Reply::Pong => json!({ "type": "pong" }),
+            Reply::ShowHex(on) => json!({ "type": "hex", "on": on }),
             Reply::Authenticated { name, user } => {
                 json!({ "type": "authenticated", "name": name, "user": user })
             }

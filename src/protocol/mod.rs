@@ -93,6 +93,10 @@ pub trait Protocol: Send + Sync + 'static {
         encode: Self::encode_event,
     };
 
+    /// Its encoding, and the one a client may switch to (text's hex
+    /// display); by default the same.
+    const ENCODINGS: [Encoding; 2] = [Self::ENCODING, Self::ENCODING];
+
     /// An event, as this protocol shows it.
     fn event(event: &Event) -> Bytes {
         let mut out = BytesMut::new();
@@ -143,6 +147,8 @@ pub const TEXT_SLOT: usize = 0;
 pub const JSON_SLOT: usize = 1;
 /// Slot of [`Raw`] in a delivery's encoding cache.
 pub const RAW_SLOT: usize = 2;
+/// Slot of [`Text`] with its hex display on (`/hex on`).
+pub const TEXT_HEX_SLOT: usize = 3;
 
 /// Feeds `input` to `next` as a stream would bring it, in pieces cut at
 /// `cuts` (taken modulo its length), then at EOF; returns all it produced.

@@ -43,6 +43,8 @@ pub enum Request {
     Register(Box<Registration>),
     /// A device's heartbeat packet: it is alive, and says nothing.
     Heartbeat,
+    /// Show message bodies as hex bytes from now on, or not (`/hex on`).
+    ShowHex(bool),
     /// Log in as a user of the users file.
     Login {
         /// The user name.
@@ -111,6 +113,8 @@ pub enum Reply {
     Rooms(Listing<RoomInfo>),
     /// Answer to [`Request::Ping`].
     Pong,
+    /// Message bodies are shown as hex now, or not.
+    ShowHex(bool),
     /// Answer to [`Request::Help`].
     Help,
     /// The client asked to leave; the connection closes after this.
@@ -205,6 +209,10 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         }
         Request::Rooms(pattern) => Reply::Rooms(session.rooms(pattern.as_ref())),
         Request::Ping => Reply::Pong,
+        Request::ShowHex(on) => {
+            session.use_alternate_encoding(on);
+            Reply::ShowHex(on)
+        }
         Request::Heartbeat => {
             session.heartbeat();
             Reply::Pong

@@ -10,10 +10,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::terminal::put_inert;
 use super::{
-    Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag, TEXT_SLOT,
+    Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag,
+    TEXT_HEX_SLOT, TEXT_SLOT,
 };
 use crate::hub::{
-    Body, CloseReason, Closing, Event, Framing, Listing, Name, NameError, Pattern, RoomName,
+    Body, CloseReason, Closing, Encoding, Event, Framing, Listing, Name, NameError, Pattern,
+    RoomName,
 };
 
 /// The text protocol of one listener.
@@ -76,6 +78,7 @@ const HELP: &str = "\
 *   /leave [ROOM]     leave ROOM (default: the current room)
 *   /msg NAME TEXT    send TEXT to NAME alone
 *   /hex NAME|#ROOM HEX  send bytes, written in hex (01 03 0A), to a device or room
+*   /hex on|off       show every message as hex bytes, or as text again
 *   /who [ROOM [PAT]] who is in ROOM (default: the current room)
 *   /rooms [PATTERN]  list the rooms, largest first (PATTERN: dev-* or a part)
 *   /login USER PASS  log in (where the server asks for it)
@@ -145,6 +148,9 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
         }
         "hex" => {
             let (target, hex) = split_word(args);
+            if hex.is_empty() && (&target[..] == b"on" || &target[..] == b"off") {
+                return Some(Ok(Request::ShowHex(&target[..] == b"on")));
+            }
             if target.is_empty() || hex.is_empty() {
                 usage("/hex NAME HEX or /hex #ROOM HEX, e.g. /hex dev-7 01 03 00 00 00 0A C5 CD")
             } else {
@@ -267,10 +273,32 @@ fn split_word(text: Bytes) -> (Bytes, Bytes) {
 /// become 32,768 prefixed lines.
 pub const MAX_LINES_PER_MESSAGE: usize = 1000;
 
+/// Appends `event` as text clients see it; with `hex`, every message
+/// body as hex bytes (`/hex on`).
+fn encode(event: &Event, out: &mut BytesMut, hex: bool) {
+    match event {
+        Event::Message { room, from, body } => {
+            let (room, from) = (room.as_str().as_bytes(), from.as_str().as_bytes());
+            message_lines(&[b"[#", room, b"] ", from, b": "], body, hex, out)
+        }
+        Event::Direct { from, body } => {
+            message_lines(&[b"[dm] ", from.as_str().as_bytes(), b": "], body, hex, out)
+        }
+        Event::Joined { room, name } => out.put(notice(format_args!("{name} joined #{room}"))),
+        Event::Left { room, name, reason } => {
+            out.put(notice(format_args!("{name} left #{room} ({reason})")))
+        }
+        Event::Renamed { old, new } => out.put(notice(format_args!("{old} is now known as {new}"))),
+        Event::Notice { text, .. } => out.put(notice(format_args!("{text}"))),
+    }
+}
+
 /// Writes `body` as one or more lines, each after `prefix` (the parts of
-/// `prefix` in a row), made safe for a terminal (see [`super::terminal`]).
-fn message_lines(prefix: &[&[u8]], body: &Body, out: &mut BytesMut) {
-    if shown_as_hex(body) {
+/// `prefix` in a row), made safe for a terminal (see [`super::terminal`]);
+/// as hex on one line if it is bytes that are not readable text, or if
+/// `hex` says so.
+fn message_lines(prefix: &[&[u8]], body: &Body, hex: bool, out: &mut BytesMut) {
+    if hex || shown_as_hex(body) {
         for part in prefix {
             out.put_slice(part);
         }
@@ -383,24 +411,16 @@ impl Protocol for Text {
     }
 
     fn encode_event(event: &Event, out: &mut BytesMut) {
-        match event {
-            Event::Message { room, from, body } => {
-                let (room, from) = (room.as_str().as_bytes(), from.as_str().as_bytes());
-                message_lines(&[b"[#", room, b"] ", from, b": "], body, out)
-            }
-            Event::Direct { from, body } => {
-                message_lines(&[b"[dm] ", from.as_str().as_bytes(), b": "], body, out)
-            }
-            Event::Joined { room, name } => out.put(notice(format_args!("{name} joined #{room}"))),
-            Event::Left { room, name, reason } => {
-                out.put(notice(format_args!("{name} left #{room} ({reason})")))
-            }
-            Event::Renamed { old, new } => {
-                out.put(notice(format_args!("{old} is now known as {new}")))
-            }
-            Event::Notice { text, .. } => out.put(notice(format_args!("{text}"))),
-        }
+        encode(event, out, false)
     }
+
+    const ENCODINGS: [Encoding; 2] = [
+        Self::ENCODING,
+        Encoding {
+            slot: TEXT_HEX_SLOT,
+            encode: |event, out| encode(event, out, true),
+        },
+    ];
 
     fn reply(&self, reply: &Reply, _tag: &Tag) -> Bytes {
         match reply {
@@ -449,6 +469,10 @@ impl Protocol for Text {
                 ))
             }
             Reply::Pong => notice(format_args!("pong")),
+            Reply::ShowHex(true) => notice(format_args!(
+                "hex on: every message is shown as hex bytes (<hex 48 69>); /hex off to go back"
+            )),
+            Reply::ShowHex(false) => notice(format_args!("hex off: messages are shown as text")),
             Reply::Authenticated {
                 name,
                 user: Some(user),
@@ -561,6 +585,8 @@ mod tests {
             })
         );
         assert_eq!(parse("/hex dev-7 0").unwrap_err().code, "bad_hex");
+        assert_eq!(parse("/hex on"), Ok(Request::ShowHex(true)));
+        assert_eq!(parse("/hex off"), Ok(Request::ShowHex(false)));
         assert_eq!(parse("/hex dev-7").unwrap_err().code, "bad_arguments");
     }
 
@@ -587,6 +613,15 @@ mod tests {
             "[#lobby] dev-1: T=21\n[#lobby] dev-1: T=22\n"
         );
         assert_eq!(shown("温度=21\n".as_bytes()), "[#lobby] dev-1: 温度=21\n");
+        // With the hex display on, everything is hex.
+        let hello = Event::Message {
+            room: RoomName::lobby(),
+            from: Name::new("bob").unwrap(),
+            body: Body::line(&b"Hi"[..]),
+        };
+        let mut out = BytesMut::new();
+        (Text::ENCODINGS[1].encode)(&hello, &mut out);
+        assert_eq!(&out[..], b"[#lobby] bob: <hex 48 69>\n");
         // A person's line with a control character keeps caret notation.
         let line = Event::Message {
             room: RoomName::lobby(),

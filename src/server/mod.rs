@@ -804,7 +804,7 @@ impl Shared {
             slot,
             gate,
         } = arrival;
-        let mut session = self.hub.connect(None, &P::ENCODING, meta);
+        let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
         let handle = session.outbox_handle();
         let mut timeouts = self.live().timeouts;
         if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {

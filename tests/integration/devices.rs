@@ -136,6 +136,22 @@ async fn a_device_registering_by_imei_gets_its_name_and_room_and_talks_hex_with_
 }
 
 #[tokio::test]
+async fn a_person_debugging_a_device_turns_the_hex_display_on_and_off() {
+    let server = server("register=imei").await;
+    let mut app = app_in(&server, "lobby").await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined")).await;
+    app.send_line("/hex on").await.unwrap();
+    expect_notice_containing(&mut app, "hex on").await;
+    device.write_all(b"T=21\r\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "<hex 54 3D 32 31 0D 0A>");
+    app.send_line("/hex off").await.unwrap();
+    expect_notice_containing(&mut app, "hex off").await;
+    device.write_all(b"T=22\r\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "T=22");
+}
+
+#[tokio::test]
 async fn a_second_connection_with_the_same_imei_replaces_the_first() {
     let server = server("register=imei&room=dev-{id}").await;
     let mut app = app_in(&server, DEVICE).await;
