@@ -359,7 +359,7 @@ impl FromStr for ListenerSpec {
                         .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
                     if !known {
                         anyhow::bail!(
-                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame="
+                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
                         )
                     }
                     if mode != Mode::Raw {
@@ -1443,7 +1443,7 @@ mod tests {
 
     #[test]
     fn device_listeners_read_back_as_written() {
-        let written = "raw://0.0.0.0:9000?idle-timeout=90s&register=imei&register-each&room=dev-{id}&heartbeat=hex:FE&frame=gap:20";
+        let written = "raw://0.0.0.0:9000?idle-timeout=90s&register=imei&register-each&room=dev-{id}&heartbeat=hex:FE&frame=gap:20&modbus=rtu";
         let spec: ListenerSpec = written.parse().unwrap();
         assert_eq!(spec.idle_timeout, Some(Duration::from_secs(90)));
         assert_eq!(
@@ -1472,6 +1472,11 @@ mod tests {
                 "do not go together",
             ),
             ("raw://0.0.0.0:1?heartbeat", "needs a value"),
+            ("raw://0.0.0.0:1?modbus=rtu", "needs frame=gap"),
+            (
+                "raw://0.0.0.0:1?frame=gap:5&modbus=tcp",
+                "expected modbus=rtu",
+            ),
         ] {
             let err = spec.parse::<ListenerSpec>().unwrap_err();
             assert!(format!("{err:#}").contains(says), "{spec}: {err:#}");

@@ -1367,6 +1367,29 @@
     return { off: off.join('\n'), hex: hex.join('\n'), ascii: ascii.join('\n') };
   }
 
+  /** CRC-16/MODBUS of `bytes[0..end]`. */
+  function crc16(bytes, end) {
+    let crc = 0xFFFF;
+    for (let i = 0; i < end; i++) {
+      crc ^= bytes[i];
+      for (let k = 0; k < 8; k++) crc = (crc & 1) ? (crc >>> 1) ^ 0xA001 : crc >>> 1;
+    }
+    return crc;
+  }
+
+  /** With the CRC16 check on: a tag saying whether a message is a Modbus
+   *  RTU frame whose CRC holds (its last two bytes, low byte first). */
+  function crcTag(r, bytes) {
+    if (!T.crc || r.size !== bytes.length) return null;
+    const n = bytes.length;
+    const ok = n >= 4 && crc16(bytes, n - 2) === (bytes[n - 2] | (bytes[n - 1] << 8));
+    return el('span', {
+      className: 'ti-tag ' + (ok ? 'crc-ok' : 'crc-bad'),
+      text: ok ? 'CRC ✓' : 'CRC ✗',
+      title: ok ? 'A Modbus RTU frame: its CRC-16 holds' : 'Not a Modbus RTU frame, or its CRC-16 fails',
+    });
+  }
+
   function buildItem(r) {
     if (r.mark) return el('div', { className: 'traffic-mark', attrs: { role: 'separator' }, text: r.text });
 
@@ -1378,6 +1401,7 @@
       r.room != null ? el('span', { className: 'ti-dest', text: '#' + visible(r.room) })
         : r.to != null ? el('span', { className: 'ti-dest dm', text: '→ ' + visible(r.to) }) : null,
       binary ? el('span', { className: 'ti-tag', text: 'binary', title: 'Not valid UTF-8' }) : null,
+      crcTag(r, bytes),
       el('span', { className: 'ti-size', text: fmtBytes(r.size), title: fmtInt(r.size) + ' bytes' }));
 
     const body = el('div', { className: 'ti-body' });
@@ -1616,6 +1640,16 @@
     invalidate('traffic');
   }
 
+  /** Turns the Modbus CRC16 check of each message on or off. */
+  function setCrcCheck(on) {
+    T.crc = on;
+    $('#traffic-crc').setAttribute('aria-pressed', String(on));
+    storage.set('traffic.crc', on ? '1' : '0');
+    for (const node of T.nodes.values()) node.remove();
+    T.nodes.clear();
+    invalidate('traffic');
+  }
+
   /* ---------- saving ---------- */
 
   function escapeForLog(s) {
@@ -1710,6 +1744,8 @@
 
     for (const b of document.querySelectorAll('.seg button[data-view]')) b.addEventListener('click', () => setTrafficView(b.dataset.view));
     $('#traffic-pause').addEventListener('click', () => setPaused(!T.paused));
+    $('#traffic-crc').addEventListener('click', () => setCrcCheck(!T.crc));
+    setCrcCheck(storage.get('traffic.crc') === '1');
     $('#traffic-clear').addEventListener('click', clearTraffic);
     $('#traffic-save-txt').addEventListener('click', () => saveTraffic('txt'));
     $('#traffic-save-json').addEventListener('click', () => saveTraffic('json'));

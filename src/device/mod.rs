@@ -13,6 +13,7 @@
 
 pub mod framing;
 pub mod hex;
+pub mod modbus;
 pub mod register;
 
 pub use framing::{Frame, Framer, LengthPrefix};
@@ -49,6 +50,9 @@ pub struct DeviceSpec {
     pub heartbeat: Option<Heartbeat>,
     /// How its stream is cut into packets.
     pub frame: Frame,
+    /// Its packets are Modbus RTU frames (`modbus=rtu`): those failing
+    /// their CRC are counted.
+    pub modbus: bool,
 }
 
 impl Default for DeviceSpec {
@@ -61,6 +65,7 @@ impl Default for DeviceSpec {
             register_grace: DEFAULT_REGISTER_GRACE,
             heartbeat: None,
             frame: Frame::None,
+            modbus: false,
         }
     }
 }
@@ -84,6 +89,9 @@ impl DeviceSpec {
             Some(register) if self.register_each && !register.bounded() => Err(format!(
                 "register={register} with register-each: where the identity ends in a packet that carries data too cannot be told; use len:N or regex:"
             )),
+            _ if self.modbus && !matches!(self.frame, Frame::Gap(_)) => Err(
+                "modbus=rtu needs frame=gap:MS: Modbus RTU frames are told apart by the pause between them".into(),
+            ),
             _ => Ok(()),
         }
     }
@@ -116,6 +124,9 @@ impl DeviceSpec {
         if self.frame != Frame::None {
             options.push(format!("frame={}", self.frame));
         }
+        if self.modbus {
+            options.push("modbus=rtu".into());
+        }
         options
     }
 
@@ -139,6 +150,10 @@ impl DeviceSpec {
             "name" => self.name = Template::parse(value_of(key)?)?,
             "heartbeat" => self.heartbeat = Some(Heartbeat::parse(value_of(key)?)?),
             "frame" => self.frame = value_of(key)?.parse()?,
+            "modbus" => match value_of(key)? {
+                "rtu" => self.modbus = true,
+                other => return Err(format!("unknown modbus={other:?}: expected modbus=rtu")),
+            },
             "register-grace" => {
                 self.register_grace = value_of(key)?
                     .parse::<crate::config::Seconds>()

@@ -29,6 +29,8 @@ pub(super) struct DeviceState {
     pub(super) last_data: AtomicU64,
     /// Heartbeats it sent.
     pub(super) heartbeats: AtomicU64,
+    /// Frames it sent that failed their Modbus CRC.
+    pub(super) bad_frames: AtomicU64,
 }
 
 /// A registered device, as the admin sees it.
@@ -44,6 +46,8 @@ pub struct DeviceInfo {
     pub last_data: Option<SystemTime>,
     /// Heartbeats it sent.
     pub heartbeats: u64,
+    /// Frames it sent that failed their Modbus CRC (`modbus=rtu`).
+    pub bad_frames: u64,
 }
 
 impl DeviceState {
@@ -57,6 +61,7 @@ impl DeviceState {
             last_heartbeat: at(self.last_heartbeat.load(Ordering::Relaxed)),
             last_data: at(self.last_data.load(Ordering::Relaxed)),
             heartbeats: self.heartbeats.load(Ordering::Relaxed),
+            bad_frames: self.bad_frames.load(Ordering::Relaxed),
         }
     }
 }
@@ -176,6 +181,7 @@ impl Session {
             last_heartbeat: AtomicU64::new(0),
             last_data: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
+            bad_frames: AtomicU64::new(0),
         }));
         Ok(stale)
     }
@@ -187,6 +193,13 @@ impl Session {
             device
                 .last_heartbeat
                 .store(unix_millis(SystemTime::now()), Ordering::Relaxed);
+        }
+    }
+
+    /// Records that a device sent a Modbus frame that failed its CRC.
+    pub fn bad_frame(&self) {
+        if let Some(device) = self.me.device.get() {
+            device.bad_frames.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -59,6 +59,17 @@ pub struct DeviceDecoder {
     state: State,
     /// Data that came in the same packet as the registration.
     after_registration: Option<Bytes>,
+    /// The last packet failed its Modbus CRC: say so next.
+    bad_frame: bool,
+}
+
+/// A packet relayed; with `modbus=rtu`, one failing its CRC is noted for
+/// the next input.
+fn data(spec: &DeviceSpec, bad_frame: &mut bool, packet: Bytes) -> Input {
+    if spec.modbus && !crate::device::modbus::frame_ok(&packet) {
+        *bad_frame = true;
+    }
+    say(packet)
 }
 
 fn say(packet: Bytes) -> Input {
@@ -110,9 +121,9 @@ impl DeviceDecoder {
 
     /// A packet of a registered device: its registration stripped if it
     /// sends one in front of every packet; `None` if nothing is left.
-    fn data(&self, registration: &Bytes, packet: Bytes) -> Option<Input> {
+    fn registered(&self, registration: &Bytes, packet: Bytes) -> Option<Bytes> {
         if !self.spec.register_each {
-            return Some(say(packet));
+            return Some(packet);
         }
         let packet = match packet.strip_prefix(&registration[..]) {
             Some(rest) => packet.slice(packet.len() - rest.len()..),
@@ -129,13 +140,7 @@ impl DeviceDecoder {
                 packet
             }
         };
-        if packet.is_empty() {
-            return None;
-        }
-        if self.is_heartbeat(&packet) {
-            return Some(request(Request::Heartbeat));
-        }
-        Some(say(packet))
+        (!packet.is_empty()).then_some(packet)
     }
 
     fn is_heartbeat(&self, packet: &[u8]) -> bool {
@@ -148,8 +153,11 @@ impl DeviceDecoder {
 
 impl Decode for DeviceDecoder {
     fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
-        if let Some(data) = self.after_registration.take() {
-            return Some(say(data));
+        if std::mem::take(&mut self.bad_frame) {
+            return Some(request(Request::BadFrame));
+        }
+        if let Some(packet) = self.after_registration.take() {
+            return Some(data(&self.spec, &mut self.bad_frame, packet));
         }
         loop {
             if let State::Refused = self.state {
@@ -161,9 +169,12 @@ impl Decode for DeviceDecoder {
                 return Some(request(Request::Heartbeat));
             }
             match &self.state {
-                State::Guest => return Some(say(packet)),
-                State::Registered(registration) => match self.data(registration, packet) {
-                    Some(input) => return Some(input),
+                State::Guest => return Some(data(&self.spec, &mut self.bad_frame, packet)),
+                State::Registered(registration) => match self.registered(registration, packet) {
+                    Some(packet) if self.is_heartbeat(&packet) => {
+                        return Some(request(Request::Heartbeat))
+                    }
+                    Some(packet) => return Some(data(&self.spec, &mut self.bad_frame, packet)),
                     None => continue,
                 },
                 State::Unregistered => match self.registration(&packet) {
@@ -204,6 +215,7 @@ impl Protocol for Device {
                 None => State::Guest,
             },
             after_registration: None,
+            bad_frame: false,
         }
     }
 
@@ -328,6 +340,24 @@ mod tests {
             };
             proptest::prop_assert_eq!(decode(&[]), decode(&cuts));
         }
+    }
+
+    #[test]
+    fn a_modbus_frame_failing_its_crc_is_relayed_then_noted() {
+        let mut decoder = device("frame=gap:20&modbus=rtu");
+        let good = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD];
+        assert_eq!(
+            inputs(&mut decoder, &good),
+            vec![say(Bytes::copy_from_slice(&good))]
+        );
+        let bad = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0x00, 0x00];
+        assert_eq!(
+            inputs(&mut decoder, &bad),
+            vec![
+                say(Bytes::copy_from_slice(&bad)),
+                request(Request::BadFrame)
+            ]
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub enum Request {
     Register(Box<Registration>),
     /// A device's heartbeat packet: it is alive, and says nothing.
     Heartbeat,
+    /// A device's Modbus frame failed its CRC (it was relayed all the same).
+    BadFrame,
     /// Show message bodies as hex bytes from now on, or not (`/hex on`).
     ShowHex(bool),
     /// Log in as a user of the users file.
@@ -209,6 +211,11 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         }
         Request::Rooms(pattern) => Reply::Rooms(session.rooms(pattern.as_ref())),
         Request::Ping => Reply::Pong,
+        Request::BadFrame => {
+            tracing::debug!(name = %session.name(), client = %session.id(), "a Modbus frame failed its CRC");
+            session.bad_frame();
+            Reply::Pong
+        }
         Request::ShowHex(on) => {
             session.use_alternate_encoding(on);
             Reply::ShowHex(on)

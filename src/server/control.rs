@@ -216,6 +216,9 @@ pub struct DeviceView {
     pub last_data: Option<u64>,
     /// Heartbeats it sent.
     pub heartbeats: u64,
+    /// Frames it sent that failed their Modbus CRC (on a `modbus=rtu`
+    /// listener).
+    pub bad_frames: u64,
 }
 
 /// A page of clients.
@@ -898,6 +901,7 @@ fn client_view(
         last_heartbeat: device.last_heartbeat.map(unix_millis),
         last_data: device.last_data.map(unix_millis),
         heartbeats: device.heartbeats,
+        bad_frames: device.bad_frames,
     });
     ClientView {
         device,

@@ -420,4 +420,45 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
         )
         .await;
     chrome.screenshot("7-devices").await;
+
+    // A Modbus reply, watched with the CRC16 check on: a frame whose CRC
+    // holds, and one whose CRC fails.
+    chrome.click("#traffic-crc").await;
+    chrome.click("#rooms tr[data-room=\"lobby\"]").await;
+    let good = [0x01, 0x03, 0x02, 0x00, 0x0A, 0x38, 0x43];
+    within("the watch to start", async {
+        loop {
+            tokio::io::AsyncWriteExt::write_all(&mut dtu, &good)
+                .await
+                .unwrap();
+            let found = tokio::time::timeout(
+                Duration::from_millis(500),
+                chrome.wait_text("a frame whose CRC holds", ".traffic-item .crc-ok", |t| {
+                    t.contains("CRC")
+                }),
+            )
+            .await;
+            if found.is_ok() {
+                break;
+            }
+        }
+    })
+    .await;
+    tokio::io::AsyncWriteExt::write_all(&mut dtu, &[0x01, 0x03, 0x02, 0x00, 0x0A, 0x38, 0x44])
+        .await
+        .unwrap();
+    chrome
+        .wait_text("a frame whose CRC fails", ".traffic-item .crc-bad", |t| {
+            t.contains("CRC")
+        })
+        .await;
+    chrome
+        .browser
+        .execute(
+            "document.getElementById('traffic-section').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    chrome.screenshot("8-modbus-crc").await;
 }

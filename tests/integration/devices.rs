@@ -356,3 +356,51 @@ async fn the_device_simulator_registers_sends_heartbeats_and_shows_what_it_recei
     sync(&mut app).await;
     simulator.kill().await.ok();
 }
+
+/// `modbus=rtu`: frames failing their CRC are relayed as they came, and
+/// counted on the device, as the admin API shows.
+#[tokio::test]
+async fn modbus_frames_failing_their_crc_are_relayed_and_counted() {
+    let server = TestServer::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        listeners: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "raw://127.0.0.1:0?register=imei&frame=gap:50&modbus=rtu"
+                .parse()
+                .unwrap(),
+        ],
+        ..Config::local()
+    })
+    .await;
+    let mut app = app_in(&server, "lobby").await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined")).await;
+    let good = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD];
+    let bad = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCE];
+    for frame in [&good, &bad, &good] {
+        device.write_all(frame).await.unwrap();
+        let (_, _, text) = expect_message(&mut app).await;
+        assert_eq!(
+            text,
+            format!("<hex {}>", switchboard::device::hex::format(frame))
+        );
+    }
+    let url = format!("http://{}/api/v1/clients", server.http.unwrap());
+    let page: serde_json::Value = crate::http::http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_view = page["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == DEVICE)
+        .expect("the device is listed")["device"]
+        .clone();
+    assert_eq!(device_view["id"], IMEI);
+    assert_eq!(device_view["bad_frames"], 1, "{device_view}");
+}
