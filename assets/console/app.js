@@ -653,6 +653,11 @@
       if (input) { input.setAttribute('aria-invalid', 'true'); input.focus(); }
     };
     form.addEventListener('input', (e) => { e.target.removeAttribute('aria-invalid'); });
+    // Device options are a raw listener's.
+    const modeSelect = $('#listener-mode');
+    const showDevice = () => { $('#listener-device-field').hidden = modeSelect.value !== 'raw'; };
+    modeSelect.addEventListener('change', showDevice);
+    showDevice();
 
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
@@ -665,6 +670,8 @@
       if (host.includes(':') && !host.startsWith('[')) host = '[' + host + ']'; // IPv6
       const room = roomIn.value.trim().replace(/^#/, '') || 'lobby';
       const body = { mode: $('#listener-mode').value, addr: host + ':' + port, room };
+      const device = $('#listener-device').value.trim();
+      if (body.mode === 'raw' && device) body.device = device;
       const expText = expIn.value.trim();
       if (expText !== '') {
         const exp = Number(expText);

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::listeners::{Listener, ListenerError, Origin};
 use super::monitor::{grand_total, Closed};
 use super::Shared;
-use crate::config::ListenerSpec;
+use crate::config::{ListenerSpec, Mode};
 use crate::hub::{
     unix_millis, Body, ClientId, ClientInfo, ClientKind, CloseReason, HubError, Name, RoomName,
     Watch, Watcher,
@@ -149,6 +149,10 @@ pub struct ListenerView {
     /// `v1` or `v2`: its connections come through a load balancer that
     /// names each client in a PROXY protocol header.
     pub proxy: Option<String>,
+    /// A device listener's options (`register=imei&heartbeat=hex:FE`),
+    /// and its room template as `room`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// A client, connected or recently gone.
@@ -349,6 +353,10 @@ pub struct OpenListener {
     /// `none` (default) or `required`: clients must authenticate first
     /// (the server must have credentials: users, tokens or JWT keys).
     pub auth: Option<String>,
+    /// For a `raw` listener of devices: its device options, as in a
+    /// listener spec (`register=imei&heartbeat=hex:FE&frame=gap:20`; see
+    /// docs/devices.md). `room` may then hold `{id}` (`dev-{id}`).
+    pub device: Option<String>,
 }
 
 /// What went wrong with an admin call.
@@ -761,10 +769,35 @@ impl Control {
                 ))
             }
         };
+        let mut device = crate::device::DeviceSpec::default();
+        let bad_device = |e: String| ControlError::bad("bad_device_options", e);
+        if let Some(options) = request.device.as_deref().filter(|o| !o.is_empty()) {
+            if mode != Mode::Raw {
+                return Err(bad_device(
+                    "device options are for raw listeners (\"mode\": \"raw\")".into(),
+                ));
+            }
+            for pair in options.split('&') {
+                let (key, value) = match pair.split_once('=') {
+                    Some((key, value)) => (key, Some(value)),
+                    None => (pair, None),
+                };
+                if !device.set(key, value).map_err(bad_device)? {
+                    return Err(bad_device(format!(
+                        "unknown device option {pair:?}: expected register=, register-each, name=, register-grace=, heartbeat=, frame= or modbus=rtu"
+                    )));
+                }
+            }
+        }
         let room = match &request.room {
+            Some(template) if template.contains("{id}") => {
+                device.room = Some(crate::device::Template::parse(template).map_err(bad_device)?);
+                RoomName::lobby()
+            }
             Some(room) => parse_room(room)?,
             None => RoomName::lobby(),
         };
+        device.check().map_err(bad_device)?;
         let auth = match request.auth.as_deref() {
             None | Some("none") => false,
             Some("required") if self.shared.authenticator().is_some() => true,
@@ -800,8 +833,13 @@ impl Control {
             // opened for a few minutes.
             proxy: None,
             idle_timeout: None,
-            device: Default::default(),
+            device,
         };
+        if spec.auth && spec.device.register.is_some() {
+            return Err(bad_device(
+                "register= and auth required do not go together yet: a device's first packet is its registration".into(),
+            ));
+        }
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(self.listener_view(&listener))
     }
@@ -859,10 +897,13 @@ fn listener_view(listener: &Listener, http_auth: bool) -> ListenerView {
         id: listener.id,
         mode: listener.mode().to_owned(),
         addr: listener.addr.to_string(),
-        room: listener
-            .spec
-            .as_ref()
-            .map_or_else(|| "lobby".to_owned(), |spec| spec.room.as_str().to_owned()),
+        room: listener.spec.as_ref().map_or_else(
+            || "lobby".to_owned(),
+            |spec| match &spec.device.room {
+                Some(template) => template.to_string(),
+                None => spec.room.as_str().to_owned(),
+            },
+        ),
         clients: listener.clients(),
         origin: match listener.origin {
             Origin::Config => "config",
@@ -877,6 +918,15 @@ fn listener_view(listener: &Listener, http_auth: bool) -> ListenerView {
             .as_ref()
             .and_then(|spec| spec.proxy)
             .map(|proxy| proxy.to_string()),
+        device: listener.spec.as_ref().and_then(|spec| {
+            let options: Vec<String> = spec
+                .device
+                .options()
+                .into_iter()
+                .filter(|option| !option.starts_with("room="))
+                .collect();
+            (!options.is_empty()).then(|| options.join("&"))
+        }),
     }
 }
 

@@ -461,4 +461,31 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
         .await
         .unwrap();
     chrome.screenshot("8-modbus-crc").await;
+
+    // A port for devices, opened from the page.
+    chrome.click("#open-listener").await;
+    chrome.select("#listener-mode", "raw").await;
+    chrome.fill("#listener-addr", "127.0.0.1").await;
+    chrome.fill("#listener-port", "0").await;
+    chrome.fill("#listener-room", "dev-{id}").await;
+    chrome
+        .fill("#listener-device", "register=imei&heartbeat=hex:FE")
+        .await;
+    chrome.screenshot("9-device-listener-form").await;
+    chrome.click("#listener-submit").await;
+    let created = chrome
+        .wait_text("the new device listener", "#listener-created-addr", |t| {
+            t.starts_with("raw://127.0.0.1:")
+        })
+        .await;
+    let addr: SocketAddr = created.trim_start_matches("raw://").parse().unwrap();
+    app.send_line("/join dev-869999999999999").await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut second, b"869999999999999")
+        .await
+        .unwrap();
+    expect_line(&mut app, "the second device in its own room", |l| {
+        matches!(l, ServerLine::Notice(n) if n.contains("dev-869999999999999 joined #dev-869999999999999"))
+    })
+    .await;
 }

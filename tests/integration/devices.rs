@@ -404,3 +404,68 @@ async fn modbus_frames_failing_their_crc_are_relayed_and_counted() {
     assert_eq!(device_view["id"], IMEI);
     assert_eq!(device_view["bad_frames"], 1, "{device_view}");
 }
+
+/// Like the online debug pages, the admin hands out a port for devices
+/// for a few minutes: `POST /api/v1/listeners` with device options.
+#[tokio::test]
+async fn the_admin_opens_a_device_listener_through_the_api() {
+    let server = TestServer::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::local()
+    })
+    .await;
+    let api = format!("http://{}/api/v1/listeners", server.http.unwrap());
+    let http = crate::http::http();
+    let opened: serde_json::Value = http
+        .post(&api)
+        .json(&json!({
+            "mode": "raw", "addr": "127.0.0.1:0", "room": "dev-{id}",
+            "device": "register=imei&heartbeat=hex:FE", "expire_after_idle_seconds": 300,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["room"], "dev-{id}", "{opened}");
+    assert_eq!(
+        opened["device"], "register=imei&heartbeat=hex:FE",
+        "{opened}"
+    );
+    let addr: SocketAddr = opened["addr"].as_str().unwrap().parse().unwrap();
+
+    let mut app = app_in(&server, DEVICE).await;
+    let mut device = TcpStream::connect(addr).await.unwrap();
+    device.write_all(IMEI.as_bytes()).await.unwrap();
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined #{DEVICE}")).await;
+    device.write_all(b"T=21\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "T=21");
+
+    // Options that do not fit are refused, saying why.
+    for (body, says) in [
+        (
+            json!({"mode": "text", "device": "register=imei"}),
+            "raw listeners",
+        ),
+        (
+            json!({"mode": "raw", "device": "register=imsi"}),
+            "unknown register",
+        ),
+        (
+            json!({"mode": "raw", "device": "colour=red"}),
+            "unknown device option",
+        ),
+        (
+            json!({"mode": "raw", "room": "dev-{id}"}),
+            "needs register=",
+        ),
+    ] {
+        let response = http.post(&api).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{body}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "bad_device_options", "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{error}");
+    }
+}
