@@ -5,8 +5,9 @@
 #
 #   contrib/build-deb.sh           from a release build: the package to ship
 #   contrib/build-deb.sh --debug   from the debug binary `cargo test` already
-#                                  built: checks the packaging without a
-#                                  second (release) compile; what CI does
+#                                  built (built only if there is none): checks
+#                                  the packaging without a second compile;
+#                                  what CI does
 #
 # Needs cargo-deb: cargo install cargo-deb --locked
 set -euo pipefail
@@ -14,7 +15,10 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in
     "") profile=release; cargo build --release --locked ;;
-    --debug) profile=dev; cargo build --locked ;;
+    # `cargo build` would build every dependency again: without the tests'
+    # dev-dependencies, tokio and what depends on it have other features
+    # (4 minutes of a cold CI run).
+    --debug) profile=dev; [ -x target/debug/switchboard ] || cargo build --locked ;;
     *) echo "usage: $0 [--debug]" >&2; exit 2 ;;
 esac
 bin_dir=target/$([ "$profile" = dev ] && echo debug || echo release)
