@@ -171,7 +171,8 @@ impl Decode for DeviceDecoder {
             match &self.state {
                 State::Guest => return Some(data(&self.spec, &mut self.bad_frame, packet)),
                 State::Registered(registration) => match self.registered(registration, packet) {
-                    Some(packet) if self.is_heartbeat(&packet) => {
+                    // What was left of it once its prefix was stripped.
+                    Some(packet) if self.spec.register_each && self.is_heartbeat(&packet) => {
                         return Some(request(Request::Heartbeat))
                     }
                     Some(packet) => return Some(data(&self.spec, &mut self.bad_frame, packet)),
@@ -242,20 +243,21 @@ impl Protocol for Device {
         Raw::encode_event(event, out)
     }
 
-    fn reply(&self, _reply: &Reply, _tag: &Tag) -> Bytes {
-        Bytes::new()
+    // A device hears what a raw client hears: nothing from the server.
+    fn reply(&self, reply: &Reply, tag: &Tag) -> Bytes {
+        Raw.reply(reply, tag)
     }
 
-    fn error(&self, _error: &ProtocolError, _tag: &Tag) -> Bytes {
-        Bytes::new()
+    fn error(&self, error: &ProtocolError, tag: &Tag) -> Bytes {
+        Raw.error(error, tag)
     }
 
-    fn goodbye(&self, _closing: &Closing) -> Bytes {
-        Bytes::new()
+    fn goodbye(&self, closing: &Closing) -> Bytes {
+        Raw.goodbye(closing)
     }
 
-    fn refusal(&self, _reason: &str) -> Bytes {
-        Bytes::new()
+    fn refusal(&self, reason: &str) -> Bytes {
+        Raw.refusal(reason)
     }
 }
 
