@@ -375,11 +375,6 @@ impl FromStr for ListenerSpec {
             .device
             .check()
             .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
-        if listener.auth && listener.device.register.is_some() {
-            anyhow::bail!(
-                "register= and auth=required do not go together yet, in listener {spec:?}: a device's first packet is its registration or its token, not both"
-            )
-        }
         Ok(listener)
     }
 }
@@ -438,6 +433,41 @@ fn parse_auth(value: &str) -> anyhow::Result<bool> {
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or a bare `PORT` on all IPv4 interfaces.
+/// Several listener specs in one string, separated by commas: the value
+/// of one `--listen` or of `SWITCHBOARD_LISTEN`. A comma splits only where
+/// a new spec starts (`MODE://` or an address), so a comma inside an
+/// option (`register=regex:(?<id>[0-9]{15}),(?<key>...)`) stays in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerList(pub Vec<ListenerSpec>);
+
+impl FromStr for ListenerList {
+    type Err = anyhow::Error;
+    fn from_str(list: &str) -> anyhow::Result<Self> {
+        let mut specs = Vec::new();
+        let mut start = 0;
+        for (at, _) in list.match_indices(',') {
+            if starts_a_listener(&list[at + 1..]) {
+                specs.push(list[start..at].parse()?);
+                start = at + 1;
+            }
+        }
+        specs.push(list[start..].parse()?);
+        Ok(ListenerList(specs))
+    }
+}
+
+/// Whether `text` begins with a listener spec: a scheme, or an address
+/// followed by its options or the next spec.
+fn starts_a_listener(text: &str) -> bool {
+    if let Some((scheme, _)) = text.split_once("://") {
+        if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_lowercase() || b == b'+') {
+            return true;
+        }
+    }
+    let end = text.find(['?', ',']).unwrap_or(text.len());
+    parse_addr(&text[..end]).is_ok()
+}
+
 fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
     match addr.parse::<u16>() {
         Ok(port) => Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
@@ -781,10 +811,23 @@ impl Config {
             );
         }
         self.validate_tls()?;
+        // Devices that register authenticate with the devices file; every
+        // other client with a password or a token.
+        let devices_ask = self
+            .listeners
+            .iter()
+            .filter(|l| l.auth && l.device.register.is_some())
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>();
+        anyhow::ensure!(
+            devices_ask.is_empty() || self.auth.devices_file.is_some(),
+            "{} asks devices to authenticate, but no devices file is configured: give --devices FILE, listing the devices that may register",
+            devices_ask.join(", ")
+        );
         let asks = self
             .listeners
             .iter()
-            .filter(|l| l.auth)
+            .filter(|l| l.auth && l.device.register.is_none())
             .map(|l| l.to_string())
             .chain(self.http.filter(|h| h.auth).map(|h| h.to_string()))
             .collect::<Vec<_>>();
@@ -901,6 +944,7 @@ impl Config {
             auth.jwt_secret_file => "jwt-secret-file",
             auth.jwt_public_key_file => "jwt-public-key",
             auth.jwt_audience => "jwt-audience",
+            auth.devices_file => "devices",
             auth_timeout => "auth-timeout",
             admin_token => "admin-token",
             allowed_origins => "allowed-origin",
@@ -1067,6 +1111,8 @@ pub struct Overrides {
     pub jwt_secret_file: Option<PathBuf>,
     /// See [`AuthSettings::jwt_public_key_file`].
     pub jwt_public_key: Option<PathBuf>,
+    /// See [`AuthSettings::devices_file`].
+    pub devices: Option<PathBuf>,
     /// See [`AuthSettings::jwt_audience`].
     pub jwt_audience: Option<String>,
     /// See [`Config::auth_timeout`].
@@ -1147,6 +1193,9 @@ impl Overrides {
         }
         if self.jwt_audience.is_some() {
             auth.jwt_audience = self.jwt_audience;
+        }
+        if self.devices.is_some() {
+            auth.devices_file = self.devices;
         }
         set(&mut config.auth_timeout, self.auth_timeout.map(|s| s.0));
         if let Some(path) = &self.admin_token_file {
@@ -1467,10 +1516,6 @@ mod tests {
             ("raw://0.0.0.0:1?register-each", "needs register="),
             ("raw://0.0.0.0:1?room=dev-{id}", "needs register="),
             ("raw://0.0.0.0:1?register=imei&name={id}", "fixed part"),
-            (
-                "raw://0.0.0.0:1?register=imei&auth=required",
-                "do not go together",
-            ),
             ("raw://0.0.0.0:1?heartbeat", "needs a value"),
             ("raw://0.0.0.0:1?modbus=rtu", "needs frame=gap"),
             (
@@ -1481,6 +1526,18 @@ mod tests {
             let err = spec.parse::<ListenerSpec>().unwrap_err();
             assert!(format!("{err:#}").contains(says), "{spec}: {err:#}");
         }
+    }
+
+    #[test]
+    fn a_list_of_listeners_splits_at_commas_that_start_a_new_one() {
+        let list: ListenerList = "127.0.0.1:1,raw://127.0.0.1:2?register=regex:(?<id>[0-9]{15}),(?<key>[^,]+),json://127.0.0.1:3,4"
+            .parse()
+            .unwrap();
+        let specs: Vec<String> = list.0.iter().map(ToString::to_string).collect();
+        assert_eq!(specs.len(), 4, "{specs:?}");
+        assert!(specs[1].contains("{15}),(?<key>[^,]+)"), "{specs:?}");
+        assert_eq!(specs[3], "text://0.0.0.0:4");
+        assert!("127.0.0.1:1,".parse::<ListenerList>().is_err());
     }
 
     #[test]

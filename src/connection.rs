@@ -83,8 +83,16 @@ where
     // The welcome comes first, before the room's news.
     // A client refused as it came (closed already) only hears why; one
     // that must authenticate first, how to.
+    let mut device_gate = None;
     let pending = match gate {
         _ if session.outbox().is_closed() => None,
+        // A device's registration is its credentials: checked when it
+        // comes, against the devices file.
+        Some(gate) if protocol.register_within().is_some() => {
+            device_gate = Some(gate);
+            welcome(&*protocol, &mut session, room);
+            None
+        }
         Some(gate) => {
             let prompt = protocol.auth_required(gate.within);
             if !prompt.is_empty() {
@@ -110,7 +118,14 @@ where
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
         let reading_ended_first = {
-            let reading = read_side(protocol, &mut session, reader, &timeouts, pending);
+            let reading = read_side(
+                protocol,
+                &mut session,
+                reader,
+                &timeouts,
+                pending,
+                device_gate,
+            );
             tokio::select! {
                 () = reading => true,
                 () = &mut writing => false,
@@ -300,16 +315,55 @@ fn welcome<P: Protocol>(protocol: &P, session: &mut Session, room: RoomName) {
     }
 }
 
+/// Why a device's registration was refused.
+enum Refusal {
+    /// Close the connection now, for this reason (its address is banned).
+    Now(CloseReason),
+    /// Take nothing more from it, and close it when its grace ends; the
+    /// reason, and whether it has been logged already.
+    Later { why: String, logged: bool },
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Refusal::Later { why, logged: false }
+    }
+}
+
 /// Registers a device under the name and in the room its registration
-/// gives it; `Err`: why not, for the log.
-async fn register(session: &mut Session, registration: Registration) -> Result<(), String> {
+/// gives it, once the devices file lets it in if the listener asks for
+/// authentication (`gate`).
+async fn register(
+    session: &mut Session,
+    registration: Registration,
+    gate: Option<&Gate>,
+) -> Result<(), Refusal> {
     let Registration {
         identity,
         name,
         room,
     } = registration;
+    let label = match gate {
+        None => None,
+        Some(gate) => match gate
+            .auth
+            .device(&identity.id, identity.key.as_deref(), gate.ip)
+        {
+            Ok(known) => known.label().map(str::to_owned),
+            Err(error @ AuthError::Banned { .. }) => {
+                return Err(Refusal::Now(CloseReason::Refused(error.to_string().into())))
+            }
+            Err(error) => {
+                return Err(Refusal::Later {
+                    why: format!("device {}: {error}", identity.id),
+                    // The authenticator logs its failures, saying which.
+                    logged: matches!(error, AuthError::UnknownDevice),
+                });
+            }
+        },
+    };
     let stale = session
-        .register_device(&identity.id, name.clone())
+        .register_device(&identity.id, label.as_deref(), name.clone())
         .await
         .map_err(|error| format!("cannot give it the name {name}: {error}"))?;
     if let Some(stale) = stale {
@@ -318,7 +372,14 @@ async fn register(session: &mut Session, registration: Registration) -> Result<(
     session
         .join(room.clone())
         .map_err(|error| format!("cannot put it in #{room}: {error}"))?;
-    tracing::info!(%name, client = %session.id(), device = %identity.id, %room, "device registered");
+    match label {
+        Some(label) => {
+            tracing::info!(%name, client = %session.id(), device = %identity.id, label, %room, "device registered")
+        }
+        None => {
+            tracing::info!(%name, client = %session.id(), device = %identity.id, %room, "device registered")
+        }
+    }
     Ok(())
 }
 
@@ -342,6 +403,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     mut reader: R,
     limits: &Timeouts,
     mut gatekeeping: Option<Box<Gatekeeping>>,
+    device_gate: Option<Gate>,
 ) {
     let rates = &limits.rates;
     let mut throttle = Throttle::default();
@@ -363,6 +425,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 why: Why::Register,
             },
             refused: None,
+            gate: device_gate,
         })
     });
     // The input paused for the gap that ends a device's packet.
@@ -431,10 +494,14 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                         request: Request::Register(registration),
                         ..
                     }) if pending.refused.is_none() => {
-                        match Box::pin(register(session, *registration)).await {
+                        let gate = pending.gate.as_ref();
+                        match Box::pin(register(session, *registration, gate)).await {
                             Ok(()) => registering = None,
-                            Err(why) => {
-                                tracing::warn!(client = %session.id(), "refused a device: {why}");
+                            Err(Refusal::Now(reason)) => break 'connection (reason, true),
+                            Err(Refusal::Later { why, logged }) => {
+                                if !logged {
+                                    tracing::warn!(client = %session.id(), "refused a device: {why}");
+                                }
                                 pending.refused = Some(why);
                             }
                         }
@@ -686,6 +753,9 @@ async fn answer_client(session: &Session, answer: Bytes) {
 struct Registering {
     by: Deadline,
     refused: Option<String>,
+    /// The listener asks for authentication: the registration is checked
+    /// against the devices file.
+    gate: Option<Gate>,
 }
 
 /// When the next read must have come by, and which limit says so.

@@ -913,9 +913,16 @@
   const nameCell = (td, c) => {
     const d = c.device;
     const name = visible(c.logged_in ? c.name + ' ✓' : c.name);
-    setText(td, name);
+    // What the devices file calls a device follows its name, dimmed.
+    const label = d && d.label ? visible(d.label) : '';
+    const shown = label ? name + '\u0000' + label : name;
+    if (td._text !== shown) {
+      td._text = shown;
+      if (label) td.replaceChildren(el('span', { className: 'cell-line', text: name }), el('span', { className: 'device-label', text: label }));
+      else td.textContent = name;
+    }
     setTitle(td, d
-      ? name + '\ndevice ' + visible(d.id) + '\nregistered ' + fmtDateTime(d.registered_at)
+      ? name + (label ? '\n' + label : '') + '\ndevice ' + visible(d.id) + '\nregistered ' + fmtDateTime(d.registered_at)
         + '\nlast heartbeat ' + fmtAgo(d.last_heartbeat) + ' (' + fmtInt(d.heartbeats) + ' in all)'
         + '\nlast data ' + fmtAgo(d.last_data)
       : name);
@@ -938,11 +945,11 @@
     { label: 'Name', sort: 'name', cls: 'name name-cell', render: nameCell },
     { label: 'Address', sort: 'addr', width: 140, cls: 'mono', render: textCell((c) => c.addr) },
     { label: 'Mode', sort: 'mode', width: 72, render: modeCell },
-    { label: 'Rooms', width: 120, cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
+    { label: 'Rooms', width: 108, cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
     { label: 'Connected', sort: 'connected', width: 96, num: true, hide: 'md', render: agoCell((c) => c.connected_at, 'Connected') },
     { label: 'Active', sort: 'activity', width: 92, num: true, render: agoCell((c) => c.last_activity, 'Last activity') },
     // Shown while the page of clients holds a device.
-    { label: 'Heartbeat', width: 106, num: true, cls: 'heartbeat col-heartbeat', col: 'col-heartbeat', hide: 'md', render: heartbeatCell },
+    { label: 'Heartbeat', width: 100, num: true, cls: 'heartbeat col-heartbeat', col: 'col-heartbeat', hide: 'md', render: heartbeatCell },
     { label: 'Msgs in', sort: 'messages_in', width: 76, num: true, render: msgCell((c) => c.messages_in, (c) => c.bytes_in) },
     { label: 'Msgs out', sort: 'messages_out', width: 82, num: true, render: msgCell((c) => c.messages_out, (c) => c.bytes_out) },
     { label: 'Bytes in', sort: 'bytes_in', width: 84, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_in) },

@@ -51,6 +51,15 @@ pub enum AuthError {
         /// Its `max-connections`.
         max: u32,
     },
+    /// A device registered with an identity the devices file does not
+    /// list, or without the key its entry has: deliberately the same
+    /// answer.
+    #[error("this device is not in the server's devices list, or its key is wrong")]
+    UnknownDevice,
+    /// A device listener asks for authentication, and no devices file is
+    /// configured (a reload took it away).
+    #[error("this server has no devices list: no device may register")]
+    NoDevicesList,
     /// The credentials could not be checked (the server is shutting down).
     #[error("the server could not check the credentials; try again")]
     Unavailable,
@@ -69,6 +78,8 @@ impl AuthError {
             AuthError::Throttled { .. } => "throttled",
             AuthError::Banned { .. } => "banned",
             AuthError::TooManyConnections { .. } => "too_many_connections",
+            AuthError::UnknownDevice => "unknown_device",
+            AuthError::NoDevicesList => "no_devices_list",
             AuthError::Unavailable => "unavailable",
         }
     }
@@ -104,9 +115,12 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
-    /// The users file is not valid TOML, or not shaped as documented.
-    #[error("users file {}: {message}", path.display())]
+    /// The users file or the devices file is not valid TOML, or not
+    /// shaped as documented.
+    #[error("{what} {}: {message}", path.display())]
     Syntax {
+        /// "users file" or "devices file".
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// The parser's message, with the line where it has one.
@@ -121,6 +135,19 @@ pub enum LoadError {
         user: String,
         /// The field (`password`, `join`, `send`, `max-connections`, or
         /// `name` for the user name itself).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// One device's entry in the devices file is wrong.
+    #[error("devices file {}: device {device:?}: {field}: {message}", path.display())]
+    Device {
+        /// The file.
+        path: PathBuf,
+        /// The device's identity, as written in the file.
+        device: String,
+        /// The field (`label`, `key`, or `identity` for the identity
+        /// itself).
         field: String,
         /// What is wrong.
         message: String,

@@ -9,7 +9,9 @@
 //! - [`tokens`]: static tokens (`--token`, `--token-file`) and JWTs;
 //! - [`grants`]: room patterns (`team-*`) and what they allow;
 //! - [`guard`]: failures per address, back-off and bans;
-//! - [`connections`]: a user's connections at once, and their names.
+//! - [`connections`]: a user's connections at once, and their names;
+//! - [`devices`]: the devices file (`--devices FILE`), which devices may
+//!   register where devices must authenticate.
 //!
 //! # What the caller does
 //!
@@ -35,11 +37,15 @@
 //!    [`Identity::may_send`]; send the [`Forbidden`] message on refusal.
 //! 5. If [`Identity::expires_at`] is set (a JWT), close the connection
 //!    then, with [`AuthError::TokenExpired`] as the reason.
-//! 6. On `/nick` (and any other claim of a name): refuse names for which
+//! 6. A device on a device listener (`register=`) authenticates with its
+//!    registration: call [`Authenticator::device`] with the identity and
+//!    key it gave.
+//! 7. On `/nick` (and any other claim of a name): refuse names for which
 //!    [`Authenticator::is_reserved`] is true, unless the name is the
 //!    client's own.
 
 pub mod connections;
+pub mod devices;
 mod error;
 pub mod grants;
 pub mod guard;
@@ -57,6 +63,7 @@ use tracing::warn;
 use crate::hub::{comparison_key, Name, RoomName};
 
 pub use connections::{Connections, UserConnection};
+pub use devices::{Devices, KnownDevice};
 pub use error::{AuthError, LoadError};
 pub use grants::{Action, Forbidden, Grants, Pattern};
 pub use guard::{Guard, GuardPolicy};
@@ -87,6 +94,9 @@ pub struct AuthSettings {
     /// `--jwt-audience AUD`: JWTs must have this `aud`; without it, JWTs
     /// that have an `aud` are refused.
     pub jwt_audience: Option<String>,
+    /// `--devices FILE`: the devices file (see [`devices`]), for device
+    /// listeners with `?auth=required`.
+    pub devices_file: Option<PathBuf>,
 }
 
 /// Secrets are left out.
@@ -100,13 +110,16 @@ impl std::fmt::Debug for AuthSettings {
             .field("jwt_secret_file", &self.jwt_secret_file)
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("jwt_audience", &self.jwt_audience)
+            .field("devices_file", &self.devices_file)
             .finish()
     }
 }
 
 impl AuthSettings {
-    /// Whether any way to authenticate is configured: `?auth=required`
-    /// without one would let nobody in, and should be refused at start.
+    /// Whether any way for a client to authenticate is configured:
+    /// `?auth=required` without one would let nobody in, and should be
+    /// refused at start. (Devices that register authenticate with the
+    /// devices file alone.)
     pub fn has_credentials(&self) -> bool {
         self.users_file.is_some()
             || !self.tokens.is_empty()
@@ -231,6 +244,7 @@ pub struct Authenticator {
     users: Option<Users>,
     tokens: StaticTokens,
     jwt: Option<JwtVerifier>,
+    devices: Option<Devices>,
     shared: Shared,
 }
 
@@ -325,6 +339,11 @@ impl Authenticator {
         } else {
             None
         };
+        let devices = settings
+            .devices_file
+            .as_deref()
+            .map(Devices::load)
+            .transpose()?;
         if users.is_some() {
             shared.verifier.prepare();
         }
@@ -333,6 +352,7 @@ impl Authenticator {
             users,
             tokens,
             jwt,
+            devices,
             shared,
         })
     }
@@ -390,6 +410,45 @@ impl Authenticator {
                     None => warn!(%ip, backoff_secs = wait.as_secs(), "failed login: unknown user"),
                 }
                 Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// The devices file, if one is configured.
+    pub fn devices(&self) -> Option<&Devices> {
+        self.devices.as_ref()
+    }
+
+    /// Checks a device's registration (its identity `id`, and the `key`
+    /// it carried, if any) against the devices file; gives its entry.
+    /// Refused at once if `ip` is banned; a device not listed, or with
+    /// the wrong key, is a failure counted against `ip`, so that guessing
+    /// gets the address banned. Unlike a login, a failure does not make
+    /// the next attempt from `ip` wait: many devices share one address
+    /// behind a mobile carrier's NAT, and one misconfigured device must
+    /// not hold the others back (each attempt already costs its sender a
+    /// connection held for the listener's `register-grace`).
+    pub fn device(
+        &self,
+        id: &str,
+        key: Option<&[u8]>,
+        ip: IpAddr,
+    ) -> Result<&KnownDevice, AuthError> {
+        self.shared.guard.check(ip)?;
+        let Some(devices) = &self.devices else {
+            return Err(AuthError::NoDevicesList);
+        };
+        match devices.admit(id, key) {
+            Some(device) => Ok(device),
+            None => {
+                // Counted toward a ban; the wait it gives is not applied
+                // (see above).
+                let _ = self.shared.guard.failed(ip);
+                match devices.find(id) {
+                    Some(_) => warn!(%ip, device = id, "device refused: wrong key"),
+                    None => warn!(%ip, device = id, "device refused: not in the devices file"),
+                }
+                Err(AuthError::UnknownDevice)
             }
         }
     }

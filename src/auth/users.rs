@@ -116,6 +116,7 @@ impl Users {
     /// errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, LoadError> {
         let syntax = |message: String| LoadError::Syntax {
+            what: "users file",
             path: path.to_owned(),
             message,
         };

@@ -25,7 +25,9 @@ pub enum Register {
     /// follows the prefix is the identity.
     Hex(Vec<u8>),
     /// The first match of a regular expression at the start of the packet:
-    /// its first capture group (or the whole match) is the identity.
+    /// its group named `id`, or else its first capture group (or else the
+    /// whole match) is the identity; a group named `key` is the device's
+    /// key, checked against the devices file (`--devices`).
     Regex(regex::bytes::Regex),
 }
 
@@ -74,6 +76,12 @@ impl FromStr for Register {
                     .size_limit(1 << 20)
                     .build()
                     .map_err(|e| format!("bad regular expression in register={spec:?}: {e}"))?;
+                let named = |group: &str| regex.capture_names().flatten().any(|n| n == group);
+                if named("key") && !named("id") {
+                    return Err(format!(
+                        "register={spec:?} has a (?<key>...) group and no (?<id>...) group: name the identity's group too"
+                    ));
+                }
                 Register::Regex(regex)
             }
             _ => {
@@ -109,7 +117,7 @@ impl fmt::Display for Register {
 }
 
 /// A device's identity, read from its registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Identity {
     /// As it goes into the device's name: the registration's text when it
     /// is letters, digits, `-`, `_` and `.`, its bytes in hex otherwise.
@@ -117,6 +125,22 @@ pub struct Identity {
     /// The registration's bytes, as they came (what `register-each`
     /// strips from every packet).
     pub raw: bytes::Bytes,
+    /// The key it gave with its identity (`register=regex:` with a group
+    /// named `key`), to be checked against the devices file.
+    pub key: Option<bytes::Bytes>,
+}
+
+/// Without the key, and without the raw registration that holds it.
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Identity");
+        debug.field("id", &self.id);
+        match &self.key {
+            Some(_) => debug.field("key", &"<key>"),
+            None => debug.field("raw", &self.raw),
+        };
+        debug.finish()
+    }
 }
 
 impl Register {
@@ -137,6 +161,7 @@ impl Register {
                 .take_while(|b| b.is_ascii_digit())
                 .count()
         };
+        let mut key = None;
         let (id_bytes, used): (&[u8], usize) = match self {
             Register::Imei => match digits(15) {
                 15 => (&packet[..15], 15),
@@ -200,7 +225,13 @@ impl Register {
             Register::Regex(regex) => match regex.captures(packet) {
                 Some(captures) => {
                     let whole = captures.get(0).expect("group 0 is the match");
-                    let id = captures.get(1).unwrap_or(whole);
+                    let id = captures
+                        .name("id")
+                        .or_else(|| captures.get(1))
+                        .unwrap_or(whole);
+                    key = captures
+                        .name("key")
+                        .map(|key| bytes::Bytes::copy_from_slice(key.as_bytes()));
                     (id.as_bytes(), whole.end())
                 }
                 None => return Err(format!("it does not match {self}")),
@@ -225,7 +256,9 @@ impl Register {
                 .replace(' ', "")
                 .to_ascii_lowercase()
         };
-        Ok((identity(id, &packet[..used]), used))
+        let mut identity = identity(id, &packet[..used]);
+        identity.key = key;
+        Ok((identity, used))
     }
 }
 
@@ -233,6 +266,7 @@ fn identity(id: String, raw: &[u8]) -> Identity {
     Identity {
         id,
         raw: bytes::Bytes::copy_from_slice(raw),
+        key: None,
     }
 }
 
@@ -290,6 +324,18 @@ mod tests {
         );
         assert!(read("regex:ID=(\\w+);", b"T=4").is_err());
         assert!(read("line", &[b'x'; 41]).unwrap_err().contains("41 bytes"));
+    }
+
+    #[test]
+    fn a_regex_registration_can_carry_a_key_beside_the_identity() {
+        let register: Register = r"regex:(?<id>\d{15}),(?<key>[^\r\n]+)".parse().unwrap();
+        let (identity, used) = register.read(b"861234567890123,s3cret\r\n").unwrap();
+        assert_eq!(identity.id, "861234567890123");
+        assert_eq!(identity.key.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(used, 22);
+        assert!(!format!("{identity:?}").contains("s3cret"), "{identity:?}");
+        let err = r"regex:(\d+),(?<key>\w+)".parse::<Register>().unwrap_err();
+        assert!(err.contains("(?<id>...)"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ const CLUSTER_HANDOVER_PAUSE: std::time::Duration = std::time::Duration::from_mi
 pub(super) struct DeviceState {
     /// Its identity (an IMEI, a MAC, ...), as its registration gave it.
     pub(super) id: Box<str>,
+    /// What the devices file calls it, if it says.
+    pub(super) label: Option<Box<str>>,
     /// When it registered, in Unix milliseconds.
     pub(super) registered_at: u64,
     /// When it last sent a heartbeat; 0: never.
@@ -38,6 +40,8 @@ pub(super) struct DeviceState {
 pub struct DeviceInfo {
     /// Its identity.
     pub id: String,
+    /// What the devices file calls it, if it says.
+    pub label: Option<String>,
     /// When it registered.
     pub registered_at: SystemTime,
     /// When it last sent a heartbeat, if it has.
@@ -57,6 +61,7 @@ impl DeviceState {
         };
         DeviceInfo {
             id: self.id.to_string(),
+            label: self.label.as_deref().map(str::to_owned),
             registered_at: at(self.registered_at).unwrap_or(SystemTime::UNIX_EPOCH),
             last_heartbeat: at(self.last_heartbeat.load(Ordering::Relaxed)),
             last_data: at(self.last_data.load(Ordering::Relaxed)),
@@ -120,7 +125,8 @@ impl Session {
         self.me.device.get().is_some()
     }
 
-    /// Registers this client as the device `id`, named `name`. A device
+    /// Registers this client as the device `id` (`label`: what the
+    /// devices file calls it), named `name`. A device
     /// already connected under that name is this one's stale connection
     /// (the link dropped, the device connected again): it is disconnected,
     /// and this one takes the name. Returns the stale connection's id.
@@ -129,6 +135,7 @@ impl Session {
     pub async fn register_device(
         &mut self,
         id: &str,
+        label: Option<&str>,
         name: Name,
     ) -> Result<Option<ClientId>, HubError> {
         if self.is_device() {
@@ -177,6 +184,7 @@ impl Session {
         let now = unix_millis(SystemTime::now());
         let _ = self.me.device.set(Box::new(DeviceState {
             id: id.into(),
+            label: label.map(Into::into),
             registered_at: now,
             last_heartbeat: AtomicU64::new(0),
             last_data: AtomicU64::new(0),

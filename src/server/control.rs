@@ -210,6 +210,9 @@ pub struct ClientView {
 pub struct DeviceView {
     /// Its identity, from its registration (an IMEI, an ICCID, a MAC...).
     pub id: String,
+    /// What the devices file (`--devices`) calls it; none: absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// When it registered (unix milliseconds).
     pub registered_at: u64,
     /// When it last sent a heartbeat (unix milliseconds); none yet: absent.
@@ -798,9 +801,20 @@ impl Control {
             None => RoomName::lobby(),
         };
         device.check().map_err(bad_device)?;
+        let settings = self.shared.authenticator().map(|a| a.settings().clone());
         let auth = match request.auth.as_deref() {
             None | Some("none") => false,
-            Some("required") if self.shared.authenticator().is_some() => true,
+            // A device that registers authenticates with the devices file.
+            Some("required") if device.register.is_some() => {
+                if settings.as_ref().is_none_or(|s| s.devices_file.is_none()) {
+                    return Err(ControlError::bad(
+                        "no_devices_list",
+                        "this server has no devices list to check registrations against: start it with --devices FILE to open device listeners with auth required",
+                    ));
+                }
+                true
+            }
+            Some("required") if settings.as_ref().is_some_and(|s| s.has_credentials()) => true,
             Some("required") => {
                 return Err(ControlError::bad(
                     "no_credentials",
@@ -835,11 +849,6 @@ impl Control {
             idle_timeout: None,
             device,
         };
-        if spec.auth && spec.device.register.is_some() {
-            return Err(bad_device(
-                "register= and auth required do not go together yet: a device's first packet is its registration".into(),
-            ));
-        }
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(self.listener_view(&listener))
     }
@@ -947,6 +956,7 @@ fn client_view(
     };
     let device = client.device.map(|device| DeviceView {
         id: device.id,
+        label: device.label,
         registered_at: unix_millis(device.registered_at),
         last_heartbeat: device.last_heartbeat.map(unix_millis),
         last_data: device.last_data.map(unix_millis),

@@ -108,7 +108,7 @@ impl Server {
             }
             None
         };
-        let auth = if config.auth.has_credentials() {
+        let auth = if config.auth.has_credentials() || config.auth.devices_file.is_some() {
             Some(Arc::new(
                 Authenticator::load(config.auth.clone()).context("cannot load the credentials")?,
             ))
@@ -514,16 +514,17 @@ impl Shared {
                 "jwt-secret-file",
                 "jwt-public-key",
                 "jwt-audience",
+                "devices",
             ]);
             match auth.reload_with(new.auth.clone()) {
                 Ok(reloaded) => {
                     let reloaded = Arc::new(reloaded);
                     *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Some(reloaded.clone());
                     self.hub.set_reserved_names(Some(reloaded));
-                    applied.push("users and tokens".to_owned());
+                    applied.push("users, tokens and devices".to_owned());
                 }
                 Err(error) => {
-                    warn!("cannot reload the users and tokens, the current ones stay: {error:#}")
+                    warn!("cannot reload the users, tokens and devices, the current ones stay: {error:#}")
                 }
             }
         }

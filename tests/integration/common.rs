@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard::{Client, Config, Mode, Server, ServerLine};
@@ -303,6 +305,16 @@ impl BinaryServer {
             .expect("VmHWM")
     }
 
+    /// Sends SIGHUP: the server reloads its config and credentials.
+    pub fn hang_up(&self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -HUP {pid}")])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let pid = self.child.id().expect("running");
@@ -311,5 +323,40 @@ impl BinaryServer {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+}
+
+/// A fresh directory under the system's temp directory, removed when
+/// dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new directory, its name starting `switchboard-TAG-`.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("make a temp directory");
+        TempDir(path)
+    }
+
+    /// The path of `name` in it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

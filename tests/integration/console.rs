@@ -24,15 +24,6 @@ struct Chrome {
     _profile: TempDir,
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -57,8 +48,7 @@ impl Chrome {
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
-        let profile = std::env::temp_dir().join(format!("switchboard-chromium-{port}"));
-        std::fs::create_dir_all(&profile).unwrap();
+        let profile = TempDir::new("chromium");
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -67,7 +57,7 @@ impl Chrome {
                     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--disable-dev-shm-usage", "--window-size=1440,900",
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", profile.path().display()),
                 ]
             }
         });
@@ -93,7 +83,7 @@ impl Chrome {
         Chrome {
             _driver: driver,
             browser,
-            _profile: TempDir(profile),
+            _profile: profile,
         }
     }
 
@@ -363,13 +353,22 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
-    let config = Config {
+    // The devices file names the device.
+    let dir = TempDir::new("console-devices");
+    let devices = dir.join("devices.toml");
+    std::fs::write(
+        &devices,
+        "[devices.861234567890123]\nlabel = \"pump house 3\"\n",
+    )
+    .unwrap();
+    let mut config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
         ..config_with(&[
             "127.0.0.1:0",
-            "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE",
+            "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE&auth=required",
         ])
     };
+    config.auth.devices_file = Some(devices);
     let server = TestServer::start(config).await;
     let http = server.http.unwrap();
     let (mut app, _) = join(server.text_addr()).await;
@@ -392,9 +391,9 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
     let chrome = console(http).await;
     chrome
         .wait_text(
-            "the device, tagged, in the clients table",
+            "the device, with its label, in the clients table",
             "#clients tr[data-client-id] .name",
-            |t| t.contains("dev-861234567890123"),
+            |t| t.contains("dev-86123456") && t.contains("pump house 3"),
         )
         .await;
     chrome

@@ -75,6 +75,26 @@ async fn device_reads(device: &mut TcpStream, n: usize) -> Vec<u8> {
     buf
 }
 
+/// What the admin API says of the device named `name`.
+async fn device_in_api(server: &TestServer, name: &str) -> serde_json::Value {
+    let url = format!("http://{}/api/v1/clients", server.http.unwrap());
+    let page: serde_json::Value = crate::http::http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {page}"))["device"]
+        .clone()
+}
+
 async fn closed(device: &mut TcpStream) {
     within("the server to close the device's connection", async {
         let mut buf = [0; 256];
@@ -385,22 +405,7 @@ async fn modbus_frames_failing_their_crc_are_relayed_and_counted() {
             format!("<hex {}>", switchboard::device::hex::format(frame))
         );
     }
-    let url = format!("http://{}/api/v1/clients", server.http.unwrap());
-    let page: serde_json::Value = crate::http::http()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let device_view = page["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == DEVICE)
-        .expect("the device is listed")["device"]
-        .clone();
+    let device_view = device_in_api(&server, DEVICE).await;
     assert_eq!(device_view["id"], IMEI);
     assert_eq!(device_view["bad_frames"], 1, "{device_view}");
 }
@@ -468,4 +473,180 @@ async fn the_admin_opens_a_device_listener_through_the_api() {
         let message = error["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{error}");
     }
+    // Devices that must authenticate need a devices list to check.
+    let body = json!({"mode": "raw", "device": "register=imei", "auth": "required"});
+    let response = http.post(&api).json(&body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "no_devices_list", "{error}");
+}
+
+/// A server whose device listener (`options`, with `auth=required`) takes
+/// the devices of the devices file `devices`.
+async fn server_with_devices(options: &str, devices: &str) -> (TestServer, TempDir) {
+    let dir = TempDir::new("devices");
+    let file = dir.join("devices.toml");
+    std::fs::write(&file, devices).unwrap();
+    let mut config = Config {
+        listeners: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            format!("raw://127.0.0.1:0?{options}&auth=required")
+                .parse()
+                .unwrap(),
+        ],
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::local()
+    };
+    config.auth.devices_file = Some(file);
+    (TestServer::start(config).await, dir)
+}
+
+#[tokio::test]
+async fn with_authentication_on_only_the_devices_of_the_devices_file_may_register() {
+    let listed = format!("[devices.{IMEI}]\nlabel = \"pump house 3\"\n");
+    let (server, _dir) = server_with_devices("register=imei&register-grace=300ms", &listed).await;
+    let mut app = app_in(&server, "lobby").await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined #lobby")).await;
+    device.write_all(b"T=21\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "T=21");
+    // The console and the API show what the file calls it.
+    let view = device_in_api(&server, DEVICE).await;
+    assert_eq!(view["label"], "pump house 3", "{view}");
+    // The admin opens more such listeners, checked against the same file.
+    let api = format!("http://{}/api/v1/listeners", server.http.unwrap());
+    let body = json!({"mode": "raw", "addr": "127.0.0.1:0", "device": "register=imei&register-grace=300ms", "auth": "required"});
+    let opened: serde_json::Value = crate::http::http()
+        .post(&api)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["auth"], "required", "{opened}");
+    let addr: SocketAddr = opened["addr"].as_str().unwrap().parse().unwrap();
+    let mut stranger = TcpStream::connect(addr).await.unwrap();
+    stranger.write_all(b"861234567890998").await.unwrap();
+    closed(&mut stranger).await;
+
+    // A device the file does not list is refused, and closed when its
+    // grace ends; it cannot take the listed device's place either.
+    let mut stranger = connect_device(&server, b"861234567890999").await;
+    closed(&mut stranger).await;
+    sync(&mut app).await;
+    app.send_line("/who").await.unwrap();
+    let who = expect_notice_containing(&mut app, "#lobby").await;
+    assert!(who.starts_with("#lobby (2)"), "{who}");
+    device.write_all(b"T=22\n").await.unwrap();
+    assert_eq!(expect_message(&mut app).await.2, "T=22");
+}
+
+/// An IMEI is printed on the device: a key in the devices file keeps
+/// whoever reads it from taking the device's place.
+#[tokio::test]
+async fn a_device_with_a_key_must_carry_it_in_its_registration() {
+    let register = r"register=regex:(?<id>[0-9]{15}),(?<key>[^\r\n]+)\r?\n?";
+    let listed = format!("[devices.{IMEI}]\nkey = \"k9Qe2xVb7Lm4\"\n");
+    let options = format!("{register}&room=dev-{{id}}&register-grace=300ms");
+    let (server, _dir) = server_with_devices(&options, &listed).await;
+    let mut app = app_in(&server, DEVICE).await;
+    let mut device = connect_device(&server, format!("{IMEI},k9Qe2xVb7Lm4\r\n").as_bytes()).await;
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined #{DEVICE}")).await;
+
+    for wrong in [format!("{IMEI},guessed-key\r\n"), format!("{IMEI}\r\n")] {
+        let mut impostor = connect_device(&server, wrong.as_bytes()).await;
+        closed(&mut impostor).await;
+    }
+    // The device was not replaced: it still talks to its room.
+    device.write_all(b"T=21\n").await.unwrap();
+    let (room, from, text) = expect_message(&mut app).await;
+    assert_eq!(
+        (room.as_str(), from.as_str(), text.as_str()),
+        (DEVICE, DEVICE, "T=21")
+    );
+}
+
+/// Guessing identities gets the address banned, as guessing passwords
+/// does: then nothing from it is let in.
+#[tokio::test]
+async fn an_address_that_keeps_guessing_device_identities_is_banned() {
+    let listed = format!("[devices.{IMEI}]\n");
+    let (server, _dir) = server_with_devices("register=imei&register-grace=200ms", &listed).await;
+    let mut guesses = Vec::new();
+    for guess in 0..switchboard::auth::guard::BAN_AFTER {
+        let imei = format!("86123456789{guess:04}");
+        guesses.push(connect_device(&server, imei.as_bytes()).await);
+    }
+    for guess in &mut guesses {
+        closed(guess).await;
+    }
+    // Even a listed device, from that address, is now turned away.
+    let mut app = app_in(&server, "lobby").await;
+    let mut device = connect_device(&server, IMEI.as_bytes()).await;
+    closed(&mut device).await;
+    sync(&mut app).await;
+    app.send_line("/who").await.unwrap();
+    let who = expect_notice_containing(&mut app, "#lobby").await;
+    assert!(who.starts_with("#lobby (1)"), "{who}");
+}
+
+/// The devices file is read again on SIGHUP: a device added to it may
+/// register without a restart.
+#[tokio::test]
+async fn a_device_added_to_the_devices_file_registers_after_a_reload() {
+    let dir = TempDir::new("devices-reload");
+    let file = dir.join("devices.toml");
+    std::fs::write(&file, "# no devices yet\n").unwrap();
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "raw://127.0.0.1:0?register=imei&auth=required&register-grace=300ms",
+        "--devices",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    let mut device = TcpStream::connect(server.addr(0)).await.unwrap();
+    device.write_all(IMEI.as_bytes()).await.unwrap();
+    let refused = server.expect_log("device refused").await;
+    assert!(
+        refused.contains("not in the devices file") && refused.contains(IMEI),
+        "{refused}"
+    );
+    closed(&mut device).await;
+
+    std::fs::write(&file, format!("[devices.{IMEI}]\nlabel = \"tank 1\"\n")).unwrap();
+    server.hang_up();
+    server.expect_log("users, tokens and devices").await;
+    let mut device = TcpStream::connect(server.addr(0)).await.unwrap();
+    device.write_all(IMEI.as_bytes()).await.unwrap();
+    let registered = server.expect_log("device registered").await;
+    assert!(registered.contains(DEVICE), "{registered}");
+
+    // A file broken by an edit is refused, and the devices it held stay.
+    std::fs::write(&file, "[devices.x]\nkey = \"short\"\n").unwrap();
+    server.hang_up();
+    let kept = server.expect_log("the current ones stay").await;
+    assert!(kept.contains("key"), "{kept}");
+    server.terminate();
+}
+
+#[test]
+fn devices_that_must_authenticate_need_a_devices_file() {
+    let devices = Config {
+        listeners: vec!["raw://127.0.0.1:0?register=imei&auth=required"
+            .parse()
+            .unwrap()],
+        ..Config::local()
+    };
+    let error = devices.validate().unwrap_err().to_string();
+    assert!(error.contains("--devices FILE"), "{error}");
+    // And a devices file lets no person in.
+    let mut people = Config {
+        listeners: vec!["127.0.0.1:0?auth=required".parse().unwrap()],
+        ..Config::local()
+    };
+    people.auth.devices_file = Some("devices.toml".into());
+    let error = people.validate().unwrap_err().to_string();
+    assert!(error.contains("--users FILE"), "{error}");
 }

@@ -8,7 +8,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common::{run, switchboard, within, BinaryServer};
+use common::{run, switchboard, within, BinaryServer, TempDir};
 use switchboard::config::{LogFormat, Overrides};
 use switchboard::{Config, Mode};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -29,33 +29,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A fresh directory under the system's temp directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "switchboard-service-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).expect("make a temp directory");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Sends `signal` (`HUP`, `TERM`) to a running child, as systemd would.
@@ -461,7 +434,7 @@ async fn the_manual_has_a_page_for_each_command() {
     assert!(page.contains("serve"), "{page}");
 
     let dir = TempDir::new("man");
-    let output = run(&["manpage", "--out-dir", dir.0.to_str().unwrap()]).await;
+    let output = run(&["manpage", "--out-dir", dir.path().to_str().unwrap()]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     for page in [
         "switchboard.1",

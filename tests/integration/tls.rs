@@ -8,7 +8,6 @@ use crate::common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -19,18 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A directory for one test's certificates, removed when dropped.
-struct Dir(PathBuf);
+struct Dir(TempDir);
 
 impl Dir {
     fn new() -> Dir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "switchboard-tls-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        Dir(path)
+        Dir(TempDir::new("tls-test"))
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -52,12 +44,6 @@ impl Dir {
             key: Some(self.path(&format!("{name}-key.pem"))),
             ..TlsFiles::default()
         }
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -309,16 +295,6 @@ async fn https_serves_the_api_and_websocket_clients_over_tls() {
     server.stop().await;
 }
 
-/// Sends SIGHUP to the binary server.
-fn hang_up(server: &BinaryServer) {
-    let pid = server.child.id().expect("running");
-    let status = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -HUP {pid}")])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
 fn copy(dir: &Dir, from: &str, to: &str) {
     for suffix in [".pem", "-key.pem"] {
         let (from, to) = (
@@ -354,7 +330,7 @@ async fn sighup_rotates_the_certificate_while_clients_stay_connected() {
     let (mut staying, staying_name) = join_tls(port, &trusts_old).await;
 
     copy(&dir, "new", "live");
-    hang_up(&server);
+    server.hang_up();
     server
         .expect_log("reloaded the config: TLS certificate")
         .await;
@@ -372,7 +348,7 @@ async fn sighup_rotates_the_certificate_while_clients_stay_connected() {
 
     // A broken file on the next reload keeps the certificate in use.
     std::fs::write(&cert, "not a certificate").unwrap();
-    hang_up(&server);
+    server.hang_up();
     server
         .expect_log("cannot reload the TLS certificate, the current one stays")
         .await;

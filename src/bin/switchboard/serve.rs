@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use sd_notify::NotifyState;
-use switchboard::config::{format_duration, HttpSpec, LogFormat, Overrides, Seconds, Size};
-use switchboard::{Config, ListenerSpec, Server};
+use switchboard::config::{
+    format_duration, HttpSpec, ListenerList, LogFormat, Overrides, Seconds, Size,
+};
+use switchboard::{Config, Server};
 
 /// Settings come from, in order of precedence: flags, `SWITCHBOARD_*`
 /// environment variables, the config file, the defaults.
@@ -21,10 +23,9 @@ pub struct ServeArgs {
         short,
         long = "listen",
         value_name = "SPEC",
-        env = "SWITCHBOARD_LISTEN",
-        value_delimiter = ','
+        env = "SWITCHBOARD_LISTEN"
     )]
-    listen: Vec<ListenerSpec>,
+    listen: Vec<ListenerList>,
 
     /// TOML file with the same settings as these flags (flags win).
     #[arg(short, long, value_name = "FILE", env = "SWITCHBOARD_CONFIG")]
@@ -199,6 +200,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "SWITCHBOARD_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
 
+    /// Devices that may register on device listeners with ?auth=required: a TOML file of [devices.IDENTITY] entries, with an optional label and key. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_DEVICES")]
+    devices: Option<PathBuf>,
+
     /// JWTs must carry this audience (`aud`). [default: JWTs with an aud are refused]
     #[arg(long, value_name = "AUD", env = "SWITCHBOARD_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
@@ -291,7 +296,13 @@ impl ServeArgs {
             Overrides::load(path)?.apply(&mut config)?;
         }
         Overrides {
-            listen: Some(args.listen).filter(|listen| !listen.is_empty()),
+            listen: Some(
+                args.listen
+                    .into_iter()
+                    .flat_map(|list| list.0)
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|listen| !listen.is_empty()),
             max_line: args.max_line,
             queue_soft_limit: args.queue_soft_limit,
             queue_hard_limit: args.queue_hard_limit,
@@ -330,6 +341,7 @@ impl ServeArgs {
             jwt_secret_file: args.jwt_secret_file,
             jwt_public_key: args.jwt_public_key,
             jwt_audience: args.jwt_audience,
+            devices: args.devices,
             auth_timeout: args.auth_timeout,
             admin_token: args.admin_token,
             admin_token_file: args.admin_token_file,
