@@ -83,15 +83,13 @@ where
     // The welcome comes first, before the room's news.
     // A client refused as it came (closed already) only hears why; one
     // that must authenticate first, how to.
-    let mut device_gate = None;
     let pending = match gate {
         _ if session.outbox().is_closed() => None,
         // A device's registration is its credentials: checked when it
         // comes, against the devices file.
         Some(gate) if protocol.register_within().is_some() => {
-            device_gate = Some(gate);
             welcome(&*protocol, &mut session, room);
-            None
+            Some(Box::new(Gatekeeping::Device(gate)))
         }
         Some(gate) => {
             let prompt = protocol.auth_required(gate.within);
@@ -118,14 +116,7 @@ where
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
         let reading_ended_first = {
-            let reading = read_side(
-                protocol,
-                &mut session,
-                reader,
-                &timeouts,
-                pending,
-                device_gate,
-            );
+            let reading = read_side(protocol, &mut session, reader, &timeouts, pending);
             tokio::select! {
                 () = reading => true,
                 () = &mut writing => false,
@@ -176,6 +167,9 @@ enum Gatekeeping {
     },
     /// In, with credentials that end then (a JWT's expiry).
     Expires(Instant),
+    /// A device that must register: its registration is checked against
+    /// the devices file (the read side hands this to the registration).
+    Device(Gate),
 }
 
 impl Gatekeeping {
@@ -190,6 +184,12 @@ impl Gatekeeping {
                 at: *at,
                 limit: Duration::ZERO,
                 why: Why::Expired,
+            },
+            // Its deadline is the registration's.
+            Gatekeeping::Device(gate) => Deadline {
+                at: Instant::now() + gate.within,
+                limit: gate.within,
+                why: Why::Register,
             },
         }
     }
@@ -403,8 +403,15 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     mut reader: R,
     limits: &Timeouts,
     mut gatekeeping: Option<Box<Gatekeeping>>,
-    device_gate: Option<Gate>,
 ) {
+    // A device's gate is its registration's.
+    let device_gate = match gatekeeping.take().map(|g| *g) {
+        Some(Gatekeeping::Device(gate)) => Some(gate),
+        other => {
+            gatekeeping = other.map(Box::new);
+            None
+        }
+    };
     let rates = &limits.rates;
     let mut throttle = Throttle::default();
     // The last read was made with no bytes allowed: if it brought any,
