@@ -115,11 +115,10 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
-    /// The users file or the devices file is not valid TOML, or not
-    /// shaped as documented.
+    /// The users file is not valid TOML, or not shaped as documented.
     #[error("{what} {}: {message}", path.display())]
     Syntax {
-        /// "users file" or "devices file".
+        /// "users file".
         what: &'static str,
         /// The file.
         path: PathBuf,
@@ -139,16 +138,13 @@ pub enum LoadError {
         /// What is wrong.
         message: String,
     },
-    /// One device's entry in the devices file is wrong.
-    #[error("devices file {}: device {device:?}: {field}: {message}", path.display())]
+    /// A line of the devices file is wrong.
+    #[error("devices file {}, line {line}: {message}", path.display())]
     Device {
         /// The file.
         path: PathBuf,
-        /// The device's identity, as written in the file.
-        device: String,
-        /// The field (`label`, `key`, or `identity` for the identity
-        /// itself).
-        field: String,
+        /// The line, from 1.
+        line: usize,
         /// What is wrong.
         message: String,
     },

@@ -144,6 +144,12 @@ impl fmt::Debug for Identity {
 }
 
 impl Register {
+    /// Whether registrations carry a key (a `regex:` with a group named
+    /// `key`): their bytes are then kept out of the log.
+    pub fn carries_key(&self) -> bool {
+        matches!(self, Register::Regex(regex) if regex.capture_names().flatten().any(|n| n == "key"))
+    }
+
     /// Whether the end of a registration can be told from the data after
     /// it in the same packet (needed for `register-each`).
     pub fn bounded(&self) -> bool {

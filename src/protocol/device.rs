@@ -97,6 +97,12 @@ impl DeviceDecoder {
             .as_ref()
             .expect("only asked when registering");
         let (identity, used) = register.read(packet).map_err(|why| {
+            if register.carries_key() {
+                return format!(
+                    "its first packet is not a registration (register={register}): {why}; its {} bytes are not shown, as they may hold a key",
+                    packet.len()
+                );
+            }
             let shown = &packet[..packet.len().min(SHOWN_IN_LOG)];
             let more = if packet.len() > SHOWN_IN_LOG { " ..." } else { "" };
             format!(
@@ -315,6 +321,17 @@ mod tests {
             "{why}"
         );
         assert!(inputs(&mut decoder, b"861234567890123").is_empty());
+    }
+
+    #[test]
+    fn a_wrong_registration_that_may_hold_a_key_is_not_shown_in_the_log() {
+        let mut decoder = device(r"register=regex:(?<id>[0-9]{15}):(?<key>\w+)");
+        let got = inputs(&mut decoder, b"861234567890123;s3cret-key");
+        let [Input::Refused(why)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        assert!(why.contains("26 bytes are not shown"), "{why}");
+        assert!(!why.contains("73 33"), "{why}");
     }
 
     proptest::proptest! {

@@ -355,12 +355,8 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
 async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
     // The devices file names the device.
     let dir = TempDir::new("console-devices");
-    let devices = dir.join("devices.toml");
-    std::fs::write(
-        &devices,
-        "[devices.861234567890123]\nlabel = \"pump house 3\"\n",
-    )
-    .unwrap();
+    let devices = dir.join("devices");
+    std::fs::write(&devices, "861234567890123 pump house 3\n").unwrap();
     let mut config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
         ..config_with(&[

@@ -485,7 +485,7 @@ async fn the_admin_opens_a_device_listener_through_the_api() {
 /// the devices of the devices file `devices`.
 async fn server_with_devices(options: &str, devices: &str) -> (TestServer, TempDir) {
     let dir = TempDir::new("devices");
-    let file = dir.join("devices.toml");
+    let file = dir.join("devices");
     std::fs::write(&file, devices).unwrap();
     let mut config = Config {
         listeners: vec![
@@ -503,7 +503,7 @@ async fn server_with_devices(options: &str, devices: &str) -> (TestServer, TempD
 
 #[tokio::test]
 async fn with_authentication_on_only_the_devices_of_the_devices_file_may_register() {
-    let listed = format!("[devices.{IMEI}]\nlabel = \"pump house 3\"\n");
+    let listed = format!("{IMEI} pump house 3\n");
     let (server, _dir) = server_with_devices("register=imei&register-grace=300ms", &listed).await;
     let mut app = app_in(&server, "lobby").await;
     let mut device = connect_device(&server, IMEI.as_bytes()).await;
@@ -548,7 +548,7 @@ async fn with_authentication_on_only_the_devices_of_the_devices_file_may_registe
 #[tokio::test]
 async fn a_device_with_a_key_must_carry_it_in_its_registration() {
     let register = r"register=regex:(?<id>[0-9]{15}),(?<key>[^\r\n]+)\r?\n?";
-    let listed = format!("[devices.{IMEI}]\nkey = \"k9Qe2xVb7Lm4\"\n");
+    let listed = format!("{IMEI} key=k9Qe2xVb7Lm4\n");
     let options = format!("{register}&room=dev-{{id}}&register-grace=300ms");
     let (server, _dir) = server_with_devices(&options, &listed).await;
     let mut app = app_in(&server, DEVICE).await;
@@ -572,7 +572,7 @@ async fn a_device_with_a_key_must_carry_it_in_its_registration() {
 /// does: then nothing from it is let in.
 #[tokio::test]
 async fn an_address_that_keeps_guessing_device_identities_is_banned() {
-    let listed = format!("[devices.{IMEI}]\n");
+    let listed = format!("{IMEI}\n");
     let (server, _dir) = server_with_devices("register=imei&register-grace=200ms", &listed).await;
     let mut guesses = Vec::new();
     for guess in 0..switchboard::auth::guard::BAN_AFTER {
@@ -597,7 +597,7 @@ async fn an_address_that_keeps_guessing_device_identities_is_banned() {
 #[tokio::test]
 async fn a_device_added_to_the_devices_file_registers_after_a_reload() {
     let dir = TempDir::new("devices-reload");
-    let file = dir.join("devices.toml");
+    let file = dir.join("devices");
     std::fs::write(&file, "# no devices yet\n").unwrap();
     let mut server = BinaryServer::start(&[
         "--listen",
@@ -615,7 +615,7 @@ async fn a_device_added_to_the_devices_file_registers_after_a_reload() {
     );
     closed(&mut device).await;
 
-    std::fs::write(&file, format!("[devices.{IMEI}]\nlabel = \"tank 1\"\n")).unwrap();
+    std::fs::write(&file, format!("# the pumps\n{IMEI} tank 1\n")).unwrap();
     server.hang_up();
     server.expect_log("users, tokens and devices").await;
     let mut device = TcpStream::connect(server.addr(0)).await.unwrap();
@@ -624,7 +624,7 @@ async fn a_device_added_to_the_devices_file_registers_after_a_reload() {
     assert!(registered.contains(DEVICE), "{registered}");
 
     // A file broken by an edit is refused, and the devices it held stay.
-    std::fs::write(&file, "[devices.x]\nkey = \"short\"\n").unwrap();
+    std::fs::write(&file, "x key=short\n").unwrap();
     server.hang_up();
     let kept = server.expect_log("the current ones stay").await;
     assert!(kept.contains("key"), "{kept}");
@@ -646,7 +646,31 @@ fn devices_that_must_authenticate_need_a_devices_file() {
         listeners: vec!["127.0.0.1:0?auth=required".parse().unwrap()],
         ..Config::local()
     };
-    people.auth.devices_file = Some("devices.toml".into());
+    people.auth.devices_file = Some("devices".into());
     let error = people.validate().unwrap_err().to_string();
     assert!(error.contains("--users FILE"), "{error}");
+}
+
+/// `serve --check-config`, run before a restart or a reload, reads the
+/// devices file too.
+#[tokio::test]
+async fn check_config_finds_a_broken_devices_file() {
+    let dir = TempDir::new("devices-check");
+    let file = dir.join("devices");
+    std::fs::write(&file, format!("{IMEI} pump house 3\nx key=short\n")).unwrap();
+    let args = [
+        "serve",
+        "--check-config",
+        "--listen",
+        "raw://127.0.0.1:0?register=imei&auth=required",
+        "--devices",
+        file.to_str().unwrap(),
+    ];
+    let broken = run(&args).await;
+    assert!(!broken.status.success());
+    let said = String::from_utf8_lossy(&broken.stderr);
+    assert!(said.contains("line 2") && said.contains("key"), "{said}");
+    std::fs::write(&file, format!("{IMEI} pump house 3\n")).unwrap();
+    let fixed = run(&args).await;
+    assert!(fixed.status.success(), "{fixed:?}");
 }

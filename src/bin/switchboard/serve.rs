@@ -369,6 +369,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let file = args.config.clone();
     let config = args.config()?;
     if check_only {
+        // The credentials' files too: a broken users or devices file is
+        // what a reload would refuse.
+        if config.auth.has_credentials() || config.auth.devices_file.is_some() {
+            switchboard::auth::Authenticator::load(config.auth.clone())
+                .context("cannot load the credentials")?;
+        }
         print!("{}", summary(&config, file.as_deref()));
         return Ok(ExitCode::SUCCESS);
     }
