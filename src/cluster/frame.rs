@@ -60,6 +60,10 @@ pub(super) enum Payload {
     Resync,
     /// `node` is gone (it shut down, or its lease ran out), for `reason`.
     Gone { node: NodeName, reason: String },
+    /// A device connected to the sender under `name`, which client `to`
+    /// of the node whose inbox this is holds: its stale connection, to be
+    /// closed.
+    ReplaceDevice { to: ClientId, name: Name },
 }
 
 /// Why a frame could not be read.
@@ -86,6 +90,7 @@ const RENAMED: u8 = 6;
 const DEPARTED: u8 = 7;
 const RESYNC: u8 = 8;
 const GONE: u8 = 9;
+const REPLACE_DEVICE: u8 = 10;
 
 /// Writes a frame of `payload` with `header`; its sequence number can be
 /// set later, at [`seq_offset`].
@@ -101,6 +106,7 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
         Payload::Change(Change::Departed { .. }) => DEPARTED,
         Payload::Resync => RESYNC,
         Payload::Gone { .. } => GONE,
+        Payload::ReplaceDevice { .. } => REPLACE_DEVICE,
     };
     out.put_u8(VERSION);
     out.put_u8(kind);
@@ -167,6 +173,10 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
         Payload::Gone { node, reason } => {
             put_str(&mut out, node);
             put_str(&mut out, reason);
+        }
+        Payload::ReplaceDevice { to, name } => {
+            out.put_u64(to.get());
+            put_str(&mut out, name.as_str());
         }
     }
     out
@@ -278,6 +288,10 @@ pub(super) fn decode(mut frame: Bytes) -> Result<(Header, Payload), BadFrame> {
         GONE => Payload::Gone {
             node: get_string(&mut frame)?.into(),
             reason: get_string(&mut frame)?,
+        },
+        REPLACE_DEVICE => Payload::ReplaceDevice {
+            to: ClientId::new(get_u64(&mut frame)?),
+            name: get_name(&mut frame)?,
         },
         other => return Err(BadFrame::Kind(other)),
     };
@@ -432,6 +446,10 @@ mod tests {
             Payload::Gone {
                 node: "node-b".into(),
                 reason: "shut down".into(),
+            },
+            Payload::ReplaceDevice {
+                to: ClientId::new(12),
+                name: name("dev-861234567890123"),
             },
         ];
         for payload in payloads {

@@ -420,6 +420,22 @@ impl Inner {
         }
     }
 
+    /// Publishes `payload` to the inbox of `to`'s node, numbered in this
+    /// node's sequence for that inbox.
+    fn to_inbox(&self, to: &RemoteClient, payload: &Payload) {
+        let mut frame = self.frame(0, payload);
+        let mut order = lock(&self.order);
+        let seq = order.inboxes.entry(to.node.clone()).or_insert(0);
+        *seq += 1;
+        frame::set_seq(&mut frame, &self.node, *seq);
+        if self.queue(Outgoing::Publish {
+            channel: self.keys.inbox(&to.node),
+            frame: frame.freeze(),
+        }) {
+            self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn frame(&self, stream: u64, payload: &Payload) -> bytes::BytesMut {
         frame::encode(
             &Header {
@@ -708,24 +724,21 @@ impl Backplane for Cluster {
     }
 
     fn direct(&self, to: &RemoteClient, to_name: &Name, from: &Name, _: ClientId, body: &Body) {
-        let inner = &self.inner;
         let payload = Payload::Direct {
             to: to.id,
             to_name: to_name.clone(),
             from: from.clone(),
             body: body.clone(),
         };
-        let mut frame = inner.frame(0, &payload);
-        let mut order = lock(&inner.order);
-        let seq = order.inboxes.entry(to.node.clone()).or_insert(0);
-        *seq += 1;
-        frame::set_seq(&mut frame, &inner.node, *seq);
-        if inner.queue(Outgoing::Publish {
-            channel: inner.keys.inbox(&to.node),
-            frame: frame.freeze(),
-        }) {
-            inner.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        }
+        self.inner.to_inbox(to, &payload);
+    }
+
+    fn replace_device(&self, holder: &RemoteClient, name: &Name) {
+        let payload = Payload::ReplaceDevice {
+            to: holder.id,
+            name: name.clone(),
+        };
+        self.inner.to_inbox(holder, &payload);
     }
 
     fn changed(&self, change: Change) {
@@ -1272,6 +1285,18 @@ impl Inbound {
             Payload::Gone { node, reason } => {
                 lock(&self.received).forget_node(&node);
                 self.hub.remote_node_gone(&node, &reason);
+            }
+            Payload::ReplaceDevice { to, name } => {
+                if let Arrival::AfterGap { missed } = lock(&self.received).arrive(channel, &header)
+                {
+                    self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
+                    warn!(origin = %header.origin, missed, "direct messages from another node were lost");
+                }
+                if self.hub.replace_device(to, &name) {
+                    info!(%name, client = %to, node = %header.origin, "a device connected again on another node: its stale connection here is closed");
+                } else {
+                    debug!(%name, node = %header.origin, "another node asked to replace a device that is not here");
+                }
             }
         }
     }

@@ -130,6 +130,13 @@ pub trait Backplane: Send + Sync + fmt::Debug {
 
     /// Releases a claim made for `id` that was not used after all.
     fn unclaim(&self, id: ClientId, name: &Name);
+
+    /// A device connected here under `name`, which `holder` (on another
+    /// node) holds: asks that node to close `holder` if it is that
+    /// device's stale connection (see [`Hub::replace_device`]).
+    ///
+    /// [`Hub::replace_device`]: super::Hub::replace_device
+    fn replace_device(&self, holder: &RemoteClient, name: &Name);
 }
 
 /// The backplane of a server on its own: there is nobody to tell.
@@ -152,4 +159,6 @@ impl Backplane for Solo {
     }
 
     fn unclaim(&self, _: ClientId, _: &Name) {}
+
+    fn replace_device(&self, _: &RemoteClient, _: &Name) {}
 }

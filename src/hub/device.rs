@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::SystemTime;
 
+use super::backplane::RemoteClient;
 use super::info::unix_millis;
 use super::names::{comparison_key, shape_key};
 use super::{ClientId, CloseReason, Hub, HubError, Name, NameKeys, Session};
@@ -14,6 +15,10 @@ use super::{ClientId, CloseReason, Hub, HubError, Name, NameKeys, Session};
 /// cluster while its stale connection's claim is being released: a Redis
 /// round trip takes well under the second this allows.
 const CLUSTER_HANDOVER_TRIES: u32 = 50;
+/// The same, when the stale connection is on another node: that node
+/// hears the request, closes it and releases its claim, and this one hears
+/// of it, a few Redis round trips; 3 s allows for a busy cluster.
+const REMOTE_HANDOVER_TRIES: u32 = 150;
 const CLUSTER_HANDOVER_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What the hub knows of a registered device.
@@ -104,6 +109,31 @@ impl Hub {
         self.shared.device_prefixes.add(prefix);
     }
 
+    /// Another node asks: a device connected to it under `name`, which
+    /// local client `id` holds, so `id` is that device's stale connection.
+    /// If `id` is indeed a device of that name, it is closed (replaced)
+    /// and its name released here and in the cluster; returns whether it
+    /// was.
+    pub fn replace_device(&self, id: ClientId, name: &Name) -> bool {
+        let keys = NameKeys::of(name);
+        let stale = {
+            let mut directory = self.directory();
+            let holder = directory
+                .by_name
+                .get(&keys.key)
+                .cloned()
+                .filter(|m| m.id == id && m.device.get().is_some());
+            let Some(holder) = holder else {
+                return false;
+            };
+            holder.outbox.close(CloseReason::Replaced, true);
+            directory.release(&keys, holder.id);
+            holder.id
+        };
+        self.backplane().unclaim(stale, name);
+        true
+    }
+
     /// The prefix kept for devices that `name` is under, if any.
     pub(super) fn device_prefix_of(&self, name: &NameKeys) -> Option<String> {
         self.shared.device_prefixes.holds(name)
@@ -142,7 +172,7 @@ impl Session {
             return Err(HubError::AlreadyRegistered);
         }
         let keys = NameKeys::of(&name);
-        let stale = {
+        let (stale, elsewhere) = {
             let mut directory = self.hub.directory();
             let holder = directory
                 .by_name
@@ -153,10 +183,20 @@ impl Session {
                 Some(holder) if holder.device.get().is_some() => {
                     holder.outbox.close(CloseReason::Replaced, true);
                     directory.release(&keys, holder.id);
-                    Some(holder.id)
+                    (Some(holder.id), None)
                 }
                 Some(_) => return Err(HubError::NameTaken(name)),
-                None => None,
+                // Held on another node: if it is a device there, it is this
+                // one's stale connection, and that node is asked to close
+                // it. Meanwhile it is out of this node's picture, so that
+                // the claim below is not refused on its account.
+                None => match directory.remote.by_name.get(&keys.key).cloned() {
+                    Some(remote) if self.hub.node().is_some() => {
+                        directory.remote.remove_name(&name, &remote);
+                        (None, Some(remote))
+                    }
+                    _ => (None, None),
+                },
             }
         };
         if let Some(stale) = stale.filter(|_| self.hub.node().is_some()) {
@@ -165,21 +205,25 @@ impl Session {
             // release runs beside the claim, so the claim is tried again
             // for a moment.
             self.hub.backplane().unclaim(stale, &name);
-            let mut tries = 0;
-            loop {
-                match self.take_name(name.clone()).await {
-                    Err(HubError::NameTaken(_)) if tries < CLUSTER_HANDOVER_TRIES => {
-                        tries += 1;
-                        tokio::time::sleep(CLUSTER_HANDOVER_PAUSE).await;
-                    }
-                    result => {
-                        result?;
-                        break;
-                    }
+            self.claim_handed_over(&name, CLUSTER_HANDOVER_TRIES)
+                .await?;
+        } else if let Some(remote) = elsewhere {
+            self.replace_elsewhere(&name, remote).await?;
+        } else {
+            match self.take_name(name.clone()).await {
+                // Claimed in Redis by a connection whose news has not come
+                // yet: once it has, that node is asked as above.
+                Err(HubError::NameTaken(_)) if self.hub.node().is_some() => {
+                    let remote = self
+                        .news_of_holder(&name)
+                        .await
+                        .ok_or_else(|| HubError::NameTaken(name.clone()))?;
+                    self.replace_elsewhere(&name, remote).await?;
+                }
+                result => {
+                    result?;
                 }
             }
-        } else {
-            self.take_name(name).await?;
         }
         let now = unix_millis(SystemTime::now());
         let _ = self.me.device.set(Box::new(DeviceState {
@@ -192,6 +236,56 @@ impl Session {
             bad_frames: AtomicU64::new(0),
         }));
         Ok(stale)
+    }
+
+    /// Asks the node of `remote`, which holds `name` (and is out of this
+    /// node's picture already), to close it, and takes `name` once it has.
+    async fn replace_elsewhere(
+        &mut self,
+        name: &Name,
+        remote: RemoteClient,
+    ) -> Result<(), HubError> {
+        tracing::info!(%name, node = %remote.node, "a device connected again here while its stale connection is on another node: asked that node to close it");
+        self.hub.backplane().replace_device(&remote, name);
+        if let Err(error) = self.claim_handed_over(name, REMOTE_HANDOVER_TRIES).await {
+            // The other node did not let it go: it holds the name still.
+            self.hub.directory().remote.add_name(name, &remote);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Waits, for as long as a handover may take, until this node hears
+    /// which client of another node holds `name`; takes it out of this
+    /// node's picture then.
+    async fn news_of_holder(&self, name: &Name) -> Option<RemoteClient> {
+        let key = name.key();
+        for _ in 0..CLUSTER_HANDOVER_TRIES {
+            {
+                let mut directory = self.hub.directory();
+                if let Some(remote) = directory.remote.by_name.get(&key).cloned() {
+                    directory.remote.remove_name(name, &remote);
+                    return Some(remote);
+                }
+            }
+            tokio::time::sleep(CLUSTER_HANDOVER_PAUSE).await;
+        }
+        None
+    }
+
+    /// Takes `name` while its stale holder's claim is being released,
+    /// trying again `tries` times, [`CLUSTER_HANDOVER_PAUSE`] apart.
+    async fn claim_handed_over(&mut self, name: &Name, tries: u32) -> Result<(), HubError> {
+        let mut tried = 0;
+        loop {
+            match self.take_name(name.clone()).await {
+                Err(HubError::NameTaken(_)) if tried < tries => {
+                    tried += 1;
+                    tokio::time::sleep(CLUSTER_HANDOVER_PAUSE).await;
+                }
+                result => return result.map(drop),
+            }
+        }
     }
 
     /// Records a heartbeat: the device is alive, and said nothing.

@@ -50,13 +50,13 @@ impl Remote {
         self.by_name.contains_key(&name.key) || self.by_name.contains_key(&name.shape)
     }
 
-    fn add_name(&mut self, name: &Name, client: &RemoteClient) {
+    pub(super) fn add_name(&mut self, name: &Name, client: &RemoteClient) {
         let keys = NameKeys::of(name);
         self.by_name.insert(keys.shape, client.clone());
         self.by_name.insert(keys.key, client.clone());
     }
 
-    fn remove_name(&mut self, name: &Name, client: &RemoteClient) {
+    pub(super) fn remove_name(&mut self, name: &Name, client: &RemoteClient) {
         let keys = NameKeys::of(name);
         for key in [keys.key, keys.shape] {
             if self.by_name.get(&key) == Some(client) {

@@ -907,3 +907,50 @@ async fn a_device_that_connects_again_keeps_its_name_and_no_one_elsewhere_can_ta
         "{refused:?}"
     );
 }
+
+/// Devices behind a balancer reconnect to whichever node it picks: a
+/// device that connects again to another node than its stale
+/// connection's replaces that connection there, as it would on one node.
+#[tokio::test]
+async fn a_device_that_connects_again_to_another_node_replaces_its_stale_connection_there() {
+    let redis = Redis::start().await;
+    let devices = ["text://127.0.0.1:0", "raw://127.0.0.1:0?register=imei"];
+    let mut a = node(&redis, "a", &devices).await;
+    let mut b = node(&redis, "b", &devices).await;
+    let (mut app, _) = join(a.addr(0)).await;
+    let mut stale = tokio::net::TcpStream::connect(a.addr(1)).await.unwrap();
+    stale.write_all(b"861234567890123").await.unwrap();
+    expect_notice(&mut app, "dev-861234567890123 joined #lobby").await;
+
+    // The link dropped unseen; the balancer sends the device to node b.
+    let mut device = tokio::net::TcpStream::connect(b.addr(1)).await.unwrap();
+    device.write_all(b"861234567890123").await.unwrap();
+    let logged = b
+        .expect_logs(&["asked that node to close it", "device registered"])
+        .await;
+    assert!(logged[1].contains("dev-861234567890123"), "{logged:?}");
+    // The stale connection is closed, saying why in node a's log.
+    let mut buf = [0; 64];
+    within("node a to close the stale connection", async {
+        while stale.read(&mut buf).await.unwrap_or(0) > 0 {}
+    })
+    .await;
+    a.expect_logs(&["its stale connection here is closed", "reason=replaced"])
+        .await;
+    // The app on node a hears the device through node b.
+    device.write_all(b"T=21\n").await.unwrap();
+    let (_, from, text) = expect_message(&mut app).await;
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("dev-861234567890123", "T=21")
+    );
+    // And reaches it by name.
+    app.send_line("/msg dev-861234567890123 ping")
+        .await
+        .unwrap();
+    let mut heard = [0; 5];
+    within("the device to hear the app", device.read_exact(&mut heard))
+        .await
+        .unwrap();
+    assert_eq!(&heard, b"ping\n");
+}

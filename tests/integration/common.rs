@@ -294,6 +294,24 @@ impl BinaryServer {
         .await
     }
 
+    /// Waits for a log line containing each of `needles`, in any order;
+    /// returns them in the order of `needles`.
+    pub async fn expect_logs(&mut self, needles: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; needles.len()];
+        within(&format!("log lines with {needles:?}"), async {
+            while found.iter().any(Option::is_none) {
+                let line = self.log.recv().await.expect("the server's log ended");
+                for (needle, slot) in needles.iter().zip(found.iter_mut()) {
+                    if slot.is_none() && line.contains(needle) {
+                        *slot = Some(line.clone());
+                    }
+                }
+            }
+        })
+        .await;
+        found.into_iter().flatten().collect()
+    }
+
     /// The server's resident memory high-water mark, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.id().expect("running");
