@@ -14,6 +14,7 @@
 //! | `node:N:names`         | set    | the name keys N's clients hold                     |
 //! | `name:K`               | string | who holds name key K: `epoch:client:node`          |
 //! | `epoch`                | string | a counter: each node start takes the next value    |
+//! | `device-prefixes`      | set    | the starts of device names (`dev-`), kept for devices on every node |
 //!
 //! Channels: `events` (every node's changes), `room:R` (room R's messages,
 //! subscribed while a node has a member there), `inbox:N` (direct
@@ -57,6 +58,10 @@ impl Keys {
 
     pub(super) fn epoch(&self) -> String {
         self.key(&["epoch"])
+    }
+
+    pub(super) fn device_prefixes(&self) -> String {
+        self.key(&["device-prefixes"])
     }
 
     pub(super) fn lease(&self, node: &str) -> String {

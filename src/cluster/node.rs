@@ -136,6 +136,9 @@ struct Inner {
     heartbeat: ConnectionManager,
     subscriber: ConnectionManager,
     outgoing: mpsc::Sender<Outgoing>,
+    /// The starts of this node's device names (`dev-`), written again to
+    /// Redis with each heartbeat (a Redis restarted empty learns them).
+    device_prefixes: Mutex<Vec<String>>,
     /// Sequence numbers and the picture of this node, written in the order
     /// frames are queued.
     order: Mutex<Order>,
@@ -312,6 +315,7 @@ impl Cluster {
             heartbeat,
             subscriber,
             outgoing,
+            device_prefixes: Mutex::default(),
             order: Mutex::default(),
             received,
             resync: resync_tx,
@@ -733,6 +737,30 @@ impl Backplane for Cluster {
         self.inner.to_inbox(to, &payload);
     }
 
+    fn reserve_device_names(&self, prefix: &str) {
+        let inner = &self.inner;
+        {
+            let mut prefixes = lock(&inner.device_prefixes);
+            if prefixes.iter().any(|p| p == prefix) {
+                return;
+            }
+            prefixes.push(prefix.to_owned());
+        }
+        let mut commands = inner.commands.clone();
+        let key = inner.keys.device_prefixes();
+        let prefix = prefix.to_owned();
+        tokio::spawn(async move {
+            let added: redis::RedisResult<i64> = redis::cmd("SADD")
+                .arg(&key)
+                .arg(&prefix)
+                .query_async(&mut commands)
+                .await;
+            if let Err(error) = added {
+                warn!(%prefix, %error, "could not tell the cluster that names under this prefix are kept for devices");
+            }
+        });
+    }
+
     fn replace_device(&self, holder: &RemoteClient, name: &Name) {
         let payload = Payload::ReplaceDevice {
             to: holder.id,
@@ -1096,6 +1124,27 @@ async fn heartbeat_loop(inner: Arc<Inner>) {
             .stats
             .rtt_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        // Names kept for devices on any node are kept here too (a node
+        // without device listeners would let a client wait under a
+        // device's name for its traffic).
+        let ours = lock(&inner.device_prefixes).clone();
+        let mut exchange = redis::pipe();
+        if !ours.is_empty() {
+            exchange
+                .cmd("SADD")
+                .arg(inner.keys.device_prefixes())
+                .arg(&ours)
+                .ignore();
+        }
+        exchange.cmd("SMEMBERS").arg(inner.keys.device_prefixes());
+        let prefixes: redis::RedisResult<(Vec<String>,)> =
+            tokio::time::timeout(patience, exchange.query_async(&mut commands))
+                .await
+                .unwrap_or_else(|_| Err(timed_out("reading the device name prefixes")));
+        match prefixes {
+            Ok((prefixes,)) => inner.hub.keep_device_names(&prefixes),
+            Err(error) => debug!(%error, "could not read the device name prefixes"),
+        }
         for node in reaped {
             if node != *inner.node {
                 info!(%node, "a node of the cluster stopped renewing its lease: its clients are gone");

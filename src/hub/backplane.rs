@@ -137,6 +137,12 @@ pub trait Backplane: Send + Sync + fmt::Debug {
     ///
     /// [`Hub::replace_device`]: super::Hub::replace_device
     fn replace_device(&self, holder: &RemoteClient, name: &Name);
+
+    /// Names starting with `prefix` are kept for devices here: tells the
+    /// other nodes to keep them too (see [`Hub::keep_device_names`]).
+    ///
+    /// [`Hub::keep_device_names`]: super::Hub::keep_device_names
+    fn reserve_device_names(&self, prefix: &str);
 }
 
 /// The backplane of a server on its own: there is nobody to tell.
@@ -161,4 +167,6 @@ impl Backplane for Solo {
     fn unclaim(&self, _: ClientId, _: &Name) {}
 
     fn replace_device(&self, _: &RemoteClient, _: &Name) {}
+
+    fn reserve_device_names(&self, _: &str) {}
 }

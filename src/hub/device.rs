@@ -81,10 +81,34 @@ impl DeviceState {
 #[derive(Debug, Default)]
 pub(super) struct DevicePrefixes(RwLock<Vec<(String, String)>>);
 
+/// Most prefixes kept: each is a comparison on every claim of a name, and
+/// a cluster's set of them is read from Redis.
+const MAX_DEVICE_PREFIXES: usize = 64;
+
 impl DevicePrefixes {
     fn add(&self, prefix: &str) {
+        // An empty prefix would keep every name; a template's fixed part
+        // is never empty, nor longer than a name.
+        if prefix.is_empty() || prefix.chars().count() > super::names::MAX_NAME_CHARS {
+            return;
+        }
         let keys = (comparison_key(prefix), shape_key(prefix));
+        if self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&keys)
+        {
+            return;
+        }
         let mut prefixes = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if prefixes.len() >= MAX_DEVICE_PREFIXES {
+            tracing::warn!(
+                prefix,
+                "too many device name templates: names under this one are not kept for devices"
+            );
+            return;
+        }
         if !prefixes.contains(&keys) {
             prefixes.push(keys);
         }
@@ -105,8 +129,19 @@ impl Hub {
     /// Keeps names starting with `prefix` for devices (that of a device
     /// listener's name template): other clients cannot take them, so
     /// nobody can wait under a device's name for its traffic.
+    ///
+    /// In a cluster, the other nodes keep them too, once they hear of it.
     pub fn reserve_device_names(&self, prefix: &str) {
         self.shared.device_prefixes.add(prefix);
+        self.backplane().reserve_device_names(prefix);
+    }
+
+    /// Keeps names starting with each of `prefixes` for devices, as other
+    /// nodes of the cluster do (their device listeners' templates).
+    pub fn keep_device_names(&self, prefixes: &[String]) {
+        for prefix in prefixes {
+            self.shared.device_prefixes.add(prefix);
+        }
     }
 
     /// Another node asks: a device connected to it under `name`, which

@@ -954,3 +954,36 @@ async fn a_device_that_connects_again_to_another_node_replaces_its_stale_connect
         .unwrap();
     assert_eq!(&heard, b"ping\n");
 }
+
+/// A node without device listeners keeps device names too: no client
+/// there can wait under a device's name for what apps send it.
+#[tokio::test]
+async fn names_kept_for_devices_on_one_node_are_kept_on_every_node() {
+    let redis = Redis::start().await;
+    let _a = node(
+        &redis,
+        "a",
+        &["text://127.0.0.1:0", "raw://127.0.0.1:0?register=imei"],
+    )
+    .await;
+    let b = text_node(&redis, "b").await;
+    // Node b hears of node a's device names within a heartbeat.
+    within("node b to keep device names", async {
+        loop {
+            let (mut client, _) = join(b.addr(0)).await;
+            client.send_line("/nick dev-999999999999999").await.unwrap();
+            let answer = expect_line(&mut client, "the answer", |l| {
+                matches!(l, ServerLine::Error(_))
+                    || matches!(l, ServerLine::Notice(n) if n.starts_with("you are now known as"))
+            })
+            .await;
+            match answer {
+                ServerLine::Error(e) if e.contains("kept for devices") => return,
+                ServerLine::Error(e) => panic!("{e}"),
+                // Not yet: this client took it, and gives it back as it goes.
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await;
+}
