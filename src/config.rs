@@ -14,6 +14,7 @@ use crate::auth::AuthSettings;
 use crate::device::DeviceSpec;
 use crate::hub::{HubSettings, QueueLimits, RoomName};
 use crate::throttle::Rate;
+pub use crate::units::{format_duration, Seconds, Size};
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -1354,97 +1355,11 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// A byte count, written as a number or with a unit: `65536`, `"64KiB"`, `"4MiB"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub usize);
-
-impl FromStr for Size {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
-        let number: usize = number.parse().with_context(|| {
-            format!("bad size {s:?}: expected a number of bytes, e.g. 65536 or 64KiB")
-        })?;
-        let scale = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" | "kib" => 1 << 10,
-            "m" | "mb" | "mib" => 1 << 20,
-            "g" | "gb" | "gib" => 1 << 30,
-            _ => anyhow::bail!("bad size {s:?}: unknown unit {unit:?} (use B, KiB, MiB or GiB)"),
-        };
-        number
-            .checked_mul(scale)
-            .map(Size)
-            .with_context(|| format!("size {s:?} is too large"))
-    }
-}
-
-/// A duration, written as seconds or with a unit: `5`, `"500ms"`, `"2m"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds(pub Duration);
-
-impl FromStr for Seconds {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
-        let number: f64 = number
-            .parse()
-            .with_context(|| format!("bad duration {s:?}: expected e.g. 5, 5s, 500ms or 2m"))?;
-        let scale = match unit.trim() {
-            "" | "s" => 1.0,
-            "ms" => 0.001,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            _ => anyhow::bail!("bad duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"),
-        };
-        Duration::try_from_secs_f64(number * scale)
-            .map(Seconds)
-            .with_context(|| format!("bad duration {s:?}"))
-    }
-}
-
-macro_rules! deserialize_number_or_string {
-    ($ty:ty, $int:expr) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                #[derive(Deserialize)]
-                #[serde(untagged)]
-                enum Raw {
-                    Int(u64),
-                    Str(String),
-                }
-                match Raw::deserialize(d)? {
-                    Raw::Int(n) => Ok($int(n)),
-                    Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
-                }
-            }
-        }
-    };
-}
-
 impl<'de> Deserialize<'de> for ListenerSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
-    }
-}
-
-deserialize_number_or_string!(Size, |n: u64| Size(n as usize));
-deserialize_number_or_string!(Seconds, |n: u64| Seconds(Duration::from_secs(n)));
-
-/// Formats a duration the way it is written in flags: `5s`, `250ms`.
-pub fn format_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 && d.as_secs() > 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -1556,24 +1471,6 @@ mod tests {
             .parse::<ListenerSpec>()
             .unwrap_err();
         assert!(err.to_string().contains("unknown option"), "{err}");
-    }
-
-    #[test]
-    fn sizes_and_durations_take_units() {
-        assert_eq!("64KiB".parse::<Size>().unwrap(), Size(65536));
-        assert_eq!("4 MiB".parse::<Size>().unwrap(), Size(4 << 20));
-        assert_eq!("100".parse::<Size>().unwrap(), Size(100));
-        assert!("1XB".parse::<Size>().is_err());
-        assert_eq!(
-            "500ms".parse::<Seconds>().unwrap(),
-            Seconds(Duration::from_millis(500))
-        );
-        assert_eq!(
-            "2m".parse::<Seconds>().unwrap(),
-            Seconds(Duration::from_secs(120))
-        );
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
     }
 
     #[test]

@@ -627,7 +627,7 @@ async fn slow_down<P: Protocol>(
             first,
         } => {
             if first {
-                let grace = crate::config::format_duration(rates.grace);
+                let grace = crate::units::format_duration(rates.grace);
                 tracing::info!(name = %session.name(), client = %session.id(), "slowing a client down: over {limit}");
                 let notice = ProtocolError::new(
                     "rate_limited",

@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod server;
 pub mod throttle;
 mod transport;
+pub mod units;
 
 pub use client::{AnyClient, Client, Goodbye, ServerLine};
 pub use config::{Config, ListenerSpec, Mode};

@@ -60,7 +60,7 @@ impl FromStr for Frame {
                 let duration = match ms.parse::<u64>() {
                     Ok(ms) => Duration::from_millis(ms),
                     Err(_) => {
-                        ms.parse::<crate::config::Seconds>()
+                        ms.parse::<crate::units::Seconds>()
                             .map_err(|e| format!("bad gap in frame={spec:?}: {e}"))?
                             .0
                     }

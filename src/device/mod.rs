@@ -115,7 +115,7 @@ impl DeviceSpec {
         if self.register_grace != default.register_grace {
             options.push(format!(
                 "register-grace={}",
-                crate::config::format_duration(self.register_grace)
+                crate::units::format_duration(self.register_grace)
             ));
         }
         if let Some(heartbeat) = &self.heartbeat {
@@ -156,7 +156,7 @@ impl DeviceSpec {
             },
             "register-grace" => {
                 self.register_grace = value_of(key)?
-                    .parse::<crate::config::Seconds>()
+                    .parse::<crate::units::Seconds>()
                     .map_err(|e| format!("bad register-grace: {e}"))?
                     .0
             }

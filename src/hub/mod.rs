@@ -261,12 +261,12 @@ impl fmt::Display for CloseReason {
             CloseReason::Stalled { timeout } => write!(
                 f,
                 "stalled: this client read nothing for {} while data waited for it (stall timeout)",
-                crate::config::format_duration(*timeout)
+                crate::units::format_duration(*timeout)
             ),
             CloseReason::TooSlow { timeout } => write!(
                 f,
                 "slow consumer: more than the queue soft limit waited for this client for {} on end, holding back its senders (slow timeout)",
-                crate::config::format_duration(*timeout)
+                crate::units::format_duration(*timeout)
             ),
             CloseReason::MemoryBudget { held, budget } => write!(
                 f,
@@ -275,12 +275,12 @@ impl fmt::Display for CloseReason {
             CloseReason::LineTimeout { timeout } => write!(
                 f,
                 "line timeout: a line was started and not finished within {} (line timeout)",
-                crate::config::format_duration(*timeout)
+                crate::units::format_duration(*timeout)
             ),
             CloseReason::Idle { timeout } => write!(
                 f,
                 "idle: this client sent nothing for {} (idle timeout)",
-                crate::config::format_duration(*timeout)
+                crate::units::format_duration(*timeout)
             ),
             CloseReason::ServerShutdown => write!(f, "server shutting down"),
             CloseReason::Kicked(why) if why.is_empty() => {
@@ -295,7 +295,7 @@ impl fmt::Display for CloseReason {
             CloseReason::AuthTimeout { timeout } => write!(
                 f,
                 "not authenticated within {} (auth timeout): this listener needs /login USER PASSWORD or /auth TOKEN first",
-                crate::config::format_duration(*timeout)
+                crate::units::format_duration(*timeout)
             ),
             CloseReason::CredentialsExpired => {
                 write!(f, "credentials expired: your token is no longer valid; connect again with a new one")
@@ -307,12 +307,12 @@ impl fmt::Display for CloseReason {
             CloseReason::NotRegistered { grace } => write!(
                 f,
                 "not registered: no registration packet came within {} (register grace)",
-                crate::config::format_duration(*grace)
+                crate::units::format_duration(*grace)
             ),
             CloseReason::RateLimited { limit, grace } => write!(
                 f,
                 "rate limited: sent faster than {limit} for {} on end, however much it was slowed down (rate limit grace)",
-                crate::config::format_duration(*grace)
+                crate::units::format_duration(*grace)
             ),
         }
     }

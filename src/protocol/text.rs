@@ -392,7 +392,7 @@ impl Protocol for Text {
     fn auth_required(&self, within: std::time::Duration) -> Bytes {
         notice(format_args!(
             "this server asks who you are: /login USER PASSWORD or /auth TOKEN, within {}",
-            crate::config::format_duration(within)
+            crate::units::format_duration(within)
         ))
     }
 

@@ -33,7 +33,7 @@ const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// Nothing, or not all of it, came in time.
-    #[error("no PROXY protocol header within {}", crate::config::format_duration(*.0))]
+    #[error("no PROXY protocol header within {}", crate::units::format_duration(*.0))]
     Timeout(Duration),
     /// What came is not a header of the expected version.
     #[error("not a PROXY protocol {0} header: {1}")]

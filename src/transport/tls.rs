@@ -229,7 +229,7 @@ impl SelfSigned {
 pub(crate) enum HandshakeError {
     /// Nothing or not enough came in time: often plaintext on a TLS port
     /// that waits for an answer.
-    #[error("no TLS handshake within {}", crate::config::format_duration(*.0))]
+    #[error("no TLS handshake within {}", crate::units::format_duration(*.0))]
     TimedOut(Duration),
     /// The client spoke something else, or refused our certificate.
     #[error("TLS handshake failed: {0}")]

@@ -261,7 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     io::ErrorKind::TimedOut,
                     format!(
                         "no answer to a ping within {} (pong timeout)",
-                        crate::config::format_duration(self.settings.pong_timeout)
+                        crate::units::format_duration(self.settings.pong_timeout)
                     ),
                 ));
             }
