@@ -709,14 +709,7 @@ async fn status_the_api_and_metrics_show_the_nodes_and_what_crossed() {
     let client = crate::http::http();
     let stats = within("the stats to show both nodes", async {
         loop {
-            let stats: serde_json::Value = client
-                .get(format!("http://{http}/api/v1/stats"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let stats = crate::http::get_json(format!("http://{http}/api/v1/stats")).await;
             let nodes = stats["cluster"]["nodes"]
                 .as_array()
                 .cloned()

@@ -78,14 +78,7 @@ async fn device_reads(device: &mut TcpStream, n: usize) -> Vec<u8> {
 /// What the admin API says of the device named `name`.
 async fn device_in_api(server: &TestServer, name: &str) -> serde_json::Value {
     let url = format!("http://{}/api/v1/clients", server.http.unwrap());
-    let page: serde_json::Value = crate::http::http()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = crate::http::get_json(url).await;
     page["clients"]
         .as_array()
         .unwrap()
@@ -93,6 +86,15 @@ async fn device_in_api(server: &TestServer, name: &str) -> serde_json::Value {
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("{name} is not listed: {page}"))["device"]
         .clone()
+}
+
+/// Checks that `#lobby` has `members` members, as `app` (in it) sees it
+/// once everything before has been handled.
+async fn assert_lobby_holds(app: &mut Client, members: usize) {
+    sync(app).await;
+    app.send_line("/who").await.unwrap();
+    let who = expect_notice_containing(app, "#lobby").await;
+    assert!(who.starts_with(&format!("#lobby ({members})")), "{who}");
 }
 
 async fn closed(device: &mut TcpStream) {
@@ -317,10 +319,7 @@ async fn a_first_packet_that_is_not_a_registration_is_refused_and_closed_after_t
     let mut silent = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
     closed(&mut silent).await;
     // Neither reached the room.
-    sync(&mut app).await;
-    app.send_line("/who").await.unwrap();
-    let who = expect_notice_containing(&mut app, "#lobby").await;
-    assert!(who.starts_with("#lobby (1)"), "{who}");
+    assert_lobby_holds(&mut app, 1).await;
 }
 
 /// The device simulator: a fake DTU that registers, sends heartbeats and
@@ -421,18 +420,11 @@ async fn the_admin_opens_a_device_listener_through_the_api() {
     .await;
     let api = format!("http://{}/api/v1/listeners", server.http.unwrap());
     let http = crate::http::http();
-    let opened: serde_json::Value = http
-        .post(&api)
-        .json(&json!({
-            "mode": "raw", "addr": "127.0.0.1:0", "room": "dev-{id}",
-            "device": "register=imei&heartbeat=hex:FE", "expire_after_idle_seconds": 300,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({
+        "mode": "raw", "addr": "127.0.0.1:0", "room": "dev-{id}",
+        "device": "register=imei&heartbeat=hex:FE", "expire_after_idle_seconds": 300,
+    });
+    let opened = crate::http::post_json(&api, &body).await;
     assert_eq!(opened["room"], "dev-{id}", "{opened}");
     assert_eq!(
         opened["device"], "register=imei&heartbeat=hex:FE",
@@ -516,15 +508,7 @@ async fn with_authentication_on_only_the_devices_of_the_devices_file_may_registe
     // The admin opens more such listeners, checked against the same file.
     let api = format!("http://{}/api/v1/listeners", server.http.unwrap());
     let body = json!({"mode": "raw", "addr": "127.0.0.1:0", "device": "register=imei&register-grace=300ms", "auth": "required"});
-    let opened: serde_json::Value = crate::http::http()
-        .post(&api)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let opened = crate::http::post_json(&api, &body).await;
     assert_eq!(opened["auth"], "required", "{opened}");
     let addr: SocketAddr = opened["addr"].as_str().unwrap().parse().unwrap();
     let mut stranger = TcpStream::connect(addr).await.unwrap();
@@ -535,10 +519,7 @@ async fn with_authentication_on_only_the_devices_of_the_devices_file_may_registe
     // grace ends; it cannot take the listed device's place either.
     let mut stranger = connect_device(&server, b"861234567890999").await;
     closed(&mut stranger).await;
-    sync(&mut app).await;
-    app.send_line("/who").await.unwrap();
-    let who = expect_notice_containing(&mut app, "#lobby").await;
-    assert!(who.starts_with("#lobby (2)"), "{who}");
+    assert_lobby_holds(&mut app, 2).await;
     device.write_all(b"T=22\n").await.unwrap();
     assert_eq!(expect_message(&mut app).await.2, "T=22");
 }
@@ -586,10 +567,7 @@ async fn an_address_that_keeps_guessing_device_identities_is_banned() {
     let mut app = app_in(&server, "lobby").await;
     let mut device = connect_device(&server, IMEI.as_bytes()).await;
     closed(&mut device).await;
-    sync(&mut app).await;
-    app.send_line("/who").await.unwrap();
-    let who = expect_notice_containing(&mut app, "#lobby").await;
-    assert!(who.starts_with("#lobby (1)"), "{who}");
+    assert_lobby_holds(&mut app, 1).await;
 }
 
 /// The devices file is read again on SIGHUP: a device added to it may

@@ -120,6 +120,27 @@ pub(crate) fn http() -> reqwest::Client {
     client_builder().timeout(PATIENCE).build().unwrap()
 }
 
+/// The JSON answer to `POST url` with the JSON `body`.
+pub(crate) async fn post_json(
+    url: impl reqwest::IntoUrl,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    http()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The JSON body of `GET url`.
+pub(crate) async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// An HTTP client's builder. The switchboard binary picks rustls's
 /// cryptography (ring) for its HTTP client at start; a test does the same.
 fn client_builder() -> reqwest::ClientBuilder {
