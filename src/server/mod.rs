@@ -459,7 +459,12 @@ pub(crate) type Slot = (OwnedSemaphorePermit, Option<IpSlot>);
 async fn reload_loop(shared: Arc<Shared>, mut reloads: watch::Receiver<Config>) {
     while reloads.changed().await.is_ok() {
         let config = reloads.borrow_and_update().clone();
-        shared.reload(&config);
+        // It reads files (users, devices, certificates: a fleet's devices
+        // file is megabytes): off the threads that serve clients.
+        let reloading = shared.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || reloading.reload(&config)).await {
+            warn!(%error, "the reload failed; the running config stays");
+        }
     }
 }
 
