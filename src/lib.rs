@@ -14,12 +14,21 @@
 //! - `http`: the web console, admin API, metrics and WebSocket clients;
 //! - `transport`: the byte streams clients are served over (TCP, WebSocket);
 //! - [`Client`]: the client the CLI and tests use;
-//! - [`Config`]: every setting, its default and why.
+//! - [`Config`]: every setting, its default and why;
+//! - `bench`: the load generator behind `switchboard bench` (the `bench`
+//!   feature).
+//!
+//! The default feature, `cli`, builds the `switchboard` binary and the load
+//! generator. A program that embeds the relay depends on the library alone,
+//! `switchboard = { version = "0.1", default-features = false }`, and
+//! compiles neither, nor the crates only they use (clap, reqwest,
+//! indicatif, hdrhistogram).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
 pub mod cluster;
