@@ -7,11 +7,12 @@
 //! - [`hub`]: the routing core (clients, names, rooms, bounded queues and
 //!   flow control), free of sockets and wire formats;
 //! - [`protocol`]: the text, JSON and raw wire formats;
-//! - [`Server`]: listeners, limits and shutdown around the hub, and
-//!   [`server::control`], the admin's query API on a running server;
+//! - [`Server`]: listeners, limits and shutdown around the hub;
+//!   [`server::control`], the admin's query API on a running server; and
+//!   the `--http` listener (`server::http`): the web console, admin API,
+//!   metrics and WebSocket clients, which reads the server through that API;
 //! - [`throttle`]: rate limits (messages and bytes per client, new
 //!   connections per address);
-//! - `http`: the web console, admin API, metrics and WebSocket clients;
 //! - `transport`: the byte streams clients are served over (TCP, WebSocket);
 //! - [`Client`]: the client the CLI and tests use;
 //! - [`Config`]: every setting, its default and why;
@@ -35,10 +36,11 @@ pub mod cluster;
 pub mod config;
 mod connection;
 pub mod device;
-mod http;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
 mod transport;
 pub mod units;

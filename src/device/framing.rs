@@ -211,7 +211,7 @@ mod tests {
 
     fn packets(frame: &str, input: &[u8], cuts: &[usize], max: usize) -> Vec<Vec<u8>> {
         let mut framer = Framer::new(frame.parse().unwrap());
-        crate::protocol::feed_in_pieces(input, cuts, |buf, eof| framer.next(buf, eof, max))
+        crate::testing::feed_in_pieces(input, cuts, |buf, eof| framer.next(buf, eof, max))
             .into_iter()
             .map(|packet| packet.to_vec())
             .collect()

@@ -355,7 +355,7 @@ mod tests {
         ) {
             let decode = |cuts: &[usize]| {
                 let mut decoder = device(options);
-                crate::protocol::feed_in_pieces(&input, cuts, |buf, eof| decoder.decode(buf, eof))
+                crate::testing::feed_in_pieces(&input, cuts, |buf, eof| decoder.decode(buf, eof))
             };
             proptest::prop_assert_eq!(decode(&[]), decode(&cuts));
         }

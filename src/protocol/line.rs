@@ -104,7 +104,7 @@ mod tests {
     /// Feeds `input` to a decoder in pieces cut at `cuts`, then EOF.
     fn decode_in_pieces(input: &[u8], cuts: &[usize], max: usize) -> Vec<Result<Bytes, LineError>> {
         let mut decoder = LineDecoder::new(max);
-        crate::protocol::feed_in_pieces(input, cuts, |buf, eof| decoder.next_line(buf, eof))
+        crate::testing::feed_in_pieces(input, cuts, |buf, eof| decoder.next_line(buf, eof))
     }
 
     #[test]

@@ -150,30 +150,6 @@ pub const RAW_SLOT: usize = 2;
 /// Slot of [`Text`] with its hex display on (`/hex on`).
 pub const TEXT_HEX_SLOT: usize = 3;
 
-/// Feeds `input` to `next` as a stream would bring it, in pieces cut at
-/// `cuts` (taken modulo its length), then at EOF; returns all it produced.
-#[cfg(test)]
-pub(crate) fn feed_in_pieces<T>(
-    input: &[u8],
-    cuts: &[usize],
-    mut next: impl FnMut(&mut BytesMut, bool) -> Option<T>,
-) -> Vec<T> {
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    cuts.sort_unstable();
-    let (mut buf, mut out, mut start) = (BytesMut::new(), Vec::new(), 0);
-    for cut in cuts.into_iter().chain([input.len()]) {
-        buf.extend_from_slice(&input[start..cut]);
-        start = cut;
-        while let Some(item) = next(&mut buf, false) {
-            out.push(item);
-        }
-    }
-    while let Some(item) = next(&mut buf, true) {
-        out.push(item);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +159,7 @@ mod tests {
     /// at `cuts`, then EOF.
     fn decode_all<P: Protocol>(protocol: &P, input: &[u8], cuts: &[usize]) -> Vec<Input> {
         let mut decoder = protocol.decoder();
-        feed_in_pieces(input, cuts, |buf, eof| decoder.decode(buf, eof))
+        crate::testing::feed_in_pieces(input, cuts, |buf, eof| decoder.decode(buf, eof))
     }
 
     /// Bytes that look like protocol input often enough to reach the parsers.

@@ -86,7 +86,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..8),
         ) {
             let mut decoder = RawDecoder;
-            let inputs = crate::protocol::feed_in_pieces(&input, &cuts, |buf, eof| decoder.decode(buf, eof));
+            let inputs = crate::testing::feed_in_pieces(&input, &cuts, |buf, eof| decoder.decode(buf, eof));
             let mut out = Vec::new();
             for input in inputs {
                 let Input::Request { request: Request::Say { body, .. }, .. } = input else {

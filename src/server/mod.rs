@@ -5,10 +5,14 @@
 //!   their accept loops;
 //! - `monitor`: what the server counts besides the hub (disconnects by
 //!   reason, the recent disconnects, accept errors, rates);
-//! - [`control`]: the query and admin API that the HTTP layer (console,
-//!   admin API, metrics, WebSocket clients) is built on.
+//! - [`control`]: the query and admin API that the HTTP layer is built on;
+//! - `http`: the `--http` listener (console, admin API, metrics, WebSocket
+//!   clients). It is one of the server's listeners, and reads and changes
+//!   the server only through [`control`], except where a WebSocket client
+//!   is admitted like any other.
 
 pub mod control;
+mod http;
 pub(crate) mod listeners;
 mod monitor;
 
@@ -71,6 +75,9 @@ pub struct Server {
     tls: Option<Arc<ServerTls>>,
     auth: Option<Arc<Authenticator>>,
     reloads: watch::Sender<Config>,
+    /// Made with the sender at bind: a config handed over before `run`
+    /// subscribes is seen by the reload loop, not lost.
+    reloaded: watch::Receiver<Config>,
 }
 
 /// Asks a running server to take a new config (what SIGHUP does): it
@@ -135,9 +142,11 @@ impl Server {
             ),
             None => None,
         };
+        let (reloads, reloaded) = watch::channel(config.clone());
         Ok(Server {
             hub: Hub::new(config.hub_settings()),
-            reloads: watch::Sender::new(config.clone()),
+            reloads,
+            reloaded,
             config,
             listeners,
             http,
@@ -252,11 +261,11 @@ impl Server {
             shared.configured().push((configured.clone(), listener.id));
         }
         let sweeping = tokio::spawn(sweep_loop(shared.clone()));
-        let reloading = tokio::spawn(reload_loop(shared.clone(), self.reloads.subscribe()));
+        let reloading = tokio::spawn(reload_loop(shared.clone(), self.reloaded));
         let sampling = tokio::spawn(monitor::sample_loop(shared.clone()));
         if let Some(listener) = self.http {
             let control = Control::new(shared.clone());
-            let serving = crate::http::serve(control, listener, shared.stop.clone());
+            let serving = http::serve(control, listener, shared.stop.clone());
             shared.tracker.spawn(async move {
                 if let Err(error) = serving.await {
                     warn!(%error, "the HTTP listener failed");
@@ -562,8 +571,9 @@ impl Shared {
             self.greeting.send_replace(Greeting::of(new));
             applied.push("welcome and ack (for new connections)".to_owned());
         }
+        let mut added = Vec::new();
         if changed.contains(&"listen") {
-            self.reload_listeners(&new.listeners);
+            added = self.reload_listeners(&new.listeners);
             applied.push("listeners".to_owned());
         }
         let later: Vec<&str> = changed
@@ -585,6 +595,11 @@ impl Shared {
                 applied.join("; ")
             }
         );
+        // After the summary, so that the log reads in the order of events.
+        for (spec, patient) in added {
+            let shared = self.clone();
+            tokio::spawn(async move { shared.add_listener(spec, patient).await });
+        }
     }
 
     /// Grows or shrinks the connection slots from `from` to `to`. Slots
@@ -610,8 +625,9 @@ impl Shared {
     }
 
     /// Stops the config's listeners that `specs` no longer has (their
-    /// clients stay connected) and starts the new ones.
-    fn reload_listeners(self: &Arc<Self>, specs: &[ListenerSpec]) {
+    /// clients stay connected); returns the new ones to start, each with
+    /// whether its address is being given up by a listener just stopped.
+    fn reload_listeners(&self, specs: &[ListenerSpec]) -> Vec<(ListenerSpec, bool)> {
         let mut released = Vec::new();
         self.configured().retain(|(spec, id)| {
             if specs.contains(spec) {
@@ -623,19 +639,12 @@ impl Shared {
             }
             false
         });
-        let added: Vec<ListenerSpec> = {
-            let configured = self.configured();
-            specs
-                .iter()
-                .filter(|spec| !configured.iter().any(|(running, _)| running == *spec))
-                .cloned()
-                .collect()
-        };
-        for spec in added {
-            let shared = self.clone();
-            let patient = released.contains(&spec.addr);
-            tokio::spawn(async move { shared.add_listener(spec, patient).await });
-        }
+        let configured = self.configured();
+        specs
+            .iter()
+            .filter(|spec| !configured.iter().any(|(running, _)| running == *spec))
+            .map(|spec| (spec.clone(), released.contains(&spec.addr)))
+            .collect()
     }
 
     /// Binds and starts a listener the config gained. `patient`: its

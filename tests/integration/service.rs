@@ -330,6 +330,36 @@ fn listener_in(line: &str) -> std::net::SocketAddr {
 /// An edited config and `systemctl reload`: a listener goes (its clients
 /// stay), another comes, and new clients get the new greeting and limits
 /// while those already connected keep theirs.
+/// `systemctl reload` right as the server starts: a config handed over
+/// after the listeners are bound but before the server runs is applied,
+/// not lost.
+#[tokio::test]
+async fn a_reload_handed_over_before_the_server_runs_is_applied() {
+    let server = switchboard::Server::bind(Config::local()).await.unwrap();
+    let addr = server.local_addr(Mode::Text).unwrap();
+    let mut reloaded = Config::local();
+    reloaded.welcome = Some("hello after the reload".to_owned());
+    server.reloader().reload(reloaded);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        stopped.await.ok();
+    }));
+    within("a client greeted with the reloaded welcome", async {
+        loop {
+            let mut client = switchboard::Client::connect(addr).await.unwrap();
+            if client.next_line().await.unwrap().as_deref() == Some("hello after the reload") {
+                return;
+            }
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    within("the server to stop", running)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_reload_changes_listeners_greeting_and_limits_for_new_clients() {
     let dir = TempDir::new("reload");

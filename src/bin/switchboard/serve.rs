@@ -200,7 +200,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "SWITCHBOARD_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
 
-    /// Devices that may register on device listeners with ?auth=required: a TOML file of [devices.IDENTITY] entries, with an optional label and key. Re-read on SIGHUP.
+    /// Devices that may register on device listeners with ?auth=required: one a line, `IDENTITY [key=KEY] [LABEL]`, # comments. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE", env = "SWITCHBOARD_DEVICES")]
     devices: Option<PathBuf>,
 
