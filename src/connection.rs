@@ -362,13 +362,11 @@ async fn register(
             }
         },
     };
-    let stale = session
+    // A stale connection of the same device is closed (and logged) there.
+    session
         .register_device(&identity.id, label.as_deref(), name.clone())
         .await
         .map_err(|error| format!("cannot give it the name {name}: {error}"))?;
-    if let Some(stale) = stale {
-        tracing::info!(%name, client = %session.id(), %stale, "a device connected again: its stale connection is closed");
-    }
     session
         .join(room.clone())
         .map_err(|error| format!("cannot put it in #{room}: {error}"))?;

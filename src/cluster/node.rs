@@ -1172,7 +1172,10 @@ async fn heartbeat_loop(inner: Arc<Inner>) {
                 nodes.push(NodeStatus { name, clients });
             }
         }
-        let fenced = status == 0;
+        // A renewal answered a lease's length after it was sent (this
+        // process was paused while it waited) renewed a lease that has run
+        // out since: the others have reaped this node already.
+        let fenced = status == 0 || started.elapsed() >= inner.lease;
         let recovering = inner.degraded.load(Ordering::Relaxed);
         if !fenced && !recovering && inner.stale.load(Ordering::Relaxed) {
             // A change could not be sent, but the lease and the names held:

@@ -20,6 +20,13 @@ const CLUSTER_HANDOVER_TRIES: u32 = 50;
 /// of it, a few Redis round trips; 3 s allows for a busy cluster.
 const REMOTE_HANDOVER_TRIES: u32 = 150;
 const CLUSTER_HANDOVER_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long a device's new connection waits for its stale one to leave its
+/// rooms, so that they hear the departure before the arrival: a stale
+/// connection departs as soon as its goodbye is handed to the kernel, a few
+/// milliseconds. One whose socket buffer is full may take until its stall
+/// timeout; the new connection does not wait for that.
+const STALE_DEPARTURE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const STALE_DEPARTURE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What the hub knows of a registered device.
 #[derive(Debug)]
@@ -218,7 +225,7 @@ impl Session {
                 Some(holder) if holder.device.get().is_some() => {
                     holder.outbox.close(CloseReason::Replaced, true);
                     directory.release(&keys, holder.id);
-                    (Some(holder.id), None)
+                    (Some(holder), None)
                 }
                 Some(_) => return Err(HubError::NameTaken(name)),
                 // Held on another node: if it is a device there, it is this
@@ -234,12 +241,15 @@ impl Session {
                 },
             }
         };
-        if let Some(stale) = stale.filter(|_| self.hub.node().is_some()) {
+        if let Some(stale) = &stale {
+            tracing::info!(%name, client = %self.me.id, stale = %stale.id, "a device connected again: its stale connection is closed");
+        }
+        if let Some(stale) = stale.as_ref().filter(|_| self.hub.node().is_some()) {
             // In a cluster the stale connection's claim is Redis's too:
             // released on its behalf, then claimed for this one. The
             // release runs beside the claim, so the claim is tried again
             // for a moment.
-            self.hub.backplane().unclaim(stale, &name);
+            self.hub.backplane().unclaim(stale.id, &name);
             self.claim_handed_over(&name, CLUSTER_HANDOVER_TRIES)
                 .await?;
         } else if let Some(remote) = elsewhere {
@@ -270,7 +280,17 @@ impl Session {
             heartbeats: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
         }));
-        Ok(stale)
+        let Some(stale) = stale else {
+            return Ok(None);
+        };
+        // Its rooms hear "left (replaced)" before this one joins them: an
+        // app that follows presence by those notices ends with the device
+        // online.
+        let give_up = tokio::time::Instant::now() + STALE_DEPARTURE_WAIT;
+        while !stale.departed.load(Ordering::Acquire) && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(STALE_DEPARTURE_POLL).await;
+        }
+        Ok(Some(stale.id))
     }
 
     /// Asks the node of `remote`, which holds `name` (and is out of this

@@ -597,6 +597,8 @@ struct Member {
     device: OnceLock<Box<device::DeviceState>>,
     /// Whether it asked for its wire format's alternative (`/hex on`).
     alternate: std::sync::atomic::AtomicBool,
+    /// Whether its session has departed: out of its rooms, its rooms told.
+    departed: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -752,6 +754,7 @@ impl Hub {
             logged_in: Default::default(),
             device: OnceLock::new(),
             alternate: Default::default(),
+            departed: Default::default(),
         });
         me.traffic
             .last_activity

@@ -704,6 +704,9 @@ impl Session {
                 name: self.name.clone(),
             });
         }
+        self.me
+            .departed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

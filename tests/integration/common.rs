@@ -219,6 +219,19 @@ pub struct BinaryServer {
     pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
+/// When a test fails, what the server logged that the test did not read
+/// is shown with the failure: it tells what the server was doing.
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let pid = self.child.id().unwrap_or_default();
+            while let Ok(line) = self.log.try_recv() {
+                eprintln!("[server {pid}] {line}");
+            }
+        }
+    }
+}
+
 impl BinaryServer {
     /// Starts `switchboard serve ARGS` and waits for its "listening on" line.
     pub async fn start(args: &[&str]) -> BinaryServer {
@@ -283,15 +296,24 @@ impl BinaryServer {
 
     /// Waits for a log line containing `needle`.
     pub async fn expect_log(&mut self, needle: &str) -> String {
-        within(&format!("a log line with {needle:?}"), async {
+        let mut passed = Vec::new();
+        let waiting = async {
             loop {
                 let line = self.log.recv().await.expect("the server's log ended");
                 if line.contains(needle) {
                     return line;
                 }
+                passed.push(line);
             }
-        })
-        .await
+        };
+        match tokio::time::timeout(PATIENCE, waiting).await {
+            Ok(line) => line,
+            // What the server said instead tells why.
+            Err(_) => panic!(
+                "timed out after {PATIENCE:?} waiting for a log line with {needle:?}; meanwhile the server logged:\n{}",
+                passed.join("\n")
+            ),
+        }
     }
 
     /// Waits for a log line containing each of `needles`, in any order;
