@@ -417,7 +417,11 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     let mut read_at_limit = false;
     let mut decoder = protocol.decoder();
     let mut buf = BytesMut::new();
-    let mut eof = false;
+    // Set once the client's input has ended: what was read before the
+    // end is still handled (a one-shot client's last line often has no
+    // newline), then the connection closes for this reason. Boxed: this
+    // future lives as long as the connection, and a connection ends once.
+    let mut ended: Option<Box<CloseReason>> = None;
     // When the client started the line it has not finished yet.
     let mut line_started: Option<Instant> = None;
     // A device that must register, until it has (boxed: this future lives
@@ -447,6 +451,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             let allowed = now.and_then(|now| throttle.messages_allowed(rates, now));
             let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
             let held_back = allowed == Some(0);
+            let eof = ended.is_some();
             let Some(work) = next_work(&mut decoder, &mut buf, eof || paused, &mut held, most)
             else {
                 break;
@@ -475,9 +480,11 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                             Some(Gatekeeping::Pending { room, .. }) => room,
                             _ => unreachable!("the client was at the gate"),
                         };
-                        gatekeeping = expires_at.map(|at| {
+                        gatekeeping = expires_at.and_then(|at| {
                             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-                            Box::new(Gatekeeping::Expires(Instant::now() + left))
+                            // Past what an instant holds: never, to a connection.
+                            let at = Instant::now().checked_add(left)?;
+                            Some(Box::new(Gatekeeping::Expires(at)))
                         });
                         welcome(protocol, session, room);
                         if !data.is_empty() {
@@ -523,8 +530,8 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             }
             tokio::task::coop::consume_budget().await;
         }
-        if eof {
-            break (CloseReason::ClientClosed, true);
+        if let Some(reason) = ended {
+            break (*reason, true);
         }
         paused = false;
         if buf.is_empty() {
@@ -572,7 +579,7 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             None => Ok(read_some(&mut reader, &mut buf, most).await),
         };
         match read {
-            Ok(Ok(0)) => eof = true,
+            Ok(Ok(0)) => ended = Some(Box::new(CloseReason::ClientClosed)),
             Ok(Ok(read)) => {
                 if rates.bytes.is_some() {
                     throttle.took_bytes(rates, read, Instant::now());
@@ -580,7 +587,9 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 session.received(read);
                 session.set_input_held(buf.capacity());
             }
-            Ok(Err(e)) => break (CloseReason::ReadFailed(e.to_string().into()), true),
+            // A reset (a client closing with the server's words unread)
+            // ends its input as a close does: what came before it counts.
+            Ok(Err(e)) => ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into()))),
             // A pause: what the device sent before it is a packet.
             Err(Deadline { why: Why::Gap, .. }) => paused = true,
             Err(Deadline {
@@ -625,11 +634,19 @@ async fn slow_down<P: Protocol>(
             first,
         } => {
             if first {
-                let grace = crate::units::format_duration(rates.grace);
                 tracing::info!(name = %session.name(), client = %session.id(), "slowing a client down: over {limit}");
+                let then = match rates.grace {
+                    grace if grace.is_zero() => {
+                        "the server reads from you at that pace; nothing you sent is lost".to_owned()
+                    }
+                    grace => format!(
+                        "keep it up for {} and you are disconnected (rate limit grace)",
+                        crate::units::format_duration(grace)
+                    ),
+                };
                 let notice = ProtocolError::new(
                     "rate_limited",
-                    format!("slowed down: you send faster than {limit}; keep it up for {grace} and you are disconnected (rate limit grace)"),
+                    format!("slowed down: you send faster than {limit}; {then}"),
                 );
                 // Nothing, for raw clients: their bytes are never mixed
                 // with the server's words.

@@ -7,7 +7,7 @@
 //! that was quiet may send that much at once, then no faster than the
 //! rate. Being over a limit slows a client down (the server stops reading
 //! from it, so TCP holds its sender back); only a client that stays over
-//! its limit for the grace period is disconnected.
+//! its limit for the grace period, where one is set, is disconnected.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -100,7 +100,8 @@ pub(crate) struct ClientRates {
     pub(crate) messages: Option<Rate>,
     /// Bytes read a second.
     pub(crate) bytes: Option<Rate>,
-    /// How long a client may stay over a limit before it is disconnected.
+    /// How long a client may stay over a limit before it is disconnected;
+    /// zero: never, it is only paced.
     pub(crate) grace: Duration,
 }
 
@@ -218,7 +219,7 @@ impl Throttle {
             _ => (now, true),
         };
         let cut_off_at = began + rates.grace;
-        if until > cut_off_at {
+        if !rates.grace.is_zero() && until > cut_off_at {
             // Waiting it out would take past the grace period.
             if now >= cut_off_at {
                 return Verdict::CutOff(limit);
@@ -424,6 +425,31 @@ mod tests {
         }
         assert_eq!(now - start, Duration::from_secs(3));
         assert!(pauses >= 20, "paused {pauses} times");
+    }
+
+    #[test]
+    fn with_no_grace_a_client_held_at_its_limit_is_paced_and_never_cut_off() {
+        let (mut throttle, rates, start) = throttle(10, 0);
+        let mut now = start;
+        let mut sent = 0;
+        // An hour of sending flat out: paced to its rate, never cut off.
+        while now - start < Duration::from_secs(3600) {
+            let allowed = throttle.messages_allowed(&rates, now).unwrap();
+            if allowed > 0 {
+                throttle.took_messages(&rates, allowed as usize, now);
+                sent += allowed;
+                continue;
+            }
+            match throttle.hold(&rates, false, now) {
+                Verdict::Pause { until, .. } => {
+                    assert!(until > now, "a pause moves time on");
+                    now = until;
+                }
+                Verdict::CutOff(_) => panic!("cut off after {:?}", now - start),
+            }
+        }
+        // A second's burst, then ten a second: no more, and no less.
+        assert!((10 * 3600..=10 + 10 * 3600).contains(&sent), "{sent}");
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// ahead of ours works at once.
 pub const NBF_LEEWAY: Duration = Duration::from_secs(5);
 
+/// The furthest a JWT's expiry is taken to be: a connection's deadline is
+/// an instant, which cannot lie centuries ahead; a token valid longer is
+/// valid for this long (a hundred years), which is forever to a connection.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The static tokens, kept as SHA-256 digests so that comparing a
 /// candidate with each of them takes the same time whatever it is (and
 /// whatever its length), and the secrets themselves are not kept.
@@ -293,11 +298,18 @@ impl JwtVerifier {
         let rooms = grants(claims.rooms)?;
         let join = grants(claims.join)?.or_else(|| rooms.clone());
         let send = grants(claims.send)?.or(rooms).or_else(|| join.clone());
+        // An `exp` past what a clock can hold (2^63 seconds, as a fuzzer
+        // or an attacker writes it) is taken as the longest lifetime there
+        // is, not a panic.
+        let latest = SystemTime::now() + MAX_TOKEN_LIFETIME;
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(claims.exp))
+            .map_or(latest, |at| at.min(latest));
         Ok(JwtClaims {
             subject: claims.sub,
             join,
             send,
-            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+            expires_at,
         })
     }
 }
@@ -460,6 +472,17 @@ pub(crate) mod tests {
             claims.send.unwrap().allows(&room("lobby")),
             "send follows join"
         );
+    }
+
+    #[test]
+    fn an_expiry_past_what_a_clock_holds_is_taken_as_a_century_not_a_panic() {
+        for exp in [u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 40] {
+            let token = hs256(json!({"sub": "alice", "exp": exp}));
+            let claims = verifier().verify(&token).expect("a valid token");
+            let left = claims.expires_at.duration_since(SystemTime::now()).unwrap();
+            assert!(left <= MAX_TOKEN_LIFETIME, "exp {exp}");
+            assert!(left > MAX_TOKEN_LIFETIME / 2, "exp {exp}");
+        }
     }
 
     #[test]

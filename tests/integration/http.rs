@@ -857,6 +857,85 @@ async fn without_a_token_the_admin_side_answers_only_locally() {
 }
 
 #[tokio::test]
+async fn without_a_token_nothing_a_local_proxy_passes_on_reaches_the_admin() {
+    let (server, http_addr) = start(http_config()).await;
+    let client = http();
+    let stats = format!("http://{http_addr}/api/v1/stats");
+    let listeners = format!("http://{http_addr}/api/v1/listeners");
+    // nginx with `proxy_set_header Host $host` and nothing else passes on
+    // the Host its client chose, from 127.0.0.1: a browser opening the
+    // server by its public address sends such a Host without forging it.
+    for host in ["203.0.113.10", "203.0.113.10:8080", "[2001:db8::1]:80", "10.0.0.5"] {
+        let refused = client.get(&stats).header("host", host).send().await.unwrap();
+        assert_eq!(refused.status(), 403, "Host: {host}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "local_only", "{body}");
+        let open = client
+            .post(&listeners)
+            .header("host", host)
+            .json(&serde_json::json!({"spec": "127.0.0.1:0"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(open.status(), 403, "POST /api/v1/listeners with Host: {host}");
+    }
+    // A loopback Host passes through a proxy too: whatever header the
+    // proxy adds gives it away (the documented block adds X-Forwarded-For).
+    for header in ["x-forwarded-for", "x-real-ip", "forwarded", "via", "x-forwarded-proto"] {
+        let refused = client
+            .get(&stats)
+            .header("host", "127.0.0.1")
+            .header(header, "203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{header}");
+    }
+    // The live feed (all traffic readable) is refused the same way.
+    let live = client
+        .get(format!("http://{http_addr}/api/v1/live"))
+        .header("host", "203.0.113.10")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 403);
+    // What the admin's own tools send still works.
+    for host in ["localhost", &http_addr.to_string(), &format!("localhost:{}", http_addr.port())] {
+        let ok = client.get(&stats).header("host", host).send().await.unwrap();
+        assert_eq!(ok.status(), 200, "Host: {host}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_documented_nginx_block_forwards_the_client_address() {
+    // The README's and deploy.md's nginx blocks say who the client is, so
+    // that a server behind them without a token keeps its admin local.
+    for doc in ["README.md", "docs/deploy.md"] {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + doc)
+            .unwrap();
+        // Every fenced block that configures an HTTP proxy.
+        let blocks: Vec<&str> = text
+            .split("```")
+            .skip(1)
+            .step_by(2)
+            .filter(|block| block.contains("proxy_pass") && block.contains("location"))
+            .collect();
+        assert!(!blocks.is_empty(), "{doc} shows an nginx block");
+        for block in blocks {
+            assert!(
+                block.contains("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"),
+                "{doc}: an nginx block without X-Forwarded-For:\n{block}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_public_http_address_without_a_token_refuses_to_start() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"])

@@ -15,6 +15,7 @@ mod cluster;
 mod console;
 mod dead_peers;
 mod devices;
+mod first_hour;
 mod flow_control;
 mod hostile;
 mod http;

@@ -267,3 +267,62 @@ async fn a_proxy_listener_serves_the_client_the_header_names() {
         "{logged}"
     );
 }
+
+/// The byte at `offset` of the stream a bulk sender uploads: a pattern
+/// whose every 4 KiB differs, so a lost or repeated piece shows.
+fn pattern(offset: usize) -> u8 {
+    ((offset / 4096) as u8).wrapping_mul(31) ^ (offset as u8)
+}
+
+#[tokio::test]
+async fn with_default_limits_a_bulk_sender_streams_100_mb_and_nothing_is_lost() {
+    const TOTAL: usize = 100 * 1024 * 1024;
+    // `cat fw.bin | nc HOST 9000` to a raw listener, with no flags at all:
+    // the defaults pace such a sender at most, and never cut it off.
+    let mut server = BinaryServer::start(&["--listen", "raw://127.0.0.1:0"]).await;
+    let addr = server.addr(0);
+    let mut reader = within("the reader connects", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let mut sender = within("the sender connects", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    // The reader is in the room before the first byte is sent.
+    server.expect_log("client connected").await;
+    server.expect_log("client connected").await;
+    let sending = tokio::spawn(async move {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < TOTAL {
+            for (i, byte) in chunk.iter_mut().enumerate() {
+                *byte = pattern(sent + i);
+            }
+            sender.write_all(&chunk).await.expect("the sender is never cut off");
+            sent += chunk.len();
+        }
+        sender.shutdown().await.expect("shutdown");
+        sender
+    });
+    let mut received = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    within_for(Duration::from_secs(120), "100 MB to arrive", async {
+        while received < TOTAL {
+            let n = reader.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the reader was closed after {received} bytes");
+            for (i, byte) in buf[..n].iter().enumerate() {
+                assert_eq!(*byte, pattern(received + i), "byte {}", received + i);
+            }
+            received += n;
+        }
+    })
+    .await;
+    let mut sender = within("the sender to finish", sending).await.unwrap();
+    // The server closes the sender's connection because it hung up, not
+    // because of a limit.
+    let mut rest = Vec::new();
+    within("the sender's connection to close", sender.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    let line = server.expect_log("client disconnected").await;
+    assert!(line.contains("closed the connection"), "{line}");
+}

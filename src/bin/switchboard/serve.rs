@@ -77,15 +77,15 @@ pub struct ServeArgs {
     )]
     max_connections_per_ip_per_second: Option<u32>,
 
-    /// Messages (requests, lines, frames, raw reads) one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 1000]
+    /// Messages (requests, lines, frames, raw reads) one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 10000]
     #[arg(long, value_name = "N", env = "SWITCHBOARD_MAX_MESSAGES_PER_SECOND")]
     max_messages_per_second: Option<u32>,
 
-    /// Bytes one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 1MiB]
+    /// Bytes one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 16MiB]
     #[arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_BYTES_PER_SECOND")]
     max_bytes_per_second: Option<Size>,
 
-    /// How long a client may keep sending over its rate limits, however much it is slowed down, before it is disconnected. [default: 10s]
+    /// How long a client may keep sending over its rate limits, however much it is slowed down, before it is disconnected; 0 never disconnects it, it is only read at the limit's pace. [default: 0]
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_RATE_LIMIT_GRACE")]
     rate_limit_grace: Option<Seconds>,
 
@@ -458,10 +458,13 @@ fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
     let per_ip = config
         .max_connections_per_ip_per_second
         .map_or("any number of".to_owned(), |rate| rate.get().to_string());
+    let grace = match config.rate_limit_grace {
+        grace if grace.is_zero() => "paced, never cut off".to_owned(),
+        grace => format!("cut off after {}", format_duration(grace)),
+    };
     let _ = writeln!(
         out,
-        "rate limits      per client {messages} and {volume} a second (grace {}); per IP {per_ip} new connections a second",
-        format_duration(config.rate_limit_grace)
+        "rate limits      per client {messages} and {volume} a second ({grace}); per IP {per_ip} new connections a second",
     );
     let _ = writeln!(out, "max-line         {}", bytes(config.max_line));
     let _ = writeln!(

@@ -1,9 +1,11 @@
 //! Who may use the console, the admin API and `/metrics`.
 //!
 //! Without an admin token: only requests from loopback, addressed to a
-//! loopback name (so a web page cannot reach them by DNS rebinding), and
-//! not forwarded by a proxy (which would make the whole internet look
-//! local). With a token: anyone who presents it, as `Authorization:
+//! loopback name (`localhost`, `127.0.0.1`, `[::1]`: so a web page cannot
+//! reach them by DNS rebinding, and a proxy on this machine that passes
+//! its client's `Host` on does not let the internet in as "local"), and
+//! carrying no header a proxy adds (which would make the whole internet
+//! look local). With a token: anyone who presents it, as `Authorization:
 //! Bearer TOKEN` or in the console's cookie, compared in constant time.
 //! Failed attempts are counted per IP address: past the limit in a
 //! minute, that address is refused until the minute is over, and each
@@ -144,12 +146,12 @@ impl Gate {
                     "the request does not come from this machine",
                 ));
             }
-            if headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED) {
+            if PROXY_HEADERS.iter().any(|name| headers.contains_key(*name)) {
                 return Err(Refusal::NotLocal("the request was forwarded by a proxy"));
             }
-            if !host.is_some_and(is_local_host) {
+            if !host.is_some_and(is_loopback_host) {
                 return Err(Refusal::NotLocal(
-                    "the request is addressed to a name other than localhost or an IP address",
+                    "the request is addressed to a name other than localhost, 127.0.0.1 or [::1]",
                 ));
             }
             return Ok(());
@@ -179,15 +181,29 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// Whether a `Host` header names this machine: `localhost` or an IP
-/// address (a DNS name could be an attacker's, rebound to 127.0.0.1).
-fn is_local_host(host: &str) -> bool {
+/// Headers that proxies add: a request with any of them came through one,
+/// so its loopback peer says nothing of where it came from.
+const PROXY_HEADERS: [&str; 6] = [
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "via",
+];
+
+/// Whether a `Host` header names this machine's loopback: `localhost` or
+/// a loopback address. A DNS name could be an attacker's, rebound to
+/// 127.0.0.1; any other address is one a proxy on this machine passed on
+/// from its client (nginx's `Host $host`), since a loopback-only listener
+/// is never addressed by it directly.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     };
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(is_loopback)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -325,22 +341,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_localhost_and_addresses_count_as_local_hosts() {
+    fn only_localhost_and_loopback_addresses_count_as_local_hosts() {
         for host in [
             "localhost:8080",
             "127.0.0.1:8080",
+            "127.1.2.3",
             "[::1]:8080",
             "LOCALHOST",
-            "10.0.0.1",
         ] {
-            assert!(is_local_host(host), "{host}");
+            assert!(is_loopback_host(host), "{host}");
         }
         for host in [
             "evil.example:8080",
             "localhost.evil.example",
             "127.0.0.1.nip.io",
+            "10.0.0.1",
+            "203.0.113.10:8080",
+            "[2001:db8::1]:8080",
         ] {
-            assert!(!is_local_host(host), "{host}");
+            assert!(!is_loopback_host(host), "{host}");
         }
     }
 
