@@ -310,7 +310,19 @@ impl fmt::Display for ListenerSpec {
 
 impl FromStr for ListenerSpec {
     type Err = anyhow::Error;
+    /// One message says all that is wrong, whoever shows it (clap shows
+    /// only an error's outermost line).
     fn from_str(spec: &str) -> anyhow::Result<Self> {
+        parse_listener(spec).map_err(|e| match format!("{e:#}") {
+            why if why.contains("in listener") => anyhow::anyhow!(why),
+            why => anyhow::anyhow!("in listener {spec:?}: {why}"),
+        })
+    }
+}
+
+/// `[MODE://]ADDR[?OPTIONS]`.
+fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
+    {
         let ((mode, tls), rest) = match spec.split_once("://") {
             Some((scheme, rest)) => (parse_scheme(scheme)?, rest),
             None => ((Mode::Text, false), spec),
@@ -319,7 +331,7 @@ impl FromStr for ListenerSpec {
             Some((addr, query)) => (addr, Some(query)),
             None => (rest, None),
         };
-        let addr = parse_addr(addr).with_context(|| format!("in listener {spec:?}"))?;
+        let addr = parse_addr(addr)?;
         let mut listener = ListenerSpec {
             tls,
             ..ListenerSpec::new(mode, addr)
@@ -437,7 +449,6 @@ fn parse_auth(value: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// `IP:PORT`, `[IPv6]:PORT`, or a bare `PORT` on all IPv4 interfaces.
 /// Several listener specs in one string, separated by commas: the value
 /// of one `--listen` or of `SWITCHBOARD_LISTEN`. A comma splits only where
 /// a new spec starts (`MODE://` or an address), so a comma inside an
@@ -473,13 +484,9 @@ fn starts_a_listener(text: &str) -> bool {
     parse_addr(&text[..end]).is_ok()
 }
 
+/// A listener's address: see [`crate::address::listen_addr`].
 fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
-    match addr.parse::<u16>() {
-        Ok(port) => Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
-        Err(_) => addr.parse().with_context(|| {
-            format!("bad address {addr:?}: expected IP:PORT, [IPv6]:PORT or PORT")
-        }),
-    }
+    Ok(crate::address::listen_addr(addr)?)
 }
 
 /// The HTTP listener: `[http://|https://]ADDR`. `https` serves the console,
@@ -1036,7 +1043,9 @@ impl Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Overrides {
-    /// See [`Config::listeners`].
+    /// See [`Config::listeners`]: a list, or one string (a listener, or
+    /// several separated by commas, as `SWITCHBOARD_LISTEN` takes them).
+    #[serde(default, deserialize_with = "one_or_many_listeners")]
     pub listen: Option<Vec<ListenerSpec>>,
     /// See [`Config::max_line`].
     pub max_line: Option<Size>,
@@ -1153,7 +1162,9 @@ impl Overrides {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}", suggest_known_key(&e.to_string())))
+            .with_context(|| format!("bad config file {}", path.display()))
     }
 
     /// Overrides `config` with every setting given here.
@@ -1355,6 +1366,62 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
+/// `listen = "0.0.0.0:12345"` as well as `listen = ["0.0.0.0:12345"]`.
+fn one_or_many_listeners<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<ListenerSpec>>, D::Error> {
+    struct Listeners;
+    impl<'de> serde::de::Visitor<'de> for Listeners {
+        type Value = Vec<ListenerSpec>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a listener (\"0.0.0.0:12345\") or a list of them")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            text.parse::<ListenerList>()
+                .map(|list| list.0)
+                .map_err(|e| E::custom(format!("{e:#}")))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut specs = Vec::new();
+            while let Some(spec) = seq.next_element()? {
+                specs.push(spec);
+            }
+            Ok(specs)
+        }
+    }
+    d.deserialize_any(Listeners).map(Some)
+}
+
+/// serde's "unknown field `lisen`, expected one of `listen`, ..." (fifty
+/// keys) becomes "unknown key `lisen`: did you mean `listen`?" when one
+/// key is close; the rest of the message (where in the file) is kept.
+fn suggest_known_key(message: &str) -> String {
+    let Some(at) = message.find("unknown field `") else {
+        return message.to_owned();
+    };
+    let rest = &message[at + "unknown field `".len()..];
+    let Some((unknown, rest)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let Some(list) = rest.strip_prefix(", expected one of ") else {
+        return message.to_owned();
+    };
+    let line_end = list.find('\n').unwrap_or(list.len());
+    let known = list[..line_end].split(", ").map(|k| k.trim_matches('`'));
+    let closest = known
+        .map(|key| (strsim::damerau_levenshtein(unknown, key), key))
+        .min()
+        .filter(|(distance, key)| *distance <= 2.max(key.len() / 4));
+    let hint = match closest {
+        Some((_, key)) => format!("unknown key `{unknown}`: did you mean `{key}`?"),
+        None => format!("unknown key `{unknown}`: every key is listed in `switchboard serve --help` and contrib/switchboard.toml"),
+    };
+    format!("{}{hint}{}", &message[..at], &list[line_end..])
+}
+
 impl<'de> Deserialize<'de> for ListenerSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
@@ -1366,6 +1433,43 @@ impl<'de> Deserialize<'de> for ListenerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_file_takes_one_listener_as_a_string() {
+        let one: Overrides = toml::from_str(r#"listen = "0.0.0.0:12345""#).unwrap();
+        assert_eq!(one.listen.unwrap().len(), 1);
+        let two: Overrides =
+            toml::from_str(r#"listen = "0.0.0.0:12345,raw://0.0.0.0:9000""#).unwrap();
+        assert_eq!(two.listen.unwrap().len(), 2);
+        let list: Overrides = toml::from_str(r#"listen = ["0.0.0.0:1", "json://[::]:2"]"#).unwrap();
+        assert_eq!(list.listen.unwrap().len(), 2);
+        let bad = toml::from_str::<Overrides>(r#"listen = "0.0.0.0""#).unwrap_err();
+        assert!(bad.to_string().contains("has no port"), "{bad}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_told_the_key_it_was_meant_to_be() {
+        for (typo, meant) in [
+            ("lisen", "listen"),
+            ("max_line", "max-line"),
+            ("idle-timout", "idle-timeout"),
+            ("welcom", "welcome"),
+        ] {
+            let error = toml::from_str::<Overrides>(&format!("{typo} = 1")).unwrap_err();
+            let told = suggest_known_key(&error.to_string());
+            assert!(
+                told.contains(&format!("did you mean `{meant}`?")),
+                "{typo}: {told}"
+            );
+            assert!(!told.contains("expected one of"), "{told}");
+        }
+        let error = toml::from_str::<Overrides>("frobnicate = 1").unwrap_err();
+        let told = suggest_known_key(&error.to_string());
+        assert!(
+            told.contains("unknown key `frobnicate`: every key"),
+            "{told}"
+        );
+    }
 
     #[test]
     fn listener_specs_name_mode_address_and_room() {
@@ -1459,12 +1563,25 @@ mod tests {
     fn bad_listener_specs_say_what_is_wrong() {
         let err = "udp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
         assert!(err.to_string().contains("unknown mode"), "{err}");
-        let err = "json://nowhere".parse::<ListenerSpec>().unwrap_err();
-        assert!(format!("{err:#}").contains("bad address"), "{err:#}");
+        // Each says what is wrong in its first line: clap shows no more.
+        for (spec, says) in [
+            ("json://nowhere", "\"nowhere\" has no port"),
+            (":21360x", "is not a port"),
+            (
+                "text://0.0.0.0",
+                "has no port: expected IP:PORT, e.g. 0.0.0.0:12345",
+            ),
+            ("127.0.0.1:99999", "a port from 0 to 65535"),
+            ("relay.example.com:80", "is a host name"),
+        ] {
+            let err = spec.parse::<ListenerSpec>().unwrap_err().to_string();
+            assert!(err.contains(says), "{spec}: {err}");
+            assert!(err.contains(&format!("in listener {spec:?}")), "{err}");
+        }
         let err = "ws+tls://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
         assert!(err.to_string().contains("unknown mode"), "{err}");
         let err = "1.2.3.4:5?auth=maybe".parse::<ListenerSpec>().unwrap_err();
-        assert!(format!("{err:#}").contains("auth=required"), "{err:#}");
+        assert!(err.to_string().contains("auth=required"), "{err}");
         let err = "ftp://1.2.3.4:5".parse::<HttpSpec>().unwrap_err();
         assert!(err.to_string().contains("http or https"), "{err}");
         let err = "raw://1.2.3.4:5?colour=red"

@@ -637,7 +637,8 @@ async fn slow_down<P: Protocol>(
                 tracing::info!(name = %session.name(), client = %session.id(), "slowing a client down: over {limit}");
                 let then = match rates.grace {
                     grace if grace.is_zero() => {
-                        "the server reads from you at that pace; nothing you sent is lost".to_owned()
+                        "the server reads from you at that pace; nothing you sent is lost"
+                            .to_owned()
                     }
                     grace => format!(
                         "keep it up for {} and you are disconnected (rate limit grace)",

@@ -2,6 +2,7 @@
 //! lines, JSON lines, or raw bytes), get a name, join rooms, and whatever
 //! one says reaches the others in its room, or one client directly.
 //!
+//! - [`address`]: addresses as people write them, for listeners and clients;
 //! - [`auth`]: who a client is and where it may go (users file, tokens,
 //!   JWTs, failed attempts per address, room permissions);
 //! - [`hub`]: the routing core (clients, names, rooms, bounded queues and
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod auth;
 #[cfg(feature = "bench")]
 pub mod bench;

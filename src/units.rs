@@ -87,10 +87,13 @@ deserialize_number_or_string!(Seconds, |n: u64| Seconds(Duration::from_secs(n)))
 
 /// Formats a duration the way it is written in flags: `5s`, `250ms`.
 pub fn format_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 && d.as_secs() > 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
+    let secs = d.as_secs();
+    match (secs, d.subsec_nanos()) {
+        (0, _) => format!("{}ms", d.as_millis()),
+        (secs, 0) if secs % 3600 == 0 => format!("{}h", secs / 3600),
+        (secs, 0) if secs % 60 == 0 => format!("{}m", secs / 60),
+        (secs, 0) => format!("{secs}s"),
+        _ => format!("{}ms", d.as_millis()),
     }
 }
 
@@ -114,5 +117,13 @@ mod tests {
         );
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(1800)), "30m");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        // What it writes, it reads back.
+        for secs in [1, 59, 60, 90, 600, 1800, 3600, 5400, 86400] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(format_duration(d).parse::<Seconds>().unwrap().0, d);
+        }
     }
 }

@@ -195,6 +195,27 @@ impl Heartbeat {
         })
     }
 
+    /// The packet's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// A text heartbeat that reads as hex bytes (`FE`, `AA 55`): almost
+    /// always meant as those bytes. What to write instead, for a warning.
+    pub fn hex_lookalike(&self) -> Option<String> {
+        let digits: String = std::str::from_utf8(&self.bytes)
+            .ok()?
+            .chars()
+            .filter(|c| *c != ' ')
+            .collect();
+        let looks = self.text
+            && digits.len() % 2 == 0
+            && !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_hexdigit())
+            && digits.chars().any(|c| c.is_ascii_alphabetic());
+        looks.then(|| format!("hex:{digits}"))
+    }
+
     /// Whether `packet` is this heartbeat.
     pub fn matches(&self, packet: &[u8]) -> bool {
         if self.text {
@@ -290,6 +311,29 @@ impl fmt::Display for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_heartbeats_that_read_as_hex_are_pointed_out() {
+        for (spec, meant) in [
+            ("FE", Some("hex:FE")),
+            ("AA 55", Some("hex:AA55")),
+            ("fefe", Some("hex:fefe")),
+        ] {
+            assert_eq!(
+                Heartbeat::parse(spec).unwrap().hex_lookalike().as_deref(),
+                meant,
+                "{spec}"
+            );
+        }
+        // Words, digits alone (a counter, "00"?) and hex: itself are left be.
+        for spec in ["ping", "hex:FE", "FEE", "00", "beef cafe!"] {
+            assert_eq!(
+                Heartbeat::parse(spec).unwrap().hex_lookalike(),
+                None,
+                "{spec}"
+            );
+        }
+    }
 
     #[test]
     fn heartbeats_match_exactly_and_text_ones_with_a_line_ending() {

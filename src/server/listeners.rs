@@ -254,6 +254,7 @@ impl Shared {
         if opened >= MAX_ADMIN_LISTENERS {
             return Err(ListenerError::TooMany);
         }
+        super::warn_of_hex_lookalike(&spec);
         let socket = listen(spec.addr).map_err(|error| ListenerError::CannotBind {
             addr: spec.addr,
             error,

@@ -215,6 +215,9 @@ impl Server {
             None => None,
         };
         info!("switchboard listening on {}", self.endpoints().join(", "));
+        for listener in &self.config.listeners {
+            warn_of_hex_lookalike(listener);
+        }
         let shared = Arc::new(Shared {
             cluster,
             hub: self.hub,
@@ -882,5 +885,21 @@ impl Shared {
             }
             shared.monitor.closed(client, reason);
         }
+    }
+}
+
+/// `heartbeat=FE` is the text "FE"; a device sending the byte 0xFE would
+/// have every heartbeat relayed as data. Said at start, and for each
+/// listener opened later.
+pub(crate) fn warn_of_hex_lookalike(listener: &crate::ListenerSpec) {
+    let Some(heartbeat) = &listener.device.heartbeat else {
+        return;
+    };
+    if let Some(meant) = heartbeat.hex_lookalike() {
+        warn!(
+            listener = %listener,
+            "heartbeat={heartbeat} is the text {heartbeat:?} ({} bytes); for those bytes write heartbeat={meant}",
+            heartbeat.bytes().len()
+        );
     }
 }

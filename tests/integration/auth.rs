@@ -447,3 +447,97 @@ fn asking_for_credentials_without_any_configured_is_refused_at_start() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn scripts_log_in_with_a_password_file_the_environment_or_a_token_file() {
+    let users = UsersFile::new(&[("logger", "logger-password", "")]);
+    let dir = TempDir::new("script-login");
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, "logger-password\n").unwrap();
+    let wrong_file = dir.join("wrong");
+    std::fs::write(&wrong_file, "not-the-password\n").unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0?auth=required",
+        "--listen",
+        "127.0.0.1:0",
+        "--users",
+        users.0.to_str().unwrap(),
+        "--token",
+        TOKEN,
+    ])
+    .await;
+    let gated = server.addr(0).to_string();
+    let mut listener = Client::connect(server.addr(1)).await.unwrap();
+    sync(&mut listener).await;
+    let send = |args: Vec<String>, env: Option<(&'static str, &'static str)>| async move {
+        let mut all = vec!["send".to_owned(), "--timeout".into(), "3s".into()];
+        all.extend(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut command = switchboard(&all);
+        if let Some((var, value)) = env {
+            command.env(var, value);
+        }
+        let output = within("send to exit", command.output()).await.unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+
+    // Without credentials, nothing gets through, and send says so.
+    let (ok, stderr) = send(vec![gated.clone(), "anonymous".into()], None).await;
+    assert!(!ok && stderr.contains("authenticate first"), "{stderr}");
+    // A password from a file, from the environment; a token from a file.
+    for (args, env) in [
+        (
+            vec![
+                "--user".into(),
+                "logger".into(),
+                "--password-file".into(),
+                path(&password_file),
+            ],
+            None,
+        ),
+        (
+            vec!["--user".into(), "logger".into()],
+            Some(("SWITCHBOARD_PASSWORD", "logger-password")),
+        ),
+        (vec!["--token-file".into(), path(&token_file)], None),
+    ] {
+        let mut all = args.clone();
+        all.extend([gated.clone(), "logged in".into()]);
+        assert_eq!(send(all, env).await, (true, String::new()), "{args:?}");
+        assert_eq!(expect_message(&mut listener).await.2, "logged in");
+    }
+    // A wrong password: non-zero, with the server's reason.
+    let (ok, stderr) = send(
+        vec![
+            "--user".into(),
+            "logger".into(),
+            "--password-file".into(),
+            path(&wrong_file),
+            gated.clone(),
+            "x".into(),
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("wrong user name or password"),
+        "{stderr}"
+    );
+    // No terminal to ask on: told where a password can come from.
+    let (ok, stderr) = send(
+        vec!["--user".into(), "logger".into(), gated.clone(), "x".into()],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("--password-file FILE or SWITCHBOARD_PASSWORD"),
+        "{stderr}"
+    );
+}

@@ -346,7 +346,7 @@ async fn the_device_simulator_registers_sends_heartbeats_and_shows_what_it_recei
         "--register",
         IMEI,
         "--heartbeat",
-        "FE",
+        "hex:FE",
         "--every",
         "300ms",
     ])

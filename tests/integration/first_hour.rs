@@ -55,7 +55,10 @@ async fn one_shot(addr: std::net::SocketAddr, bytes: &[u8], close: Close) {
 /// A server started with `args`, a text client listening in #lobby on its
 /// first listener, and the address of listener `to` (where the one-shot
 /// client goes).
-async fn server_and_listener(args: &[&str], to: usize) -> (BinaryServer, Client, std::net::SocketAddr) {
+async fn server_and_listener(
+    args: &[&str],
+    to: usize,
+) -> (BinaryServer, Client, std::net::SocketAddr) {
     let server = BinaryServer::start(args).await;
     let mut listener = within("connecting", Client::connect(server.addr(0)))
         .await
@@ -117,7 +120,14 @@ async fn a_one_shot_client_is_heard_with_no_welcome() {
 #[tokio::test]
 async fn the_second_seeds_client_is_heard_with_its_greeting_and_acks_unread() {
     let (mut server, mut listener, to) = server_and_listener(
-        &["--listen", "127.0.0.1:0", "--welcome", "connect", "--ack", "received"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--welcome",
+            "connect",
+            "--ack",
+            "received",
+        ],
         0,
     )
     .await;
@@ -167,4 +177,227 @@ async fn a_raw_one_shot_client_is_heard_when_its_close_is_a_reset() {
         )
         .await;
     }
+}
+
+/// `switchboard send ARGS`: its exit status and what it said on stderr.
+async fn send(args: &[&str]) -> (bool, String) {
+    let mut all = vec!["send", "--timeout", "2s"];
+    all.extend_from_slice(args);
+    let output = run(&all).await;
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn send_exits_0_only_when_the_server_took_what_it_sent() {
+    let server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "json://127.0.0.1:0",
+        "--listen",
+        "tls://127.0.0.1:0",
+        "--tls-self-signed",
+        "--listen",
+        "raw://127.0.0.1:0",
+    ])
+    .await;
+    let [text, json, tls, raw] = [0, 1, 2, 3].map(|i| server.addr(i).to_string());
+    let mut listener = within("connecting", Client::connect(server.addr(0)))
+        .await
+        .unwrap();
+    sync(&mut listener).await;
+
+    // Delivered: 0.
+    assert_eq!(send(&[&text, "Hello World"]).await, (true, String::new()));
+    assert_eq!(expect_message(&mut listener).await.2, "Hello World");
+    assert_eq!(
+        send(&["--json", &json, "from json"]).await,
+        (true, String::new())
+    );
+    assert_eq!(expect_message(&mut listener).await.2, "from json");
+
+    // Not delivered: non-zero, and the reason.
+    for (args, says) in [
+        (
+            vec![json.as_str(), "hi"],
+            "this looks like a JSON listener: use --json",
+        ),
+        (
+            vec!["--json", &text, "hi"],
+            "this looks like a text listener: drop --json",
+        ),
+        (
+            vec![&tls, "hi"],
+            "this looks like a TLS listener: use --tls",
+        ),
+        (
+            vec![&raw, "hi"],
+            "a raw listener confirms nothing (use --raw)",
+        ),
+        (vec!["--to", "nobody-here", &text, "hi"], "nobody-here"),
+        (
+            vec!["--room", "bad!room", &text, "hi"],
+            "a room name may hold",
+        ),
+    ] {
+        let (ok, stderr) = send(&args).await;
+        assert!(!ok, "send {args:?} exited 0");
+        assert!(stderr.contains(says), "send {args:?}: {stderr}");
+    }
+
+    // --raw: bytes exactly, to a raw listener, confirmed by its close.
+    let mut device = within("connecting", tokio::net::TcpStream::connect(&raw))
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&["--raw", &raw, "01 bytes"]).await,
+        (true, String::new())
+    );
+    let mut got = [0u8; 8];
+    within(
+        "the raw bytes",
+        tokio::io::AsyncReadExt::read_exact(&mut device, &mut got),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&got, b"01 bytes");
+    // The text listener hears it too (after what the misdirected sends
+    // left there: a JSON line to a text port is a message to the server).
+    expect_line(
+        &mut listener,
+        "the raw bytes as text",
+        |line| matches!(line, switchboard::ServerLine::Message { text, .. } if text == "01 bytes"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn connect_says_a_tls_listener_is_one() {
+    let server = BinaryServer::start(&["--listen", "tls://127.0.0.1:0", "--tls-self-signed"]).await;
+    let addr = server.addr(0).to_string();
+    let mut connect = switchboard(&["connect", &addr])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = connect.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    let output = within("connect to exit", connect.wait_with_output())
+        .await
+        .unwrap();
+    drop(stdin);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("this looks like a TLS listener: use --tls"),
+        "{stderr}"
+    );
+    // No raw alert bytes on the terminal.
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+}
+
+#[tokio::test]
+async fn clients_take_addresses_as_serve_listen_takes_them() {
+    let server = BinaryServer::start(&["--listen", "127.0.0.1:0"]).await;
+    let port = server.addr(0).port().to_string();
+    let mut listener = within("connecting", Client::connect(server.addr(0)))
+        .await
+        .unwrap();
+    sync(&mut listener).await;
+    // A bare port is this machine; so is `:PORT`; a host names its port.
+    for addr in [
+        port.clone(),
+        format!(":{port}"),
+        format!("localhost:{port}"),
+    ] {
+        assert_eq!(
+            send(&[&addr, "by port"]).await,
+            (true, String::new()),
+            "{addr}"
+        );
+        assert_eq!(expect_message(&mut listener).await.2, "by port");
+    }
+    for (addr, says) in [
+        ("localhost:http", "expected HOST:PORT"),
+        ("127.0.0.1:99999", "a port from 0 to 65535"),
+    ] {
+        let (ok, stderr) = send(&[addr, "x"]).await;
+        assert!(!ok && stderr.contains(says), "{addr}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_listener_address_says_what_is_wrong_with_an_example() {
+    for (listen, says) in [
+        (":21360x", "is not a port"),
+        (
+            "text://0.0.0.0",
+            "has no port: expected IP:PORT, e.g. 0.0.0.0:12345",
+        ),
+        ("127.0.0.1:99999", "a port from 0 to 65535"),
+        (
+            "nosuchhost.invalid:80",
+            "is a host name: a listener listens on an IP address",
+        ),
+    ] {
+        let output = run(&["serve", "--listen", listen]).await;
+        assert!(!output.status.success(), "{listen}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{listen}: {stderr}");
+    }
+    // The same from a config file, and a key misspelt in it.
+    let dir = TempDir::new("first-hour");
+    let file = dir.join("switchboard.toml");
+    for (text, says) in [
+        ("listen = \"0.0.0.0\"", "has no port"),
+        ("lisen = [\"0.0.0.0:0\"]", "did you mean `listen`?"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let output = run(&[
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--check-config",
+        ])
+        .await;
+        assert!(!output.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{text}: {stderr}");
+    }
+    // One listener as a string is a list of one.
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nidle-timeout = \"30m\"\n").unwrap();
+    let output = run(&[
+        "serve",
+        "--config",
+        file.to_str().unwrap(),
+        "--check-config",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("text://127.0.0.1:0"), "{stdout}");
+    assert!(stdout.contains("idle 30m"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_text_heartbeat_that_reads_as_hex_is_warned_of() {
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "raw://127.0.0.1:0?register=imei&heartbeat=FE",
+    ])
+    .await;
+    let warning = server.expect_log("heartbeat=FE is the text").await;
+    assert!(warning.contains("write heartbeat=hex:FE"), "{warning}");
+    let output = run(&["device", "127.0.0.1:1", "--heartbeat", "FE"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--heartbeat FE sends the text \"FE\"; for those bytes write --heartbeat hex:FE"
+        ),
+        "{stderr}"
+    );
 }

@@ -865,8 +865,18 @@ async fn without_a_token_nothing_a_local_proxy_passes_on_reaches_the_admin() {
     // nginx with `proxy_set_header Host $host` and nothing else passes on
     // the Host its client chose, from 127.0.0.1: a browser opening the
     // server by its public address sends such a Host without forging it.
-    for host in ["203.0.113.10", "203.0.113.10:8080", "[2001:db8::1]:80", "10.0.0.5"] {
-        let refused = client.get(&stats).header("host", host).send().await.unwrap();
+    for host in [
+        "203.0.113.10",
+        "203.0.113.10:8080",
+        "[2001:db8::1]:80",
+        "10.0.0.5",
+    ] {
+        let refused = client
+            .get(&stats)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(refused.status(), 403, "Host: {host}");
         let body: Value = refused.json().await.unwrap();
         assert_eq!(body["error"]["code"], "local_only", "{body}");
@@ -877,11 +887,21 @@ async fn without_a_token_nothing_a_local_proxy_passes_on_reaches_the_admin() {
             .send()
             .await
             .unwrap();
-        assert_eq!(open.status(), 403, "POST /api/v1/listeners with Host: {host}");
+        assert_eq!(
+            open.status(),
+            403,
+            "POST /api/v1/listeners with Host: {host}"
+        );
     }
     // A loopback Host passes through a proxy too: whatever header the
     // proxy adds gives it away (the documented block adds X-Forwarded-For).
-    for header in ["x-forwarded-for", "x-real-ip", "forwarded", "via", "x-forwarded-proto"] {
+    for header in [
+        "x-forwarded-for",
+        "x-real-ip",
+        "forwarded",
+        "via",
+        "x-forwarded-proto",
+    ] {
         let refused = client
             .get(&stats)
             .header("host", "127.0.0.1")
@@ -904,8 +924,17 @@ async fn without_a_token_nothing_a_local_proxy_passes_on_reaches_the_admin() {
         .unwrap();
     assert_eq!(live.status(), 403);
     // What the admin's own tools send still works.
-    for host in ["localhost", &http_addr.to_string(), &format!("localhost:{}", http_addr.port())] {
-        let ok = client.get(&stats).header("host", host).send().await.unwrap();
+    for host in [
+        "localhost",
+        &http_addr.to_string(),
+        &format!("localhost:{}", http_addr.port()),
+    ] {
+        let ok = client
+            .get(&stats)
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 200, "Host: {host}");
     }
     server.stop().await;
@@ -916,8 +945,9 @@ async fn the_documented_nginx_block_forwards_the_client_address() {
     // The README's and deploy.md's nginx blocks say who the client is, so
     // that a server behind them without a token keeps its admin local.
     for doc in ["README.md", "docs/deploy.md"] {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + doc)
-            .unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + doc)
+                .unwrap();
         // Every fenced block that configures an HTTP proxy.
         let blocks: Vec<&str> = text
             .split("```")

@@ -297,7 +297,10 @@ async fn with_default_limits_a_bulk_sender_streams_100_mb_and_nothing_is_lost() 
             for (i, byte) in chunk.iter_mut().enumerate() {
                 *byte = pattern(sent + i);
             }
-            sender.write_all(&chunk).await.expect("the sender is never cut off");
+            sender
+                .write_all(&chunk)
+                .await
+                .expect("the sender is never cut off");
             sent += chunk.len();
         }
         sender.shutdown().await.expect("shutdown");
@@ -320,9 +323,12 @@ async fn with_default_limits_a_bulk_sender_streams_100_mb_and_nothing_is_lost() 
     // The server closes the sender's connection because it hung up, not
     // because of a limit.
     let mut rest = Vec::new();
-    within("the sender's connection to close", sender.read_to_end(&mut rest))
-        .await
-        .unwrap();
+    within(
+        "the sender's connection to close",
+        sender.read_to_end(&mut rest),
+    )
+    .await
+    .unwrap();
     let line = server.expect_log("client disconnected").await;
     assert!(line.contains("closed the connection"), "{line}");
 }

@@ -1,6 +1,7 @@
 //! `switchboard connect`: an interactive session, like `nc`, that knows
 //! how the server says goodbye.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -9,7 +10,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The server, HOST:PORT.
+    /// The server: HOST:PORT, a bare PORT (this machine) or a bare HOST (port 12345).
+    #[arg(value_parser = crate::server_address)]
     addr: String,
 
     /// The listener speaks JSON: type JSON requests, see JSON events.
@@ -18,11 +20,21 @@ pub struct ConnectArgs {
 
     #[command(flatten)]
     tls: crate::tls::TlsArgs,
+
+    /// At a terminal, `/login USER` (without the password) asks for the password without echoing it.
+    #[command(flatten)]
+    login: crate::login::LoginArgs,
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let credentials = args.login.credentials()?;
     let client = Client::connect_any(&args.addr, args.tls.client_tls()?.as_ref()).await?;
     let (mut from_server, mut to_server) = client.into_split();
+    if let Some(credentials) = credentials {
+        to_server.write_all(&credentials.request(args.json)).await?;
+    }
+    let at_terminal = std::io::stdin().is_terminal();
+    let mut first = true;
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut stdout = tokio::io::stdout();
     let (mut line, mut input) = (Vec::new(), Vec::new());
@@ -33,6 +45,12 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             read = from_server.read_until(b'\n', &mut line) => {
                 if read? == 0 {
                     break;
+                }
+                if std::mem::take(&mut first) {
+                    if let Some(advice) = crate::send::wrong_listener(&line, args.json) {
+                        eprintln!("switchboard: {}: {advice}", args.addr);
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
                 stdout.write_all(&line).await?;
                 stdout.flush().await?;
@@ -51,6 +69,10 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                 }
                 if is_quit(&input, args.json) {
                     we_closed = true;
+                }
+                if let Some(user) = login_without_password(&input, args.json).filter(|_| at_terminal) {
+                    let password = crate::login::ask_password(&user)?;
+                    input = format!("/login {user} {password}\n").into_bytes();
                 }
                 to_server.write_all(&input).await?;
                 input.clear();
@@ -72,6 +94,18 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             eprintln!("switchboard: {} closed the connection", args.addr);
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `/login USER` typed without its password: the user to ask it for.
+fn login_without_password(line: &[u8], json: bool) -> Option<String> {
+    let line = std::str::from_utf8(line).ok()?.trim();
+    let mut words = line.split_whitespace();
+    match (json, words.next(), words.next(), words.next()) {
+        (false, Some(command), Some(user), None) if command.eq_ignore_ascii_case("/login") => {
+            Some(user.to_owned())
+        }
+        _ => None,
     }
 }
 

@@ -8,14 +8,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use switchboard::config::Seconds;
-use switchboard::device::hex;
+use switchboard::device::{hex, Heartbeat};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
-    /// The server's device listener, HOST:PORT.
+    /// The server's device listener: HOST:PORT, a bare PORT (this machine) or a bare HOST (port 12345).
+    #[arg(value_parser = crate::server_address)]
     addr: String,
 
     /// The registration packet sent on connect: text (an IMEI, `pump-7`),
@@ -28,8 +29,8 @@ pub struct DeviceArgs {
     #[arg(long, requires = "register")]
     register_each: bool,
 
-    /// The heartbeat packet: hex bytes (`FE`, `FE FE`), or text as
-    /// `text:ping`.
+    /// The heartbeat packet, written as a listener's heartbeat= is: bytes
+    /// as `hex:FE` (`hex:FEFE`), anything else as text (`ping`).
     #[arg(long, value_name = "PACKET")]
     heartbeat: Option<String>,
 
@@ -43,15 +44,16 @@ pub struct DeviceArgs {
     hex: bool,
 }
 
-fn packet(value: &str, bare_is_hex: bool) -> anyhow::Result<Vec<u8>> {
+/// A registration packet: `hex:BYTES`, or text (`text:` may say so).
+fn packet(value: &str) -> anyhow::Result<Vec<u8>> {
     let bytes = if let Some(hex_bytes) = value.strip_prefix("hex:") {
         hex::parse(hex_bytes).map_err(anyhow::Error::msg)?
-    } else if let Some(text) = value.strip_prefix("text:") {
-        text.as_bytes().to_vec()
-    } else if bare_is_hex {
-        hex::parse(value).map_err(anyhow::Error::msg)?
     } else {
-        value.as_bytes().to_vec()
+        value
+            .strip_prefix("text:")
+            .unwrap_or(value)
+            .as_bytes()
+            .to_vec()
     };
     anyhow::ensure!(!bytes.is_empty(), "an empty packet is nothing to send");
     Ok(bytes)
@@ -80,15 +82,21 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
     let registration = args
         .register
         .as_deref()
-        .map(|value| packet(value, false))
+        .map(packet)
         .transpose()
         .context("bad --register")?;
     let heartbeat = args
         .heartbeat
         .as_deref()
-        .map(|value| packet(value, true))
+        .map(Heartbeat::parse)
         .transpose()
+        .map_err(anyhow::Error::msg)
         .context("bad --heartbeat")?;
+    if let Some(meant) = heartbeat.as_ref().and_then(Heartbeat::hex_lookalike) {
+        let given = args.heartbeat.as_deref().unwrap_or_default();
+        eprintln!("switchboard: --heartbeat {given} sends the text {given:?}; for those bytes write --heartbeat {meant}");
+    }
+    let heartbeat = heartbeat.map(|h| h.bytes().to_vec());
     anyhow::ensure!(!args.every.0.is_zero(), "--every must be more than 0");
     let stream = TcpStream::connect(&args.addr)
         .await
@@ -186,14 +194,11 @@ mod tests {
 
     #[test]
     fn packets_are_text_or_hex_as_written() {
-        assert_eq!(
-            packet("861234567890123", false).unwrap(),
-            b"861234567890123"
-        );
-        assert_eq!(packet("FE", true).unwrap(), [0xFE]);
-        assert_eq!(packet("text:ping", true).unwrap(), b"ping");
-        assert_eq!(packet("hex:AA55", false).unwrap(), [0xAA, 0x55]);
-        assert!(packet("GG", true).is_err());
+        assert_eq!(packet("861234567890123").unwrap(), b"861234567890123");
+        assert_eq!(packet("FE").unwrap(), b"FE");
+        assert_eq!(packet("text:ping").unwrap(), b"ping");
+        assert_eq!(packet("hex:AA55").unwrap(), [0xAA, 0x55]);
+        assert!(packet("hex:GG").is_err());
     }
 
     #[test]

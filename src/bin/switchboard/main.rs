@@ -6,6 +6,7 @@ mod bench;
 mod cert;
 mod connect;
 mod device;
+mod login;
 mod manual;
 mod passwd;
 mod send;
@@ -74,6 +75,13 @@ enum Command {
     /// Hash a password (read from stdin) and print the users-file entry
     /// for USER, ready to append: `switchboard passwd alice >> users.toml`.
     Passwd(passwd::PasswdArgs),
+}
+
+/// A server's address as `connect`, `send` and `device` take it: what
+/// `serve --listen` takes (a bare port is this machine, a bare host the
+/// default port 12345), as `HOST:PORT`.
+fn server_address(addr: &str) -> Result<String, String> {
+    switchboard::address::client_target(addr).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

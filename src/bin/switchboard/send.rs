@@ -1,21 +1,23 @@
-//! `switchboard send`: a one-shot sender for scripts. It sends, hangs up,
-//! and reports what the server refused.
+//! `switchboard send`: a one-shot sender for scripts. It sends, asks the
+//! server to confirm that it took everything (a ping after the last line),
+//! hangs up, and exits 0 only then; otherwise it says why, on stderr.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use switchboard::config::Seconds;
 use switchboard::{Client, Goodbye, ServerLine};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The server, HOST:PORT.
+    /// The server: HOST:PORT, a bare PORT (this machine) or a bare HOST (port 12345).
+    #[arg(value_parser = crate::server_address)]
     addr: String,
 
     /// The message (words are joined with spaces). Without it, every line of
@@ -35,8 +37,12 @@ pub struct SendArgs {
     name: Option<String>,
 
     /// The listener speaks JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     json: bool,
+
+    /// The listener is raw (bytes, no commands): send the message, or stdin, as bytes exactly (no newline added). A raw listener answers nothing, so exit 0 means that the server read every byte and closed the connection, not that anyone received them.
+    #[arg(long, conflicts_with_all = ["room", "to", "name", "user", "token_file"])]
+    raw: bool,
 
     /// How long to wait for the server to answer.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
@@ -44,13 +50,19 @@ pub struct SendArgs {
 
     #[command(flatten)]
     tls: crate::tls::TlsArgs,
+
+    #[command(flatten)]
+    login: crate::login::LoginArgs,
 }
 
 /// What the server said, as far as `send` cares.
 enum Heard {
+    /// The answer to a ping: everything sent before it was taken.
     Pong,
+    /// A request was refused, or the connection closed with an error.
     Error(String),
-    Other,
+    /// The listener is not what the flags say: this is what to do.
+    WrongListener(String),
 }
 
 impl SendArgs {
@@ -94,80 +106,117 @@ impl SendArgs {
         line
     }
 
-    fn hear(&self, line: &str) -> Heard {
+    /// What `line` (without its line end) means to `send`, if anything.
+    fn hear(&self, line: &[u8]) -> Option<Heard> {
+        if let Some(advice) = wrong_listener(line, self.json) {
+            return Some(Heard::WrongListener(advice));
+        }
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end();
         if let Some(goodbye) = Goodbye::parse(line) {
-            return if goodbye.error {
-                Heard::Error(goodbye.reason)
-            } else {
-                Heard::Other
-            };
+            return goodbye.error.then_some(Heard::Error(goodbye.reason));
         }
         if self.json {
             let value: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
             match value["type"].as_str() {
-                Some("pong") => Heard::Pong,
-                Some("error") => Heard::Error(value["message"].as_str().unwrap_or(line).to_owned()),
-                _ => Heard::Other,
+                Some("pong") => Some(Heard::Pong),
+                Some("error") => Some(Heard::Error(
+                    value["message"].as_str().unwrap_or(line).to_owned(),
+                )),
+                _ => None,
             }
         } else {
             match ServerLine::parse(line) {
-                ServerLine::Notice(text) if text == "pong" => Heard::Pong,
-                ServerLine::Error(text) => Heard::Error(text),
-                _ => Heard::Other,
+                ServerLine::Notice(text) if text == "pong" => Some(Heard::Pong),
+                ServerLine::Error(text) => Some(Heard::Error(text)),
+                _ => None,
             }
         }
     }
 }
 
+/// Advice, when what the server sent shows that it is another kind of
+/// listener than the flags say.
+pub(crate) fn wrong_listener(line: &[u8], json: bool) -> Option<String> {
+    // A TLS record: a handshake or an alert, version 3.x.
+    if let [0x15 | 0x16, 0x03, ..] = line {
+        return Some("this looks like a TLS listener: use --tls (with --ca FILE for a self-signed certificate)".into());
+    }
+    let text = String::from_utf8_lossy(line);
+    match json {
+        false if text.starts_with("{\"type\":") => {
+            Some("this looks like a JSON listener: use --json".into())
+        }
+        true if text.starts_with("* ") || text.starts_with("! ") => {
+            Some("this looks like a text listener: drop --json".into())
+        }
+        _ => None,
+    }
+}
+
 pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     let args = Arc::new(args);
+    let credentials = args.login.credentials()?;
     let client = Client::connect_any(&args.addr, args.tls.client_tls()?.as_ref()).await?;
     let (mut from_server, mut to_server) = client.into_split();
+    let wait = args.timeout.0;
 
-    // Everything the server says is read as it comes: errors go to stderr
-    // at once, a pong confirms the set-up.
-    let errors = Arc::new(AtomicUsize::new(0));
-    let (pong_tx, mut pong_rx) = mpsc::channel(1);
-    let listener = tokio::spawn({
-        let (args, errors) = (args.clone(), errors.clone());
+    if args.raw {
+        // Bytes as they are; the server closes once it has read our end.
+        if args.text.is_empty() {
+            tokio::io::copy(&mut tokio::io::stdin(), &mut to_server)
+                .await
+                .context("cannot send stdin")?;
+        } else {
+            to_server.write_all(args.text.join(" ").as_bytes()).await?;
+        }
+        to_server.shutdown().await?;
+        let mut rest = Vec::new();
+        return match tokio::time::timeout(wait, from_server.read_to_end(&mut rest)).await {
+            Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
+            Ok(Err(error)) => anyhow::bail!("{}: {error}", args.addr),
+            Err(_) => anyhow::bail!(
+                "{} did not close the connection within {wait:?} after reading what was sent",
+                args.addr
+            ),
+        };
+    }
+
+    // Everything the server says is read as it comes: refusals go to
+    // stderr at once, pongs and a wrong kind of listener to the sender.
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
+    tokio::spawn({
+        let args = args.clone();
         async move {
             let mut line = Vec::new();
             while from_server.read_until(b'\n', &mut line).await.unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line);
-                match args.hear(text.trim_end()) {
-                    Heard::Pong => {
-                        let _ = pong_tx.try_send(());
-                    }
-                    Heard::Error(message) => {
+                let end = line.strip_suffix(b"\n").unwrap_or(&line);
+                match args.hear(end) {
+                    Some(Heard::Error(message)) => {
                         eprintln!("switchboard: {}: {message}", args.addr);
-                        errors.fetch_add(1, Ordering::SeqCst);
+                        let _ = heard_tx.send(Heard::Error(message));
                     }
-                    Heard::Other => {}
+                    Some(heard) => {
+                        let _ = heard_tx.send(heard);
+                    }
+                    None => {}
                 }
                 line.clear();
             }
         }
     });
 
-    let setup = args.setup();
+    // Logging in, a name and a room first, confirmed before anything is
+    // said: a refusal (wrong password, a taken name, a forbidden room)
+    // stops here.
+    let mut setup: Vec<Vec<u8>> = credentials.iter().map(|c| c.request(args.json)).collect();
+    setup.extend(args.setup());
     if !setup.is_empty() {
         for line in setup {
             to_server.write_all(&line).await?;
         }
-        to_server
-            .write_all(&args.request(json!({"type": "ping"}), "/ping".into()))
-            .await?;
-        let confirmed = tokio::time::timeout(args.timeout.0, pong_rx.recv()).await;
-        if errors.load(Ordering::SeqCst) > 0 {
+        if confirm(&args, &mut to_server, &mut heard, wait).await? > 0 {
             return Ok(ExitCode::FAILURE);
-        }
-        match confirmed {
-            Ok(Some(())) => {}
-            Ok(None) => anyhow::bail!(
-                "{} closed the connection before the set-up was confirmed",
-                args.addr
-            ),
-            Err(_) => anyhow::bail!("{} did not answer within {:?}", args.addr, args.timeout.0),
         }
     }
 
@@ -194,12 +243,47 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // Hang up our side; the server handles what it got, answers, and closes.
-    to_server.shutdown().await?;
-    let _ = tokio::time::timeout(args.timeout.0, listener).await;
-    if errors.load(Ordering::SeqCst) > 0 {
-        Ok(ExitCode::FAILURE)
+    // The pong after the last line says the server took every line before
+    // it; a refusal of any of them came before the pong.
+    let refused = confirm(&args, &mut to_server, &mut heard, wait).await?;
+    let _ = to_server.shutdown().await;
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
     } else {
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
+    })
+}
+
+/// Sends a ping and waits for its pong; returns how many refusals came
+/// first (each already said on stderr). Fails if the server closes, is
+/// another kind of listener, or says nothing in time.
+async fn confirm(
+    args: &SendArgs,
+    to_server: &mut (impl AsyncWriteExt + Unpin),
+    heard: &mut mpsc::UnboundedReceiver<Heard>,
+    wait: Duration,
+) -> anyhow::Result<usize> {
+    to_server
+        .write_all(&args.request(json!({"type": "ping"}), "/ping".into()))
+        .await
+        .with_context(|| format!("cannot send to {}", args.addr))?;
+    let mut refused = 0;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, heard.recv()).await {
+            Ok(Some(Heard::Pong)) => return Ok(refused),
+            Ok(Some(Heard::Error(_))) => refused += 1,
+            Ok(Some(Heard::WrongListener(advice))) => anyhow::bail!("{}: {advice}", args.addr),
+            // Closed with an error, already said.
+            Ok(None) if refused > 0 => return Ok(refused),
+            Ok(None) => anyhow::bail!(
+                "{} closed the connection before confirming what was sent",
+                args.addr
+            ),
+            Err(_) => anyhow::bail!(
+                "{} did not confirm what was sent within {wait:?}: a raw listener confirms nothing (use --raw), a TLS one waits for --tls",
+                args.addr
+            ),
+        }
     }
 }
