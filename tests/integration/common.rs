@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,6 +31,48 @@ pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Outp
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
 
+/// The commands the stories run besides switchboard, and the Debian
+/// package of each: `scripts/test.sh` installs them.
+const NEEDED: [(&str, &str); 6] = [
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-server"),
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
+    ("ip", "iproute2"),
+    ("openssl", "openssl"),
+];
+
+/// Ends the whole run at once, with one line saying what to install, on a
+/// machine without what the stories need: better than a panic deep in the
+/// first cluster or console story, minutes in. Called by every way a
+/// story starts a server.
+pub fn the_machine_has_what_the_tests_need() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let on_path = |command: &str| {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(command).is_file())
+            })
+        };
+        let mut missing: Vec<&str> = NEEDED
+            .iter()
+            .filter(|(command, _)| !on_path(command))
+            .map(|(_, package)| *package)
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            // Past the test harness's capture of `eprintln!`: the run ends here.
+            let _ = writeln!(
+                std::io::stderr(),
+                "the integration tests need {}: run scripts/test.sh (the README's test command), which installs them, or apt-get install -y {}",
+                missing.join(", "),
+                missing.join(" ")
+            );
+            std::process::exit(1);
+        }
+    });
+}
+
 /// A server running in this process on 127.0.0.1, port 0.
 pub struct TestServer {
     pub listeners: Vec<switchboard::ListenerSpec>,
@@ -42,6 +85,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `config` (its listeners should use port 0).
     pub async fn start(config: Config) -> TestServer {
+        the_machine_has_what_the_tests_need();
         let server = Server::bind(config).await.expect("server binds");
         let listeners = server.listeners();
         let http = server.http_addr();
@@ -188,6 +232,7 @@ pub async fn read_to_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// `NOTIFY_SOCKET` of the test's own environment inherited, stdin closed,
 /// output captured, killed if the test fails.
 pub fn switchboard(args: &[&str]) -> Command {
+    the_machine_has_what_the_tests_need();
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     for (var, _) in std::env::vars().filter(|(var, _)| var.starts_with("SWITCHBOARD_")) {
         command.env_remove(var);
