@@ -342,10 +342,8 @@ pub enum HubError {
     /// The client's credentials do not allow it.
     #[error("{0}")]
     Forbidden(String),
-    /// In a cluster, `guest-` names are given out by the servers.
-    #[error(
-        "names starting with guest- are given out by the servers of this cluster; pick another"
-    )]
+    /// `guest-` names are given out by the server, to new clients.
+    #[error("names starting with guest- are given out by the server to new clients; pick another")]
     GuestName(Name),
     /// The cluster could not be asked.
     #[error(transparent)]

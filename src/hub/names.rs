@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use unicode_normalization::UnicodeNormalization;
-use unicode_security::{GeneralSecurityProfile, MixedScript};
+use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLevelDetection};
 
 /// Longest client or room name, in characters (not bytes), so a name fits
 /// comfortably on one line of a terminal next to the message it labels.
@@ -34,7 +34,7 @@ pub enum NameError {
         found: char,
     },
     /// The name mixed letters of several scripts, as look-alikes do.
-    #[error("a {what} must be written in one script: letters of several (such as a Cyrillic 'а' among Latin ones) would let it pass for another")]
+    #[error("a {what} must be written in one script, or Latin with Chinese, Japanese or Korean: letters of other scripts mixed (such as a Cyrillic 'а' among Latin ones) would let it pass for another")]
     MixedScripts {
         /// "name" or "room name".
         what: &'static str,
@@ -56,8 +56,11 @@ pub enum NameError {
 /// every character is allowed by its general security profile (which
 /// leaves out characters that render as nothing, like U+3164, and
 /// compatibility forms, like fullwidth `ａ` and mathematical bold `𝐚`),
-/// and all of them belong to one script (`аlice`, with a Cyrillic `а`
-/// among Latin letters, is refused; `Παύλος` and `山田たろう` are fine).
+/// and the scripts mixed are at most those of TS #39's Highly Restrictive
+/// level: one script, or Latin with Han and Hiragana/Katakana, with Han and
+/// Bopomofo, or with Han and Hangul, as Chinese, Japanese and Korean names
+/// are written (`小明abc` is fine; `аlice`, with a Cyrillic `а` among Latin
+/// letters, is refused, and so is Latin with Greek).
 fn validate(raw: &str, what: &'static str) -> Result<(), NameError> {
     if raw.is_empty() {
         return Err(NameError::Empty(what));
@@ -72,7 +75,7 @@ fn validate(raw: &str, what: &'static str) -> Result<(), NameError> {
     }) {
         return Err(NameError::BadChar { what, found });
     }
-    if !raw.is_single_script() {
+    if raw.detect_restriction_level() > RestrictionLevel::HighlyRestrictive {
         return Err(NameError::MixedScripts { what });
     }
     Ok(())
@@ -342,6 +345,8 @@ mod tests {
         for bad in [
             "аlice",      // Cyrillic а among Latin letters
             "bοb",        // Greek ο among Latin letters
+            "小明аlice",  // Han, Latin and Cyrillic
+            "abcمرحبا",   // Latin with Arabic: Moderately, not Highly, Restrictive
             "ａｌｉｃｅ", // fullwidth
             "𝐚𝐥𝐢𝐜𝐞",      // mathematical bold
             "\u{3164}",   // Hangul filler: renders as nothing
@@ -357,6 +362,9 @@ mod tests {
             "José",
             "Παύλος",
             "山田たろう",
+            "小明abc",
+            "田中taro",
+            "김철수kim",
             "Мария",
             "guest-12",
             "x.y_z",

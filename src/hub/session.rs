@@ -451,13 +451,15 @@ impl Session {
             return Err(HubError::NameReserved(new));
         }
         let old_keys = NameKeys::of(&self.name);
+        // Guest names are the server's to give (a new client's, unique by
+        // the node's name in a cluster): taking one would pose as a
+        // newcomer, and hold a name the server is about to hand out.
+        let guest = |key: &str| key.starts_with("guest-");
+        if (guest(&keys.key) || guest(&keys.shape)) && keys.key != old_keys.key {
+            return Err(HubError::GuestName(new));
+        }
         let clustered = self.hub.node().is_some();
         if clustered {
-            // Guest names are unique by their node's name; nobody takes one.
-            let guest = |key: &str| key.starts_with("guest-");
-            if (guest(&keys.key) || guest(&keys.shape)) && keys.key != old_keys.key {
-                return Err(HubError::GuestName(new));
-            }
             // Taken here, or known taken elsewhere: no need to ask.
             if self.hub.directory().name_taken(&keys, self.me.id) {
                 return Err(HubError::NameTaken(new));

@@ -102,12 +102,20 @@ async fn names_are_unique_ignoring_case_and_look_alikes_and_freed_on_disconnect(
 }
 
 #[tokio::test]
-async fn a_guest_name_taken_by_nick_is_skipped() {
+async fn guest_names_are_the_servers_to_give() {
     let hub = hub();
     let mut a = connect(&hub, None);
-    a.rename(Name::new("guest-2").unwrap()).await.unwrap();
-    let b = connect(&hub, None);
-    assert_eq!(b.name().as_str(), "guest-3");
+    for taken in ["guest-2", "GUEST-99", "guest-x"] {
+        assert_eq!(
+            a.rename(Name::new(taken).unwrap()).await,
+            Err(HubError::GuestName(Name::new(taken).unwrap())),
+            "{taken}"
+        );
+    }
+    // Its own guest name is its own, and a name merely containing "guest" is fine.
+    let own = a.name().clone();
+    assert!(a.rename(own).await.is_ok());
+    assert!(a.rename(Name::new("my-guest-2").unwrap()).await.is_ok());
 }
 
 #[test]
