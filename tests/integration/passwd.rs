@@ -23,7 +23,21 @@ fn passwd(args: &[&str], stdin: &[u8]) -> Output {
         .spawn()
         .expect("the switchboard binary runs");
     child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    // Waited for with a limit: a regression that waits for more input
+    // fails the test instead of hanging it.
+    let pid = child.id();
+    let (done, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match output.recv_timeout(crate::common::PATIENCE) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!(
+                "`switchboard passwd {args:?}` did not exit within {:?}",
+                crate::common::PATIENCE
+            )
+        }
+    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -61,7 +75,7 @@ async fn the_printed_entry_appended_to_a_users_file_logs_the_user_in() {
     );
 
     // Appended after another entry, as `>> users.toml` does.
-    let bob = passwd(&["bob"], b"builder\n");
+    let bob = passwd(&["bob", "--allow-short"], b"builder\n");
     let path = users_path("append");
     std::fs::write(&path, stdout(&bob) + &entry).unwrap();
 
@@ -95,13 +109,13 @@ async fn the_printed_entry_appended_to_a_users_file_logs_the_user_in() {
 
 #[test]
 fn a_name_toml_cannot_leave_bare_is_quoted() {
-    let output = passwd(&["小明"], b"secret\r\n");
+    let output = passwd(&["小明"], b"secret-pw\r\n");
     assert!(output.status.success(), "{}", stderr(&output));
     let entry = stdout(&output);
     assert!(entry.contains("[users.\"小明\"]\n"), "{entry}");
     let users = Users::parse(&entry, Path::new("<stdout>")).unwrap();
     let user = users.find("小明").unwrap();
-    assert!(password::verify("secret", user.password_hash().unwrap()));
+    assert!(password::verify("secret-pw", user.password_hash().unwrap()));
 }
 
 #[test]
@@ -116,6 +130,23 @@ fn an_empty_password_is_refused() {
             stderr(&output)
         );
     }
+}
+
+#[test]
+fn a_short_password_is_refused_unless_allowed() {
+    let output = passwd(&["alice"], b"1234567\n");
+    assert!(!output.status.success());
+    assert!(stdout(&output).is_empty());
+    assert!(
+        stderr(&output).contains("the password has 7 characters: at least 8 are needed"),
+        "{}",
+        stderr(&output)
+    );
+    // Characters, not bytes: eight CJK characters are eight.
+    let output = passwd(&["alice"], "密码密码密码密码\n".as_bytes());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = passwd(&["alice", "--allow-short"], b"1234567\n");
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]

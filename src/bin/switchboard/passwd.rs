@@ -12,10 +12,20 @@ use switchboard::hub::Name;
 #[derive(Debug, Args)]
 pub struct PasswdArgs {
     /// The user name (the name its connections go by). The password is
-    /// read from stdin: asked twice, without echo, on a terminal; one line
-    /// from a pipe.
+    /// read from stdin: asked twice, without echo, on a terminal; from a
+    /// pipe or a file, its first line, once and without confirmation
+    /// (`printf '%s\n' "$PW" | switchboard passwd alice`).
     user: String,
+
+    /// Accept a password shorter than 8 characters (for tests and trials:
+    /// short passwords fall to guessing).
+    #[arg(long)]
+    allow_short: bool,
 }
+
+/// The shortest password taken without --allow-short: NIST SP 800-63B's
+/// minimum for a password a person chooses.
+const MIN_PASSWORD_CHARS: usize = 8;
 
 pub async fn run(args: PasswdArgs) -> anyhow::Result<ExitCode> {
     let user =
@@ -27,6 +37,10 @@ pub async fn run(args: PasswdArgs) -> anyhow::Result<ExitCode> {
     };
     if password.is_empty() {
         bail!("the password is empty");
+    }
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS && !args.allow_short {
+        bail!("the password has {chars} characters: at least {MIN_PASSWORD_CHARS} are needed (--allow-short takes shorter ones, for tests)");
     }
     let hash = tokio::task::spawn_blocking(move || password::hash(&password))
         .await
