@@ -51,15 +51,40 @@ impl Text {
 #[derive(Debug)]
 pub struct TextDecoder {
     lines: LineDecoder,
+    /// Whether the client was told that it sends bytes that are not text.
+    binary: BinaryNotice,
+}
+
+/// A text client that sends binary (a Modbus frame, a device's packet) is
+/// told once where such bytes belong; its lines are relayed as ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BinaryNotice {
+    NotSeen,
+    /// Seen: the notice follows the line that had them.
+    Due,
+    Told,
 }
 
 impl Decode for TextDecoder {
     fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        if self.binary == BinaryNotice::Due {
+            self.binary = BinaryNotice::Told;
+            let error = ProtocolError::new(
+                "not_text",
+                "you sent bytes that are not text (control characters, or not UTF-8): they were relayed as a line, which text clients see escaped (^A); a device or a binary protocol belongs on a raw listener (raw://HOST:PORT), which relays bytes exactly (said once)",
+            );
+            return Some(Input::Invalid { error, tag: None });
+        }
         loop {
             let parsed = match self.lines.next_line(buf, eof)? {
                 Ok(line) => parse_line(line),
                 Err(too_long) => Some(Err(too_long.into())),
             };
+            if let Some(Ok(Request::Say { body, .. })) = &parsed {
+                if self.binary == BinaryNotice::NotSeen && !is_typed_text(&body.bytes) {
+                    self.binary = BinaryNotice::Due;
+                }
+            }
             match parsed {
                 Some(Ok(request)) => return Some(Input::Request { request, tag: None }),
                 Some(Err(error)) => return Some(Input::Invalid { error, tag: None }),
@@ -337,6 +362,22 @@ fn message_lines(prefix: &[&[u8]], body: &Body, hex: bool, out: &mut BytesMut) {
     }
 }
 
+/// Whether a line is what a person or a script could have typed: UTF-8,
+/// with no control characters but those keyboards and terminals send (tab,
+/// backspace, escape sequences, DEL). Telnet's option negotiation (0xFF
+/// ...) is not taken for binary either.
+fn is_typed_text(line: &[u8]) -> bool {
+    // Most lines are printable ASCII: one pass over the bytes says so.
+    if line.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t') {
+        return true;
+    }
+    let typed = |c: char| !c.is_control() || matches!(c, '\t' | '\r' | '\x08' | '\x1b' | '\x7f');
+    match std::str::from_utf8(line) {
+        Ok(text) => text.chars().all(typed),
+        Err(_) => line.first() == Some(&0xFF),
+    }
+}
+
 /// Whether a body is bytes from a stream (a device, a raw client) that are
 /// not text a person can read: not UTF-8, or with control characters other
 /// than tabs and line endings. Text clients see those as hex, like a
@@ -386,6 +427,7 @@ impl Protocol for Text {
     fn decoder(&self) -> TextDecoder {
         TextDecoder {
             lines: LineDecoder::new(self.max_line),
+            binary: BinaryNotice::NotSeen,
         }
     }
 
@@ -509,6 +551,54 @@ mod tests {
 
     fn parse(line: &str) -> Result<Request, ProtocolError> {
         parse_line(Bytes::copy_from_slice(line.as_bytes())).expect("not empty")
+    }
+
+    #[test]
+    fn a_client_sending_binary_is_told_once_where_it_belongs_and_its_lines_still_go() {
+        let text = Text::new(1024, None, None);
+        let mut decoder = text.decoder();
+        let mut buf =
+            BytesMut::from(&b"hello\n\x01\x03\x00\x00\x00\x0a\xc5\xcd\nagain\x00\nbye\n"[..]);
+        let mut inputs = Vec::new();
+        while let Some(input) = decoder.decode(&mut buf, false) {
+            inputs.push(input);
+        }
+        let kinds: Vec<&str> = inputs
+            .iter()
+            .map(|input| match input {
+                Input::Request {
+                    request: Request::Say { .. },
+                    ..
+                } => "say",
+                Input::Invalid { error, .. } => error.code,
+                _ => "other",
+            })
+            .collect();
+        // The frame goes (as two lines: its 0x0A is a line end here, one
+        // more reason it belongs on a raw listener); the notice follows
+        // its first part, once.
+        assert_eq!(kinds, ["say", "say", "not_text", "say", "say", "say"]);
+        let Input::Invalid { error, .. } = &inputs[2] else {
+            unreachable!()
+        };
+        assert!(error.message.contains("raw listener"), "{}", error.message);
+    }
+
+    #[test]
+    fn what_people_type_is_text() {
+        for typed in [
+            &b"hello"[..],
+            "小明 说".as_bytes(),
+            b"tab\there",
+            b"arrow \x1b[A",
+            b"oops\x08",
+            b"\xff\xfd\x18",
+        ] {
+            assert!(is_typed_text(typed), "{typed:?}");
+        }
+        for binary in [&b"\x01\x03\x00"[..], b"\x00", b"abc\xc5\xcd", b"\x02STX"] {
+            assert!(!is_typed_text(binary), "{binary:?}");
+        }
     }
 
     #[test]

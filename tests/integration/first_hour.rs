@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::common;
 
 use common::*;
-use switchboard::Client;
+use switchboard::{Client, ServerLine};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -400,4 +400,39 @@ async fn a_text_heartbeat_that_reads_as_hex_is_warned_of() {
         ),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_text_client_sending_a_modbus_frame_is_told_once_where_it_belongs() {
+    let server = TestServer::text().await;
+    let (mut watcher, _) = join(server.text_addr()).await;
+    let (mut sender, _) = join(server.text_addr()).await;
+    let frame = b"\x01\x03\x00\x00\x00\x02\xc4\x0b";
+    for _ in 0..2 {
+        sender.send_line(frame).await.unwrap();
+    }
+    sender.send_line("plain text").await.unwrap();
+    // Everything the sender heard up to its pong: one notice.
+    sender.send_line("/ping").await.unwrap();
+    let heard = within("the pong", async {
+        let mut heard = Vec::new();
+        loop {
+            match sender.next().await.unwrap().expect("a line") {
+                ServerLine::Notice(text) if text == "pong" => return heard,
+                line => heard.push(line),
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(&heard[..], [ServerLine::Error(text)] if text.contains("belongs on a raw listener")),
+        "{heard:?}"
+    );
+    // Its lines went as ever.
+    for _ in 0..2 {
+        let (_, _, text) = expect_message(&mut watcher).await;
+        assert!(text.starts_with("^A^C"), "{text}");
+    }
+    assert_eq!(expect_message(&mut watcher).await.2, "plain text");
+    server.stop().await;
 }
