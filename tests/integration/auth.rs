@@ -541,3 +541,108 @@ async fn scripts_log_in_with_a_password_file_the_environment_or_a_token_file() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const PASSWORD: &str = "frank-secret-password";
+    const ADMIN: &str = "an-admin-token-0123456789";
+    let users = UsersFile::new(&[("frank", PASSWORD, "max-connections = 2")]);
+    let mut server = BinaryServer::start(&[
+        "-vv",
+        "--listen",
+        "127.0.0.1:0?auth=required",
+        "--http",
+        "127.0.0.1:0?auth=required",
+        "--users",
+        users.0.to_str().unwrap(),
+        "--token",
+        TOKEN,
+        "--admin-token",
+        ADMIN,
+    ])
+    .await;
+    let http = server.listeners[1]
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('?').next())
+        .expect("the HTTP listener")
+        .to_owned();
+
+    // A TCP login, a /ws login, a token, and the admin API with its token;
+    // every line the server logs is kept.
+    let mut logged = Vec::new();
+    let mut client = Client::connect(server.addr(0)).await.unwrap();
+    client
+        .send_line(format!("/login frank {PASSWORD}"))
+        .await
+        .unwrap();
+    logged_until(&mut server, &mut logged, "client authenticated").await;
+    // A refused request is a debug line: proof that -vv took effect.
+    client.send_line("/no-such-command").await.unwrap();
+    logged_until(&mut server, &mut logged, "request refused").await;
+    let (mut ws, _) = within(
+        "the WebSocket handshake",
+        tokio_tungstenite::connect_async(format!("ws://{http}/ws")),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::text(
+        json!({"type": "auth", "user": "frank", "password": PASSWORD}).to_string(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(
+        json!({"type": "say", "text": "x"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    logged_until(&mut server, &mut logged, "client authenticated").await;
+    let mut by_token = Client::connect(server.addr(0)).await.unwrap();
+    by_token.send_line(format!("/auth {TOKEN}")).await.unwrap();
+    logged_until(&mut server, &mut logged, "client authenticated").await;
+    let stats = crate::http::http()
+        .get(format!("http://{http}/api/v1/stats"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), 200);
+    let _ = ws.next().await;
+
+    // Everything the server logged, to its end.
+    server.terminate();
+    within("the server's log to end", async {
+        while let Some(line) = server.log.recv().await {
+            logged.push(line);
+        }
+    })
+    .await;
+    // -vv took effect (the crates whose traces hold secrets are capped
+    // at debug; without the cap, tungstenite traces the /ws login frame).
+    assert!(
+        logged.iter().any(|line| line.contains("DEBUG")),
+        "the server logged verbosely"
+    );
+    for line in &logged {
+        for secret in [PASSWORD, TOKEN, ADMIN] {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+    }
+}
+
+/// Waits for a log line with `needle`, keeping every line in `logged`.
+async fn logged_until(server: &mut BinaryServer, logged: &mut Vec<String>, needle: &str) {
+    within(&format!("a log line with {needle:?}"), async {
+        loop {
+            let line = server.log.recv().await.expect("the server's log ended");
+            let found = line.contains(needle);
+            logged.push(line);
+            if found {
+                return;
+            }
+        }
+    })
+    .await
+}

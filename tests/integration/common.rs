@@ -294,9 +294,14 @@ impl BinaryServer {
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> BinaryServer {
         let mut serve = vec!["serve"];
         serve.extend_from_slice(args);
-        let mut child = switchboard(&serve)
+        let mut command = switchboard(&serve);
+        // -v and -vv say how much to log; otherwise the info lines the
+        // stories wait for.
+        if !args.iter().any(|arg| arg.starts_with("-v")) {
+            command.env("RUST_LOG", "info");
+        }
+        let mut child = command
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .spawn()
             .expect("the switchboard binary starts");

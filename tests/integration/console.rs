@@ -2,7 +2,10 @@
 //! `chromium` and `chromium-driver`, as `.ci/run` installs them), driven
 //! over WebDriver: what an operator does on the page reaches real TCP
 //! clients, and what they do shows on the page. Each step saves a
-//! screenshot under `target/screenshots/`.
+//! screenshot under `target/screenshots/`, and the main views are looked
+//! at on a desktop (1,440 px), a tablet (768 px) and phones (390 and 360
+//! px): the page never scrolls sideways, nothing sticks out of its panel
+//! or gets cut, and "Log out" shows, whole, only when there is a token.
 
 use crate::common;
 
@@ -23,6 +26,54 @@ struct Chrome {
     browser: Browser,
     _profile: TempDir,
 }
+
+/// The sizes the console is looked at, as CSS pixels of viewport: a
+/// desktop, a tablet, a phone, and the narrowest phone it supports.
+const DESKTOP: (u32, u32) = (1440, 900);
+const VIEWPORTS: [(u32, u32); 4] = [DESKTOP, (768, 1024), (390, 844), (360, 740)];
+
+/// What is wrong with the page's layout at its current size: the page
+/// scrolls sideways; something sticks out of the viewport or of its panel
+/// (outside what scrolls on its own: tables and the traffic list); text
+/// in the top bar, the overview cards or the panel heads is cut; a
+/// message of the traffic list is wider than the list. Also says whether
+/// "Log out" shows, and checks it is whole and on screen when it does.
+const LAYOUT_PROBLEMS: &str = r#"
+const problems = [];
+const de = document.documentElement;
+const vw = de.clientWidth, vh = window.innerHeight;
+if (de.scrollWidth > vw) problems.push(`the page scrolls sideways: ${de.scrollWidth} px wide in a ${vw} px viewport`);
+const shown = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+const describe = (el) => {
+  const cls = typeof el.className === 'string' && el.className.trim() ? '.' + el.className.trim().split(/\s+/).join('.') : '';
+  return (el.id ? '#' + el.id : el.tagName.toLowerCase() + cls) + ' "' + (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 40) + '"';
+};
+const px = (n) => Math.round(n * 10) / 10;
+const own = '.vscroll, .table-wrap, .traffic, dialog, .sr-only, .skip-link, .toasts';
+for (const el of document.body.querySelectorAll('*')) {
+  if (el.closest(own) || !shown(el)) continue;
+  const r = el.getBoundingClientRect();
+  if (r.left < -0.5 || r.right > vw + 0.5) problems.push(`${describe(el)} sticks out of the viewport: ${px(r.left)} to ${px(r.right)} of ${vw} px`);
+  const panel = el.parentElement && el.parentElement.closest('.card, .stat');
+  if (panel) {
+    const p = panel.getBoundingClientRect();
+    if (r.left < p.left - 0.5 || r.right > p.right + 0.5) problems.push(`${describe(el)} sticks out of its panel: ${px(r.left)} to ${px(r.right)}, the panel ${px(p.left)} to ${px(p.right)}`);
+  }
+}
+for (const el of document.querySelectorAll('.topbar *, .overview *, .card-head *, .traffic-item')) {
+  if (!shown(el) || el.closest('.sr-only')) continue;
+  const cuts = el.classList.contains('traffic-item') || getComputedStyle(el).overflowX !== 'visible';
+  if (cuts && el.scrollWidth > el.clientWidth + 1) problems.push(`${describe(el)} is cut: ${el.scrollWidth} px of content in ${el.clientWidth}`);
+}
+const logout = document.querySelector('.logout-form button');
+const logoutShown = !!logout && shown(logout);
+if (logoutShown) {
+  const r = logout.getBoundingClientRect();
+  if (r.left < 0 || r.top < 0 || r.right > vw || r.bottom > vh) problems.push(`"Log out" is not all on screen: ${px(r.left)},${px(r.top)} to ${px(r.right)},${px(r.bottom)} in ${vw}x${vh}`);
+  if (logout.scrollWidth > logout.clientWidth) problems.push(`"Log out" is cut: ${logout.scrollWidth} px of text in ${logout.clientWidth}`);
+}
+return { problems, logout: logoutShown, width: window.innerWidth };
+"#;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -49,6 +100,8 @@ impl Chrome {
             .spawn()
             .expect("chromedriver starts");
         let profile = TempDir::new("chromium");
+        // Over a pipe, Chromium goes when chromedriver does (killed on
+        // drop), even when a test fails before closing it.
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -57,6 +110,7 @@ impl Chrome {
                     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--disable-dev-shm-usage", "--window-size=1440,900",
+                    "--remote-debugging-pipe",
                     format!("--user-data-dir={}", profile.path().display()),
                 ]
             }
@@ -95,6 +149,161 @@ impl Chrome {
         std::fs::create_dir_all(&dir).unwrap();
         let png = self.browser.screenshot().await.expect("a screenshot");
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Sizes the window so that the page's viewport is `width` x `height`
+    /// CSS pixels, and gives the page time to draw at that size.
+    async fn set_viewport(&self, (width, height): (u32, u32)) {
+        // The viewport's size, once a resize has reached the page (two
+        // readings alike).
+        let inner = || async {
+            let read = || async {
+                let size = self
+                    .browser
+                    .execute("return [window.innerWidth, window.innerHeight]", vec![])
+                    .await
+                    .unwrap();
+                serde_json::from_value::<(i64, i64)>(size).unwrap()
+            };
+            let mut last = read().await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = read().await;
+                if now == last {
+                    return now;
+                }
+                last = now;
+            }
+        };
+        // The window's size counts whatever the browser draws around the
+        // page: size it, see what the page got, correct by the difference.
+        let wanted = (i64::from(width), i64::from(height));
+        within("the viewport's size", async {
+            let mut window = wanted;
+            loop {
+                self.browser
+                    .set_window_size(window.0 as u32, window.1 as u32)
+                    .await
+                    .unwrap();
+                let got = inner().await;
+                if got == wanted {
+                    break;
+                }
+                let (w, h) = self.browser.get_window_size().await.unwrap();
+                window = (w as i64 + wanted.0 - got.0, h as i64 + wanted.1 - got.1);
+            }
+        })
+        .await;
+        // The page draws at most ten times a second, and the tables take a
+        // second frame to fit their new size.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+
+    /// Checks the page's layout at its current size (see
+    /// [`LAYOUT_PROBLEMS`]); returns whether "Log out" shows.
+    async fn check_layout(&self, what: &str) -> bool {
+        let found = self.browser.execute(LAYOUT_PROBLEMS, vec![]).await.unwrap();
+        let problems: Vec<String> = serde_json::from_value(found["problems"].clone()).unwrap();
+        let width = &found["width"];
+        assert!(
+            problems.is_empty(),
+            "{what} at {width} px:\n  {}",
+            problems.join("\n  ")
+        );
+        found["logout"].as_bool().unwrap()
+    }
+
+    /// Scrolls to the top of the page, or to the section `id`.
+    async fn scroll_to(&self, id: Option<&str>) {
+        let script = match id {
+            None => "window.scrollTo(0, 0)".to_owned(),
+            Some(id) => format!("document.getElementById('{id}').scrollIntoView()"),
+        };
+        self.browser.execute(&script, vec![]).await.unwrap();
+    }
+
+    /// At each of [`VIEWPORTS`]: checks the layout, and saves a screenshot
+    /// of the top of the page and of each of `sections` (`name-WIDTH` and
+    /// `name-WIDTH-SECTION`). Back at the desktop size after. Returns
+    /// whether "Log out" showed.
+    async fn at_each_size(&self, name: &str, sections: &[&str]) -> bool {
+        let mut logout = Vec::new();
+        for size in VIEWPORTS {
+            self.set_viewport(size).await;
+            self.scroll_to(None).await;
+            logout.push(self.check_layout(name).await);
+            self.screenshot(&format!("{name}-{}", size.0)).await;
+            for section in sections {
+                self.scroll_to(Some(section)).await;
+                self.screenshot(&format!(
+                    "{name}-{}-{}",
+                    size.0,
+                    section.trim_end_matches("-section")
+                ))
+                .await;
+            }
+        }
+        self.set_viewport(DESKTOP).await;
+        self.scroll_to(None).await;
+        assert!(
+            logout.iter().all(|&l| l == logout[0]),
+            "\"Log out\" shows at some sizes only: {logout:?}"
+        );
+        logout[0]
+    }
+
+    /// Waits until the page at `path` is loaded (after a redirect).
+    async fn wait_path(&self, what: &str, path: &str) {
+        within(what, async {
+            while self.browser.current_url().await.unwrap().path() != path {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
+
+    async fn wait_live(&self) {
+        self.wait_text("the live feed", "#status", |t| {
+            t.to_lowercase().contains("live")
+        })
+        .await;
+    }
+
+    /// Whether the server has an admin token, as the page found out (it
+    /// asks once loaded).
+    async fn knows_token(&self) -> bool {
+        within("the page to know whether there is an admin token", async {
+            loop {
+                let auth = self
+                    .browser
+                    .execute("return document.body.dataset.auth || ''", vec![])
+                    .await
+                    .unwrap();
+                match auth.as_str() {
+                    Some("token") => return true,
+                    Some("none") => return false,
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Asserts that the elements at `css` whose text is `text` (one at
+    /// least) show it whole: not cut, no ellipsis.
+    async fn assert_whole(&self, css: &str, text: &str) {
+        let script = format!(
+            "return Array.from(document.querySelectorAll({css:?})).filter((el) => el.textContent === {text:?}).map((el) => [el.scrollWidth, el.clientWidth])"
+        );
+        let found = self.browser.execute(&script, vec![]).await.unwrap();
+        let found: Vec<(u32, u32)> = serde_json::from_value(found).unwrap();
+        assert!(!found.is_empty(), "no {css} shows {text:?}");
+        for (scroll, client) in found {
+            assert!(
+                scroll <= client,
+                "{text:?} ({css}) is cut: {scroll} px of text in {client} px"
+            );
+        }
     }
 
     /// Waits until the element at `css` has text satisfying `wanted`.
@@ -156,16 +365,13 @@ impl Chrome {
 
 async fn console(http: SocketAddr) -> Chrome {
     let chrome = Chrome::start().await;
+    chrome.set_viewport(DESKTOP).await;
     chrome
         .browser
         .goto(&format!("http://{http}/"))
         .await
         .unwrap();
-    chrome
-        .wait_text("the live feed", "#status", |t| {
-            t.to_lowercase().contains("live")
-        })
-        .await;
+    chrome.wait_live().await;
     chrome
 }
 
@@ -235,12 +441,18 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
             t.contains("temperature")
         })
         .await;
-    chrome
-        .browser
-        .execute("window.scrollTo(0, 0)", vec![])
-        .await
-        .unwrap();
+    chrome.scroll_to(None).await;
     chrome.screenshot("2-traffic").await;
+    // Without an admin token there is nothing to log out of: no "Log out".
+    assert!(
+        !chrome.knows_token().await,
+        "the page thinks there is an admin token, and there is none"
+    );
+    let logout = chrome.at_each_size("2-traffic", &[]).await;
+    assert!(
+        !logout,
+        "\"Log out\" shows, and the server has no admin token"
+    );
 
     // Sending from the page reaches the device.
     chrome.fill("#send-target", "#lobby").await;
@@ -345,6 +557,31 @@ async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
         )
         .await;
     chrome.screenshot("6-disconnects").await;
+    // The whole page, with something in every panel, at each size.
+    chrome
+        .at_each_size(
+            "6-page",
+            &[
+                "traffic-section",
+                "clients-section",
+                "rooms-section",
+                "listeners-section",
+                "closed-section",
+            ],
+        )
+        .await;
+
+    // Without a token there is no signing in: the login page says so by
+    // opening the console.
+    chrome
+        .browser
+        .goto(&format!("http://{http}/login"))
+        .await
+        .unwrap();
+    chrome
+        .wait_path("the console, from the login page", "/")
+        .await;
+    chrome.wait_live().await;
 
     chrome.browser.close().await.unwrap();
     drop((visitor, plc));
@@ -415,6 +652,13 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
         )
         .await;
     chrome.screenshot("7-devices").await;
+    // A device's name shows whole on a desktop.
+    chrome
+        .assert_whole(
+            "#clients tr[data-client-id] .name .cell-line",
+            "dev-861234567890123",
+        )
+        .await;
 
     // A Modbus reply, watched with the CRC16 check on: a frame whose CRC
     // holds, and one whose CRC fails.
@@ -483,4 +727,99 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
         matches!(l, ServerLine::Notice(n) if n.contains("dev-869999999999999 joined #dev-869999999999999"))
     })
     .await;
+    // Its room shows whole on a desktop, in the clients and rooms tables.
+    chrome
+        .wait_text(
+            "the second device's room in the clients table",
+            "#clients tr[data-client-id] .rooms-cell",
+            |t| t == "#dev-869999999999999",
+        )
+        .await;
+    chrome
+        .assert_whole(
+            "#clients tr[data-client-id] .rooms-cell",
+            "#dev-869999999999999",
+        )
+        .await;
+    chrome
+        .assert_whole("#clients tr[data-client-id] .name", "dev-869999999999999")
+        .await;
+    chrome
+        .wait_text("its room in the rooms table", "#rooms tr .name", |t| {
+            t == "dev-869999999999999"
+        })
+        .await;
+    chrome
+        .assert_whole("#rooms tr .name", "dev-869999999999999")
+        .await;
+    chrome
+        .at_each_size("10-devices", &["clients-section", "listeners-section"])
+        .await;
+    chrome.browser.close().await.unwrap();
+    drop((dtu, second));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_the_console_signs_in_and_logs_out() {
+    const TOKEN: &str = "console-token-0123456789abcdef";
+    let config = Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        admin_token: Some(TOKEN.into()),
+        ..config_with(&["127.0.0.1:0"])
+    };
+    let server = TestServer::start(config).await;
+    let http = server.http.unwrap();
+    let (mut device, _) = join(server.text_addr()).await;
+    device.send_line("/nick phone-1").await.unwrap();
+    sync(&mut device).await;
+
+    // On a phone: the console sends a browser without the token to sign in.
+    let chrome = Chrome::start().await;
+    chrome.set_viewport((390, 844)).await;
+    chrome
+        .browser
+        .goto(&format!("http://{http}/"))
+        .await
+        .unwrap();
+    chrome.wait_path("the login page", "/login").await;
+    chrome.click("#token").await;
+    chrome.check_layout("the login page").await;
+    chrome.screenshot("11-login-390").await;
+    chrome.fill("#token", TOKEN).await;
+    chrome.click(".login-form button[type=\"submit\"]").await;
+    chrome.wait_live().await;
+    assert!(
+        chrome.knows_token().await,
+        "the page thinks there is no admin token, and there is one"
+    );
+    chrome
+        .wait_text(
+            "the TCP client in the clients table",
+            "#clients tr[data-client-id] .name",
+            |t| t == "phone-1",
+        )
+        .await;
+    // "Log out" shows, whole and on screen, at every size.
+    let logout = chrome
+        .at_each_size("12-signed-in", &["clients-section"])
+        .await;
+    assert!(logout, "no \"Log out\" with an admin token");
+
+    // Logging out forgets the token: the console asks for it again.
+    chrome.set_viewport((360, 740)).await;
+    chrome.click(".logout-form button").await;
+    chrome
+        .wait_path("the login page after logging out", "/login")
+        .await;
+    chrome
+        .browser
+        .goto(&format!("http://{http}/"))
+        .await
+        .unwrap();
+    chrome.wait_path("the login page again", "/login").await;
+
+    chrome.browser.close().await.unwrap();
+    drop(device);
+    server.stop().await;
 }

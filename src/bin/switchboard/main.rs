@@ -84,6 +84,17 @@ fn server_address(addr: &str) -> Result<String, String> {
     switchboard::address::client_target(addr).map_err(|e| e.to_string())
 }
 
+/// Crates whose trace-level logs carry client data; capped at debug.
+const SECRET_TRACING_CRATES: [&str; 7] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "axum",
+    "redis",
+];
+
 fn main() -> ExitCode {
     // rustls's cryptography, for every TLS client in the process (the HTTP
     // client of `status` among them): ring, as the server uses; no aws-lc.
@@ -95,8 +106,19 @@ fn main() -> ExitCode {
         (_, 1) => "debug",
         _ => "trace",
     };
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // These crates' trace output holds what clients send (WebSocket frames
+    // with `/ws` logins, request headers with admin tokens, Redis commands
+    // with a password): never logged, whatever -vv or RUST_LOG asks.
+    let tracing = std::env::var("RUST_LOG").map_or(cli.verbose >= 2, |v| {
+        v.to_ascii_lowercase().contains("trace")
+    });
+    for noisy in SECRET_TRACING_CRATES.iter().filter(|_| tracing) {
+        if let Ok(directive) = format!("{noisy}=debug").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let log_format = cli.log_format.unwrap_or_else(|| match &cli.command {
         Command::Serve(args) => args.log_format_in_file().unwrap_or_default(),
         _ => LogFormat::Text,
