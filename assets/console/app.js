@@ -259,6 +259,24 @@
     });
   }
 
+  /* ---------- admin token ---------- */
+
+  /** Whether the server has an admin token: 'token', 'none' (there is
+   * none and this is the server's own machine, where the console needs no
+   * signing in), 'remote' (none, and this is another machine, which the
+   * console does not answer) or 'unknown'. The page cannot read its
+   * cookie (HttpOnly), so it asks the API once without it: a request with
+   * no credentials is no failed attempt, and a HEAD has no body. */
+  async function adminAuth() {
+    try {
+      const res = await fetch('/api/v1/stats', { method: 'HEAD', credentials: 'omit', cache: 'no-store' });
+      if (res.status === 401 || res.status === 429) return 'token';
+      if (res.ok) return 'none';
+      if (res.status === 403) return 'remote';
+    } catch (e) { /* unreachable for now */ }
+    return 'unknown';
+  }
+
   /* ---------- login page ---------- */
 
   if (document.body.dataset.page === 'login') {
@@ -266,6 +284,16 @@
     const q = new URLSearchParams(location.search);
     if (q.has('failed')) $('#login-failed').hidden = false;
     if (q.has('limited')) $('#login-limited').hidden = false;
+    // Without a token there is nothing to sign in with (the form would
+    // take any string): here, open the console; elsewhere, say why not.
+    adminAuth().then((auth) => {
+      if (auth === 'none') location.replace('/');
+      if (auth === 'remote') {
+        $('#login-no-token').hidden = false;
+        $('.login-form').hidden = true;
+        $('.login-hint').hidden = true;
+      }
+    });
     return;
   }
 
@@ -349,6 +377,7 @@
       document.body.classList.remove('offline');
       sendViewNow();
       if (state.watch) wsSend(watchMessage(state.watch));
+      if (document.body.dataset.auth === 'unknown') initLogout();
     };
     ws.onmessage = (ev) => {
       let msg;
@@ -386,6 +415,14 @@
 
   function wsSend(obj) {
     if (live.ws && live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify(obj));
+  }
+
+  /** "Log out" shows only when there is a token to forget (the page
+   * starts without it). */
+  async function initLogout() {
+    const auth = await adminAuth();
+    document.body.dataset.auth = auth;
+    $('.logout-form').hidden = auth !== 'token';
   }
 
   function setStatus(s) {
@@ -526,7 +563,11 @@
       box._key = key;
       box.replaceChildren(...(entries.length ? entries.map((e) => reasonBadge(e[0], e[1])) : [el('span', { className: 'muted small', text: 'none yet' })]));
     }
-    setText($('#ov-errors'), 'queue cutoffs ' + fmtInt(s.queue_cutoffs) + ' · refused ' + fmtInt(s.refused) + ' · accept errors ' + fmtInt(s.accept_errors) + ' · TLS failures ' + fmtInt(s.tls_handshake_failures || 0));
+    // No-break spaces inside each counter: a narrow card wraps between them.
+    setText($('#ov-errors'), [
+      'queue cutoffs ' + fmtInt(s.queue_cutoffs), 'refused ' + fmtInt(s.refused),
+      'accept errors ' + fmtInt(s.accept_errors), 'TLS failures ' + fmtInt(s.tls_handshake_failures || 0),
+    ].map((t) => t.replace(/ /g, '\u00a0')).join(' · '));
 
     drawSpark($('#spark-clients'), 'c');
     drawSpark($('#spark-rooms'), 'r');
@@ -812,10 +853,24 @@
     });
   };
 
+  /* The box fits the rows (a short list leaves no blank area under it),
+   * or the empty message, up to the CSS max-height, past which it
+   * scrolls; returns the height the rows are seen in. */
+  const EMPTY_H = 72;
+  VirtualTable.prototype.fit = function (headH) {
+    const sc = this.scroll;
+    // Borders, and the scroll bar of a table wider than its panel.
+    const frame = sc.offsetHeight - sc.clientHeight;
+    const want = Math.ceil(headH + (this.total ? this.total * this.rowH : EMPTY_H) + frame);
+    if (this.height !== want) { this.height = want; sc.style.height = want + 'px'; }
+    const max = parseFloat(getComputedStyle(sc).maxHeight);
+    return (max > 0 ? Math.min(want, max) : want) - frame;
+  };
+
   VirtualTable.prototype.render = function () {
     const sc = this.scroll, o = this.o, rowH = this.rowH;
     const headH = this.thead.offsetHeight || 34;
-    const viewRows = Math.max(1, Math.ceil((sc.clientHeight - headH) / rowH));
+    const viewRows = Math.max(1, Math.ceil((this.fit(headH) - headH) / rowH));
     const total = this.total;
     const first = Math.min(Math.floor(sc.scrollTop / rowH), Math.max(0, total - 1));
     const start = Math.max(0, first - 3);
@@ -922,10 +977,10 @@
       else td.textContent = name;
     }
     setTitle(td, d
-      ? name + (label ? '\n' + label : '') + '\ndevice ' + visible(d.id) + '\nregistered ' + fmtDateTime(d.registered_at)
+      ? name + (label ? '\n' + label : '') + '\nclient ' + c.id + ', device ' + visible(d.id) + '\nregistered ' + fmtDateTime(d.registered_at)
         + '\nlast heartbeat ' + fmtAgo(d.last_heartbeat) + ' (' + fmtInt(d.heartbeats) + ' in all)'
         + '\nlast data ' + fmtAgo(d.last_data)
-      : name);
+      : name + '\nclient ' + c.id);
   };
   /** A device's last heartbeat; nothing for other clients. */
   const heartbeatCell = (td, c) => {
@@ -940,22 +995,26 @@
     return rooms.length > 3 ? shown + ' +' + (rooms.length - 3) : shown;
   }
 
+  /* Fixed widths, as narrow as their header (and its sort arrow) or their
+   * values allow: Name and Rooms, without one, share what is left, so
+   * that a desktop shows a device's full name and its room (the ID, in
+   * the name's tooltip too, gives way first). */
   const clientColumns = [
-    { label: 'ID', sort: 'id', width: 60, num: true, cls: 'dim', hide: 'md', render: (td, c) => setText(td, c.id) },
-    { label: 'Name', sort: 'name', cls: 'name name-cell', render: nameCell },
-    { label: 'Address', sort: 'addr', width: 140, cls: 'mono', render: textCell((c) => c.addr) },
-    { label: 'Mode', sort: 'mode', width: 72, render: modeCell },
-    { label: 'Rooms', width: 108, cls: 'rooms-cell', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
-    { label: 'Connected', sort: 'connected', width: 96, num: true, hide: 'md', render: agoCell((c) => c.connected_at, 'Connected') },
-    { label: 'Active', sort: 'activity', width: 92, num: true, render: agoCell((c) => c.last_activity, 'Last activity') },
+    { label: 'ID', sort: 'id', width: 56, num: true, cls: 'dim', hide: 'lg', render: (td, c) => setText(td, c.id) },
+    { label: 'Name', sort: 'name', cls: 'name name-cell key', col: 'key', render: nameCell },
+    { label: 'Address', sort: 'addr', width: 132, cls: 'mono', render: textCell((c) => c.addr) },
+    { label: 'Mode', sort: 'mode', width: 68, render: modeCell },
+    { label: 'Rooms', cls: 'rooms-cell', col: 'col-rooms', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
+    { label: 'Connected', sort: 'connected', width: 88, num: true, hide: 'md', render: agoCell((c) => c.connected_at, 'Connected') },
+    { label: 'Active', sort: 'activity', width: 88, num: true, render: agoCell((c) => c.last_activity, 'Last activity') },
     // Shown while the page of clients holds a device.
-    { label: 'Heartbeat', width: 100, num: true, cls: 'heartbeat col-heartbeat', col: 'col-heartbeat', hide: 'md', render: heartbeatCell },
-    { label: 'Msgs in', sort: 'messages_in', width: 76, num: true, render: msgCell((c) => c.messages_in, (c) => c.bytes_in) },
-    { label: 'Msgs out', sort: 'messages_out', width: 82, num: true, render: msgCell((c) => c.messages_out, (c) => c.bytes_out) },
-    { label: 'Bytes in', sort: 'bytes_in', width: 84, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_in) },
-    { label: 'Bytes out', sort: 'bytes_out', width: 88, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_out) },
+    { label: 'Heartbeat', width: 96, num: true, cls: 'heartbeat col-heartbeat', col: 'col-heartbeat', hide: 'md', render: heartbeatCell },
+    { label: 'Msgs in', sort: 'messages_in', width: 70, num: true, render: msgCell((c) => c.messages_in, (c) => c.bytes_in) },
+    { label: 'Msgs out', sort: 'messages_out', width: 76, num: true, render: msgCell((c) => c.messages_out, (c) => c.bytes_out) },
+    { label: 'Bytes in', sort: 'bytes_in', width: 78, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_in) },
+    { label: 'Bytes out', sort: 'bytes_out', width: 82, num: true, hide: 'sm', render: bytesCell((c) => c.bytes_out) },
     {
-      label: 'Queue', sort: 'queue', width: 100, num: true,
+      label: 'Queue', sort: 'queue', width: 84, num: true,
       init(td) {
         const fill = el('span');
         td.append(el('div', { className: 'queue' }, el('div', { className: 'queue-bar' }, fill), el('span', { className: 'queue-pct num' })));
@@ -972,7 +1031,7 @@
       },
     },
     {
-      label: '', width: 124, cls: 'actions',
+      label: '', width: 108, cls: 'actions',
       init(td) {
         td.append(
           el('button', { className: 'btn btn-xs watch', type: 'button', text: 'Watch' }),
@@ -1029,7 +1088,7 @@
     bodyId: 'rooms',
     columns: [
       {
-        label: 'Room', cls: 'name',
+        label: 'Room', cls: 'name key', col: 'key',
         init: (td) => td.append(el('span', { className: 'room-name' })),
         render: (td, r) => { setText(td.firstChild, visible(r.name)); setTitle(td, '#' + visible(r.name) + ': click to watch'); },
       },
@@ -1064,12 +1123,12 @@
     table: $('#closed-table'),
     bodyId: 'closed',
     columns: [
-      { label: 'Closed', width: 108, cls: 'mono', render: (td, c) => { setText(td, fmtClock(c.closed_at, false)); setTitle(td, fmtDateTime(c.closed_at) + ' (' + fmtAgo(c.closed_at) + ')'); } },
-      { label: 'Name', width: 150, cls: 'name name-cell', render: textCell((c) => c.name) },
-      { label: 'Address', width: 168, cls: 'mono', render: textCell((c) => c.addr) },
-      { label: 'Mode', width: 76, render: modeCell },
-      { label: 'Lasted', width: 104, num: true, render: (td, c) => setText(td, c.connected_at ? fmtDuration((c.closed_at - c.connected_at) / 1000) : '–') },
-      { label: 'Msgs in/out', width: 124, num: true, render: (td, c) => { setText(td, fmtCount(c.messages_in) + ' / ' + fmtCount(c.messages_out)); setTitle(td, fmtBytes(c.bytes_in) + ' in, ' + fmtBytes(c.bytes_out) + ' out'); } },
+      { label: 'Closed', width: 88, cls: 'mono', render: (td, c) => { setText(td, fmtClock(c.closed_at, false)); setTitle(td, fmtDateTime(c.closed_at) + ' (' + fmtAgo(c.closed_at) + ')'); } },
+      { label: 'Name', width: 220, cls: 'name name-cell key', col: 'key', render: textCell((c) => c.name) },
+      { label: 'Address', width: 150, cls: 'mono', render: textCell((c) => c.addr) },
+      { label: 'Mode', width: 72, render: modeCell },
+      { label: 'Lasted', width: 96, num: true, render: (td, c) => setText(td, c.connected_at ? fmtDuration((c.closed_at - c.connected_at) / 1000) : '–') },
+      { label: 'Msgs in/out', width: 110, num: true, render: (td, c) => { setText(td, fmtCount(c.messages_in) + ' / ' + fmtCount(c.messages_out)); setTitle(td, fmtBytes(c.bytes_in) + ' in, ' + fmtBytes(c.bytes_out) + ' out'); } },
       {
         label: 'Reason', cls: 'reason reason-cell',
         init: (td) => td.append(el('span'), ' ', el('span', { className: 'reason-text' })),
@@ -1189,6 +1248,8 @@
     width: 0,
     charW: 7.5,
     cpl: 100,             // characters per line, for estimates
+    hexRow: 16,           // bytes a hex dump line: 8 where 16 do not fit (phones)
+    height: 0,            // the list's height, set to fit its messages
     arrivals: 0,
     rate: 0,
   };
@@ -1363,14 +1424,15 @@
   }
 
   /** Builds the three columns of a hex dump: offsets, hex pairs, ASCII. */
-  function hexDump(bytes, limit) {
+  function hexDump(bytes, limit, perRow) {
+    perRow = perRow || 16;
     const n = Math.min(bytes.length, limit);
     const off = [], hex = [], ascii = [];
-    for (let r = 0; r < n; r += 16) {
+    for (let r = 0; r < n; r += perRow) {
       off.push(r.toString(16).toUpperCase().padStart(4, '0'));
       const pairs = [];
       let a = '';
-      for (let j = r; j < Math.min(r + 16, n); j++) {
+      for (let j = r; j < Math.min(r + perRow, n); j++) {
         const b = bytes[j];
         pairs.push(HEX[b]);
         a += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '·';
@@ -1434,7 +1496,7 @@
     body.append(text);
     // Hex view.
     const limit = r.open ? bytes.length : hexLimit();
-    const dump = hexDump(bytes, limit);
+    const dump = hexDump(bytes, limit, T.hexRow);
     body.append(el('div', { className: 'hexdump' },
       el('div', { className: 'off', text: dump.off, attrs: { 'aria-hidden': 'true' } }),
       el('div', { className: 'hex', text: dump.hex }),
@@ -1463,7 +1525,7 @@
       textLines = Math.min(TEXT_COLLAPSED_LINES, Math.max(1, Math.ceil(len / T.cpl)));
       if (r.text !== null && r.text.indexOf('\n') >= 0) textLines = Math.min(TEXT_COLLAPSED_LINES, textLines + r.text.split('\n', TEXT_COLLAPSED_LINES).length - 1);
     }
-    const hexLines = Math.max(1, Math.ceil(Math.min(size, hexLimit()) / 16));
+    const hexLines = Math.max(1, Math.ceil(Math.min(size, hexLimit()) / T.hexRow));
     const lines = T.view === 'text' ? textLines : T.view === 'hex' ? hexLines : textLines + hexLines;
     const extra = (size > hexLimit() ? 21 : 0) + (r.size > size ? 21 : 0) + (T.view === 'both' ? 4 : 0);
     return 35 + lines * 18 + extra;
@@ -1485,6 +1547,16 @@
     }
     T.total = y;
     T.sizer.style.height = y + 'px';
+  }
+
+  /** Sizes the list to its messages, between its CSS min- and max-height
+   * (no blank area under a few messages); returns its height. */
+  function fitTraffic() {
+    const css = getComputedStyle(T.el);
+    const min = parseFloat(css.minHeight) || 0, max = parseFloat(css.maxHeight) || Infinity;
+    const h = Math.ceil(Math.max(min, Math.min(max, T.total)));
+    if (T.height !== h) { T.height = h; T.el.style.height = h + 'px'; }
+    return h;
   }
 
   /** Index of the last item whose top is at or above y. */
@@ -1580,22 +1652,25 @@
    * layouts to measure items it has just built. */
   renderers.traffic = function () {
     const sc = T.el;
-    const width = sc.clientWidth, viewH = sc.clientHeight, current = sc.scrollTop;
+    const width = sc.clientWidth, current = sc.scrollTop;
     if (width !== T.width) {
       // New width: wrapped heights change; measure again.
       T.width = width;
       T.cpl = Math.max(20, Math.floor((width - 34) / T.charW));
+      T.hexRow = T.cpl >= 56 ? 16 : 8;
       for (const r of T.items) { r.h = 0; r.est = 0; }
       for (const node of T.nodes.values()) node.remove();
       T.nodes.clear();
     }
     layoutTraffic();
+    let viewH = fitTraffic();
     let top = desiredScrollTop(current, viewH);
     for (let pass = 0; pass < 3; pass++) {
       const built = mountVisible(top, viewH);
       if (!built || !measureMounted()) break;
       // Measured heights replace estimates: positions move; place again.
       layoutTraffic();
+      viewH = fitTraffic();
       top = desiredScrollTop(top, viewH);
     }
     setScrollTop(top);
@@ -2032,6 +2107,7 @@
   initWatch();
   initSend();
   initKick();
+  initLogout();
   $('#banner-retry').addEventListener('click', () => { live.delay = 1000; connect(); });
   // Relative times ("5 s ago") move even when no snapshot comes.
   setInterval(() => { invalidate('clients'); invalidate('closed'); }, 5000);
