@@ -653,6 +653,11 @@ pub struct Config {
     /// Origins (`https://host:port`) allowed to open `/ws` from a browser,
     /// besides the HTTP listener's own.
     pub allowed_origins: Vec<String>,
+    /// The DNS names browsers reach the HTTP listener by, directly (not
+    /// through a proxy): a page whose `Host` is a name not listed here,
+    /// nor `localhost`, an IP address or an allowed origin's, is one that
+    /// DNS rebinding pointed at this server, and is refused `/ws`.
+    pub server_names: Vec<String>,
     /// How often WebSocket clients are pinged.
     pub ws_ping_interval: Duration,
     /// How long a pinged WebSocket client has to answer.
@@ -713,6 +718,7 @@ impl Default for Config {
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             admin_token: None,
             allowed_origins: Vec::new(),
+            server_names: Vec::new(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
             admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
@@ -817,6 +823,12 @@ impl Config {
                 "the admin token is {} characters long; use at least {MIN_ADMIN_TOKEN_LEN} (e.g. from `openssl rand -hex 32`)",
                 token.len()
             );
+            // Spaces (or a line end in a file) would be trimmed where the
+            // token is typed, and sixteen spaces are no secret.
+            anyhow::ensure!(
+                !token.chars().any(char::is_whitespace),
+                "the admin token holds spaces or other whitespace; use a token without (e.g. from `openssl rand -hex 32`)"
+            );
         }
         self.validate_tls()?;
         // Devices that register authenticate with the devices file; every
@@ -894,6 +906,7 @@ impl Config {
             auth_timeout: _,
             admin_token: _,
             allowed_origins: _,
+            server_names: _,
             ws_ping_interval: _,
             ws_pong_timeout: _,
             admin_login_attempts: _,
@@ -956,6 +969,7 @@ impl Config {
             auth_timeout => "auth-timeout",
             admin_token => "admin-token",
             allowed_origins => "allowed-origin",
+            server_names => "server-name",
             ws_ping_interval => "ws-ping-interval",
             ws_pong_timeout => "ws-pong-timeout",
             admin_login_attempts => "admin-login-attempts",
@@ -1133,6 +1147,8 @@ pub struct Overrides {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// See [`Config::allowed_origins`].
     pub allowed_origin: Option<Vec<String>>,
+    /// See [`Config::server_names`].
+    pub server_name: Option<Vec<String>>,
     /// See [`Config::ws_ping_interval`].
     pub ws_ping_interval: Option<Seconds>,
     /// See [`Config::ws_pong_timeout`].
@@ -1217,6 +1233,7 @@ impl Overrides {
             config.admin_token = self.admin_token;
         }
         set(&mut config.allowed_origins, self.allowed_origin);
+        set(&mut config.server_names, self.server_name);
         set(
             &mut config.ws_ping_interval,
             self.ws_ping_interval.map(|s| s.0),
@@ -1614,6 +1631,18 @@ mod tests {
     #[test]
     fn unknown_config_keys_are_refused() {
         assert!(toml::from_str::<Overrides>("max_lines = 3").is_err());
+    }
+
+    #[test]
+    fn an_admin_token_of_spaces_is_refused() {
+        for token in [" ".repeat(16), format!("{} x", "a".repeat(16))] {
+            let config = Config {
+                admin_token: Some(token.clone()),
+                ..Config::local()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("whitespace"), "{token:?}: {error}");
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::auth::{Admitted, AuthError, Authenticator};
 use crate::hub::{
-    weight, Batch, Body, CloseReason, Closing, Name, OutboxHandle, Pushed, RoomName, Session,
+    weight, Batch, Body, CloseReason, Closing, DeviceProof, Name, OutboxHandle, Pushed, RoomName,
+    Session,
 };
 use crate::protocol::{
     apply, Decode, Input, Protocol, ProtocolError, Registration, Reply, Request, Secret,
@@ -343,13 +344,19 @@ async fn register(
         name,
         room,
     } = registration;
-    let label = match gate {
-        None => None,
+    let (label, proof) = match gate {
+        None => (None, DeviceProof::Open),
         Some(gate) => match gate
             .auth
             .device(&identity.id, identity.key.as_deref(), gate.ip)
         {
-            Ok(known) => known.label().map(str::to_owned),
+            Ok(known) => (
+                known.label().map(str::to_owned),
+                match known.has_key() {
+                    true => DeviceProof::Keyed,
+                    false => DeviceProof::Listed,
+                },
+            ),
             Err(error @ AuthError::Banned { .. }) => {
                 return Err(Refusal::Now(CloseReason::Refused(error.to_string().into())))
             }
@@ -364,7 +371,7 @@ async fn register(
     };
     // A stale connection of the same device is closed (and logged) there.
     session
-        .register_device(&identity.id, label.as_deref(), name.clone())
+        .register_device(&identity.id, label.as_deref(), name.clone(), proof)
         .await
         .map_err(|error| format!("cannot give it the name {name}: {error}"))?;
     session

@@ -63,7 +63,12 @@ pub(super) enum Payload {
     /// A device connected to the sender under `name`, which client `to`
     /// of the node whose inbox this is holds: its stale connection, to be
     /// closed.
-    ReplaceDevice { to: ClientId, name: Name },
+    ReplaceDevice {
+        to: ClientId,
+        name: Name,
+        /// What the new registration proved ([`crate::hub::DeviceProof`]).
+        proof: u8,
+    },
 }
 
 /// Why a frame could not be read.
@@ -174,9 +179,10 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
             put_str(&mut out, node);
             put_str(&mut out, reason);
         }
-        Payload::ReplaceDevice { to, name } => {
+        Payload::ReplaceDevice { to, name, proof } => {
             out.put_u64(to.get());
             put_str(&mut out, name.as_str());
+            out.put_u8(*proof);
         }
     }
     out
@@ -292,6 +298,12 @@ pub(super) fn decode(mut frame: Bytes) -> Result<(Header, Payload), BadFrame> {
         REPLACE_DEVICE => Payload::ReplaceDevice {
             to: ClientId::new(get_u64(&mut frame)?),
             name: get_name(&mut frame)?,
+            // Absent from an older node's frame: the least proof.
+            proof: if frame.has_remaining() {
+                frame.get_u8()
+            } else {
+                0
+            },
         },
         other => return Err(BadFrame::Kind(other)),
     };
@@ -450,6 +462,7 @@ mod tests {
             Payload::ReplaceDevice {
                 to: ClientId::new(12),
                 name: name("dev-861234567890123"),
+                proof: 2,
             },
         ];
         for payload in payloads {

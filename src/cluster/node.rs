@@ -18,8 +18,8 @@ use super::keys::{self, Keys};
 use super::received::{Arrival, Sequences};
 use super::ClusterConfig;
 use crate::hub::{
-    Backplane, Body, Change, Claim, ClientId, CloseReason, Hub, Name, NodeName, RemoteClient,
-    RoomName, Unclaimed,
+    Backplane, Body, Change, Claim, ClientId, CloseReason, DeviceProof, Hub, Name, NodeName,
+    RemoteClient, RoomName, Unclaimed,
 };
 
 /// Why a node could not join its cluster.
@@ -761,10 +761,11 @@ impl Backplane for Cluster {
         });
     }
 
-    fn replace_device(&self, holder: &RemoteClient, name: &Name) {
+    fn replace_device(&self, holder: &RemoteClient, name: &Name, proof: DeviceProof) {
         let payload = Payload::ReplaceDevice {
             to: holder.id,
             name: name.clone(),
+            proof: proof.as_u8(),
         };
         self.inner.to_inbox(holder, &payload);
     }
@@ -1338,13 +1339,16 @@ impl Inbound {
                 lock(&self.received).forget_node(&node);
                 self.hub.remote_node_gone(&node, &reason);
             }
-            Payload::ReplaceDevice { to, name } => {
+            Payload::ReplaceDevice { to, name, proof } => {
                 if let Arrival::AfterGap { missed } = lock(&self.received).arrive(channel, &header)
                 {
                     self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
                     warn!(origin = %header.origin, missed, "direct messages from another node were lost");
                 }
-                if self.hub.replace_device(to, &name) {
+                if self
+                    .hub
+                    .replace_device(to, &name, DeviceProof::from_u8(proof))
+                {
                     info!(%name, client = %to, node = %header.origin, "a device connected again on another node: its stale connection here is closed");
                 } else {
                     debug!(%name, node = %header.origin, "another node asked to replace a device that is not here");

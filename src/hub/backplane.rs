@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Body, ClientId, Name, RoomName};
+use super::{Body, ClientId, DeviceProof, Name, RoomName};
 
 /// A client connected to another node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -136,7 +136,7 @@ pub trait Backplane: Send + Sync + fmt::Debug {
     /// device's stale connection (see [`Hub::replace_device`]).
     ///
     /// [`Hub::replace_device`]: super::Hub::replace_device
-    fn replace_device(&self, holder: &RemoteClient, name: &Name);
+    fn replace_device(&self, holder: &RemoteClient, name: &Name, proof: DeviceProof);
 
     /// Names starting with `prefix` are kept for devices here: tells the
     /// other nodes to keep them too (see [`Hub::keep_device_names`]).
@@ -166,7 +166,7 @@ impl Backplane for Solo {
 
     fn unclaim(&self, _: ClientId, _: &Name) {}
 
-    fn replace_device(&self, _: &RemoteClient, _: &Name) {}
+    fn replace_device(&self, _: &RemoteClient, _: &Name, _: DeviceProof) {}
 
     fn reserve_device_names(&self, _: &str) {}
 }

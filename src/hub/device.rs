@@ -28,11 +28,43 @@ const CLUSTER_HANDOVER_PAUSE: std::time::Duration = std::time::Duration::from_mi
 const STALE_DEPARTURE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const STALE_DEPARTURE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// How much a device's registration proved of who it is. A registration
+/// may replace a connection of the same device (its stale one) only if it
+/// proved at least as much: an open listener's `register=imei` must not
+/// take over a device that registered with its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeviceProof {
+    /// Its registration alone, on a listener without `auth=required`.
+    Open,
+    /// Its identity is in the devices file, which gives it no key.
+    Listed,
+    /// Its identity and its key, from the devices file.
+    Keyed,
+}
+
+impl DeviceProof {
+    /// As a byte, for the cluster's frames.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// From a byte of a cluster frame; anything unknown is the least.
+    pub fn from_u8(byte: u8) -> DeviceProof {
+        match byte {
+            2 => DeviceProof::Keyed,
+            1 => DeviceProof::Listed,
+            _ => DeviceProof::Open,
+        }
+    }
+}
+
 /// What the hub knows of a registered device.
 #[derive(Debug)]
 pub(super) struct DeviceState {
     /// Its identity (an IMEI, a MAC, ...), as its registration gave it.
     pub(super) id: Box<str>,
+    /// What its registration proved.
+    pub(super) proof: DeviceProof,
     /// What the devices file calls it, if it says.
     pub(super) label: Option<Box<str>>,
     /// When it registered, in Unix milliseconds.
@@ -153,10 +185,10 @@ impl Hub {
 
     /// Another node asks: a device connected to it under `name`, which
     /// local client `id` holds, so `id` is that device's stale connection.
-    /// If `id` is indeed a device of that name, it is closed (replaced)
-    /// and its name released here and in the cluster; returns whether it
-    /// was.
-    pub fn replace_device(&self, id: ClientId, name: &Name) -> bool {
+    /// If `id` is indeed a device of that name, whose registration proved
+    /// no more than the new one's (`proof`), it is closed (replaced) and
+    /// its name released here and in the cluster; returns whether it was.
+    pub fn replace_device(&self, id: ClientId, name: &Name, proof: DeviceProof) -> bool {
         let keys = NameKeys::of(name);
         let stale = {
             let mut directory = self.directory();
@@ -164,7 +196,7 @@ impl Hub {
                 .by_name
                 .get(&keys.key)
                 .cloned()
-                .filter(|m| m.id == id && m.device.get().is_some());
+                .filter(|m| m.id == id && m.device.get().is_some_and(|d| d.proof <= proof));
             let Some(holder) = holder else {
                 return false;
             };
@@ -198,17 +230,20 @@ impl Session {
     }
 
     /// Registers this client as the device `id` (`label`: what the
-    /// devices file calls it), named `name`. A device
-    /// already connected under that name is this one's stale connection
-    /// (the link dropped, the device connected again): it is disconnected,
-    /// and this one takes the name. Returns the stale connection's id.
+    /// devices file calls it), named `name`, its registration having
+    /// proved `proof`. A device already connected under that name is this
+    /// one's stale connection (the link dropped, the device connected
+    /// again): it is disconnected, and this one takes the name. Returns the
+    /// stale connection's id.
     ///
-    /// A name held by a client that is not a device is not taken over.
+    /// A name held by a client that is not a device, or by a device whose
+    /// registration proved more (a key), is not taken over.
     pub async fn register_device(
         &mut self,
         id: &str,
         label: Option<&str>,
         name: Name,
+        proof: DeviceProof,
     ) -> Result<Option<ClientId>, HubError> {
         if self.is_device() {
             return Err(HubError::AlreadyRegistered);
@@ -222,10 +257,13 @@ impl Session {
                 .cloned()
                 .filter(|m| m.id != self.me.id);
             match holder {
-                Some(holder) if holder.device.get().is_some() => {
+                Some(holder) if holder.device.get().is_some_and(|d| d.proof <= proof) => {
                     holder.outbox.close(CloseReason::Replaced, true);
                     directory.release(&keys, holder.id);
                     (Some(holder), None)
+                }
+                Some(holder) if holder.device.get().is_some() => {
+                    return Err(HubError::DeviceProved(name))
                 }
                 Some(_) => return Err(HubError::NameTaken(name)),
                 // Held on another node: if it is a device there, it is this
@@ -253,7 +291,7 @@ impl Session {
             self.claim_handed_over(&name, CLUSTER_HANDOVER_TRIES)
                 .await?;
         } else if let Some(remote) = elsewhere {
-            self.replace_elsewhere(&name, remote).await?;
+            self.replace_elsewhere(&name, remote, proof).await?;
         } else {
             match self.take_name(name.clone()).await {
                 // Claimed in Redis by a connection whose news has not come
@@ -263,7 +301,7 @@ impl Session {
                         .news_of_holder(&name)
                         .await
                         .ok_or_else(|| HubError::NameTaken(name.clone()))?;
-                    self.replace_elsewhere(&name, remote).await?;
+                    self.replace_elsewhere(&name, remote, proof).await?;
                 }
                 result => {
                     result?;
@@ -273,6 +311,7 @@ impl Session {
         let now = unix_millis(SystemTime::now());
         let _ = self.me.device.set(Box::new(DeviceState {
             id: id.into(),
+            proof,
             label: label.map(Into::into),
             registered_at: now,
             last_heartbeat: AtomicU64::new(0),
@@ -299,9 +338,10 @@ impl Session {
         &mut self,
         name: &Name,
         remote: RemoteClient,
+        proof: DeviceProof,
     ) -> Result<(), HubError> {
         tracing::info!(%name, node = %remote.node, "a device connected again here while its stale connection is on another node: asked that node to close it");
-        self.hub.backplane().replace_device(&remote, name);
+        self.hub.backplane().replace_device(&remote, name, proof);
         if let Err(error) = self.claim_handed_over(name, REMOTE_HANDOVER_TRIES).await {
             // The other node did not let it go: it holds the name still.
             self.hub.directory().remote.add_name(name, &remote);

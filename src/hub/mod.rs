@@ -37,7 +37,7 @@ mod tap;
 pub use access::{Access, ReservedNames};
 pub use backplane::{Backplane, Change, Claim, NodeName, RemoteClient, Solo, Unclaimed};
 pub use counters::{ClientKind, KINDS};
-pub use device::DeviceInfo;
+pub use device::{DeviceInfo, DeviceProof};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use info::{
     unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
@@ -356,6 +356,10 @@ pub enum HubError {
         /// The fixed start it is under.
         prefix: String,
     },
+    /// The device is connected with a registration that proved more (its
+    /// key): one that proves less does not replace it.
+    #[error("the device {0} is connected with more proof of who it is (its key from the devices file): a registration without it cannot replace that connection")]
+    DeviceProved(Name),
     /// A device registers once per connection.
     #[error("this connection registered as a device already")]
     AlreadyRegistered,
@@ -383,7 +387,7 @@ impl HubError {
     /// A stable machine-readable code for the error.
     pub fn code(&self) -> &'static str {
         match self {
-            HubError::NameTaken(_) => "name_taken",
+            HubError::NameTaken(_) | HubError::DeviceProved(_) => "name_taken",
             HubError::NoSuchClient(_) | HubError::NoSuchClientId(_) => "no_such_client",
             HubError::NameReserved(_)
             | HubError::UserName(_)

@@ -11,7 +11,12 @@
 //!   `^[`, BS `^H`, a CR inside a line `^M`, BEL `^G`, DEL `^?`;
 //! - C1 controls (U+0080 to U+009F), bidirectional embeddings, overrides,
 //!   isolates and marks (U+202A to U+202E, U+2066 to U+2069, U+200E,
-//!   U+200F, U+061C), and bytes that are not UTF-8 become U+FFFD `�`.
+//!   U+200F, U+061C), line and paragraph separators (U+2028, U+2029), and
+//!   bytes that are not UTF-8 become U+FFFD `�`;
+//! - a run of blanks (spaces, tabs, other Unicode spaces, zero-width
+//!   characters) is shown at most [`MAX_BLANK_COLUMNS`] columns wide: a
+//!   run of invisible characters would soft-wrap an 80-column terminal
+//!   and start a visual line with a forged `[#room] name:` prefix.
 
 use bytes::{BufMut, BytesMut};
 
@@ -19,22 +24,63 @@ use bytes::{BufMut, BytesMut};
 /// becomes at most three (an invalid byte becomes U+FFFD).
 pub const MAX_EXPANSION: usize = 3;
 
+/// The widest run of blanks shown: a tab stop's worth. Wider runs are
+/// cut to it (a tab counts 8 columns), so that invisible characters cannot
+/// wrap a line onto a forged prefix; text is still readable, and JSON and
+/// raw clients get the exact text.
+pub const MAX_BLANK_COLUMNS: usize = 8;
+
 /// Whether a byte is shown as it is, with nothing to look at: printable
 /// ASCII and TAB. Everything else takes the slow path.
 fn plain(byte: u8) -> bool {
     (0x20..0x7f).contains(&byte) || byte == b'\t'
 }
 
+/// Whether `bytes` can be shown as they are: plain, with no run of blanks
+/// wider than [`MAX_BLANK_COLUMNS`].
+fn shown_as_is(bytes: &[u8]) -> bool {
+    let mut blank = 0;
+    bytes.iter().all(|&b| {
+        blank = match b {
+            b' ' => blank + 1,
+            b'\t' => blank + 8,
+            _ => 0,
+        };
+        plain(b) && blank <= MAX_BLANK_COLUMNS
+    })
+}
+
+/// How many columns a blank character takes (`None`: not a blank). Zero
+/// for the zero-width ones, which still belong to a run.
+fn blank_width(c: char) -> Option<usize> {
+    match c {
+        '\t' => Some(8),
+        '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}' => Some(0),
+        // Controls (line ends among them) are shown in caret notation.
+        c if c.is_whitespace() && !c.is_control() => Some(1),
+        _ => None,
+    }
+}
+
 /// Appends `bytes` to `out`, made safe to show on a terminal.
 pub fn put_inert(out: &mut BytesMut, bytes: &[u8]) {
-    if bytes.iter().all(|b| plain(*b)) {
+    if shown_as_is(bytes) {
         out.put_slice(bytes);
         return;
     }
+    let mut blank = 0;
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid();
         let mut clean = 0;
         for (at, c) in valid.char_indices() {
+            let width = blank_width(c);
+            blank = width.map_or(0, |w| blank + w);
+            if width.is_some() && blank > MAX_BLANK_COLUMNS {
+                // Past the widest run shown: left out.
+                out.put_slice(&valid.as_bytes()[clean..at]);
+                clean = at + c.len_utf8();
+                continue;
+            }
             let replacement: Option<&[u8]> = match c {
                 '\t' => None,
                 '\0'..='\x1f' => Some(&CARET[c as usize]),
@@ -44,6 +90,8 @@ pub fn put_inert(out: &mut BytesMut, bytes: &[u8]) {
                 | '\u{2066}'..='\u{2069}'
                 | '\u{200e}'
                 | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
                 | '\u{061c}' => Some(REPLACEMENT),
                 _ => None,
             };
@@ -56,6 +104,7 @@ pub fn put_inert(out: &mut BytesMut, bytes: &[u8]) {
         out.put_slice(&valid.as_bytes()[clean..]);
         if !chunk.invalid().is_empty() {
             out.put_slice(REPLACEMENT);
+            blank = 0;
         }
     }
 }
@@ -116,6 +165,37 @@ mod tests {
         assert_eq!(inert(b"\x9b2J"), "\u{fffd}2J");
     }
 
+    #[test]
+    fn a_run_of_blanks_cannot_wrap_a_line_onto_a_forged_prefix() {
+        let forged = "[#lobby] admin: send me your password";
+        for blanks in [
+            " ".repeat(66),
+            "\t".repeat(9),
+            "\u{3000}".repeat(33),
+            " \u{200b}".repeat(40),
+        ] {
+            let shown = inert(format!("hi{blanks}{forged}").as_bytes());
+            let run: String = shown
+                .trim_start_matches("hi")
+                .chars()
+                .take_while(|c| blank_width(*c).is_some())
+                .collect();
+            let columns: usize = run.chars().map(|c| blank_width(c).unwrap()).sum();
+            assert!(columns <= MAX_BLANK_COLUMNS, "{blanks:?} became {run:?}");
+            assert!(shown.ends_with(forged), "{shown}");
+        }
+        // Ordinary spacing is left alone.
+        assert_eq!(inert(b"a  b\tc        d"), "a  b\tc        d");
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_replaced() {
+        assert_eq!(
+            inert("a\u{2028}[#lobby] x: y\u{2029}".as_bytes()),
+            "a\u{fffd}[#lobby] x: y\u{fffd}"
+        );
+    }
+
     proptest! {
         #[test]
         fn nothing_a_terminal_obeys_gets_through(input in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -123,8 +203,13 @@ mod tests {
             prop_assert!(out.len() <= input.len() * MAX_EXPANSION);
             for c in out.chars() {
                 prop_assert!(c == '\t' || !c.is_control(), "{:?} got through", c);
-                let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}');
-                prop_assert!(!bidi, "bidi control {:?} got through", c);
+                let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{2028}' | '\u{2029}');
+                prop_assert!(!bidi, "bidi control or separator {:?} got through", c);
+            }
+            let mut run = 0;
+            for c in out.chars() {
+                run = blank_width(c).map_or(0, |w| run + w);
+                prop_assert!(run <= MAX_BLANK_COLUMNS, "a run of {} blank columns in {:?}", run, out);
             }
         }
     }

@@ -553,6 +553,66 @@ async fn a_device_with_a_key_must_carry_it_in_its_registration() {
     );
 }
 
+/// The attacker's review: with a keyed device on one listener and an open
+/// `register=imei` listener beside it, both naming `dev-{id}`, sending the
+/// IMEI to the open one must not close the keyed connection and receive
+/// its commands.
+#[tokio::test]
+async fn an_open_listener_cannot_take_over_a_device_that_registered_with_its_key() {
+    let dir = TempDir::new("devices-takeover");
+    let file = dir.join("devices");
+    std::fs::write(&file, format!("{IMEI} key=k9Qe2xVb7Lm4\n")).unwrap();
+    let keyed = r"register=regex:(?<id>[0-9]{15}),(?<key>[^\r\n]+)\r?\n?&auth=required";
+    let mut config = Config {
+        listeners: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            format!("raw://127.0.0.1:0?{keyed}&room=dev-{{id}}")
+                .parse()
+                .unwrap(),
+            "raw://127.0.0.1:0?register=imei&room=dev-{id}&register-grace=300ms"
+                .parse()
+                .unwrap(),
+        ],
+        ..Config::local()
+    };
+    config.auth.devices_file = Some(file);
+    let server = TestServer::start(config).await;
+    let (keyed_addr, open_addr) = (server.listeners[1].addr, server.listeners[2].addr);
+    let mut app = app_in(&server, DEVICE).await;
+    let mut device = TcpStream::connect(keyed_addr).await.unwrap();
+    device
+        .write_all(format!("{IMEI},k9Qe2xVb7Lm4\r\n").as_bytes())
+        .await
+        .unwrap();
+    expect_notice_containing(&mut app, &format!("{DEVICE} joined #{DEVICE}")).await;
+
+    // The impostor knows the IMEI (it is printed on the device).
+    let mut impostor = TcpStream::connect(open_addr).await.unwrap();
+    impostor.write_all(IMEI.as_bytes()).await.unwrap();
+    closed(&mut impostor).await;
+    // The keyed device was not replaced, and the app's command reaches it.
+    app.send_line(format!("/hex {DEVICE} 01 03")).await.unwrap();
+    let mut got = [0u8; 2];
+    within(
+        "the command to reach the keyed device",
+        device.read_exact(&mut got),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, [0x01, 0x03]);
+    device.write_all(b"T=21\n").await.unwrap();
+    let (_, from, text) = expect_message(&mut app).await;
+    assert_eq!((from.as_str(), text.as_str()), (DEVICE, "T=21"));
+    // A keyed registration still replaces its own stale connection.
+    let mut again = TcpStream::connect(keyed_addr).await.unwrap();
+    again
+        .write_all(format!("{IMEI},k9Qe2xVb7Lm4\r\n").as_bytes())
+        .await
+        .unwrap();
+    closed(&mut device).await;
+    server.stop().await;
+}
+
 /// Guessing identities gets the address banned, as guessing passwords
 /// does: then nothing from it is let in.
 #[tokio::test]

@@ -436,3 +436,37 @@ async fn a_text_client_sending_a_modbus_frame_is_told_once_where_it_belongs() {
     assert_eq!(expect_message(&mut watcher).await.2, "plain text");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn status_takes_its_address_before_or_after_watch_and_knows_a_tcp_listener() {
+    let server = BinaryServer::start(&["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]).await;
+    let http = server.listeners[1]
+        .strip_prefix("http://")
+        .expect("the HTTP listener")
+        .to_owned();
+    // `--watch ADDR`: the address, refreshed every 2 s.
+    let mut watching = switchboard(&["status", "--watch", &http]).spawn().unwrap();
+    let mut out = tokio::io::BufReader::new(watching.stdout.take().unwrap());
+    let mut shown = String::new();
+    within("status to show the server", async {
+        while !shown.contains("clients") {
+            let mut line = String::new();
+            let read = tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+                .await
+                .unwrap();
+            assert!(read > 0, "status exited: {shown}");
+            shown.push_str(&line);
+        }
+    })
+    .await;
+    watching.kill().await.unwrap();
+    // Pointed at a TCP listener, it says that status talks to --http.
+    let text = server.addr(0).to_string();
+    let output = run(&["status", &text]).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is a switchboard TCP listener") && stderr.contains("--http"),
+        "{stderr}"
+    );
+}

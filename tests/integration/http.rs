@@ -444,6 +444,56 @@ async fn close_frames_say_why_with_the_proper_code() {
     stopping.await.unwrap();
 }
 
+/// A `/ws` request as a browser page sends it, with `Origin` and `Host`.
+async fn ws_status_as_page(http_addr: SocketAddr, origin: &str, host: &str) -> u16 {
+    let mut request = format!("ws://{http_addr}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    request.headers_mut().insert("host", host.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_page_that_dns_rebinding_points_at_a_loopback_relay_cannot_open_a_websocket() {
+    // evil.example resolves to 127.0.0.1 after the page loaded: its page
+    // asks for /ws with Origin and Host both evil.example.
+    let (server, http_addr) = start(http_config()).await;
+    let port = http_addr.port();
+    let evil = format!("evil.example:{port}");
+    assert_eq!(
+        ws_status_as_page(http_addr, &format!("http://{evil}"), &evil).await,
+        403
+    );
+    // The server's own names still work: loopback, and its address.
+    for host in [format!("localhost:{port}"), http_addr.to_string()] {
+        assert_eq!(
+            ws_status_as_page(http_addr, &format!("http://{host}"), &host).await,
+            101,
+            "{host}"
+        );
+    }
+    server.stop().await;
+    // A name the operator gives with --server-name is the server's own.
+    let config = Config {
+        server_names: vec!["relay.example.com".into()],
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let own = format!("relay.example.com:{}", http_addr.port());
+    assert_eq!(
+        ws_status_as_page(http_addr, &format!("http://{own}"), &own).await,
+        101
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_page_from_another_site_cannot_open_a_websocket() {
     let (server, http_addr) = start(http_config()).await;
@@ -765,9 +815,17 @@ async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
         let body: Value = wrong.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    // Past the limit, even the right token waits out the minute.
-    let limited = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    // Past the limit, wrong tokens wait out the minute...
+    let limited = client
+        .get(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(limited.status(), 429);
+    // ...and the right one is never refused because of them: behind a
+    // proxy, an attacker's guesses come from the admin's address too.
+    assert_eq!(status_of(client.get(&url).bearer_auth(TOKEN)).await, 200);
     // /ws and /healthz stay open.
     assert_eq!(
         status_of(client.get(format!("http://{http_addr}/healthz"))).await,
@@ -813,6 +871,33 @@ async fn the_console_login_keeps_the_token_in_a_strict_http_only_cookie() {
         .to_str()
         .unwrap()
         .contains("default-src 'self'"));
+    // The cookie is a session that ends, not the token.
+    assert!(!cookie.contains(TOKEN), "{cookie}");
+    assert!(cookie.contains("Max-Age=43200"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let stats = format!("http://{http_addr}/api/v1/stats");
+    assert_eq!(
+        status_of(client.get(&stats).header("cookie", pair)).await,
+        200
+    );
+    // Logging out revokes it: the same cookie, replayed, opens nothing.
+    let logout = client
+        .post(format!("http://{http_addr}/logout"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 303);
+    assert_eq!(
+        status_of(client.get(&stats).header("cookie", pair)).await,
+        401
+    );
+    // A made-up cookie opens nothing either.
+    let forged = format!("switchboard_admin={}", "ab".repeat(32));
+    assert_eq!(
+        status_of(client.get(&stats).header("cookie", forged)).await,
+        401
+    );
     let wrong = client
         .post(format!("http://{http_addr}/login"))
         .header("content-type", "application/x-www-form-urlencoded")

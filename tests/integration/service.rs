@@ -175,7 +175,10 @@ async fn check_config_of_a_bad_file_fails_naming_the_file_and_the_reason() {
     let error = stderr(&output);
     assert!(error.contains("bad config file"), "{error}");
     assert!(error.contains(path.to_str().unwrap()), "{error}");
-    assert!(error.contains("unknown field `max-lines`"), "{error}");
+    assert!(
+        error.contains("unknown key `max-lines`: did you mean `max-line`?"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

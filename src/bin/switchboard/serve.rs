@@ -242,6 +242,15 @@ pub struct ServeArgs {
     )]
     allowed_origin: Vec<String>,
 
+    /// A DNS name browsers open the --http listener by directly (not through a proxy), e.g. relay.example.com; repeatable. A browser on a name not listed (nor localhost, an IP address or an --allowed-origin's host) is refused /ws: it is a page that DNS rebinding pointed here. [default: none]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SWITCHBOARD_SERVER_NAME",
+        value_delimiter = ','
+    )]
+    server_name: Vec<String>,
+
     /// How often WebSocket clients are pinged. [default: 25s]
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_WS_PING_INTERVAL")]
     ws_ping_interval: Option<Seconds>,
@@ -346,6 +355,7 @@ impl ServeArgs {
             admin_token: args.admin_token,
             admin_token_file: args.admin_token_file,
             allowed_origin: Some(args.allowed_origin).filter(|origins| !origins.is_empty()),
+            server_name: Some(args.server_name).filter(|names| !names.is_empty()),
             ws_ping_interval: args.ws_ping_interval,
             ws_pong_timeout: args.ws_pong_timeout,
             admin_login_attempts: args.admin_login_attempts,

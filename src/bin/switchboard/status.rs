@@ -13,13 +13,9 @@ use switchboard::server::control::{ClientPage, RoomPage, Stats};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The server's HTTP listener (its --http): HOST:PORT, or a URL (https://HOST:PORT for an --http https:// listener).
-    #[arg(
-        value_name = "ADDR",
-        env = "SWITCHBOARD_HTTP",
-        default_value = "127.0.0.1:8080"
-    )]
-    addr: String,
+    /// The server's HTTP listener (its --http): HOST:PORT, or a URL (https://HOST:PORT for an --http https:// listener). [default: 127.0.0.1:8080]
+    #[arg(value_name = "ADDR", env = "SWITCHBOARD_HTTP")]
+    addr: Option<String>,
 
     /// The server's admin token (needed when it has one).
     #[arg(
@@ -34,9 +30,9 @@ pub struct StatusArgs {
     #[arg(long)]
     json: bool,
 
-    /// Refresh every INTERVAL until interrupted.
+    /// Refresh every INTERVAL (default 2s) until interrupted; `--watch ADDR` and `ADDR --watch` both work.
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
-    watch: Option<Seconds>,
+    watch: Option<String>,
 
     /// How long to wait for the server.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
@@ -54,14 +50,38 @@ struct Look {
     closed: ClientPage,
 }
 
+/// The address and the refresh interval, whatever the order they came in:
+/// `--watch` takes an optional value, so `status --watch 127.0.0.1:8080`
+/// gives it the address.
+fn address_and_interval(args: &StatusArgs) -> anyhow::Result<(String, Option<Duration>)> {
+    let watch = match args.watch.as_deref() {
+        None => None,
+        Some(value) => Some(value.parse::<Seconds>().map(|s| s.0).map_err(|_| value)),
+    };
+    match (args.addr.clone(), watch) {
+        (addr, None) => Ok((addr.unwrap_or_else(|| DEFAULT_ADDR.into()), None)),
+        (addr, Some(Ok(interval))) => {
+            Ok((addr.unwrap_or_else(|| DEFAULT_ADDR.into()), Some(interval)))
+        }
+        (None, Some(Err(addr))) => Ok((addr.to_owned(), Some(Duration::from_secs(2)))),
+        (Some(_), Some(Err(value))) => {
+            anyhow::bail!("--watch takes an interval such as 2s or 500ms, not {value:?}")
+        }
+    }
+}
+
+/// Where `status` looks without an address: `--http`'s usual place.
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (addr, watch) = address_and_interval(&args)?;
     let tls = args.tls.client_tls()?;
-    let base = if args.addr.contains("://") {
-        args.addr.trim_end_matches('/').to_owned()
+    let base = if addr.contains("://") {
+        addr.trim_end_matches('/').to_owned()
     } else if tls.is_some() {
-        format!("https://{}", args.addr)
+        format!("https://{addr}")
     } else {
-        format!("http://{}", args.addr)
+        format!("http://{addr}")
     };
     let https = base.starts_with("https://");
     anyhow::ensure!(
@@ -82,10 +102,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             Ok(look) => look,
             Err(error) => {
                 eprintln!("switchboard status: {error:#}");
-                if args.watch.is_none() {
-                    return Ok(ExitCode::FAILURE);
+                if let Some(said) = relay_listener_at(&addr).await {
+                    eprintln!("switchboard status: {addr} is a switchboard TCP listener (it greeted with {said:?}): status talks to the server's --http listener, e.g. switchboard status 127.0.0.1:8080");
                 }
-                tokio::time::sleep(args.watch.map_or(Duration::from_secs(2), |w| w.0)).await;
+                let Some(interval) = watch else {
+                    return Ok(ExitCode::FAILURE);
+                };
+                tokio::time::sleep(interval).await;
                 continue;
             }
         };
@@ -98,7 +121,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         } else {
             render(&look, &base)
         };
-        match args.watch {
+        match watch {
             None => {
                 println!("{out}");
                 return Ok(ExitCode::SUCCESS);
@@ -106,10 +129,32 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             Some(interval) => {
                 // Clear the screen and go home, like `watch`.
                 println!("\x1b[2J\x1b[H{out}");
-                tokio::time::sleep(interval.0).await;
+                tokio::time::sleep(interval).await;
             }
         }
     }
+}
+
+/// What `addr` said when connected to, if it greets as a switchboard TCP
+/// listener does (a text welcome or a JSON event), within a moment.
+async fn relay_listener_at(addr: &str) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    if addr.contains("://") {
+        return None;
+    }
+    let wait = Duration::from_secs(1);
+    let mut stream = tokio::time::timeout(wait, tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let mut first = [0u8; 200];
+    let n = tokio::time::timeout(wait, stream.read(&mut first))
+        .await
+        .ok()?
+        .ok()?;
+    let said = String::from_utf8_lossy(&first[..n]);
+    let said = said.lines().next().unwrap_or_default().to_owned();
+    (said.starts_with("* ") || said.starts_with("{\"type\":")).then_some(said)
 }
 
 async fn look(client: &reqwest::Client, base: &str, token: Option<&str>) -> anyhow::Result<Look> {

@@ -39,11 +39,26 @@ const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
 /// are over are forgotten first, then the oldest.
 const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
+/// How long a console session lasts from its login: a working day, so
+/// that a cookie left in a browser does not open the console for good.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Most console sessions kept at once; past it, the one nearest its end
+/// ends (each is 40 bytes).
+const MAX_SESSIONS: usize = 10_000;
+
 /// The admin gate.
 #[derive(Debug)]
 pub(crate) struct Gate {
     token: Option<String>,
+    /// The console's sessions: the digest of each cookie's value, and
+    /// when it ends. The cookie is a session, not the token: it expires,
+    /// logging out revokes it, and the token never sits in a browser.
+    sessions: Mutex<HashMap<[u8; 32], Instant>>,
+    /// The HTTP listener speaks HTTPS: the cookie is `Secure`.
+    secure_cookie: bool,
     allowed_origins: Vec<String>,
+    server_names: Vec<String>,
     attempts_per_minute: u32,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
@@ -66,10 +81,55 @@ impl Gate {
     pub(crate) fn new(config: &Config) -> Self {
         Gate {
             token: config.admin_token.clone(),
+            sessions: Mutex::default(),
+            secure_cookie: config.http.is_some_and(|http| http.tls),
             allowed_origins: config.allowed_origins.clone(),
+            server_names: config.server_names.clone(),
             attempts_per_minute: config.admin_login_attempts,
             failures: Mutex::default(),
         }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a console session; returns the cookie that carries it.
+    fn open_session(&self) -> String {
+        use argon2::password_hash::rand_core::{OsRng, RngCore};
+        let mut value = [0u8; 32];
+        OsRng.fill_bytes(&mut value);
+        let value: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        let now = Instant::now();
+        let mut sessions = self.sessions();
+        sessions.retain(|_, ends| *ends > now);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(first) = sessions
+                .iter()
+                .min_by_key(|(_, ends)| **ends)
+                .map(|(k, _)| *k)
+            {
+                sessions.remove(&first);
+            }
+        }
+        sessions.insert(session_digest(&value), now + SESSION_LIFETIME);
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!(
+            "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+            SESSION_LIFETIME.as_secs()
+        )
+    }
+
+    /// Whether `value` (a cookie's) is a session that has not ended.
+    fn session_open(&self, value: &str) -> bool {
+        self.sessions()
+            .get(&session_digest(value))
+            .is_some_and(|ends| *ends > Instant::now())
+    }
+
+    /// Ends the session of `value`, if it is one.
+    fn close_session(&self, value: &str) {
+        self.sessions().remove(&session_digest(value));
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
@@ -78,6 +138,7 @@ impl Gate {
 
     /// Whether `ip` has used up its failed attempts for now.
     fn limited(&self, ip: IpAddr) -> bool {
+        let ip = crate::throttle::address_key(ip);
         self.failures().get(&ip).is_some_and(|(since, count)| {
             since.elapsed() < ATTEMPT_WINDOW && *count >= self.attempts_per_minute
         })
@@ -85,6 +146,8 @@ impl Gate {
 
     /// Counts a failed attempt from `ip`.
     fn failed(&self, ip: IpAddr) {
+        // An IPv6 /64 is one address: anyone on a host has one of those.
+        let ip = crate::throttle::address_key(ip);
         let mut failures = self.failures();
         if failures.len() >= MAX_TRACKED_ADDRESSES && !failures.contains_key(&ip) {
             failures.retain(|_, (since, _)| since.elapsed() < ATTEMPT_WINDOW);
@@ -105,10 +168,16 @@ impl Gate {
         entry.1 += 1;
     }
 
+    /// Whether `given` is the token: digests compared in constant time,
+    /// so that neither the bytes nor the length of the token show in how
+    /// long a wrong guess takes.
     fn matches(&self, given: &str) -> bool {
-        self.token
-            .as_deref()
-            .is_some_and(|token| bool::from(token.as_bytes().ct_eq(given.as_bytes())))
+        use sha2::{Digest, Sha256};
+        self.token.as_deref().is_some_and(|token| {
+            let (want, got): ([u8; 32], [u8; 32]) =
+                (Sha256::digest(token).into(), Sha256::digest(given).into());
+            bool::from(want.ct_eq(&got))
+        })
     }
 
     /// The request's `Origin`, if it came from a page of another site
@@ -120,6 +189,42 @@ impl Gate {
         (!self.origin_allowed(origin, host)).then_some(origin)
     }
 
+    /// Why a browser's page may not open `/ws`, if it may not: it is from
+    /// another site, or from a name this server does not know by which it
+    /// was reached directly, which is what DNS rebinding looks like
+    /// (`Origin` and `Host` both `evil.example`, resolved to 127.0.0.1).
+    /// Requests without an `Origin` are not from a page: they pass.
+    pub(crate) fn foreign_page(&self, headers: &HeaderMap) -> Option<ForeignPage> {
+        let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("?");
+        if self.origin_listed(origin) {
+            return None;
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !self.origin_allowed(origin, host) {
+            return Some(ForeignPage::Origin(origin.to_owned()));
+        }
+        // The page's own origin: is its Host a name of this server's?
+        let host = host.unwrap_or_default();
+        let name = host_name(host);
+        let known = is_loopback_host(host)
+            || name.parse::<IpAddr>().is_ok()
+            || self.server_names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| host_name(origin_host(o)).eq_ignore_ascii_case(name))
+            // A proxy routed it here by its name: the proxy knows its names.
+            || PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
+        (!known).then(|| ForeignPage::UnknownName(name.to_owned()))
+    }
+
+    /// Whether `origin` is one the config allows by name.
+    fn origin_listed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    }
+
     /// Whether `origin` (a browser's `Origin` header) is the server's own,
     /// as the request addressed it (`host`), or one allowed by the config.
     fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
@@ -129,10 +234,7 @@ impl Gate {
                 .or_else(|| origin.strip_prefix("https://"))
                 .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
         });
-        own || self
-            .allowed_origins
-            .iter()
-            .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        own || self.origin_listed(origin)
     }
 
     fn check(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -156,13 +258,19 @@ impl Gate {
             }
             return Ok(());
         }
-        if self.limited(peer.ip()) {
-            return Err(Refusal::Limited);
+        // The right token is let in even from an address locked out by
+        // wrong ones: behind a proxy every client shares one address, and
+        // an attacker's guesses must not lock the admin out. Guessing gains
+        // nothing by it: a token has at least 16 characters (2^64 guesses
+        // of hex), and a locked-out address's guesses are not even logged.
+        if cookie(headers).is_some_and(|session| self.session_open(session)) {
+            return Ok(());
         }
-        let given = bearer(headers).or_else(|| cookie(headers));
+        let given = bearer(headers);
         match given {
             None => Err(Refusal::Missing),
             Some(given) if self.matches(given) => Ok(()),
+            Some(_) if self.limited(peer.ip()) => Err(Refusal::Limited),
             Some(_) => {
                 self.failed(peer.ip());
                 warn!(%peer, "admin authentication failed: wrong token");
@@ -179,6 +287,32 @@ fn is_loopback(ip: IpAddr) -> bool {
             v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
+}
+
+/// A browser page refused `/ws`.
+pub(crate) enum ForeignPage {
+    /// From another site (its `Origin`).
+    Origin(String),
+    /// Reached this server directly by a name it does not know (DNS
+    /// rebinding), which is given.
+    UnknownName(String),
+}
+
+/// The host of an origin (`https://host:port` → `host:port`).
+fn origin_host(origin: &str) -> &str {
+    let rest = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    rest.trim_end_matches('/')
+}
+
+/// The name or address of a `Host` header, without its port or brackets.
+fn host_name(host: &str) -> &str {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    name.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Headers that proxies add: a request with any of them came through one,
@@ -198,12 +332,15 @@ const PROXY_HEADERS: [&str; 6] = [
 /// from its client (nginx's `Host $host`), since a loopback-only listener
 /// is never addressed by it directly.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let name = host_name(host);
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(is_loopback)
+}
+
+/// How a session is kept: its digest, so that the server's memory holds
+/// no value a cookie could be made from.
+fn session_digest(value: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value).into()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -304,19 +441,17 @@ pub(crate) async fn login(
     if gate.token.is_none() {
         return Redirect::to("/").into_response();
     }
-    if gate.limited(peer.ip()) {
+    let right = gate.matches(login.token.trim());
+    if !right && gate.limited(peer.ip()) {
         warn!(%peer, "admin login refused: too many failed attempts");
         return Redirect::to("/login?limited=1").into_response();
     }
-    if !gate.matches(login.token.trim()) {
+    if !right {
         gate.failed(peer.ip());
         warn!(%peer, "admin login failed: wrong token");
         return Redirect::to("/login?failed=1").into_response();
     }
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        login.token.trim()
-    );
+    let cookie = gate.open_session();
     let mut response = Redirect::to("/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -324,8 +459,11 @@ pub(crate) async fn login(
     response
 }
 
-/// Forgets the console's cookie.
-pub(crate) async fn logout() -> Response {
+/// Ends the console's session, and has the browser forget its cookie.
+pub(crate) async fn logout(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie(&headers) {
+        app.auth.close_session(session);
+    }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -372,6 +510,93 @@ mod tests {
         assert!(gate.origin_allowed("https://app.example.com", Some("127.0.0.1:8080")));
         assert!(!gate.origin_allowed("http://evil.example", Some("127.0.0.1:8080")));
         assert!(!gate.origin_allowed("http://127.0.0.1:8080", None));
+    }
+
+    #[test]
+    fn a_page_on_a_name_the_server_does_not_know_is_refused_ws() {
+        let mut config = Config::local();
+        config.server_names = vec!["relay.example.com".into()];
+        config.allowed_origins = vec!["https://app.example.com".into()];
+        let gate = Gate::new(&config);
+        let page = |origin: &str, host: &str, extra: Option<(&'static str, &str)>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+            headers.insert(header::HOST, host.parse().unwrap());
+            if let Some((name, value)) = extra {
+                headers.insert(name, value.parse().unwrap());
+            }
+            match gate.foreign_page(&headers) {
+                None => "ok",
+                Some(ForeignPage::Origin(_)) => "origin",
+                Some(ForeignPage::UnknownName(_)) => "name",
+            }
+        };
+        // DNS rebinding: Origin and Host agree, on a name the server does not know.
+        assert_eq!(
+            page("http://evil.example:8080", "evil.example:8080", None),
+            "name"
+        );
+        // Its own names: loopback, addresses, --server-name, an allowed origin's host.
+        assert_eq!(page("http://localhost:8080", "localhost:8080", None), "ok");
+        assert_eq!(page("http://127.0.0.1:8080", "127.0.0.1:8080", None), "ok");
+        assert_eq!(page("http://[::1]:8080", "[::1]:8080", None), "ok");
+        assert_eq!(
+            page("http://203.0.113.10:8080", "203.0.113.10:8080", None),
+            "ok"
+        );
+        assert_eq!(
+            page("https://relay.example.com", "relay.example.com", None),
+            "ok"
+        );
+        assert_eq!(
+            page("https://RELAY.example.com", "relay.example.com", None),
+            "ok"
+        );
+        assert_eq!(
+            page("https://app.example.com", "relay.example.com", None),
+            "ok"
+        );
+        // Behind a proxy, the proxy routed it by a name it serves.
+        assert_eq!(
+            page(
+                "https://chat.example.org",
+                "chat.example.org",
+                Some(("x-forwarded-for", "198.51.100.7"))
+            ),
+            "ok"
+        );
+        // Another site's page, as before.
+        assert_eq!(
+            page("http://evil.example", "127.0.0.1:8080", None),
+            "origin"
+        );
+    }
+
+    #[test]
+    fn admin_failures_count_an_ipv6_64_as_one_address() {
+        let mut config = Config::local();
+        config.admin_login_attempts = 2;
+        let gate = Gate::new(&config);
+        gate.failed("2001:db8::1".parse().unwrap());
+        gate.failed("2001:db8::2".parse().unwrap());
+        assert!(gate.limited("2001:db8::ffff".parse().unwrap()));
+        assert!(!gate.limited("2001:db8:0:1::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_token_is_matched_whole_and_only_whole() {
+        let mut config = Config::local();
+        config.admin_token = Some("0123456789abcdef0123".into());
+        let gate = Gate::new(&config);
+        assert!(gate.matches("0123456789abcdef0123"));
+        for wrong in [
+            "",
+            "0123456789abcdef012",
+            "0123456789abcdef01234",
+            "x123456789abcdef0123",
+        ] {
+            assert!(!gate.matches(wrong), "{wrong:?}");
+        }
     }
 
     #[test]

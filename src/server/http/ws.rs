@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tracing::warn;
 
+use super::auth::ForeignPage;
 use super::{error, AppState};
 use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
@@ -84,13 +85,24 @@ pub(crate) async fn upgrade(
         );
         return response;
     }
-    if let Some(origin) = app.auth.foreign_origin(headers) {
-        warn!(%peer, %origin, "refused a WebSocket client from another site (allowed origin)");
-        return error(
-            StatusCode::FORBIDDEN,
-            "bad_origin",
-            format!("pages from {origin} may not connect here; the server's admin can allow it with --allowed-origin"),
-        );
+    match app.auth.foreign_page(headers) {
+        None => {}
+        Some(ForeignPage::Origin(origin)) => {
+            warn!(%peer, %origin, "refused a WebSocket client from another site (allowed origin)");
+            return error(
+                StatusCode::FORBIDDEN,
+                "bad_origin",
+                format!("pages from {origin} may not connect here; the server's admin can allow it with --allowed-origin"),
+            );
+        }
+        Some(ForeignPage::UnknownName(name)) => {
+            warn!(%peer, host = %name, "refused a WebSocket client of a page on a name this server does not know (DNS rebinding?); if it is this server's, give it with --server-name");
+            return error(
+                StatusCode::FORBIDDEN,
+                "unknown_host",
+                format!("this server does not know itself as {name:?}: a page that reached it by that name may be one DNS rebinding pointed here; the server's admin can add the name with --server-name {name}"),
+            );
+        }
     }
     let mode = match query.mode.as_deref() {
         None | Some("json") => WsMode::Json,
