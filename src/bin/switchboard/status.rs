@@ -54,10 +54,10 @@ struct Look {
 /// `--watch` takes an optional value, so `status --watch 127.0.0.1:8080`
 /// gives it the address.
 fn address_and_interval(args: &StatusArgs) -> anyhow::Result<(String, Option<Duration>)> {
-    let watch = match args.watch.as_deref() {
-        None => None,
-        Some(value) => Some(value.parse::<Seconds>().map(|s| s.0).map_err(|_| value)),
-    };
+    let watch = args
+        .watch
+        .as_deref()
+        .map(|value| value.parse::<Seconds>().map(|s| s.0).map_err(|_| value));
     match (args.addr.clone(), watch) {
         (addr, None) => Ok((addr.unwrap_or_else(|| DEFAULT_ADDR.into()), None)),
         (addr, Some(Ok(interval))) => {
