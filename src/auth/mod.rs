@@ -506,6 +506,12 @@ impl Authenticator {
             .as_ref()
             .and_then(|users| users.find(&claims.subject));
         let identity = match entry {
+            // Found by look-alike (`AIice`, `ALICE` for `alice`): a token
+            // for a name that could pass for a user's is not that user's.
+            Some(entry) if entry.name() != claims.subject => {
+                warn!(%ip, user = entry.name(), "JWT refused: its subject looks like a user of the users file without being that user's name");
+                return Err(AuthError::BadToken);
+            }
             Some(entry) => Identity {
                 user: Some(entry.name().to_owned()),
                 join: narrow(entry.join(), claims.join),

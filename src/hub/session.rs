@@ -436,6 +436,12 @@ impl Session {
     ) -> Result<(), HubError> {
         let name_fixed = name.is_some();
         if let Some(name) = name {
+            // A user's name passes what a chosen name passes: a JWT's
+            // subject is the token issuer's to choose, and names under a
+            // device template are the devices'.
+            if let Some(prefix) = self.hub.device_prefix_of(&NameKeys::of(&name)) {
+                return Err(HubError::DeviceName { name, prefix });
+            }
             self.take_name(name).await?;
         }
         self.logged_in = Some(Box::new(LoggedIn { access, name_fixed }));

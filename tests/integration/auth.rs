@@ -646,3 +646,58 @@ async fn logged_until(server: &mut BinaryServer, logged: &mut Vec<String>, needl
     })
     .await
 }
+
+#[tokio::test]
+async fn a_jwt_subject_passes_what_a_chosen_name_passes() {
+    let users = UsersFile::new(&[("alice", "pw-alice", "")]);
+    // A device listener keeps dev- names for devices.
+    let server = TestServer::start(config(
+        &users,
+        &["raw://127.0.0.1:0?register=imei&room=dev-{id}"],
+    ))
+    .await;
+    for (sub, why) in [
+        ("dev-861234567890123", "kept for devices"),
+        ("guest-7", "given out by the server"),
+        ("AIice", "invalid token"),
+        ("ALICE", "invalid token"),
+    ] {
+        let mut client = at_the_gate(&server).await;
+        let token = jwt(json!({"sub": sub, "exp": now() + 60}));
+        client.send_line(format!("/auth {token}")).await.unwrap();
+        client.send_line("/ping").await.unwrap();
+        // Up to the pong (still at the gate) or the close (turned away).
+        let said = within("the answer", async {
+            let mut said = Vec::new();
+            while let Some(line) = client.next_line().await.unwrap_or(None) {
+                if line == "* pong" {
+                    break;
+                }
+                said.push(line);
+            }
+            said.join("\n")
+        })
+        .await;
+        assert!(said.contains(why), "{sub}: {said}");
+        assert!(!said.contains("welcome"), "{sub} was let in: {said}");
+    }
+    // An expiry past what a clock holds is a long life, not a panic.
+    let mut client = at_the_gate(&server).await;
+    let token = jwt(json!({"sub": "dave", "exp": 9_223_372_036_854_775_808u64}));
+    assert_eq!(log_in(&mut client, &format!("/auth {token}")).await, "dave");
+    sync(&mut client).await;
+    drop(client);
+    // The listener counts it gone: nobody is left at the gate.
+    let mut last = at_the_gate(&server).await;
+    let token = jwt(json!({"sub": "erin", "exp": now() + 60}));
+    assert_eq!(log_in(&mut last, &format!("/auth {token}")).await, "erin");
+    last.send_line("/who").await.unwrap();
+    let who = expect_line(
+        &mut last,
+        "who",
+        |l| matches!(l, ServerLine::Notice(t) if t.starts_with("#lobby")),
+    )
+    .await;
+    assert!(!who.to_string().contains("dave"), "{who}");
+    server.stop().await;
+}
