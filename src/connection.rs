@@ -89,7 +89,7 @@ where
         // A device's registration is its credentials: checked when it
         // comes, against the devices file.
         Some(gate) if protocol.register_within().is_some() => {
-            welcome(&*protocol, &mut session, room);
+            welcome(&*protocol, &mut session, room, false);
             Some(Box::new(Gatekeeping::Device(gate)))
         }
         Some(gate) => {
@@ -103,10 +103,7 @@ where
                 room,
             }))
         }
-        None => {
-            welcome(&*protocol, &mut session, room);
-            None
-        }
+        None => welcome(&*protocol, &mut session, room, true),
     };
     let stall = timeouts.stall;
     async move {
@@ -171,7 +168,16 @@ enum Gatekeeping {
     /// A device that must register: its registration is checked against
     /// the devices file (the read side hands this to the registration).
     Device(Gate),
+    /// In its listener's room, not announced yet: until then, its first
+    /// input may be a hello that takes it elsewhere, by another name.
+    Arriving(Instant),
 }
+
+/// How long a new client's arrival waits to be announced for its first
+/// input, which may be a hello (`send --name logger --room ops`): a script
+/// writes it at once, so it is there within a round trip; a person's
+/// arrival is announced a moment later, which nobody notices.
+pub(crate) const ARRIVAL_WINDOW: Duration = Duration::from_millis(500);
 
 impl Gatekeeping {
     fn deadline(&self) -> Deadline {
@@ -191,6 +197,11 @@ impl Gatekeeping {
                 at: Instant::now() + gate.within,
                 limit: gate.within,
                 why: Why::Register,
+            },
+            Gatekeeping::Arriving(at) => Deadline {
+                at: *at,
+                limit: ARRIVAL_WINDOW,
+                why: Why::Arrival,
             },
         }
     }
@@ -301,19 +312,34 @@ async fn authenticate<P: Protocol>(
     Gated::In { expires_at, data }
 }
 
-/// Greets a client that is in and puts it in its listener's room.
-fn welcome<P: Protocol>(protocol: &P, session: &mut Session, room: RoomName) {
+/// Greets a client that is in and puts it in its listener's room; with
+/// `quietly`, unannounced for a moment, if its protocol takes a hello
+/// (returned: the wait for it).
+fn welcome<P: Protocol>(
+    protocol: &P,
+    session: &mut Session,
+    room: RoomName,
+    quietly: bool,
+) -> Option<Box<Gatekeeping>> {
     let welcome = protocol.welcome(session.name(), Some(&room));
     if !welcome.is_empty() {
         let _ = session.reply(welcome);
     }
     if !protocol.joins_on_arrival() {
-        return;
+        return None;
     }
-    if let Err(error) = session.join(room) {
+    let quietly = quietly && !protocol.credentials_in_data();
+    let joined = match quietly {
+        true => session.arrive_quietly(room),
+        false => session.join(room),
+    };
+    if let Err(error) = joined {
         tracing::debug!(%error, "cannot put a new client in its listener's room");
         let _ = session.reply(protocol.error(&error.into(), &None));
     }
+    session
+        .arriving()
+        .then(|| Box::new(Gatekeeping::Arriving(Instant::now() + ARRIVAL_WINDOW)))
 }
 
 /// Why a device's registration was refused.
@@ -479,6 +505,20 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 // is already paid past `now`.
                 throttle.took_messages(rates, work.messages(), now);
             }
+            if let Some(Gatekeeping::Arriving(_)) = gatekeeping.as_deref() {
+                // Its first input: a hello takes it where it says, quietly;
+                // anything else is said after its arrival is.
+                gatekeeping = None;
+                if !matches!(
+                    work,
+                    Work::One(Input::Request {
+                        request: Request::Hello { .. },
+                        ..
+                    })
+                ) {
+                    session.announce_arrival();
+                }
+            }
             if let Some(Gatekeeping::Pending { gate, .. }) = gatekeeping.as_deref() {
                 match Box::pin(authenticate(protocol, session, gate, work)).await {
                     Gated::Waiting => {}
@@ -493,7 +533,12 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                             let at = Instant::now().checked_add(left)?;
                             Some(Box::new(Gatekeeping::Expires(at)))
                         });
-                        welcome(protocol, session, room);
+                        // Its arrival may wait for a hello too, unless its
+                        // credentials' expiry already holds the gate's place.
+                        let arriving = welcome(protocol, session, room, gatekeeping.is_none());
+                        if gatekeeping.is_none() {
+                            gatekeeping = arriving;
+                        }
                         if !data.is_empty() {
                             let _ = Box::pin(session.say_all(None, data)).await;
                         }
@@ -599,6 +644,13 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             Ok(Err(e)) => ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into()))),
             // A pause: what the device sent before it is a packet.
             Err(Deadline { why: Why::Gap, .. }) => paused = true,
+            // Nothing came in the arrival window: the client is announced.
+            Err(Deadline {
+                why: Why::Arrival, ..
+            }) => {
+                gatekeeping = None;
+                session.announce_arrival();
+            }
             Err(Deadline {
                 why: Why::Register,
                 limit,
@@ -807,6 +859,8 @@ enum Why {
     Register,
     /// A device's pause that ends a packet: not a limit.
     Gap,
+    /// The end of a new client's arrival window: not a limit.
+    Arrival,
 }
 
 impl Deadline {
@@ -844,7 +898,7 @@ impl Deadline {
             Why::Auth => CloseReason::AuthTimeout { timeout },
             Why::Expired => CloseReason::CredentialsExpired,
             Why::Register => CloseReason::NotRegistered { grace: timeout },
-            Why::Gap => unreachable!("a gap is not a limit"),
+            Why::Gap | Why::Arrival => unreachable!("not a limit"),
         }
     }
 }

@@ -601,6 +601,9 @@ struct Member {
     alternate: std::sync::atomic::AtomicBool,
     /// Whether its session has departed: out of its rooms, its rooms told.
     departed: std::sync::atomic::AtomicBool,
+    /// Whether it is in its listener's room unannounced, for the moment a
+    /// new client has to say who it is (`/hello`).
+    unannounced: std::sync::atomic::AtomicBool,
 }
 
 impl Member {
@@ -757,6 +760,7 @@ impl Hub {
             device: OnceLock::new(),
             alternate: Default::default(),
             departed: Default::default(),
+            unannounced: Default::default(),
         });
         me.traffic
             .last_activity

@@ -279,6 +279,99 @@ impl Session {
     /// current room. Joining a room already joined only makes it current.
     /// Returns how many are in the room now.
     pub fn join(&mut self, name: RoomName) -> Result<usize, HubError> {
+        self.join_room(name, true)
+    }
+
+    /// A new client's arrival: in `room`, unannounced, for the moment it
+    /// has to say who it is and where it goes (`/hello`); its arrival is
+    /// told by [`Session::announce_arrival`], or never, if its hello takes
+    /// it elsewhere. Only on a server of its own: in a cluster, every node
+    /// hears of a join at once, so the client is announced as it comes.
+    pub fn arrive_quietly(&mut self, room: RoomName) -> Result<usize, HubError> {
+        if self.hub.node().is_some() || !self.rooms.is_empty() {
+            return self.join(room);
+        }
+        let members = self.join_room(room, false)?;
+        self.me.unannounced.store(true, Ordering::Relaxed);
+        Ok(members)
+    }
+
+    /// Whether the client's arrival has not been told yet.
+    pub fn arriving(&self) -> bool {
+        self.me.unannounced.load(Ordering::Relaxed)
+    }
+
+    /// Tells the rooms of a client that arrived quietly that it is there.
+    pub fn announce_arrival(&mut self) {
+        if !self.me.unannounced.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let rooms = self.rooms.clone();
+        for room in rooms {
+            self.announce(
+                &room,
+                Event::Joined {
+                    room: room.name.clone(),
+                    name: self.name.clone(),
+                },
+            );
+        }
+    }
+
+    /// A client's hello: it takes `name` and goes to `room` (instead of its
+    /// listener's). Said as it arrives, the rooms it leaves never hear of
+    /// it, and the one it goes to hears of it once, by its new name; said
+    /// later, it is `/nick` and `/join`. Returns its name and where it is
+    /// now, with that room's members. Whatever fails, the client ends up
+    /// announced in a room (its listener's, if it went nowhere else), and
+    /// the failure is returned.
+    pub async fn hello(
+        &mut self,
+        name: Option<Name>,
+        room: Option<RoomName>,
+    ) -> Result<(Name, RoomName, usize), HubError> {
+        let arriving = self.arriving();
+        let listener_room = self.current_room().cloned();
+        if arriving {
+            // Out of the rooms it never was announced in, quietly.
+            for room in std::mem::take(&mut self.rooms) {
+                self.remove_from(&room);
+            }
+            self.me.unannounced.store(false, Ordering::Relaxed);
+        }
+        let renamed = match name {
+            Some(name) if name != self.name => self.rename(name).await.map(|_| ()),
+            _ => Ok(()),
+        };
+        let target = room.clone().or_else(|| listener_room.clone());
+        let joined = match target {
+            Some(target) if arriving || room.is_some() => self.join(target),
+            Some(_) => Ok(self.current_room().map_or(0, |r| self.members_of(r))),
+            None => Err(HubError::NoRoom),
+        };
+        // A refused room: back to the listener's, announced.
+        let joined = match (joined, listener_room) {
+            (Err(error), Some(fallback)) if arriving => {
+                let _ = self.join(fallback);
+                Err(error)
+            }
+            (joined, _) => joined,
+        };
+        let members = joined?;
+        renamed?;
+        let here = self.current_room().cloned().ok_or(HubError::NoRoom)?;
+        Ok((self.name.clone(), here, members))
+    }
+
+    /// Members of a room this client is in, counting every node's.
+    fn members_of(&self, room: &RoomName) -> usize {
+        self.rooms
+            .iter()
+            .find(|r| r.name == *room)
+            .map_or(0, |r| r.len() + r.remote())
+    }
+
+    fn join_room(&mut self, name: RoomName, announce: bool) -> Result<usize, HubError> {
         if let Some(logged_in) = &self.logged_in {
             logged_in
                 .access
@@ -331,13 +424,15 @@ impl Session {
             });
         }
         let members = members + room.remote();
-        self.announce(
-            &room,
-            Event::Joined {
-                room: room.name.clone(),
-                name: self.name.clone(),
-            },
-        );
+        if announce {
+            self.announce(
+                &room,
+                Event::Joined {
+                    room: room.name.clone(),
+                    name: self.name.clone(),
+                },
+            );
+        }
         self.rooms.push(room);
         Ok(members)
     }
@@ -357,6 +452,10 @@ impl Session {
     /// Takes this client out of `room` and tells those left why.
     fn leave_room(&mut self, room: &Arc<Room>, reason: Arc<str>) {
         let anyone_left = self.remove_from(room);
+        // Its arrival was never told: neither is its leaving.
+        if self.arriving() {
+            return;
+        }
         if self.hub.node().is_some() {
             self.hub.backplane().changed(Change::Left {
                 id: self.me.id,
@@ -504,6 +603,9 @@ impl Session {
     }
 
     fn announce_rename(&mut self, old: &Name, new: &Name) {
+        if self.arriving() {
+            return;
+        }
         let limit = self.hub.shared.settings.announce_max_members;
         let delivery = Delivery::new(Event::Renamed {
             old: old.clone(),

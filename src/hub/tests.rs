@@ -310,3 +310,15 @@ fn the_sweep_cuts_off_a_receiver_congested_past_the_slow_timeout() {
         CloseReason::TooSlow { .. }
     ));
 }
+
+/// A member is memory every client holds while connected, idle or not: a
+/// feature that grows it shows here first (it was 336 bytes before the
+/// arrival flag, which fits in its padding).
+#[test]
+fn a_member_stays_within_its_size() {
+    assert!(
+        std::mem::size_of::<super::Member>() <= 336,
+        "Member is {} bytes",
+        std::mem::size_of::<super::Member>()
+    );
+}

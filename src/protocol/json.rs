@@ -58,6 +58,10 @@ enum Wire {
     Nick {
         name: String,
     },
+    Hello {
+        name: Option<String>,
+        room: Option<String>,
+    },
     Who {
         room: Option<String>,
         pattern: Option<String>,
@@ -171,6 +175,13 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
         Wire::Join { room: target } => Request::Join(room(target)?),
         Wire::Leave { room: target } => Request::Leave(target.map(room).transpose()?),
         Wire::Nick { name: new } => Request::Nick(name(new)?),
+        Wire::Hello {
+            name: new,
+            room: target,
+        } => Request::Hello {
+            name: new.map(name).transpose()?,
+            room: target.map(room).transpose()?,
+        },
         Wire::Who {
             room: target,
             pattern: filter,
@@ -285,8 +296,9 @@ fn exact(body: &Body) -> Option<String> {
     }
 }
 
-const COMMANDS: [&str; 11] = [
-    "say", "direct", "join", "leave", "nick", "who", "rooms", "ping", "help", "quit", "auth",
+const COMMANDS: [&str; 12] = [
+    "say", "direct", "join", "leave", "nick", "hello", "who", "rooms", "ping", "help", "quit",
+    "auth",
 ];
 
 impl Protocol for Json {
@@ -348,6 +360,11 @@ impl Protocol for Json {
             Reply::Renamed { old, new } => {
                 json!({ "type": "renamed", "old": old, "new": new, "you": true })
             }
+            Reply::Hello {
+                name,
+                room,
+                members,
+            } => json!({ "type": "hello", "name": name, "room": room, "members": members }),
             Reply::Who { room, names } => json!({
                 "type": "who",
                 "room": room,

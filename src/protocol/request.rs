@@ -26,6 +26,14 @@ pub enum Request {
     Leave(Option<RoomName>),
     /// Change name.
     Nick(Name),
+    /// Say who the client is and where it goes, as it arrives: its name
+    /// and room, announced only there (later, it is `Nick` and `Join`).
+    Hello {
+        /// The name to take.
+        name: Option<Name>,
+        /// The room to go to instead of the listener's.
+        room: Option<RoomName>,
+    },
     /// List the members of a room (default: the current room) whose names
     /// match the pattern.
     Who(Option<RoomName>, Option<Pattern>),
@@ -103,6 +111,16 @@ pub enum Reply {
         old: Name,
         /// The name now.
         new: Name,
+    },
+    /// The client said hello: its name, the room it is in, and that
+    /// room's members counting itself.
+    Hello {
+        /// Its name.
+        name: Name,
+        /// Where it is.
+        room: RoomName,
+        /// Members there now.
+        members: usize,
     },
     /// Members of a room: at most the list limit, sorted.
     Who {
@@ -204,6 +222,14 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         Request::Nick(name) => {
             let old = session.rename(name.clone()).await?;
             Reply::Renamed { old, new: name }
+        }
+        Request::Hello { name, room } => {
+            let (name, room, members) = session.hello(name, room).await?;
+            Reply::Hello {
+                name,
+                room,
+                members,
+            }
         }
         Request::Who(room, pattern) => {
             let (room, names) = session.who(room.as_ref(), pattern.as_ref())?;

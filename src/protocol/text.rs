@@ -99,6 +99,7 @@ const HELP: &str = "\
 *   TEXT              say TEXT to your current room
 *   //TEXT            say /TEXT (double a leading slash)
 *   /nick NAME        change your name
+*   /hello [name=NAME] [room=ROOM]  as the first line: arrive named, in ROOM
 *   /join ROOM        join ROOM (made if new); your messages go there
 *   /leave [ROOM]     leave ROOM (default: the current room)
 *   /msg NAME TEXT    send TEXT to NAME alone
@@ -157,6 +158,7 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
             Some(word) => room(&word).map(Request::Join),
             None => usage("/join ROOM"),
         },
+        "hello" => hello_request(args),
         "leave" | "part" => optional_room(&args, "/leave [ROOM]").map(Request::Leave),
         "msg" | "dm" => {
             let (to, text) = split_word(args);
@@ -225,6 +227,32 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
                 "unknown command /{command}; type /help for the list of commands, or start the line with // to say it"
             ),
         )),
+    })
+}
+
+/// `/hello [name=NAME] [room=ROOM]`, in any order.
+fn hello_request(mut args: Bytes) -> Result<Request, ProtocolError> {
+    const USAGE: &str = "/hello [name=NAME] [room=ROOM]";
+    let (mut name, mut room_to) = (None, None);
+    loop {
+        let (word, rest) = split_word(args);
+        if word.is_empty() {
+            break;
+        }
+        args = rest;
+        match word.iter().position(|&b| b == b'=') {
+            Some(4) if word.starts_with(b"name") && name.is_none() => {
+                name = Some(Name::from_bytes(&word[5..]).map_err(invalid("invalid_name"))?);
+            }
+            Some(4) if word.starts_with(b"room") && room_to.is_none() => {
+                room_to = Some(room(&word.slice(5..))?);
+            }
+            _ => return usage(USAGE),
+        }
+    }
+    Ok(Request::Hello {
+        name,
+        room: room_to,
     })
 }
 
@@ -484,6 +512,14 @@ impl Protocol for Text {
                 "you left #{room}; you are in no room now, /join one to talk"
             )),
             Reply::Renamed { new, .. } => notice(format_args!("you are now known as {new}")),
+            Reply::Hello {
+                name,
+                room,
+                members,
+            } => notice(format_args!(
+                "hello {name}: you are in #{room} ({members} {}); your messages go there",
+                if *members == 1 { "member" } else { "members" }
+            )),
             Reply::Who { room, names } => {
                 let list: Vec<&str> = names.items.iter().map(Name::as_str).collect();
                 notice(format_args!(

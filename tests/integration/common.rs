@@ -214,6 +214,26 @@ pub async fn sync<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(client: &mut Clie
     expect_line(client, "pong", |l| *l == ServerLine::Notice("pong".into())).await;
 }
 
+/// Round-trips a `/ping` and returns every line heard before the pong:
+/// for stories that say a client "hears nothing" of something, which a
+/// [`sync`] (it skips what comes first) cannot check.
+pub async fn heard_until_pong<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    client: &mut Client<R, W>,
+) -> Vec<ServerLine> {
+    client.send_line("/ping").await.expect("send ping");
+    within("pong", async {
+        let mut heard = Vec::new();
+        loop {
+            match client.next().await.expect("read") {
+                Some(ServerLine::Notice(text)) if text == "pong" => return heard,
+                Some(line) => heard.push(line),
+                None => panic!("connection closed while waiting for pong, after {heard:?}"),
+            }
+        }
+    })
+    .await
+}
+
 /// Reads until the server closes the connection; returns the lines read.
 pub async fn read_to_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     client: &mut Client<R, W>,

@@ -719,6 +719,13 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
         .await;
     let addr: SocketAddr = created.trim_start_matches("raw://").parse().unwrap();
     app.send_line("/join dev-869999999999999").await.unwrap();
+    // In the room before the device comes, or its arrival is not news to it.
+    expect_line(
+        &mut app,
+        "the app in the device's room",
+        |l| matches!(l, ServerLine::Notice(n) if n.starts_with("you joined #dev-869999999999999")),
+    )
+    .await;
     let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut second, b"869999999999999")
         .await

@@ -470,3 +470,96 @@ async fn status_takes_its_address_before_or_after_watch_and_knows_a_tcp_listener
         "{stderr}"
     );
 }
+
+/// A text client in `room` of the server at `addr`, everything before it
+/// read.
+async fn member_of(addr: std::net::SocketAddr, room: &str) -> Client {
+    let mut client = within("connecting", Client::connect(addr)).await.unwrap();
+    client.send_line(format!("/join {room}")).await.unwrap();
+    expect_line(
+        &mut client,
+        "the join",
+        |l| matches!(l, ServerLine::Notice(n) if n.starts_with("you joined")),
+    )
+    .await;
+    client
+}
+
+#[tokio::test]
+async fn a_one_shot_sender_with_a_name_and_room_is_announced_only_where_it_goes() {
+    let server =
+        BinaryServer::start(&["--listen", "127.0.0.1:0", "--listen", "json://127.0.0.1:0"]).await;
+    let (text, json) = (server.addr(0).to_string(), server.addr(1).to_string());
+    let mut lobby = member_of(server.addr(0), "lobby").await;
+    let mut ops = member_of(server.addr(0), "ops").await;
+    heard_until_pong(&mut lobby).await;
+
+    for (args, name) in [
+        (
+            vec!["--name", "logger", "--room", "ops", &text, "disk full"],
+            "logger",
+        ),
+        (
+            vec![
+                "--json",
+                "--name",
+                "cron",
+                "--room",
+                "ops",
+                &json,
+                "disk full",
+            ],
+            "cron",
+        ),
+    ] {
+        let (ok, stderr) = send(&args).await;
+        assert!(ok, "{stderr}");
+        // #ops hears it arrive by its name, say its line, and go.
+        for expected in [
+            format!("* {name} joined #ops"),
+            format!("[#ops] {name}: disk full"),
+        ] {
+            let line = expect_line(&mut ops, &expected, |_| true).await;
+            assert_eq!(line.to_string(), expected);
+        }
+        let gone = expect_line(&mut ops, "its leaving", |_| true).await;
+        assert!(
+            gone.to_string().starts_with(&format!("* {name} left #ops")),
+            "{gone}"
+        );
+    }
+    // #lobby heard nothing of either: no joined, renamed or left.
+    let heard = heard_until_pong(&mut lobby).await;
+    assert!(heard.is_empty(), "the lobby heard {heard:?}");
+}
+
+#[tokio::test]
+async fn a_new_client_is_announced_before_its_first_line_or_after_a_moment() {
+    let server = TestServer::text().await;
+    let (mut lobby, _) = join(server.text_addr()).await;
+    // One that says something at once: its arrival comes first.
+    let (mut talker, talker_name) = join(server.text_addr()).await;
+    talker.send_line("hi").await.unwrap();
+    let arrived = expect_line(&mut lobby, "the arrival", |_| true).await;
+    assert_eq!(
+        arrived.to_string(),
+        format!("* {talker_name} joined #lobby")
+    );
+    assert_eq!(expect_message(&mut lobby).await.2, "hi");
+    // One that says nothing (nc, a person reading the welcome): announced
+    // all the same, a moment later, and it hears the room meanwhile.
+    let (mut quiet, quiet_name) = join(server.text_addr()).await;
+    talker.send_line("are you there?").await.unwrap();
+    assert_eq!(expect_message(&mut quiet).await.2, "are you there?");
+    expect_line(&mut lobby, "the quiet one's arrival", |l| {
+        l.to_string() == format!("* {quiet_name} joined #lobby")
+    })
+    .await;
+    // A hello after its arrival is /nick and /join, told as those are.
+    quiet.send_line("/hello name=late room=ops").await.unwrap();
+    expect_line(&mut lobby, "the rename", |l| {
+        l.to_string() == format!("* {quiet_name} is now known as late")
+    })
+    .await;
+    server.stop().await;
+}

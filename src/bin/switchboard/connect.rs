@@ -18,6 +18,14 @@ pub struct ConnectArgs {
     #[arg(long)]
     json: bool,
 
+    /// Arrive named NAME (a hello: others hear of you by that name alone).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+
+    /// Arrive in ROOM instead of the listener's room (a hello: only ROOM hears of you).
+    #[arg(long, value_name = "ROOM")]
+    room: Option<String>,
+
     #[command(flatten)]
     tls: crate::tls::TlsArgs,
 
@@ -32,6 +40,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let (mut from_server, mut to_server) = client.into_split();
     if let Some(credentials) = credentials {
         to_server.write_all(&credentials.request(args.json)).await?;
+    }
+    if let Some(hello) = crate::send::hello(args.name.as_deref(), args.room.as_deref(), args.json) {
+        to_server.write_all(&hello).await?;
     }
     let at_terminal = std::io::stdin().is_terminal();
     let mut first = true;

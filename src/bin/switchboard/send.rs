@@ -24,7 +24,7 @@ pub struct SendArgs {
     /// stdin is sent as it comes, so `tail -f log | switchboard send ...` works.
     text: Vec<String>,
 
-    /// Join ROOM first and send there.
+    /// Arrive in ROOM (instead of the listener's) and send there: the client's hello, so only ROOM hears of it.
     #[arg(long, value_name = "ROOM")]
     room: Option<String>,
 
@@ -32,7 +32,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "NAME")]
     to: Option<String>,
 
-    /// Take the name NAME first.
+    /// Arrive named NAME (the client's hello: its arrival is announced by that name alone).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
 
@@ -63,24 +63,17 @@ enum Heard {
     Error(String),
     /// The listener is not what the flags say: this is what to do.
     WrongListener(String),
+    /// Reading from the server failed.
+    Lost(String),
 }
 
 impl SendArgs {
+    /// A hello with `--name` and `--room`, if either is given: the client
+    /// arrives named, where it goes, announced only there.
     fn setup(&self) -> Vec<Vec<u8>> {
-        let mut lines = Vec::new();
-        if let Some(name) = &self.name {
-            lines.push(self.request(
-                json!({"type": "nick", "name": name}),
-                format!("/nick {name}"),
-            ));
-        }
-        if let Some(room) = &self.room {
-            lines.push(self.request(
-                json!({"type": "join", "room": room}),
-                format!("/join {room}"),
-            ));
-        }
-        lines
+        hello(self.name.as_deref(), self.room.as_deref(), self.json)
+            .into_iter()
+            .collect()
     }
 
     fn message(&self, text: &str) -> Vec<u8> {
@@ -133,6 +126,30 @@ impl SendArgs {
             }
         }
     }
+}
+
+/// The hello line that names a client and picks its room as it arrives
+/// (`/hello name=NAME room=ROOM`), if there is anything to say.
+pub(crate) fn hello(name: Option<&str>, room: Option<&str>, json: bool) -> Option<Vec<u8>> {
+    if name.is_none() && room.is_none() {
+        return None;
+    }
+    let mut line = if json {
+        json!({"type": "hello", "name": name, "room": room})
+            .to_string()
+            .into_bytes()
+    } else {
+        let mut text = "/hello".to_owned();
+        if let Some(name) = name {
+            text.push_str(&format!(" name={name}"));
+        }
+        if let Some(room) = room {
+            text.push_str(&format!(" room={room}"));
+        }
+        text.into_bytes()
+    };
+    line.push(b'\n');
+    Some(line)
 }
 
 /// Advice, when what the server sent shows that it is another kind of
@@ -189,7 +206,15 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
         let args = args.clone();
         async move {
             let mut line = Vec::new();
-            while from_server.read_until(b'\n', &mut line).await.unwrap_or(0) > 0 {
+            loop {
+                match from_server.read_until(b'\n', &mut line).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(error) => {
+                        let _ = heard_tx.send(Heard::Lost(error.to_string()));
+                        break;
+                    }
+                }
                 let end = line.strip_suffix(b"\n").unwrap_or(&line);
                 match args.hear(end) {
                     Some(Heard::Error(message)) => {
@@ -274,6 +299,10 @@ async fn confirm(
             Ok(Some(Heard::Pong)) => return Ok(refused),
             Ok(Some(Heard::Error(_))) => refused += 1,
             Ok(Some(Heard::WrongListener(advice))) => anyhow::bail!("{}: {advice}", args.addr),
+            Ok(Some(Heard::Lost(error))) => anyhow::bail!(
+                "the connection to {} was lost before it confirmed what was sent: {error}",
+                args.addr
+            ),
             // Closed with an error, already said.
             Ok(None) if refused > 0 => return Ok(refused),
             Ok(None) => anyhow::bail!(
