@@ -26,3 +26,4 @@ mod rate_limits;
 mod relay;
 mod service;
 mod tls;
+mod transcripts;

@@ -1,0 +1,218 @@
+//! The transcripts in docs/protocol.md are what a real server says: each
+//! labelled one (`alice ← ...`, `json → ...`) is played against the real
+//! binary, line by line, and every line a client is shown receiving must
+//! be the next line it receives. So a change to what the server says
+//! fails here until the documentation says it too.
+//!
+//! Guest numbers are compared by the order they first appear in, so each
+//! transcript runs on a server of its own.
+
+use std::collections::HashMap;
+
+use crate::common;
+
+use common::*;
+use switchboard::Client;
+
+/// One step of a transcript.
+#[derive(Debug)]
+enum Step {
+    /// The client sends the line.
+    Sends(String, String),
+    /// The client receives the line next.
+    Receives(String, String),
+    /// The server closes the client's connection.
+    Closed(String),
+}
+
+/// The labelled transcripts of a Markdown document: fenced blocks whose
+/// lines are all `LABEL → LINE`, `LABEL ← LINE` or `LABEL (connection
+/// closed by the server)`, with the line number each starts at.
+fn transcripts(markdown: &str) -> Vec<(usize, Vec<Step>)> {
+    let mut found = Vec::new();
+    let mut block: Option<(usize, Vec<&str>)> = None;
+    for (number, line) in markdown.lines().enumerate() {
+        if line.starts_with("```") {
+            match block.take() {
+                Some((start, lines)) => {
+                    if let Some(steps) = steps(&lines) {
+                        found.push((start, steps));
+                    }
+                }
+                None => block = Some((number + 1, Vec::new())),
+            }
+        } else if let Some((_, lines)) = &mut block {
+            lines.push(line);
+        }
+    }
+    found
+}
+
+/// The steps of a block, if every line of it is one.
+fn steps(lines: &[&str]) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    for line in lines {
+        // An unlabelled line is the one client of a block ("some more
+        // answers from the same server"), past its welcome.
+        let line = match line.starts_with("→ ") || line.starts_with("← ") {
+            true => format!("you {line}"),
+            false => line.to_string(),
+        };
+        let (label, rest) = line.split_once(' ')?;
+        if label.is_empty() || !label.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let rest = rest.trim_start();
+        let step = if let Some(sent) = rest.strip_prefix("→ ") {
+            Step::Sends(label.into(), sent.into())
+        } else if let Some(got) = rest.strip_prefix("← ") {
+            Step::Receives(label.into(), got.into())
+        } else if rest == "(connection closed by the server)" {
+            Step::Closed(label.into())
+        } else {
+            return None;
+        };
+        steps.push(step);
+    }
+    (!steps.is_empty()).then_some(steps)
+}
+
+impl Step {
+    fn label(&self) -> &str {
+        match self {
+            Step::Sends(label, _) | Step::Receives(label, _) | Step::Closed(label) => label,
+        }
+    }
+}
+
+/// `guest-N` written as the order it first appeared in, in a transcript or
+/// in what the server said.
+#[derive(Default)]
+struct Guests(HashMap<String, usize>);
+
+impl Guests {
+    fn normalize(&mut self, line: &str) -> String {
+        let mut out = String::new();
+        let mut rest = line;
+        while let Some(at) = rest.find("guest-") {
+            out.push_str(&rest[..at]);
+            let digits: String = rest[at + 6..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if digits.is_empty() {
+                out.push_str("guest-");
+                rest = &rest[at + 6..];
+                continue;
+            }
+            let next = self.0.len() + 1;
+            let n = *self.0.entry(digits.clone()).or_insert(next);
+            out.push_str(&format!("guest-#{n}"));
+            rest = &rest[at + 6 + digits.len()..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Plays `steps` against a fresh server started with `options`: `json` is
+/// a client of its JSON listener, and so is `you` when its first line is
+/// JSON; every other label one of its text listener. A client whose first
+/// step is not something it receives has read its welcome already.
+async fn play(start: usize, steps: &[Step], options: &[&str]) {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--listen", "json://127.0.0.1:0"];
+    args.extend_from_slice(options);
+    let server = BinaryServer::start(&args).await;
+    let mut clients: HashMap<String, Client> = HashMap::new();
+    let (mut documented, mut served) = (Guests::default(), Guests::default());
+    // Everyone is there from the start, in the order they first appear.
+    for step in steps {
+        let label = step.label();
+        if !clients.contains_key(label) {
+            let json = label == "json"
+                || matches!(step, Step::Sends(_, line) if label == "you" && line.starts_with('{'));
+            let mut client = within(
+                "connecting",
+                Client::connect(server.addr(usize::from(json))),
+            )
+            .await
+            .expect("connects");
+            if !matches!(step, Step::Receives(..)) {
+                let welcome = within("the welcome", client.next_line()).await.unwrap();
+                served.normalize(welcome.as_deref().unwrap_or_default());
+            }
+            clients.insert(label.to_owned(), client);
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        let where_ = format!(
+            "docs/protocol.md, the transcript at line {start}, step {}",
+            i + 1
+        );
+        let label = step.label();
+        let client = clients.get_mut(label).unwrap();
+        match step {
+            Step::Sends(_, line) => client.send_line(line).await.unwrap(),
+            Step::Receives(_, expected) => {
+                let got = within(
+                    &format!("{where_}: {label} ← {expected}"),
+                    client.next_line(),
+                )
+                .await
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!("{where_}: {label}'s connection closed; expected {expected}")
+                });
+                assert_eq!(
+                    served.normalize(&got),
+                    documented.normalize(expected),
+                    "{where_}: {label} received {got:?}"
+                );
+            }
+            Step::Closed(_) => {
+                let rest = within(&format!("{where_}: {label}'s close"), client.next_line())
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    rest, None,
+                    "{where_}: {label} received more before the close"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_transcript_in_the_protocol_document_is_what_a_real_server_says() {
+    let markdown = include_str!("../../docs/protocol.md");
+    let found = transcripts(markdown);
+    // The text, JSON and mixed transcripts at least; a block that stops
+    // parsing would drop out of this list unnoticed otherwise.
+    // Those of text and JSON clients (the raw and WebSocket ones show hex
+    // dumps and frames, and are not played yet).
+    let playable: Vec<&(usize, Vec<Step>)> = found
+        .iter()
+        .filter(|(_, steps)| {
+            steps.iter().all(|step| match step {
+                Step::Sends(l, _) | Step::Receives(l, _) | Step::Closed(l) => {
+                    ["alice", "bob", "text", "json", "a", "b", "you"].contains(&l.as_str())
+                }
+            })
+        })
+        .collect();
+    // A block that stopped parsing would drop out unnoticed: the text, the
+    // JSON, the legacy and the two "more answers" transcripts at least.
+    assert!(playable.len() >= 5, "{} transcripts found", playable.len());
+    for (start, steps) in playable {
+        // The legacy client's transcript is of `--welcome connect --ack ok`.
+        let legacy = steps
+            .iter()
+            .any(|step| matches!(step, Step::Receives(_, line) if line == "connect"));
+        let options: &[&str] = if legacy {
+            &["--welcome", "connect", "--ack", "ok"]
+        } else {
+            &[]
+        };
+        play(*start, steps, options).await;
+    }
+}
