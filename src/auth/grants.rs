@@ -175,6 +175,16 @@ impl Grants {
         Grants::from_patterns(vec![Pattern::any()])
     }
 
+    /// Whether these grants allow the client name `name`: the patterns of
+    /// `direct` are names, matched as the hub compares names (client and
+    /// room names follow the same rules and compare alike).
+    pub fn allows_name(&self, name: &crate::hub::Name) -> bool {
+        let key = comparison_key(name.as_str());
+        self.lists
+            .iter()
+            .all(|list| list.iter().any(|pattern| pattern.matches_key(&key)))
+    }
+
     /// No room at all (an empty list).
     pub fn none() -> Self {
         Grants::from_patterns(Vec::new())
@@ -270,6 +280,8 @@ pub enum Action {
     Join,
     /// Sending to the room.
     Send,
+    /// Sending to a client directly (`/msg`, `/hex NAME`, JSON `to`).
+    Direct,
 }
 
 impl fmt::Display for Action {
@@ -277,6 +289,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::Join => "join",
             Action::Send => "send to",
+            Action::Direct => "send directly to",
         })
     }
 }
@@ -285,13 +298,13 @@ impl fmt::Display for Action {
 /// message is meant for that client: it names the room and what was
 /// refused, so a refusal is never silence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} may not {action} #{room}", user.as_deref().unwrap_or("this connection"))]
+#[error("{} may not {action} {}{room}", user.as_deref().unwrap_or("this connection"), if *action == Action::Direct { "" } else { "#" })]
 pub struct Forbidden {
     /// The user refused, if the connection has one.
     pub user: Option<String>,
     /// What was refused.
     pub action: Action,
-    /// The room.
+    /// The room (or, for [`Action::Direct`], the client).
     pub room: String,
 }
 

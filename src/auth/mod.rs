@@ -151,6 +151,8 @@ pub struct Identity {
     pub join: Grants,
     /// The rooms it may send to.
     pub send: Grants,
+    /// The clients it may send to directly (patterns of names).
+    pub direct: Grants,
     /// How many connections the user may hold at once (`None`: no user,
     /// no limit).
     pub max_connections: Option<u32>,
@@ -170,6 +172,20 @@ impl Identity {
     /// Whether it may send to `room`; the error is the message for the client.
     pub fn may_send(&self, room: &RoomName) -> Result<(), Forbidden> {
         self.may(Action::Send, &self.send, room)
+    }
+
+    /// Whether it may send to `to` directly; the error is the message for
+    /// the client.
+    pub fn may_direct(&self, to: &Name) -> Result<(), Forbidden> {
+        if self.direct.allows_name(to) {
+            Ok(())
+        } else {
+            Err(Forbidden {
+                user: self.user.clone(),
+                action: Action::Direct,
+                room: to.as_str().to_owned(),
+            })
+        }
     }
 
     fn may(&self, action: Action, grants: &Grants, room: &RoomName) -> Result<(), Forbidden> {
@@ -214,6 +230,23 @@ impl crate::hub::Access for Admitted {
         self.identity
             .may_send(room)
             .map_err(|forbidden| forbidden.to_string())
+    }
+
+    fn may_direct(&self, to: &Name) -> Result<(), String> {
+        self.identity
+            .may_direct(to)
+            .map_err(|forbidden| forbidden.to_string())
+    }
+}
+
+/// Whom a user may message directly when its entry or token does not say:
+/// anyone if it may send to every room, nobody if its rooms are
+/// restricted (a user kept to `team-*` must not reach everyone by `/msg`).
+pub(crate) fn direct_default(send: &Grants) -> Grants {
+    if send.allows_all() {
+        Grants::all()
+    } else {
+        Grants::none()
     }
 }
 
@@ -395,6 +428,7 @@ impl Authenticator {
                 user: Some(entry.name().to_owned()),
                 join: entry.join().clone(),
                 send: entry.send().clone(),
+                direct: entry.direct().clone(),
                 max_connections: Some(entry.max_connections()),
                 expires_at: None,
                 method: Method::Password,
@@ -469,6 +503,7 @@ impl Authenticator {
                 user: None,
                 join: Grants::all(),
                 send: Grants::all(),
+                direct: Grants::all(),
                 max_connections: None,
                 expires_at: None,
                 method: Method::Token,
@@ -516,6 +551,7 @@ impl Authenticator {
                 user: Some(entry.name().to_owned()),
                 join: narrow(entry.join(), claims.join),
                 send: narrow(entry.send(), claims.send),
+                direct: narrow(entry.direct(), claims.direct),
                 max_connections: Some(entry.max_connections()),
                 expires_at: Some(claims.expires_at),
                 method: Method::Jwt,
@@ -532,10 +568,12 @@ impl Authenticator {
                     warn!(%ip, "JWT refused: its subject is not a valid name, or is reserved");
                     return Err(AuthError::BadToken);
                 };
+                let send = claims.send.unwrap_or_default();
                 Identity {
                     user: Some(name.as_str().to_owned()),
                     join: claims.join.unwrap_or_default(),
-                    send: claims.send.unwrap_or_default(),
+                    direct: claims.direct.unwrap_or_else(|| direct_default(&send)),
+                    send,
                     max_connections: Some(DEFAULT_MAX_CONNECTIONS),
                     expires_at: Some(claims.expires_at),
                     method: Method::Jwt,

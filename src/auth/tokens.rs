@@ -158,6 +158,9 @@ pub struct JwtClaims {
     /// The rooms it may send to (`send`, else `rooms`, else `join`), if it
     /// says.
     pub send: Option<Grants>,
+    /// The clients it may message directly (`direct`: name patterns), if
+    /// it says.
+    pub direct: Option<Grants>,
     /// `exp`.
     pub expires_at: SystemTime,
 }
@@ -176,6 +179,8 @@ struct RawClaims {
     join: Option<Vec<String>>,
     #[serde(default)]
     send: Option<Vec<String>>,
+    #[serde(default)]
+    direct: Option<Vec<String>>,
 }
 
 /// Checks JWTs: their signature (HS256 with a shared secret, RS256 with a
@@ -305,10 +310,12 @@ impl JwtVerifier {
         let expires_at = UNIX_EPOCH
             .checked_add(Duration::from_secs(claims.exp))
             .map_or(latest, |at| at.min(latest));
+        let direct = grants(claims.direct)?;
         Ok(JwtClaims {
             subject: claims.sub,
             join,
             send,
+            direct,
             expires_at,
         })
     }

@@ -44,6 +44,8 @@ pub struct User {
     password: Option<String>,
     join: Grants,
     send: Grants,
+    /// The clients it may message directly (name patterns).
+    direct: Grants,
     max_connections: u32,
 }
 
@@ -66,6 +68,11 @@ impl User {
     /// The rooms it may send to.
     pub fn send(&self) -> &Grants {
         &self.send
+    }
+
+    /// The clients it may message directly.
+    pub fn direct(&self) -> &Grants {
+        &self.direct
     }
 
     /// How many connections it may hold at once.
@@ -341,6 +348,11 @@ fn parse_user(path: &Path, raw_name: &str, entry: toml::Value) -> Result<User, L
         .map(|v| patterns("send", v))
         .transpose()?
         .unwrap_or_else(|| join.clone());
+    let direct = entry
+        .remove("direct")
+        .map(|v| patterns("direct", v))
+        .transpose()?
+        .unwrap_or_else(|| super::direct_default(&send));
     let max_connections = match entry.remove("max-connections") {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(toml::Value::Integer(n)) => match u32::try_from(n) {
@@ -362,7 +374,7 @@ fn parse_user(path: &Path, raw_name: &str, entry: toml::Value) -> Result<User, L
     if let Some(field) = entry.keys().next() {
         return Err(error(
             field,
-            "unknown field: a user has password, join, send and max-connections".into(),
+            "unknown field: a user has password, join, send, direct and max-connections".into(),
         ));
     }
     // Its last connection's name must be a valid name too.
@@ -378,6 +390,7 @@ fn parse_user(path: &Path, raw_name: &str, entry: toml::Value) -> Result<User, L
         password,
         join,
         send,
+        direct,
         max_connections,
     })
 }

@@ -13,6 +13,9 @@ pub trait Access: Send + Sync + fmt::Debug {
     fn may_join(&self, room: &RoomName) -> Result<(), String>;
     /// `Err` with the message for the client if it may not send to `room`.
     fn may_send(&self, room: &RoomName) -> Result<(), String>;
+    /// `Err` with the message for the client if it may not send to the
+    /// client `to` directly.
+    fn may_direct(&self, to: &Name) -> Result<(), String>;
 }
 
 /// Names kept for the users who log in with them: nobody else may take

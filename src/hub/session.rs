@@ -201,6 +201,13 @@ impl Session {
     /// Sends `body` to the client named `to` alone, then waits if that
     /// client's queue is congested.
     pub async fn direct(&self, to: &Name, body: Body) -> Result<(), HubError> {
+        // A user kept to some rooms reaches only the names it is granted.
+        if let Some(logged_in) = &self.logged_in {
+            logged_in
+                .access
+                .may_direct(to)
+                .map_err(HubError::Forbidden)?;
+        }
         self.me.traffic.messages_in.fetch_add(1, Ordering::Relaxed);
         let counters = &self.hub.shared.counters;
         counters.add(self.me.meta.kind, Field::MessagesIn, 1);
@@ -642,6 +649,13 @@ impl Session {
             Some(name) => name.clone(),
             None => self.current_room().cloned().ok_or(HubError::NoRoom)?,
         };
+        // Who is in a room the user may not join is not its to know.
+        if let Some(logged_in) = &self.logged_in {
+            logged_in
+                .access
+                .may_join(&name)
+                .map_err(HubError::Forbidden)?;
+        }
         let settings = &self.hub.shared.settings;
         let (limit, scan) = (settings.max_list, settings.max_list_scan);
         // Members on other nodes, as far as this one knows: at most a
@@ -708,7 +722,7 @@ impl Session {
                 more = true;
                 break;
             }
-            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) {
+            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) && self.may_see(name) {
                 if items.len() == limit {
                     more = true;
                     break;
@@ -720,6 +734,14 @@ impl Session {
             }
         }
         Listing { items, total, more }
+    }
+
+    /// Whether the client may see `room` in a listing: a user kept to
+    /// some rooms sees only those.
+    fn may_see(&self, room: &RoomName) -> bool {
+        self.logged_in
+            .as_ref()
+            .is_none_or(|logged_in| logged_in.access.may_join(room).is_ok())
     }
 
     /// [`rooms`](Session::rooms) across a cluster: the rooms of this node
@@ -749,7 +771,7 @@ impl Session {
                 more = true;
                 continue;
             }
-            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) {
+            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) && self.may_see(name) {
                 sizes.push((members, name));
             }
         }

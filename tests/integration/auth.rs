@@ -701,3 +701,106 @@ async fn a_jwt_subject_passes_what_a_chosen_name_passes() {
     assert!(!who.to_string().contains("dave"), "{who}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_kept_to_some_rooms_reaches_only_the_names_it_is_granted() {
+    let users = UsersFile::new(&[
+        (
+            "bob",
+            "pw-bob",
+            "join = [\"team-*\"]\nsend = [\"team-*\"]\nmax-connections = 2",
+        ),
+        (
+            "carol",
+            "pw-carol",
+            "join = [\"team-*\"]\nsend = [\"team-*\"]\ndirect = [\"ops-*\"]",
+        ),
+    ]);
+    let server = TestServer::start(config(&users, &["json://127.0.0.1:0?auth=required"])).await;
+    // Others, in the lobby and in #secret, reachable by name.
+    let (mut alice, _) = join(server.listeners[1].addr).await;
+    alice.send_line("/nick alice").await.unwrap();
+    alice.send_line("/join secret").await.unwrap();
+    let (mut ops, _) = join(server.listeners[1].addr).await;
+    ops.send_line("/nick ops-1").await.unwrap();
+    sync(&mut alice).await;
+    sync(&mut ops).await;
+
+    let mut bob = at_the_gate(&server).await;
+    log_in(&mut bob, "/login bob pw-bob").await;
+    for (line, refused) in [
+        ("/msg alice hi", "bob may not send directly to alice"),
+        ("/hex alice 01 03", "bob may not send directly to alice"),
+        ("/who secret", "bob may not join #secret"),
+    ] {
+        bob.send_line(line).await.unwrap();
+        // (Its listener's #lobby is not among its rooms: it was told so first.)
+        expect_line(
+            &mut bob,
+            refused,
+            |l| matches!(l, ServerLine::Error(t) if t.contains(refused)),
+        )
+        .await;
+    }
+    // Listings show only the rooms it may join.
+    bob.send_line("/join team-red").await.unwrap();
+    bob.send_line("/rooms").await.unwrap();
+    let rooms = expect_line(
+        &mut bob,
+        "the rooms",
+        |l| matches!(l, ServerLine::Notice(t) if t.starts_with("rooms")),
+    )
+    .await;
+    assert!(rooms.to_string().contains("#team-red"), "{rooms}");
+    assert!(
+        !rooms.to_string().contains("#secret") && !rooms.to_string().contains("#lobby"),
+        "{rooms}"
+    );
+    // JSON's send with "to" is a direct message too.
+    let mut json = Client::connect(server.listeners[2].addr).await.unwrap();
+    json.send_line(r#"{"type":"auth","user":"bob","password":"pw-bob"}"#)
+        .await
+        .unwrap();
+    json.send_line(r#"{"type":"send","to":"alice","text":"hi","id":1}"#)
+        .await
+        .unwrap();
+    let refusal = within("the JSON refusal", async {
+        loop {
+            let event = json.next_json().await.unwrap().expect("an event");
+            if event["id"] == 1 {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert_eq!(refusal["code"], "forbidden", "{refusal}");
+    // A user granted some names reaches those.
+    let mut carol = at_the_gate(&server).await;
+    log_in(&mut carol, "/login carol pw-carol").await;
+    carol.send_line("/msg ops-1 deploy done").await.unwrap();
+    let heard = expect_line(&mut ops, "carol's message", |l| {
+        matches!(l, ServerLine::Direct { .. })
+    })
+    .await;
+    assert_eq!(
+        heard,
+        ServerLine::Direct {
+            from: "carol".into(),
+            text: "deploy done".into()
+        }
+    );
+    carol.send_line("/msg alice hi").await.unwrap();
+    expect_line(
+        &mut carol,
+        "the refusal",
+        |l| matches!(l, ServerLine::Error(t) if t.contains("carol may not send directly to alice")),
+    )
+    .await;
+    // Alice heard nothing of any of it.
+    let heard = heard_until_pong(&mut alice).await;
+    assert!(
+        !heard.iter().any(|l| matches!(l, ServerLine::Direct { .. })),
+        "{heard:?}"
+    );
+    server.stop().await;
+}
