@@ -484,6 +484,19 @@ fn starts_a_listener(text: &str) -> bool {
     parse_addr(&text[..end]).is_ok()
 }
 
+/// A trusted proxy: an address (`127.0.0.1`, `::1`) or a CIDR block
+/// (`10.0.0.0/8`).
+fn parse_proxy(text: &str) -> anyhow::Result<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "bad trusted proxy {text:?}: expected an address or a CIDR block, e.g. 127.0.0.1 or 10.0.0.0/8"
+            )
+        })
+}
+
 /// A listener's address: see [`crate::address::listen_addr`].
 fn parse_addr(addr: &str) -> anyhow::Result<SocketAddr> {
     Ok(crate::address::listen_addr(addr)?)
@@ -658,6 +671,11 @@ pub struct Config {
     /// nor `localhost`, an IP address or an allowed origin's, is one that
     /// DNS rebinding pointed at this server, and is refused `/ws`.
     pub server_names: Vec<String>,
+    /// The proxies in front of the HTTP listener (nginx on this machine,
+    /// a load balancer): from them, `X-Forwarded-For` (or `Forwarded`)
+    /// names the client, for bans, per-address limits, logs and the
+    /// console. From anyone else those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often WebSocket clients are pinged.
     pub ws_ping_interval: Duration,
     /// How long a pinged WebSocket client has to answer.
@@ -719,6 +737,7 @@ impl Default for Config {
             admin_token: None,
             allowed_origins: Vec::new(),
             server_names: Vec::new(),
+            trusted_proxies: Vec::new(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
             admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
@@ -907,6 +926,7 @@ impl Config {
             admin_token: _,
             allowed_origins: _,
             server_names: _,
+            trusted_proxies: _,
             ws_ping_interval: _,
             ws_pong_timeout: _,
             admin_login_attempts: _,
@@ -970,6 +990,7 @@ impl Config {
             admin_token => "admin-token",
             allowed_origins => "allowed-origin",
             server_names => "server-name",
+            trusted_proxies => "trusted-proxy",
             ws_ping_interval => "ws-ping-interval",
             ws_pong_timeout => "ws-pong-timeout",
             admin_login_attempts => "admin-login-attempts",
@@ -1149,6 +1170,8 @@ pub struct Overrides {
     pub allowed_origin: Option<Vec<String>>,
     /// See [`Config::server_names`].
     pub server_name: Option<Vec<String>>,
+    /// See [`Config::trusted_proxies`]: addresses or CIDR blocks.
+    pub trusted_proxy: Option<Vec<String>>,
     /// See [`Config::ws_ping_interval`].
     pub ws_ping_interval: Option<Seconds>,
     /// See [`Config::ws_pong_timeout`].
@@ -1234,6 +1257,12 @@ impl Overrides {
         }
         set(&mut config.allowed_origins, self.allowed_origin);
         set(&mut config.server_names, self.server_name);
+        if let Some(proxies) = self.trusted_proxy {
+            config.trusted_proxies = proxies
+                .iter()
+                .map(|p| parse_proxy(p))
+                .collect::<anyhow::Result<_>>()?;
+        }
         set(
             &mut config.ws_ping_interval,
             self.ws_ping_interval.map(|s| s.0),

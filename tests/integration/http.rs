@@ -1115,3 +1115,88 @@ async fn status_shows_a_live_server_and_fails_clearly_on_a_dead_port() {
     server.terminate();
     server.expect_log("shut down").await;
 }
+
+/// A `/ws` upgrade as nginx forwards it, for the client at `client`: the
+/// answer's status.
+async fn ws_status_forwarded_for(http_addr: SocketAddr, client: &str) -> (u16, Option<Ws>) {
+    let mut request = format!("ws://{http_addr}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", client.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => (101, Some(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            (response.status().as_u16(), None)
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_counted_as_itself() {
+    // nginx on this machine: every request from 127.0.0.1.
+    let config = Config {
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        max_connections_per_ip: Some(1),
+        admin_token: Some(TOKEN.into()),
+        admin_login_attempts: 2,
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    // One connection per address: the proxy's many clients are many addresses.
+    let (first, _kept) = ws_status_forwarded_for(http_addr, "203.0.113.5").await;
+    assert_eq!(first, 101);
+    assert_eq!(
+        ws_status_forwarded_for(http_addr, "203.0.113.5").await.0,
+        503
+    );
+    assert_eq!(
+        ws_status_forwarded_for(http_addr, "203.0.113.6").await.0,
+        101
+    );
+    // A guesser locks out its own address, not the admin's.
+    let client = http();
+    let stats = format!("http://{http_addr}/api/v1/stats");
+    for _ in 0..3 {
+        client
+            .get(&stats)
+            .bearer_auth("wrong-token-wrong-token")
+            .header("x-forwarded-for", "198.51.100.66")
+            .send()
+            .await
+            .unwrap();
+    }
+    let guesser = client
+        .get(&stats)
+        .bearer_auth("wrong-token-wrong-token")
+        .header("x-forwarded-for", "198.51.100.66")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guesser.status(), 429);
+    let admin = client
+        .get(&stats)
+        .bearer_auth("another-wrong-token")
+        .header("x-forwarded-for", "203.0.113.10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 401, "another address is not locked out");
+    server.stop().await;
+
+    // Not trusted: a client's X-Forwarded-For is its own words, ignored.
+    let config = Config {
+        max_connections_per_ip: Some(1),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let (first, _kept) = ws_status_forwarded_for(http_addr, "203.0.113.5").await;
+    assert_eq!(first, 101);
+    assert_eq!(
+        ws_status_forwarded_for(http_addr, "203.0.113.6").await.0,
+        503
+    );
+    server.stop().await;
+}

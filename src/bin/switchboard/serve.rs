@@ -251,6 +251,15 @@ pub struct ServeArgs {
     )]
     server_name: Vec<String>,
 
+    /// A proxy in front of --http (an address or a CIDR block: 127.0.0.1 for nginx on this machine); repeatable. From it, X-Forwarded-For or Forwarded name the client, for bans, per-address limits, logs and the console; from anyone else, those headers are ignored. [default: none]
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "SWITCHBOARD_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    trusted_proxy: Vec<String>,
+
     /// How often WebSocket clients are pinged. [default: 25s]
     #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_WS_PING_INTERVAL")]
     ws_ping_interval: Option<Seconds>,
@@ -356,6 +365,7 @@ impl ServeArgs {
             admin_token_file: args.admin_token_file,
             allowed_origin: Some(args.allowed_origin).filter(|origins| !origins.is_empty()),
             server_name: Some(args.server_name).filter(|names| !names.is_empty()),
+            trusted_proxy: Some(args.trusted_proxy).filter(|proxies| !proxies.is_empty()),
             ws_ping_interval: args.ws_ping_interval,
             ws_pong_timeout: args.ws_pong_timeout,
             admin_login_attempts: args.admin_login_attempts,

@@ -51,6 +51,9 @@ const MAX_SESSIONS: usize = 10_000;
 #[derive(Debug)]
 pub(crate) struct Gate {
     token: Option<String>,
+    /// The proxies whose `X-Forwarded-For` names the client, whose address
+    /// then counts failed attempts.
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// The console's sessions: the digest of each cookie's value, and
     /// when it ends. The cookie is a session, not the token: it expires,
     /// logging out revokes it, and the token never sits in a browser.
@@ -81,6 +84,7 @@ impl Gate {
     pub(crate) fn new(config: &Config) -> Self {
         Gate {
             token: config.admin_token.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
             sessions: Mutex::default(),
             secure_cookie: config.http.is_some_and(|http| http.tls),
             allowed_origins: config.allowed_origins.clone(),
@@ -371,6 +375,9 @@ pub(crate) async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
+    // Behind a trusted proxy, failures count against the client it names:
+    // one guesser does not lock out everyone the proxy serves.
+    let peer = super::forwarded::client_addr(peer, request.headers(), &app.auth.trusted_proxies);
     let refusal = match app.auth.check(peer, request.headers()) {
         Ok(()) => return next.run(request).await,
         Err(refusal) => refusal,
@@ -435,9 +442,11 @@ pub(crate) struct Login {
 pub(crate) async fn login(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(login): Form<Login>,
 ) -> Response {
     let gate = &app.auth;
+    let peer = super::forwarded::client_addr(peer, &headers, &gate.trusted_proxies);
     if gate.token.is_none() {
         return Redirect::to("/").into_response();
     }

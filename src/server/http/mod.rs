@@ -17,6 +17,7 @@ mod api;
 mod auth;
 mod background;
 mod console;
+mod forwarded;
 mod https;
 mod live;
 mod metrics;

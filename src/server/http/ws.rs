@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::auth::ForeignPage;
+use super::forwarded;
 use super::{error, AppState};
 use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
@@ -55,6 +56,9 @@ pub(crate) async fn upgrade(
     mut request: Request,
 ) -> Response {
     let headers = request.headers();
+    // Behind a trusted proxy, the client it names: for bans, per-address
+    // limits, the log and the console.
+    let peer = forwarded::client_addr(peer, headers, &app.control.shared().config.trusted_proxies);
     let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
         Some(key)
             if lists(headers, header::CONNECTION, "upgrade")
