@@ -138,6 +138,14 @@ pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 /// finish one and would hold a connection slot until it gave up.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an HTTP connection may take to send a request's headers, and
+/// may sit idle between requests: nginx's `client_header_timeout` (60 s).
+/// A browser sends its headers in one packet; a connection that trickles
+/// them (slowloris) or keeps a socket open saying nothing is closed, so it
+/// cannot hold the server's files. WebSocket connections, once upgraded,
+/// have their own pings and pong timeout.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a client of an `?auth=required` listener has to authenticate:
 /// a program or a person pasting a token does it in well under a second or
 /// two, while a connection that never does holds a slot until then.
@@ -655,6 +663,9 @@ pub struct Config {
     pub tls: TlsFiles,
     /// How long a client has to finish its TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// How long an HTTP connection may take to send a request's headers,
+    /// or sit idle between requests.
+    pub http_header_timeout: Duration,
     /// Where credentials come from (users file, tokens, JWT keys).
     pub auth: AuthSettings,
     /// How long a client of an `?auth=required` listener has to
@@ -732,6 +743,7 @@ impl Default for Config {
             http: None,
             tls: TlsFiles::default(),
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
             auth: AuthSettings::default(),
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             admin_token: None,
@@ -921,6 +933,7 @@ impl Config {
             http: _,
             tls: _,
             tls_handshake_timeout: _,
+            http_header_timeout: _,
             auth: _,
             auth_timeout: _,
             admin_token: _,
@@ -978,6 +991,7 @@ impl Config {
             tls.client_ca => "tls-client-ca",
             tls.self_signed => "tls-self-signed",
             tls_handshake_timeout => "tls-handshake-timeout",
+            http_header_timeout => "http-header-timeout",
             auth.users_file => "users",
             auth.tokens => "token",
             auth.token_file => "token-file",
@@ -1042,6 +1056,10 @@ impl Config {
         anyhow::ensure!(
             !self.tls_handshake_timeout.is_zero(),
             "tls-handshake-timeout must be more than 0"
+        );
+        anyhow::ensure!(
+            !self.http_header_timeout.is_zero(),
+            "http-header-timeout must be more than 0"
         );
         Ok(())
     }
@@ -1144,6 +1162,8 @@ pub struct Overrides {
     pub tls_self_signed: Option<bool>,
     /// See [`Config::tls_handshake_timeout`].
     pub tls_handshake_timeout: Option<Seconds>,
+    /// See [`Config::http_header_timeout`].
+    pub http_header_timeout: Option<Seconds>,
     /// See [`AuthSettings::users_file`].
     pub users: Option<PathBuf>,
     /// See [`AuthSettings::tokens`].
@@ -1224,6 +1244,10 @@ impl Overrides {
         set(
             &mut config.tls_handshake_timeout,
             self.tls_handshake_timeout.map(|s| s.0),
+        );
+        set(
+            &mut config.http_header_timeout,
+            self.http_header_timeout.map(|s| s.0),
         );
         let auth = &mut config.auth;
         if self.users.is_some() {

@@ -1200,3 +1200,125 @@ async fn behind_a_trusted_proxy_each_client_is_counted_as_itself() {
     );
     server.stop().await;
 }
+
+/// Reads until the server closes the connection; what it said.
+async fn until_closed(stream: &mut TcpStream, what: &str) -> Vec<u8> {
+    within(what, async {
+        let mut said = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return said,
+                Ok(n) => said.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slow_or_silent_http_connections_are_closed_and_counted_like_clients() {
+    let config = Config {
+        http_header_timeout: Duration::from_secs(1),
+        max_connections_per_ip: Some(2),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    // A slowloris: headers a byte at a time, never finished; and a
+    // connection that says nothing at all.
+    let mut trickling = TcpStream::connect(http_addr).await.unwrap();
+    trickling
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(http_addr).await.unwrap();
+    // Together they hold this address's two connections: a TCP client from
+    // it is refused, as a third would be.
+    let mut third = TcpStream::connect(server.text_addr()).await.unwrap();
+    let said = String::from_utf8_lossy(&until_closed(&mut third, "the refusal").await).into_owned();
+    assert!(said.contains("too many connections"), "{said}");
+    let mut refused = TcpStream::connect(http_addr).await.unwrap();
+    refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&until_closed(&mut refused, "the 503").await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    // Both are closed once the header timeout has passed.
+    until_closed(&mut trickling, "the slowloris to be closed").await;
+    until_closed(&mut silent, "the silent connection to be closed").await;
+    // Their slots are free again.
+    assert_eq!(
+        status_of(http().get(format!("http://{http_addr}/healthz"))).await,
+        200
+    );
+    // A keep-alive connection that goes quiet is closed the same way.
+    let mut idle = TcpStream::connect(http_addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer =
+        String::from_utf8_lossy(&until_closed(&mut idle, "the idle keep-alive to be closed").await)
+            .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_pending_tls_handshake() {
+    let server = BinaryServer::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "https://127.0.0.1:0",
+        "--tls-self-signed",
+        "--max-connections-per-ip",
+        "0",
+    ])
+    .await;
+    let https: SocketAddr = server.listeners[1]
+        .strip_prefix("https://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 127.0.0.1 opens connections and never says hello: past its share
+    // (a sixteenth of the 1,024 handshakes), the next is closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..64 {
+        silent.push(TcpStream::connect(https).await.unwrap());
+    }
+    let mut over = TcpStream::connect(https).await.unwrap();
+    until_closed(
+        &mut over,
+        "the connection past the address's share to be closed",
+    )
+    .await;
+    // Another address still gets through: a whole handshake and a request.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(https).await.unwrap();
+    let tls = switchboard::ClientTls::insecure().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls.rustls_config()));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = within(
+        "the other address's handshake",
+        connector.connect(name, stream),
+    )
+    .await
+    .expect("the handshake completes");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    within("the answer", stream.read_to_end(&mut answer))
+        .await
+        .ok();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(silent);
+}

@@ -220,6 +220,10 @@ pub struct ServeArgs {
     )]
     tls_handshake_timeout: Option<Seconds>,
 
+    /// Close an --http connection that takes longer than this to send a request's headers, or sits idle this long between requests (nginx's client_header_timeout); WebSocket connections, once open, have their pings instead. [default: 60s]
+    #[arg(long, value_name = "DURATION", env = "SWITCHBOARD_HTTP_HEADER_TIMEOUT")]
+    http_header_timeout: Option<Seconds>,
+
     /// Token that opens the console, the API and /metrics to anyone who has it, on any address; without one they answer only on loopback. At least 16 characters.
     #[arg(
         long,
@@ -352,6 +356,7 @@ impl ServeArgs {
             tls_client_ca: args.tls_client_ca,
             tls_self_signed: Some(args.tls_self_signed).filter(|on| *on),
             tls_handshake_timeout: args.tls_handshake_timeout,
+            http_header_timeout: args.http_header_timeout,
             users: args.users,
             token: Some(args.token).filter(|tokens| !tokens.is_empty()),
             token_file: args.token_file,

@@ -2,8 +2,9 @@
 //! their own tasks, so a client that connects and says nothing delays no
 //! one; axum is handed only connections that finished theirs.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +21,48 @@ use crate::transport::{tls, ServerTls};
 /// once, so a flood of silent connections costs a bounded amount and
 /// clients that finish their handshakes still get in.
 const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Handshakes under way at once from one address (an IPv6 /64): a
+/// sixteenth of the pool, so that one address's silent connections cannot
+/// take all of it and shut everyone else out.
+const MAX_PENDING_PER_ADDRESS: usize = MAX_PENDING_HANDSHAKES / 16;
+
+/// Handshakes under way, by address.
+#[derive(Default)]
+struct PendingByAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PendingByAddress {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one more from `ip`, unless it has its share already.
+    fn begin(self: &Arc<Self>, ip: IpAddr) -> Option<PendingFrom> {
+        let ip = crate::throttle::address_key(ip);
+        let mut counts = self.counts();
+        let count = counts.entry(ip).or_default();
+        if *count >= MAX_PENDING_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(PendingFrom(self.clone(), ip))
+    }
+}
+
+/// One handshake under way from an address; done when dropped.
+struct PendingFrom(Arc<PendingByAddress>, IpAddr);
+
+impl Drop for PendingFrom {
+    fn drop(&mut self) {
+        let mut counts = self.0.counts();
+        if let Some(count) = counts.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// How long to wait after `accept` fails for a reason other than the
 /// connection (e.g. out of file descriptors), before trying again.
@@ -78,6 +121,7 @@ async fn accept_loop(
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let by_address = Arc::new(PendingByAddress::default());
     let limit = shared.config.tls_handshake_timeout;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -88,6 +132,10 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(from_address) = by_address.begin(peer.ip()) else {
+            debug!(%peer, "closed an HTTPS connection: {MAX_PENDING_PER_ADDRESS} TLS handshakes from its address are under way already");
+            continue;
+        };
         let Ok(permit) = pending.clone().try_acquire_owned() else {
             warn!(%peer, "closed an HTTPS connection: {MAX_PENDING_HANDSHAKES} TLS handshakes are under way already");
             continue;
@@ -96,7 +144,7 @@ async fn accept_loop(
         let (ready, acceptor, shared) = (ready.clone(), tls.http_acceptor(), shared.clone());
         tokio::spawn(async move {
             let handshake = tls::handshake(acceptor, stream, limit).await;
-            drop(permit);
+            drop((permit, from_address));
             match handshake {
                 Ok(stream) => {
                     let _ = ready.send((stream, peer)).await;

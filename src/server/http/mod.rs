@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod background;
+mod connections;
 mod console;
 mod forwarded;
 mod https;
@@ -23,7 +24,6 @@ mod live;
 mod metrics;
 mod ws;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -74,25 +74,21 @@ pub(crate) async fn serve(
         background: background::Background::start()?,
         control,
     });
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let stopped = async move { stop.cancelled().await };
+    let router = router(app);
     match tls {
         Some(tls) => {
-            let listener = https::TlsListener::new(listener, shared, tls).tap_io(|_| {});
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stopped)
-                .await?
+            let listener = https::TlsListener::new(listener, shared.clone(), tls);
+            connections::serve(listener, router, shared, stop).await;
         }
         None => {
             // The same socket options as TCP clients: browsers are clients too.
+            let tuning = shared.clone();
             let listener = listener.tap_io(move |tcp| {
                 if let Ok(peer) = tcp.peer_addr() {
-                    crate::server::listeners::tune(&shared, tcp, peer);
+                    crate::server::listeners::tune(&tuning, tcp, peer);
                 }
             });
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stopped)
-                .await?
+            connections::serve(listener, router, shared, stop).await;
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::auth::ForeignPage;
-use super::forwarded;
+use super::{connections, forwarded};
 use super::{error, AppState};
 use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
@@ -135,7 +135,21 @@ pub(crate) async fn upgrade(
             return error(StatusCode::FORBIDDEN, "banned", reason);
         }
     };
-    let slot = match shared.admit(peer.ip()) {
+    // The HTTP connection's slot becomes the client's: one connection,
+    // counted once. Behind a trusted proxy, the client's own address is
+    // counted now.
+    let held = request
+        .extensions()
+        .get::<connections::HeldSlot>()
+        .and_then(connections::HeldSlot::take);
+    let admitted = match held {
+        Some((permit, Some(ip_slot))) => Ok((permit, Some(ip_slot))),
+        Some((permit, None)) => shared
+            .admit_from(peer.ip())
+            .map(|ip_slot| (permit, ip_slot)),
+        None => shared.admit(peer.ip()),
+    };
+    let slot = match admitted {
         Ok(slot) => slot,
         Err(refusal) => {
             if refusal.log {
