@@ -508,6 +508,11 @@ impl Shared {
         self.live.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A client's rate limits, as in force now.
+    pub(crate) fn client_rates(&self) -> crate::throttle::ClientRates {
+        self.live().timeouts.rates
+    }
+
     fn configured(&self) -> std::sync::MutexGuard<'_, Vec<(ListenerSpec, u32)>> {
         self.configured.lock().unwrap_or_else(|e| e.into_inner())
     }

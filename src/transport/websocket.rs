@@ -39,6 +39,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::{Farewell, Transport};
 use crate::hub::{CloseReason, Closing};
+use crate::throttle::{ClientRates, Throttle, Verdict};
 
 /// How frames map to the protocol's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,10 @@ pub(crate) struct WsSettings {
     pub max_frame: usize,
     /// Bytes read from the socket at a time (and held while idle).
     pub read_buffer: usize,
+    /// The client's rate limits, which its control frames (pings, pongs)
+    /// count against too: tungstenite answers them without the
+    /// connection's read side ever seeing them.
+    pub rates: ClientRates,
 }
 
 /// Longest close reason a close frame can carry (125 bytes less the code).
@@ -198,6 +203,10 @@ struct Inner<S> {
     close: Option<(u16, String)>,
     /// A read error that came after data already handed over.
     failed: Option<io::Error>,
+    /// The control frames' share of the rate limits.
+    control: Throttle,
+    /// Reading waits until then: the client's pings went over its limit.
+    paused: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
@@ -227,6 +236,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
                 pong_due: None,
                 close: None,
                 failed: None,
+                control: Throttle::default(),
+                paused: None,
             }),
         }
     }
@@ -285,6 +296,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     /// The bytes a frame stands for in the protocol's stream.
+    /// Counts a control frame of `bytes` against the client's rates, as a
+    /// message is counted: past them, reading pauses (or, with a rate
+    /// limit grace spent, the client is cut off).
+    fn control_frame(&mut self, bytes: usize) -> io::Result<()> {
+        let rates = self.settings.rates;
+        if rates.messages.is_none() && rates.bytes.is_none() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        self.control.took_messages(&rates, 1, now);
+        // A frame's header is paid for too: a flood of empty pings is
+        // not free.
+        self.control.took_bytes(&rates, bytes + 2, now);
+        let over_bytes = self.control.bytes_allowed(&rates, now) == Some(0);
+        let over_messages = self.control.messages_allowed(&rates, now) == Some(0);
+        if !(over_bytes || over_messages) {
+            return Ok(());
+        }
+        match self.control.hold(&rates, over_bytes && !over_messages, now) {
+            Verdict::Pause { until, .. } => {
+                self.paused = Some(Box::pin(tokio::time::sleep_until(until)));
+                Ok(())
+            }
+            Verdict::CutOff(limit) => Err(io::Error::other(format!(
+                "rate limited: sent control frames faster than {limit} for the rate limit grace"
+            ))),
+        }
+    }
+
     fn frame_bytes(&self, message: Message) -> Option<Bytes> {
         let data = match message {
             Message::Text(text) => Bytes::from(text),
@@ -350,6 +390,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Half<'_, S> {
                 }
             }
             inner.heartbeat(cx)?;
+            // Over its rate with control frames: nothing is read (TCP holds
+            // the sender back) until it may go on.
+            if let Some(paused) = inner.paused.as_mut() {
+                match paused.as_mut().poll(cx) {
+                    Poll::Pending if gave => return Poll::Ready(Ok(())),
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => inner.paused = None,
+                }
+            }
             let message = match Pin::new(&mut inner.reader).poll_next(cx) {
                 Poll::Pending if gave => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
@@ -366,6 +415,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Half<'_, S> {
             };
             // Anything from the client shows it is there.
             inner.pong_due = None;
+            if let Message::Ping(data) | Message::Pong(data) = &message {
+                let bytes = data.len();
+                inner.control_frame(bytes)?;
+            }
             if let Some(bytes) = inner.frame_bytes(message) {
                 inner.leftover = bytes;
             }

@@ -1322,3 +1322,36 @@ async fn one_address_cannot_take_every_pending_tls_handshake() {
     );
     drop(silent);
 }
+
+#[tokio::test]
+async fn websocket_pings_count_against_the_rate_limits() {
+    let config = Config {
+        max_messages_per_second: switchboard::throttle::Rate::per_second(100),
+        rate_limit_grace: Duration::from_secs(1),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let ws = ws_connect(http_addr, "").await;
+    let (mut sink, mut stream) = ws.split();
+    // Pings flat out: tungstenite answers them inside the transport, but
+    // they are paced like messages, and a client that keeps it up past
+    // the grace is cut off, as one sending messages is.
+    let flooding = tokio::spawn(async move {
+        while sink.send(Message::Ping(vec![0u8; 8].into())).await.is_ok() {}
+    });
+    let ended = within("the flooder to be cut off", async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await;
+    if let Some(reason) = ended {
+        assert!(reason.contains("rate limited"), "{reason}");
+    }
+    flooding.abort();
+    server.stop().await;
+}

@@ -175,6 +175,7 @@ pub(crate) async fn upgrade(
         pong_timeout: config.ws_pong_timeout,
         max_frame: max_line.saturating_mul(FRAME_LIMIT_LINES),
         read_buffer: READ_BUFFER,
+        rates: shared.client_rates(),
     };
     let listener = app.ws_listener.clone();
     let https = app.https;
