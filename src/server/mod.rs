@@ -508,6 +508,11 @@ impl Shared {
         self.live.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How long a client may leave a line unfinished, as in force now.
+    pub(crate) fn line_timeout(&self) -> Option<std::time::Duration> {
+        self.live().timeouts.line
+    }
+
     /// A client's rate limits, as in force now.
     pub(crate) fn client_rates(&self) -> crate::throttle::ClientRates {
         self.live().timeouts.rates

@@ -65,6 +65,9 @@ pub(crate) struct WsSettings {
     /// count against too: tungstenite answers them without the
     /// connection's read side ever seeing them.
     pub rates: ClientRates,
+    /// How long a message may stay unfinished (a fragmented one, or a
+    /// frame sent slowly): the line timeout.
+    pub line_timeout: Option<Duration>,
 }
 
 /// Longest close reason a close frame can carry (125 bytes less the code).
@@ -93,6 +96,9 @@ struct Socket<S> {
     out: BytesMut,
     /// Whether a close frame went out (ours, or tungstenite's answer).
     close_sent: bool,
+    /// Bytes read since the last whole message: a message (or frame) not
+    /// finished yet, which tungstenite holds.
+    unfinished: usize,
 }
 
 impl<S: AsyncWrite + Unpin> Socket<S> {
@@ -149,7 +155,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadSide<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut lock(&self.0).io).poll_read(cx, buf)
+        let mut socket = lock(&self.0);
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut socket.io).poll_read(cx, buf))?;
+        socket.unfinished += buf.filled().len() - before;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -207,6 +217,9 @@ struct Inner<S> {
     control: Throttle,
     /// Reading waits until then: the client's pings went over its limit.
     paused: Option<Pin<Box<Sleep>>>,
+    /// When a message the client started must be finished by: the line
+    /// timeout, as for an unfinished line over TCP.
+    unfinished_by: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
@@ -216,6 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
             io,
             out: BytesMut::new(),
             close_sent: false,
+            unfinished: 0,
         }));
         let config = WebSocketConfig::default()
             .read_buffer_size(settings.read_buffer)
@@ -238,6 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
                 failed: None,
                 control: Throttle::default(),
                 paused: None,
+                unfinished_by: None,
             }),
         }
     }
@@ -296,6 +311,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     /// The bytes a frame stands for in the protocol's stream.
+    /// With part of a message read and the rest not come, starts (or
+    /// checks) the line timeout: a client cannot hold an unfinished
+    /// message (a fragment with FIN=0, a frame trickled in) for longer
+    /// than one may hold an unfinished line.
+    fn unfinished(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(limit) = self.settings.line_timeout else {
+            return Ok(());
+        };
+        if lock(&self.socket).unfinished == 0 {
+            return Ok(());
+        }
+        let by = self
+            .unfinished_by
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match by.as_mut().poll(cx) {
+            Poll::Pending => Ok(()),
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "a message was left unfinished for {} (line timeout)",
+                    crate::units::format_duration(limit)
+                ),
+            )),
+        }
+    }
+
     /// Counts a control frame of `bytes` against the client's rates, as a
     /// message is counted: past them, reading pauses (or, with a rate
     /// limit grace spent, the client is cut off).
@@ -400,8 +441,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Half<'_, S> {
                 }
             }
             let message = match Pin::new(&mut inner.reader).poll_next(cx) {
-                Poll::Pending if gave => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    inner.unfinished(cx)?;
+                    return match gave {
+                        true => Poll::Ready(Ok(())),
+                        false => Poll::Pending,
+                    };
+                }
                 Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => {
                     return Poll::Ready(Ok(()))
                 }
@@ -415,6 +461,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Half<'_, S> {
             };
             // Anything from the client shows it is there.
             inner.pong_due = None;
+            lock(&inner.socket).unfinished = 0;
+            inner.unfinished_by = None;
             if let Message::Ping(data) | Message::Pong(data) = &message {
                 let bytes = data.len();
                 inner.control_frame(bytes)?;
@@ -559,6 +607,7 @@ mod tests {
             io: tokio::io::empty(),
             out: BytesMut::new(),
             close_sent: false,
+            unfinished: 0,
         };
         socket.frame(0x1, b"hi");
         assert_eq!(&socket.out[..], &[0x81, 2, b'h', b'i']);

@@ -1355,3 +1355,28 @@ async fn websocket_pings_count_against_the_rate_limits() {
     flooding.abort();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_unfinished_fragmented_websocket_message_is_held_to_the_line_timeout() {
+    let config = Config {
+        line_timeout: Some(Duration::from_secs(1)),
+        ..http_config()
+    };
+    let (server, http_addr) = start(config).await;
+    let mut ws = ws_connect(http_addr, "").await;
+    ws_event(&mut ws).await; // the welcome
+                             // A text frame with FIN=0, never continued, while the client answers
+                             // pings: its message is never finished.
+    let first = tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        b"{\"type\":\"say\",\"text\":\"".to_vec(),
+        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        false,
+    );
+    ws.send(Message::Frame(first)).await.unwrap();
+    let frame = close_frame_of(&mut ws).await;
+    assert!(frame.reason.contains("unfinished"), "{frame:?}");
+    assert!(frame.reason.contains("line timeout"), "{frame:?}");
+    server.stop().await;
+}

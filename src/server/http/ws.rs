@@ -176,6 +176,7 @@ pub(crate) async fn upgrade(
         max_frame: max_line.saturating_mul(FRAME_LIMIT_LINES),
         read_buffer: READ_BUFFER,
         rates: shared.client_rates(),
+        line_timeout: shared.line_timeout(),
     };
     let listener = app.ws_listener.clone();
     let https = app.https;
