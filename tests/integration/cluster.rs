@@ -675,7 +675,11 @@ async fn a_node_shut_down_gracefully_frees_its_names_at_once() {
     expect_notice(&mut watcher, "lea left #lobby").await;
     nick(&mut watcher, "lea").await;
     assert!(started.elapsed() < Duration::from_secs(2));
-    let _ = within("node b to exit", b.child.wait()).await;
+    let status = within("node b to exit", b.child.wait()).await.unwrap();
+    assert!(
+        status.success(),
+        "a graceful shutdown exits 0, not {status}"
+    );
 }
 
 #[tokio::test]

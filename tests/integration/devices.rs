@@ -376,7 +376,13 @@ async fn the_device_simulator_registers_sends_heartbeats_and_shows_what_it_recei
     assert!(shown.contains("|..OK|"), "{shown}");
     // Its heartbeats (every 300 ms) are not relayed: the app hears only
     // the answer to its ping.
-    sync(&mut app).await;
+    let heard = heard_until_pong(&mut app).await;
+    assert!(
+        !heard
+            .iter()
+            .any(|l| matches!(l, ServerLine::Message { .. })),
+        "a heartbeat was relayed: {heard:?}"
+    );
     simulator.kill().await.ok();
 }
 

@@ -65,8 +65,15 @@ async fn rooms_are_kept_apart() {
         ("devices", "for devices only")
     );
 
-    // c, still in the lobby, hears nothing of it.
-    sync(&mut c).await;
+    // c, still in the lobby, hears nothing of it (the others' arrivals
+    // and joins are all it hears).
+    let heard = heard_until_pong(&mut c).await;
+    assert!(
+        !heard
+            .iter()
+            .any(|l| matches!(l, ServerLine::Message { .. })),
+        "c heard {heard:?}"
+    );
     c.send_line("/who devices").await.unwrap();
     let who = expect_line(&mut c, "who", |l| matches!(l, ServerLine::Notice(_))).await;
     assert!(who.to_string().starts_with("* #devices (2):"), "{who}");
