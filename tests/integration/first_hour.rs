@@ -379,6 +379,8 @@ async fn a_bad_listener_address_says_what_is_wrong_with_an_example() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("text://127.0.0.1:0"), "{stdout}");
     assert!(stdout.contains("idle 30m"), "{stdout}");
+    assert!(stdout.contains("welcome          the default"), "{stdout}");
+    assert!(stdout.contains("ack              none"), "{stdout}");
 }
 
 #[tokio::test]

@@ -508,6 +508,32 @@ fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
         off(config.idle_timeout),
         off(config.line_timeout)
     );
+    let shown = |text: &Option<String>, default: &str| match text.as_deref() {
+        None => default.to_owned(),
+        Some("") => "none".to_owned(),
+        Some(text) => format!("{text:?}"),
+    };
+    let _ = writeln!(
+        out,
+        "welcome          {}",
+        shown(&config.welcome, "the default, naming the client and /help")
+    );
+    let _ = writeln!(out, "ack              {}", shown(&config.ack, "none"));
+    let _ = writeln!(
+        out,
+        "http timeouts    headers {}, WebSocket ping every {}, pong within {}",
+        format_duration(config.http_header_timeout),
+        format_duration(config.ws_ping_interval),
+        format_duration(config.ws_pong_timeout)
+    );
+    if !config.trusted_proxies.is_empty() {
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let _ = writeln!(out, "trusted proxies  {}", proxies.join(", "));
+    }
     out
 }
 
