@@ -431,6 +431,9 @@ mod tests {
             let outbox = outbox.clone();
             async move { outbox.until_receiver_keeps_up().await }
         });
+        // Waiting already, not finding the outbox closed as it starts.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
         outbox.close(
             CloseReason::Stalled {
                 timeout: std::time::Duration::from_secs(1),
