@@ -342,6 +342,9 @@ pub enum HubError {
     /// The client's credentials do not allow it.
     #[error("{0}")]
     Forbidden(String),
+    /// The name is a client certificate's.
+    #[error("the name {0} belongs to the holder of a client certificate: connect with it to use it, or pick another")]
+    CertificateName(Name),
     /// `guest-` names are given out by the server, to new clients.
     #[error("names starting with guest- are given out by the server to new clients; pick another")]
     GuestName(Name),
@@ -392,6 +395,7 @@ impl HubError {
             HubError::NameReserved(_)
             | HubError::UserName(_)
             | HubError::GuestName(_)
+            | HubError::CertificateName(_)
             | HubError::DeviceName { .. } => "name_reserved",
             HubError::AlreadyRegistered => "already_registered",
             HubError::Cluster(_) => "cluster_degraded",
@@ -481,7 +485,15 @@ struct Shared {
     backplane: OnceLock<Arc<dyn Backplane>>,
     /// Names kept for devices (read on renames only).
     device_prefixes: device::DevicePrefixes,
+    /// Names that client certificates gave, by comparison key: kept for
+    /// their holders, as users' names are (read on renames only).
+    certified: Mutex<std::collections::HashSet<Arc<str>>>,
 }
+
+/// Most names kept for certificate holders: past it, a new one is not
+/// kept (its holder still gets it while connected). A CA signs what it
+/// signs; 100,000 names are a few megabytes.
+const MAX_CERTIFIED_NAMES: usize = 100_000;
 
 /// Names and rooms: written on connect, join, leave, rename and disconnect,
 /// read to resolve a direct message. Never held while awaiting.
@@ -665,6 +677,21 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner()) = reserved;
     }
 
+    /// Keeps `name` for the holders of certificates that give it.
+    fn certify(&self, name: &Name) {
+        let mut certified = lock(&self.shared.certified);
+        if certified.len() < MAX_CERTIFIED_NAMES {
+            certified.insert(name.key());
+        }
+    }
+
+    /// Whether a client certificate gave `name` (or a look-alike of it).
+    fn is_certified_name(&self, name: &Name) -> bool {
+        let keys = NameKeys::of(name);
+        let certified = lock(&self.shared.certified);
+        certified.contains(&*keys.key) || certified.contains(&*keys.shape)
+    }
+
     fn is_user_name(&self, name: &Name) -> bool {
         self.shared
             .reserved
@@ -689,6 +716,7 @@ impl Hub {
                 reserved: std::sync::RwLock::new(None),
                 backplane: OnceLock::new(),
                 device_prefixes: Default::default(),
+                certified: Mutex::default(),
             }),
         }
     }

@@ -44,6 +44,23 @@ pub struct Session {
     logged_in: Option<Box<LoggedIn>>,
 }
 
+/// Where a certificate holder may go: anywhere its listener lets it (a
+/// certificate names a client; it grants no rooms).
+#[derive(Debug)]
+struct Anywhere;
+
+impl Access for Anywhere {
+    fn may_join(&self, _: &RoomName) -> Result<(), String> {
+        Ok(())
+    }
+    fn may_send(&self, _: &RoomName) -> Result<(), String> {
+        Ok(())
+    }
+    fn may_direct(&self, _: &Name) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// A logged-in client's credentials, as the hub checks them.
 #[derive(Debug)]
 struct LoggedIn {
@@ -523,10 +540,32 @@ impl Session {
         if self.hub.is_user_name(&new) {
             return Err(HubError::UserName(new));
         }
+        if self.hub.is_certified_name(&new) {
+            return Err(HubError::CertificateName(new));
+        }
         if let Some(prefix) = self.hub.device_prefix_of(&NameKeys::of(&new)) {
             return Err(HubError::DeviceName { name: new, prefix });
         }
         self.take_name(new).await
+    }
+
+    /// Gives the client the name its TLS client certificate proved: kept
+    /// for the certificate's holders from then on (nobody else may `/nick`
+    /// it), and the client's for good (it cannot `/nick` away from it).
+    pub async fn take_certified_name(&mut self, name: Name) -> Result<(), HubError> {
+        if self.hub.is_user_name(&name) {
+            return Err(HubError::UserName(name));
+        }
+        if let Some(prefix) = self.hub.device_prefix_of(&NameKeys::of(&name)) {
+            return Err(HubError::DeviceName { name, prefix });
+        }
+        self.take_name(name.clone()).await?;
+        self.hub.certify(&name);
+        self.logged_in = Some(Box::new(LoggedIn {
+            access: Box::new(Anywhere),
+            name_fixed: true,
+        }));
+        Ok(())
     }
 
     /// Logs the client in: it takes its user's `name` (kept from others,

@@ -844,7 +844,7 @@ impl Shared {
             // cluster, claiming it takes a round trip: the connection
             // starts with it.)
             Proof::Name(name) => Box::pin(async move {
-                if let Err(error) = session.rename(name.clone()).await {
+                if let Err(error) = session.take_certified_name(name.clone()).await {
                     let why =
                         format!("the name {name} of your certificate is not available: {error}");
                     warn!(peer = %meta.peer, "refused a client: {why}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::SinkExt;
 use switchboard::config::{HttpSpec, TlsFiles};
-use switchboard::{AnyClient, Client, ClientTls, Config, ListenerSpec, SelfSigned};
+use switchboard::{AnyClient, Client, ClientTls, Config, ListenerSpec, SelfSigned, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -405,4 +405,62 @@ fn tls_without_a_certificate_is_refused_at_start_naming_the_fix() {
         error.contains("json+tls://127.0.0.1:0") && error.contains("--tls-cert"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_certificates_name_stays_its_holders() {
+    let dir = Dir::new();
+    let (ca, cert, key) = client_ca_and_certificate(&dir, "sensor-1");
+    let mut config = tls_config(&dir);
+    config.tls.client_ca = Some(ca);
+    let server = TestServer::start(config).await;
+    let port = listener(&server.listeners, "tls").port();
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+    let with_certificate = trust.with_client_certificate(&cert, &key).unwrap();
+    let (mut sensor, name) = join_tls(port, &with_certificate).await;
+    assert_eq!(name, "sensor-1");
+    // Its holder cannot leave it.
+    sensor.send_line("/nick someone-else").await.unwrap();
+    expect_line(&mut sensor, "the refusal", |l| {
+        matches!(l, ServerLine::Error(t) if t.contains("your name is your user name") || t.contains("logged in"))
+    })
+    .await;
+    drop(sensor);
+    // While it is away, a plain client cannot take the name, nor a look-alike
+    // of it, and so cannot receive its direct messages.
+    let (mut squatter, _) = join(listener(&server.listeners, "text")).await;
+    within("the name to be free", async {
+        loop {
+            squatter.send_line("/nick sensor-1").await.unwrap();
+            let answer = expect_line(&mut squatter, "an answer", |l| {
+                matches!(l, ServerLine::Error(_))
+                    || matches!(l, ServerLine::Notice(t) if t.contains("known as"))
+            })
+            .await;
+            match answer {
+                // Still held by the departing connection: try again.
+                ServerLine::Error(t) if t.contains("is taken") => tokio::task::yield_now().await,
+                ServerLine::Error(t) => {
+                    assert!(
+                        t.contains("belongs to the holder of a client certificate"),
+                        "{t}"
+                    );
+                    return;
+                }
+                other => panic!("a plain client took the certificate's name: {other:?}"),
+            }
+        }
+    })
+    .await;
+    squatter.send_line("/nick SENSOR-1").await.unwrap();
+    expect_line(
+        &mut squatter,
+        "the look-alike's refusal",
+        |l| matches!(l, ServerLine::Error(t) if t.contains("client certificate")),
+    )
+    .await;
+    // Its holder gets it back.
+    let (_, name) = join_tls(port, &with_certificate).await;
+    assert_eq!(name, "sensor-1");
+    server.stop().await;
 }
