@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use common::{
-    expect_line, expect_message, join, read_to_end, run, switchboard, sync, within, BinaryServer,
+    expect_line, expect_message, heard_until_pong, join, read_to_end, run, switchboard, sync,
+    within, BinaryServer,
 };
 use switchboard::{Client, ServerLine};
 use tokio::io::AsyncWriteExt;
@@ -94,25 +95,9 @@ async fn connect_and_read_first_line(addr: SocketAddr) -> (Client, String) {
     (client, first)
 }
 
-/// Round-trips a `/ping` and returns every line that came before the pong.
-async fn lines_until_pong(client: &mut Client) -> Vec<ServerLine> {
-    client.send_line("/ping").await.expect("send ping");
-    within("pong", async {
-        let mut lines = Vec::new();
-        loop {
-            match client.next().await.expect("read") {
-                Some(ServerLine::Notice(text)) if text == "pong" => return lines,
-                Some(line) => lines.push(line),
-                None => panic!("connection closed while waiting for pong"),
-            }
-        }
-    })
-    .await
-}
-
 /// Asserts that, up to a ping round trip, `client` was sent no message.
 async fn assert_no_message(client: &mut Client, who: &str) {
-    let lines = lines_until_pong(client).await;
+    let lines = heard_until_pong(client).await;
     let messages: Vec<&ServerLine> = lines
         .iter()
         .filter(|line| matches!(line, ServerLine::Message { .. } | ServerLine::Direct { .. }))
