@@ -60,7 +60,11 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                 if std::mem::take(&mut first) {
                     if let Some(advice) = crate::send::wrong_listener(&line, args.json) {
                         eprintln!("switchboard: {}: {advice}", args.addr);
-                        return Ok(ExitCode::FAILURE);
+                        // A TLS alert is nothing to show; a JSON or text
+                        // listener is still one to talk to, by hand.
+                        if matches!(line.first(), Some(0x15 | 0x16)) {
+                            return Ok(ExitCode::FAILURE);
+                        }
                     }
                 }
                 stdout.write_all(&line).await?;
