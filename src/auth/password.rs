@@ -223,9 +223,27 @@ mod tests {
 
     #[tokio::test]
     async fn the_verifier_checks_off_the_async_threads() {
+        // The test's runtime has one thread: a task on it runs during a
+        // check only if the check is not on that thread.
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
         let verifier = Verifier::new(1);
         let phc = hash("s3cret").unwrap();
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(verifier.verify("s3cret", Some(&phc)).await, Ok(true));
+        assert!(
+            ticks.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "the async thread was blocked for the whole check"
+        );
+        ticker.abort();
         assert_eq!(verifier.verify("guess", Some(&phc)).await, Ok(false));
         assert_eq!(
             verifier.verify("switchboard: no such user", None).await,

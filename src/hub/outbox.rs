@@ -39,11 +39,24 @@ pub fn weight(item: &Bytes) -> usize {
     item.len() + ITEM_OVERHEAD
 }
 
-/// Milliseconds since the first call, plus one: a clock for timestamps kept
-/// in an atomic, where 0 means "none".
+/// A millisecond clock for timestamps kept in an atomic, where 0 means
+/// "none": only differences between two readings mean anything.
+///
+/// It reads tokio's clock, which is the system's monotonic clock except in
+/// a test that pauses time: there, the flow-control and slow-client timeouts
+/// are checked by advancing the clock instead of waiting on it. A paused
+/// clock may stand before the first reading (it stops while the process's
+/// other tests go on), so readings are offset from the middle of the range
+/// rather than saturated at zero.
 fn now_millis() -> u64 {
+    const MIDDLE: u64 = 1 << 62;
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let now = tokio::time::Instant::now().into_std();
+    match now.checked_duration_since(epoch) {
+        Some(after) => MIDDLE + after.as_millis() as u64,
+        None => MIDDLE - epoch.duration_since(now).as_millis() as u64,
+    }
 }
 
 /// The bytes an outbox may hold before flow control and cut-off set in.
@@ -446,18 +459,24 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn senders_stop_waiting_for_a_receiver_that_accepts_nothing() {
         let outbox = std::sync::Arc::new(Outbox::new(QueueLimits {
             pause: Duration::from_millis(100),
             ..LIMITS
         }));
         let _ = outbox.push(item(150));
-        let started = std::time::Instant::now();
-        tokio::time::timeout(Duration::from_secs(5), outbox.until_receiver_keeps_up())
+        let waiting = outbox.until_receiver_keeps_up();
+        tokio::pin!(waiting);
+        // The clock is paused: it moves only to the next timer due. The
+        // sender is held for all of the pause timeout but a millisecond ...
+        tokio::time::timeout(Duration::from_millis(99), &mut waiting)
             .await
-            .expect("released after the pause timeout");
-        assert!(started.elapsed() >= Duration::from_millis(90));
+            .expect_err("released before the pause timeout");
+        // ... and released when it is over.
+        tokio::time::timeout(Duration::from_millis(2), &mut waiting)
+            .await
+            .expect("still held after the pause timeout");
         assert_eq!(outbox.pending(), 150, "still queued: nothing is lost");
     }
 }

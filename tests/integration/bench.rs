@@ -174,6 +174,10 @@ fn assert_every_message_intact(report: &Report) {
         (0, 0, 0, 0),
         "lost, duplicated, reordered, garbled: {report:#?}"
     );
+    assert!(
+        !report.per_publisher.is_empty(),
+        "no publisher reported: {report:#?}"
+    );
     for p in &report.per_publisher {
         assert_eq!(
             (p.lost, p.duplicated, p.reordered),
@@ -445,7 +449,9 @@ async fn browser_protocol_clients_get_every_message_intact_over_websocket() {
         ])
         .await;
         assert_eq!(report.protocol, "ws");
-        assert!(report.delivered > 0, "{report:#?}");
+        // Fanout: each message to all 4 clients; chat: to the 3 others.
+        let receivers = if scenario == "fanout" { 4 } else { 3 };
+        assert_delivered_to(&report, receivers);
         assert_every_message_intact(&report);
     }
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use common::{
-    expect_line, expect_message, heard_until_pong, join, read_to_end, run, switchboard, sync,
-    within, BinaryServer,
+    expect_line, expect_message, heard_until_pong, join, nothing_listens, read_to_end, run,
+    switchboard, sync, within, BinaryServer,
 };
 use switchboard::{Client, ServerLine};
 use tokio::io::AsyncWriteExt;
@@ -177,11 +177,8 @@ async fn send_joins_separate_words_with_spaces() {
 
 #[tokio::test]
 async fn send_to_a_port_where_nothing_listens_fails_with_one_line_naming_the_address() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let (_held, addr) = nothing_listens();
+    let addr = addr.to_string();
 
     let output = run(&["send", &addr, "hi"]).await;
     assert_failure(&output);

@@ -3,20 +3,22 @@
 //! joined through it, and talks to them over real sockets.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard::{Client, ServerLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::common::{expect_line, expect_message, join, sync, within, BinaryServer};
+use crate::common::{expect_line, expect_message, join, sync, within, BinaryServer, ReservedPort};
 
-/// A `redis-server` of its own, on a free loopback port, keeping nothing
-/// on disk.
+/// A `redis-server` of its own, on a loopback port of its own, keeping
+/// nothing on disk.
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Holds `port` for this Redis while it is down to be restarted.
+    reserved: Option<ReservedPort>,
     password: Option<&'static str>,
     /// Over TLS only, with this certificate and key.
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
@@ -32,6 +34,7 @@ impl Redis {
         let mut redis = Redis {
             child: None,
             port: 0,
+            reserved: None,
             password,
             tls: None,
         };
@@ -39,14 +42,13 @@ impl Redis {
         redis
     }
 
-    /// Starts on a port free a moment ago; another test may take it first
-    /// (a server's port 0 can be given it), and then another is tried.
+    /// Starts on a port of its own (see [`reserve_port`]); if something
+    /// outside this run holds it, another is tried.
     async fn start_on_a_free_port(&mut self) {
         for _ in 0..10 {
-            self.port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+            let reserved = ReservedPort::new();
+            self.port = reserved.port();
+            self.reserved = Some(reserved);
             if self.try_start().await {
                 return;
             }
@@ -174,6 +176,11 @@ impl Redis {
 
 /// A node: `switchboard serve` with `listen` specs, in the cluster.
 async fn node(redis: &Redis, name: &str, listen: &[&str]) -> BinaryServer {
+    node_with(redis, name, listen, &[]).await
+}
+
+/// A node as [`node`] starts it, with `extra` arguments.
+async fn node_with(redis: &Redis, name: &str, listen: &[&str], extra: &[&str]) -> BinaryServer {
     let url = redis.url();
     let mut args = vec!["--cluster", &url, "--node-name", name];
     for spec in listen {
@@ -185,6 +192,7 @@ async fn node(redis: &Redis, name: &str, listen: &[&str]) -> BinaryServer {
         "--max-bytes-per-second",
         "0",
     ]);
+    args.extend(extra);
     BinaryServer::start(&args).await
 }
 
@@ -462,7 +470,8 @@ async fn ten_thousand_messages_from_one_sender_arrive_in_order_on_other_nodes() 
 }
 
 #[tokio::test]
-async fn a_killed_node_frees_its_names_and_its_clients_are_announced_gone_within_five_seconds() {
+async fn a_killed_node_frees_its_names_and_its_clients_are_announced_gone_when_its_lease_runs_out()
+{
     let redis = Redis::start().await;
     let a = text_node(&redis, "a").await;
     let mut b = text_node(&redis, "b").await;
@@ -471,19 +480,10 @@ async fn a_killed_node_frees_its_names_and_its_clients_are_announced_gone_within
     nick(&mut doomed, "dora").await;
     expect_notice(&mut watcher, "is now known as dora").await;
 
+    // Killed, node b says nothing: only its lease (3 s by default, well
+    // within the test's patience) running out can tell node a.
     b.child.start_kill().expect("kill -9");
-    let killed = Instant::now();
-    let line = expect_line(
-        &mut watcher,
-        "dora announced gone",
-        |l| matches!(l, ServerLine::Notice(t) if t.starts_with("dora left #lobby")),
-    )
-    .await;
-    let took = killed.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "announced after {took:?}: {line:?}"
-    );
+    expect_notice(&mut watcher, "dora left #lobby").await;
     watcher.send_line("/nick dora").await.unwrap();
     expect_notice(&mut watcher, "you are now known as dora").await;
 
@@ -580,7 +580,20 @@ async fn a_subscriber_killed_in_redis_resubscribes_and_counts_what_it_missed() {
                 i += 1;
             }
             sync(&mut talker).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Both nodes subscribed again, 'after' reaches node b.
+            within("the nodes to subscribe again", async {
+                loop {
+                    let clients = redis
+                        .command(&["CLIENT", "LIST", "TYPE", "pubsub"])
+                        .await
+                        .unwrap_or_default();
+                    if clients.lines().count() >= 2 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
             talker.say("after").await.unwrap();
             let announced = within("the listener to hear 'after'", async {
                 let mut lost = false;
@@ -658,7 +671,15 @@ async fn with_redis_gone_local_delivery_goes_on_and_the_cluster_recovers_when_it
 async fn a_node_shut_down_gracefully_frees_its_names_at_once() {
     let redis = Redis::start().await;
     let a = text_node(&redis, "a").await;
-    let mut b = text_node(&redis, "b").await;
+    // Its lease is longer than the test waits for anything: only the
+    // node saying goodbye can free its names in time.
+    let mut b = node_with(
+        &redis,
+        "b",
+        &["text://127.0.0.1:0"],
+        &["--cluster-lease", "60"],
+    )
+    .await;
     let (mut watcher, _) = join(a.addr(0)).await;
     let (mut leaving, _) = join(b.addr(0)).await;
     nick(&mut leaving, "lea").await;
@@ -670,11 +691,8 @@ async fn a_node_shut_down_gracefully_frees_its_names_at_once() {
         lines.iter().any(|l| l.contains("shutting down")),
         "{lines:?}"
     );
-    // Well within a lease: the name is free as soon as the node has gone.
-    let started = Instant::now();
     expect_notice(&mut watcher, "lea left #lobby").await;
     nick(&mut watcher, "lea").await;
-    assert!(started.elapsed() < Duration::from_secs(2));
     let status = within("node b to exit", b.child.wait()).await.unwrap();
     assert!(
         status.success(),
@@ -829,6 +847,7 @@ async fn nodes_meet_in_a_redis_over_tls_that_they_check_against_its_ca() {
     let mut redis = Redis {
         child: None,
         port: 0,
+        reserved: None,
         password: None,
         tls: Some((cert.clone(), key)),
     };
@@ -883,10 +902,19 @@ async fn a_device_that_connects_again_keeps_its_name_and_no_one_elsewhere_can_ta
     // The link dropped unseen; the device connects again to its node: its
     // name is handed over there and in Redis.
     let mut device = tokio::net::TcpStream::connect(device_addr).await.unwrap();
+    let connected = a
+        .expect_log(&format!("peer={}", device.local_addr().unwrap()))
+        .await;
+    let client = |line: &str| {
+        line.split_whitespace()
+            .find(|field| field.starts_with("client="))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no client id in {line}"))
+    };
     device.write_all(b"861234567890123").await.unwrap();
     a.expect_log("a device connected again").await;
     let registered = a.expect_log("device registered").await;
-    assert!(registered.contains("client=#2"), "{registered}");
+    assert_eq!(client(&registered), client(&connected), "{registered}");
     device.write_all(b"T=21\n").await.unwrap();
     let (_, from, text) = expect_message(&mut app).await;
     assert_eq!(

@@ -31,6 +31,65 @@ pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Outp
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
 
+/// A loopback port held for a helper process of a test (a redis-server,
+/// chromedriver) until dropped: chosen below the kernel's ephemeral range,
+/// so that no server's port 0 and no outgoing connection of another test
+/// can take it before the helper binds it, or while the helper is down to
+/// be restarted on it; and kept from the other helpers of this run.
+pub struct ReservedPort(u16);
+
+/// The ports of every [`ReservedPort`] alive.
+static RESERVED_PORTS: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let (low, high) = (10_000, ephemeral.max(10_001));
+        let span = u64::from(high - low);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| u64::from(t.subsec_nanos()))
+            + u64::from(std::process::id());
+        let mut taken = RESERVED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..span {
+            let port = low + ((seed + i) % span) as u16;
+            if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                taken.insert(port);
+                return ReservedPort(port);
+            }
+        }
+        panic!("no free port between {low} and {high}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0
+    }
+}
+
+impl Drop for ReservedPort {
+    fn drop(&mut self) {
+        RESERVED_PORTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// An address where nothing listens, and nothing will while it is held: a
+/// bound socket that never listens, so a connection to it is refused.
+pub fn nothing_listens() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind a port");
+    let addr = socket.local_addr().expect("its address");
+    (socket, addr)
+}
+
 /// The commands the stories run besides switchboard, and the Debian
 /// package of each: `scripts/test.sh` installs them.
 const NEEDED: [(&str, &str); 6] = [

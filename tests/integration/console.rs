@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 /// Chromium under chromedriver, on a port of its own.
 struct Chrome {
     _driver: Child,
+    _port: ReservedPort,
     browser: Browser,
     _profile: TempDir,
 }
@@ -75,14 +76,6 @@ if (logoutShown) {
 return { problems, logout: logoutShown, width: window.innerWidth };
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Chrome {
     async fn start() -> Chrome {
         for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
@@ -91,7 +84,8 @@ impl Chrome {
                 "{tool} is missing: the console tests need Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run installs them)"
             );
         }
-        let port = free_port();
+        let reserved = ReservedPort::new();
+        let port = reserved.port();
         let driver = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -136,6 +130,7 @@ impl Chrome {
         .await;
         Chrome {
             _driver: driver,
+            _port: reserved,
             browser,
             _profile: profile,
         }

@@ -33,12 +33,26 @@ fn ip(args: &[&str]) {
     );
 }
 
+/// A 10.x.y.0/30 that no interface of this machine (nor another run's
+/// island) has an address in, trying from one picked by this process's id.
+fn free_subnet(tag: u8, id: u32) -> String {
+    let output = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .expect("ip runs");
+    let in_use = String::from_utf8_lossy(&output.stdout).into_owned();
+    (0..250)
+        .map(|k| format!("10.{}.{}", 200 + tag, (id + k) % 250))
+        .find(|net| !in_use.contains(&format!(" {net}.")))
+        .expect("a free 10.x.y.0/30 subnet")
+}
+
 impl Island {
     fn new(tag: u8) -> Island {
         let id = std::process::id() % 10_000;
         let name = format!("sb-dead-{id}-{tag}");
         let (host_link, far_link) = (format!("sbh{id}x{tag}"), format!("sbp{id}x{tag}"));
-        let net = format!("10.{}.{}", 200 + tag, id % 250);
+        let net = free_subnet(tag, id);
         let (host_ip, far_ip) = (format!("{net}.1"), format!("{net}.2"));
         let _ = Command::new("ip")
             .args(["netns", "del", &name])

@@ -205,10 +205,16 @@ async fn heartbeats_are_not_relayed_but_keep_a_device_alive_and_a_silent_one_is_
     let mut app = app_in(&server, "lobby").await;
     let mut device = connect_device(&server, IMEI.as_bytes()).await;
     expect_notice_containing(&mut app, &format!("{DEVICE} joined")).await;
-    // 4 s of heartbeats, twice the idle timeout: the device stays.
-    for _ in 0..20 {
+    // Heartbeats for twice the idle timeout, ten to each: the device stays.
+    // Each is followed by a pause, so that it arrives as a packet of its
+    // own (a raw listener cuts packets where reads end).
+    let started = std::time::Instant::now();
+    let mut beats = tokio::time::interval(Duration::from_millis(200));
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beats.tick().await;
+    while started.elapsed() < Duration::from_secs(4) {
         device.write_all(&[0xFE]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        beats.tick().await;
     }
     device.write_all(b"still here\n").await.unwrap();
     // The first thing the app hears is the data: no heartbeat came before it.
@@ -251,7 +257,9 @@ async fn register_each_prefixes_are_stripped_before_relaying() {
 
 #[tokio::test]
 async fn gap_framing_cuts_modbus_frames_written_byte_by_byte_into_whole_frames() {
-    let server = server("frame=gap:100").await;
+    // A gap of 500 ms: the bytes of a frame, written one by one, are far
+    // closer than that even on a loaded machine.
+    let server = server("frame=gap:500").await;
     let mut program = Client::connect(server.addr(Mode::Json)).await.unwrap();
     // A raw member of the room gets the bytes unchanged.
     let mut raw_member = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
@@ -315,15 +323,58 @@ async fn a_devices_reply_reaches_only_its_own_room() {
 
 #[tokio::test]
 async fn a_first_packet_that_is_not_a_registration_is_refused_and_closed_after_the_grace() {
-    let server = server("register=imei&register-grace=300ms").await;
+    let server = TestServer::start(Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        listeners: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "raw://127.0.0.1:0?register=imei&register-grace=300ms"
+                .parse()
+                .unwrap(),
+        ],
+        ..Config::local()
+    })
+    .await;
     let mut app = app_in(&server, "lobby").await;
     let mut impostor = connect_device(&server, b"hello, I am a device\n").await;
+    let impostor_addr = impostor.local_addr().unwrap().to_string();
     closed(&mut impostor).await;
     // A silent one is closed too.
     let mut silent = TcpStream::connect(server.addr(Mode::Raw)).await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
     closed(&mut silent).await;
     // Neither reached the room.
     assert_lobby_holds(&mut app, 1).await;
+    // Each was held for the grace (as the server timed it), and is told
+    // apart in the disconnects: the impostor refused for what it sent,
+    // the silent one for sending nothing.
+    let url = format!(
+        "http://{}/api/v1/clients?state=closed",
+        server.http.unwrap()
+    );
+    let page = crate::http::get_json(url).await;
+    let gone = |addr: &str| {
+        page["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["addr"] == addr)
+            .unwrap_or_else(|| panic!("{addr} is not among the disconnects: {page}"))
+            .clone()
+    };
+    let (impostor, silent) = (gone(&impostor_addr), gone(&silent_addr));
+    assert_eq!(impostor["reason_code"], "refused", "{impostor}");
+    assert!(
+        impostor["reason"].as_str().unwrap().contains("IMEI"),
+        "{impostor}"
+    );
+    assert_eq!(silent["reason_code"], "not_registered", "{silent}");
+    for client in [&impostor, &silent] {
+        let held = client["closed_at"].as_u64().unwrap() - client["connected_at"].as_u64().unwrap();
+        assert!(
+            held >= 300,
+            "closed after {held} ms, before the grace: {client}"
+        );
+    }
 }
 
 /// The device simulator: a fake DTU that registers, sends heartbeats and
@@ -406,13 +457,16 @@ async fn modbus_frames_failing_their_crc_are_relayed_and_counted() {
     expect_notice_containing(&mut app, &format!("{DEVICE} joined")).await;
     let good = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD];
     let bad = [0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCE];
-    for frame in [&good, &bad, &good] {
+    // As docs/protocol.md shows binary to a text client: upper-case hex
+    // bytes, one space apart.
+    let (good_shown, bad_shown) = (
+        "<hex 01 03 00 00 00 0A C5 CD>",
+        "<hex 01 03 00 00 00 0A C5 CE>",
+    );
+    for (frame, shown) in [(&good, good_shown), (&bad, bad_shown), (&good, good_shown)] {
         device.write_all(frame).await.unwrap();
         let (_, _, text) = expect_message(&mut app).await;
-        assert_eq!(
-            text,
-            format!("<hex {}>", switchboard::device::hex::format(frame))
-        );
+        assert_eq!(text, shown);
     }
     let device_view = device_in_api(&server, DEVICE).await;
     assert_eq!(device_view["id"], IMEI);

@@ -131,6 +131,9 @@ async fn a_client_that_never_reads_is_cut_off_and_others_keep_going() {
     })
     .await;
 
+    // The documented bound is a queue's hard limit (4 MiB) and two lines
+    // per client, on a few MiB of runtime: some 20 MiB here. 64 MiB leaves
+    // room for the allocator, and is far under the 100 MB relayed.
     let peak = server.peak_rss_kib();
     eprintln!("server peak RSS: {peak} KiB");
     assert!(
@@ -169,7 +172,7 @@ async fn a_reader_much_slower_than_its_sender_still_gets_every_line() {
 }
 
 #[tokio::test]
-async fn a_stalled_client_holds_a_sender_back_no_longer_than_the_stall_timeout() {
+async fn a_stalled_client_is_cut_off_and_its_sender_goes_on() {
     let config = Config {
         queue_soft_limit: 64 * 1024,
         queue_hard_limit: 1024 * 1024,

@@ -659,8 +659,24 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
         TcpStream::connect(addr).await.is_err(),
         "the closed listener still accepts"
     );
+    let listeners: Value = client
+        .get(format!("{base}/api/v1/listeners"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let from_config = listeners
+        .as_array()
+        .unwrap_or_else(|| panic!("{listeners}"))
+        .iter()
+        .find(|l| l["origin"] == "config")
+        .unwrap_or_else(|| panic!("no listener from the configuration: {listeners}"))["id"]
+        .as_u64()
+        .unwrap();
     let config_listener = client
-        .delete(format!("{base}/api/v1/listeners/1"))
+        .delete(format!("{base}/api/v1/listeners/{from_config}"))
         .send()
         .await
         .unwrap();
@@ -1099,12 +1115,8 @@ async fn status_shows_a_live_server_and_fails_clearly_on_a_dead_port() {
     assert_eq!(json["stats"]["clients"]["current"], 1);
 
     // A port nothing listens on: non-zero, and a line saying so.
-    let dead = TcpStream::connect("127.0.0.1:1")
-        .await
-        .err()
-        .map(|_| "127.0.0.1:1")
-        .unwrap();
-    let out = status(vec![dead.into()]).await;
+    let (_held, dead) = nothing_listens();
+    let out = status(vec![dead.to_string()]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot reach switchboard"), "{stderr}");

@@ -469,12 +469,22 @@ async fn the_manual_has_a_page_for_each_command() {
     let dir = TempDir::new("man");
     let output = run(&["manpage", "--out-dir", dir.path().to_str().unwrap()]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    for page in [
-        "switchboard.1",
-        "switchboard-serve.1",
-        "switchboard-completions.1",
-    ] {
-        assert!(dir.join(page).is_file(), "no {page}");
+    // Every command `--help` lists (but help itself) has its page.
+    let help = run(&["--help"]).await;
+    let help = stdout(&help);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 9, "{help}");
+    assert!(dir.join("switchboard.1").is_file(), "no switchboard.1");
+    for command in commands {
+        let page = format!("switchboard-{command}.1");
+        assert!(dir.join(&page).is_file(), "no {page}");
     }
     let serve = std::fs::read_to_string(dir.join("switchboard-serve.1")).unwrap();
     assert!(
