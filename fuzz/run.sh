@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(line_decoder text_decoder json_decoder raw_decoder text_encoder names)
+ALL_TARGETS=(line_decoder text_decoder json_decoder raw_decoder device_decoder text_encoder names)
 
 seconds=${1:-300}
 if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then

@@ -502,6 +502,95 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_limit_paces_reads_and_names_itself() {
+        let rates = ClientRates {
+            messages: Rate::per_second(1000),
+            bytes: Rate::per_second(1024),
+            grace: Duration::ZERO,
+        };
+        let mut throttle = Throttle::default();
+        let now = Instant::now();
+        assert_eq!(throttle.bytes_allowed(&rates, now), Some(1024));
+        throttle.took_bytes(&rates, 1024, now);
+        assert_eq!(throttle.bytes_allowed(&rates, now), Some(0));
+        // The messages' bucket is another, still full.
+        assert_eq!(throttle.messages_allowed(&rates, now), Some(1000));
+        let Verdict::Pause {
+            until,
+            limit,
+            first,
+        } = throttle.hold(&rates, true, now)
+        else {
+            panic!("cut off without a grace")
+        };
+        assert_eq!(limit, Limit::Bytes(rate(1024)));
+        assert!(first);
+        // A tenth of a second's worth later it may go on.
+        assert_eq!(until - now, Duration::from_millis(100));
+        assert_eq!(throttle.bytes_allowed(&rates, until), Some(102));
+        assert_eq!(
+            limit.to_string(),
+            "1024 bytes a second (max bytes per second)"
+        );
+        assert_eq!(
+            Limit::Messages(rate(5)).to_string(),
+            "5 messages a second (max messages per second)"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_loopback_is_the_machine_itself() {
+        let rates = ConnectionRates::new(rate(1));
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(rates
+                .admit("::ffff:127.0.0.1".parse().unwrap(), now)
+                .is_ok());
+        }
+        // Mapped or not, another address is one address.
+        assert!(rates
+            .admit("::ffff:192.0.2.9".parse().unwrap(), now)
+            .is_ok());
+        assert!(rates.admit("192.0.2.9".parse().unwrap(), now).is_err());
+    }
+
+    #[test]
+    fn an_address_is_forgotten_once_its_bucket_is_full_again_not_before() {
+        let rates = ConnectionRates::new(rate(1));
+        let now = Instant::now();
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        rates.admit(remote, now).unwrap();
+        // Paid for a second later: kept until then, gone at that instant.
+        rates.sweep(now + Duration::from_millis(999));
+        assert_eq!(rates.buckets.lock().unwrap().len(), 1);
+        rates.sweep(now + Duration::from_secs(1));
+        assert!(rates.buckets.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn past_the_most_addresses_tracked_new_ones_are_let_in_untracked() {
+        let rates = ConnectionRates::new(rate(1));
+        let now = Instant::now();
+        let address = |i: usize| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+        for i in 0..MAX_TRACKED_ADDRESSES {
+            rates.admit(address(i), now).unwrap();
+        }
+        // A tracked address is still limited ...
+        assert!(rates.admit(address(0), now).is_err());
+        // ... while a new one comes in, and again, untracked.
+        let new = address(MAX_TRACKED_ADDRESSES);
+        assert!(rates.admit(new, now).is_ok());
+        assert!(rates.admit(new, now).is_ok());
+        assert_eq!(rates.buckets.lock().unwrap().len(), MAX_TRACKED_ADDRESSES);
+        // Once the others' buckets are full again, it is tracked (and
+        // limited) in their place.
+        let later = now + Duration::from_secs(1);
+        assert!(rates.admit(new, later).is_ok());
+        assert!(rates.admit(new, later).is_err());
+        assert_eq!(rates.buckets.lock().unwrap().len(), 1);
+    }
+
+    #[test]
     fn ipv6_addresses_count_by_their_64_bit_prefix() {
         let rates = ConnectionRates::new(rate(1));
         let now = Instant::now();

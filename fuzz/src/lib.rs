@@ -86,6 +86,18 @@ pub struct Fed<T> {
 pub fn feed<T>(
     input: &[u8],
     cuts: &[usize],
+    next: impl FnMut(&mut BytesMut, bool) -> Option<T>,
+) -> Fed<T> {
+    feed_at_most(input, cuts, 1, next)
+}
+
+/// Like [`feed`], for a decoder that may produce up to `per_byte` items
+/// for each byte (a device decoder notes a bad Modbus frame after the
+/// packet it is about, which may be one byte long).
+pub fn feed_at_most<T>(
+    input: &[u8],
+    cuts: &[usize],
+    per_byte: usize,
     mut next: impl FnMut(&mut BytesMut, bool) -> Option<T>,
 ) -> Fed<T> {
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
@@ -99,7 +111,7 @@ pub fn feed<T>(
         while let Some(item) = next(buf, eof) {
             items.push(item);
             assert!(
-                items.len() <= input.len(),
+                items.len() <= input.len() * per_byte,
                 "{} items from {} bytes: the decoder does not stop",
                 items.len(),
                 input.len()

@@ -197,7 +197,9 @@ impl Framer {
 
 /// Where a packet ending with `delimiter` ends in `buf`, if it does.
 fn ended_by(buf: &[u8], delimiter: &[u8], flush: bool, max: usize) -> Option<usize> {
-    match memchr::memmem::find(&buf[..buf.len().min(max + delimiter.len())], delimiter) {
+    // Saturating: a cap of usize::MAX (no cap) must not wrap to a small one.
+    let within = buf.len().min(max.saturating_add(delimiter.len()));
+    match memchr::memmem::find(&buf[..within], delimiter) {
         Some(at) if at + delimiter.len() <= max => Some(at + delimiter.len()),
         _ if buf.len() >= max => Some(max),
         _ => flush.then_some(buf.len()),
@@ -246,6 +248,18 @@ mod tests {
             "gap:1h",
         ] {
             assert!(bad.parse::<Frame>().is_err(), "{bad}");
+        }
+    }
+
+    /// Found by the device_decoder fuzz target: the search window was
+    /// `max + delimiter length`, which overflowed with no cap at all.
+    #[test]
+    fn delimited_packets_are_cut_with_a_cap_of_usize_max() {
+        for frame in ["line", "delimiter:0D0A"] {
+            let input = b"a\r\nbb\r\nccc";
+            let cut = packets(frame, input, &[2], usize::MAX);
+            assert_eq!(cut.concat(), input, "{frame}");
+            assert_eq!(cut.len(), 3, "{frame}: {cut:?}");
         }
     }
 
