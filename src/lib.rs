@@ -41,6 +41,7 @@ pub mod device;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+mod sync;
 #[cfg(test)]
 mod testing;
 pub mod throttle;

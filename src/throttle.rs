@@ -284,7 +284,7 @@ impl ConnectionRates {
             return Ok(());
         }
         let key = address_key(ip);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = crate::sync::lock(&self.buckets);
         if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&key) {
             buckets.retain(|_, (bucket, _)| bucket.paid_until > now);
             if buckets.len() >= MAX_TRACKED_ADDRESSES {
@@ -309,7 +309,7 @@ impl ConnectionRates {
 
     /// Forgets addresses whose buckets are full again.
     pub(crate) fn sweep(&self, now: Instant) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = crate::sync::lock(&self.buckets);
         buckets.retain(|_, (bucket, _)| bucket.paid_until > now);
     }
 

@@ -27,7 +27,7 @@ pub struct Connections {
 
 impl Connections {
     fn held(&self) -> MutexGuard<'_, HashMap<String, Vec<bool>>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.held)
     }
 
     /// Takes a place for a connection of `user`, who may hold `max` at

@@ -75,6 +75,28 @@ pub struct GuardPolicy {
     pub max_tracked: usize,
 }
 
+impl GuardPolicy {
+    /// `attempts` failures a minute and no more, and no ban: the admin
+    /// login's limit (`--admin-login-attempts`). The first `attempts`
+    /// failures in a row are answered at once; the last of them makes the
+    /// address wait a share of the minute (a failure is forgotten every
+    /// minute / `attempts`), and each further one twice as long, up to a
+    /// minute.
+    pub fn per_minute(attempts: u32) -> Self {
+        let attempts = attempts.max(1);
+        let share = Duration::from_secs(60) / attempts;
+        GuardPolicy {
+            free_failures: attempts - 1,
+            forget_one_every: share,
+            backoff_base: share,
+            max_backoff: Duration::from_secs(60),
+            ban_after: u32::MAX,
+            ban_for: Duration::ZERO,
+            max_tracked: 10_000,
+        }
+    }
+}
+
 impl Default for GuardPolicy {
     fn default() -> Self {
         GuardPolicy {
@@ -164,7 +186,7 @@ impl Guard {
     }
 
     fn records(&self) -> MutexGuard<'_, HashMap<IpAddr, Record>> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.records)
     }
 
     /// For the accept loop: `Err(Banned)` if `ip` is banned, so the
@@ -308,6 +330,38 @@ mod tests {
         assert_eq!(guard.failed(IP), secs(4));
         advance(secs(4)).await;
         assert_eq!(guard.failed(IP), secs(8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_per_minute_answers_that_many_then_waits_and_never_bans() {
+        let guard = Guard::new(GuardPolicy::per_minute(3));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..2 {
+            assert_eq!(guard.ready(ip), Ok(()));
+            assert_eq!(guard.failed(ip), Duration::ZERO);
+        }
+        assert_eq!(guard.ready(ip), Ok(()));
+        // The third is answered, and the address waits a third of a minute.
+        assert_eq!(guard.failed(ip), Duration::from_secs(20));
+        assert!(matches!(guard.ready(ip), Err(AuthError::Throttled { .. })));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(guard.ready(ip), Ok(()));
+        // A guesser that tries again as soon as it may gets three tries a
+        // minute, waits a minute at most, and is never banned.
+        let started = Instant::now();
+        let mut tries = 0;
+        while started.elapsed() < Duration::from_secs(600) {
+            match guard.ready(ip) {
+                Ok(()) => {
+                    tries += 1;
+                    let wait = guard.failed(ip);
+                    assert!(wait <= Duration::from_secs(60), "{wait:?}");
+                }
+                Err(AuthError::Throttled { retry_in }) => tokio::time::advance(retry_in).await,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert!((29..=31).contains(&tries), "{tries} tries in 10 minutes");
     }
 
     #[tokio::test(start_paused = true)]

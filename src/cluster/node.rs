@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use crate::hub::{
     Backplane, Body, Change, Claim, ClientId, CloseReason, DeviceProof, Hub, Name, NodeName,
     RemoteClient, RoomName, Unclaimed,
 };
+use crate::sync::lock;
 
 /// Why a node could not join its cluster.
 #[derive(Debug, thiserror::Error)]
@@ -202,10 +203,6 @@ const BATCH: usize = 512;
 
 /// How long a node leaving waits for Redis to free its names.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The URL without its password, for messages and logs.
 fn redacted(url: &str) -> String {

@@ -132,15 +132,10 @@ impl DevicePrefixes {
             return;
         }
         let keys = (comparison_key(prefix), shape_key(prefix));
-        if self
-            .0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&keys)
-        {
+        if crate::sync::read(&self.0).contains(&keys) {
             return;
         }
-        let mut prefixes = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut prefixes = crate::sync::write(&self.0);
         if prefixes.len() >= MAX_DEVICE_PREFIXES {
             tracing::warn!(
                 prefix,
@@ -154,7 +149,7 @@ impl DevicePrefixes {
     }
 
     fn holds(&self, name: &NameKeys) -> Option<String> {
-        let prefixes = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let prefixes = crate::sync::read(&self.0);
         prefixes
             .iter()
             .find(|(key, shape)| {

@@ -1,12 +1,13 @@
 //! The routing core: who is connected, their names, their rooms, and the
 //! delivery of events to their outboxes.
 //!
-//! Nothing here knows about sockets or wire formats. A transport (the TCP
-//! listeners today, WebSocket later) turns a connection into a [`Session`]
-//! with [`Hub::connect`], calls its methods for what the client asks, and
-//! drains the session's [`Outbox`] to the client. A backplane joining
-//! several servers would sit beside the rooms here, feeding remote messages
-//! to the same delivery path.
+//! Nothing here knows about sockets or wire formats. A transport (TCP, TLS,
+//! WebSocket) turns a connection into a [`Session`] with [`Hub::connect`],
+//! calls its methods for what the client asks, and drains the session's
+//! [`Outbox`] to the client. The [`Backplane`] joining several servers (the
+//! Redis cluster, or [`Solo`] alone) sits beside the rooms: what members of
+//! other nodes say comes in through [`remote`](Hub::remote_message) onto
+//! the same delivery path.
 //!
 //! Nothing here knows a wire format either: a transport hands
 //! [`Hub::connect`] its client's [`Encoding`], and the hub queues each
@@ -60,6 +61,7 @@ use crate::throttle::Limit;
 use counters::{Counters, Field};
 use info::Traffic;
 
+use crate::sync::lock;
 use remote::Remote;
 use room::Room;
 
@@ -657,10 +659,6 @@ impl Member {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Below this share of the memory budget (in tenths), the sweep stops
 /// cutting clients off, and new connections are let in again: room for
 /// the clients that stay to go on.
@@ -670,11 +668,7 @@ impl Hub {
     /// Keeps the names `reserved` says for the users who log in with them
     /// (`None`: no users); replaces what was kept before.
     pub fn set_reserved_names(&self, reserved: Option<Arc<dyn ReservedNames>>) {
-        *self
-            .shared
-            .reserved
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = reserved;
+        *crate::sync::write(&self.shared.reserved) = reserved;
     }
 
     /// Keeps `name` for the holders of certificates that give it.
@@ -693,10 +687,7 @@ impl Hub {
     }
 
     fn is_user_name(&self, name: &Name) -> bool {
-        self.shared
-            .reserved
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::sync::read(&self.shared.reserved)
             .as_ref()
             .is_some_and(|reserved| reserved.is_reserved(name))
     }

@@ -157,7 +157,7 @@ impl Outbox {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic elsewhere cannot leave a queue half-updated (every
         // critical section is a single push or swap), so poison is ignored.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.queue)
     }
 
     /// Queues `item` for the client, or cuts the client off if that would

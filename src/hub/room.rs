@@ -81,11 +81,11 @@ impl Room {
     }
 
     pub(super) fn members(&self) -> RwLockReadGuard<'_, Inside> {
-        self.inside.read().unwrap_or_else(|e| e.into_inner())
+        crate::sync::read(&self.inside)
     }
 
     pub(super) fn members_mut(&self) -> RwLockWriteGuard<'_, Inside> {
-        self.inside.write().unwrap_or_else(|e| e.into_inner())
+        crate::sync::write(&self.inside)
     }
 
     /// Queues `delivery` for every member but `except` (its sender),

@@ -75,19 +75,19 @@ impl Listener {
 
     pub(crate) fn connected(&self) {
         self.clients.fetch_add(1, Ordering::Relaxed);
-        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *crate::sync::lock(&self.idle_since) = None;
     }
 
     pub(crate) fn disconnected(&self) {
         if self.clients.fetch_sub(1, Ordering::Relaxed) == 1 {
-            *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            *crate::sync::lock(&self.idle_since) = Some(Instant::now());
         }
     }
 
     /// How long until it closes for being unused, if it will.
     pub(crate) fn expires_in(&self) -> Option<Duration> {
         let after = self.expire_after_idle?;
-        let since = (*self.idle_since.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let since = (*crate::sync::lock(&self.idle_since))?;
         Some(after.saturating_sub(since.elapsed()))
     }
 
@@ -134,10 +134,7 @@ pub enum ListenerError {
 impl Listeners {
     fn add(&self, listener: Listener) -> Arc<Listener> {
         let listener = Arc::new(listener);
-        self.all
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(listener.clone());
+        crate::sync::lock(&self.all).push(listener.clone());
         listener
     }
 
@@ -147,11 +144,11 @@ impl Listeners {
 
     /// Every listener, oldest first.
     pub(crate) fn all(&self) -> Vec<Arc<Listener>> {
-        self.all.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.all).clone()
     }
 
     fn remove(&self, id: u32) -> Option<Arc<Listener>> {
-        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = crate::sync::lock(&self.all);
         let at = all.iter().position(|l| l.id == id)?;
         Some(all.remove(at))
     }

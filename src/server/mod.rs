@@ -416,7 +416,7 @@ pub(crate) struct IpSlot {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_ip = crate::sync::lock(&self.per_ip);
         if let Some(count) = per_ip.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
@@ -505,7 +505,7 @@ const REBIND_PATIENCE: Duration = Duration::from_secs(2);
 impl Shared {
     /// The limits in force.
     fn live(&self) -> std::sync::RwLockReadGuard<'_, Live> {
-        self.live.read().unwrap_or_else(|e| e.into_inner())
+        crate::sync::read(&self.live)
     }
 
     /// How long a client may leave a line unfinished, as in force now.
@@ -519,7 +519,7 @@ impl Shared {
     }
 
     fn configured(&self) -> std::sync::MutexGuard<'_, Vec<(ListenerSpec, u32)>> {
-        self.configured.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.configured)
     }
 
     /// Applies what can change live of `new`, and names what cannot.
@@ -528,7 +528,7 @@ impl Shared {
             warn!("reload refused, the running config stays: {error:#}");
             return;
         }
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = crate::sync::lock(&self.running);
         let changed = running.differences(new);
         let mut applied = Vec::new();
         let mut live: Vec<&str> = LIVE.to_vec();
@@ -546,7 +546,7 @@ impl Shared {
             match auth.reload_with(new.auth.clone()) {
                 Ok(reloaded) => {
                     let reloaded = Arc::new(reloaded);
-                    *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Some(reloaded.clone());
+                    *crate::sync::write(&self.auth) = Some(reloaded.clone());
                     self.hub.set_reserved_names(Some(reloaded));
                     applied.push("users, tokens and devices".to_owned());
                 }
@@ -571,7 +571,7 @@ impl Shared {
             .collect();
         if !limits.is_empty() {
             let mut next = Live::of(new);
-            let mut current = self.live.write().unwrap_or_else(|e| e.into_inner());
+            let mut current = crate::sync::write(&self.live);
             if running.max_connections_per_ip_per_second == new.max_connections_per_ip_per_second {
                 // The same rate: each address keeps what it has used.
                 next.connection_rates = current.connection_rates.clone();
@@ -727,7 +727,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
 impl Shared {
     /// The credentials in force, if any are configured.
     pub(crate) fn authenticator(&self) -> Option<Arc<Authenticator>> {
-        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.auth).clone()
     }
 
     /// What a client of a listener that asks for credentials (`auth`)
@@ -798,7 +798,7 @@ impl Shared {
         let Some(limit) = per_ip_limit else {
             return Ok(None);
         };
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_ip = crate::sync::lock(&self.per_ip);
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= limit {
             self.monitor.refused();

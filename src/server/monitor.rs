@@ -5,12 +5,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::hub::{ClientInfo, ClientKind, CloseReason, RoomName, Totals};
 
 use super::Shared;
+use crate::sync::lock;
 
 /// How many recent disconnects are kept, as NATS keeps closed connections.
 pub const RECENT_DISCONNECTS: usize = 1000;
@@ -60,10 +61,6 @@ struct Sampled {
     totals: Totals,
     rates: Rates,
     rooms: HashMap<RoomName, (u64, f64)>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Monitor {

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Farewell, Transport};
 use crate::config::TlsFiles;
+use crate::sync::{read, write};
 
 /// The names a `--tls-self-signed` certificate is made for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -91,14 +92,6 @@ impl ServerTls {
     pub(crate) fn self_signed_path(&self) -> Option<&Path> {
         self.self_signed.as_deref()
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -287,7 +280,7 @@ pub(crate) struct Half<'a>(&'a Mutex<TlsStream<TcpStream>>);
 
 impl Half<'_> {
     fn lock(&self) -> MutexGuard<'_, TlsStream<TcpStream>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(self.0)
     }
 }
 

@@ -39,6 +39,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::{Farewell, Transport};
 use crate::hub::{CloseReason, Closing};
+use crate::sync::lock;
 use crate::throttle::{ClientRates, Throttle, Verdict};
 
 /// How frames map to the protocol's bytes.
@@ -139,10 +140,6 @@ impl<S: AsyncWrite + Unpin> Socket<S> {
 }
 
 type Shared<S> = Arc<Mutex<Socket<S>>>;
-
-fn lock<S>(socket: &Mutex<Socket<S>>) -> MutexGuard<'_, Socket<S>> {
-    socket.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The stream tungstenite reads from: the socket; what it writes (pongs,
 /// the answer to a close) joins the frames waiting to be written.
@@ -273,7 +270,7 @@ pub(crate) struct Half<'a, S>(&'a Mutex<Inner<S>>);
 
 impl<S> Half<'_, S> {
     fn inner(&self) -> MutexGuard<'_, Inner<S>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(self.0)
     }
 }
 

@@ -32,13 +32,6 @@ use crate::Config;
 /// The console's cookie.
 pub(crate) const COOKIE: &str = "switchboard_admin";
 
-/// The window failed attempts are counted in.
-const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
-
-/// Most addresses whose failures are remembered: past it, windows that
-/// are over are forgotten first, then the oldest.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
-
 /// How long a console session lasts from its login: a working day, so
 /// that a cookie left in a browser does not open the console for good.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -63,7 +56,9 @@ pub(crate) struct Gate {
     allowed_origins: Vec<String>,
     server_names: Vec<String>,
     attempts_per_minute: u32,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Failed attempts per address (an IPv6 /64), counted as the TCP and
+    /// WebSocket logins' are, at `attempts_per_minute`.
+    failures: crate::auth::Guard,
 }
 
 /// Why a request was not let in.
@@ -90,12 +85,14 @@ impl Gate {
             allowed_origins: config.allowed_origins.clone(),
             server_names: config.server_names.clone(),
             attempts_per_minute: config.admin_login_attempts,
-            failures: Mutex::default(),
+            failures: crate::auth::Guard::new(crate::auth::GuardPolicy::per_minute(
+                config.admin_login_attempts,
+            )),
         }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.sessions)
     }
 
     /// Opens a console session; returns the cookie that carries it.
@@ -136,40 +133,14 @@ impl Gate {
         self.sessions().remove(&session_digest(value));
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether `ip` has used up its failed attempts for now.
     fn limited(&self, ip: IpAddr) -> bool {
-        let ip = crate::throttle::address_key(ip);
-        self.failures().get(&ip).is_some_and(|(since, count)| {
-            since.elapsed() < ATTEMPT_WINDOW && *count >= self.attempts_per_minute
-        })
+        self.failures.ready(ip).is_err()
     }
 
     /// Counts a failed attempt from `ip`.
     fn failed(&self, ip: IpAddr) {
-        // An IPv6 /64 is one address: anyone on a host has one of those.
-        let ip = crate::throttle::address_key(ip);
-        let mut failures = self.failures();
-        if failures.len() >= MAX_TRACKED_ADDRESSES && !failures.contains_key(&ip) {
-            failures.retain(|_, (since, _)| since.elapsed() < ATTEMPT_WINDOW);
-            if failures.len() >= MAX_TRACKED_ADDRESSES {
-                if let Some(oldest) = failures
-                    .iter()
-                    .min_by_key(|(_, (since, _))| *since)
-                    .map(|(ip, _)| *ip)
-                {
-                    failures.remove(&oldest);
-                }
-            }
-        }
-        let entry = failures.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= ATTEMPT_WINDOW {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
+        self.failures.failed(ip);
     }
 
     /// Whether `given` is the token: digests compared in constant time,

@@ -32,7 +32,7 @@ pub(crate) struct HeldSlot(Arc<Mutex<Option<Slot>>>);
 impl HeldSlot {
     /// The slot, once: the first upgrade on the connection takes it.
     pub(crate) fn take(&self) -> Option<Slot> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        crate::sync::lock(&self.0).take()
     }
 }
 

@@ -33,7 +33,7 @@ struct PendingByAddress(Mutex<HashMap<IpAddr, usize>>);
 
 impl PendingByAddress {
     fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     /// Counts one more from `ip`, unless it has its share already.
