@@ -1082,10 +1082,13 @@ impl Config {
     }
 }
 
-/// Settings that override the defaults, every one optional: what the TOML
-/// config file (`--config FILE`) holds, with the same names as the flags of
-/// `switchboard serve`, and what those flags give. Sizes are bytes or
-/// strings like `"64KiB"`, durations seconds or strings like `"500ms"`.
+/// Settings that override the defaults, every one optional: the one
+/// definition of each setting. Each field is a key of the TOML config file
+/// (`--config FILE`) and, with the `cli` feature, a flag of `switchboard
+/// serve` and its `SWITCHBOARD_*` variable, whose `--help` is the field's
+/// doc: a new setting is added here (and to [`Config`], with its default,
+/// and to [`Overrides::apply`]). Sizes are bytes or strings like
+/// `"64KiB"`, durations seconds or strings like `"500ms"`.
 ///
 /// ```toml
 /// listen = ["0.0.0.0:12345", "raw://0.0.0.0:9000?room=devices"]
@@ -1093,126 +1096,389 @@ impl Config {
 /// stall-timeout = "5s"
 /// welcome = "connect"
 /// ```
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Overrides {
     /// See [`Config::listeners`]: a list, or one string (a listener, or
     /// several separated by commas, as `SWITCHBOARD_LISTEN` takes them).
     #[serde(default, deserialize_with = "one_or_many_listeners")]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub listen: Option<Vec<ListenerSpec>>,
-    /// See [`Config::max_line`].
+    /// Longest line or JSON object a client may send; longer ones are refused and discarded. [default: 64KiB]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_LINE")
+    )]
     pub max_line: Option<Size>,
-    /// See [`Config::queue_soft_limit`].
+    /// Bytes queued for one client above which its senders pause. [default: 256KiB]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SIZE", env = "SWITCHBOARD_QUEUE_SOFT_LIMIT")
+    )]
     pub queue_soft_limit: Option<Size>,
-    /// See [`Config::queue_hard_limit`].
+    /// Bytes queued for one client above which it is disconnected as a slow consumer. [default: 4MiB]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SIZE", env = "SWITCHBOARD_QUEUE_HARD_LIMIT")
+    )]
     pub queue_hard_limit: Option<Size>,
-    /// See [`Config::stall_timeout`].
+    /// Disconnect a client that accepts no data for this long while data waits for it. [default: 5s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_STALL_TIMEOUT")
+    )]
     pub stall_timeout: Option<Seconds>,
-    /// See [`Config::pause_timeout`].
+    /// How long senders pause for a receiver over the soft limit that accepts no bytes at all; then they go on. [default: 250ms]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_PAUSE_TIMEOUT")
+    )]
     pub pause_timeout: Option<Seconds>,
-    /// See [`Config::idle_timeout`]; 0 turns it off.
+    /// Disconnect a client that sends nothing for this long; 0 turns it off. [default: off]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_IDLE_TIMEOUT")
+    )]
     pub idle_timeout: Option<Seconds>,
-    /// See [`Config::max_connections`].
+    /// Connections served at once; more are refused. [default: 10000]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS")
+    )]
     pub max_connections: Option<usize>,
-    /// See [`Config::max_connections_per_ip`]; 0 means no limit.
+    /// Connections served at once from one IP address; 0 means no limit. [default: 0]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")
+    )]
     pub max_connections_per_ip: Option<usize>,
-    /// See [`Config::max_connections_per_ip_per_second`]; 0 means no limit.
+    /// New connections one IP address (an IPv6 /64) may open a second, burst of a second's worth; more are refused, saying when to retry. Loopback is not limited; behind a load balancer, see ?proxy=v2. 0 means no limit. [default: 20]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "N",
+            env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP_PER_SECOND"
+        )
+    )]
     pub max_connections_per_ip_per_second: Option<u32>,
-    /// See [`Config::max_messages_per_second`]; 0 means no limit.
+    /// Messages (requests, lines, frames, raw reads) one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 10000]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_MAX_MESSAGES_PER_SECOND")
+    )]
     pub max_messages_per_second: Option<u32>,
-    /// See [`Config::max_bytes_per_second`]; 0 means no limit.
+    /// Bytes one client may send a second, burst of a second's worth; over it, the server reads from it more slowly. 0 means no limit. [default: 16MiB]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_BYTES_PER_SECOND")
+    )]
     pub max_bytes_per_second: Option<Size>,
-    /// See [`Config::rate_limit_grace`].
+    /// How long a client may keep sending over its rate limits, however much it is slowed down, before it is disconnected; 0 never disconnects it, it is only read at the limit's pace. [default: 0]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_RATE_LIMIT_GRACE")
+    )]
     pub rate_limit_grace: Option<Seconds>,
-    /// See [`Config::max_rooms_per_client`].
+    /// Rooms one client may be in at once. [default: 32]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_MAX_ROOMS_PER_CLIENT")
+    )]
     pub max_rooms_per_client: Option<usize>,
-    /// See [`Config::announce_max_members`].
+    /// Send join/leave/rename notices only in rooms of at most N members; 0 never. [default: 100]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_ANNOUNCE_MAX_MEMBERS")
+    )]
     pub announce_max_members: Option<usize>,
-    /// See [`Config::welcome`].
+    /// First line for every text client, verbatim; '' sends none. [default: a short welcome naming the client and /help]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "TEXT", env = "SWITCHBOARD_WELCOME")
+    )]
     pub welcome: Option<String>,
-    /// See [`Config::ack`].
+    /// Answer every message line of a text client with TEXT, verbatim. [default: off]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "TEXT", env = "SWITCHBOARD_ACK")
+    )]
     pub ack: Option<String>,
-    /// See [`Config::shutdown_timeout`].
+    /// On Ctrl-C or SIGTERM, how long queued data may take to reach clients. [default: 5s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_SHUTDOWN_TIMEOUT")
+    )]
     pub shutdown_timeout: Option<Seconds>,
-    /// See [`Config::max_list`].
+    /// Most rooms one /rooms, or names one /who, lists (a pattern narrows the rest). [default: 100]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_MAX_LIST")
+    )]
     pub max_list: Option<usize>,
-    /// See [`Config::max_list_scan`].
+    /// Most rooms or members one /rooms or /who looks at; past it, a listing is cut short and says so. [default: 10000]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_MAX_LIST_SCAN")
+    )]
     pub max_list_scan: Option<usize>,
-    /// See [`Config::slow_timeout`]; 0 turns it off.
+    /// Disconnect a client whose queue stays over the soft limit (holding its senders back) this long; 0 turns it off. [default: 10s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_SLOW_TIMEOUT")
+    )]
     pub slow_timeout: Option<Seconds>,
-    /// See [`Config::line_timeout`]; 0 turns it off.
+    /// Disconnect a client that does not finish a line it started within this long; 0 turns it off. [default: 30s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_LINE_TIMEOUT")
+    )]
     pub line_timeout: Option<Seconds>,
-    /// See [`Config::max_memory`].
+    /// Memory all clients together may hold in queues and unfinished input; near it new clients are refused, past it the largest holders are cut off. [default: half the machine's memory]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_MEMORY")
+    )]
     pub max_memory: Option<Size>,
-    /// See [`Config::tcp_keepalive`]; 0 turns it off.
+    /// Idle time before TCP keepalive probes a quiet connection; 0 turns keepalive off. [default: 60s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_TCP_KEEPALIVE")
+    )]
     pub tcp_keepalive: Option<Seconds>,
-    /// See [`Config::tcp_keepalive_interval`].
+    /// Time between unanswered TCP keepalive probes. [default: 10s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "DURATION",
+            env = "SWITCHBOARD_TCP_KEEPALIVE_INTERVAL"
+        )
+    )]
     pub tcp_keepalive_interval: Option<Seconds>,
-    /// See [`Config::tcp_keepalive_retries`].
+    /// Unanswered TCP keepalive probes after which a connection is dropped. [default: 6]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_TCP_KEEPALIVE_RETRIES")
+    )]
     pub tcp_keepalive_retries: Option<u32>,
-    /// See [`Config::http`].
+    /// Serve the web console, the admin API, /metrics and WebSocket clients (/ws) on [http://|https://]ADDR, e.g. 127.0.0.1:8080; https:// uses the TLS certificate. [default: off]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "ADDR", env = "SWITCHBOARD_HTTP")
+    )]
     pub http: Option<HttpSpec>,
-    /// See [`TlsFiles::cert`].
+    /// Certificate chain (PEM, leaf first) for tls://, json+tls://, raw+tls:// listeners and --http https://; re-read on SIGHUP.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_TLS_CERT")
+    )]
     pub tls_cert: Option<PathBuf>,
-    /// See [`TlsFiles::key`].
+    /// Private key (PEM) of --tls-cert; re-read on SIGHUP.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_TLS_KEY")
+    )]
     pub tls_key: Option<PathBuf>,
-    /// See [`TlsFiles::client_ca`].
+    /// Require TLS clients to present a certificate signed by a CA in FILE (PEM); its subject's common name becomes the client's name. [default: no client certificates]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_TLS_CLIENT_CA")
+    )]
     pub tls_client_ca: Option<PathBuf>,
-    /// See [`TlsFiles::self_signed`].
+    /// Make a self-signed certificate for localhost at start, to try TLS without one (clients must trust it or use --insecure).
+    #[cfg_attr(feature = "cli", arg(long, env = "SWITCHBOARD_TLS_SELF_SIGNED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()))]
     pub tls_self_signed: Option<bool>,
-    /// See [`Config::tls_handshake_timeout`].
-    pub tls_handshake_timeout: Option<Seconds>,
-    /// See [`Config::http_header_timeout`].
-    pub http_header_timeout: Option<Seconds>,
-    /// See [`AuthSettings::users_file`].
+    /// Users who may log in (/login USER PASSWORD): a TOML file of entries made by `switchboard passwd USER`; their names are kept from everyone else. Re-read on SIGHUP.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_USERS")
+    )]
     pub users: Option<PathBuf>,
-    /// See [`AuthSettings::tokens`].
+    /// A token that lets a client in (/auth TOKEN) on ?auth=required listeners; at least 16 characters; repeatable.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "SECRET",
+            env = "SWITCHBOARD_TOKEN",
+            value_delimiter = ',',
+            hide_env_values = true
+        )
+    )]
     pub token: Option<Vec<String>>,
-    /// See [`AuthSettings::token_file`].
+    /// Tokens, one a line (# comments); re-read on SIGHUP.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_TOKEN_FILE")
+    )]
     pub token_file: Option<PathBuf>,
-    /// See [`AuthSettings::jwt_secret`].
+    /// Accept JWTs (/auth JWT) signed with HS256 with this secret (at least 32 bytes); `sub` names the client, `rooms` says where it may go.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "SECRET",
+            env = "SWITCHBOARD_JWT_SECRET",
+            hide_env_values = true
+        )
+    )]
     pub jwt_secret: Option<String>,
-    /// See [`AuthSettings::jwt_secret_file`].
+    /// The HS256 JWT secret, from the first line of FILE (keeps it out of `ps`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_JWT_SECRET_FILE")
+    )]
     pub jwt_secret_file: Option<PathBuf>,
-    /// See [`AuthSettings::jwt_public_key_file`].
+    /// Accept JWTs signed with RS256 by the key whose public half (PEM) is in FILE.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_JWT_PUBLIC_KEY")
+    )]
     pub jwt_public_key: Option<PathBuf>,
-    /// See [`AuthSettings::devices_file`].
+    /// Devices that may register on device listeners with ?auth=required: one a line, `IDENTITY [key=KEY] [LABEL]`, # comments. Re-read on SIGHUP.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_DEVICES")
+    )]
     pub devices: Option<PathBuf>,
-    /// See [`AuthSettings::jwt_audience`].
+    /// JWTs must carry this audience (`aud`). [default: JWTs with an aud are refused]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "AUD", env = "SWITCHBOARD_JWT_AUDIENCE")
+    )]
     pub jwt_audience: Option<String>,
-    /// See [`Config::auth_timeout`].
+    /// Close a client of an ?auth=required listener that has not authenticated in this long. [default: 10s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_AUTH_TIMEOUT")
+    )]
     pub auth_timeout: Option<Seconds>,
-    /// See [`Config::admin_token`].
+    /// Close a TLS client that has not finished its handshake in this long (e.g. plaintext sent to a TLS port). [default: 10s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "DURATION",
+            env = "SWITCHBOARD_TLS_HANDSHAKE_TIMEOUT"
+        )
+    )]
+    pub tls_handshake_timeout: Option<Seconds>,
+    /// Close an --http connection that takes longer than this to send a request's headers, or sits idle this long between requests (nginx's client_header_timeout); WebSocket connections, once open, have their pings instead. [default: 60s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_HTTP_HEADER_TIMEOUT")
+    )]
+    pub http_header_timeout: Option<Seconds>,
+    /// Token that opens the console, the API and /metrics to anyone who has it, on any address; without one they answer only on loopback. At least 16 characters.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "TOKEN",
+            env = "SWITCHBOARD_ADMIN_TOKEN",
+            hide_env_values = true
+        )
+    )]
     pub admin_token: Option<String>,
-    /// A file holding the admin token (its first line).
+    /// Read the admin token from the first line of FILE (keeps it out of `ps`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_ADMIN_TOKEN_FILE")
+    )]
     pub admin_token_file: Option<std::path::PathBuf>,
-    /// See [`Config::allowed_origins`].
+    /// A browser origin (e.g. https://app.example.com) allowed to open /ws, besides the HTTP listener's own; repeatable. [default: same origin only]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "ORIGIN",
+            env = "SWITCHBOARD_ALLOWED_ORIGIN",
+            value_delimiter = ','
+        )
+    )]
     pub allowed_origin: Option<Vec<String>>,
-    /// See [`Config::server_names`].
+    /// A DNS name browsers open the --http listener by directly (not through a proxy), e.g. relay.example.com; repeatable. A browser on a name not listed (nor localhost, an IP address or an --allowed-origin's host) is refused /ws: it is a page that DNS rebinding pointed here. [default: none]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "NAME",
+            env = "SWITCHBOARD_SERVER_NAME",
+            value_delimiter = ','
+        )
+    )]
     pub server_name: Option<Vec<String>>,
-    /// See [`Config::trusted_proxies`]: addresses or CIDR blocks.
+    /// A proxy in front of --http (an address or a CIDR block: 127.0.0.1 for nginx on this machine); repeatable. From it, X-Forwarded-For or Forwarded name the client, for bans, per-address limits, logs and the console; from anyone else, those headers are ignored. [default: none]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "CIDR",
+            env = "SWITCHBOARD_TRUSTED_PROXY",
+            value_delimiter = ','
+        )
+    )]
     pub trusted_proxy: Option<Vec<String>>,
-    /// See [`Config::ws_ping_interval`].
+    /// How often WebSocket clients are pinged. [default: 25s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_WS_PING_INTERVAL")
+    )]
     pub ws_ping_interval: Option<Seconds>,
-    /// See [`Config::ws_pong_timeout`].
+    /// Drop a WebSocket client that sends nothing (not even a pong) this long after a ping. [default: 20s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_WS_PONG_TIMEOUT")
+    )]
     pub ws_pong_timeout: Option<Seconds>,
-    /// See [`Config::admin_login_attempts`].
+    /// Failed admin logins allowed per IP address per minute; more are refused until the minute is over. [default: 5]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_ADMIN_LOGIN_ATTEMPTS")
+    )]
     pub admin_login_attempts: Option<u32>,
-    /// See [`Config::cluster`].
+    /// Join a cluster of servers that meet in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS. Rooms, names and direct messages then span every server. [default: off, no Redis needed]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "URL", env = "SWITCHBOARD_CLUSTER")
+    )]
     pub cluster: Option<String>,
-    /// See [`Config::cluster_prefix`].
+    /// What the cluster's keys and channels in Redis start with, so several clusters can share one Redis. [default: sb:]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "PREFIX", env = "SWITCHBOARD_CLUSTER_PREFIX")
+    )]
     pub cluster_prefix: Option<String>,
-    /// See [`Config::node_name`].
+    /// This server's name in its cluster (1-12 letters, digits, '-'), unique among live nodes; part of its guests' names. [default: 6 random characters]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "NAME", env = "SWITCHBOARD_NODE_NAME")
+    )]
     pub node_name: Option<String>,
-    /// See [`Config::cluster_lease`].
+    /// How long a node that stops renewing its lease (crashed, cut off) keeps its names before the others free them and announce its clients gone; renewed every third of it. [default: 3s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_CLUSTER_LEASE")
+    )]
     pub cluster_lease: Option<Seconds>,
-    /// See [`Config::cluster_max_pending`].
+    /// Most cross-node sends waiting for Redis at once; past it they are dropped and counted, so a slow Redis never holds a client back. [default: 65536]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_CLUSTER_MAX_PENDING")
+    )]
     pub cluster_max_pending: Option<usize>,
-    /// See [`Config::cluster_ca`].
+    /// The CA certificate (PEM) that signed a rediss:// Redis's certificate, when it is not one of the system's roots. [default: the system's roots]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "FILE", env = "SWITCHBOARD_CLUSTER_CA")
+    )]
     pub cluster_ca: Option<PathBuf>,
     /// How the `switchboard` binary writes its log. Not a server setting
     /// ([`Overrides::apply`] leaves it alone): the binary reads it before
     /// its logger starts, and it is here so the file can say it too.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub log_format: Option<LogFormat>,
 }
 

@@ -368,6 +368,27 @@ mod tests {
     }
 
     #[test]
+    fn names_are_matched_as_the_hub_compares_them() {
+        let name = |n: &str| crate::hub::Name::new(n).unwrap();
+        let direct = Grants::parse(["ops-*", "alice"]).unwrap();
+        assert!(direct.allows_name(&name("ops-1")));
+        assert!(direct.allows_name(&name("OPS-2")));
+        assert!(direct.allows_name(&name("Alice")));
+        assert!(!direct.allows_name(&name("bob")));
+        assert!(!Grants::none().allows_name(&name("alice")));
+        let narrowed = direct.intersect(&Grants::parse(["ops-1"]).unwrap());
+        assert!(narrowed.allows_name(&name("ops-1")));
+        assert!(!narrowed.allows_name(&name("ops-2")));
+    }
+
+    #[test]
+    fn a_pattern_shows_as_it_was_written() {
+        let pattern = Pattern::new("Team-*").unwrap();
+        assert_eq!(pattern.to_string(), "Team-*");
+        assert_eq!(format!("{pattern:?}"), r#""Team-*""#);
+    }
+
+    #[test]
     fn intersected_grants_allow_what_both_allow() {
         let file = Grants::parse(["team-*", "lobby"]).unwrap();
         let token = Grants::parse(["team-red", "ops"]).unwrap();
