@@ -1388,7 +1388,7 @@ pub struct Overrides {
         arg(long, value_name = "FILE", env = "SWITCHBOARD_ADMIN_TOKEN_FILE")
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
-    /// A browser origin (e.g. https://app.example.com) allowed to open /ws, besides the HTTP listener's own; repeatable. [default: same origin only]
+    /// A browser origin (e.g. `https://app.example.com`) allowed to open /ws, besides the HTTP listener's own; repeatable. [default: same origin only]
     #[cfg_attr(
         feature = "cli",
         arg(
@@ -1439,7 +1439,7 @@ pub struct Overrides {
         arg(long, value_name = "N", env = "SWITCHBOARD_ADMIN_LOGIN_ATTEMPTS")
     )]
     pub admin_login_attempts: Option<u32>,
-    /// Join a cluster of servers that meet in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS. Rooms, names and direct messages then span every server. [default: off, no Redis needed]
+    /// Join a cluster of servers that meet in this Redis: `redis://[:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS. Rooms, names and direct messages then span every server. [default: off, no Redis needed]
     #[cfg_attr(
         feature = "cli",
         arg(long, value_name = "URL", env = "SWITCHBOARD_CLUSTER")
