@@ -1,0 +1,946 @@
+//! Server settings: every limit with its default and why ([`Config`]),
+//! the listeners (`listener.rs`), and the one definition of each setting
+//! as a config-file key, flag and variable ([`Overrides`], `overrides.rs`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::auth::AuthSettings;
+use crate::hub::{HubSettings, QueueLimits};
+use crate::throttle::Rate;
+pub use crate::units::{format_duration, Seconds, Size};
+
+mod listener;
+mod overrides;
+
+use listener::parse_proxy;
+pub(crate) use listener::parse_scheme;
+pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
+#[cfg(test)]
+use overrides::suggest_known_key;
+pub use overrides::Overrides;
+
+/// The port of the default listener, as in the tutorials switchboard grew from.
+pub const DEFAULT_PORT: u16 = 12345;
+
+/// Longest line (text mode) or JSON object (JSON mode) a client may send.
+/// Big enough for any chat line or sensor reading, small enough that a
+/// client cannot make the server buffer much: an overlong line is refused
+/// and discarded as it streams in.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// Queued bytes above which senders to a client pause. Four maximal lines:
+/// a reader that keeps up never sees it, and a burst fits without stopping
+/// anyone.
+pub const DEFAULT_QUEUE_SOFT_LIMIT: usize = 256 * 1024;
+
+/// Queued bytes above which a client is disconnected as a slow consumer.
+/// Senders stop at the soft limit, so only many senders at once can push a
+/// queue this far; 16 times the soft limit leaves them room, and bounds the
+/// memory any one client can hold (NATS allows 64 MiB, Centrifugo 1 MiB).
+pub const DEFAULT_QUEUE_HARD_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How long a client may accept no data at all while data waits for it,
+/// before it is disconnected. Also the longest a stalled reader can hold
+/// back the senders that feed it. NATS uses a 10 s write deadline; 5 s
+/// is long for a live client's TCP stack to accept nothing at all.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long senders pause for a receiver over its soft limit that accepts
+/// no bytes at all. A reader that reads keeps its senders waiting (and loses
+/// nothing); one that has stopped must not keep a whole room waiting until
+/// the stall timeout: past this, senders go on, its queue grows toward the
+/// hard limit, and the stall timeout ends it. A quarter second covers the
+/// pauses of a live reader on a slow link (a round trip, a window update).
+pub const DEFAULT_PAUSE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Connections served at once, across all listeners. Each takes a file
+/// descriptor; raise `ulimit -n` with it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Rooms one client may be in at once.
+pub const DEFAULT_MAX_ROOMS_PER_CLIENT: usize = 32;
+
+/// Rooms above this size get no join, leave or rename notices (each would
+/// cost a delivery per member, and everyone joining a room of `n` costs `n²`).
+pub const DEFAULT_ANNOUNCE_MAX_MEMBERS: usize = 100;
+
+/// How long a shutdown waits for queued data to reach clients.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most rooms one `/rooms`, or names one `/who`, lists. A hundred names or
+/// rooms are a screenful, and their line stays far below the line limit
+/// (a hundred 32-character CJK names are 13 KB); a pattern finds the rest.
+pub const DEFAULT_MAX_LIST: usize = 100;
+
+/// Most rooms or members one listing looks at. Looking at 10,000 short
+/// names takes well under a millisecond; past that, a listing with a
+/// pattern is cut short and says so, and the pattern should be narrower.
+pub const DEFAULT_MAX_LIST_SCAN: usize = 10_000;
+
+/// How long a receiver's queue may stay over the soft limit, holding back
+/// everyone who sends to it, before it is cut off as a slow consumer.
+/// Flow control makes a room wait for its slowest reader: this bounds the
+/// wait. Ten seconds lets a reader ride out a burst or a bad patch of
+/// network; a reader slower than its room for longer would only fall
+/// further behind while slowing everyone.
+pub const DEFAULT_SLOW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to finish a line it started (text and JSON
+/// modes). A partial line holds memory; no person or program takes this
+/// long between the first and the last byte of one line.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shortest admin token accepted: long enough that guessing it at the
+/// login rate limit is hopeless.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Used as the memory budget where the machine's memory cannot be read.
+pub const FALLBACK_MAX_MEMORY: usize = 1 << 30;
+
+/// The memory budget for what clients hold (queues, unfinished lines,
+/// unrelayed reads): half the machine's memory, so that the server is
+/// refused new clients and sheds the largest holders long before the
+/// kernel's OOM killer would end it for everyone.
+pub fn default_max_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 2)
+        })
+        .unwrap_or(FALLBACK_MAX_MEMORY)
+}
+
+/// Idle time before TCP keepalive probes a quiet connection. A peer that
+/// vanished without a FIN or RST (power lost, a NAT's state dropped) is
+/// found after this plus [`DEFAULT_TCP_KEEPALIVE_INTERVAL`] ×
+/// [`DEFAULT_TCP_KEEPALIVE_RETRIES`]: two minutes, under the idle timers
+/// of most NATs (often 5 minutes or more), which the probes also keep open.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Time between unanswered keepalive probes.
+pub const DEFAULT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Unanswered keepalive probes after which the peer counts as gone.
+pub const DEFAULT_TCP_KEEPALIVE_RETRIES: u32 = 6;
+
+/// How often the server pings a WebSocket client. Under the 60 s after
+/// which nginx (and many other proxies) cut a connection that carried
+/// nothing, with room for a slow pong.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// How long a WebSocket client has, after a ping, to send anything (its
+/// pong) before it is dropped as gone. Browsers answer pings at once; a
+/// browser on a bad mobile link may need seconds.
+pub const DEFAULT_WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a client on a TLS listener has to finish its handshake: a
+/// handshake takes a few round trips, well under a second on any real
+/// network, while a plaintext client (`nc` on the wrong port) would never
+/// finish one and would hold a connection slot until it gave up.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP connection may take to send a request's headers, and
+/// may sit idle between requests: nginx's `client_header_timeout` (60 s).
+/// A browser sends its headers in one packet; a connection that trickles
+/// them (slowloris) or keeps a socket open saying nothing is closed, so it
+/// cannot hold the server's files. WebSocket connections, once upgraded,
+/// have their own pings and pong timeout.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a client of an `?auth=required` listener has to authenticate:
+/// a program or a person pasting a token does it in well under a second or
+/// two, while a connection that never does holds a slot until then.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Messages (requests, lines, JSON objects, frames, raw reads) one client
+/// may send a second, with a burst of a second's worth. So generous that
+/// no ordinary use meets it (a log streamed line by line, a device
+/// catching up): NATS, Redis and Mosquitto have no per-client rate at all,
+/// EMQX's default is infinity. It bounds what one client can make the
+/// server do; a public server may want less (docs/deploy.md).
+pub const DEFAULT_MAX_MESSAGES_PER_SECOND: u32 = 10_000;
+
+/// Bytes one client may send a second, with a burst of a second's worth:
+/// 16 MiB a second carries a file streamed through `nc` at the speed of
+/// a fast uplink, and still keeps one client from taking a whole core.
+pub const DEFAULT_MAX_BYTES_PER_SECOND: usize = 16 * 1024 * 1024;
+
+/// How long a client may keep sending over its rate limit, however much it
+/// is slowed down, before it is disconnected; 0 (the default): never, it is
+/// only paced. A paced client costs the server nothing (it is not read), so
+/// cutting it off protects nobody and loses what it sent that was not read
+/// yet: `cat fw.bin | nc` must arrive whole. An operator who wants
+/// cut-offs sets it.
+pub const DEFAULT_RATE_LIMIT_GRACE: Duration = Duration::ZERO;
+
+/// New connections one IP address (an IPv6 /64) may open a second, with a
+/// burst of a second's worth; loopback is not limited. Enough for a NAT of
+/// many people or devices reconnecting at once, too few for a connection
+/// flood from one machine to matter.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND: u32 = 20;
+
+/// Failed admin logins allowed from one IP address per minute, before the
+/// rest of that minute's attempts are refused: guessing a token at five
+/// tries a minute takes forever, and a person who mistyped it waits a
+/// minute at most.
+pub const DEFAULT_ADMIN_LOGIN_ATTEMPTS: u32 = 5;
+
+/// Where the server's TLS certificate and key come from. Files are read at
+/// start and again on every reload (SIGHUP), so a renewed certificate is
+/// picked up without dropping a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM, leaf first (`--tls-cert`).
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (`--tls-key`).
+    pub key: Option<PathBuf>,
+    /// CA certificates, PEM, that clients' certificates must chain to
+    /// (`--tls-client-ca`): with it, TLS clients must present a certificate,
+    /// and its subject's common name becomes their name.
+    pub client_ca: Option<PathBuf>,
+    /// Make a self-signed certificate for `localhost` at start
+    /// (`--tls-self-signed`), to try TLS without one.
+    pub self_signed: bool,
+}
+
+/// Everything a server needs to run. `Config::default()` is what
+/// `switchboard serve` uses with no flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen, and in which mode.
+    pub listeners: Vec<ListenerSpec>,
+    /// Longest line or JSON object a client may send, in bytes.
+    pub max_line: usize,
+    /// Per-client queued bytes above which its senders pause.
+    pub queue_soft_limit: usize,
+    /// Per-client queued bytes above which it is disconnected.
+    pub queue_hard_limit: usize,
+    /// How long a client may accept nothing while data waits for it.
+    pub stall_timeout: Duration,
+    /// How long senders pause for a congested client that accepts nothing.
+    pub pause_timeout: Duration,
+    /// Disconnect clients that send nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Connections served at once, across all listeners.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address (`None`: no limit).
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections one IP address (an IPv6 /64) may open a second
+    /// (`None`: no limit). Loopback is not limited.
+    pub max_connections_per_ip_per_second: Option<Rate>,
+    /// Messages one client may send a second (`None`: no limit); a client
+    /// over it is slowed down.
+    pub max_messages_per_second: Option<Rate>,
+    /// Bytes one client may send a second (`None`: no limit); a client
+    /// over it is slowed down.
+    pub max_bytes_per_second: Option<Rate>,
+    /// How long a client may stay over its rate limits before it is
+    /// disconnected; zero: never, it is only paced.
+    pub rate_limit_grace: Duration,
+    /// Rooms one client may be in at once.
+    pub max_rooms_per_client: usize,
+    /// Rooms above this size get no join/leave/rename notices (0: none do).
+    pub announce_max_members: usize,
+    /// First line sent to every text client: `None` for the default
+    /// welcome, `Some("")` for none, otherwise the text verbatim.
+    pub welcome: Option<String>,
+    /// Line sent verbatim in answer to every message line of a text client.
+    pub ack: Option<String>,
+    /// How long a shutdown waits for queued data to reach clients.
+    pub shutdown_timeout: Duration,
+    /// Most rooms or names one listing shows.
+    pub max_list: usize,
+    /// Most rooms or members one listing looks at.
+    pub max_list_scan: usize,
+    /// Cut off a receiver whose queue stays over the soft limit this long
+    /// (`None`: never, while it makes some progress).
+    pub slow_timeout: Option<Duration>,
+    /// Disconnect a client that does not finish a line it started within
+    /// this long (`None`: never).
+    pub line_timeout: Option<Duration>,
+    /// Bytes all clients together may hold in queues and unfinished input.
+    pub max_memory: usize,
+    /// Idle time before TCP keepalive probes (`None`: no keepalive).
+    pub tcp_keepalive: Option<Duration>,
+    /// Time between keepalive probes.
+    pub tcp_keepalive_interval: Duration,
+    /// Unanswered probes after which the connection is dropped.
+    pub tcp_keepalive_retries: u32,
+    /// Where the HTTP listener (console, API, metrics, WebSocket clients)
+    /// listens, and whether over TLS (`None`: no HTTP).
+    pub http: Option<HttpSpec>,
+    /// TLS certificates for the TLS listeners and HTTPS.
+    pub tls: TlsFiles,
+    /// How long a client has to finish its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// How long an HTTP connection may take to send a request's headers,
+    /// or sit idle between requests.
+    pub http_header_timeout: Duration,
+    /// Where credentials come from (users file, tokens, JWT keys).
+    pub auth: AuthSettings,
+    /// How long a client of an `?auth=required` listener has to
+    /// authenticate.
+    pub auth_timeout: Duration,
+    /// The admin token: with it, the console, API and metrics answer on
+    /// any address to whoever has it; without it, only on loopback.
+    pub admin_token: Option<String>,
+    /// Origins (`https://host:port`) allowed to open `/ws` from a browser,
+    /// besides the HTTP listener's own.
+    pub allowed_origins: Vec<String>,
+    /// The DNS names browsers reach the HTTP listener by, directly (not
+    /// through a proxy): a page whose `Host` is a name not listed here,
+    /// nor `localhost`, an IP address or an allowed origin's, is one that
+    /// DNS rebinding pointed at this server, and is refused `/ws`.
+    pub server_names: Vec<String>,
+    /// The proxies in front of the HTTP listener (nginx on this machine,
+    /// a load balancer): from them, `X-Forwarded-For` (or `Forwarded`)
+    /// names the client, for bans, per-address limits, logs and the
+    /// console. From anyone else those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often WebSocket clients are pinged.
+    pub ws_ping_interval: Duration,
+    /// How long a pinged WebSocket client has to answer.
+    pub ws_pong_timeout: Duration,
+    /// Failed admin logins allowed per IP address per minute.
+    pub admin_login_attempts: u32,
+    /// The Redis a cluster of servers meets in (`None`: this server
+    /// stands alone, and needs no Redis).
+    pub cluster: Option<String>,
+    /// What the cluster's keys and channels in Redis start with.
+    pub cluster_prefix: String,
+    /// This node's name in its cluster (`None`: six random characters).
+    pub node_name: Option<String>,
+    /// How long a node that stops renewing its lease keeps its names.
+    pub cluster_lease: Duration,
+    /// Most cross-node sends waiting for Redis at once.
+    pub cluster_max_pending: usize,
+    /// The CA (PEM) that signed a `rediss://` Redis's certificate, when it
+    /// is not one of the system's roots.
+    pub cluster_ca: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: vec![ListenerSpec::default()],
+            max_line: DEFAULT_MAX_LINE,
+            queue_soft_limit: DEFAULT_QUEUE_SOFT_LIMIT,
+            queue_hard_limit: DEFAULT_QUEUE_HARD_LIMIT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            pause_timeout: DEFAULT_PAUSE_TIMEOUT,
+            idle_timeout: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: None,
+            max_connections_per_ip_per_second: Rate::per_second(
+                DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND,
+            ),
+            max_messages_per_second: Rate::per_second(DEFAULT_MAX_MESSAGES_PER_SECOND),
+            max_bytes_per_second: Rate::per_second(DEFAULT_MAX_BYTES_PER_SECOND as u32),
+            rate_limit_grace: DEFAULT_RATE_LIMIT_GRACE,
+            max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
+            announce_max_members: DEFAULT_ANNOUNCE_MAX_MEMBERS,
+            welcome: None,
+            ack: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_list: DEFAULT_MAX_LIST,
+            max_list_scan: DEFAULT_MAX_LIST_SCAN,
+            slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            max_memory: default_max_memory(),
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
+            tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,
+            http: None,
+            tls: TlsFiles::default(),
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            auth: AuthSettings::default(),
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            server_names: Vec::new(),
+            trusted_proxies: Vec::new(),
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
+            admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
+            cluster: None,
+            cluster_prefix: crate::cluster::DEFAULT_PREFIX.to_owned(),
+            node_name: None,
+            cluster_lease: crate::cluster::DEFAULT_LEASE,
+            cluster_max_pending: crate::cluster::DEFAULT_MAX_PENDING,
+            cluster_ca: None,
+        }
+    }
+}
+
+impl Config {
+    /// How this server joins its cluster, if it is part of one; a node
+    /// with no name given gets a random one, each time this is called.
+    pub fn cluster_config(&self) -> Option<crate::cluster::ClusterConfig> {
+        let url = self.cluster.clone()?;
+        Some(crate::cluster::ClusterConfig {
+            url,
+            prefix: self.cluster_prefix.clone(),
+            node: self
+                .node_name
+                .clone()
+                .unwrap_or_else(crate::cluster::random_node_name),
+            lease: self.cluster_lease,
+            max_pending: self.cluster_max_pending,
+            ca: self.cluster_ca.clone(),
+        })
+    }
+
+    /// A default config listening on `127.0.0.1:0` in text mode: what tests
+    /// and embedders usually want.
+    pub fn local() -> Self {
+        Config {
+            listeners: vec![ListenerSpec::new(
+                Mode::Text,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            )],
+            ..Config::default()
+        }
+    }
+
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.listeners.is_empty(), "no listener given");
+        anyhow::ensure!(self.max_line > 0, "max-line must be at least 1 byte");
+        anyhow::ensure!(
+            self.queue_soft_limit >= self.max_line,
+            "queue-soft-limit ({}) must be at least max-line ({}), or one long line would block its sender",
+            self.queue_soft_limit,
+            self.max_line
+        );
+        anyhow::ensure!(
+            self.queue_hard_limit >= 2 * self.queue_soft_limit,
+            "queue-hard-limit ({}) must be at least twice queue-soft-limit ({})",
+            self.queue_hard_limit,
+            self.queue_soft_limit
+        );
+        anyhow::ensure!(
+            !self.stall_timeout.is_zero(),
+            "stall-timeout must be more than 0"
+        );
+        anyhow::ensure!(
+            self.pause_timeout <= self.stall_timeout,
+            "pause-timeout ({}) must not be longer than stall-timeout ({})",
+            format_duration(self.pause_timeout),
+            format_duration(self.stall_timeout)
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "max-connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_rooms_per_client > 0,
+            "max-rooms-per-client must be at least 1"
+        );
+        anyhow::ensure!(self.max_list > 0, "max-list must be at least 1");
+        anyhow::ensure!(
+            self.max_list_scan >= self.max_list,
+            "max-list-scan ({}) must be at least max-list ({})",
+            self.max_list_scan,
+            self.max_list
+        );
+        anyhow::ensure!(
+            self.max_memory >= self.queue_hard_limit,
+            "max-memory ({}) must be at least queue-hard-limit ({}), or one client could use it all",
+            self.max_memory,
+            self.queue_hard_limit
+        );
+        anyhow::ensure!(
+            !self.tcp_keepalive_interval.is_zero() && self.tcp_keepalive_retries > 0,
+            "tcp-keepalive-interval and tcp-keepalive-retries must be more than 0 (turn keepalive off with tcp-keepalive = 0)"
+        );
+        anyhow::ensure!(
+            !self.ws_ping_interval.is_zero() && !self.ws_pong_timeout.is_zero(),
+            "ws-ping-interval and ws-pong-timeout must be more than 0"
+        );
+        if let Some(token) = &self.admin_token {
+            anyhow::ensure!(
+                token.len() >= MIN_ADMIN_TOKEN_LEN,
+                "the admin token is {} characters long; use at least {MIN_ADMIN_TOKEN_LEN} (e.g. from `openssl rand -hex 32`)",
+                token.len()
+            );
+            // Spaces (or a line end in a file) would be trimmed where the
+            // token is typed, and sixteen spaces are no secret.
+            anyhow::ensure!(
+                !token.chars().any(char::is_whitespace),
+                "the admin token holds spaces or other whitespace; use a token without (e.g. from `openssl rand -hex 32`)"
+            );
+        }
+        self.validate_tls()?;
+        // Devices that register authenticate with the devices file; every
+        // other client with a password or a token.
+        let devices_ask = self
+            .listeners
+            .iter()
+            .filter(|l| l.auth && l.device.register.is_some())
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>();
+        anyhow::ensure!(
+            devices_ask.is_empty() || self.auth.devices_file.is_some(),
+            "{} asks devices to authenticate, but no devices file is configured: give --devices FILE, listing the devices that may register",
+            devices_ask.join(", ")
+        );
+        let asks = self
+            .listeners
+            .iter()
+            .filter(|l| l.auth && l.device.register.is_none())
+            .map(|l| l.to_string())
+            .chain(self.http.filter(|h| h.auth).map(|h| h.to_string()))
+            .collect::<Vec<_>>();
+        anyhow::ensure!(
+            asks.is_empty() || self.auth.has_credentials(),
+            "{} asks for authentication, but no credentials are configured: give --users FILE, --token SECRET, --token-file FILE or a JWT key (--jwt-secret, --jwt-public-key)",
+            asks.join(", ")
+        );
+        anyhow::ensure!(
+            !self.auth_timeout.is_zero(),
+            "auth-timeout must be more than 0"
+        );
+        if let Some(HttpSpec { addr: http, .. }) = self.http {
+            anyhow::ensure!(
+                http.ip().is_loopback() || self.admin_token.is_some(),
+                "--http {http} is not a loopback address, and no admin token is set: anyone who can reach it could run the server. Set --admin-token TOKEN (or --admin-token-file FILE), or listen on 127.0.0.1"
+            );
+        }
+        Ok(())
+    }
+
+    /// The settings (by their config-file names) that differ in `other`.
+    pub fn differences(&self, other: &Config) -> Vec<&'static str> {
+        // Every field, so that a new one cannot be forgotten here.
+        let Config {
+            listeners: _,
+            max_line: _,
+            queue_soft_limit: _,
+            queue_hard_limit: _,
+            stall_timeout: _,
+            pause_timeout: _,
+            idle_timeout: _,
+            max_connections: _,
+            max_connections_per_ip: _,
+            max_connections_per_ip_per_second: _,
+            max_messages_per_second: _,
+            max_bytes_per_second: _,
+            rate_limit_grace: _,
+            max_rooms_per_client: _,
+            announce_max_members: _,
+            welcome: _,
+            ack: _,
+            shutdown_timeout: _,
+            max_list: _,
+            max_list_scan: _,
+            slow_timeout: _,
+            line_timeout: _,
+            max_memory: _,
+            tcp_keepalive: _,
+            tcp_keepalive_interval: _,
+            tcp_keepalive_retries: _,
+            http: _,
+            tls: _,
+            tls_handshake_timeout: _,
+            http_header_timeout: _,
+            auth: _,
+            auth_timeout: _,
+            admin_token: _,
+            allowed_origins: _,
+            server_names: _,
+            trusted_proxies: _,
+            ws_ping_interval: _,
+            ws_pong_timeout: _,
+            admin_login_attempts: _,
+            cluster: _,
+            cluster_prefix: _,
+            node_name: _,
+            cluster_lease: _,
+            cluster_max_pending: _,
+            cluster_ca: _,
+        } = self;
+        let mut changed = Vec::new();
+        macro_rules! compare {
+            ($($($field:ident).+ => $key:literal),* $(,)?) => {
+                $(if self.$($field).+ != other.$($field).+ {
+                    changed.push($key);
+                })*
+            };
+        }
+        compare!(
+            listeners => "listen",
+            max_line => "max-line",
+            queue_soft_limit => "queue-soft-limit",
+            queue_hard_limit => "queue-hard-limit",
+            stall_timeout => "stall-timeout",
+            pause_timeout => "pause-timeout",
+            idle_timeout => "idle-timeout",
+            max_connections => "max-connections",
+            max_connections_per_ip => "max-connections-per-ip",
+            max_connections_per_ip_per_second => "max-connections-per-ip-per-second",
+            max_messages_per_second => "max-messages-per-second",
+            max_bytes_per_second => "max-bytes-per-second",
+            rate_limit_grace => "rate-limit-grace",
+            max_rooms_per_client => "max-rooms-per-client",
+            announce_max_members => "announce-max-members",
+            welcome => "welcome",
+            ack => "ack",
+            shutdown_timeout => "shutdown-timeout",
+            max_list => "max-list",
+            max_list_scan => "max-list-scan",
+            slow_timeout => "slow-timeout",
+            line_timeout => "line-timeout",
+            max_memory => "max-memory",
+            tcp_keepalive => "tcp-keepalive",
+            tcp_keepalive_interval => "tcp-keepalive-interval",
+            tcp_keepalive_retries => "tcp-keepalive-retries",
+            http => "http",
+            tls.cert => "tls-cert",
+            tls.key => "tls-key",
+            tls.client_ca => "tls-client-ca",
+            tls.self_signed => "tls-self-signed",
+            tls_handshake_timeout => "tls-handshake-timeout",
+            http_header_timeout => "http-header-timeout",
+            auth.users_file => "users",
+            auth.tokens => "token",
+            auth.token_file => "token-file",
+            auth.jwt_secret => "jwt-secret",
+            auth.jwt_secret_file => "jwt-secret-file",
+            auth.jwt_public_key_file => "jwt-public-key",
+            auth.jwt_audience => "jwt-audience",
+            auth.devices_file => "devices",
+            auth_timeout => "auth-timeout",
+            admin_token => "admin-token",
+            allowed_origins => "allowed-origin",
+            server_names => "server-name",
+            trusted_proxies => "trusted-proxy",
+            ws_ping_interval => "ws-ping-interval",
+            ws_pong_timeout => "ws-pong-timeout",
+            admin_login_attempts => "admin-login-attempts",
+            cluster => "cluster",
+            cluster_prefix => "cluster-prefix",
+            node_name => "node-name",
+            cluster_lease => "cluster-lease",
+            cluster_max_pending => "cluster-max-pending",
+            cluster_ca => "cluster-ca",
+        );
+        changed
+    }
+
+    /// Whether any listener, or the HTTP one, speaks TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.listeners.iter().any(|l| l.tls) || self.http.is_some_and(|h| h.tls)
+    }
+
+    fn validate_tls(&self) -> anyhow::Result<()> {
+        let tls = &self.tls;
+        anyhow::ensure!(
+            tls.cert.is_some() == tls.key.is_some(),
+            "--tls-cert and --tls-key go together: give both, the certificate chain and its private key"
+        );
+        anyhow::ensure!(
+            !(tls.self_signed && tls.cert.is_some()),
+            "--tls-self-signed and --tls-cert both given: use one, a self-signed certificate or yours"
+        );
+        let has_certificate = tls.cert.is_some() || tls.self_signed;
+        if self.uses_tls() {
+            let which = self
+                .listeners
+                .iter()
+                .filter(|l| l.tls)
+                .map(|l| l.to_string())
+                .chain(self.http.filter(|h| h.tls).map(|h| h.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            anyhow::ensure!(
+                has_certificate,
+                "{which} needs a certificate: give --tls-cert FILE --tls-key FILE (PEM), or --tls-self-signed to try it out"
+            );
+        } else {
+            anyhow::ensure!(
+                tls.client_ca.is_none(),
+                "--tls-client-ca is set, but no listener speaks TLS (tls://, json+tls://, raw+tls:// or --http https://)"
+            );
+        }
+        anyhow::ensure!(
+            !self.tls_handshake_timeout.is_zero(),
+            "tls-handshake-timeout must be more than 0"
+        );
+        anyhow::ensure!(
+            !self.http_header_timeout.is_zero(),
+            "http-header-timeout must be more than 0"
+        );
+        Ok(())
+    }
+
+    /// The routing core's share of the settings.
+    pub fn hub_settings(&self) -> HubSettings {
+        HubSettings {
+            queue: QueueLimits {
+                soft: self.queue_soft_limit,
+                hard: self.queue_hard_limit,
+                pause: self.pause_timeout,
+            },
+            announce_max_members: self.announce_max_members,
+            max_rooms_per_client: self.max_rooms_per_client,
+            max_list: self.max_list,
+            max_list_scan: self.max_list_scan,
+            slow_timeout: self.slow_timeout,
+            max_memory: self.max_memory,
+        }
+    }
+}
+
+/// How log lines are written: for people, or for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, as people read them (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for journald exports, Loki, Elasticsearch
+    /// and the like: nothing to parse with regular expressions.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => anyhow::bail!("unknown log format {s:?}: expected text or json"),
+        }
+    }
+}
+
+/// The admin token kept in `path`: its first line, trimmed.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        path.display()
+    );
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_takes_one_listener_as_a_string() {
+        let one: Overrides = toml::from_str(r#"listen = "0.0.0.0:12345""#).unwrap();
+        assert_eq!(one.listen.unwrap().len(), 1);
+        let two: Overrides =
+            toml::from_str(r#"listen = "0.0.0.0:12345,raw://0.0.0.0:9000""#).unwrap();
+        assert_eq!(two.listen.unwrap().len(), 2);
+        let list: Overrides = toml::from_str(r#"listen = ["0.0.0.0:1", "json://[::]:2"]"#).unwrap();
+        assert_eq!(list.listen.unwrap().len(), 2);
+        let bad = toml::from_str::<Overrides>(r#"listen = "0.0.0.0""#).unwrap_err();
+        assert!(bad.to_string().contains("has no port"), "{bad}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_told_the_key_it_was_meant_to_be() {
+        for (typo, meant) in [
+            ("lisen", "listen"),
+            ("max_line", "max-line"),
+            ("idle-timout", "idle-timeout"),
+            ("welcom", "welcome"),
+        ] {
+            let error = toml::from_str::<Overrides>(&format!("{typo} = 1")).unwrap_err();
+            let told = suggest_known_key(&error.to_string());
+            assert!(
+                told.contains(&format!("did you mean `{meant}`?")),
+                "{typo}: {told}"
+            );
+            assert!(!told.contains("expected one of"), "{told}");
+        }
+        let error = toml::from_str::<Overrides>("frobnicate = 1").unwrap_err();
+        let told = suggest_known_key(&error.to_string());
+        assert!(
+            told.contains("unknown key `frobnicate`: every key"),
+            "{told}"
+        );
+    }
+
+    #[test]
+    fn listener_specs_name_mode_address_and_room() {
+        let spec: ListenerSpec = "raw://0.0.0.0:9000?room=devices".parse().unwrap();
+        assert_eq!(spec.mode, Mode::Raw);
+        assert_eq!(spec.addr.port(), 9000);
+        assert_eq!(spec.room.as_str(), "devices");
+        let spec: ListenerSpec = "[::1]:7".parse().unwrap();
+        assert_eq!((spec.mode, spec.addr.is_ipv6()), (Mode::Text, true));
+        let spec: ListenerSpec = "12345".parse().unwrap();
+        assert_eq!(spec, ListenerSpec::default());
+        assert_eq!(spec.to_string(), "text://0.0.0.0:12345");
+        for (text, mode, shown) in [
+            ("tls://0.0.0.0:12443", Mode::Text, "tls://0.0.0.0:12443"),
+            (
+                "text+tls://0.0.0.0:12443",
+                Mode::Text,
+                "tls://0.0.0.0:12443",
+            ),
+            ("json+tls://0.0.0.0:1", Mode::Json, "json+tls://0.0.0.0:1"),
+            (
+                "raw+tls://0.0.0.0:2?room=d",
+                Mode::Raw,
+                "raw+tls://0.0.0.0:2?room=d",
+            ),
+        ] {
+            let spec: ListenerSpec = text.parse().unwrap();
+            assert_eq!((spec.mode, spec.tls), (mode, true), "{text}");
+            assert_eq!(spec.to_string(), shown);
+        }
+        let spec: ListenerSpec = "0.0.0.0:1?auth=required&room=x".parse().unwrap();
+        assert!(spec.auth);
+        assert_eq!(spec.to_string(), "text://0.0.0.0:1?room=x&auth=required");
+        let http: HttpSpec = "https://127.0.0.1:8443?auth=required".parse().unwrap();
+        assert!(http.tls && http.auth);
+        let http: HttpSpec = "127.0.0.1:8080".parse().unwrap();
+        assert!(!http.tls && !http.auth);
+    }
+
+    #[test]
+    fn device_listeners_read_back_as_written() {
+        let written = "raw://0.0.0.0:9000?idle-timeout=90s&register=imei&register-each&room=dev-{id}&heartbeat=hex:FE&frame=gap:20&modbus=rtu";
+        let spec: ListenerSpec = written.parse().unwrap();
+        assert_eq!(spec.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(
+            spec.device.frame,
+            crate::device::Frame::Gap(Duration::from_millis(20))
+        );
+        assert_eq!(spec.to_string(), written);
+        assert_eq!(spec.to_string().parse::<ListenerSpec>().unwrap(), spec);
+    }
+
+    #[test]
+    fn device_options_that_do_not_fit_say_why() {
+        for (spec, says) in [
+            ("0.0.0.0:1?register=imei", "for devices, on raw listeners"),
+            (
+                "json://0.0.0.0:1?frame=line",
+                "for devices, on raw listeners",
+            ),
+            ("raw://0.0.0.0:1?register=imsi", "unknown register"),
+            ("raw://0.0.0.0:1?frame=len:3", "unknown length prefix"),
+            ("raw://0.0.0.0:1?register-each", "needs register="),
+            ("raw://0.0.0.0:1?room=dev-{id}", "needs register="),
+            ("raw://0.0.0.0:1?register=imei&name={id}", "fixed part"),
+            ("raw://0.0.0.0:1?heartbeat", "needs a value"),
+            ("raw://0.0.0.0:1?modbus=rtu", "needs frame=gap"),
+            (
+                "raw://0.0.0.0:1?frame=gap:5&modbus=tcp",
+                "expected modbus=rtu",
+            ),
+        ] {
+            let err = spec.parse::<ListenerSpec>().unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{spec}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_listeners_splits_at_commas_that_start_a_new_one() {
+        let list: ListenerList = "127.0.0.1:1,raw://127.0.0.1:2?register=regex:(?<id>[0-9]{15}),(?<key>[^,]+),json://127.0.0.1:3,4"
+            .parse()
+            .unwrap();
+        let specs: Vec<String> = list.0.iter().map(ToString::to_string).collect();
+        assert_eq!(specs.len(), 4, "{specs:?}");
+        assert!(specs[1].contains("{15}),(?<key>[^,]+)"), "{specs:?}");
+        assert_eq!(specs[3], "text://0.0.0.0:4");
+        assert!("127.0.0.1:1,".parse::<ListenerList>().is_err());
+    }
+
+    #[test]
+    fn bad_listener_specs_say_what_is_wrong() {
+        let err = "udp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
+        assert!(err.to_string().contains("unknown mode"), "{err}");
+        // Each says what is wrong in its first line: clap shows no more.
+        for (spec, says) in [
+            ("json://nowhere", "\"nowhere\" has no port"),
+            (":21360x", "is not a port"),
+            (
+                "text://0.0.0.0",
+                "has no port: expected IP:PORT, e.g. 0.0.0.0:12345",
+            ),
+            ("127.0.0.1:99999", "a port from 0 to 65535"),
+            ("relay.example.com:80", "is a host name"),
+        ] {
+            let err = spec.parse::<ListenerSpec>().unwrap_err().to_string();
+            assert!(err.contains(says), "{spec}: {err}");
+            assert!(err.contains(&format!("in listener {spec:?}")), "{err}");
+        }
+        let err = "ws+tls://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
+        assert!(err.to_string().contains("unknown mode"), "{err}");
+        let err = "1.2.3.4:5?auth=maybe".parse::<ListenerSpec>().unwrap_err();
+        assert!(err.to_string().contains("auth=required"), "{err}");
+        let err = "ftp://1.2.3.4:5".parse::<HttpSpec>().unwrap_err();
+        assert!(err.to_string().contains("http or https"), "{err}");
+        let err = "raw://1.2.3.4:5?colour=red"
+            .parse::<ListenerSpec>()
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown option"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_overrides_defaults() {
+        let file: Overrides = toml::from_str(
+            r#"
+            listen = ["json://127.0.0.1:0"]
+            max-line = "1KiB"
+            stall-timeout = 2
+            idle-timeout = "0"
+            welcome = "connect"
+            "#,
+        )
+        .unwrap();
+        let mut config = Config::default();
+        file.apply(&mut config).unwrap();
+        assert_eq!(config.listeners[0].mode, Mode::Json);
+        assert_eq!(config.max_line, 1024);
+        assert_eq!(config.stall_timeout, Duration::from_secs(2));
+        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.welcome.as_deref(), Some("connect"));
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        assert!(toml::from_str::<Overrides>("max_lines = 3").is_err());
+    }
+
+    #[test]
+    fn an_admin_token_of_spaces_is_refused() {
+        for token in [" ".repeat(16), format!("{} x", "a".repeat(16))] {
+            let config = Config {
+                admin_token: Some(token.clone()),
+                ..Config::local()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("whitespace"), "{token:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let config = Config {
+            queue_soft_limit: 1024,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+}
