@@ -174,11 +174,7 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
             tls,
             ..ListenerSpec::new(mode, addr)
         };
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            let (key, value) = match pair.split_once('=') {
-                Some((key, value)) => (key, Some(value)),
-                None => (pair, None),
-            };
+        for (pair, key, value) in query.into_iter().flat_map(options) {
             match (key, value) {
                 ("room", Some(room)) if room.contains("{id}") => {
                     listener.device.room = Some(
@@ -384,9 +380,9 @@ impl FromStr for HttpSpec {
         };
         let addr = parse_addr(addr).with_context(|| format!("in --http {spec:?}"))?;
         let mut auth = false;
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            match pair.split_once('=') {
-                Some(("auth", value)) => {
+        for (pair, key, value) in query.into_iter().flat_map(options) {
+            match (key, value) {
+                ("auth", Some(value)) => {
                     auth = parse_auth(value).with_context(|| format!("in --http {spec:?}"))?
                 }
                 _ => anyhow::bail!(
@@ -396,6 +392,16 @@ impl FromStr for HttpSpec {
         }
         Ok(HttpSpec { addr, tls, auth })
     }
+}
+
+/// The options of a listener, `KEY[=VALUE]` joined by `&` (what follows
+/// the `?` of `raw://0.0.0.0:9000?register=imei&frame=line`, or the API's
+/// `options`): each as written, its key, and its value if it has one.
+pub(crate) fn options(query: &str) -> impl Iterator<Item = (&str, &str, Option<&str>)> {
+    query.split('&').map(|pair| match pair.split_once('=') {
+        Some((key, value)) => (pair, key, Some(value)),
+        None => (pair, pair, None),
+    })
 }
 
 impl<'de> Deserialize<'de> for HttpSpec {

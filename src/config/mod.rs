@@ -19,7 +19,7 @@ mod listener;
 mod overrides;
 
 use listener::parse_proxy;
-pub(crate) use listener::parse_scheme;
+pub(crate) use listener::{options as listener_options, parse_scheme};
 pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
 #[cfg(test)]
 use overrides::suggest_known_key;

@@ -780,11 +780,7 @@ impl Control {
                     "device options are for raw listeners (\"mode\": \"raw\")".into(),
                 ));
             }
-            for pair in options.split('&') {
-                let (key, value) = match pair.split_once('=') {
-                    Some((key, value)) => (key, Some(value)),
-                    None => (pair, None),
-                };
+            for (pair, key, value) in crate::config::listener_options(options) {
                 if !device.set(key, value).map_err(bad_device)? {
                     return Err(bad_device(format!(
                         "unknown device option {pair:?}: expected register=, register-each, name=, register-grace=, heartbeat=, frame= or modbus=rtu"
