@@ -73,7 +73,7 @@ pub(crate) fn serve<P, S>(
     room: RoomName,
     stream: S,
     timeouts: Timeouts,
-    gate: Option<Gate>,
+    gate: Option<AuthGate>,
 ) -> impl std::future::Future<Output = (Name, Closing)> + Send
 where
     P: Protocol,
@@ -145,7 +145,7 @@ where
 /// A listener's demand for credentials (`?auth=required`), as one client
 /// meets it.
 #[derive(Debug)]
-pub(crate) struct Gate {
+pub(crate) struct AuthGate {
     /// Checks the credentials.
     pub(crate) auth: Arc<Authenticator>,
     /// Where the client comes from: failures are counted per address.
@@ -159,7 +159,7 @@ pub(crate) struct Gate {
 enum Gatekeeping {
     /// Not authenticated yet: it has until `until`, then goes to `room`.
     Pending {
-        gate: Gate,
+        gate: AuthGate,
         room: RoomName,
         until: Instant,
     },
@@ -167,7 +167,7 @@ enum Gatekeeping {
     Expires(Instant),
     /// A device that must register: its registration is checked against
     /// the devices file (the read side hands this to the registration).
-    Device(Gate),
+    Device(AuthGate),
     /// In its listener's room, not announced yet: until then, its first
     /// input may be a hello that takes it elsewhere, by another name.
     Arriving(Instant),
@@ -227,7 +227,7 @@ enum Gated {
 async fn authenticate<P: Protocol>(
     protocol: &P,
     session: &mut Session,
-    gate: &Gate,
+    gate: &AuthGate,
     work: Work,
 ) -> Gated {
     let mut data = Vec::new();
@@ -343,7 +343,7 @@ fn welcome<P: Protocol>(
 }
 
 /// Why a device's registration was refused.
-enum Refusal {
+enum RegistrationRefusal {
     /// Close the connection now, for this reason (its address is banned).
     Now(CloseReason),
     /// Take nothing more from it, and close it when its grace ends; the
@@ -351,9 +351,9 @@ enum Refusal {
     Later { why: String, logged: bool },
 }
 
-impl From<String> for Refusal {
+impl From<String> for RegistrationRefusal {
     fn from(why: String) -> Self {
-        Refusal::Later { why, logged: false }
+        RegistrationRefusal::Later { why, logged: false }
     }
 }
 
@@ -363,8 +363,8 @@ impl From<String> for Refusal {
 async fn register(
     session: &mut Session,
     registration: Registration,
-    gate: Option<&Gate>,
-) -> Result<(), Refusal> {
+    gate: Option<&AuthGate>,
+) -> Result<(), RegistrationRefusal> {
     let Registration {
         identity,
         name,
@@ -384,10 +384,12 @@ async fn register(
                 },
             ),
             Err(error @ AuthError::Banned { .. }) => {
-                return Err(Refusal::Now(CloseReason::Refused(error.to_string().into())))
+                return Err(RegistrationRefusal::Now(CloseReason::Refused(
+                    error.to_string().into(),
+                )))
             }
             Err(error) => {
-                return Err(Refusal::Later {
+                return Err(RegistrationRefusal::Later {
                     why: format!("device {}: {error}", identity.id),
                     // The authenticator logs its failures, saying which.
                     logged: matches!(error, AuthError::UnknownDevice),
@@ -561,8 +563,10 @@ async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                         let gate = pending.gate.as_ref();
                         match Box::pin(register(session, *registration, gate)).await {
                             Ok(()) => registering = None,
-                            Err(Refusal::Now(reason)) => break 'connection (reason, true),
-                            Err(Refusal::Later { why, logged }) => {
+                            Err(RegistrationRefusal::Now(reason)) => {
+                                break 'connection (reason, true)
+                            }
+                            Err(RegistrationRefusal::Later { why, logged }) => {
                                 if !logged {
                                     tracing::warn!(client = %session.id(), "refused a device: {why}");
                                 }
@@ -837,7 +841,7 @@ struct Registering {
     refused: Option<String>,
     /// The listener asks for authentication: the registration is checked
     /// against the devices file.
-    gate: Option<Gate>,
+    gate: Option<AuthGate>,
 }
 
 /// When the next read must have come by, and which limit says so.

@@ -386,6 +386,8 @@ mod tests {
         let pattern = Pattern::new("Team-*").unwrap();
         assert_eq!(pattern.to_string(), "Team-*");
         assert_eq!(format!("{pattern:?}"), r#""Team-*""#);
+        let grants = Grants::parse(["lobby", "team-*"]).unwrap();
+        assert_eq!(format!("{grants:?}"), r#"Grants(["lobby", "team-*"])"#);
     }
 
     #[test]

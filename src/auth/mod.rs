@@ -260,7 +260,7 @@ impl crate::hub::ReservedNames for Authenticator {
 /// What outlives a reload: counts of failures, password checks running,
 /// connections open.
 #[derive(Debug, Clone)]
-struct Shared {
+struct Lasting {
     guard: Arc<Guard>,
     verifier: Verifier,
     connections: Arc<Connections>,
@@ -278,7 +278,7 @@ pub struct Authenticator {
     tokens: StaticTokens,
     jwt: Option<JwtVerifier>,
     devices: Option<Devices>,
-    shared: Shared,
+    shared: Lasting,
 }
 
 impl Authenticator {
@@ -287,7 +287,7 @@ impl Authenticator {
     pub fn load(settings: AuthSettings) -> Result<Self, LoadError> {
         Authenticator::load_with(
             settings,
-            Shared {
+            Lasting {
                 guard: Arc::default(),
                 verifier: Verifier::per_cpu(),
                 connections: Arc::default(),
@@ -299,7 +299,7 @@ impl Authenticator {
     pub fn with_guard(settings: AuthSettings, policy: GuardPolicy) -> Result<Self, LoadError> {
         Authenticator::load_with(
             settings,
-            Shared {
+            Lasting {
                 guard: Arc::new(Guard::new(policy)),
                 verifier: Verifier::per_cpu(),
                 connections: Arc::default(),
@@ -324,7 +324,7 @@ impl Authenticator {
         &self.settings
     }
 
-    fn load_with(settings: AuthSettings, shared: Shared) -> Result<Self, LoadError> {
+    fn load_with(settings: AuthSettings, shared: Lasting) -> Result<Self, LoadError> {
         let users = settings
             .users_file
             .as_deref()

@@ -165,7 +165,7 @@ impl Clock {
 }
 
 /// State shared by publishers and receivers.
-struct Shared {
+struct BenchState {
     clock: Clock,
     /// Measuring window, in clock nanoseconds; empty until set.
     window: [AtomicU64; 2],
@@ -181,9 +181,9 @@ struct Shared {
     progress: Arc<Progress>,
 }
 
-impl Shared {
+impl BenchState {
     fn new(publishers: usize, clock: Clock, progress: Arc<Progress>) -> Arc<Self> {
-        Arc::new(Shared {
+        Arc::new(BenchState {
             clock,
             window: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
             delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::adapter;
 use super::payload::{self, Stamp, PROBE};
-use super::{Options, Shared};
+use super::{BenchState, Options};
 
 /// What a fanout publisher did, and its connection, kept open until the end.
 pub(super) struct Published {
@@ -30,7 +30,7 @@ pub(super) async fn fanout(
     options: Options,
     receivers: u64,
     end_ns: u64,
-    shared: Arc<Shared>,
+    shared: Arc<BenchState>,
 ) -> std::io::Result<Published> {
     const BATCH: u64 = 64;
     let window = options.window.max(1) as u64;
@@ -130,7 +130,7 @@ pub(super) fn pace(
     mut writers: Vec<PacedWriter>,
     options: Options,
     end_ns: u64,
-    shared: Arc<Shared>,
+    shared: Arc<BenchState>,
 ) -> std::io::Result<Paced> {
     let clients = writers.len() as u128;
     let interval_ns = (1e9 / options.rate) as u128;
@@ -167,7 +167,7 @@ pub(super) fn pace(
     })
 }
 
-fn wait_until(shared: &Shared, due: u64) {
+fn wait_until(shared: &BenchState, due: u64) {
     loop {
         let now = shared.clock.now_ns();
         if now >= due {
@@ -217,7 +217,7 @@ fn probe_interval(receivers: usize) -> Duration {
 /// how many heard.
 pub(super) async fn probe_until_ready(
     options: &Options,
-    shared: &Shared,
+    shared: &BenchState,
     receivers: usize,
 ) -> anyhow::Result<()> {
     let stream = options

@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::payload::{self, PROBE};
 use super::tally::Tally;
-use super::Shared;
+use super::BenchState;
 
 /// Reads a connection until the bench stops it, finding each payload of
 /// `size` bytes in whatever the relay wrapped it in, and tallies it. `own`:
@@ -17,7 +17,7 @@ pub(super) async fn receive<R: AsyncRead + Unpin>(
     own: Option<u32>,
     publishers: usize,
     size: usize,
-    shared: Arc<Shared>,
+    shared: Arc<BenchState>,
 ) -> Tally {
     let mut tally = Tally::new(publishers);
     let finder = payload::finder();

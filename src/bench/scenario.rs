@@ -13,7 +13,7 @@ use super::adapter::{self, Adapter};
 use super::publish::{self, probe_until_ready, PacedWriter};
 use super::receive::receive;
 use super::stream::{Connection, Reader};
-use super::{open_many, procfs, Clock, Options, Progress, Report, Scenario, Shared};
+use super::{open_many, procfs, BenchState, Clock, Options, Progress, Report, Scenario};
 
 /// Fanout and chat: connect everyone, check everyone hears the room, warm
 /// up, measure, wait for what is in flight, report.
@@ -56,7 +56,7 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
         Vec::new()
     };
 
-    let shared = Shared::new(publishers, clock, progress.clone());
+    let shared = BenchState::new(publishers, clock, progress.clone());
     let mut receivers = JoinSet::new();
     // Write sides stay open to the end: a relay may take a closed write
     // side for a client leaving.
@@ -166,7 +166,7 @@ pub(super) async fn traffic(options: &Options, progress: Arc<Progress>) -> anyho
 /// everywhere, then stops the receivers.
 async fn drain_and_stop(
     options: &Options,
-    shared: &Shared,
+    shared: &BenchState,
     sent: &[u64],
     receivers_per_message: u64,
 ) {
@@ -240,7 +240,7 @@ pub(super) async fn connect_idle(
     })
     .await?;
     let opening = opening.elapsed();
-    let shared = Shared::new(1, Clock(Instant::now()), progress.clone());
+    let shared = BenchState::new(1, Clock(Instant::now()), progress.clone());
     let mut receivers = JoinSet::new();
     let mut keep_open = Vec::new();
     for stream in clients {

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::frame::{self, Header, Payload};
 use super::keys::{self, Keys};
-use super::received::{Arrival, Sequences};
+use super::received::{FrameOrder, Sequences};
 use super::ClusterConfig;
 use crate::hub::{
     Backplane, Body, Change, Claim, ClientId, CloseReason, DeviceProof, Hub, Name, NodeName,
@@ -888,7 +888,7 @@ impl Backplane for Cluster {
 async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver<Outgoing>) {
     let mut subscriber = inner.subscriber.clone();
     let mut items = Vec::with_capacity(BATCH);
-    let mut batch = Batch::new(inner.commands.clone());
+    let mut batch = PublishBatch::new(inner.commands.clone());
     while outgoing.recv_many(&mut items, BATCH).await > 0 {
         let degraded = inner.degraded.load(Ordering::Relaxed) || inner.left.load(Ordering::Relaxed);
         for item in items.drain(..) {
@@ -970,7 +970,7 @@ async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver<Outgoing>)
 }
 
 /// What the publisher sends in one round trip.
-struct Batch {
+struct PublishBatch {
     pipe: redis::Pipeline,
     /// Items in the pipeline, for the count of failures.
     count: usize,
@@ -979,9 +979,9 @@ struct Batch {
     commands: ConnectionManager,
 }
 
-impl Batch {
+impl PublishBatch {
     fn new(commands: ConnectionManager) -> Self {
-        Batch {
+        PublishBatch {
             pipe: redis::pipe(),
             count: 0,
             claims: Vec::new(),
@@ -1288,8 +1288,8 @@ impl Inbound {
             Payload::Message { room, from, bodies } => {
                 let arrival = lock(&self.received).arrive(channel, &header);
                 match arrival {
-                    Arrival::Stale => return,
-                    Arrival::AfterGap { missed } => {
+                    FrameOrder::Stale => return,
+                    FrameOrder::AfterGap { missed } => {
                         self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
                         warn!(room = %room, origin = %header.origin, missed, "messages from another node were lost");
                         self.hub.notify_room(
@@ -1298,7 +1298,7 @@ impl Inbound {
                             &format!("{missed} message(s) from another server of the cluster may have been lost in #{room}"),
                         );
                     }
-                    Arrival::InOrder => {}
+                    FrameOrder::InOrder => {}
                 }
                 self.hub.remote_message(&room, from, bodies);
             }
@@ -1308,7 +1308,8 @@ impl Inbound {
                 from,
                 body,
             } => {
-                if let Arrival::AfterGap { missed } = lock(&self.received).arrive(channel, &header)
+                if let FrameOrder::AfterGap { missed } =
+                    lock(&self.received).arrive(channel, &header)
                 {
                     self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
                     warn!(origin = %header.origin, missed, "direct messages from another node were lost");
@@ -1320,9 +1321,9 @@ impl Inbound {
             Payload::Change(change) => {
                 let mut received = lock(&self.received);
                 match received.arrive(channel, &header) {
-                    Arrival::Stale => {}
-                    Arrival::InOrder => self.hub.remote_change(&header.origin, change),
-                    Arrival::AfterGap { missed } => {
+                    FrameOrder::Stale => {}
+                    FrameOrder::InOrder => self.hub.remote_change(&header.origin, change),
+                    FrameOrder::AfterGap { missed } => {
                         self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
                         self.hub.remote_change(&header.origin, change);
                         let _ = self.resync.send(Resync::Node(header.origin.clone()));
@@ -1337,7 +1338,8 @@ impl Inbound {
                 self.hub.remote_node_gone(&node, &reason);
             }
             Payload::ReplaceDevice { to, name, proof } => {
-                if let Arrival::AfterGap { missed } = lock(&self.received).arrive(channel, &header)
+                if let FrameOrder::AfterGap { missed } =
+                    lock(&self.received).arrive(channel, &header)
                 {
                     self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
                     warn!(origin = %header.origin, missed, "direct messages from another node were lost");

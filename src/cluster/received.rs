@@ -8,7 +8,7 @@ use crate::hub::NodeName;
 
 /// How a frame stands against what came before it on its channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Arrival {
+pub(super) enum FrameOrder {
     /// The next one (or the first heard of its sequence).
     InOrder,
     /// `missed` frames before it never arrived.
@@ -32,7 +32,7 @@ struct Position {
 
 impl Sequences {
     /// Records `header`, received on `channel`.
-    pub(super) fn arrive(&mut self, channel: &str, header: &Header) -> Arrival {
+    pub(super) fn arrive(&mut self, channel: &str, header: &Header) -> FrameOrder {
         let now = Position {
             epoch: header.epoch,
             stream: header.stream,
@@ -42,24 +42,24 @@ impl Sequences {
         match self.last.get_mut(&key) {
             Some(last) if last.epoch == now.epoch && last.stream == now.stream => {
                 if now.seq <= last.seq {
-                    Arrival::Stale
+                    FrameOrder::Stale
                 } else {
                     let missed = now.seq - last.seq - 1;
                     last.seq = now.seq;
                     if missed == 0 {
-                        Arrival::InOrder
+                        FrameOrder::InOrder
                     } else {
-                        Arrival::AfterGap { missed }
+                        FrameOrder::AfterGap { missed }
                     }
                 }
             }
             Some(last) => {
                 *last = now;
-                Arrival::InOrder
+                FrameOrder::InOrder
             }
             None => {
                 self.last.insert(key, now);
-                Arrival::InOrder
+                FrameOrder::InOrder
             }
         }
     }
@@ -104,28 +104,31 @@ mod tests {
     #[test]
     fn a_sequence_in_order_has_no_gaps_and_a_skip_is_counted() {
         let mut seqs = Sequences::default();
-        assert_eq!(seqs.arrive("room", &header(1, 1, 5)), Arrival::InOrder);
-        assert_eq!(seqs.arrive("room", &header(1, 1, 6)), Arrival::InOrder);
+        assert_eq!(seqs.arrive("room", &header(1, 1, 5)), FrameOrder::InOrder);
+        assert_eq!(seqs.arrive("room", &header(1, 1, 6)), FrameOrder::InOrder);
         assert_eq!(
             seqs.arrive("room", &header(1, 1, 9)),
-            Arrival::AfterGap { missed: 2 }
+            FrameOrder::AfterGap { missed: 2 }
         );
-        assert_eq!(seqs.arrive("room", &header(1, 1, 8)), Arrival::Stale);
+        assert_eq!(seqs.arrive("room", &header(1, 1, 8)), FrameOrder::Stale);
     }
 
     #[test]
     fn a_new_epoch_or_stream_starts_afresh() {
         let mut seqs = Sequences::default();
         seqs.arrive("room", &header(1, 1, 50));
-        assert_eq!(seqs.arrive("room", &header(1, 2, 1)), Arrival::InOrder);
-        assert_eq!(seqs.arrive("room", &header(2, 1, 1)), Arrival::InOrder);
+        assert_eq!(seqs.arrive("room", &header(1, 2, 1)), FrameOrder::InOrder);
+        assert_eq!(seqs.arrive("room", &header(2, 1, 1)), FrameOrder::InOrder);
     }
 
     #[test]
     fn a_picture_read_covers_what_it_includes() {
         let mut seqs = Sequences::default();
         seqs.set(&"a".into(), "events", 1, 10);
-        assert_eq!(seqs.arrive("events", &header(1, 0, 9)), Arrival::Stale);
-        assert_eq!(seqs.arrive("events", &header(1, 0, 11)), Arrival::InOrder);
+        assert_eq!(seqs.arrive("events", &header(1, 0, 9)), FrameOrder::Stale);
+        assert_eq!(
+            seqs.arrive("events", &header(1, 0, 11)),
+            FrameOrder::InOrder
+        );
     }
 }

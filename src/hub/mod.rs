@@ -462,11 +462,11 @@ pub struct Sweep {
 /// The routing core shared by every connection of a server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Hub {
-    shared: Arc<Shared>,
+    shared: Arc<HubState>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct HubState {
     settings: HubSettings,
     /// The queue limits, shared by every outbox.
     queue_limits: Arc<QueueLimits>,
@@ -695,7 +695,7 @@ impl Hub {
     /// A hub with no clients.
     pub fn new(settings: HubSettings) -> Self {
         Hub {
-            shared: Arc::new(Shared {
+            shared: Arc::new(HubState {
                 queue_limits: Arc::new(settings.queue),
                 settings,
                 directory: Mutex::default(),

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::listeners::{Listener, ListenerError, Origin};
 use super::monitor::{grand_total, Closed};
-use super::Shared;
+use super::ServerState;
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{
     unix_millis, Body, ClientId, ClientInfo, ClientKind, CloseReason, HubError, Name, RoomName,
@@ -36,7 +36,7 @@ pub const DEFAULT_PAGE: usize = 100;
 /// A handle on a running server for its admin. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Control {
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
 }
 
 /// The server at a glance.
@@ -427,7 +427,7 @@ impl From<ListenerError> for ControlError {
 pub const MAX_KICK_REASON: usize = 200;
 
 impl Control {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<ServerState>) -> Self {
         Control { shared }
     }
 
@@ -875,7 +875,7 @@ impl Control {
         self.shared.listeners().add_websocket(addr, tls)
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<ServerState> {
         &self.shared
     }
 }

@@ -16,9 +16,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, Arrival, Greeting, Proof, Refusal, Shared};
+use super::{listen, AdmissionRefusal, Arrival, Greeting, Proof, ServerState};
 use crate::config::{ListenerSpec, Mode};
-use crate::connection::Gate;
+use crate::connection::AuthGate;
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Device, Json, Protocol, Raw, Text};
 use crate::transport::{proxy, tls, TlsTransport};
@@ -169,7 +169,7 @@ impl Listeners {
     }
 
     /// Closes the admin's listeners that were unused for their expiry.
-    pub(crate) fn expire(&self, shared: &Arc<Shared>) {
+    pub(crate) fn expire(&self, shared: &Arc<ServerState>) {
         let expired: Vec<u32> = self
             .all()
             .iter()
@@ -184,7 +184,7 @@ impl Listeners {
     }
 }
 
-impl Shared {
+impl ServerState {
     /// Starts accepting clients on a bound listener.
     pub(crate) fn start_listener(
         self: &Arc<Self>,
@@ -304,7 +304,7 @@ impl Shared {
 /// Accepts clients until the listener is stopped; `make` makes the
 /// protocol its clients speak, again after a reload changes the greeting.
 async fn accept_loop<P: Protocol>(
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     listener: Arc<Listener>,
     socket: TcpListener,
     make: impl Fn(&Greeting) -> P + Send + 'static,
@@ -397,20 +397,24 @@ fn meta(spec: &ListenerSpec, listener: &Listener, peer: SocketAddr) -> ClientMet
 }
 
 /// What a client of `spec` from `peer` must do first, if anything.
-fn gate(shared: &Shared, spec: &ListenerSpec, peer: SocketAddr) -> Result<Option<Gate>, Refusal> {
+fn gate(
+    shared: &ServerState,
+    spec: &ListenerSpec,
+    peer: SocketAddr,
+) -> Result<Option<AuthGate>, AdmissionRefusal> {
     shared
         .gate(spec.auth, peer.ip())
-        .map_err(|reason| Refusal { reason, log: true })
+        .map_err(|reason| AdmissionRefusal { reason, log: true })
 }
 
 /// Refuses a connection, telling a plaintext client why.
 fn turn_away<P: Protocol>(
-    shared: &Shared,
+    shared: &ServerState,
     spec: &ListenerSpec,
     protocol: &P,
     stream: TcpStream,
     peer: SocketAddr,
-    refusal: Refusal,
+    refusal: AdmissionRefusal,
 ) {
     if refusal.log {
         warn!(%peer, listener = %spec, "refused connection: {}", refusal.reason);
@@ -429,7 +433,7 @@ fn turn_away<P: Protocol>(
 /// known (the PROXY header of `?proxy=`) or served (a TLS handshake),
 /// holding a connection slot.
 async fn arrive<P: Protocol>(
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     listener: Arc<Listener>,
     protocol: Arc<P>,
     mut stream: TcpStream,
@@ -483,7 +487,7 @@ async fn arrive<P: Protocol>(
 /// Runs a TLS client's handshake; `None` (logged) if it fails. With a
 /// client CA, also the name its certificate gives it.
 async fn tls_handshake(
-    shared: &Shared,
+    shared: &ServerState,
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Option<(TlsStream<TcpStream>, Proof)> {
@@ -518,7 +522,7 @@ async fn tls_handshake(
 }
 
 /// Socket options for a client, over TCP or WebSocket.
-pub(crate) fn tune(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
+pub(crate) fn tune(shared: &ServerState, stream: &TcpStream, peer: SocketAddr) {
     // Writes are batched already; waiting to fill a segment only adds latency.
     let _ = stream.set_nodelay(true);
     // Keeps what the kernel holds unsent for a client small, so that a

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::config::{Config, HttpSpec, ListenerSpec, Mode};
-use crate::connection::{self, Gate, Timeouts};
+use crate::connection::{self, AuthGate, Timeouts};
 use crate::hub::{ClientMeta, CloseReason, Hub, Name, RoomName};
 use crate::protocol::Protocol;
 use crate::throttle::{ClientRates, ConnectionRates};
@@ -218,7 +218,7 @@ impl Server {
         for listener in &self.config.listeners {
             warn_of_hex_lookalike(listener);
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             cluster,
             hub: self.hub,
             slots: Arc::new(Semaphore::new(self.config.max_connections)),
@@ -328,7 +328,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The running server's state, shared by its tasks.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct ServerState {
     pub(crate) config: Config,
     pub(crate) hub: Hub,
     slots: Arc<Semaphore>,
@@ -435,7 +435,7 @@ pub(crate) struct Arrival {
     pub(crate) proof: Proof,
     pub(crate) slot: Slot,
     /// Its listener asks for credentials first.
-    pub(crate) gate: Option<Gate>,
+    pub(crate) gate: Option<AuthGate>,
 }
 
 /// What a client's transport proved about who it is.
@@ -451,16 +451,16 @@ pub(crate) enum Proof {
 
 /// Why a client is not served.
 #[derive(Debug)]
-pub(crate) struct Refusal {
+pub(crate) struct AdmissionRefusal {
     /// For the client and the log.
     pub(crate) reason: String,
     /// Worth a log line: not one more of a flood from the same address.
     pub(crate) log: bool,
 }
 
-impl Refusal {
-    fn new(reason: String) -> Refusal {
-        Refusal { reason, log: true }
+impl AdmissionRefusal {
+    fn new(reason: String) -> AdmissionRefusal {
+        AdmissionRefusal { reason, log: true }
     }
 }
 
@@ -468,7 +468,7 @@ impl Refusal {
 pub(crate) type Slot = (OwnedSemaphorePermit, Option<IpSlot>);
 
 /// Applies each config handed to the [`Reloader`].
-async fn reload_loop(shared: Arc<Shared>, mut reloads: watch::Receiver<Config>) {
+async fn reload_loop(shared: Arc<ServerState>, mut reloads: watch::Receiver<Config>) {
     while reloads.changed().await.is_ok() {
         let config = reloads.borrow_and_update().clone();
         // It reads files (users, devices, certificates: a fleet's devices
@@ -481,7 +481,7 @@ async fn reload_loop(shared: Arc<Shared>, mut reloads: watch::Receiver<Config>) 
 }
 
 /// The settings (by their config-file names) a reload applies; all but
-/// the credentials and certificates (see [`Shared::reload`]) for the
+/// the credentials and certificates (see [`ServerState::reload`]) for the
 /// connections that come after it.
 const LIVE: &[&str] = &[
     "listen",
@@ -502,7 +502,7 @@ const LIVE: &[&str] = &[
 /// (the same address with other options) before it gives up itself.
 const REBIND_PATIENCE: Duration = Duration::from_secs(2);
 
-impl Shared {
+impl ServerState {
     /// The limits in force.
     fn live(&self) -> std::sync::RwLockReadGuard<'_, Live> {
         crate::sync::read(&self.live)
@@ -698,7 +698,7 @@ impl Shared {
 }
 
 /// Enforces the slow timeout and the memory budget, until shutdown.
-async fn sweep_loop(shared: Arc<Shared>) {
+async fn sweep_loop(shared: Arc<ServerState>) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -724,7 +724,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
     }
 }
 
-impl Shared {
+impl ServerState {
     /// The credentials in force, if any are configured.
     pub(crate) fn authenticator(&self) -> Option<Arc<Authenticator>> {
         crate::sync::read(&self.auth).clone()
@@ -732,7 +732,7 @@ impl Shared {
 
     /// What a client of a listener that asks for credentials (`auth`)
     /// meets first; `Err`: the address is banned for failed attempts.
-    pub(crate) fn gate(&self, auth: bool, ip: IpAddr) -> Result<Option<Gate>, String> {
+    pub(crate) fn gate(&self, auth: bool, ip: IpAddr) -> Result<Option<AuthGate>, String> {
         if !auth {
             return Ok(None);
         }
@@ -740,7 +740,7 @@ impl Shared {
             .authenticator()
             .expect("listeners that ask for credentials have them (checked at start)");
         auth.guard().check(ip).map_err(|error| error.to_string())?;
-        Ok(Some(Gate {
+        Ok(Some(AuthGate {
             auth,
             ip,
             within: self.config.auth_timeout,
@@ -748,17 +748,17 @@ impl Shared {
     }
 
     /// Takes a connection slot for a client from `ip`, or says why not.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, Refusal> {
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, AdmissionRefusal> {
         let permit = self.admit_any()?;
         Ok((permit, self.admit_from(ip)?))
     }
 
     /// Takes a connection slot for a client whose address is not known
     /// yet, or says why not.
-    pub(crate) fn admit_any(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+    pub(crate) fn admit_any(&self) -> Result<OwnedSemaphorePermit, AdmissionRefusal> {
         let refused = |reason: String| {
             self.monitor.refused();
-            Refusal::new(reason)
+            AdmissionRefusal::new(reason)
         };
         if self.hub.memory_nearly_full() {
             return Err(refused(format!(
@@ -777,7 +777,7 @@ impl Shared {
 
     /// Counts a client from `ip` against the per-address limits; `Some`:
     /// its share of the address's connections, given back when it goes.
-    pub(crate) fn admit_from(&self, ip: IpAddr) -> Result<Option<IpSlot>, Refusal> {
+    pub(crate) fn admit_from(&self, ip: IpAddr) -> Result<Option<IpSlot>, AdmissionRefusal> {
         let (rates, per_ip_limit) = {
             let live = self.live();
             (live.connection_rates.clone(), live.max_connections_per_ip)
@@ -787,7 +787,7 @@ impl Shared {
                 self.monitor.refused();
                 let rate = rates.rate().get();
                 let retry = too_fast.retry_in.as_millis().max(1);
-                return Err(Refusal {
+                return Err(AdmissionRefusal {
                     reason: format!(
                         "too many new connections from {ip}: {rate} a second is the most allowed (max connections per ip per second); try again in {retry} ms"
                     ),
@@ -802,7 +802,7 @@ impl Shared {
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= limit {
             self.monitor.refused();
-            return Err(Refusal::new(format!(
+            return Err(AdmissionRefusal::new(format!(
                 "too many connections from {ip}: {limit} at once is the most allowed (max connections per ip)"
             )));
         }

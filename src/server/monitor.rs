@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::hub::{ClientInfo, ClientKind, CloseReason, RoomName, Totals};
 
-use super::Shared;
+use super::ServerState;
 use crate::sync::lock;
 
 /// How many recent disconnects are kept, as NATS keeps closed connections.
@@ -145,7 +145,7 @@ pub(crate) fn grand_total(totals: &[(ClientKind, Totals)]) -> Totals {
 }
 
 /// Samples the counters once a second, for rates.
-pub(crate) async fn sample_loop(shared: Arc<Shared>) {
+pub(crate) async fn sample_loop(shared: Arc<ServerState>) {
     let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

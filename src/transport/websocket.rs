@@ -139,12 +139,12 @@ impl<S: AsyncWrite + Unpin> Socket<S> {
     }
 }
 
-type Shared<S> = Arc<Mutex<Socket<S>>>;
+type SharedSocket<S> = Arc<Mutex<Socket<S>>>;
 
 /// The stream tungstenite reads from: the socket; what it writes (pongs,
 /// the answer to a close) joins the frames waiting to be written.
 #[derive(Debug)]
-struct ReadSide<S>(Shared<S>);
+struct ReadSide<S>(SharedSocket<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadSide<S> {
     fn poll_read(
@@ -197,7 +197,7 @@ pub(crate) struct WebSocketTransport<S> {
 
 struct Inner<S> {
     reader: WebSocketStream<ReadSide<S>>,
-    socket: Shared<S>,
+    socket: SharedSocket<S>,
     mode: WsMode,
     /// What is left of the last frame read, for the next read.
     leftover: Bytes,

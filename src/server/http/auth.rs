@@ -42,7 +42,7 @@ const MAX_SESSIONS: usize = 10_000;
 
 /// The admin gate.
 #[derive(Debug)]
-pub(crate) struct Gate {
+pub(crate) struct AdminGate {
     token: Option<String>,
     /// The proxies whose `X-Forwarded-For` names the client, whose address
     /// then counts failed attempts.
@@ -62,7 +62,7 @@ pub(crate) struct Gate {
 }
 
 /// Why a request was not let in.
-enum Refusal {
+enum AdminRefusal {
     /// No token is set and the request is not local.
     NotLocal(&'static str),
     /// No credentials.
@@ -75,9 +75,9 @@ enum Refusal {
     Origin(String),
 }
 
-impl Gate {
+impl AdminGate {
     pub(crate) fn new(config: &Config) -> Self {
-        Gate {
+        AdminGate {
             token: config.admin_token.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             sessions: Mutex::default(),
@@ -212,22 +212,24 @@ impl Gate {
         own || self.origin_listed(origin)
     }
 
-    fn check(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refusal> {
+    fn check(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), AdminRefusal> {
         if let Some(origin) = self.foreign_origin(headers) {
-            return Err(Refusal::Origin(origin.to_owned()));
+            return Err(AdminRefusal::Origin(origin.to_owned()));
         }
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if self.token.is_none() {
             if !is_loopback(peer.ip()) {
-                return Err(Refusal::NotLocal(
+                return Err(AdminRefusal::NotLocal(
                     "the request does not come from this machine",
                 ));
             }
             if PROXY_HEADERS.iter().any(|name| headers.contains_key(*name)) {
-                return Err(Refusal::NotLocal("the request was forwarded by a proxy"));
+                return Err(AdminRefusal::NotLocal(
+                    "the request was forwarded by a proxy",
+                ));
             }
             if !host.is_some_and(is_loopback_host) {
-                return Err(Refusal::NotLocal(
+                return Err(AdminRefusal::NotLocal(
                     "the request is addressed to a name other than localhost, 127.0.0.1 or [::1]",
                 ));
             }
@@ -243,13 +245,13 @@ impl Gate {
         }
         let given = bearer(headers);
         match given {
-            None => Err(Refusal::Missing),
+            None => Err(AdminRefusal::Missing),
             Some(given) if self.matches(given) => Ok(()),
-            Some(_) if self.limited(peer.ip()) => Err(Refusal::Limited),
+            Some(_) if self.limited(peer.ip()) => Err(AdminRefusal::Limited),
             Some(_) => {
                 self.failed(peer.ip());
                 warn!(%peer, "admin authentication failed: wrong token");
-                Err(Refusal::Wrong)
+                Err(AdminRefusal::Wrong)
             }
         }
     }
@@ -355,8 +357,8 @@ pub(crate) async fn require_admin(
     };
     let wants_page = request.uri().path() == "/" || request.uri().path().starts_with("/assets/");
     match refusal {
-        Refusal::Missing if wants_page => Redirect::to("/login").into_response(),
-        Refusal::Missing => {
+        AdminRefusal::Missing if wants_page => Redirect::to("/login").into_response(),
+        AdminRefusal::Missing => {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -367,14 +369,14 @@ pub(crate) async fn require_admin(
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
-        Refusal::Wrong => {
+        AdminRefusal::Wrong => {
             let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong admin token");
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
-        Refusal::Limited => error(
+        AdminRefusal::Limited => error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
             format!(
@@ -383,12 +385,12 @@ pub(crate) async fn require_admin(
                 app.auth.attempts_per_minute
             ),
         ),
-        Refusal::NotLocal(why) => error(
+        AdminRefusal::NotLocal(why) => error(
             StatusCode::FORBIDDEN,
             "local_only",
             format!("{why}: without an admin token, the console, API and metrics answer only on this machine; start the server with --admin-token TOKEN to open them"),
         ),
-        Refusal::Origin(origin) => {
+        AdminRefusal::Origin(origin) => {
             warn!(%peer, %origin, "refused an admin request from another site");
             error(
                 StatusCode::FORBIDDEN,
@@ -485,7 +487,7 @@ mod tests {
     fn the_own_origin_and_configured_ones_are_allowed() {
         let mut config = Config::local();
         config.allowed_origins = vec!["https://app.example.com/".into()];
-        let gate = Gate::new(&config);
+        let gate = AdminGate::new(&config);
         assert!(gate.origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
         assert!(gate.origin_allowed("https://app.example.com", Some("127.0.0.1:8080")));
         assert!(!gate.origin_allowed("http://evil.example", Some("127.0.0.1:8080")));
@@ -497,7 +499,7 @@ mod tests {
         let mut config = Config::local();
         config.server_names = vec!["relay.example.com".into()];
         config.allowed_origins = vec!["https://app.example.com".into()];
-        let gate = Gate::new(&config);
+        let gate = AdminGate::new(&config);
         let page = |origin: &str, host: &str, extra: Option<(&'static str, &str)>| {
             let mut headers = HeaderMap::new();
             headers.insert(header::ORIGIN, origin.parse().unwrap());
@@ -556,7 +558,7 @@ mod tests {
     fn admin_failures_count_an_ipv6_64_as_one_address() {
         let mut config = Config::local();
         config.admin_login_attempts = 2;
-        let gate = Gate::new(&config);
+        let gate = AdminGate::new(&config);
         gate.failed("2001:db8::1".parse().unwrap());
         gate.failed("2001:db8::2".parse().unwrap());
         assert!(gate.limited("2001:db8::ffff".parse().unwrap()));
@@ -567,7 +569,7 @@ mod tests {
     fn the_token_is_matched_whole_and_only_whole() {
         let mut config = Config::local();
         config.admin_token = Some("0123456789abcdef0123".into());
-        let gate = Gate::new(&config);
+        let gate = AdminGate::new(&config);
         assert!(gate.matches("0123456789abcdef0123"));
         for wrong in [
             "",
@@ -583,7 +585,7 @@ mod tests {
     fn failures_past_the_limit_lock_an_address_out() {
         let mut config = Config::local();
         config.admin_login_attempts = 2;
-        let gate = Gate::new(&config);
+        let gate = AdminGate::new(&config);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         gate.failed(ip);
         assert!(!gate.limited(ip));

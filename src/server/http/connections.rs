@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::server::{Shared, Slot};
+use crate::server::{ServerState, Slot};
 
 /// The connection slot of the HTTP connection a request came on, for the
 /// `/ws` upgrade to take over (the connection then is the client).
@@ -79,7 +79,7 @@ where
 pub(super) async fn serve<L>(
     mut listener: L,
     router: Router,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     stop: CancellationToken,
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,

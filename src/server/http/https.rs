@@ -13,7 +13,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use crate::server::listeners::tune;
-use crate::server::Shared;
+use crate::server::ServerState;
 use crate::transport::{tls, ServerTls};
 
 /// Handshakes under way at once. Each holds a socket and a few KiB until
@@ -76,7 +76,11 @@ pub(super) struct TlsListener {
 }
 
 impl TlsListener {
-    pub(super) fn new(listener: TcpListener, shared: Arc<Shared>, tls: Arc<ServerTls>) -> Self {
+    pub(super) fn new(
+        listener: TcpListener,
+        shared: Arc<ServerState>,
+        tls: Arc<ServerTls>,
+    ) -> Self {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -116,7 +120,7 @@ impl axum::serve::Listener for TlsListener {
 
 async fn accept_loop(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     tls: Arc<ServerTls>,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {

@@ -42,7 +42,7 @@ use crate::server::control::{Control, ControlError, ErrorKind};
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) control: Control,
-    pub(crate) auth: auth::Gate,
+    pub(crate) auth: auth::AdminGate,
     pub(crate) metrics: metrics::HttpMetrics,
     /// The listener WebSocket clients count under.
     pub(crate) ws_listener: Arc<crate::server::listeners::Listener>,
@@ -67,7 +67,7 @@ pub(crate) async fn serve(
         _ => None,
     };
     let app = Arc::new(App {
-        auth: auth::Gate::new(control.config()),
+        auth: auth::AdminGate::new(control.config()),
         metrics: metrics::HttpMetrics::default(),
         ws_listener: control.websocket_listener(addr, tls.is_some()),
         https: tls.is_some(),
