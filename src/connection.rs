@@ -1085,6 +1085,9 @@ mod tests {
     use super::*;
     use crate::protocol::Text;
 
+    /// See [`the_connection_of_an_idle_client_stays_small`].
+    const CONNECTION_FUTURE_BYTES: usize = 1008;
+
     fn stalled() -> Closing {
         Closing {
             reason: CloseReason::Stalled {
@@ -1092,6 +1095,32 @@ mod tests {
             },
             flush: false,
         }
+    }
+
+    /// The connection's future is the memory every idle client holds
+    /// (with its session and outbox): what it needs only while handling
+    /// input or writing is boxed for that time. A change that grows it
+    /// shows here first; raise the bound only knowingly, with the
+    /// idle-memory figure of `bench/ab.sh` in the commit.
+    #[tokio::test]
+    async fn the_connection_of_an_idle_client_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
+        let hub = crate::hub::Hub::new(crate::Config::local().hub_settings());
+        let session = hub.connect(None, &Text::ENCODINGS, crate::hub::ClientMeta::default());
+        let timeouts = Timeouts {
+            stall: Duration::from_secs(5),
+            idle: None,
+            line: None,
+            rates: ClientRates::default(),
+        };
+        let text = Arc::new(Text::new(1024, None, None));
+        let connection = serve(text, session, RoomName::lobby(), stream, timeouts, None);
+        let size = std::mem::size_of_val(&connection);
+        println!("a text connection's future: {size} bytes");
+        assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
     }
 
     #[tokio::test]
