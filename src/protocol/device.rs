@@ -230,10 +230,6 @@ impl Protocol for Device {
         Bytes::new()
     }
 
-    fn joins_on_arrival(&self) -> bool {
-        self.spec.register.is_none()
-    }
-
     fn register_within(&self) -> Option<Duration> {
         self.spec
             .register

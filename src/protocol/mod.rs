@@ -122,14 +122,10 @@ pub trait Protocol: Send + Sync + 'static {
         Bytes::new()
     }
 
-    /// Whether a new client joins its listener's room as it arrives; a
-    /// device that must register first joins its room then.
-    fn joins_on_arrival(&self) -> bool {
-        true
-    }
-
     /// How long a new client has to register (a device listener with
-    /// `register=`); `None`: nothing to register.
+    /// `register=`); `None`: nothing to register, and the client joins its
+    /// listener's room as it arrives (a device that registers joins its
+    /// room then).
     fn register_within(&self) -> Option<std::time::Duration> {
         None
     }

@@ -1,0 +1,135 @@
+//! One client's connection, from its welcome to its goodbye: the phases
+//! it goes through before it is simply served (`phase.rs`: authenticating,
+//! registering, arriving), the read side that turns bytes into requests to
+//! the hub (`read.rs`), and the write side that drains its outbox to the
+//! socket, in batches, and enforces the stall timeout (`write.rs`).
+
+mod phase;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::timeout;
+
+use crate::hub::{CloseReason, Closing, Name, RoomName, Session};
+use crate::protocol::Protocol;
+use crate::throttle::ClientRates;
+use crate::transport::Transport;
+pub(crate) use phase::AuthGate;
+use phase::Phase;
+use read::read_side;
+use write::write_side;
+
+/// The per-connection timeouts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// See [`Config::stall_timeout`](crate::Config::stall_timeout).
+    pub stall: Duration,
+    /// See [`Config::idle_timeout`](crate::Config::idle_timeout).
+    pub idle: Option<Duration>,
+    /// See [`Config::line_timeout`](crate::Config::line_timeout).
+    pub line: Option<Duration>,
+    /// See [`Config::max_messages_per_second`](crate::Config::max_messages_per_second)
+    /// and the settings after it.
+    pub rates: ClientRates,
+}
+
+/// Welcomes a client, puts it in `room`, and serves it until it leaves or
+/// is disconnected; returns its final name and why the connection closed.
+///
+/// The read side ends the connection by closing the outbox (the client
+/// left, or sent garbage the socket cannot survive); everything else (a
+/// cut-off, a server shutdown) closes the outbox from outside. Either way
+/// the write side ends once it has said goodbye, and whatever the read side
+/// was doing is dropped. So an idle connection waits on its socket and its
+/// outbox's wake-up, nothing more: this future lives as long as the
+/// connection, and its size is memory per client. What is needed only while
+/// handling input or writing is boxed for that time.
+pub(crate) fn serve<P, S>(
+    protocol: Arc<P>,
+    mut session: Session,
+    room: RoomName,
+    stream: S,
+    timeouts: Timeouts,
+    gate: Option<AuthGate>,
+) -> impl std::future::Future<Output = (Name, Closing)> + Send
+where
+    P: Protocol,
+    S: Transport,
+{
+    // Done before the future, so that it does not keep what it needs only
+    // to begin with (the room, the welcome).
+    let phase = Phase::start(&*protocol, &mut session, room, gate);
+    let stall = timeouts.stall;
+    async move {
+        let mut stream = stream;
+        let (reader, writer) = stream.halves();
+        let outbox = session.outbox_handle();
+        let protocol = &*protocol;
+        let writing = write_side(protocol, &outbox, writer, stall);
+        let mut writing = std::pin::pin!(writing);
+        let reading_ended_first = {
+            let reading = read_side(protocol, &mut session, reader, &timeouts, phase);
+            tokio::select! {
+                () = reading => true,
+                () = &mut writing => false,
+            }
+        };
+        // Out of its rooms now, while the writer may still be flushing.
+        let name = session.name().clone();
+        session.set_input_held(0);
+        session.depart();
+        if reading_ended_first {
+            writing.await;
+        }
+        // The rooms were told this client left: like anything a client
+        // causes, that waits for receivers its notice congested (a bounded
+        // time: a stalled one is cut off), so a client connecting and
+        // leaving in a loop cannot flood a room faster than it reads.
+        // Boxed, as everything this future awaits only once.
+        let _ = Box::pin(timeout(stall, session.until_receivers_keep_up())).await;
+        drop(session);
+        let closing = outbox.closing().unwrap_or(Closing {
+            reason: CloseReason::ClientClosed,
+            flush: true,
+        });
+        (name, closing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Text;
+
+    /// See [`the_connection_of_an_idle_client_stays_small`].
+    const CONNECTION_FUTURE_BYTES: usize = 1024;
+
+    /// The connection's future is the memory every idle client holds
+    /// (with its session and outbox): what it needs only while handling
+    /// input or writing is boxed for that time. A change that grows it
+    /// shows here first; raise the bound only knowingly, with the
+    /// idle-memory figure of `bench/ab.sh` in the commit.
+    #[tokio::test]
+    async fn the_connection_of_an_idle_client_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
+        let hub = crate::hub::Hub::new(crate::Config::local().hub_settings());
+        let session = hub.connect(None, &Text::ENCODINGS, crate::hub::ClientMeta::default());
+        let timeouts = Timeouts {
+            stall: Duration::from_secs(5),
+            idle: None,
+            line: None,
+            rates: ClientRates::default(),
+        };
+        let text = Arc::new(Text::new(1024, None, None));
+        let connection = serve(text, session, RoomName::lobby(), stream, timeouts, None);
+        let size = std::mem::size_of_val(&connection);
+        println!("a text connection's future: {size} bytes");
+        assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
+    }
+}

@@ -1,0 +1,454 @@
+//! The read side of a connection: reads what the client sends (within its
+//! rate limits and timeouts), decodes it, lets the connection's phase take
+//! what is its own, and hands the rest to the hub.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{ready, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{timeout_at, Instant};
+
+use super::phase::{self, Phase, Taken};
+use super::Timeouts;
+use crate::hub::{Body, CloseReason, Pushed, RoomName, Session};
+use crate::protocol::{apply, Decode, Input, Protocol, ProtocolError, Reply, Request};
+use crate::throttle::{ClientRates, Throttle, Verdict};
+
+/// Size of the per-thread buffer every read lands in before its bytes are
+/// moved to the connection's own buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// Idle connections hold no read buffer of their own: reads land here,
+    /// and only the bytes actually read are copied into the connection.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+enum Step {
+    Continue,
+    /// Stop reading; close the outbox for this reason, flushing or not.
+    Stop(CloseReason, bool),
+}
+
+/// Reads and handles the client's input until it leaves, then closes the
+/// outbox saying why.
+///
+/// Each piece of input is one unit of work, and the connection gives way
+/// to others when tokio's cooperative budget says so: a client with a
+/// backlog of cheap requests cannot keep a worker thread to itself. Once
+/// the outbox is closed (the client is being cut off or the server is
+/// shutting down), nothing more it sent is done.
+pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
+    protocol: &P,
+    session: &mut Session,
+    mut reader: R,
+    limits: &Timeouts,
+    mut phase: Option<Box<Phase>>,
+) {
+    let rates = &limits.rates;
+    let mut throttle = Throttle::default();
+    // The last read was made with no bytes allowed: if it brought any,
+    // the client is pushing past its limit.
+    let mut read_at_limit = false;
+    let mut decoder = protocol.decoder();
+    let mut buf = BytesMut::new();
+    // Set once the client's input has ended: what was read before the
+    // end is still handled (a one-shot client's last line often has no
+    // newline), then the connection closes for this reason. Boxed: this
+    // future lives as long as the connection, and a connection ends once.
+    let mut ended: Option<Box<CloseReason>> = None;
+    // When the client started the line it has not finished yet.
+    let mut line_started: Option<Instant> = None;
+    // The input paused for the gap that ends a device's packet.
+    let mut paused = false;
+    // A new client's arrival is news to its room: wait like for anything
+    // else it causes.
+    Box::pin(session.until_receivers_keep_up()).await;
+    let (reason, flush) = 'connection: loop {
+        // What was read is handled even after the client hung up.
+        let mut held = None;
+        loop {
+            // The clock is read only for a limit there is.
+            let now = rates.messages.map(|_| Instant::now());
+            let allowed = now.and_then(|now| throttle.messages_allowed(rates, now));
+            let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
+            let held_back = allowed == Some(0);
+            let eof = ended.is_some();
+            let Some(work) = next_work(&mut decoder, &mut buf, eof || paused, &mut held, most)
+            else {
+                break;
+            };
+            // A line was finished: what is left is a new one.
+            line_started = None;
+            if session.outbox().is_closed() {
+                return;
+            }
+            if held_back {
+                let slowing = slow_down(protocol, session, &mut throttle, rates, false);
+                if let Err(reason) = Box::pin(slowing).await {
+                    break 'connection (reason, true);
+                }
+            }
+            if let Some(now) = now {
+                // Paid from when it was allowed: after a pause, the bucket
+                // is already paid past `now`.
+                throttle.took_messages(rates, work.messages(), now);
+            }
+            // A phase takes what is its own (boxed: once a connection is
+            // served, it has none, and this costs nothing).
+            let work = match phase {
+                None => Some(work),
+                Some(_) => match Box::pin(phase::take(&mut phase, protocol, session, work)).await {
+                    Taken::Serve(work) => Some(work),
+                    Taken::Done => None,
+                    Taken::Close(reason) => break 'connection (reason, true),
+                },
+            };
+            let Some(work) = work else {
+                tokio::task::coop::consume_budget().await;
+                continue;
+            };
+            if let Step::Stop(reason, flush) = Box::pin(handle(protocol, session, work)).await {
+                break 'connection (reason, flush);
+            }
+            tokio::task::coop::consume_budget().await;
+        }
+        if let Some(reason) = ended {
+            break (*reason, true);
+        }
+        paused = false;
+        if buf.is_empty() {
+            // Give the memory back while the client is quiet.
+            buf = BytesMut::new();
+            line_started = None;
+        } else if line_started.is_none() {
+            // The line timeout runs for the line left unfinished, from
+            // when it was first seen unfinished: a fast sender whose reads
+            // all end mid-line finishes each of its lines in time.
+            line_started = Some(Instant::now());
+        }
+        session.set_input_held(buf.capacity());
+        if read_at_limit {
+            match Box::pin(slow_down(protocol, session, &mut throttle, rates, true)).await {
+                // The time held back is not the client's to finish its line in.
+                Ok(paused) => line_started = line_started.map(|at| at + paused),
+                Err(reason) => break (reason, true),
+            }
+        }
+        let allowed = rates
+            .bytes
+            .and_then(|_| throttle.bytes_allowed(rates, Instant::now()));
+        read_at_limit = allowed == Some(0);
+        let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
+        let until = phase.as_deref().map(Phase::deadline);
+        let line_timeout = limits.line.zip(line_started);
+        let gap = decoder
+            .gap()
+            .filter(|_| !buf.is_empty())
+            .map(|limit| Deadline {
+                at: Instant::now() + limit,
+                limit,
+                why: Why::Gap,
+            });
+        let read = match Deadline::next(limits.idle, line_timeout, [until, gap]) {
+            // Boxed: a timer is memory an idle client holds, when configured.
+            Some(deadline) => Box::pin(timeout_at(
+                deadline.at,
+                read_some(&mut reader, &mut buf, most),
+            ))
+            .await
+            .map_err(|_| deadline),
+            None => Ok(read_some(&mut reader, &mut buf, most).await),
+        };
+        match read {
+            Ok(Ok(0)) => ended = Some(Box::new(CloseReason::ClientClosed)),
+            Ok(Ok(read)) => {
+                if rates.bytes.is_some() {
+                    throttle.took_bytes(rates, read, Instant::now());
+                }
+                session.received(read);
+                session.set_input_held(buf.capacity());
+            }
+            // A reset (a client closing with the server's words unread)
+            // ends its input as a close does: what came before it counts.
+            Ok(Err(e)) => ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into()))),
+            // A pause: what the device sent before it is a packet.
+            Err(Deadline { why: Why::Gap, .. }) => paused = true,
+            // Nothing came in the arrival window: the client is announced.
+            Err(Deadline {
+                why: Why::Arrival, ..
+            }) => {
+                phase = None;
+                session.announce_arrival();
+            }
+            Err(Deadline {
+                why: Why::Register,
+                limit,
+                ..
+            }) => {
+                let reason = match phase.take() {
+                    Some(phase) => phase.not_registered(limit),
+                    None => CloseReason::NotRegistered { grace: limit },
+                };
+                break (reason, true);
+            }
+            Err(deadline) => break (deadline.reason(), true),
+        }
+    };
+    session.close(reason, flush);
+}
+
+/// Most messages relayed as one delivery.
+const MAX_BATCH: usize = 1024;
+
+/// Holds a client over its rate limit back (messages, or `bytes`) until
+/// it may go on; returns how long it was held. `Err`: it has been over its
+/// limit for the whole grace period, and is disconnected.
+async fn slow_down<P: Protocol>(
+    protocol: &P,
+    session: &Session,
+    throttle: &mut Throttle,
+    rates: &ClientRates,
+    bytes: bool,
+) -> Result<Duration, CloseReason> {
+    let now = Instant::now();
+    match throttle.hold(rates, bytes, now) {
+        Verdict::CutOff(limit) => Err(CloseReason::RateLimited {
+            limit,
+            grace: rates.grace,
+        }),
+        Verdict::Pause {
+            until,
+            limit,
+            first,
+        } => {
+            if first {
+                tracing::info!(name = %session.name(), client = %session.id(), "slowing a client down: over {limit}");
+                let then = match rates.grace {
+                    grace if grace.is_zero() => {
+                        "the server reads from you at that pace; nothing you sent is lost"
+                            .to_owned()
+                    }
+                    grace => format!(
+                        "keep it up for {} and you are disconnected (rate limit grace)",
+                        crate::units::format_duration(grace)
+                    ),
+                };
+                let notice = ProtocolError::new(
+                    "rate_limited",
+                    format!("slowed down: you send faster than {limit}; {then}"),
+                );
+                // Nothing, for raw clients: their bytes are never mixed
+                // with the server's words.
+                let notice = protocol.error(&notice, &None);
+                if !notice.is_empty() {
+                    let _ = session.reply(notice);
+                }
+            }
+            tokio::time::sleep_until(until).await;
+            Ok(until - now)
+        }
+    }
+}
+
+/// What to do next with a client's input.
+pub(super) enum Work {
+    /// A run of messages to one room, in order: relayed as one delivery.
+    Say(Option<RoomName>, Vec<Body>),
+    /// Anything else, one at a time.
+    One(Input),
+}
+
+impl Work {
+    /// How many messages it is, for the rate limit.
+    fn messages(&self) -> usize {
+        match self {
+            Work::Say(_, bodies) => bodies.len(),
+            Work::One(_) => 1,
+        }
+    }
+}
+
+/// Takes the next piece of work from what has been read. Consecutive
+/// messages to the same room (as one read of a fast sender holds many)
+/// become one [`Work::Say`]; `held` keeps an input read past the run.
+fn next_work<D: Decode>(
+    decoder: &mut D,
+    buf: &mut BytesMut,
+    eof: bool,
+    held: &mut Option<Box<Input>>,
+    most: usize,
+) -> Option<Work> {
+    let first = held
+        .take()
+        .map(|input| *input)
+        .or_else(|| decoder.decode(buf, eof))?;
+    let (room, body) = match first {
+        Input::Request {
+            request: Request::Say { room, body },
+            tag: None,
+        } => (room, body),
+        other => return Some(Work::One(other)),
+    };
+    // A message of several lines (JSON text, a raw chunk) goes alone: text
+    // clients are shown each of its lines with a prefix, and a batch of
+    // many such would cost them more than its size suggests.
+    let multiline = |body: &Body| memchr::memchr(b'\n', &body.bytes).is_some();
+    if multiline(&body) {
+        return Some(Work::Say(room, vec![body]));
+    }
+    let mut bodies = vec![body];
+    while bodies.len() < most {
+        match decoder.decode(buf, eof) {
+            Some(Input::Request {
+                request:
+                    Request::Say {
+                        room: next_room,
+                        body,
+                    },
+                tag: None,
+            }) if next_room == room && !multiline(&body) => bodies.push(body),
+            Some(other) => {
+                *held = Some(Box::new(other));
+                break;
+            }
+            None => break,
+        }
+    }
+    Some(Work::Say(room, bodies))
+}
+
+async fn handle<P: Protocol>(protocol: &P, session: &mut Session, work: Work) -> Step {
+    let input = match work {
+        Work::Say(room, bodies) => {
+            let count = bodies.len();
+            let answer = match session.say_all(room.as_ref(), bodies).await {
+                Ok(()) => protocol.reply(&Reply::Sent, &None),
+                Err(error) => protocol.error(&error.into(), &None),
+            };
+            // One answer (an ack, or the error) per message.
+            for _ in 0..count {
+                answer_client(session, answer.clone()).await;
+            }
+            return Step::Continue;
+        }
+        Work::One(input) => input,
+    };
+    let (outcome, tag) = match input {
+        Input::Request { request, tag } => (apply(session, request).await, tag),
+        Input::Invalid { error, tag } => (Err(error), tag),
+        Input::Refused(why) => return Step::Stop(CloseReason::Refused(why.into()), true),
+    };
+    let answer = match &outcome {
+        Ok(Reply::Quit) => return Step::Stop(CloseReason::Quit, true),
+        Ok(reply) => protocol.reply(reply, &tag),
+        Err(error) => {
+            tracing::debug!(name = %session.name(), code = error.code, "request refused: {}", error.message);
+            protocol.error(error, &tag)
+        }
+    };
+    answer_client(session, answer).await;
+    Step::Continue
+}
+
+/// Queues an answer for the client. A client that asks and never reads its
+/// answers is throttled like any other slow reader.
+pub(super) async fn answer_client(session: &Session, answer: Bytes) {
+    if !answer.is_empty() && session.reply(answer) == Pushed::Congested {
+        session.outbox().until_uncongested().await;
+    }
+}
+
+/// When the next read must have come by, and which limit says so.
+#[derive(Clone, Copy)]
+pub(super) struct Deadline {
+    pub(super) at: Instant,
+    pub(super) limit: Duration,
+    pub(super) why: Why,
+}
+
+/// Which limit a deadline is.
+#[derive(Clone, Copy)]
+pub(super) enum Why {
+    Idle,
+    Line,
+    Auth,
+    Expired,
+    /// A device's time to register.
+    Register,
+    /// A device's pause that ends a packet: not a limit.
+    Gap,
+    /// The end of a new client's arrival window: not a limit.
+    Arrival,
+}
+
+impl Deadline {
+    /// The earliest of: the idle timeout from now, the line timeout of a
+    /// line started at `line.1`, and `others` (authentication's deadline,
+    /// or when the credentials expire; a device's time to register; the
+    /// gap that ends its packet).
+    fn next(
+        idle: Option<Duration>,
+        line: Option<(Duration, Instant)>,
+        others: [Option<Deadline>; 2],
+    ) -> Option<Deadline> {
+        let idle = idle.map(|limit| Deadline {
+            at: Instant::now() + limit,
+            limit,
+            why: Why::Idle,
+        });
+        let line = line.map(|(limit, started)| Deadline {
+            at: started + limit,
+            limit,
+            why: Why::Line,
+        });
+        [idle, line]
+            .into_iter()
+            .chain(others)
+            .flatten()
+            .min_by_key(|d| d.at)
+    }
+
+    fn reason(self) -> CloseReason {
+        let timeout = self.limit;
+        match self.why {
+            Why::Idle => CloseReason::Idle { timeout },
+            Why::Line => CloseReason::LineTimeout { timeout },
+            Why::Auth => CloseReason::AuthTimeout { timeout },
+            Why::Expired => CloseReason::CredentialsExpired,
+            Why::Register => CloseReason::NotRegistered { grace: timeout },
+            Why::Gap | Why::Arrival => unreachable!("not a limit"),
+        }
+    }
+}
+
+/// Reads what is available, `most` bytes at most, into `buf`, through the
+/// thread's scratch buffer.
+/// `buf` grows by an eighth at a time beyond what it must hold, not by
+/// doubling: an unfinished line costs little more than its length.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    most: usize,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut read_buf = ReadBuf::new(&mut scratch[..most]);
+            ready!(Pin::new(&mut *reader).poll_read(cx, &mut read_buf))?;
+            let read = read_buf.filled();
+            if buf.capacity() - buf.len() < read.len() {
+                let needed = buf.len() + read.len();
+                let mut grown = BytesMut::with_capacity(needed + needed / 8);
+                grown.extend_from_slice(buf);
+                *buf = grown;
+            }
+            buf.extend_from_slice(read);
+            Poll::Ready(Ok(read.len()))
+        })
+    })
+    .await
+}
