@@ -7,14 +7,18 @@
 //!   JWTs, failed attempts per address, room permissions);
 //! - [`hub`]: the routing core (clients, names, rooms, bounded queues and
 //!   flow control), free of sockets and wire formats;
-//! - [`protocol`]: the text, JSON and raw wire formats;
+//! - [`protocol`]: the text, JSON and raw wire formats, and raw devices'
+//!   (registration, heartbeats, framing: with [`device`]);
 //! - [`Server`]: listeners, limits and shutdown around the hub;
 //!   [`server::control`], the admin's query API on a running server; and
 //!   the `--http` listener (`server::http`): the web console, admin API,
 //!   metrics and WebSocket clients, which reads the server through that API;
 //! - [`throttle`]: rate limits (messages and bytes per client, new
 //!   connections per address);
-//! - `transport`: the byte streams clients are served over (TCP, WebSocket);
+//! - `transport`: the byte streams clients are served over (TCP, TLS,
+//!   WebSocket) and the PROXY protocol header;
+//! - `connection`: one client's connection, from its welcome to its
+//!   goodbye (its phases, its read side and write side);
 //! - [`Client`]: the client the CLI and tests use;
 //! - [`Config`]: every setting, its default and why;
 //! - `bench`: the load generator behind `switchboard bench` (the `bench`

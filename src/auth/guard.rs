@@ -244,7 +244,6 @@ impl Guard {
             record.banned_until = Some(now + policy.ban_for);
             // The ban is the penalty: the count starts over after it.
             record.failures = 0;
-            record.forgotten_to = now + policy.ban_for;
             record.not_before = now;
             if key == ip {
                 warn!(%ip, failures, ban_secs = policy.ban_for.as_secs(), "too many failed logins: address banned");
@@ -408,6 +407,84 @@ mod tests {
         assert_eq!(guard.check(IP), Ok(()));
         assert_eq!(guard.ready(IP), Ok(()));
         assert_eq!(guard.failed(IP), Duration::ZERO, "the count started over");
+    }
+
+    #[test]
+    fn a_ban_lasts_ten_minutes() {
+        assert_eq!(BAN_FOR, secs(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_again_while_banned_keeps_the_ban() {
+        let guard = Guard::default();
+        for _ in 0..BAN_AFTER {
+            guard.failed(IP);
+        }
+        advance(secs(60)).await;
+        guard.failed(IP);
+        assert_eq!(
+            guard.check(IP),
+            Err(AuthError::Banned {
+                retry_in: BAN_FOR - secs(60)
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_guard_keeps_counting_an_address_it_tracks() {
+        let guard = Guard::new(GuardPolicy {
+            max_tracked: 4,
+            ..GuardPolicy::default()
+        });
+        // IP is the oldest of four, one failure from a ban.
+        for _ in 0..BAN_AFTER - 1 {
+            guard.failed(IP);
+        }
+        let ip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        for i in 0..3 {
+            advance(Duration::from_millis(1)).await;
+            guard.failed(ip(i));
+        }
+        assert_eq!(guard.tracked(), 4);
+        guard.failed(IP);
+        assert!(
+            guard.check(IP).is_err(),
+            "its count was kept, and banned it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_guard_forgets_the_sixteenth_least_recently_seen() {
+        let guard = Guard::new(GuardPolicy {
+            max_tracked: 32,
+            ..GuardPolicy::default()
+        });
+        let ip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        for i in 0..32 {
+            advance(Duration::from_millis(1)).await;
+            guard.failed(ip(i));
+        }
+        advance(Duration::from_millis(1)).await;
+        guard.failed(ip(100));
+        // Two (32 / 16) went, the two oldest, and the new one came in.
+        assert_eq!(guard.tracked(), 31);
+        let records = guard.records();
+        assert!(!records.contains_key(&ip(0)) && !records.contains_key(&ip(1)));
+        assert!(records.contains_key(&ip(2)) && records.contains_key(&ip(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_matters_until_its_wait_or_ban_is_over_and_not_at_that_instant() {
+        let now = Instant::now();
+        let mut record = Record::new(now);
+        record.not_before = now + secs(1);
+        assert!(record.matters(now));
+        assert!(!record.matters(now + secs(1)));
+        let mut record = Record::new(now);
+        record.banned_until = Some(now + secs(1));
+        assert!(record.matters(now));
+        assert!(!record.matters(now + secs(1)));
+        assert!(!Record::new(now).matters(now));
     }
 
     #[tokio::test(start_paused = true)]

@@ -264,6 +264,18 @@ mod tests {
     }
 
     #[test]
+    fn a_length_prefix_reads_every_byte_in_its_order() {
+        let body = vec![b'x'; 0x0102];
+        for (frame, prefix) in [("len:2be", vec![0x01, 0x02]), ("len:2le", vec![0x02, 0x01])] {
+            let input = [prefix.clone(), body.clone(), prefix, b"!".to_vec()].concat();
+            let cut = packets(frame, &input, &[], 1024);
+            assert_eq!(cut[0].len(), 2 + 0x0102, "{frame}");
+        }
+        let four = [[0, 0, 1, 0].as_slice(), &[b'y'; 256]].concat();
+        assert_eq!(packets("len:4be", &four, &[], 1024)[0].len(), 4 + 256);
+    }
+
+    #[test]
     fn length_prefixed_packets_are_cut_whole_and_an_oversized_one_skipped() {
         let input = [
             0, 2, b'h', b'i', 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, b'!',

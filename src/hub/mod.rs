@@ -14,9 +14,13 @@
 //! delivery already encoded for each recipient, so every queue counts the
 //! bytes its client will really be sent.
 //!
-//! The per-message path takes no global lock: a session holds its rooms
+//! A room message takes no global lock: a session holds its rooms
 //! directly, a room's member list is read-locked (written only on join and
-//! leave), and each recipient's outbox has a lock of its own. What no
+//! leave, and when a watcher's tap is added or removed), and each
+//! recipient's outbox has a lock of its own. A direct message looks its
+//! recipient up in the directory, and so does a message from a client an
+//! admin watches (to feed the watchers). docs/architecture.md has the
+//! locks and their order. What no
 //! single message can see (a reader holding its room back too long, all
 //! clients together holding too much memory) is enforced by [`Hub::sweep`],
 //! which the server runs ten times a second.

@@ -3,8 +3,10 @@
 //! Senders push into a receiver's outbox and never block while doing so.
 //! The queue counts the bytes not yet written to the receiver's socket:
 //! - over the *soft* limit, [`Outbox::push`] reports [`Pushed::Congested`]
-//!   and the sender waits ([`Outbox::until_uncongested`]) before reading
-//!   more from its own socket, so TCP pushes back on it;
+//!   and the sender waits ([`Outbox::until_receiver_keeps_up`], which gives
+//!   up after the pause timeout for a receiver that accepts nothing) before
+//!   reading more from its own socket, so TCP pushes back on it; a client's
+//!   answers to itself wait with [`Outbox::until_uncongested`];
 //! - past the *hard* limit the receiver is cut off: its queue is dropped and
 //!   the outbox closes with [`CloseReason::SlowConsumer`].
 //!
@@ -79,7 +81,7 @@ pub enum Pushed {
     /// Queued; the receiver keeps up.
     Queued,
     /// Queued, and the queue is over its soft limit: the sender should wait
-    /// with [`Outbox::until_uncongested`] before producing more.
+    /// with [`Outbox::until_receiver_keeps_up`] before producing more.
     Congested,
     /// Not queued: the outbox is closed (or just closed, over its hard limit).
     Closed,

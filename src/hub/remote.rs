@@ -85,11 +85,6 @@ impl Remote {
         left
     }
 
-    /// How many remote clients there are.
-    pub(super) fn clients(&self) -> usize {
-        self.nodes.values().map(HashMap::len).sum()
-    }
-
     /// The nodes and how many clients each has.
     pub(super) fn nodes(&self) -> Vec<(NodeName, usize)> {
         self.nodes
@@ -472,10 +467,5 @@ impl Hub {
     /// The other nodes this one knows, with how many clients each has.
     pub fn remote_nodes(&self) -> Vec<(NodeName, usize)> {
         self.directory().remote.nodes()
-    }
-
-    /// How many clients the other nodes have, as far as this one knows.
-    pub fn remote_client_count(&self) -> usize {
-        self.directory().remote.clients()
     }
 }

@@ -12,8 +12,8 @@ use super::tap::{Seen, Tap};
 use super::{ClientId, Event, Member, Pushed, RoomName};
 
 /// A room and its members. The member list is read-locked for each
-/// message (written only on join and leave), so senders to one room never
-/// wait on each other.
+/// message (written only on join and leave, and when a watcher's tap is
+/// added or removed), so senders to one room never wait on each other.
 #[derive(Debug)]
 pub(super) struct Room {
     pub(super) name: RoomName,
