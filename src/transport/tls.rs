@@ -235,11 +235,41 @@ pub(crate) async fn handshake(
     stream: TcpStream,
     limit: Duration,
 ) -> Result<TlsStream<TcpStream>, HandshakeError> {
-    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+    match tokio::time::timeout(limit, acceptor.accept(stream).into_fallible()).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(error)) => Err(HandshakeError::Failed(error)),
+        Ok(Err((error, stream))) => {
+            linger(stream).await;
+            Err(HandshakeError::Failed(error))
+        }
         Err(_) => Err(HandshakeError::TimedOut(limit)),
     }
+}
+
+/// Most a failed handshake's client may still send, and how long it is
+/// waited for, before its connection is dropped.
+const LINGER_BYTES: usize = 64 * 1024;
+const LINGER_TIME: Duration = Duration::from_millis(500);
+
+/// Closes a connection whose handshake failed so that the client reads
+/// the alert the handshake wrote (a plaintext client is told it reached
+/// TLS: `switchboard send` says so): our side is shut, and what the client
+/// still sends is read and dropped (a bounded amount, for a bounded time).
+/// Dropping a socket with unread input would reset it, and a reset can
+/// overtake the alert.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => drained += read,
+            }
+        }
+    })
+    .await;
 }
 
 /// The common name of the client certificate's subject, if the client
