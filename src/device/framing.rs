@@ -264,6 +264,21 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_of_exactly_the_cap_is_kept_and_an_empty_one_cut_at_once() {
+        // Announced length equal to the cap: relayed, not skipped.
+        let input = [4, b'a', b'b', b'c', b'd'];
+        assert_eq!(packets("len:1", &input, &[], 4), vec![input.to_vec()]);
+        // A zero-length packet is whole as soon as its prefix is there,
+        // before anything else arrives.
+        let mut framer = Framer::new("len:2be".parse().unwrap());
+        let mut buf = BytesMut::from(&[0u8, 0][..]);
+        assert_eq!(
+            framer.next(&mut buf, false, 16).as_deref(),
+            Some(&[0u8, 0][..])
+        );
+    }
+
+    #[test]
     fn a_length_prefix_reads_every_byte_in_its_order() {
         let body = vec![b'x'; 0x0102];
         for (frame, prefix) in [("len:2be", vec![0x01, 0x02]), ("len:2le", vec![0x02, 0x01])] {

@@ -51,10 +51,15 @@ pub fn weight(item: &Bytes) -> usize {
 /// other tests go on), so readings are offset from the middle of the range
 /// rather than saturated at zero.
 fn now_millis() -> u64 {
-    const MIDDLE: u64 = 1 << 62;
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    let now = tokio::time::Instant::now().into_std();
+    millis_since(epoch, tokio::time::Instant::now().into_std())
+}
+
+/// `now` as milliseconds from `epoch`, offset from the middle of the
+/// range: never 0, and exact differences on either side of `epoch`.
+fn millis_since(epoch: Instant, now: Instant) -> u64 {
+    const MIDDLE: u64 = 1 << 62;
     match now.checked_duration_since(epoch) {
         Some(after) => MIDDLE + after.as_millis() as u64,
         None => MIDDLE - epoch.duration_since(now).as_millis() as u64,
@@ -459,6 +464,25 @@ mod tests {
             .await
             .expect("released")
             .unwrap();
+    }
+
+    #[test]
+    fn the_clock_measures_both_sides_of_its_epoch_and_never_reads_zero() {
+        let epoch = Instant::now() + Duration::from_secs(10);
+        let at = |ms: i64| {
+            let offset = Duration::from_millis(ms.unsigned_abs());
+            let now = if ms < 0 {
+                epoch - offset
+            } else {
+                epoch + offset
+            };
+            millis_since(epoch, now)
+        };
+        assert_eq!(at(0), 1 << 62);
+        assert_eq!(at(250) - at(-250), 500);
+        assert_eq!(at(-100) - at(-350), 250);
+        assert_eq!(at(1500) - at(1000), 500);
+        assert!(at(-5000) > 0);
     }
 
     #[tokio::test(start_paused = true)]
