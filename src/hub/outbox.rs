@@ -467,6 +467,50 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_are_inclusive_a_queue_at_a_limit_is_within_it() {
+        let outbox = Outbox::new(LIMITS);
+        // Exactly the soft limit: queued, not congested.
+        assert_eq!(outbox.push(item(100)), Pushed::Queued);
+        // Exactly the hard limit: congested, not cut off.
+        assert_eq!(outbox.push(item(150)), Pushed::Congested);
+        assert_eq!(outbox.pending(), 250);
+        assert!(!outbox.is_closed());
+        // One byte more is past it.
+        assert_eq!(outbox.push(item(ITEM_OVERHEAD + 1)), Pushed::Closed);
+        assert!(outbox.is_closed());
+    }
+
+    #[test]
+    fn a_second_flushing_close_changes_nothing_and_a_cut_off_overrides_a_flush() {
+        let outbox = Outbox::new(LIMITS);
+        let _ = outbox.push(item(50));
+        outbox.close(CloseReason::Quit, true);
+        assert!(outbox.is_closed());
+        outbox.close(CloseReason::ServerShutdown, true);
+        let closing = outbox.closing().unwrap();
+        assert_eq!((closing.reason, closing.flush), (CloseReason::Quit, true));
+        assert_eq!(outbox.pending(), 50, "still to be written");
+        outbox.close(CloseReason::ServerShutdown, false);
+        let closing = outbox.closing().unwrap();
+        assert_eq!((closing.reason, closing.flush), (CloseReason::Quit, false));
+        assert_eq!(outbox.pending(), 0, "dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receivers_time_to_take_data_runs_from_when_data_starts_waiting() {
+        let outbox = Outbox::new(QueueLimits {
+            pause: Duration::from_millis(100),
+            ..LIMITS
+        });
+        // Idle for longer than the pause timeout: that is not stalling.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = outbox.push(item(150));
+        tokio::time::timeout(Duration::from_millis(99), outbox.until_receiver_keeps_up())
+            .await
+            .expect_err("released before the pause timeout, counted from the push");
+    }
+
+    #[test]
     fn the_clock_measures_both_sides_of_its_epoch_and_never_reads_zero() {
         let epoch = Instant::now() + Duration::from_secs(10);
         let at = |ms: i64| {
