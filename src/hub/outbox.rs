@@ -510,6 +510,35 @@ mod tests {
             .expect_err("released before the pause timeout, counted from the push");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_receiver_that_takes_bytes_holds_its_senders_for_another_pause() {
+        let outbox = Outbox::new(QueueLimits {
+            pause: Duration::from_millis(100),
+            ..LIMITS
+        });
+        let _ = outbox.push(item(150));
+        tokio::time::advance(Duration::from_millis(80)).await;
+        // It accepted some bytes: its senders wait a whole pause from now.
+        outbox.progressed();
+        tokio::time::timeout(Duration::from_millis(99), outbox.until_receiver_keeps_up())
+            .await
+            .expect_err("released before a pause from its progress");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn congestion_ends_when_the_queue_drains_to_half_the_soft_limit() {
+        let outbox = Outbox::new(LIMITS);
+        let _ = outbox.push(item(150));
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(outbox.congested_for(), Duration::from_millis(50));
+        // Down to 100, at the soft limit but over half of it: still.
+        outbox.written(50);
+        assert_eq!(outbox.congested_for(), Duration::from_millis(50));
+        // Down to 50, half of it: over.
+        outbox.written(50);
+        assert_eq!(outbox.congested_for(), Duration::ZERO);
+    }
+
     #[test]
     fn the_clock_measures_both_sides_of_its_epoch_and_never_reads_zero() {
         let epoch = Instant::now() + Duration::from_secs(10);
