@@ -539,6 +539,43 @@ mod tests {
         assert_eq!(outbox.congested_for(), Duration::ZERO);
     }
 
+    #[tokio::test]
+    async fn a_clients_own_answers_wait_until_its_queue_is_back_at_the_soft_limit() {
+        use futures_util::FutureExt;
+        let outbox = Outbox::new(LIMITS);
+        let _ = outbox.push(item(150));
+        let waiting = outbox.until_uncongested();
+        tokio::pin!(waiting);
+        assert!(
+            waiting.as_mut().now_or_never().is_none(),
+            "over the soft limit"
+        );
+        outbox.written(50);
+        assert!(waiting.now_or_never().is_some(), "back at the soft limit");
+        let _ = outbox.push(item(100));
+        let closing = outbox.until_uncongested();
+        tokio::pin!(closing);
+        assert!(closing.as_mut().now_or_never().is_none());
+        outbox.close(CloseReason::Quit, true);
+        assert!(closing.now_or_never().is_some(), "closed");
+    }
+
+    #[tokio::test]
+    async fn aborted_waits_for_a_cut_off_not_for_a_goodbye() {
+        use futures_util::FutureExt;
+        let outbox = Outbox::new(LIMITS);
+        let aborted = outbox.aborted();
+        tokio::pin!(aborted);
+        assert!(aborted.as_mut().now_or_never().is_none());
+        outbox.close(CloseReason::Quit, true);
+        assert!(
+            aborted.as_mut().now_or_never().is_none(),
+            "a goodbye is written"
+        );
+        outbox.close(CloseReason::ServerShutdown, false);
+        assert!(aborted.now_or_never().is_some());
+    }
+
     #[test]
     fn the_clock_measures_both_sides_of_its_epoch_and_never_reads_zero() {
         let epoch = Instant::now() + Duration::from_secs(10);
