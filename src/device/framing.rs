@@ -264,6 +264,42 @@ mod tests {
     }
 
     #[test]
+    fn the_limits_of_a_frame_spec_are_inclusive() {
+        for good in ["gap:1", "gap:1ms", "gap:10s", "gap:10000"] {
+            assert!(good.parse::<Frame>().is_ok(), "{good}");
+        }
+        for bad in ["gap:0", "gap:10001", "gap:11s"] {
+            assert!(bad.parse::<Frame>().is_err(), "{bad}");
+        }
+        let sixteen = "00".repeat(16);
+        assert!(format!("delimiter:{sixteen}").parse::<Frame>().is_ok());
+        assert!(format!("delimiter:{sixteen}00").parse::<Frame>().is_err());
+    }
+
+    #[test]
+    fn only_gap_framing_waits_for_a_pause() {
+        let gap = |spec: &str| Framer::new(spec.parse().unwrap()).gap();
+        assert_eq!(gap("gap:20"), Some(Duration::from_millis(20)));
+        for other in ["none", "line", "len:1", "delimiter:7E"] {
+            assert_eq!(gap(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_skipped_packet_is_skipped_across_reads_and_what_follows_it_is_kept() {
+        let mut framer = Framer::new("len:1".parse().unwrap());
+        // Announced 5 bytes with a cap of 2: skipped, 3 of them now, 2 later.
+        let mut buf = BytesMut::from(&[5u8, 1, 2, 3][..]);
+        assert_eq!(framer.next(&mut buf, false, 2), None);
+        assert!(buf.is_empty());
+        buf.extend_from_slice(&[4, 5, 1, b'!']);
+        assert_eq!(
+            framer.next(&mut buf, false, 2).as_deref(),
+            Some(&[1u8, b'!'][..])
+        );
+    }
+
+    #[test]
     fn a_packet_of_exactly_the_cap_is_kept_and_an_empty_one_cut_at_once() {
         // Announced length equal to the cap: relayed, not skipped.
         let input = [4, b'a', b'b', b'c', b'd'];
