@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::protocol::{Decode, Input, Protocol, Text};
-use switchboard_fuzz::{assert_same, feed, said_bodies, Case};
+use switchboard_fuzz::{assert_same, feed_at_most, said_bodies, Case};
 
 fuzz_target!(|data: &[u8]| {
     let case = Case::parse(data);
@@ -16,14 +16,18 @@ fuzz_target!(|data: &[u8]| {
     let text = Text::new(max_line, None, None);
     let decode = |cuts: &[usize]| {
         let mut decoder = text.decoder();
-        feed(case.input, cuts, |buf, eof| decoder.decode(buf, eof))
+        // A line that is not text is followed, once, by the not_text
+        // notice: one more item than bytes at most.
+        feed_at_most(case.input, cuts, 2, |buf, eof| decoder.decode(buf, eof))
     };
     let whole = decode(&[]);
     let split = decode(&case.cuts);
     assert_same(&whole.items, &split.items, &case.cuts);
 
     for input in &whole.items {
-        let (Input::Request { tag, .. } | Input::Invalid { tag, .. }) = input;
+        let (Input::Request { tag, .. } | Input::Invalid { tag, .. }) = input else {
+            panic!("a text client was refused: {input:?}");
+        };
         assert!(tag.is_none(), "a text input has a JSON id: {input:?}");
     }
     for body in said_bodies(&whole.items, max_line) {
