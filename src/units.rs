@@ -97,6 +97,18 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Formats a byte count the way sizes are written in flags (`64KiB`,
+/// `4MiB`, `1536`), or rounded to a tenth of its unit when not a whole
+/// number of it (`11.8GiB`, as half a machine's memory usually is).
+pub fn format_size(n: usize) -> String {
+    const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    match UNITS.iter().find(|(unit, _)| n >= *unit) {
+        Some((unit, name)) if n % unit == 0 => format!("{}{name}", n / unit),
+        Some((unit, name)) => format!("{:.1}{name}", n as f64 / *unit as f64),
+        None => n.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

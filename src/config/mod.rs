@@ -17,6 +17,7 @@ pub use crate::units::{format_duration, Seconds, Size};
 
 mod listener;
 mod overrides;
+mod setting;
 
 use listener::parse_proxy;
 pub(crate) use listener::{options as listener_options, parse_scheme};
@@ -24,6 +25,7 @@ pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
 #[cfg(test)]
 use overrides::suggest_known_key;
 pub use overrides::Overrides;
+pub use setting::{Reload, Setting};
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -516,124 +518,6 @@ impl Config {
             );
         }
         Ok(())
-    }
-
-    /// The settings (by their config-file names) that differ in `other`.
-    pub fn differences(&self, other: &Config) -> Vec<&'static str> {
-        // Every field, so that a new one cannot be forgotten here.
-        let Config {
-            listeners: _,
-            max_line: _,
-            queue_soft_limit: _,
-            queue_hard_limit: _,
-            stall_timeout: _,
-            pause_timeout: _,
-            idle_timeout: _,
-            max_connections: _,
-            max_connections_per_ip: _,
-            max_connections_per_ip_per_second: _,
-            max_messages_per_second: _,
-            max_bytes_per_second: _,
-            rate_limit_grace: _,
-            max_rooms_per_client: _,
-            announce_max_members: _,
-            welcome: _,
-            ack: _,
-            shutdown_timeout: _,
-            max_list: _,
-            max_list_scan: _,
-            slow_timeout: _,
-            line_timeout: _,
-            max_memory: _,
-            tcp_keepalive: _,
-            tcp_keepalive_interval: _,
-            tcp_keepalive_retries: _,
-            http: _,
-            tls: _,
-            tls_handshake_timeout: _,
-            http_header_timeout: _,
-            auth: _,
-            auth_timeout: _,
-            admin_token: _,
-            allowed_origins: _,
-            server_names: _,
-            trusted_proxies: _,
-            ws_ping_interval: _,
-            ws_pong_timeout: _,
-            admin_login_attempts: _,
-            cluster: _,
-            cluster_prefix: _,
-            node_name: _,
-            cluster_lease: _,
-            cluster_max_pending: _,
-            cluster_ca: _,
-        } = self;
-        let mut changed = Vec::new();
-        macro_rules! compare {
-            ($($($field:ident).+ => $key:literal),* $(,)?) => {
-                $(if self.$($field).+ != other.$($field).+ {
-                    changed.push($key);
-                })*
-            };
-        }
-        compare!(
-            listeners => "listen",
-            max_line => "max-line",
-            queue_soft_limit => "queue-soft-limit",
-            queue_hard_limit => "queue-hard-limit",
-            stall_timeout => "stall-timeout",
-            pause_timeout => "pause-timeout",
-            idle_timeout => "idle-timeout",
-            max_connections => "max-connections",
-            max_connections_per_ip => "max-connections-per-ip",
-            max_connections_per_ip_per_second => "max-connections-per-ip-per-second",
-            max_messages_per_second => "max-messages-per-second",
-            max_bytes_per_second => "max-bytes-per-second",
-            rate_limit_grace => "rate-limit-grace",
-            max_rooms_per_client => "max-rooms-per-client",
-            announce_max_members => "announce-max-members",
-            welcome => "welcome",
-            ack => "ack",
-            shutdown_timeout => "shutdown-timeout",
-            max_list => "max-list",
-            max_list_scan => "max-list-scan",
-            slow_timeout => "slow-timeout",
-            line_timeout => "line-timeout",
-            max_memory => "max-memory",
-            tcp_keepalive => "tcp-keepalive",
-            tcp_keepalive_interval => "tcp-keepalive-interval",
-            tcp_keepalive_retries => "tcp-keepalive-retries",
-            http => "http",
-            tls.cert => "tls-cert",
-            tls.key => "tls-key",
-            tls.client_ca => "tls-client-ca",
-            tls.self_signed => "tls-self-signed",
-            tls_handshake_timeout => "tls-handshake-timeout",
-            http_header_timeout => "http-header-timeout",
-            auth.users_file => "users",
-            auth.tokens => "token",
-            auth.token_file => "token-file",
-            auth.jwt_secret => "jwt-secret",
-            auth.jwt_secret_file => "jwt-secret-file",
-            auth.jwt_public_key_file => "jwt-public-key",
-            auth.jwt_audience => "jwt-audience",
-            auth.devices_file => "devices",
-            auth_timeout => "auth-timeout",
-            admin_token => "admin-token",
-            allowed_origins => "allowed-origin",
-            server_names => "server-name",
-            trusted_proxies => "trusted-proxy",
-            ws_ping_interval => "ws-ping-interval",
-            ws_pong_timeout => "ws-pong-timeout",
-            admin_login_attempts => "admin-login-attempts",
-            cluster => "cluster",
-            cluster_prefix => "cluster-prefix",
-            node_name => "node-name",
-            cluster_lease => "cluster-lease",
-            cluster_max_pending => "cluster-max-pending",
-            cluster_ca => "cluster-ca",
-        );
-        changed
     }
 
     /// Whether any listener, or the HTTP one, speaks TLS.

@@ -20,7 +20,7 @@ use crate::units::{Seconds, Size};
 /// (`--config FILE`) and, with the `cli` feature, a flag of `switchboard
 /// serve` and its `SWITCHBOARD_*` variable, whose `--help` is the field's
 /// doc: a new setting is added here (and to [`Config`], with its default,
-/// and to [`Overrides::apply`]). Sizes are bytes or strings like
+/// to [`Overrides::apply`], and to the table of [`Setting`](super::Setting)). Sizes are bytes or strings like
 /// `"64KiB"`, durations seconds or strings like `"500ms"`.
 ///
 /// ```toml
@@ -653,4 +653,80 @@ pub(super) fn suggest_known_key(message: &str) -> String {
         None => format!("unknown key `{unknown}`: every key is listed in `switchboard serve --help` and contrib/switchboard.toml"),
     };
     format!("{}{hint}{}", &message[..at], &list[line_end..])
+}
+
+#[cfg(all(test, feature = "cli"))]
+mod tests {
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+    use crate::config::Setting;
+
+    /// `serve`'s flags, as `--help` shows them.
+    fn flags() -> clap::Command {
+        Overrides::augment_args(clap::Command::new("serve").no_binary_name(true))
+    }
+
+    /// The config `serve --FLAG VALUE` runs with.
+    fn config_with(flag: &str, value: &str) -> anyhow::Result<Config> {
+        let matches = flags().try_get_matches_from([format!("--{flag}"), value.to_owned()])?;
+        let mut config = Config::default();
+        Overrides::from_arg_matches(&matches)?.apply(&mut config)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn every_default_that_help_shows_is_the_one_the_server_runs_with() {
+        let mut checked = 0;
+        for arg in flags().get_arguments() {
+            let flag = arg.get_long().expect("every setting is a long flag");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let Some((_, default)) = help.rsplit_once("[default: ") else {
+                continue;
+            };
+            let default = default.trim_end_matches(']');
+            // "off" is the value that turns a setting off, where there is
+            // one; words ("half the machine's memory") describe a default
+            // that is not a value.
+            let value = match default {
+                "off" if help.contains("0 turns") => "0",
+                value
+                    if value.starts_with(|c: char| c.is_ascii_digit()) && !value.contains(' ') =>
+                {
+                    value
+                }
+                _ => continue,
+            };
+            let config = config_with(flag, value)
+                .unwrap_or_else(|e| panic!("--{flag}'s default {default:?} is not a value: {e:#}"));
+            let changed = Config::default().differences(&config);
+            assert!(
+                changed.is_empty(),
+                "--help says --{flag} defaults to {default}, but the server's default differs ({changed:?})"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} defaults were checked");
+    }
+
+    #[test]
+    fn every_setting_a_reload_compares_is_a_flag_of_serve() {
+        let command = flags();
+        let longs: Vec<&str> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        for setting in Setting::ALL {
+            // Listeners are positional arguments and `--listen`, of `serve` itself.
+            if *setting == Setting::Listen {
+                continue;
+            }
+            assert!(
+                longs.contains(&setting.key()),
+                "the reload names {} a setting, but serve has no --{}",
+                setting.key(),
+                setting.key()
+            );
+        }
+    }
 }

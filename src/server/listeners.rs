@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -16,9 +15,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, AdmissionRefusal, Arrival, Greeting, Proof, ServerState};
+use super::{listen, AdmissionRefusal, Arrival, Greeting, Held, Proof, ServerState};
 use crate::config::{ListenerSpec, Mode};
-use crate::connection::AuthGate;
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Device, Json, Protocol, Raw, Text};
 use crate::transport::{proxy, tls, TlsTransport};
@@ -29,11 +27,6 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 
 /// How long a refused client gets to read why.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Most bytes the kernel keeps unsent for one client (`TCP_NOTSENT_LOWAT`):
-/// enough to keep a fast link busy between two writes; what is beyond it
-/// waits in the client's queue, where the limits see it.
-const NOTSENT_LOWAT: u32 = 128 * 1024;
 
 /// Most listeners the admin may have open at once: each holds a port and a
 /// task, and the admin API must not be a way to take every port.
@@ -345,15 +338,15 @@ async fn accept_loop<P: Protocol>(
             // Its client is known only after the PROXY header, or served
             // only after the TLS handshake: both in the client's own task,
             // once it has a slot.
-            match shared.admit_any() {
-                Ok(permit) => {
+            match shared.reserve() {
+                Ok(reserved) => {
                     let arriving = arrive(
                         shared.clone(),
                         listener.clone(),
                         protocol.clone(),
                         stream,
                         peer,
-                        permit,
+                        reserved,
                     );
                     shared.tracker.spawn(arriving);
                 }
@@ -361,18 +354,14 @@ async fn accept_loop<P: Protocol>(
             }
             continue;
         }
-        let admitted = shared
-            .admit(peer.ip())
-            .and_then(|slot| Ok((slot, gate(&shared, &spec, peer)?)));
-        match admitted {
-            Ok((slot, gate)) => {
-                tune(&shared, &stream, peer);
+        match shared.admit(Held::Nothing, peer.ip(), spec.auth) {
+            Ok(admitted) => {
+                shared.tune(&stream, peer);
                 let arrival = Arrival {
                     meta: meta(&spec, &listener, peer),
                     room: spec.room.clone(),
                     proof: Proof::Nothing,
-                    slot,
-                    gate,
+                    admitted,
                 };
                 let task = shared.client(&listener, protocol.clone(), stream, arrival);
                 shared.tracker.spawn(task);
@@ -394,17 +383,6 @@ fn meta(spec: &ListenerSpec, listener: &Listener, peer: SocketAddr) -> ClientMet
         peer,
         listener: listener.id,
     }
-}
-
-/// What a client of `spec` from `peer` must do first, if anything.
-fn gate(
-    shared: &ServerState,
-    spec: &ListenerSpec,
-    peer: SocketAddr,
-) -> Result<Option<AuthGate>, AdmissionRefusal> {
-    shared
-        .gate(spec.auth, peer.ip())
-        .map_err(|reason| AdmissionRefusal { reason, log: true })
 }
 
 /// Refuses a connection, telling a plaintext client why.
@@ -438,7 +416,7 @@ async fn arrive<P: Protocol>(
     protocol: Arc<P>,
     mut stream: TcpStream,
     mut peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    reserved: OwnedSemaphorePermit,
 ) {
     let spec = listener.spec.clone().expect("TCP listeners have a spec");
     if let Some(version) = spec.proxy {
@@ -453,23 +431,19 @@ async fn arrive<P: Protocol>(
             }
         }
     }
-    let admitted = shared
-        .admit_from(peer.ip())
-        .and_then(|ip_slot| Ok((ip_slot, gate(&shared, &spec, peer)?)));
-    let (ip_slot, gate) = match admitted {
+    let admitted = match shared.admit(Held::Reserved(reserved), peer.ip(), spec.auth) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             turn_away(&shared, &spec, &*protocol, stream, peer, refusal);
             return;
         }
     };
-    tune(&shared, &stream, peer);
+    shared.tune(&stream, peer);
     let arrival = |proof| Arrival {
         meta: meta(&spec, &listener, peer),
         room: spec.room.clone(),
         proof,
-        slot: (permit, ip_slot),
-        gate,
+        admitted,
     };
     if !spec.tls {
         let arrival = arrival(Proof::Nothing);
@@ -519,27 +493,6 @@ async fn tls_handshake(
         },
     };
     Some((stream, proof))
-}
-
-/// Socket options for a client, over TCP or WebSocket.
-pub(crate) fn tune(shared: &ServerState, stream: &TcpStream, peer: SocketAddr) {
-    // Writes are batched already; waiting to fill a segment only adds latency.
-    let _ = stream.set_nodelay(true);
-    // Keeps what the kernel holds unsent for a client small, so that a
-    // reader that reads, however slowly, is seen to make progress (a write
-    // goes through) every time it reads: see `pause-timeout`. Without it,
-    // Linux wakes a writer only when half of a multi-megabyte send buffer
-    // is free, which a slow reader takes seconds to make.
-    let socket = SockRef::from(stream);
-    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
-    if let Some((keepalive, unacknowledged)) = &shared.keepalive {
-        if let Err(error) = socket.set_tcp_keepalive(keepalive) {
-            debug!(%peer, %error, "cannot turn on TCP keepalive");
-        }
-        if let Err(error) = socket.set_tcp_user_timeout(Some(*unacknowledged)) {
-            debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
-        }
-    }
 }
 
 /// Errors of `accept` that concern only the connection being accepted.

@@ -3,6 +3,8 @@
 //!
 //! - `listeners`: the TCP listeners, opened at start or by the admin, and
 //!   their accept loops;
+//! - `admission`: whether a connection becomes a client, the same steps
+//!   for every transport;
 //! - `monitor`: what the server counts besides the hub (disconnects by
 //!   reason, the recent disconnects, accept errors, rates);
 //! - [`control`]: the query and admin API that the HTTP layer is built on;
@@ -11,14 +13,14 @@
 //!   the server only through [`control`], except where a WebSocket client
 //!   is admitted like any other.
 
+mod admission;
 pub mod control;
 mod http;
 pub(crate) mod listeners;
 mod monitor;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -28,19 +30,21 @@ use crate::cluster::Cluster;
 use anyhow::Context;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
-use crate::config::{Config, HttpSpec, ListenerSpec, Mode};
-use crate::connection::{self, AuthGate, Timeouts};
-use crate::hub::{ClientMeta, CloseReason, Hub, Name, RoomName};
+use crate::config::{Config, HttpSpec, ListenerSpec, Mode, Reload};
+use crate::connection::{self, Timeouts};
+use crate::hub::{CloseReason, Hub};
 use crate::protocol::Protocol;
 use crate::throttle::{ClientRates, ConnectionRates};
 use crate::transport::{ServerTls, Transport};
 
+use admission::PerAddress;
+pub(crate) use admission::{AdmissionRefusal, Admitted, Arrival, Held, Proof, RefusalCause};
 pub use control::Control;
 use listeners::{Listener, Listeners, Origin};
 use monitor::Monitor;
@@ -332,7 +336,7 @@ pub(crate) struct ServerState {
     pub(crate) config: Config,
     pub(crate) hub: Hub,
     slots: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_ip: PerAddress,
     /// The limits a reload changes, for the connections after it.
     live: RwLock<Live>,
     /// The greeting of text listeners, which a reload changes.
@@ -407,66 +411,6 @@ impl Greeting {
     }
 }
 
-/// A connection's share of the per-IP count, given back on drop.
-#[derive(Debug)]
-pub(crate) struct IpSlot {
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut per_ip = crate::sync::lock(&self.per_ip);
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// A client at the door: who it is as far as its transport tells, where it
-/// starts, and its admitted place.
-#[derive(Debug)]
-pub(crate) struct Arrival {
-    pub(crate) meta: ClientMeta,
-    pub(crate) room: RoomName,
-    pub(crate) proof: Proof,
-    pub(crate) slot: Slot,
-    /// Its listener asks for credentials first.
-    pub(crate) gate: Option<AuthGate>,
-}
-
-/// What a client's transport proved about who it is.
-#[derive(Debug)]
-pub(crate) enum Proof {
-    /// Nothing: it is a guest until it picks a name.
-    Nothing,
-    /// Its TLS client certificate names it.
-    Name(Name),
-    /// It proved something that cannot name it, and is refused, told why.
-    Unusable(String),
-}
-
-/// Why a client is not served.
-#[derive(Debug)]
-pub(crate) struct AdmissionRefusal {
-    /// For the client and the log.
-    pub(crate) reason: String,
-    /// Worth a log line: not one more of a flood from the same address.
-    pub(crate) log: bool,
-}
-
-impl AdmissionRefusal {
-    fn new(reason: String) -> AdmissionRefusal {
-        AdmissionRefusal { reason, log: true }
-    }
-}
-
-/// A client's place on the server: given back when it goes.
-pub(crate) type Slot = (OwnedSemaphorePermit, Option<IpSlot>);
-
 /// Applies each config handed to the [`Reloader`].
 async fn reload_loop(shared: Arc<ServerState>, mut reloads: watch::Receiver<Config>) {
     while reloads.changed().await.is_ok() {
@@ -479,24 +423,6 @@ async fn reload_loop(shared: Arc<ServerState>, mut reloads: watch::Receiver<Conf
         }
     }
 }
-
-/// The settings (by their config-file names) a reload applies; all but
-/// the credentials and certificates (see [`ServerState::reload`]) for the
-/// connections that come after it.
-const LIVE: &[&str] = &[
-    "listen",
-    "welcome",
-    "ack",
-    "stall-timeout",
-    "idle-timeout",
-    "line-timeout",
-    "max-connections",
-    "max-connections-per-ip",
-    "max-connections-per-ip-per-second",
-    "max-messages-per-second",
-    "max-bytes-per-second",
-    "rate-limit-grace",
-];
 
 /// How long a reload waits for a port a removed listener is giving up
 /// (the same address with other options) before it gives up itself.
@@ -530,19 +456,16 @@ impl ServerState {
         }
         let mut running = crate::sync::lock(&self.running);
         let changed = running.differences(new);
+        let keys = |reload: Reload| -> Vec<&str> {
+            changed
+                .iter()
+                .filter(|setting| setting.reload() == reload)
+                .map(|setting| setting.key())
+                .collect()
+        };
         let mut applied = Vec::new();
-        let mut live: Vec<&str> = LIVE.to_vec();
-        if let Some(auth) = self.authenticator() {
-            live.extend([
-                "users",
-                "token",
-                "token-file",
-                "jwt-secret",
-                "jwt-secret-file",
-                "jwt-public-key",
-                "jwt-audience",
-                "devices",
-            ]);
+        let auth = self.authenticator();
+        if let Some(auth) = &auth {
             match auth.reload_with(new.auth.clone()) {
                 Ok(reloaded) => {
                     let reloaded = Arc::new(reloaded);
@@ -556,7 +479,6 @@ impl ServerState {
             }
         }
         if let Some(tls) = &self.tls {
-            live.extend(["tls-cert", "tls-key", "tls-client-ca"]);
             match tls.reload(&new.tls) {
                 Ok(()) => applied.push("TLS certificate".to_owned()),
                 Err(error) => {
@@ -564,11 +486,7 @@ impl ServerState {
                 }
             }
         }
-        let limits: Vec<&str> = changed
-            .iter()
-            .copied()
-            .filter(|key| LIVE.contains(key) && !["listen", "welcome", "ack"].contains(key))
-            .collect();
+        let limits = keys(Reload::Limits);
         if !limits.is_empty() {
             let mut next = Live::of(new);
             let mut current = crate::sync::write(&self.live);
@@ -580,18 +498,26 @@ impl ServerState {
             *current = next;
             applied.push(format!("{} (for new connections)", limits.join(", ")));
         }
-        if changed.iter().any(|key| ["welcome", "ack"].contains(key)) {
+        if !keys(Reload::Greeting).is_empty() {
             self.greeting.send_replace(Greeting::of(new));
             applied.push("welcome and ack (for new connections)".to_owned());
         }
         let mut added = Vec::new();
-        if changed.contains(&"listen") {
+        if !keys(Reload::Listeners).is_empty() {
             added = self.reload_listeners(&new.listeners);
             applied.push("listeners".to_owned());
         }
+        // Credentials and certificates the server started without wait
+        // for a restart too: what would check them is not running.
         let later: Vec<&str> = changed
-            .into_iter()
-            .filter(|key| !live.contains(key))
+            .iter()
+            .filter(|setting| match setting.reload() {
+                Reload::Restart => true,
+                Reload::Credentials => auth.is_none(),
+                Reload::Certificates => self.tls.is_none(),
+                Reload::Listeners | Reload::Greeting | Reload::Limits => false,
+            })
+            .map(|setting| setting.key())
             .collect();
         if !later.is_empty() {
             warn!(
@@ -730,89 +656,6 @@ impl ServerState {
         crate::sync::read(&self.auth).clone()
     }
 
-    /// What a client of a listener that asks for credentials (`auth`)
-    /// meets first; `Err`: the address is banned for failed attempts.
-    pub(crate) fn gate(&self, auth: bool, ip: IpAddr) -> Result<Option<AuthGate>, String> {
-        if !auth {
-            return Ok(None);
-        }
-        let auth = self
-            .authenticator()
-            .expect("listeners that ask for credentials have them (checked at start)");
-        auth.guard().check(ip).map_err(|error| error.to_string())?;
-        Ok(Some(AuthGate {
-            auth,
-            ip,
-            within: self.config.auth_timeout,
-        }))
-    }
-
-    /// Takes a connection slot for a client from `ip`, or says why not.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Slot, AdmissionRefusal> {
-        let permit = self.admit_any()?;
-        Ok((permit, self.admit_from(ip)?))
-    }
-
-    /// Takes a connection slot for a client whose address is not known
-    /// yet, or says why not.
-    pub(crate) fn admit_any(&self) -> Result<OwnedSemaphorePermit, AdmissionRefusal> {
-        let refused = |reason: String| {
-            self.monitor.refused();
-            AdmissionRefusal::new(reason)
-        };
-        if self.hub.memory_nearly_full() {
-            return Err(refused(format!(
-                "server busy: its clients hold nearly all of its memory budget of {} bytes (max memory); try again later",
-                self.config.max_memory
-            )));
-        }
-        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
-            refused(format!(
-                "server full: {} connections, the most it serves at once (max connections); try again later",
-                self.live().max_connections
-            ))
-        })?;
-        Ok(permit)
-    }
-
-    /// Counts a client from `ip` against the per-address limits; `Some`:
-    /// its share of the address's connections, given back when it goes.
-    pub(crate) fn admit_from(&self, ip: IpAddr) -> Result<Option<IpSlot>, AdmissionRefusal> {
-        let (rates, per_ip_limit) = {
-            let live = self.live();
-            (live.connection_rates.clone(), live.max_connections_per_ip)
-        };
-        if let Some(rates) = rates {
-            if let Err(too_fast) = rates.admit(ip, tokio::time::Instant::now()) {
-                self.monitor.refused();
-                let rate = rates.rate().get();
-                let retry = too_fast.retry_in.as_millis().max(1);
-                return Err(AdmissionRefusal {
-                    reason: format!(
-                        "too many new connections from {ip}: {rate} a second is the most allowed (max connections per ip per second); try again in {retry} ms"
-                    ),
-                    log: too_fast.first,
-                });
-            }
-        }
-        let Some(limit) = per_ip_limit else {
-            return Ok(None);
-        };
-        let mut per_ip = crate::sync::lock(&self.per_ip);
-        let count = per_ip.entry(ip).or_insert(0);
-        if *count >= limit {
-            self.monitor.refused();
-            return Err(AdmissionRefusal::new(format!(
-                "too many connections from {ip}: {limit} at once is the most allowed (max connections per ip)"
-            )));
-        }
-        *count += 1;
-        Ok(Some(IpSlot {
-            per_ip: self.per_ip.clone(),
-            ip,
-        }))
-    }
-
     /// Serves one admitted client of `listener` over `stream` until it
     /// goes, then logs why and records it among the recent disconnects.
     /// Returns the task to spawn; it holds only what it needs for the
@@ -829,8 +672,7 @@ impl ServerState {
             meta,
             room,
             proof,
-            slot,
-            gate,
+            admitted: Admitted { slot, gate },
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
         let handle = session.outbox_handle();

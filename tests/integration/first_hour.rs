@@ -378,9 +378,27 @@ async fn a_bad_listener_address_says_what_is_wrong_with_an_example() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("text://127.0.0.1:0"), "{stdout}");
-    assert!(stdout.contains("idle 30m"), "{stdout}");
-    assert!(stdout.contains("welcome          the default"), "{stdout}");
-    assert!(stdout.contains("ack              none"), "{stdout}");
+    // Every setting, in the units it was given, welcome and ack included.
+    let shows = |key: &str, value: &str| {
+        stdout
+            .lines()
+            .any(|line| line.split_once(' ').map(|(k, v)| (k, v.trim())) == Some((key, value)))
+    };
+    assert!(shows("idle-timeout", "30m"), "{stdout}");
+    assert!(
+        shows("welcome", "the default, naming the client and /help"),
+        "{stdout}"
+    );
+    assert!(shows("ack", "none"), "{stdout}");
+    for setting in switchboard::config::Setting::ALL {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.split(' ').next() == Some(setting.key())),
+            "{} is not shown: {stdout}",
+            setting.key()
+        );
+    }
 }
 
 #[tokio::test]

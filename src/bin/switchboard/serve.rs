@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use sd_notify::NotifyState;
-use switchboard::config::{format_duration, ListenerList, LogFormat, Overrides};
+use switchboard::config::{ListenerList, LogFormat, Overrides, Setting};
 use switchboard::{Config, Server};
 
 /// Settings come from, in order of precedence: flags, `SWITCHBOARD_*`
@@ -128,8 +128,9 @@ fn addresses(server: &Server) -> String {
     server.endpoints().join(", ")
 }
 
-/// What `serve --check-config` prints: where the server would listen and
-/// its main limits, enough to see that the file said what was meant.
+/// What `serve --check-config` prints: every setting the server would
+/// run with, one a line, as flags write them, so that one can see that
+/// the file said what was meant.
 fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
@@ -137,100 +138,32 @@ fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
         format!("{} (with flags and environment)", file.display())
     });
     let _ = writeln!(out, "config ok: {source}");
-    for listener in &config.listeners {
-        let _ = writeln!(out, "listen           {listener}");
-    }
-    let http = match config.http {
-        Some(http) if config.admin_token.is_some() => format!("{http} (admin token set)"),
-        Some(http) => format!("{http} (no admin token: console and API on loopback only)"),
-        None => "off".to_owned(),
-    };
-    let _ = writeln!(out, "http             {http}");
-    let per_ip = config
-        .max_connections_per_ip
-        .map_or("no limit".to_owned(), |n| n.to_string());
-    let _ = writeln!(
-        out,
-        "max-connections  {} ({per_ip} per IP)",
-        config.max_connections
-    );
-    let messages = config
-        .max_messages_per_second
-        .map_or("any number of messages".to_owned(), |rate| {
-            format!("{} messages", rate.get())
-        });
-    let volume = config
-        .max_bytes_per_second
-        .map_or("any number of bytes".to_owned(), |rate| {
-            bytes(rate.get() as usize)
-        });
-    let per_ip = config
-        .max_connections_per_ip_per_second
-        .map_or("any number of".to_owned(), |rate| rate.get().to_string());
-    let grace = match config.rate_limit_grace {
-        grace if grace.is_zero() => "paced, never cut off".to_owned(),
-        grace => format!("cut off after {}", format_duration(grace)),
-    };
-    let _ = writeln!(
-        out,
-        "rate limits      per client {messages} and {volume} a second ({grace}); per IP {per_ip} new connections a second",
-    );
-    let _ = writeln!(out, "max-line         {}", bytes(config.max_line));
-    let _ = writeln!(
-        out,
-        "queue limits     {} soft, {} hard",
-        bytes(config.queue_soft_limit),
-        bytes(config.queue_hard_limit)
-    );
-    let _ = writeln!(out, "max-memory       {}", bytes(config.max_memory));
-    let off = |timeout: Option<std::time::Duration>| timeout.map_or("off".into(), format_duration);
-    let _ = writeln!(
-        out,
-        "timeouts         stall {}, slow {}, idle {}, line {}",
-        format_duration(config.stall_timeout),
-        off(config.slow_timeout),
-        off(config.idle_timeout),
-        off(config.line_timeout)
-    );
-    let shown = |text: &Option<String>, default: &str| match text.as_deref() {
-        None => default.to_owned(),
-        Some("") => "none".to_owned(),
-        Some(text) => format!("{text:?}"),
-    };
-    let _ = writeln!(
-        out,
-        "welcome          {}",
-        shown(&config.welcome, "the default, naming the client and /help")
-    );
-    let _ = writeln!(out, "ack              {}", shown(&config.ack, "none"));
-    let _ = writeln!(
-        out,
-        "http timeouts    headers {}, WebSocket ping every {}, pong within {}",
-        format_duration(config.http_header_timeout),
-        format_duration(config.ws_ping_interval),
-        format_duration(config.ws_pong_timeout)
-    );
-    if !config.trusted_proxies.is_empty() {
-        let proxies: Vec<String> = config
-            .trusted_proxies
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        let _ = writeln!(out, "trusted proxies  {}", proxies.join(", "));
+    let width = Setting::ALL
+        .iter()
+        .map(|s| s.key().len())
+        .max()
+        .unwrap_or(0);
+    for setting in Setting::ALL {
+        let key = setting.key();
+        match setting {
+            Setting::Listen => {
+                for listener in &config.listeners {
+                    let _ = writeln!(out, "{key:width$}  {listener}");
+                }
+            }
+            Setting::Http if config.http.is_some() && config.admin_token.is_none() => {
+                let value = setting.value(config);
+                let _ = writeln!(
+                    out,
+                    "{key:width$}  {value} (no admin token: console and API on loopback only)"
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "{key:width$}  {}", setting.value(config));
+            }
+        }
     }
     out
-}
-
-/// A byte count the way sizes are written in flags (`64KiB`, `4MiB`,
-/// `1536`), or rounded to a tenth of its unit when not a whole number of
-/// it (`11.8GiB`, as half a machine's memory usually is).
-fn bytes(n: usize) -> String {
-    const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    match UNITS.iter().find(|(unit, _)| n >= *unit) {
-        Some((unit, name)) if n % unit == 0 => format!("{}{name}", n / unit),
-        Some((unit, name)) => format!("{:.1}{name}", n as f64 / *unit as f64),
-        None => n.to_string(),
-    }
 }
 
 /// SIGHUP, watched from before the server binds, so that `systemctl

@@ -22,17 +22,18 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use crate::server::{ServerState, Slot};
+use crate::server::{Held, ServerState};
 
 /// The connection slot of the HTTP connection a request came on, for the
 /// `/ws` upgrade to take over (the connection then is the client).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct HeldSlot(Arc<Mutex<Option<Slot>>>);
+pub(crate) struct HeldSlot(Arc<Mutex<Option<Held>>>);
 
 impl HeldSlot {
-    /// The slot, once: the first upgrade on the connection takes it.
-    pub(crate) fn take(&self) -> Option<Slot> {
-        crate::sync::lock(&self.0).take()
+    /// The slot, once: the first upgrade on the connection takes it; the
+    /// others hold nothing.
+    pub(crate) fn take(&self) -> Held {
+        crate::sync::lock(&self.0).take().unwrap_or(Held::Nothing)
     }
 }
 
@@ -99,11 +100,13 @@ pub(super) async fn serve<L>(
             .iter()
             .any(|net| net.contains(&peer.ip()));
         let admitted = match proxied {
-            true => shared.admit_any().map(|permit| (permit, None)),
-            false => shared.admit(peer.ip()),
+            true => shared.reserve().map(Held::Reserved),
+            false => shared
+                .admit(Held::Nothing, peer.ip(), false)
+                .map(|admitted| Held::Slot(admitted.slot)),
         };
-        let slot = match admitted {
-            Ok(slot) => slot,
+        let held = match admitted {
+            Ok(held) => held,
             Err(refusal) => {
                 if refusal.log {
                     warn!(%peer, "refused an HTTP connection: {}", refusal.reason);
@@ -112,7 +115,7 @@ pub(super) async fn serve<L>(
                 continue;
             }
         };
-        let held = HeldSlot(Arc::new(Mutex::new(Some(slot))));
+        let held = HeldSlot(Arc::new(Mutex::new(Some(held))));
         let service = router.clone().map_request({
             let held = held.clone();
             move |mut request: hyper::Request<Incoming>| {

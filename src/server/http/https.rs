@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
-use crate::server::listeners::tune;
 use crate::server::ServerState;
 use crate::transport::{tls, ServerTls};
 
@@ -144,7 +143,7 @@ async fn accept_loop(
             warn!(%peer, "closed an HTTPS connection: {MAX_PENDING_HANDSHAKES} TLS handshakes are under way already");
             continue;
         };
-        tune(&shared, &stream, peer);
+        shared.tune(&stream, peer);
         let (ready, acceptor, shared) = (ready.clone(), tls.http_acceptor(), shared.clone());
         tokio::spawn(async move {
             let handshake = tls::handshake(acceptor, stream, limit).await;

@@ -85,7 +85,7 @@ pub(crate) async fn serve(
             let tuning = shared.clone();
             let listener = listener.tap_io(move |tcp| {
                 if let Ok(peer) = tcp.peer_addr() {
-                    crate::server::listeners::tune(&tuning, tcp, peer);
+                    tuning.tune(tcp, peer);
                 }
             });
             connections::serve(listener, router, shared, stop).await;

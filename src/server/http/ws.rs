@@ -18,7 +18,7 @@ use super::{connections, forwarded};
 use super::{error, AppState};
 use crate::hub::{ClientKind, ClientMeta, RoomName};
 use crate::protocol::{Json, Raw};
-use crate::server::{Arrival, Proof};
+use crate::server::{Arrival, Held, Proof, RefusalCause};
 use crate::transport::{WebSocketTransport, WsMode, WsSettings};
 
 /// The read buffer of each WebSocket client: frames are read through it,
@@ -128,34 +128,24 @@ pub(crate) async fn upgrade(
     };
     let shared = app.control.shared().clone();
     let asks_credentials = shared.config.http.is_some_and(|http| http.auth);
-    let gate = match shared.gate(asks_credentials, peer.ip()) {
-        Ok(gate) => gate,
-        Err(reason) => {
-            warn!(%peer, "refused WebSocket connection: {reason}");
-            return error(StatusCode::FORBIDDEN, "banned", reason);
-        }
-    };
     // The HTTP connection's slot becomes the client's: one connection,
     // counted once. Behind a trusted proxy, the client's own address is
     // counted now.
     let held = request
         .extensions()
         .get::<connections::HeldSlot>()
-        .and_then(connections::HeldSlot::take);
-    let admitted = match held {
-        Some((permit, Some(ip_slot))) => Ok((permit, Some(ip_slot))),
-        Some((permit, None)) => shared
-            .admit_from(peer.ip())
-            .map(|ip_slot| (permit, ip_slot)),
-        None => shared.admit(peer.ip()),
-    };
-    let slot = match admitted {
-        Ok(slot) => slot,
+        .map_or(Held::Nothing, connections::HeldSlot::take);
+    let admitted = match shared.admit(held, peer.ip(), asks_credentials) {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             if refusal.log {
                 warn!(%peer, "refused WebSocket connection: {}", refusal.reason);
             }
-            return error(StatusCode::SERVICE_UNAVAILABLE, "refused", refusal.reason);
+            let status = match refusal.cause {
+                RefusalCause::Banned => (StatusCode::FORBIDDEN, "banned"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "refused"),
+            };
+            return error(status.0, status.1, refusal.reason);
         }
     };
     let Some(on_upgrade) = request
@@ -208,8 +198,7 @@ pub(crate) async fn upgrade(
                 meta,
                 room,
                 proof: Proof::Nothing,
-                slot,
-                gate,
+                admitted,
             };
             let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
                 match mode {

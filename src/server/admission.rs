@@ -1,0 +1,286 @@
+//! Admission: whether a connection becomes a client, the same for every
+//! transport (TCP, TLS, PROXY, the HTTP listener and its `/ws` clients).
+//!
+//! The steps, in this order, each refusing with a reason for the client
+//! and the log:
+//!
+//! 1. the server-wide limits: the memory budget (`--max-memory`), then a
+//!    free connection slot (`--max-connections`);
+//! 2. the address's limits: its rate of new connections and its count of
+//!    open ones (`--max-connections-per-ip[-per-second]`);
+//! 3. the address's ban for failed logins, on listeners that ask for
+//!    credentials.
+//!
+//! Step 1 can run before the client's address is known (a PROXY header,
+//! a TLS handshake, a request through a trusted proxy still to come):
+//! [`ServerState::reserve`] holds the slot meanwhile, and
+//! [`ServerState::admit`] finishes from there.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use super::ServerState;
+use crate::connection::AuthGate;
+use crate::hub::{ClientMeta, Name, RoomName};
+
+/// Most bytes the kernel keeps unsent for one client (`TCP_NOTSENT_LOWAT`):
+/// enough to keep a fast link busy between two writes; what is beyond it
+/// waits in the client's queue, where the limits see it.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Open connections by address, for `--max-connections-per-ip`.
+pub(crate) type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// A connection's share of its address's count, given back on drop.
+#[derive(Debug)]
+pub(crate) struct AddressSlot {
+    per_ip: PerAddress,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut per_ip = crate::sync::lock(&self.per_ip);
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection's place on the server: given back when it goes.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _server: OwnedSemaphorePermit,
+    /// `None`: no per-address limit is set.
+    _address: Option<AddressSlot>,
+}
+
+/// What a connection holds already when its client is admitted.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// Nothing: every step is taken now.
+    Nothing,
+    /// A server slot taken before the client's address was known
+    /// ([`ServerState::reserve`]).
+    Reserved(OwnedSemaphorePermit),
+    /// A whole slot: the HTTP connection a `/ws` client upgrades from was
+    /// admitted from the same address (one connection, counted once).
+    Slot(Slot),
+}
+
+/// A client let in: its slot, and what it must do first.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) slot: Slot,
+    /// Its listener asks for credentials first.
+    pub(crate) gate: Option<AuthGate>,
+}
+
+/// Why a connection is not served.
+#[derive(Debug)]
+pub(crate) struct AdmissionRefusal {
+    /// Which step refused it.
+    pub(crate) cause: RefusalCause,
+    /// For the client and the log.
+    pub(crate) reason: String,
+    /// Worth a log line: not one more of a flood from the same address.
+    pub(crate) log: bool,
+}
+
+/// Which step of admission refused a connection: the server's state (try
+/// again later) or the address's own doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefusalCause {
+    /// The clients hold nearly all of the memory budget.
+    MemoryNearlyFull,
+    /// Every connection slot is taken.
+    Full,
+    /// The address opens connections faster than allowed.
+    TooFast,
+    /// The address has as many connections open as allowed.
+    TooMany,
+    /// The address is banned for failed logins.
+    Banned,
+}
+
+impl AdmissionRefusal {
+    fn new(cause: RefusalCause, reason: String) -> AdmissionRefusal {
+        AdmissionRefusal {
+            cause,
+            reason,
+            log: true,
+        }
+    }
+}
+
+/// A client at the door: who it is as far as its transport tells, where it
+/// starts, and its admitted place.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub(crate) meta: ClientMeta,
+    pub(crate) room: RoomName,
+    pub(crate) proof: Proof,
+    pub(crate) admitted: Admitted,
+}
+
+/// What a client's transport proved about who it is.
+#[derive(Debug)]
+pub(crate) enum Proof {
+    /// Nothing: it is a guest until it picks a name.
+    Nothing,
+    /// Its TLS client certificate names it.
+    Name(Name),
+    /// It proved something that cannot name it, and is refused, told why.
+    Unusable(String),
+}
+
+impl ServerState {
+    /// Admits a client from `ip`, taking what `held` does not hold yet;
+    /// `auth`: its listener asks for credentials, so a banned address is
+    /// refused and the rest are gated.
+    pub(crate) fn admit(
+        &self,
+        held: Held,
+        ip: IpAddr,
+        auth: bool,
+    ) -> Result<Admitted, AdmissionRefusal> {
+        let slot = match held {
+            Held::Nothing => {
+                let server = self.reserve()?;
+                self.slot_from(server, ip)?
+            }
+            Held::Reserved(server) => self.slot_from(server, ip)?,
+            Held::Slot(slot) => slot,
+        };
+        let gate = self.gate(auth, ip)?;
+        Ok(Admitted { slot, gate })
+    }
+
+    /// Takes a connection slot for a client whose address is not known
+    /// yet (step 1), or says why not.
+    pub(crate) fn reserve(&self) -> Result<OwnedSemaphorePermit, AdmissionRefusal> {
+        let refused = |cause, reason: String| {
+            self.monitor.refused();
+            AdmissionRefusal::new(cause, reason)
+        };
+        if self.hub.memory_nearly_full() {
+            return Err(refused(RefusalCause::MemoryNearlyFull, format!(
+                "server busy: its clients hold nearly all of its memory budget of {} bytes (max memory); try again later",
+                self.config.max_memory
+            )));
+        }
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            refused(RefusalCause::Full, format!(
+                "server full: {} connections, the most it serves at once (max connections); try again later",
+                self.live().max_connections
+            ))
+        })
+    }
+
+    /// A whole slot for a connection whose address is known: its server
+    /// slot, and its address's if it may open one more (step 2).
+    pub(crate) fn slot_from(
+        &self,
+        server: OwnedSemaphorePermit,
+        ip: IpAddr,
+    ) -> Result<Slot, AdmissionRefusal> {
+        Ok(Slot {
+            _server: server,
+            _address: self.count_address(ip)?,
+        })
+    }
+
+    /// Counts a client from `ip` against the per-address limits; `Some`:
+    /// its share of the address's connections, given back when it goes.
+    fn count_address(&self, ip: IpAddr) -> Result<Option<AddressSlot>, AdmissionRefusal> {
+        let (rates, per_ip_limit) = {
+            let live = self.live();
+            (live.connection_rates.clone(), live.max_connections_per_ip)
+        };
+        if let Some(rates) = rates {
+            if let Err(too_fast) = rates.admit(ip, tokio::time::Instant::now()) {
+                self.monitor.refused();
+                let rate = rates.rate().get();
+                let retry = too_fast.retry_in.as_millis().max(1);
+                return Err(AdmissionRefusal {
+                    cause: RefusalCause::TooFast,
+                    reason: format!(
+                        "too many new connections from {ip}: {rate} a second is the most allowed (max connections per ip per second); try again in {retry} ms"
+                    ),
+                    log: too_fast.first,
+                });
+            }
+        }
+        let Some(limit) = per_ip_limit else {
+            return Ok(None);
+        };
+        let mut per_ip = crate::sync::lock(&self.per_ip);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= limit {
+            self.monitor.refused();
+            return Err(AdmissionRefusal::new(RefusalCause::TooMany, format!(
+                "too many connections from {ip}: {limit} at once is the most allowed (max connections per ip)"
+            )));
+        }
+        *count += 1;
+        Ok(Some(AddressSlot {
+            per_ip: self.per_ip.clone(),
+            ip,
+        }))
+    }
+
+    /// What a client of a listener that asks for credentials (`auth`)
+    /// meets first (step 3); refused: the address is banned for failed
+    /// attempts.
+    fn gate(&self, auth: bool, ip: IpAddr) -> Result<Option<AuthGate>, AdmissionRefusal> {
+        if !auth {
+            return Ok(None);
+        }
+        let auth = self
+            .authenticator()
+            .expect("listeners that ask for credentials have them (checked at start)");
+        if let Err(banned) = auth.guard().check(ip) {
+            return Err(AdmissionRefusal::new(
+                RefusalCause::Banned,
+                banned.to_string(),
+            ));
+        }
+        Ok(Some(AuthGate {
+            auth,
+            ip,
+            within: self.config.auth_timeout,
+        }))
+    }
+
+    /// Socket options for a client's TCP connection, whatever it speaks
+    /// over it (a TCP mode, HTTP, WebSocket).
+    pub(crate) fn tune(&self, stream: &TcpStream, peer: SocketAddr) {
+        // Writes are batched already; waiting to fill a segment only adds latency.
+        let _ = stream.set_nodelay(true);
+        // Keeps what the kernel holds unsent for a client small, so that a
+        // reader that reads, however slowly, is seen to make progress (a
+        // write goes through) every time it reads: see `pause-timeout`.
+        // Without it, Linux wakes a writer only when half of a
+        // multi-megabyte send buffer is free, which a slow reader takes
+        // seconds to make.
+        let socket = SockRef::from(stream);
+        let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
+        if let Some((keepalive, unacknowledged)) = &self.keepalive {
+            if let Err(error) = socket.set_tcp_keepalive(keepalive) {
+                debug!(%peer, %error, "cannot turn on TCP keepalive");
+            }
+            if let Err(error) = socket.set_tcp_user_timeout(Some(*unacknowledged)) {
+                debug!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
+            }
+        }
+    }
+}
