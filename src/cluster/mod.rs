@@ -21,9 +21,13 @@
 //! Nothing here waits on a client, and no client waits on Redis except to
 //! claim a name.
 
+mod backplane;
 mod frame;
+mod inbound;
 mod keys;
+mod lease;
 mod node;
+mod publish;
 mod received;
 
 pub use node::{Cluster, ClusterError, ClusterStatus, NodeStatus};
