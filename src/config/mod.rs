@@ -19,8 +19,8 @@ mod listener;
 mod overrides;
 mod setting;
 
+pub(crate) use listener::options as listener_options;
 use listener::parse_proxy;
-pub(crate) use listener::{options as listener_options, parse_scheme};
 pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
 #[cfg(test)]
 use overrides::suggest_known_key;

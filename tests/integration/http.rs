@@ -747,6 +747,77 @@ async fn the_admin_api_lists_sends_kicks_and_opens_listeners() {
     server.stop().await;
 }
 
+/// A value the API takes one of a few of (a listing's state, sort and
+/// order, a listener's mode and auth) is refused with its own code and the
+/// values there are; the OpenAPI document lists them too.
+#[tokio::test]
+async fn a_value_that_is_not_one_of_the_choices_is_refused_naming_them() {
+    let (server, http) = start(http_config()).await;
+    let base = format!("http://{http}");
+    let client = client_builder().build().unwrap();
+    for (query, code, lists) in [
+        ("sort=size", "bad_sort", "`messages_in`"),
+        ("state=gone", "bad_state", "`closed`"),
+        ("order=up", "bad_order", "`desc`"),
+    ] {
+        let response = client
+            .get(format!("{base}/api/v1/clients?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let refused: Value = response.json().await.unwrap();
+        assert_eq!(refused["error"]["code"], code, "{query}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains(lists), "{query}: {message}");
+    }
+    let refused: Value = json_of(
+        client
+            .post(format!("{base}/api/v1/listeners"))
+            .json(&json!({"mode": "xml"})),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "bad_mode", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`raw+tls`"),
+        "{refused}"
+    );
+    let sorted: Value = json_of(client.get(format!(
+        "{base}/api/v1/clients?state=closed&sort=bytes_in&order=desc"
+    )))
+    .await;
+    assert!(sorted["clients"].is_array(), "{sorted}");
+
+    let openapi: Value = json_of(client.get(format!("{base}/api/v1/openapi.json"))).await;
+    let schemas = &openapi["components"]["schemas"];
+    assert_eq!(schemas["SortOrder"]["enum"], json!(["asc", "desc"]));
+    assert_eq!(schemas["Auth"]["enum"], json!(["none", "required"]));
+    // Every reference in the document leads somewhere.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(to)) = map.get("$ref") {
+                    found.push(to.clone());
+                }
+                map.values().for_each(|v| references(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    references(&openapi, &mut found);
+    assert!(found.len() > 20, "{found:?}");
+    for to in found {
+        let name = to.strip_prefix("#/components/schemas/").unwrap_or(&to);
+        assert!(schemas[name].is_object(), "{to} leads nowhere");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_count_connections_messages_and_disconnects_by_mode() {
     let (server, http_addr) = start(http_config()).await;

@@ -306,7 +306,7 @@ fn render(look: &Look, base: &str) -> String {
                 l.addr.clone(),
                 l.room.clone(),
                 l.clients.to_string(),
-                l.origin.clone(),
+                l.origin.as_str().to_owned(),
             ]
         })
         .collect();

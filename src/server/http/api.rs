@@ -15,9 +15,9 @@ use utoipa::OpenApi;
 
 use super::{error, App, AppState};
 use crate::server::control::{
-    ClientCounts, ClientPage, ClientQuery, ClientView, DeviceView, InOut, KickRequest,
-    ListenerView, Memory, OpenListener, RateFigures, RoomDetail, RoomPage, RoomQuery, RoomView,
-    SendRequest, SendResult, Stats,
+    ClientCounts, ClientPage, ClientQuery, ClientSort, ClientState, ClientView, DeviceView, InOut,
+    KickRequest, ListenerView, Memory, OpenListener, RateFigures, RoomDetail, RoomPage, RoomQuery,
+    RoomView, SendRequest, SendResult, SortOrder, Stats,
 };
 
 /// The admin API's OpenAPI description, served at `/api/v1/openapi.json`.
@@ -31,7 +31,7 @@ use crate::server::control::{
     components(schemas(
         Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, ClientView, DeviceView, ClientPage,
         RoomView, RoomPage, RoomDetail, SendRequest, SendResult, KickRequest, OpenListener, ApiError,
-        crate::cluster::ClusterStatus, crate::cluster::NodeStatus
+        ClientState, ClientSort, SortOrder, crate::cluster::ClusterStatus, crate::cluster::NodeStatus
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -83,15 +83,28 @@ pub(crate) fn routes() -> Router<Arc<App>> {
 }
 
 fn bad_json(rejection: JsonRejection) -> Response {
-    error(rejection.status(), "bad_request", rejection.body_text())
+    unreadable(rejection.status(), rejection.body_text())
 }
 
 fn bad_query(rejection: QueryRejection) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        rejection.body_text(),
-    )
+    unreadable(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+/// The fields that take one of a few values (enums in `control`): one that
+/// has another is refused with its own code, `bad_sort`, `bad_auth`...
+const CHOICES: [&str; 5] = ["state", "sort", "order", "mode", "auth"];
+
+/// A request the API could not read, told why: serde's message names the
+/// field and, for a field of [`CHOICES`], the values it takes (a `400`,
+/// as any other bad value the API checks itself).
+fn unreadable(status: StatusCode, why: String) -> Response {
+    match CHOICES
+        .iter()
+        .find(|field| why.contains(&format!(": {field}: unknown variant")))
+    {
+        Some(field) => error(StatusCode::BAD_REQUEST, &format!("bad_{field}"), why),
+        None => error(status, "bad_request", why),
+    }
 }
 
 async fn openapi() -> Response {

@@ -199,7 +199,7 @@ fn internal_error() -> String {
 
 fn snapshot(control: &Control, view: &View) -> String {
     let mut closed = view.closed.clone();
-    closed.state = Some("closed".into());
+    closed.state = Some(crate::server::control::ClientState::Closed);
     let snapshot = Snapshot {
         r#type: "snapshot",
         at: unix_millis(SystemTime::now()),

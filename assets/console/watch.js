@@ -1,0 +1,101 @@
+/* Watching: which room or client the traffic view shows. Every way to
+ * start watching is here: a room's row, a client's Watch button, a
+ * sender's name in the traffic, the "Watch #lobby" button; and to stop.
+ * Client names reach the page through textContent and attributes only. */
+
+import { $, setText, setTitle } from './dom.js';
+import { visible } from './format.js';
+import { state, invalidate } from './state.js';
+import { onLive, wsSend } from './live.js';
+import { addMark, resetRate } from './traffic.js';
+
+function watchMessage(w) {
+  return w.room != null ? { type: 'watch', room: w.room } : { type: 'watch', client: w.client };
+}
+function watchLabel(w) {
+  return w.room != null ? '#' + visible(w.room) : (visible(w.name) || 'client') + ' · id ' + w.client;
+}
+
+/** Starts watching a room ({room}) or a client ({client, name}). */
+function watchTarget(w, reveal) {
+  const same = state.watch && (w.room != null ? state.watch.room === w.room : state.watch.client === w.client);
+  if (!same) {
+    state.watch = w;
+    wsSend(watchMessage(w));
+    addMark('watching ' + watchLabel(w));
+    resetRate();
+    const target = $('#send-target');
+    if (!target.value.trim() || target._auto === target.value) {
+      target.value = w.room != null ? '#' + w.room : (w.name || '');
+      target._auto = target.value;
+    }
+  }
+  renderWatching();
+  invalidate('clients');
+  invalidate('rooms');
+  invalidate('traffic');
+  if (reveal) {
+    const box = $('#traffic-section').getBoundingClientRect();
+    // Instant, not smooth: a page still gliding under the pointer eats the next click.
+    if (box.top < 0 || box.top > innerHeight * 0.6) $('#traffic-section').scrollIntoView({ block: 'start' });
+  }
+}
+
+function unwatch() {
+  if (!state.watch) return;
+  state.watch = null;
+  wsSend({ type: 'unwatch' });
+  addMark('stopped watching');
+  renderWatching();
+  invalidate('clients');
+  invalidate('rooms');
+  invalidate('traffic');
+}
+
+function renderWatching() {
+  const w = state.watch;
+  const box = $('#watching');
+  box.classList.toggle('on', !!w);
+  setText($('.watching-label', box), w ? 'Watching ' + watchLabel(w) : 'Not watching anything');
+  setTitle(box, w ? 'Watching ' + watchLabel(w) : '');
+  $('#unwatch').hidden = !w;
+}
+
+/* Back on the feed: watch again what was watched. */
+onLive('open', () => { if (state.watch) wsSend(watchMessage(state.watch)); });
+
+/* The watched client left, or the watched room emptied: stop pretending. */
+onLive('watchFailed', () => {
+  if (state.watch) { state.watch = null; renderWatching(); invalidate('clients'); invalidate('rooms'); invalidate('traffic'); }
+});
+
+export function initWatch() {
+  // A client's Watch button (its Kick button is kick.js's).
+  $('#clients').addEventListener('click', (e) => {
+    const btn = e.target.closest('button');
+    const tr = btn && btn.closest('tr');
+    if (!tr || !tr._item) return;
+    const c = tr._item;
+    if (btn.classList.contains('watch')) watchTarget({ client: c.id, name: c.name }, true);
+  });
+
+  // A room's row, clicked or with Enter or Space (arrow keys: tables.js).
+  const roomsBody = $('#rooms');
+  const watchRow = (tr) => { if (tr && tr.dataset.room != null) watchTarget({ room: tr.dataset.room }, true); };
+  roomsBody.addEventListener('click', (e) => watchRow(e.target.closest('tr')));
+  roomsBody.addEventListener('keydown', (e) => {
+    const tr = e.target.closest('tr');
+    if (!tr) return;
+    if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); watchRow(tr); }
+  });
+
+  // A sender's name in the traffic.
+  $('#traffic').addEventListener('click', (e) => {
+    const from = e.target.closest('.ti-from');
+    if (from && from.dataset.fromId != null) watchTarget({ client: Number(from.dataset.fromId), name: from.dataset.name }, false);
+  });
+
+  $('#unwatch').addEventListener('click', unwatch);
+  $('#watch-lobby').addEventListener('click', () => watchTarget({ room: 'lobby' }, false));
+  renderWatching();
+}
