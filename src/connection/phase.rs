@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use super::read::{answer_client, Deadline, Why, Work};
 use crate::auth::{Admitted, AuthError, Authenticator};
 use crate::hub::{Body, CloseReason, DeviceProof, Name, RoomName, Session};
-use crate::protocol::{Input, Protocol, ProtocolError, Registration, Reply, Request, Secret};
+use crate::protocol::{
+    ErrorCode, Input, Protocol, ProtocolError, Registration, Reply, Request, Secret,
+};
 
 /// A listener's demand for credentials (`?auth=required`), as one client
 /// meets it.
@@ -285,7 +287,7 @@ async fn authenticate<P: Protocol>(
         }
         _ => {
             let error = ProtocolError::new(
-                "auth_required",
+                ErrorCode::AuthRequired,
                 "authenticate first: /login USER PASSWORD or /auth TOKEN (JSON: {\"type\":\"auth\",...})",
             );
             answer_client(session, protocol.error(&error, &tag)).await;
@@ -298,7 +300,7 @@ async fn authenticate<P: Protocol>(
             return Gated::Out(CloseReason::Refused(error.to_string().into()))
         }
         Err(error) => {
-            let error = ProtocolError::new(error.code(), error.to_string());
+            let error = ProtocolError::from(error);
             answer_client(session, protocol.error(&error, &tag)).await;
             return Gated::Waiting;
         }

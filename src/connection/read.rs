@@ -14,7 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use super::phase::{self, Phase, Taken};
 use super::Timeouts;
 use crate::hub::{Body, CloseReason, Pushed, RoomName, Session};
-use crate::protocol::{apply, Decode, Input, Protocol, ProtocolError, Reply, Request};
+use crate::protocol::{apply, Decode, ErrorCode, Input, Protocol, ProtocolError, Reply, Request};
 use crate::throttle::{ClientRates, Throttle, Verdict};
 
 /// Size of the per-thread buffer every read lands in before its bytes are
@@ -238,7 +238,7 @@ async fn slow_down<P: Protocol>(
                     ),
                 };
                 let notice = ProtocolError::new(
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!("slowed down: you send faster than {limit}; {then}"),
                 );
                 // Nothing, for raw clients: their bytes are never mixed

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag, JSON_SLOT,
+    Decode, ErrorCode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag,
+    JSON_SLOT,
 };
 use crate::hub::{Body, Closing, Event, Name, NameError, Pattern, RoomName};
 
@@ -112,7 +113,7 @@ pub fn parse_request(line: &[u8]) -> (Result<Request, ProtocolError>, Tag) {
         Ok(_) => {
             return (
                 Err(ProtocolError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     r#"expected a JSON object with a "type", e.g. {"type":"say","text":"hi"}"#,
                 )),
                 None,
@@ -121,7 +122,7 @@ pub fn parse_request(line: &[u8]) -> (Result<Request, ProtocolError>, Tag) {
         Err(error) => {
             return (
                 Err(ProtocolError::new(
-                    "bad_json",
+                    ErrorCode::BadJson,
                     format!("malformed JSON: {error}"),
                 )),
                 None,
@@ -130,14 +131,15 @@ pub fn parse_request(line: &[u8]) -> (Result<Request, ProtocolError>, Tag) {
     };
     let tag = object.remove("id").map(Box::new);
     let request = serde_json::from_value::<Wire>(Value::Object(object))
-        .map_err(|error| ProtocolError::new("bad_request", format!("bad request: {error}")))
+        .map_err(|error| ProtocolError::new(ErrorCode::BadRequest, format!("bad request: {error}")))
         .and_then(to_request);
     (request, tag)
 }
 
 fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
-    let room = |raw: String| RoomName::parse_user(raw.as_bytes()).map_err(invalid("invalid_room"));
-    let name = |raw: String| Name::new(&raw).map_err(invalid("invalid_name"));
+    let room =
+        |raw: String| RoomName::parse_user(raw.as_bytes()).map_err(invalid(ErrorCode::InvalidRoom));
+    let name = |raw: String| Name::new(&raw).map_err(invalid(ErrorCode::InvalidName));
     let pattern = |raw: String| Pattern::new(&raw).map_err(ProtocolError::from);
     Ok(match wire {
         Wire::Say {
@@ -146,7 +148,7 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
             ..
         } => {
             return Err(ProtocolError::new(
-                "bad_request",
+                ErrorCode::BadRequest,
                 r#"send to a "room" or to one client ("to"), not both"#,
             ))
         }
@@ -205,7 +207,7 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
             },
             _ => {
                 return Err(ProtocolError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     r#"authenticate with {"type":"auth","token":"..."} or {"type":"auth","user":"...","password":"..."}"#,
                 ))
             }
@@ -221,15 +223,17 @@ fn body(text: Option<String>, bytes: Option<String>) -> Result<Body, ProtocolErr
         (None, Some(encoded)) => BASE64
             .decode(encoded.as_bytes())
             .map(Body::chunk)
-            .map_err(|e| ProtocolError::new("bad_bytes", format!("\"bytes\" is not base64: {e}"))),
+            .map_err(|e| {
+                ProtocolError::new(ErrorCode::BadBytes, format!("\"bytes\" is not base64: {e}"))
+            }),
         _ => Err(ProtocolError::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             r#"give the message as "text", or as base64 "bytes": one of them"#,
         )),
     }
 }
 
-fn invalid(code: &'static str) -> impl Fn(NameError) -> ProtocolError {
+fn invalid(code: ErrorCode) -> impl Fn(NameError) -> ProtocolError {
     move |error| ProtocolError::new(code, error.to_string())
 }
 

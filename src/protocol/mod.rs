@@ -17,7 +17,7 @@ pub use device::Device;
 pub use json::Json;
 pub use line::{LineDecoder, LineError};
 pub use raw::Raw;
-pub use request::{apply, ProtocolError, Registration, Reply, Request, Secret};
+pub use request::{apply, ErrorCode, ProtocolError, Registration, Reply, Request, Secret};
 pub use text::{Text, MAX_LINES_PER_MESSAGE};
 
 use bytes::{Bytes, BytesMut};

@@ -157,9 +157,94 @@ pub struct ProtocolError {
     pub message: String,
 }
 
+/// The codes of the errors the protocol layer itself finds (the hub's
+/// and the credentials' come with their errors: [`HubError::code`],
+/// [`crate::auth::AuthError::code`]). Each is a row of docs/protocol.md's
+/// table of error codes, which a test holds to this list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A line over `--max-line`.
+    LineTooLong,
+    /// A JSON line that is not JSON.
+    BadJson,
+    /// JSON that is not a request this server knows.
+    BadRequest,
+    /// `bytes` that are not base64.
+    BadBytes,
+    /// `/hex` with what is not hex.
+    BadHex,
+    /// A listing's pattern too long.
+    BadPattern,
+    /// A name that breaks the naming rules.
+    InvalidName,
+    /// A room name that breaks the naming rules.
+    InvalidRoom,
+    /// A client over its rate limits (said once per spell).
+    RateLimited,
+    /// A text `/command` that does not exist.
+    UnknownCommand,
+    /// A text `/command` with the wrong arguments.
+    BadArguments,
+    /// A request before authenticating where credentials are asked for.
+    AuthRequired,
+    /// Credentials where none are asked for, or a second time.
+    AuthNotNeeded,
+    /// Bytes that are not text, sent to a text listener (said once).
+    NotText,
+    /// A registration from a client that is not a device.
+    NotADevice,
+}
+
+impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::LineTooLong,
+        ErrorCode::BadJson,
+        ErrorCode::BadRequest,
+        ErrorCode::BadBytes,
+        ErrorCode::BadHex,
+        ErrorCode::BadPattern,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidRoom,
+        ErrorCode::RateLimited,
+        ErrorCode::UnknownCommand,
+        ErrorCode::BadArguments,
+        ErrorCode::AuthRequired,
+        ErrorCode::AuthNotNeeded,
+        ErrorCode::NotText,
+        ErrorCode::NotADevice,
+    ];
+
+    /// As clients see it: `line_too_long`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadBytes => "bad_bytes",
+            ErrorCode::BadHex => "bad_hex",
+            ErrorCode::BadPattern => "bad_pattern",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::BadArguments => "bad_arguments",
+            ErrorCode::AuthRequired => "auth_required",
+            ErrorCode::AuthNotNeeded => "auth_not_needed",
+            ErrorCode::NotText => "not_text",
+            ErrorCode::NotADevice => "not_a_device",
+        }
+    }
+}
+
 impl ProtocolError {
-    /// An error with a code and a message.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    /// An error the protocol layer found.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError::coded(code.as_str(), message)
+    }
+
+    /// An error with the code another layer gave it.
+    fn coded(code: &'static str, message: impl Into<String>) -> Self {
         ProtocolError {
             code,
             message: message.into(),
@@ -169,20 +254,26 @@ impl ProtocolError {
 
 impl From<HubError> for ProtocolError {
     fn from(error: HubError) -> Self {
-        ProtocolError::new(error.code(), error.to_string())
+        ProtocolError::coded(error.code(), error.to_string())
+    }
+}
+
+impl From<crate::auth::AuthError> for ProtocolError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        ProtocolError::coded(error.code(), error.to_string())
     }
 }
 
 impl From<crate::hub::PatternTooLong> for ProtocolError {
     fn from(error: crate::hub::PatternTooLong) -> Self {
-        ProtocolError::new("bad_pattern", error.to_string())
+        ProtocolError::new(ErrorCode::BadPattern, error.to_string())
     }
 }
 
 impl From<super::LineError> for ProtocolError {
     fn from(error: super::LineError) -> Self {
         ProtocolError::new(
-            "line_too_long",
+            ErrorCode::LineTooLong,
             format!(
                 "line too long: the most a line may have is {} bytes (max line); it was discarded",
                 error.max_line
@@ -253,7 +344,7 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         // The connection registers its device, where its listener asks.
         Request::Register(_) => {
             return Err(ProtocolError::new(
-                "not_a_device",
+                ErrorCode::NotADevice,
                 "registrations are for devices on raw listeners with register=",
             ))
         }
@@ -263,7 +354,7 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
         // them; anywhere else, they are not taken.
         Request::Auth(_) | Request::Login { .. } => {
             return Err(ProtocolError::new(
-                "auth_not_needed",
+                ErrorCode::AuthNotNeeded,
                 "no credentials are asked for here: this listener is open, or you authenticated already",
             ))
         }
@@ -272,4 +363,38 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
     // flow-controlled like messages.
     session.until_receivers_keep_up().await;
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// The codes in docs/protocol.md's table of error codes.
+    fn documented() -> Vec<&'static str> {
+        let doc = include_str!("../../docs/protocol.md");
+        let (_, table) = doc
+            .split_once("### Error codes")
+            .expect("docs/protocol.md has a table of error codes");
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|row| row.split('|').nth(1))
+            .flat_map(|cell| cell.split(',').map(|code| code.trim().trim_matches('`')))
+            .filter(|code| !code.is_empty() && *code != "code" && !code.starts_with("---"))
+            .collect()
+    }
+
+    #[test]
+    fn every_error_code_the_protocol_sends_is_in_the_documents_table() {
+        let table = documented();
+        assert!(table.len() >= 20, "{table:?}");
+        for code in ErrorCode::ALL {
+            assert!(
+                table.contains(&code.as_str()),
+                "{} is not in docs/protocol.md's table of error codes",
+                code.as_str()
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::terminal::put_inert;
 use super::{
-    Decode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag,
+    Decode, ErrorCode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag,
     TEXT_HEX_SLOT, TEXT_SLOT,
 };
 use crate::hub::{
@@ -70,7 +70,7 @@ impl Decode for TextDecoder {
         if self.binary == BinaryNotice::Due {
             self.binary = BinaryNotice::Told;
             let error = ProtocolError::new(
-                "not_text",
+                ErrorCode::NotText,
                 "you sent bytes that are not text (control characters, or not UTF-8): they were relayed as a line, which text clients see escaped (^A); a device or a binary protocol belongs on a raw listener (raw://HOST:PORT), which relays bytes exactly (said once)",
             );
             return Some(Input::Invalid { error, tag: None });
@@ -151,7 +151,7 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
         "nick" | "name" => match one_word(&args) {
             Some(word) => Name::from_bytes(&word)
                 .map(Request::Nick)
-                .map_err(invalid("invalid_name")),
+                .map_err(invalid(ErrorCode::InvalidName)),
             None => usage("/nick NAME (a name has no spaces)"),
         },
         "join" => match one_word(&args) {
@@ -170,7 +170,7 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
                         to,
                         body: Body::line(text),
                     })
-                    .map_err(invalid("invalid_name"))
+                    .map_err(invalid(ErrorCode::InvalidName))
             }
         }
         "hex" => {
@@ -222,7 +222,7 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
         // IRC clients send a parting message with /quit; it is not shown.
         "quit" | "exit" => Ok(Request::Quit),
         _ => Err(ProtocolError::new(
-            "unknown_command",
+            ErrorCode::UnknownCommand,
             format!(
                 "unknown command /{command}; type /help for the list of commands, or start the line with // to say it"
             ),
@@ -242,7 +242,7 @@ fn hello_request(mut args: Bytes) -> Result<Request, ProtocolError> {
         args = rest;
         match word.iter().position(|&b| b == b'=') {
             Some(4) if word.starts_with(b"name") && name.is_none() => {
-                name = Some(Name::from_bytes(&word[5..]).map_err(invalid("invalid_name"))?);
+                name = Some(Name::from_bytes(&word[5..]).map_err(invalid(ErrorCode::InvalidName))?);
             }
             Some(4) if word.starts_with(b"room") && room_to.is_none() => {
                 room_to = Some(room(&word.slice(5..))?);
@@ -259,7 +259,7 @@ fn hello_request(mut args: Bytes) -> Result<Request, ProtocolError> {
 /// `/hex TARGET BYTES`: the bytes, exactly, to a client or a room.
 fn hex_request(target: &[u8], hex: &[u8]) -> Result<Request, ProtocolError> {
     let bytes = crate::device::hex::parse(&String::from_utf8_lossy(hex))
-        .map_err(|why| ProtocolError::new("bad_hex", why))?;
+        .map_err(|why| ProtocolError::new(ErrorCode::BadHex, why))?;
     let body = Body::chunk(bytes);
     match target.strip_prefix(b"#") {
         Some(room_name) => Ok(Request::Say {
@@ -268,13 +268,13 @@ fn hex_request(target: &[u8], hex: &[u8]) -> Result<Request, ProtocolError> {
         }),
         None => Name::from_bytes(target)
             .map(|to| Request::Direct { to, body })
-            .map_err(invalid("invalid_name")),
+            .map_err(invalid(ErrorCode::InvalidName)),
     }
 }
 
 fn usage<T>(text: &str) -> Result<T, ProtocolError> {
     Err(ProtocolError::new(
-        "bad_arguments",
+        ErrorCode::BadArguments,
         format!("usage: {text}; type /help for the list of commands"),
     ))
 }
@@ -284,7 +284,7 @@ fn no_args(args: &Bytes, request: Request, usage: &str) -> Result<Request, Proto
         Ok(request)
     } else {
         Err(ProtocolError::new(
-            "bad_arguments",
+            ErrorCode::BadArguments,
             format!("usage: {usage} (no arguments); type /help for the list of commands"),
         ))
     }
@@ -298,10 +298,10 @@ fn optional_pattern(word: &[u8]) -> Result<Option<Pattern>, ProtocolError> {
 }
 
 fn room(word: &[u8]) -> Result<RoomName, ProtocolError> {
-    RoomName::parse_user(word).map_err(invalid("invalid_room"))
+    RoomName::parse_user(word).map_err(invalid(ErrorCode::InvalidRoom))
 }
 
-fn invalid(code: &'static str) -> impl Fn(NameError) -> ProtocolError {
+fn invalid(code: ErrorCode) -> impl Fn(NameError) -> ProtocolError {
     move |error| ProtocolError::new(code, error.to_string())
 }
 
