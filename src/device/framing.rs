@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::OptionError;
+
 /// How a stream is cut into packets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Frame {
@@ -49,9 +51,8 @@ impl LengthPrefix {
 }
 
 impl FromStr for Frame {
-    type Err = String;
-    fn from_str(spec: &str) -> Result<Self, String> {
-        let expected = "expected frame=none, gap:MS, line, len:1, len:2be, len:2le, len:4be, len:4le or delimiter:HEX";
+    type Err = OptionError;
+    fn from_str(spec: &str) -> Result<Self, OptionError> {
         let (kind, value) = spec.split_once(':').unwrap_or((spec, ""));
         Ok(match (kind, value) {
             ("none", "") => Frame::None,
@@ -61,14 +62,15 @@ impl FromStr for Frame {
                     Ok(ms) => Duration::from_millis(ms),
                     Err(_) => {
                         ms.parse::<crate::units::Seconds>()
-                            .map_err(|e| format!("bad gap in frame={spec:?}: {e}"))?
+                            .map_err(|error| OptionError::Gap {
+                                spec: spec.to_owned(),
+                                error: format!("{error:#}"),
+                            })?
                             .0
                     }
                 };
                 if duration < Duration::from_millis(1) || duration > Duration::from_secs(10) {
-                    return Err(format!(
-                        "frame={spec:?}: a gap is 1 ms to 10 s (Modbus RTU at 9600 baud: gap:5)"
-                    ));
+                    return Err(OptionError::GapRange(spec.to_owned()));
                 }
                 Frame::Gap(duration)
             }
@@ -80,22 +82,30 @@ impl FromStr for Frame {
                     "4be" => (4, true),
                     "4le" => (4, false),
                     _ => {
-                        return Err(format!(
-                            "unknown length prefix in frame={spec:?}: {expected}"
-                        ))
+                        return Err(OptionError::Frame {
+                            what: "length prefix in",
+                            spec: spec.to_owned(),
+                        })
                     }
                 };
                 Frame::Length(LengthPrefix { width, big_endian })
             }
             ("delimiter", hex) => {
-                let bytes = super::hex::parse(hex)
-                    .map_err(|e| format!("bad delimiter in frame={spec:?}: {e}"))?;
+                let bytes = super::hex::parse(hex).map_err(|error| OptionError::Delimiter {
+                    spec: spec.to_owned(),
+                    error,
+                })?;
                 if bytes.len() > 16 {
-                    return Err(format!("frame={spec:?}: a delimiter has at most 16 bytes"));
+                    return Err(OptionError::DelimiterLength(spec.to_owned()));
                 }
                 Frame::Delimiter(bytes.into())
             }
-            _ => return Err(format!("unknown frame={spec:?}: {expected}")),
+            _ => {
+                return Err(OptionError::Frame {
+                    what: "",
+                    spec: spec.to_owned(),
+                })
+            }
         })
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use super::HexError;
+
 /// `bytes` as upper-case hex pairs separated by spaces.
 pub fn format(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);
@@ -18,7 +20,7 @@ pub fn format(bytes: &[u8]) -> String {
 /// Reads hex bytes: pairs of hex digits, optionally separated by spaces,
 /// `:` or `-` (`01 03 0A`, `01030A`, `AA:BB:CC`), each pair optionally
 /// written `0x01`.
-pub fn parse(text: &str) -> Result<Vec<u8>, String> {
+pub fn parse(text: &str) -> Result<Vec<u8>, HexError> {
     let mut digits = Vec::with_capacity(text.len());
     for token in text.split(|c: char| c.is_whitespace() || c == ':' || c == '-' || c == ',') {
         let token = token
@@ -26,21 +28,18 @@ pub fn parse(text: &str) -> Result<Vec<u8>, String> {
             .or_else(|| token.strip_prefix("0X"))
             .unwrap_or(token);
         if token.len() % 2 == 1 {
-            return Err(format!(
-                "{token:?} is not whole bytes: write each byte as two hex digits, like 0A"
-            ));
+            return Err(HexError::NotWholeBytes(token.to_owned()));
         }
         digits.extend_from_slice(token.as_bytes());
     }
     if digits.is_empty() {
-        return Err("no hex bytes given: write them like 01 03 0A".to_owned());
+        return Err(HexError::Empty);
     }
     digits
         .chunks(2)
         .map(|pair| {
             let pair = std::str::from_utf8(pair).unwrap_or("??");
-            u8::from_str_radix(pair, 16)
-                .map_err(|_| format!("{pair:?} is not a hex byte (0-9, A-F)"))
+            u8::from_str_radix(pair, 16).map_err(|_| HexError::NotHex(pair.to_owned()))
         })
         .collect()
 }
@@ -54,17 +53,22 @@ mod tests {
     fn hex_reads_the_ways_manuals_write_it() {
         let modbus = vec![0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD];
         assert_eq!(parse("01 03 00 00 00 0A C5 CD").unwrap(), modbus);
-        assert!(parse("010300000000aC5CD")
-            .unwrap_err()
-            .contains("whole bytes"));
+        assert_eq!(
+            parse("010300000000aC5CD").unwrap_err(),
+            HexError::NotWholeBytes("010300000000aC5CD".into())
+        );
         assert_eq!(parse("0103000000 0AC5CD").unwrap(), modbus);
         assert_eq!(
             parse("0x01 0x03 0x00 0x00 0x00 0x0a 0xc5 0xcd").unwrap(),
             modbus
         );
         assert_eq!(parse("AA:BB-cc").unwrap(), vec![0xAA, 0xBB, 0xCC]);
-        assert!(parse("GG").unwrap_err().contains("not a hex byte"));
-        assert!(parse("  ").unwrap_err().contains("no hex bytes"));
+        assert_eq!(parse("GG").unwrap_err(), HexError::NotHex("GG".into()));
+        assert_eq!(parse("  ").unwrap_err(), HexError::Empty);
+        assert!(parse("GG")
+            .unwrap_err()
+            .to_string()
+            .contains("not a hex byte"));
         assert_eq!(format(&modbus), "01 03 00 00 00 0A C5 CD");
     }
 

@@ -11,11 +11,13 @@
 //!
 //! The protocol that uses them is [`crate::protocol::Device`].
 
+mod error;
 pub mod framing;
 pub mod hex;
 pub mod modbus;
 pub mod register;
 
+pub use error::{HexError, NotRegistration, OptionError, Unusable};
 pub use framing::{Frame, Framer, LengthPrefix};
 pub use register::{Identity, Register, MAX_REGISTRATION};
 
@@ -77,21 +79,16 @@ impl DeviceSpec {
     }
 
     /// Checks that the options go together.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), OptionError> {
         match &self.register {
-            None if self.register_each => {
-                Err("register-each needs register=: what is in front of every packet?".into())
+            None if self.register_each => Err(OptionError::EachWithoutRegister),
+            None if self.room.is_some() => Err(OptionError::RoomWithoutRegister),
+            Some(register) if self.register_each && !register.bounded() => {
+                Err(OptionError::EachUnbounded(register.to_string()))
             }
-            None if self.room.is_some() => Err(
-                "a room with {id} needs register=: a device's id comes from its registration"
-                    .into(),
-            ),
-            Some(register) if self.register_each && !register.bounded() => Err(format!(
-                "register={register} with register-each: where the identity ends in a packet that carries data too cannot be told; use len:N or regex:"
-            )),
-            _ if self.modbus && !matches!(self.frame, Frame::Gap(_)) => Err(
-                "modbus=rtu needs frame=gap:MS: Modbus RTU frames are told apart by the pause between them".into(),
-            ),
+            _ if self.modbus && !matches!(self.frame, Frame::Gap(_)) => {
+                Err(OptionError::ModbusWithoutGap)
+            }
             _ => Ok(()),
         }
     }
@@ -132,19 +129,15 @@ impl DeviceSpec {
 
     /// Takes one listener option, if it is a device's: `Ok(false)` if it is
     /// not one of these.
-    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<bool, String> {
-        let value_of = |key: &str| value.ok_or_else(|| format!("{key} needs a value: {key}=..."));
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<bool, OptionError> {
+        let value_of = |key: &str| value.ok_or_else(|| OptionError::NeedsValue(key.to_owned()));
         match key {
             "register" => self.register = Some(value_of(key)?.parse()?),
             "register-each" => {
                 self.register_each = match value {
                     None | Some("true") | Some("yes") => true,
                     Some("false") | Some("no") => false,
-                    Some(other) => {
-                        return Err(format!(
-                        "register-each={other:?}: expected register-each or register-each=false"
-                    ))
-                    }
+                    Some(other) => return Err(OptionError::RegisterEach(other.to_owned())),
                 }
             }
             "name" => self.name = Template::parse(value_of(key)?)?,
@@ -152,12 +145,12 @@ impl DeviceSpec {
             "frame" => self.frame = value_of(key)?.parse()?,
             "modbus" => match value_of(key)? {
                 "rtu" => self.modbus = true,
-                other => return Err(format!("unknown modbus={other:?}: expected modbus=rtu")),
+                other => return Err(OptionError::Modbus(other.to_owned())),
             },
             "register-grace" => {
                 self.register_grace = value_of(key)?
                     .parse::<crate::units::Seconds>()
-                    .map_err(|e| format!("bad register-grace: {e}"))?
+                    .map_err(|e| OptionError::RegisterGrace(format!("{e:#}")))?
                     .0
             }
             _ => return Ok(false),
@@ -176,18 +169,19 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// `hex:BYTES`, or anything else as text.
-    pub fn parse(spec: &str) -> Result<Self, String> {
+    pub fn parse(spec: &str) -> Result<Self, OptionError> {
         let (bytes, text) = match spec.strip_prefix("hex:") {
             Some(hex) => (
-                hex::parse(hex).map_err(|e| format!("bad heartbeat={spec:?}: {e}"))?,
+                hex::parse(hex).map_err(|error| OptionError::HeartbeatHex {
+                    spec: spec.to_owned(),
+                    error,
+                })?,
                 false,
             ),
             None => (spec.as_bytes().to_vec(), true),
         };
         if bytes.is_empty() || bytes.len() > MAX_REGISTRATION {
-            return Err(format!(
-                "heartbeat={spec:?}: a heartbeat has 1 to {MAX_REGISTRATION} bytes"
-            ));
+            return Err(OptionError::HeartbeatSize(spec.to_owned()));
         }
         Ok(Heartbeat {
             bytes: bytes.into(),
@@ -249,25 +243,27 @@ pub struct Template {
 
 impl Template {
     /// Reads a template; without `{id}`, it is a fixed name.
-    pub fn parse(template: &str) -> Result<Self, String> {
+    pub fn parse(template: &str) -> Result<Self, OptionError> {
         let (before, after) = match template.split_once("{id}") {
             Some((before, after)) => (before, Some(after)),
             None => (template, None),
         };
         if after.is_some_and(|after| after.contains("{id}")) {
-            return Err(format!("{template:?} has {{id}} more than once"));
+            return Err(OptionError::IdTwice(template.to_owned()));
         }
         if before.is_empty() {
-            return Err(format!(
-                "{template:?} must start with a fixed part, like dev-{{id}}: names under it are kept for devices"
-            ));
+            return Err(OptionError::NoFixedPart(template.to_owned()));
         }
+        let written = template;
         let template = Template {
             before: before.to_owned(),
             after: after.map(str::to_owned),
         };
         // Checked with a typical identity: the fixed parts must be valid.
-        Name::new(&template.fill("0")).map_err(|e| format!("{template:?}: {e}"))?;
+        Name::new(&template.fill("0")).map_err(|error| OptionError::Template {
+            template: written.to_owned(),
+            error,
+        })?;
         Ok(template)
     }
 
@@ -285,16 +281,15 @@ impl Template {
     }
 
     /// The name for identity `id`.
-    pub fn name(&self, id: &str) -> Result<Name, String> {
+    pub fn name(&self, id: &str) -> Result<Name, Unusable> {
         let name = self.fill(id);
-        Name::new(&name).map_err(|e| format!("the name {name:?} cannot be given: {e}"))
+        Name::new(&name).map_err(|error| Unusable::Name { name, error })
     }
 
     /// The room for identity `id`.
-    pub fn room(&self, id: &str) -> Result<RoomName, String> {
+    pub fn room(&self, id: &str) -> Result<RoomName, Unusable> {
         let room = self.fill(id);
-        RoomName::parse_user(room.as_bytes())
-            .map_err(|e| format!("the room {room:?} cannot be joined: {e}"))
+        RoomName::parse_user(room.as_bytes()).map_err(|error| Unusable::Room { room, error })
     }
 }
 
@@ -354,7 +349,10 @@ mod tests {
             "dev-861234567890123"
         );
         assert_eq!(template.prefix(), "dev-");
-        assert!(Template::parse("{id}").unwrap_err().contains("fixed part"));
+        assert_eq!(
+            Template::parse("{id}").unwrap_err(),
+            OptionError::NoFixedPart("{id}".into())
+        );
         assert!(Template::parse("a{id}{id}").is_err());
         assert!(Template::parse("bad name {id}").is_err());
         assert!(template.name(&"9".repeat(40)).is_err());
@@ -364,9 +362,9 @@ mod tests {
     fn options_that_do_not_go_together_say_why() {
         let mut spec = DeviceSpec::default();
         spec.set("register-each", None).unwrap();
-        assert!(spec.check().unwrap_err().contains("needs register="));
+        assert_eq!(spec.check(), Err(OptionError::EachWithoutRegister));
         spec.set("register", Some("hex:AA")).unwrap();
-        assert!(spec.check().unwrap_err().contains("len:N"));
+        assert!(spec.check().unwrap_err().to_string().contains("len:N"));
         spec.set("register", Some("imei")).unwrap();
         assert!(spec.check().is_ok());
         assert!(!spec.set("colour", Some("red")).unwrap());

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::{NotRegistration, OptionError};
+
 /// Longest registration a device may send, in bytes: DTUs allow custom
 /// registration packets of up to 40.
 pub const MAX_REGISTRATION: usize = 40;
@@ -45,8 +47,8 @@ impl PartialEq for Register {
 impl Eq for Register {}
 
 impl FromStr for Register {
-    type Err = String;
-    fn from_str(spec: &str) -> Result<Self, String> {
+    type Err = OptionError;
+    fn from_str(spec: &str) -> Result<Self, OptionError> {
         let (kind, value) = spec.split_once(':').unwrap_or((spec, ""));
         Ok(match (kind, value) {
             ("imei", "") => Register::Imei,
@@ -55,19 +57,16 @@ impl FromStr for Register {
             ("line", "") => Register::Line,
             ("len", n) => match n.parse::<usize>() {
                 Ok(n @ 1..=MAX_REGISTRATION) => Register::Length(n),
-                _ => {
-                    return Err(format!(
-                        "register={spec:?}: len:N takes 1 to {MAX_REGISTRATION} bytes"
-                    ))
-                }
+                _ => return Err(OptionError::RegisterLength(spec.to_owned())),
             },
             ("hex", prefix) => {
-                let prefix = super::hex::parse(prefix)
-                    .map_err(|e| format!("bad prefix in register={spec:?}: {e}"))?;
+                let prefix =
+                    super::hex::parse(prefix).map_err(|error| OptionError::RegisterPrefix {
+                        spec: spec.to_owned(),
+                        error,
+                    })?;
                 if prefix.len() >= MAX_REGISTRATION {
-                    return Err(format!(
-                        "register={spec:?}: a prefix is shorter than {MAX_REGISTRATION} bytes"
-                    ));
+                    return Err(OptionError::RegisterPrefixLength(spec.to_owned()));
                 }
                 Register::Hex(prefix)
             }
@@ -75,20 +74,17 @@ impl FromStr for Register {
                 let regex = regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})"))
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| format!("bad regular expression in register={spec:?}: {e}"))?;
+                    .map_err(|error| OptionError::RegisterRegex {
+                        spec: spec.to_owned(),
+                        error,
+                    })?;
                 let named = |group: &str| regex.capture_names().flatten().any(|n| n == group);
                 if named("key") && !named("id") {
-                    return Err(format!(
-                        "register={spec:?} has a (?<key>...) group and no (?<id>...) group: name the identity's group too"
-                    ));
+                    return Err(OptionError::KeyWithoutId(spec.to_owned()));
                 }
                 Register::Regex(regex)
             }
-            _ => {
-                return Err(format!(
-                    "unknown register={spec:?}: expected imei, iccid, mac, line, len:N, hex:PREFIX or regex:PATTERN"
-                ))
-            }
+            _ => return Err(OptionError::Register(spec.to_owned())),
         })
     }
 }
@@ -159,7 +155,7 @@ impl Register {
     /// Reads a registration at the start of `packet`: the identity, and
     /// how many bytes of the packet it took (a `line`'s newline included).
     /// `Err`: what the packet lacks, for the log.
-    pub fn read(&self, packet: &[u8]) -> Result<(Identity, usize), String> {
+    pub fn read(&self, packet: &[u8]) -> Result<(Identity, usize), NotRegistration> {
         let digits = |max: usize| {
             packet
                 .iter()
@@ -171,15 +167,11 @@ impl Register {
         let (id_bytes, used): (&[u8], usize) = match self {
             Register::Imei => match digits(15) {
                 15 => (&packet[..15], 15),
-                _ => return Err("it does not start with an IMEI (15 digits)".into()),
+                _ => return Err(NotRegistration::NoImei),
             },
             Register::Iccid => match digits(20) {
                 n @ (19 | 20) if packet.starts_with(b"89") => (&packet[..n], n),
-                _ => {
-                    return Err(
-                        "it does not start with an ICCID (19 or 20 digits starting with 89)".into(),
-                    )
-                }
+                _ => return Err(NotRegistration::NoIccid),
             },
             Register::Mac => {
                 let separated =
@@ -194,7 +186,7 @@ impl Register {
                     packet.iter().take(12).copied().collect()
                 };
                 if hex.len() != 12 || !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err("it does not start with a MAC address (12 hex digits, or 6 pairs separated by : or -)".into());
+                    return Err(NotRegistration::NoMac);
                 }
                 let id = String::from_utf8_lossy(&hex).to_ascii_lowercase();
                 let used = if separated { 17 } else { 12 };
@@ -210,10 +202,10 @@ impl Register {
             }
             Register::Length(n) if packet.len() >= *n => (&packet[..*n], *n),
             Register::Length(n) => {
-                return Err(format!(
-                    "it has {} bytes, and len:{n} takes {n}",
-                    packet.len()
-                ))
+                return Err(NotRegistration::TooShort {
+                    have: packet.len(),
+                    need: *n,
+                })
             }
             Register::Hex(prefix) => match packet.strip_prefix(&prefix[..]) {
                 Some(rest) => {
@@ -221,12 +213,7 @@ impl Register {
                     let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
                     (rest, packet.len())
                 }
-                None => {
-                    return Err(format!(
-                        "it does not start with {}",
-                        super::hex::format(prefix)
-                    ))
-                }
+                None => return Err(NotRegistration::NoPrefix(super::hex::format(prefix))),
             },
             Register::Regex(regex) => match regex.captures(packet) {
                 Some(captures) => {
@@ -240,17 +227,14 @@ impl Register {
                         .map(|key| bytes::Bytes::copy_from_slice(key.as_bytes()));
                     (id.as_bytes(), whole.end())
                 }
-                None => return Err(format!("it does not match {self}")),
+                None => return Err(NotRegistration::NoMatch(self.to_string())),
             },
         };
         if id_bytes.is_empty() {
-            return Err("its identity is empty".into());
+            return Err(NotRegistration::EmptyIdentity);
         }
         if id_bytes.len() > MAX_REGISTRATION {
-            return Err(format!(
-                "its identity has {} bytes, more than the {MAX_REGISTRATION} a registration may have",
-                id_bytes.len()
-            ));
+            return Err(NotRegistration::LongIdentity(id_bytes.len()));
         }
         let plain = id_bytes
             .iter()
@@ -285,6 +269,7 @@ mod tests {
         register
             .read(packet)
             .map(|(identity, used)| (identity.id, used))
+            .map_err(|why| why.to_string())
     }
 
     #[test]
@@ -341,7 +326,7 @@ mod tests {
         assert_eq!(used, 22);
         assert!(!format!("{identity:?}").contains("s3cret"), "{identity:?}");
         let err = r"regex:(\d+),(?<key>\w+)".parse::<Register>().unwrap_err();
-        assert!(err.contains("(?<id>...)"), "{err}");
+        assert!(err.to_string().contains("(?<id>...)"), "{err}");
     }
 
     #[test]

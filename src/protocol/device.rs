@@ -110,9 +110,13 @@ impl DeviceDecoder {
                 hex::format(shown)
             )
         })?;
-        let name = self.spec.name.name(&identity.id)?;
+        let name = self
+            .spec
+            .name
+            .name(&identity.id)
+            .map_err(|e| e.to_string())?;
         let room = match &self.spec.room {
-            Some(template) => template.room(&identity.id)?,
+            Some(template) => template.room(&identity.id).map_err(|e| e.to_string())?,
             None => self.room.clone(),
         };
         Ok((

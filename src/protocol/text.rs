@@ -259,7 +259,7 @@ fn hello_request(mut args: Bytes) -> Result<Request, ProtocolError> {
 /// `/hex TARGET BYTES`: the bytes, exactly, to a client or a room.
 fn hex_request(target: &[u8], hex: &[u8]) -> Result<Request, ProtocolError> {
     let bytes = crate::device::hex::parse(&String::from_utf8_lossy(hex))
-        .map_err(|why| ProtocolError::new(ErrorCode::BadHex, why))?;
+        .map_err(|why| ProtocolError::new(ErrorCode::BadHex, why.to_string()))?;
     let body = Body::chunk(bytes);
     match target.strip_prefix(b"#") {
         Some(room_name) => Ok(Request::Say {

@@ -449,7 +449,8 @@ impl Control {
             }
         };
         let mut device = crate::device::DeviceSpec::default();
-        let bad_device = |e: String| ControlError::bad("bad_device_options", e);
+        let bad_device = |why: String| ControlError::bad("bad_device_options", why);
+        let bad_option = |error: crate::device::OptionError| bad_device(error.to_string());
         if let Some(options) = request.device.as_deref().filter(|o| !o.is_empty()) {
             if mode != Mode::Raw {
                 return Err(bad_device(
@@ -457,7 +458,7 @@ impl Control {
                 ));
             }
             for (pair, key, value) in crate::config::listener_options(options) {
-                if !device.set(key, value).map_err(bad_device)? {
+                if !device.set(key, value).map_err(bad_option)? {
                     return Err(bad_device(format!(
                         "unknown device option {pair:?}: expected register=, register-each, name=, register-grace=, heartbeat=, frame= or modbus=rtu"
                     )));
@@ -466,13 +467,13 @@ impl Control {
         }
         let room = match &request.room {
             Some(template) if template.contains("{id}") => {
-                device.room = Some(crate::device::Template::parse(template).map_err(bad_device)?);
+                device.room = Some(crate::device::Template::parse(template).map_err(bad_option)?);
                 RoomName::lobby()
             }
             Some(room) => parse_room(room)?,
             None => RoomName::lobby(),
         };
-        device.check().map_err(bad_device)?;
+        device.check().map_err(bad_option)?;
         let settings = self.shared.authenticator().map(|a| a.settings().clone());
         let auth = match request.auth.unwrap_or_default() {
             Auth::None => false,
