@@ -318,3 +318,82 @@ fn a_member_stays_within_its_size() {
         std::mem::size_of::<super::Member>()
     );
 }
+
+/// A backplane that counts what it is asked to publish.
+#[derive(Debug, Default)]
+struct CountsPublications {
+    node: Option<NodeName>,
+    published: std::sync::atomic::AtomicUsize,
+}
+
+impl Backplane for CountsPublications {
+    fn node(&self) -> Option<&NodeName> {
+        self.node.as_ref()
+    }
+    fn publish(&self, _: &RoomName, _: &Name, _: ClientId, _: &[Body]) {
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn direct(&self, _: &RemoteClient, _: &Name, _: &Name, _: ClientId, _: &Body) {}
+    fn changed(&self, _: Change) {}
+    fn claim(&self, _: ClientId, _: &Name) -> Claim {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn unclaim(&self, _: ClientId, _: &Name) {}
+    fn replace_device(&self, _: &RemoteClient, _: &Name, _: DeviceProof) {}
+    fn reserve_device_names(&self, _: &str) {}
+}
+
+/// A room's messages go to the other nodes only while one of them has a
+/// member there: Redis is not asked to carry what nobody elsewhere hears.
+#[tokio::test]
+async fn a_room_is_published_to_other_nodes_only_while_they_have_members_in_it() {
+    let hub = hub();
+    let backplane = Arc::new(CountsPublications {
+        node: Some("a".into()),
+        ..Default::default()
+    });
+    hub.set_backplane(backplane.clone());
+    let published = || {
+        backplane
+            .published
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let ops = RoomName::new("ops").unwrap();
+    let local = connect(&hub, Some("ops"));
+    local
+        .say(None, Body::line("nobody elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(published(), 0, "no other node has a member in #ops");
+
+    let node: NodeName = "b".into();
+    let (id, name) = (ClientId::new(7), Name::new("bob").unwrap());
+    hub.remote_change(
+        &node,
+        Change::Connected {
+            id,
+            name: name.clone(),
+        },
+    );
+    let joined = Change::Joined {
+        id,
+        name: name.clone(),
+        room: ops.clone(),
+        first: true,
+    };
+    hub.remote_change(&node, joined);
+    local.say(None, Body::line("bob hears this")).await.unwrap();
+    assert_eq!(published(), 1, "bob on node b is in #ops");
+
+    let left = Change::Left {
+        id,
+        name,
+        room: ops,
+        reason: "left".into(),
+        last: true,
+    };
+    hub.remote_change(&node, left);
+    local.say(None, Body::line("nobody again")).await.unwrap();
+    assert_eq!(published(), 1, "bob left #ops");
+}
