@@ -216,3 +216,92 @@ async fn every_transcript_in_the_protocol_document_is_what_a_real_server_says() 
         play(*start, steps, options).await;
     }
 }
+
+/// One terminal of the README: what its user types, and what it shows.
+#[derive(Debug, Clone)]
+enum Shown {
+    Types(String),
+    Reads(String),
+}
+
+/// The README's `$ switchboard connect` terminals, in order: each line the
+/// server sends starts with `* ` or `[`; the rest is what the user types.
+fn readme_terminals(markdown: &str) -> Vec<Vec<Shown>> {
+    let mut terminals = Vec::new();
+    let mut current: Option<Vec<Shown>> = None;
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            if let Some(terminal) = current.take() {
+                terminals.push(terminal);
+            }
+            continue;
+        }
+        if line.starts_with("$ switchboard connect 127.0.0.1:12345") {
+            current = Some(Vec::new());
+            continue;
+        }
+        if let Some(terminal) = &mut current {
+            let shown = match line.starts_with("* ") || line.starts_with('[') {
+                true => Shown::Reads(line.to_owned()),
+                false => Shown::Types(line.to_owned()),
+            };
+            terminal.push(shown);
+        }
+    }
+    terminals
+}
+
+/// Plays one terminal: each line it shows is the next line its client
+/// receives, each it types is sent. `first_answer` is told once the user's
+/// first typed line has been answered.
+async fn play_terminal(
+    who: &str,
+    client: &mut Client,
+    terminal: &[Shown],
+    mut first_answer: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let mut typed = false;
+    for (i, shown) in terminal.iter().enumerate() {
+        let where_ = format!("README.md, {who}'s terminal, line {}", i + 2);
+        match shown {
+            Shown::Types(line) => {
+                client.send_line(line).await.unwrap();
+                typed = true;
+            }
+            Shown::Reads(expected) => {
+                let got = within(&format!("{where_}: {expected}"), client.next_line())
+                    .await
+                    .unwrap();
+                assert_eq!(got.as_deref(), Some(expected.as_str()), "{where_}");
+                if typed {
+                    if let Some(tell) = first_answer.take() {
+                        let _ = tell.send(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The README's first example, two people at `switchboard connect`, is
+/// what a real server shows them: the second terminal connects once the
+/// first has its name, and each types what it types after what it was
+/// shown above it.
+#[tokio::test]
+async fn the_readmes_two_terminals_are_what_a_real_server_shows() {
+    let terminals = readme_terminals(include_str!("../../README.md"));
+    assert_eq!(terminals.len(), 2, "{terminals:?}");
+    let server = BinaryServer::start(&["--listen", "127.0.0.1:0"]).await;
+    let (named, has_name) = tokio::sync::oneshot::channel();
+    let addr = server.addr(0);
+    let first = async {
+        let mut alice = Client::connect(addr).await.unwrap();
+        play_terminal("the first", &mut alice, &terminals[0], Some(named)).await;
+    };
+    let second = async {
+        has_name.await.unwrap();
+        let mut bob = Client::connect(addr).await.unwrap();
+        play_terminal("the second", &mut bob, &terminals[1], None).await;
+    };
+    tokio::join!(first, second);
+}
