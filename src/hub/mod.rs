@@ -683,6 +683,58 @@ impl Hub {
         }
     }
 
+    /// Takes `name` (and its look-alikes) back from the local clients that
+    /// took it before a holder of the certificate that gives it first
+    /// connected, when nothing told them it was one: each is disconnected,
+    /// told why. One that proved a claim of its own (logged in, another
+    /// holder of the certificate, a device) keeps it, and `owner` is then
+    /// refused the name as taken.
+    fn reclaim_for_certificate(&self, name: &Name, owner: ClientId) {
+        let keys = NameKeys::of(name);
+        let squatters: Vec<Arc<Member>> = {
+            let mut directory = self.directory();
+            let by_key = [&keys.key, &keys.shape]
+                .into_iter()
+                .filter_map(|key| directory.by_name.get(key).cloned());
+            let by_shape: Vec<ClientId> = [&keys.key, &keys.shape]
+                .into_iter()
+                .filter_map(|key| directory.by_shape.get(key).copied())
+                .collect();
+            let by_shape = directory
+                .by_name
+                .values()
+                .filter(|m| by_shape.contains(&m.id))
+                .cloned()
+                .collect::<Vec<_>>();
+            let mut squatters: Vec<Arc<Member>> = by_key
+                .chain(by_shape)
+                .filter(|m| {
+                    m.id != owner
+                        && !m.logged_in.load(std::sync::atomic::Ordering::Relaxed)
+                        && m.device.get().is_none()
+                })
+                .collect();
+            squatters.sort_by_key(|m| m.id);
+            squatters.dedup_by_key(|m| m.id);
+            for squatter in &squatters {
+                let why = format!(
+                    "the name {name} is given by a client certificate, and its holder connected; connect again and pick another name"
+                );
+                squatter
+                    .outbox
+                    .close(CloseReason::Refused(why.into()), true);
+                let held = NameKeys::of(&lock(&squatter.name));
+                directory.release(&held, squatter.id);
+            }
+            squatters
+        };
+        for squatter in squatters {
+            let held = lock(&squatter.name).clone();
+            tracing::warn!(name = %held, client = %squatter.id, "a client that held a certificate's name before its holder connected is disconnected");
+            self.backplane().unclaim(squatter.id, &held);
+        }
+    }
+
     /// Whether a client certificate gave `name` (or a look-alike of it).
     fn is_certified_name(&self, name: &Name) -> bool {
         let keys = NameKeys::of(name);

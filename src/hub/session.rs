@@ -559,12 +559,18 @@ impl Session {
         if let Some(prefix) = self.hub.device_prefix_of(&NameKeys::of(&name)) {
             return Err(HubError::DeviceName { name, prefix });
         }
+        self.hub.reclaim_for_certificate(&name, self.me.id);
         self.take_name(name.clone()).await?;
         self.hub.certify(&name);
         self.logged_in = Some(Box::new(LoggedIn {
             access: Box::new(Anywhere),
             name_fixed: true,
         }));
+        // It proved who it is: another holder of the certificate does not
+        // take the name from it.
+        self.me
+            .logged_in
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -407,6 +407,40 @@ fn tls_without_a_certificate_is_refused_at_start_naming_the_fix() {
     );
 }
 
+/// A plain client that took a certificate's name before its holder ever
+/// connected (nothing told it the name was one) gives it up when the
+/// holder comes, told why; the holder gets its name.
+#[tokio::test]
+async fn a_client_that_took_a_certificates_name_first_gives_it_up_to_its_holder() {
+    let dir = Dir::new();
+    let (ca, cert, key) = client_ca_and_certificate(&dir, "sensor-1");
+    let mut config = tls_config(&dir);
+    config.tls.client_ca = Some(ca);
+    let server = TestServer::start(config).await;
+    let (mut squatter, _) = join(listener(&server.listeners, "text")).await;
+    squatter.send_line("/nick sensor-1").await.unwrap();
+    expect_line(
+        &mut squatter,
+        "the name taken",
+        |l| matches!(l, ServerLine::Notice(t) if t.contains("known as sensor-1")),
+    )
+    .await;
+
+    let port = listener(&server.listeners, "tls").port();
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+    let with_certificate = trust.with_client_certificate(&cert, &key).unwrap();
+    let (_sensor, name) = join_tls(port, &with_certificate).await;
+    assert_eq!(name, "sensor-1");
+
+    let told = read_to_end(&mut squatter).await;
+    assert!(
+        told.iter()
+            .any(|l| l.contains("sensor-1 is given by a client certificate")),
+        "{told:?}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_certificates_name_stays_its_holders() {
     let dir = Dir::new();
