@@ -57,7 +57,7 @@ pub use tap::{Seen, Sightings, Tap, TAP_MAX_BYTES, TAP_MAX_ITEMS};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -420,6 +420,20 @@ impl HubError {
 #[derive(Debug, Clone)]
 pub struct OutboxHandle(Arc<Member>, Arc<Counters>);
 
+/// Where a client's transport reports the bytes it holds of a message not
+/// finished yet, which count against the memory budget as an unfinished
+/// line does. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InputGauge(Arc<Member>);
+
+impl InputGauge {
+    /// The transport holds `bytes` of an unfinished message now.
+    pub fn set(&self, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.0.unfinished.store(bytes, Ordering::Relaxed);
+    }
+}
+
 impl OutboxHandle {
     /// Counts `bytes` just written to the client.
     pub fn sent(&self, bytes: usize) {
@@ -601,8 +615,13 @@ struct Member {
     /// text client's hex display): what its queue holds is encoded in it.
     encodings: &'static [Encoding; 2],
     /// Bytes the client's connection holds of input not yet handled (an
-    /// unfinished line, a read not yet relayed), as its transport reports.
-    input: AtomicUsize,
+    /// unfinished line, a read not yet relayed), as its read side reports.
+    /// 32 bits, saturating: a read buffer is a few lines long.
+    input: AtomicU32,
+    /// Bytes its transport holds of a message not finished yet (a
+    /// WebSocket message whose last fragment has not come), as the
+    /// transport reports through an [`InputGauge`].
+    unfinished: AtomicU32,
     /// How and where it is connected.
     meta: ClientMeta,
     /// When it connected, in Unix milliseconds.
@@ -659,7 +678,9 @@ impl Member {
 
     /// Bytes of server memory this client holds for now.
     fn held(&self) -> usize {
-        self.outbox.pending() + self.input.load(Ordering::Relaxed)
+        self.outbox.pending()
+            + self.input.load(Ordering::Relaxed) as usize
+            + self.unfinished.load(Ordering::Relaxed) as usize
     }
 }
 
@@ -826,7 +847,8 @@ impl Hub {
             name: Mutex::new(name.clone()),
             outbox: Outbox::new(self.shared.queue_limits.clone()),
             encodings,
-            input: AtomicUsize::new(0),
+            input: AtomicU32::new(0),
+            unfinished: AtomicU32::new(0),
             meta,
             connected_at: unix_millis(SystemTime::now()),
             traffic: Traffic::default(),

@@ -14,8 +14,8 @@ use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
 use super::{
-    lock, Access, Body, Change, ClientId, CloseReason, Event, Hub, HubError, Listing, Member, Name,
-    NameKeys, Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName, Unclaimed,
+    lock, Access, Body, Change, ClientId, CloseReason, Event, Hub, HubError, InputGauge, Listing,
+    Member, Name, NameKeys, Outbox, OutboxHandle, Pattern, Pushed, RoomInfo, RoomName, Unclaimed,
 };
 
 /// One connected client's handle on the hub. Dropping it takes the client
@@ -124,7 +124,14 @@ impl Session {
     /// holds unhandled (an unfinished line, a read not yet relayed): they
     /// count against the server's memory budget.
     pub fn set_input_held(&self, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         self.me.input.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Where this client's transport reports what it holds of a message
+    /// not finished yet.
+    pub fn input_gauge(&self) -> InputGauge {
+        InputGauge(self.me.clone())
     }
 
     /// The room plain messages go to: the one joined last.

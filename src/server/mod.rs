@@ -676,6 +676,8 @@ impl ServerState {
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
         let handle = session.outbox_handle();
+        let mut stream = stream;
+        stream.gauge_input(session.input_gauge());
         let mut timeouts = self.live().timeouts;
         if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
             timeouts.idle = Some(idle);

@@ -14,7 +14,7 @@ pub(crate) use websocket::{WebSocketTransport, WsMode, WsSettings};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::hub::Closing;
+use crate::hub::{Closing, InputGauge};
 
 /// A byte stream a client is served over, read and written at once.
 pub(crate) trait Transport: Send {
@@ -28,6 +28,10 @@ pub(crate) trait Transport: Send {
         Self: 'a;
     /// Both halves, borrowed.
     fn halves(&mut self) -> (Self::Reader<'_>, Self::Writer<'_>);
+    /// Where to report the bytes the transport holds of a message not
+    /// finished yet (they count against the memory budget); a transport
+    /// that holds none has nothing to report.
+    fn gauge_input(&mut self, _gauge: InputGauge) {}
 }
 
 /// A writer that can tell the peer why the connection closes, beyond the

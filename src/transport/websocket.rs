@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::{Farewell, Transport};
-use crate::hub::{CloseReason, Closing};
+use crate::hub::{CloseReason, Closing, InputGauge};
 use crate::sync::lock;
 use crate::throttle::{ClientRates, Throttle, Verdict};
 
@@ -100,6 +100,28 @@ struct Socket<S> {
     /// Bytes read since the last whole message: a message (or frame) not
     /// finished yet, which tungstenite holds.
     unfinished: usize,
+    /// Where `unfinished` is reported, for the memory budget.
+    gauge: Option<InputGauge>,
+}
+
+impl<S> Socket<S> {
+    /// Counts `bytes` more read of a message not finished yet.
+    fn read_unfinished(&mut self, bytes: usize) {
+        self.unfinished += bytes;
+        if let Some(gauge) = &self.gauge {
+            gauge.set(self.unfinished);
+        }
+    }
+
+    /// A whole message came: nothing is held unfinished.
+    fn finished(&mut self) {
+        if self.unfinished > 0 {
+            self.unfinished = 0;
+            if let Some(gauge) = &self.gauge {
+                gauge.set(0);
+            }
+        }
+    }
 }
 
 impl<S: AsyncWrite + Unpin> Socket<S> {
@@ -155,7 +177,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadSide<S> {
         let mut socket = lock(&self.0);
         let before = buf.filled().len();
         ready!(Pin::new(&mut socket.io).poll_read(cx, buf))?;
-        socket.unfinished += buf.filled().len() - before;
+        let read = buf.filled().len() - before;
+        socket.read_unfinished(read);
         Poll::Ready(Ok(()))
     }
 }
@@ -227,6 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> WebSocketTransport<S> {
             out: BytesMut::new(),
             close_sent: false,
             unfinished: 0,
+            gauge: None,
         }));
         let config = WebSocketConfig::default()
             .read_buffer_size(settings.read_buffer)
@@ -262,6 +286,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
     type Writer<'a> = Half<'a, S>;
     fn halves(&mut self) -> (Half<'_, S>, Half<'_, S>) {
         (Half(&self.inner), Half(&self.inner))
+    }
+
+    fn gauge_input(&mut self, gauge: InputGauge) {
+        let inner = lock(&self.inner);
+        lock(&inner.socket).gauge = Some(gauge);
     }
 }
 
@@ -458,7 +487,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Half<'_, S> {
             };
             // Anything from the client shows it is there.
             inner.pong_due = None;
-            lock(&inner.socket).unfinished = 0;
+            lock(&inner.socket).finished();
             inner.unfinished_by = None;
             if let Message::Ping(data) | Message::Pong(data) = &message {
                 let bytes = data.len();
@@ -605,6 +634,7 @@ mod tests {
             out: BytesMut::new(),
             close_sent: false,
             unfinished: 0,
+            gauge: None,
         };
         socket.frame(0x1, b"hi");
         assert_eq!(&socket.out[..], &[0x81, 2, b'h', b'i']);

@@ -1469,3 +1469,44 @@ async fn an_unfinished_fragmented_websocket_message_is_held_to_the_line_timeout(
     assert!(frame.reason.contains("line timeout"), "{frame:?}");
     server.stop().await;
 }
+
+/// What a client holds of a WebSocket message it has not finished counts
+/// against the memory budget, as an unfinished line does: the API shows
+/// it held, and it is given back when the message is finished.
+#[tokio::test]
+async fn an_unfinished_websocket_message_counts_against_the_memory_budget() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let (server, http_addr) = start(http_config()).await;
+    let base = format!("http://{http_addr}");
+    let client = client_builder().build().unwrap();
+    let held = || async {
+        let stats = json_of(client.get(format!("{base}/api/v1/stats"))).await;
+        stats["memory"]["held"].as_u64().unwrap()
+    };
+    let mut ws = ws_connect(http_addr, "").await;
+    ws_event(&mut ws).await; // the welcome
+    let start = "{\"type\":\"say\",\"text\":\"";
+    let part = "x".repeat(200 * 1024);
+    let first = Frame::message(format!("{start}{part}"), OpCode::Data(Data::Text), false);
+    ws.send(Message::Frame(first)).await.unwrap();
+    within("the unfinished message to be counted", async {
+        while held().await < 200 * 1024 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let last = Frame::message("\"}", OpCode::Data(Data::Continue), true);
+    ws.send(Message::Frame(last)).await.unwrap();
+    // The message, finished, is one over the line limit: refused, and
+    // nothing of it is held any more.
+    let refused = ws_expect(&mut ws, "the refusal", |e| e["type"] == "error").await;
+    assert_eq!(refused["code"], "line_too_long", "{refused}");
+    within("the finished message to be given back", async {
+        while held().await >= 200 * 1024 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    server.stop().await;
+}
