@@ -475,6 +475,94 @@ mod tests {
         assert_eq!(value["bytes"], "/wBvaw==");
     }
 
+    /// A JSON client's stream: one request per line, blank lines skipped,
+    /// what is over the line limit refused, and a last line without its
+    /// newline taken at the end of the stream.
+    #[test]
+    fn the_decoder_reads_a_request_a_line() {
+        let mut decoder = Json::new(64).decoder();
+        let mut buf = BytesMut::from(
+            &b"{\"type\":\"ping\",\"id\":1}\n\n  \n{\"type\":\"say\",\"text\":\"hi\"}\n"[..],
+        );
+        let first = decoder.decode(&mut buf, false);
+        assert!(
+            matches!(&first, Some(Input::Request { request: Request::Ping, tag }) if tag.as_deref() == Some(&json!(1))),
+            "{first:?}"
+        );
+        let second = decoder.decode(&mut buf, false);
+        assert!(
+            matches!(
+                &second,
+                Some(Input::Request {
+                    request: Request::Say { .. },
+                    ..
+                })
+            ),
+            "{second:?}"
+        );
+        assert!(decoder.decode(&mut buf, false).is_none());
+        buf.extend_from_slice(
+            format!("{{\"type\":\"say\",\"text\":\"{}\"}}\n", "x".repeat(100)).as_bytes(),
+        );
+        let long = decoder.decode(&mut buf, false);
+        assert!(
+            matches!(&long, Some(Input::Invalid { error, .. }) if error.code == "line_too_long"),
+            "{long:?}"
+        );
+        buf.extend_from_slice(b"{\"type\":\"quit\"}");
+        assert!(
+            decoder.decode(&mut buf, false).is_none(),
+            "not finished yet"
+        );
+        let last = decoder.decode(&mut buf, true);
+        assert!(
+            matches!(
+                &last,
+                Some(Input::Request {
+                    request: Request::Quit,
+                    ..
+                })
+            ),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn a_client_authenticates_with_a_token_or_a_user_and_password() {
+        let (token, _) = parse_request(br#"{"type":"auth","token":"t0ken"}"#);
+        assert!(matches!(token, Ok(Request::Auth(Secret(t))) if t == "t0ken"));
+        let (login, _) = parse_request(br#"{"type":"login","user":"alice","password":"pw"}"#);
+        assert!(
+            matches!(&login, Ok(Request::Login { user, password: Secret(p) }) if user == "alice" && p == "pw"),
+            "{login:?}"
+        );
+        for both in [
+            &br#"{"type":"auth","token":"t","user":"alice","password":"pw"}"#[..],
+            br#"{"type":"auth","user":"alice"}"#,
+            br#"{"type":"auth"}"#,
+        ] {
+            let (refused, _) = parse_request(both);
+            assert_eq!(refused.unwrap_err().code, "bad_request");
+        }
+    }
+
+    /// Events and answers are one JSON object a line; an answer carries
+    /// the request's `id` back.
+    #[test]
+    fn answers_are_a_line_each_with_the_requests_id() {
+        let json = Json::new(64);
+        let pong = json.reply(&Reply::Pong, &Some(Box::new(json!(9))));
+        assert!(pong.ends_with(b"\n") && pong.iter().filter(|b| **b == b'\n').count() == 1);
+        let pong: Value = serde_json::from_slice(&pong).unwrap();
+        assert_eq!(pong, json!({"type": "pong", "id": 9}));
+        let error = ProtocolError::new(ErrorCode::BadJson, "malformed");
+        let error: Value = serde_json::from_slice(&json.error(&error, &None)).unwrap();
+        assert_eq!(
+            error,
+            json!({"type": "error", "code": "bad_json", "message": "malformed"})
+        );
+    }
+
     #[test]
     fn messages_can_be_sent_as_base64_bytes() {
         let (request, _) = parse_request(br#"{"type":"say","bytes":"AQMAAAAKxc0="}"#);
