@@ -1510,3 +1510,84 @@ async fn an_unfinished_websocket_message_counts_against_the_memory_budget() {
     .await;
     server.stop().await;
 }
+
+/// What held when the HTTP listener was attacked is kept: a form post
+/// (`text/plain`, which a page of any site may send without asking) is not
+/// taken as JSON; a request that is both `Content-Length` and chunked
+/// (smuggling) is refused; so are headers past hyper's limit, a body past
+/// the API's limit and JSON nested past serde's; `..` never leaves the
+/// console's assets; and the server serves on after all of it.
+#[tokio::test]
+async fn hostile_http_requests_are_refused_and_the_server_serves_on() {
+    let (server, http_addr) = start(http_config()).await;
+    let base = format!("http://{http_addr}");
+    let client = client_builder().build().unwrap();
+    let (mut room, _) = join(server.text_addr()).await;
+
+    let form = client
+        .post(format!("{base}/api/v1/send"))
+        .header("content-type", "text/plain")
+        .body(r#"{"room":"lobby","text":"from a form"}"#);
+    assert_eq!(status_of(form).await, 415);
+
+    let mut smuggler = TcpStream::connect(http_addr).await.unwrap();
+    smuggler
+        .write_all(
+            b"POST /api/v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+              POST /api/v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+              Content-Length: 35\r\n\r\n{\"room\":\"lobby\",\"text\":\"smuggled\"}",
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut smuggler, "the smuggler's answer").await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    let mut big_headers = TcpStream::connect(http_addr).await.unwrap();
+    let header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    // The server may stop reading once it has refused: what matters is
+    // the answer.
+    let _ = big_headers.write_all(header.as_bytes()).await;
+    let answer = until_closed(&mut big_headers, "the answer to huge headers").await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let big_body = client
+        .post(format!("{base}/api/v1/send"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"room":"lobby","text":"{}"}}"#,
+            "a".repeat(4 << 20)
+        ));
+    assert_eq!(status_of(big_body).await, 413);
+    let nested = client
+        .post(format!("{base}/api/v1/send"))
+        .header("content-type", "application/json")
+        .body(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
+    assert_eq!(status_of(nested).await, 422);
+
+    for path in [
+        "/assets/..%2f..%2fCargo.toml",
+        "/assets/../../Cargo.toml",
+        "/assets/%2e%2e/%2e%2e/Cargo.toml",
+    ] {
+        let mut raw = TcpStream::connect(http_addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        raw.write_all(request.as_bytes()).await.unwrap();
+        let answer = until_closed(&mut raw, "the answer to a traversal").await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(!answer.contains("[package]"), "{path}: {answer}");
+    }
+
+    // None of it reached the room, and the server still serves.
+    let heard = heard_until_pong(&mut room).await;
+    assert!(heard.is_empty(), "{heard:?}");
+    assert_eq!(status_of(client.get(format!("{base}/healthz"))).await, 200);
+    server.stop().await;
+}
