@@ -563,6 +563,26 @@ mod tests {
         );
     }
 
+    /// What a JSON client is told first: its name and room, or that it
+    /// must authenticate and how long it has.
+    #[test]
+    fn a_json_client_is_greeted_with_its_name_or_asked_to_authenticate() {
+        let json = Json::new(64);
+        let name = Name::new("guest-1").unwrap();
+        let welcome: Value =
+            serde_json::from_slice(&json.welcome(&name, Some(&RoomName::lobby()))).unwrap();
+        assert_eq!(
+            welcome,
+            json!({"type": "welcome", "name": "guest-1", "room": "lobby"})
+        );
+        let asked = json.auth_required(std::time::Duration::from_secs(10));
+        let asked: Value = serde_json::from_slice(&asked).unwrap();
+        assert_eq!(
+            asked,
+            json!({"type": "auth_required", "methods": ["password", "token"], "timeout_ms": 10_000})
+        );
+    }
+
     #[test]
     fn messages_can_be_sent_as_base64_bytes() {
         let (request, _) = parse_request(br#"{"type":"say","bytes":"AQMAAAAKxc0="}"#);
