@@ -13,6 +13,8 @@ use crate::common;
 
 use common::*;
 use switchboard::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// One step of a transcript.
 #[derive(Debug)]
@@ -23,6 +25,23 @@ enum Step {
     Receives(String, String),
     /// The server closes the client's connection.
     Closed(String),
+    /// A raw client sends these bytes (`raw1 → 74 65 ...`).
+    SendsBytes(String, Vec<u8>),
+    /// A raw client receives these bytes next.
+    ReceivesBytes(String, Vec<u8>),
+    /// The client connects here (`(raw1 connects...)`), not at the start.
+    Connects(String),
+    /// The client closes its connection (`(raw1 closes its connection)`).
+    Leaves(String),
+}
+
+/// The bytes of a raw line: hex pairs up to the two spaces before its
+/// rendering (`74 65 0a        te\n`).
+fn hex_bytes(dump: &str) -> Option<Vec<u8>> {
+    let dump = dump.split("  ").next()?;
+    dump.split(' ')
+        .map(|pair| u8::from_str_radix(pair, 16).ok())
+        .collect()
 }
 
 /// The labelled transcripts of a Markdown document: fenced blocks whose
@@ -52,6 +71,18 @@ fn transcripts(markdown: &str) -> Vec<(usize, Vec<Step>)> {
 fn steps(lines: &[&str]) -> Option<Vec<Step>> {
     let mut steps = Vec::new();
     for line in lines {
+        // `      (raw1 connects: it receives nothing)`, `(raw1 closes its
+        // connection)`: what a client does that is not a line.
+        if let Some(event) = line.trim_start().strip_prefix('(') {
+            let (label, what) = event.split_once(' ')?;
+            let step = match what {
+                what if what.starts_with("connects") => Step::Connects(label.into()),
+                what if what.starts_with("closes its connection") => Step::Leaves(label.into()),
+                _ => return None,
+            };
+            steps.push(step);
+            continue;
+        }
         // An unlabelled line is the one client of a block ("some more
         // answers from the same server"), past its welcome.
         let line = match line.starts_with("→ ") || line.starts_with("← ") {
@@ -63,7 +94,12 @@ fn steps(lines: &[&str]) -> Option<Vec<Step>> {
             return None;
         }
         let rest = rest.trim_start();
-        let step = if let Some(sent) = rest.strip_prefix("→ ") {
+        let raw = label.starts_with("raw");
+        let step = if let Some(sent) = rest.strip_prefix("→ ").filter(|_| raw) {
+            Step::SendsBytes(label.into(), hex_bytes(sent)?)
+        } else if let Some(got) = rest.strip_prefix("← ").filter(|_| raw) {
+            Step::ReceivesBytes(label.into(), hex_bytes(got)?)
+        } else if let Some(sent) = rest.strip_prefix("→ ") {
             Step::Sends(label.into(), sent.into())
         } else if let Some(got) = rest.strip_prefix("← ") {
             Step::Receives(label.into(), got.into())
@@ -80,7 +116,13 @@ fn steps(lines: &[&str]) -> Option<Vec<Step>> {
 impl Step {
     fn label(&self) -> &str {
         match self {
-            Step::Sends(label, _) | Step::Receives(label, _) | Step::Closed(label) => label,
+            Step::Sends(label, _)
+            | Step::Receives(label, _)
+            | Step::Closed(label)
+            | Step::SendsBytes(label, _)
+            | Step::ReceivesBytes(label, _)
+            | Step::Connects(label)
+            | Step::Leaves(label) => label,
         }
     }
 }
@@ -113,6 +155,21 @@ impl Guests {
         out.push_str(rest);
         out
     }
+
+    /// A line written with `guest-#N` (see `normalize`) with the names
+    /// these guests have here.
+    fn named(&self, normalized: &str) -> String {
+        let mut line = normalized.to_owned();
+        for (digits, n) in &self.0 {
+            line = line.replace(&format!("guest-#{n}\""), &format!("guest-{digits}\""));
+            line = line.replace(&format!("guest-#{n} "), &format!("guest-{digits} "));
+            if line.ends_with(&format!("guest-#{n}")) {
+                let cut = line.len() - format!("guest-#{n}").len();
+                line = format!("{}guest-{digits}", &line[..cut]);
+            }
+        }
+        line
+    }
 }
 
 /// Plays `steps` against a fresh server started with `options`: `json` is
@@ -124,23 +181,31 @@ async fn play(start: usize, steps: &[Step], options: &[&str]) {
     args.extend_from_slice(options);
     let server = BinaryServer::start(&args).await;
     let mut clients: HashMap<String, Client> = HashMap::new();
+    let mut raws: HashMap<String, TcpStream> = HashMap::new();
     let (mut documented, mut served) = (Guests::default(), Guests::default());
-    // Everyone is there from the start, in the order they first appear.
+    let connect = |label: &str, step: &Step| {
+        let json = label == "json"
+            || matches!(step, Step::Sends(_, line) if label == "you" && line.starts_with('{'));
+        within(
+            "connecting",
+            Client::connect(server.addr(usize::from(json))),
+        )
+    };
+    // A client whose first line is its welcome connects there; the others
+    // (which have read their welcome already) are there from the start, in
+    // the order they first appear. Raw clients connect where the
+    // transcript says.
+    let mut seen: Vec<&str> = Vec::new();
     for step in steps {
         let label = step.label();
-        if !clients.contains_key(label) {
-            let json = label == "json"
-                || matches!(step, Step::Sends(_, line) if label == "you" && line.starts_with('{'));
-            let mut client = within(
-                "connecting",
-                Client::connect(server.addr(usize::from(json))),
-            )
-            .await
-            .expect("connects");
-            if !matches!(step, Step::Receives(..)) {
-                let welcome = within("the welcome", client.next_line()).await.unwrap();
-                served.normalize(welcome.as_deref().unwrap_or_default());
-            }
+        if seen.contains(&label) {
+            continue;
+        }
+        seen.push(label);
+        if matches!(step, Step::Sends(..) | Step::Closed(_)) {
+            let mut client = connect(label, step).await.expect("connects");
+            let welcome = within("the welcome", client.next_line()).await.unwrap();
+            served.normalize(welcome.as_deref().unwrap_or_default());
             clients.insert(label.to_owned(), client);
         }
     }
@@ -150,9 +215,52 @@ async fn play(start: usize, steps: &[Step], options: &[&str]) {
             i + 1
         );
         let label = step.label();
+        match step {
+            Step::Connects(_) => {
+                let raw = within(
+                    "a raw client connecting",
+                    TcpStream::connect(server.addr(2)),
+                )
+                .await
+                .expect("connects");
+                raws.insert(label.to_owned(), raw);
+                continue;
+            }
+            Step::Leaves(_) => {
+                let mut raw = raws.remove(label).expect("a raw client");
+                raw.shutdown().await.unwrap();
+                continue;
+            }
+            Step::SendsBytes(_, bytes) => {
+                raws.get_mut(label).unwrap().write_all(bytes).await.unwrap();
+                continue;
+            }
+            Step::ReceivesBytes(_, expected) => {
+                let raw = raws.get_mut(label).unwrap();
+                let mut got = vec![0; expected.len()];
+                within(
+                    &format!("{where_}: {label} ← {expected:02x?}"),
+                    raw.read_exact(&mut got),
+                )
+                .await
+                .unwrap();
+                assert_eq!(&got, expected, "{where_}: {label}");
+                continue;
+            }
+            _ => {}
+        }
+        if !clients.contains_key(label) {
+            let client = connect(label, step).await.expect("connects");
+            clients.insert(label.to_owned(), client);
+        }
         let client = clients.get_mut(label).unwrap();
         match step {
-            Step::Sends(_, line) => client.send_line(line).await.unwrap(),
+            // A guest's name in what is sent is the name that guest has
+            // on this server.
+            Step::Sends(_, line) => {
+                let line = served.named(&documented.normalize(line));
+                client.send_line(line).await.unwrap()
+            }
             Step::Receives(_, expected) => {
                 let got = within(
                     &format!("{where_}: {label} ← {expected}"),
@@ -178,6 +286,7 @@ async fn play(start: usize, steps: &[Step], options: &[&str]) {
                     "{where_}: {label} received more before the close"
                 );
             }
+            _ => unreachable!("raw steps are played above"),
         }
     }
 }
@@ -188,28 +297,39 @@ async fn every_transcript_in_the_protocol_document_is_what_a_real_server_says() 
     let found = transcripts(markdown);
     // The text, JSON and mixed transcripts at least; a block that stops
     // parsing would drop out of this list unnoticed otherwise.
-    // Those of text and JSON clients (the raw and WebSocket ones show hex
-    // dumps and frames, and are not played yet).
+    // Those of text, JSON and raw clients (the WebSocket one shows frames
+    // and a client of /ws?mode=raw, and is not played yet).
     let playable: Vec<&(usize, Vec<Step>)> = found
         .iter()
         .filter(|(_, steps)| {
-            steps.iter().all(|step| match step {
-                Step::Sends(l, _) | Step::Receives(l, _) | Step::Closed(l) => {
-                    ["alice", "bob", "text", "json", "a", "b", "you"].contains(&l.as_str())
-                }
+            steps.iter().all(|step| {
+                [
+                    "alice", "bob", "text", "json", "a", "b", "you", "raw1", "raw2",
+                ]
+                .contains(&step.label())
             })
         })
         .collect();
     // A block that stopped parsing would drop out unnoticed: the text, the
     // JSON, the legacy and the two "more answers" transcripts at least.
     assert!(playable.len() >= 5, "{} transcripts found", playable.len());
+    assert!(
+        playable
+            .iter()
+            .any(|(_, steps)| steps.iter().any(|s| matches!(s, Step::SendsBytes(..)))),
+        "the raw transcript is not among them"
+    );
     for (start, steps) in playable {
         // The legacy client's transcript is of `--welcome connect --ack ok`.
         let legacy = steps
             .iter()
             .any(|step| matches!(step, Step::Receives(_, line) if line == "connect"));
+        let raw = steps.iter().any(|step| step.label().starts_with("raw"));
         let options: &[&str] = if legacy {
             &["--welcome", "connect", "--ack", "ok"]
+        } else if raw {
+            // The raw transcript's devices come to #devices.
+            &["--listen", "raw://127.0.0.1:0?room=devices"]
         } else {
             &[]
         };
