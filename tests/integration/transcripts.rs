@@ -425,3 +425,179 @@ async fn the_readmes_two_terminals_are_what_a_real_server_shows() {
     };
     tokio::join!(first, second);
 }
+
+/// One step of docs/protocol.md's WebSocket transcript: `nc` is a text
+/// client, `web` a browser on `/ws`, `dev` a client of `/ws?mode=raw`.
+#[derive(Debug)]
+enum WsStep {
+    /// `nc → line` / `nc ← line`.
+    Text { sends: bool, line: String },
+    /// `web → {...}` (one frame, on one line or several) / `web ← {...}`.
+    Json { sends: bool, frame: String },
+    /// `web ← close 1000 "client quit"`.
+    Close { code: u16, reason: String },
+    /// `dev → binary 01 03` / `dev ← binary 72 65`.
+    Binary { sends: bool, bytes: Vec<u8> },
+    /// `(dev connects to /ws?mode=raw&room=lobby)`.
+    DevConnects(String),
+}
+
+/// The WebSocket transcript: the block whose clients are `nc`, `web` and
+/// `dev`. A frame shortened in the text (`xxxx...(70,000 bytes)...xxxx`)
+/// is played at its full length.
+fn websocket_transcript(markdown: &str) -> Vec<WsStep> {
+    let (_, after) = markdown
+        .split_once("\n```\nweb  ← ")
+        .expect("docs/protocol.md has the WebSocket transcript");
+    let block = format!("web  ← {}", after.split("\n```").next().unwrap());
+    let mut steps = Vec::new();
+    let mut lines = block.lines();
+    while let Some(line) = lines.next() {
+        if let Some(path) = line.trim().strip_prefix("(dev connects to ") {
+            steps.push(WsStep::DevConnects(path.trim_end_matches(')').to_owned()));
+            continue;
+        }
+        let (label, rest) = line.split_once(' ').expect("a labelled line");
+        let rest = rest.trim_start();
+        let (sends, what) = match (rest.strip_prefix("→ "), rest.strip_prefix("← ")) {
+            (Some(what), _) => (true, what),
+            (_, Some(what)) => (false, what),
+            _ => panic!("not a step: {line}"),
+        };
+        let step = match label {
+            "nc" => WsStep::Text {
+                sends,
+                line: what.to_owned(),
+            },
+            "dev" => WsStep::Binary {
+                sends,
+                bytes: what
+                    .strip_prefix("binary ")
+                    .and_then(hex_bytes)
+                    .expect("a binary frame"),
+            },
+            "web" if what.starts_with("close ") => {
+                let (code, reason) = what["close ".len()..].split_once(' ').unwrap();
+                WsStep::Close {
+                    code: code.parse().unwrap(),
+                    reason: reason.trim_matches('"').to_owned(),
+                }
+            }
+            "web" => {
+                let mut frame = what.to_owned();
+                // A frame written over several lines ends with its `}`.
+                if frame == "{" {
+                    for more in lines.by_ref() {
+                        frame.push('\n');
+                        frame.push_str(more);
+                        if more == "}" {
+                            break;
+                        }
+                    }
+                }
+                let frame = frame.replace("xxxx...(70,000 bytes)...xxxx", &"x".repeat(70_000));
+                WsStep::Json { sends, frame }
+            }
+            other => panic!("unknown client {other} in: {line}"),
+        };
+        steps.push(step);
+    }
+    steps
+}
+
+/// docs/protocol.md's WebSocket transcript, played against the real
+/// binary: every line and frame a client is shown receiving is the next
+/// it receives.
+#[tokio::test]
+async fn the_websocket_transcript_is_what_a_real_server_says() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    /// The next frame that is not a ping or pong.
+    async fn next_frame(ws: &mut Ws, what: &str) -> Message {
+        within(what, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(message)) => return message,
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+        })
+        .await
+    }
+
+    let steps = websocket_transcript(include_str!("../../docs/protocol.md"));
+    assert!(steps.len() >= 25, "{steps:?}");
+    let server = BinaryServer::start(&["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]).await;
+    let (text_addr, http_addr) = (server.addr(0), server.addr(1));
+    let (mut documented, mut served) = (Guests::default(), Guests::default());
+    let mut nc: Option<Client> = None;
+    let mut web: Option<Ws> = None;
+    let mut dev: Option<Ws> = None;
+    for (i, step) in steps.iter().enumerate() {
+        let where_ = format!("docs/protocol.md, the WebSocket transcript, step {}", i + 1);
+        match step {
+            WsStep::Text { sends, line } => {
+                if nc.is_none() {
+                    nc = Some(Client::connect(text_addr).await.unwrap());
+                }
+                let nc = nc.as_mut().unwrap();
+                if *sends {
+                    nc.send_line(served.named(&documented.normalize(line)))
+                        .await
+                        .unwrap();
+                } else {
+                    let got = within(&where_, nc.next_line()).await.unwrap().unwrap();
+                    assert_eq!(
+                        served.normalize(&got),
+                        documented.normalize(line),
+                        "{where_}: nc received {got:?}"
+                    );
+                }
+            }
+            WsStep::Json { sends, frame } => {
+                if web.is_none() {
+                    let url = format!("ws://{http_addr}/ws");
+                    web = Some(tokio_tungstenite::connect_async(url).await.unwrap().0);
+                }
+                let web = web.as_mut().unwrap();
+                if *sends {
+                    let frame = served.named(&documented.normalize(frame));
+                    web.send(Message::text(frame)).await.unwrap();
+                } else {
+                    let got = next_frame(web, &where_).await;
+                    let got = got.into_text().unwrap().to_string();
+                    assert_eq!(
+                        served.normalize(&got),
+                        documented.normalize(frame),
+                        "{where_}: web received {got:?}"
+                    );
+                }
+            }
+            WsStep::Close { code, reason } => {
+                let got = next_frame(web.as_mut().unwrap(), &where_).await;
+                let Message::Close(Some(close)) = got else {
+                    panic!("{where_}: expected a close frame, got {got:?}");
+                };
+                assert_eq!(u16::from(close.code), *code, "{where_}");
+                assert_eq!(close.reason.as_str(), reason, "{where_}");
+            }
+            WsStep::DevConnects(path) => {
+                let url = format!("ws://{http_addr}{path}");
+                dev = Some(tokio_tungstenite::connect_async(url).await.unwrap().0);
+            }
+            WsStep::Binary { sends, bytes } => {
+                let dev = dev.as_mut().expect("dev connected");
+                if *sends {
+                    dev.send(Message::binary(bytes.clone())).await.unwrap();
+                } else {
+                    let got = next_frame(dev, &where_).await;
+                    assert_eq!(got.into_data().to_vec(), *bytes, "{where_}");
+                }
+            }
+        }
+    }
+}
