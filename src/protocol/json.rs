@@ -583,6 +583,32 @@ mod tests {
         );
     }
 
+    /// A message is answered only when its request had an id; a client
+    /// leaving or turned away is told why, with whether it was an error.
+    #[test]
+    fn sent_is_said_only_when_asked_and_goodbyes_say_why() {
+        let json = Json::new(64);
+        assert!(json.reply(&Reply::Sent, &None).is_empty());
+        let sent: Value =
+            serde_json::from_slice(&json.reply(&Reply::Sent, &Some(Box::new(json!("m1")))))
+                .unwrap();
+        assert_eq!(sent, json!({"type": "sent", "id": "m1"}));
+        let quit = Closing {
+            reason: crate::hub::CloseReason::Quit,
+            flush: true,
+        };
+        let bye: Value = serde_json::from_slice(&json.goodbye(&quit)).unwrap();
+        assert_eq!(
+            bye,
+            json!({"type": "bye", "reason": "client quit", "error": false})
+        );
+        let refused: Value = serde_json::from_slice(&json.refusal("server full")).unwrap();
+        assert_eq!(
+            refused,
+            json!({"type": "error", "code": "refused", "message": "server full"})
+        );
+    }
+
     #[test]
     fn messages_can_be_sent_as_base64_bytes() {
         let (request, _) = parse_request(br#"{"type":"say","bytes":"AQMAAAAKxc0="}"#);
