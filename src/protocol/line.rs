@@ -142,6 +142,17 @@ mod tests {
             decode_in_pieces(&input, &[], 64),
             vec![Err(LineError { max_line: 64 })]
         );
+        // The cap and its "\r" arrived, the "\n" not yet: it may still
+        // fit, so it waits.
+        let mut decoder = LineDecoder::new(64);
+        let mut buf = BytesMut::from(&line[..]);
+        buf.extend_from_slice(b"\r");
+        assert_eq!(decoder.next_line(&mut buf, false), None);
+        buf.extend_from_slice(b"\n");
+        assert_eq!(
+            decoder.next_line(&mut buf, false),
+            Some(Ok(Bytes::from(line.clone())))
+        );
     }
 
     #[test]
