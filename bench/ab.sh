@@ -48,7 +48,10 @@ run() { # run LABEL BINARY SCENARIO-NAME ARGS...
 }
 
 for run in $(seq "$RUNS"); do
-    for label in A B; do
+    # Which goes first alternates: on a shared VM the first of a pair is
+    # measured faster often enough to bias medians by several percent.
+    order="A B"; [ $((run % 2)) -eq 0 ] && order="B A"
+    for label in $order; do
         bin=$A; [ "$label" = B ] && bin=$B
         echo "== run $run of $RUNS: $label ($bin)"
         run "$label" "$bin" fanout-100 fanout --clients 100 --size 64 --duration "$DURATION" --warmup "$WARMUP"

@@ -190,6 +190,22 @@ async fn send(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The README's last line of its script example: a port nothing listens
+/// on is said as the README shows it, and `send` exits non-zero.
+#[tokio::test]
+async fn send_to_a_port_nobody_listens_on_says_so_as_the_readme_shows() {
+    let readme = include_str!("../../README.md");
+    let shown = readme
+        .lines()
+        .find(|line| line.starts_with("switchboard: cannot connect to 127.0.0.1:9: "))
+        .expect("the README shows send's error");
+    let (_held, addr) = nothing_listens();
+    let (ok, stderr) = send(&[&addr.to_string(), "hi"]).await;
+    assert!(!ok, "send to {addr} exited 0");
+    let expected = shown.replace("127.0.0.1:9", &addr.to_string());
+    assert_eq!(stderr.trim_end(), expected, "{stderr}");
+}
+
 #[tokio::test]
 async fn send_exits_0_only_when_the_server_took_what_it_sent() {
     let server = BinaryServer::start(&[
