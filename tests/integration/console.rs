@@ -785,6 +785,23 @@ async fn with_an_admin_token_the_console_signs_in_and_logs_out() {
         .await
         .unwrap();
     chrome.wait_path("the login page", "/login").await;
+    // The login page loads what signing in needs, not the console.
+    let scripts = chrome
+        .browser
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname).filter(p => p.endsWith('.js'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let scripts: Vec<String> = serde_json::from_value(scripts).unwrap();
+    assert!(
+        scripts.iter().any(|s| s == "/assets/login.js"),
+        "{scripts:?}"
+    );
+    for console in ["/assets/app.js", "/assets/traffic.js", "/assets/tables.js"] {
+        assert!(!scripts.iter().any(|s| s == console), "{scripts:?}");
+    }
     chrome.click("#token").await;
     chrome.check_layout("the login page").await;
     chrome.screenshot("11-login-390").await;
