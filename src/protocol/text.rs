@@ -692,6 +692,22 @@ mod tests {
         );
         assert_eq!(parse("/ping"), Ok(Request::Ping));
         assert_eq!(parse("/quit"), Ok(Request::Quit));
+        assert_eq!(parse("/help"), Ok(Request::Help));
+        assert_eq!(
+            parse("/hello name=pump-7 room=ops"),
+            Ok(Request::Hello {
+                name: Some(Name::new("pump-7").unwrap()),
+                room: Some(RoomName::new("ops").unwrap()),
+            })
+        );
+        assert!(
+            matches!(parse("/auth t0ken-t0ken"), Ok(Request::Auth(Secret(t))) if t == "t0ken-t0ken")
+        );
+        assert!(matches!(parse("/token t0ken-t0ken"), Ok(Request::Auth(_))));
+        assert!(matches!(
+            parse("/login alice s3cret"),
+            Ok(Request::Login { user, password: Secret(p) }) if user == "alice" && p == "s3cret"
+        ));
     }
 
     #[test]
