@@ -708,6 +708,21 @@ mod tests {
             parse("/login alice s3cret"),
             Ok(Request::Login { user, password: Secret(p) }) if user == "alice" && p == "s3cret"
         ));
+        assert_eq!(
+            parse("/hello room=ops"),
+            Ok(Request::Hello {
+                name: None,
+                room: Some(RoomName::new("ops").unwrap()),
+            })
+        );
+        for bad in [
+            "/login alice",
+            "/hello colour=red",
+            "/hello name=a name=b",
+            "/hello room=a room=b",
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code, "bad_arguments", "{bad}");
+        }
     }
 
     #[test]
