@@ -3,7 +3,8 @@
 //! can pass for another sender's; nothing a terminal obeys gets through
 //! (controls other than the line breaks and TAB, bidi controls); a message
 //! is at most `MAX_LINES_PER_MESSAGE` lines and bounded in size; plain
-//! text is shown as it was sent. JSON and raw clients get the same message
+//! text is shown as it was sent, and a chunk that is not readable text as
+//! its hex on one line. JSON and raw clients get the same message
 //! exactly (JSON: as text, invalid UTF-8 replaced).
 //!
 //! Input: byte 0 picks the framing (bit 0: line or chunk) and the sender
@@ -92,17 +93,41 @@ fuzz_target!(|data: &[u8]| {
         body_bytes.len()
     );
 
+    // A chunk from a stream that is not readable text (not UTF-8, or a
+    // control character other than tab and line endings) is shown on one
+    // line as hex, every byte (docs/protocol.md, "What other clients see
+    // of a raw chunk").
+    let readable = std::str::from_utf8(body_bytes)
+        .is_ok_and(|t| t.chars().all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r')));
+    let binary = selector & 1 == 1 && !readable;
+    if binary {
+        assert_eq!(lines.len(), 1, "a binary chunk took several lines");
+        let hex: Vec<String> = body_bytes.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(
+            &lines[0][prefix.len()..],
+            format!("<hex {}>", hex.join(" ")),
+            "a binary chunk is not shown as its hex"
+        );
+    }
+
     // One line per line of the body (a final newline ends the last one),
     // up to the cap; plain text unchanged.
     let sent = body_bytes.strip_suffix(b"\n").unwrap_or(body_bytes);
     let sent_lines: Vec<&[u8]> = sent.split(|b| *b == b'\n').collect();
-    assert_eq!(
-        lines.len(),
-        sent_lines.len().min(MAX_LINES_PER_MESSAGE),
-        "the body's lines and the lines shown differ in number"
-    );
+    if !binary {
+        assert_eq!(
+            lines.len(),
+            sent_lines.len().min(MAX_LINES_PER_MESSAGE),
+            "the body's lines and the lines shown differ in number"
+        );
+    }
     let summary = sent_lines.len() > MAX_LINES_PER_MESSAGE;
-    for (i, (line, sent_line)) in lines.iter().zip(&sent_lines).enumerate() {
+    for (i, (line, sent_line)) in lines
+        .iter()
+        .zip(&sent_lines)
+        .enumerate()
+        .filter(|_| !binary)
+    {
         if summary && i + 1 == lines.len() {
             assert!(
                 line[prefix.len()..].contains("more lines not shown"),
