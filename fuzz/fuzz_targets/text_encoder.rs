@@ -3,8 +3,8 @@
 //! can pass for another sender's; nothing a terminal obeys gets through
 //! (controls other than the line breaks and TAB, bidi controls); a message
 //! is at most `MAX_LINES_PER_MESSAGE` lines and bounded in size; plain
-//! text is shown as it was sent, and a chunk that is not readable text as
-//! its hex on one line. JSON and raw clients get the same message
+//! text (with no run of blanks wider than a tab stop) is shown as it was
+//! sent, and a chunk that is not readable text as its hex on one line. JSON and raw clients get the same message
 //! exactly (JSON: as text, invalid UTF-8 replaced).
 //!
 //! Input: byte 0 picks the framing (bit 0: line or chunk) and the sender
@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use switchboard::hub::{Body, Event, Name, RoomName};
-use switchboard::protocol::terminal::MAX_EXPANSION;
+use switchboard::protocol::terminal::{MAX_BLANK_COLUMNS, MAX_EXPANSION};
 use switchboard::protocol::{Json, Protocol, Raw, Text, MAX_LINES_PER_MESSAGE};
 
 /// Senders: ASCII, and names whose prefix holds multi-byte characters.
@@ -136,9 +136,23 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         let sent_line = sent_line.strip_suffix(b"\r").unwrap_or(sent_line);
-        if sent_line
-            .iter()
-            .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
+        // Plain text, with no run of blanks wider than a tab stop (a tab
+        // counts 8 columns): wider runs are cut, so that a message cannot
+        // soft-wrap into a line that looks like another sender's.
+        let mut widest_blank = 0;
+        let mut blank = 0;
+        for b in sent_line.iter() {
+            blank = match b {
+                b' ' => blank + 1,
+                b'\t' => blank + 8,
+                _ => 0,
+            };
+            widest_blank = widest_blank.max(blank);
+        }
+        if widest_blank <= MAX_BLANK_COLUMNS
+            && sent_line
+                .iter()
+                .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
         {
             assert_eq!(
                 &line.as_bytes()[prefix.len()..],
