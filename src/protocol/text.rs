@@ -717,7 +717,7 @@ mod tests {
         );
         for bad in [
             "/login alice",
-            "/hello colour=red",
+            "/hello abcd=red",
             "/hello name=a name=b",
             "/hello room=a room=b",
         ] {
@@ -806,6 +806,78 @@ mod tests {
             assert_eq!(error.code, code, "{line}");
         }
         assert!(parse("/frobnicate").unwrap_err().message.contains("/help"));
+    }
+
+    /// What a text client is told of itself and of listings, as
+    /// docs/protocol.md shows it.
+    #[test]
+    fn greetings_and_listings_read_as_documented() {
+        let text = Text::new(64, None, None);
+        let name = Name::new("guest-1").unwrap();
+        assert_eq!(
+            text.welcome(&name, Some(&RoomName::lobby())),
+            "* welcome guest-1! you are in #lobby; type /help for commands\n"
+        );
+        assert_eq!(
+            text.auth_required(std::time::Duration::from_secs(10)),
+            "* this server asks who you are: /login USER PASSWORD or /auth TOKEN, within 10s\n"
+        );
+        assert_eq!(
+            Text::event(&Event::Notice {
+                code: "x",
+                text: "hi".into()
+            }),
+            "* hi\n"
+        );
+        let who = |items: &[&str], total, more| Reply::Who {
+            room: RoomName::lobby(),
+            names: Listing {
+                items: items.iter().map(|n| Name::new(n).unwrap()).collect(),
+                total,
+                more,
+            },
+        };
+        assert_eq!(
+            text.reply(&who(&["alice", "bob"], 2, false), &None),
+            "* #lobby (2): alice, bob\n"
+        );
+        assert_eq!(
+            text.reply(&who(&["alice", "bob"], 5, true), &None),
+            "* #lobby (2 of 5): alice, bob; more not shown, narrow with /who lobby PATTERN\n"
+        );
+        let rooms = |total| {
+            Reply::Rooms(Listing {
+                items: Vec::new(),
+                total,
+                more: false,
+            })
+        };
+        assert_eq!(text.reply(&rooms(0), &None), "* no rooms\n");
+        assert_eq!(text.reply(&rooms(3), &None), "* no rooms match (of 3)\n");
+        let some = Reply::Rooms(Listing {
+            items: vec![crate::hub::RoomInfo {
+                name: RoomName::lobby(),
+                members: 3,
+            }],
+            total: 1,
+            more: false,
+        });
+        assert_eq!(text.reply(&some, &None), "* rooms (1): #lobby (3)\n");
+        let authenticated = |user: Option<&str>| Reply::Authenticated {
+            name: Name::new("alice").unwrap(),
+            user: user.map(str::to_owned),
+        };
+        assert_eq!(
+            text.reply(&authenticated(Some("alice")), &None),
+            "* authenticated; your name is alice\n"
+        );
+        assert_eq!(
+            text.reply(&authenticated(Some("ops")), &None),
+            "* authenticated as ops; your name is alice\n"
+        );
+        let error = ProtocolError::new(ErrorCode::UnknownCommand, "unknown command /x");
+        assert_eq!(text.error(&error, &None), "! unknown command /x\n");
+        assert_eq!(text.refusal("server full"), "! refused: server full\n");
     }
 
     #[test]

@@ -162,7 +162,8 @@ pub struct ClientView {
     /// Whether it is connected over TLS (or WSS).
     pub tls: bool,
     /// Whether it authenticated on an `?auth=required` listener (a
-    /// login, a token or a JWT): its name is then its user's.
+    /// login, a token or a JWT), or by a client certificate: its name is
+    /// then its user's, or its certificate's.
     pub logged_in: bool,
     /// The rooms it is in.
     pub rooms: Vec<String>,
