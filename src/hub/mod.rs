@@ -721,12 +721,18 @@ impl Hub {
                 .into_iter()
                 .filter_map(|key| directory.by_shape.get(key).copied())
                 .collect();
-            let by_shape = directory
-                .by_name
-                .values()
-                .filter(|m| by_shape.contains(&m.id))
-                .cloned()
-                .collect::<Vec<_>>();
+            // The directory has no map by id: a look-alike's holder is
+            // looked for among all clients, but only when there is one
+            // (almost never), not on every certificate holder's arrival.
+            let by_shape = match by_shape.is_empty() {
+                true => Vec::new(),
+                false => directory
+                    .by_name
+                    .values()
+                    .filter(|m| by_shape.contains(&m.id))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            };
             let mut squatters: Vec<Arc<Member>> = by_key
                 .chain(by_shape)
                 .filter(|m| {
