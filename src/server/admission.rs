@@ -188,7 +188,7 @@ impl ServerState {
 
     /// A whole slot for a connection whose address is known: its server
     /// slot, and its address's if it may open one more (step 2).
-    pub(crate) fn slot_from(
+    fn slot_from(
         &self,
         server: OwnedSemaphorePermit,
         ip: IpAddr,

@@ -665,7 +665,7 @@ impl ServerState {
         self: &Arc<Self>,
         listener: &Arc<Listener>,
         protocol: Arc<P>,
-        stream: T,
+        mut stream: T,
         arrival: Arrival,
     ) -> impl Future<Output = ()> + Send + 'static {
         let Arrival {
@@ -676,7 +676,6 @@ impl ServerState {
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
         let handle = session.outbox_handle();
-        let mut stream = stream;
         stream.gauge_input(session.input_gauge());
         let mut timeouts = self.live().timeouts;
         if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
