@@ -23,6 +23,19 @@ pub enum ServerLine {
         /// What was said.
         text: String,
     },
+    /// `[#room 12:03:04] from: text`: said in a room earlier, shown again
+    /// from its history (`/history`, a listener's `?history=N`).
+    Kept {
+        /// The room.
+        room: String,
+        /// When it was said, as the server shows it (UTC): `12:03:04`, or
+        /// `2026-12-04 12:03:04` on another day.
+        at: String,
+        /// The sender.
+        from: String,
+        /// What was said.
+        text: String,
+    },
     /// `[dm] from: text`: sent to this client alone.
     Direct {
         /// The sender.
@@ -54,11 +67,22 @@ impl ServerLine {
         });
         match message {
             Some(("dm", from, text)) => ServerLine::Direct { from, text },
-            Some((target, from, text)) if target.starts_with('#') => ServerLine::Message {
-                room: target[1..].to_owned(),
-                from,
-                text,
-            },
+            Some((target, from, text)) if target.starts_with('#') => {
+                match target[1..].split_once(' ') {
+                    // Room names hold no spaces: what follows is the time.
+                    Some((room, at)) => ServerLine::Kept {
+                        room: room.to_owned(),
+                        at: at.to_owned(),
+                        from,
+                        text,
+                    },
+                    None => ServerLine::Message {
+                        room: target[1..].to_owned(),
+                        from,
+                        text,
+                    },
+                }
+            }
             _ => ServerLine::Other(line.to_owned()),
         }
     }
@@ -68,6 +92,12 @@ impl fmt::Display for ServerLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerLine::Message { room, from, text } => write!(f, "[#{room}] {from}: {text}"),
+            ServerLine::Kept {
+                room,
+                at,
+                from,
+                text,
+            } => write!(f, "[#{room} {at}] {from}: {text}"),
             ServerLine::Direct { from, text } => write!(f, "[dm] {from}: {text}"),
             ServerLine::Notice(text) => write!(f, "* {text}"),
             ServerLine::Error(text) => write!(f, "! {text}"),

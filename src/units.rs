@@ -85,6 +85,27 @@ macro_rules! deserialize_number_or_string {
 deserialize_number_or_string!(Size, |n: u64| Size(n as usize));
 deserialize_number_or_string!(Seconds, |n: u64| Seconds(Duration::from_secs(n)));
 
+/// A moment (Unix milliseconds) as a clock in UTC: `12:03:04`, with the
+/// date before it (`2026-12-04 12:03:04`) unless it is the day of `now`.
+pub fn format_clock(at_ms: u64, now_ms: u64) -> String {
+    let (days, secs) = ((at_ms / 1000) / 86_400, (at_ms / 1000) % 86_400);
+    let clock = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if days == (now_ms / 1000) / 86_400 {
+        return clock;
+    }
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {clock}")
+}
+
 /// Formats a duration the way it is written in flags: `5s`, `250ms`.
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
@@ -112,6 +133,17 @@ pub fn format_size(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_shows_the_date_only_for_another_day() {
+        // 2026-12-04T12:03:04.500Z
+        let at = 1_796_385_784_500;
+        assert_eq!(format_clock(at, at + 60_000), "12:03:04");
+        assert_eq!(format_clock(at, at + 86_400_000), "2026-12-04 12:03:04");
+        assert_eq!(format_clock(0, 86_400_000), "1970-01-01 00:00:00");
+        // A leap day: 2024-02-29T23:59:59Z.
+        assert_eq!(format_clock(1_709_251_199_000, 0), "2024-02-29 23:59:59");
+    }
 
     #[test]
     fn sizes_and_durations_take_units() {

@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!body.bytes.is_empty(), "an empty raw message");
             bodies.extend_from_slice(&body.bytes);
             let event = Event::Message {
+                offset: None,
                 room: RoomName::lobby(),
                 from: from.clone(),
                 body: Body::chunk(body.bytes),

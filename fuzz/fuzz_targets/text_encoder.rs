@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         Body::chunk(bytes)
     };
     let event = Event::Message {
+        offset: None,
         room: room.clone(),
         from: from.clone(),
         body: body.clone(),

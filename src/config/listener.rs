@@ -81,6 +81,9 @@ pub struct ListenerSpec {
     /// in place of the server's `--idle-timeout`: a device that stops
     /// sending heartbeats is gone, not "online".
     pub idle_timeout: Option<Duration>,
+    /// How many of a room's last messages its text clients are shown as
+    /// they join it (`?history=N`; 0: none), where the room keeps them.
+    pub history: usize,
     /// What a raw listener knows of its devices: registration, heartbeats,
     /// framing (`?register=imei&heartbeat=hex:FE&frame=gap:20`).
     pub device: DeviceSpec,
@@ -97,6 +100,7 @@ impl ListenerSpec {
             auth: false,
             proxy: None,
             idle_timeout: None,
+            history: 0,
             device: DeviceSpec::default(),
         }
     }
@@ -137,6 +141,9 @@ impl fmt::Display for ListenerSpec {
         }
         if let Some(idle) = self.idle_timeout {
             options.push(format!("idle-timeout={}", format_duration(idle)));
+        }
+        if self.history > 0 {
+            options.push(format!("history={}", self.history));
         }
         options.extend(self.device.options());
         if !options.is_empty() {
@@ -203,6 +210,22 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                         .with_context(|| format!("in listener {spec:?}"))?;
                     listener.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
                 }
+                ("history", Some(count)) => {
+                    anyhow::ensure!(
+                        mode == Mode::Text,
+                        "history= is for text listeners (text://ADDR?history=20): JSON and /ws clients ask with {{\"type\":\"history\"}} or a join with \"since\", in listener {spec:?}"
+                    );
+                    listener.history = count
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .map(usize::from)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "bad history={count:?} in listener {spec:?}: how many messages to show, from 1 to 65535"
+                            )
+                        })?;
+                }
                 _ => {
                     let known = listener
                         .device
@@ -210,7 +233,7 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                         .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
                     if !known {
                         anyhow::bail!(
-                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
+                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, history=N (text), or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
                         )
                     }
                     if mode != Mode::Raw {

@@ -120,6 +120,16 @@ pub fn default_max_memory() -> usize {
         .unwrap_or(FALLBACK_MAX_MEMORY)
 }
 
+/// Oldest a kept message may be: an hour covers a phone out of coverage,
+/// a laptop asleep over lunch, a dashboard opened after a meeting
+/// (Centrifugo's history is kept for a time, too).
+pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(3600);
+
+/// Most bytes one room's history may hold: a quarter of the default queue
+/// hard limit, so that a client resuming all of it (shown as text, or as
+/// hex, three times the bytes) fits its queue.
+pub const DEFAULT_HISTORY_BYTES: usize = 1024 * 1024;
+
 /// Idle time before TCP keepalive probes a quiet connection. A peer that
 /// vanished without a FIN or RST (power lost, a NAT's state dropped) is
 /// found after this plus [`DEFAULT_TCP_KEEPALIVE_INTERVAL`] ×
@@ -270,6 +280,15 @@ pub struct Config {
     pub line_timeout: Option<Duration>,
     /// Bytes all clients together may hold in queues and unfinished input.
     pub max_memory: usize,
+    /// Most messages each room keeps for late joiners and resuming
+    /// clients (0: none).
+    pub history: usize,
+    /// Oldest a kept message may be.
+    pub history_age: Duration,
+    /// Most bytes one room's history may hold.
+    pub history_bytes: usize,
+    /// Patterns of the rooms that keep a history (empty: every room).
+    pub history_rooms: Vec<String>,
     /// Idle time before TCP keepalive probes (`None`: no keepalive).
     pub tcp_keepalive: Option<Duration>,
     /// Time between keepalive probes.
@@ -357,6 +376,10 @@ impl Default for Config {
             slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
             max_memory: default_max_memory(),
+            history: 0,
+            history_age: DEFAULT_HISTORY_AGE,
+            history_bytes: DEFAULT_HISTORY_BYTES,
+            history_rooms: Vec::new(),
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
             tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,
@@ -460,6 +483,17 @@ impl Config {
             self.max_memory,
             self.queue_hard_limit
         );
+        anyhow::ensure!(
+            self.history == 0 || self.history_bytes.saturating_mul(4) <= self.queue_hard_limit,
+            "history-bytes ({}) may be at most a quarter of queue-hard-limit ({}): a client resuming a room is queued all of its history at once (as hex, three times the bytes)",
+            self.history_bytes,
+            self.queue_hard_limit
+        );
+        anyhow::ensure!(
+            self.history == 0 || !self.history_age.is_zero(),
+            "history-age must be more than 0 when --history is set"
+        );
+        self.history_filter()?;
         anyhow::ensure!(
             !self.tcp_keepalive_interval.is_zero() && self.tcp_keepalive_retries > 0,
             "tcp-keepalive-interval and tcp-keepalive-retries must be more than 0 (turn keepalive off with tcp-keepalive = 0)"
@@ -581,6 +615,36 @@ impl Config {
             slow_timeout: self.slow_timeout,
             max_memory: self.max_memory,
         }
+    }
+
+    /// What rooms keep of what is said in them.
+    pub fn history_rules(&self) -> crate::hub::HistoryRules {
+        crate::hub::HistoryRules {
+            max_messages: self.history,
+            max_age: self.history_age,
+            max_bytes: self.history_bytes,
+            rooms: self
+                .history_filter()
+                .expect("validated: the patterns parse"),
+        }
+    }
+
+    /// `--history-rooms` as a filter (`None`: every room).
+    fn history_filter(&self) -> anyhow::Result<Option<crate::hub::RoomFilter>> {
+        if self.history_rooms.is_empty() {
+            return Ok(None);
+        }
+        let patterns = self
+            .history_rooms
+            .iter()
+            .map(|raw| {
+                crate::auth::Pattern::new(raw)
+                    .map_err(|error| anyhow::anyhow!("history-rooms: {error}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some(std::sync::Arc::new(
+            move |room: &crate::hub::RoomName| patterns.iter().any(|pattern| pattern.matches(room)),
+        )))
     }
 }
 

@@ -174,6 +174,35 @@ pub struct Overrides {
         arg(long, value_name = "SIZE", env = "SWITCHBOARD_MAX_MEMORY")
     )]
     pub max_memory: Option<Size>,
+    /// Messages each room keeps, so a client that joins late or reconnects gets what it missed (/history, a JSON join with "since", a text listener's ?history=N); 0 keeps none. History counts against --max-memory and is evicted, oldest first, before any client is cut off. [default: 0]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_HISTORY")
+    )]
+    pub history: Option<usize>,
+    /// Oldest a room's kept message may be. [default: 1h]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_HISTORY_AGE")
+    )]
+    pub history_age: Option<Seconds>,
+    /// Most bytes one room's history may hold (bodies, names and about 100 bytes a message); at most a quarter of --queue-hard-limit. [default: 1MiB]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "SIZE", env = "SWITCHBOARD_HISTORY_BYTES")
+    )]
+    pub history_bytes: Option<Size>,
+    /// Rooms that keep a history, as patterns (dev-*, ops); repeatable. [default: every room]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "PATTERN",
+            env = "SWITCHBOARD_HISTORY_ROOMS",
+            value_delimiter = ','
+        )
+    )]
+    pub history_rooms: Option<Vec<String>>,
     /// Idle time before TCP keepalive probes a quiet connection; 0 turns keepalive off. [default: 60s]
     #[cfg_attr(
         feature = "cli",
@@ -573,6 +602,10 @@ impl Overrides {
         set_optional(&mut config.slow_timeout, self.slow_timeout);
         set_optional(&mut config.line_timeout, self.line_timeout);
         set(&mut config.max_memory, self.max_memory.map(|s| s.0));
+        set(&mut config.history, self.history);
+        set(&mut config.history_age, self.history_age.map(|s| s.0));
+        set(&mut config.history_bytes, self.history_bytes.map(|s| s.0));
+        set(&mut config.history_rooms, self.history_rooms);
         set_optional(&mut config.tcp_keepalive, self.tcp_keepalive);
         set(
             &mut config.tcp_keepalive_interval,

@@ -21,6 +21,9 @@ pub enum Reload {
     Credentials,
     /// The TLS certificate: re-read, when the server speaks TLS.
     Certificates,
+    /// What rooms keep: at once, for every room (a room no longer kept
+    /// loses its history; a smaller bound trims it).
+    History,
     /// Takes effect only at the next start.
     Restart,
 }
@@ -78,6 +81,18 @@ mod show {
     }
     pub(super) fn text(text: &String) -> String {
         format!("{text:?}")
+    }
+    pub(super) fn number_or_off(n: &usize) -> String {
+        match n {
+            0 => "0 (off)".into(),
+            n => n.to_string(),
+        }
+    }
+    pub(super) fn every_room_or(patterns: &[String]) -> String {
+        match patterns.is_empty() {
+            true => "every room".into(),
+            false => patterns.join(", "),
+        }
     }
     pub(super) fn or_off(value: &Option<impl Display>) -> String {
         value
@@ -205,6 +220,10 @@ settings! {
     slow_timeout => SlowTimeout, "slow-timeout", Restart, duration_or_off;
     line_timeout => LineTimeout, "line-timeout", Limits, duration_or_off;
     max_memory => MaxMemory, "max-memory", Restart, size;
+    history => History, "history", History, number_or_off;
+    history_age => HistoryAge, "history-age", History, duration;
+    history_bytes => HistoryBytes, "history-bytes", History, size;
+    history_rooms => HistoryRooms, "history-rooms", History, every_room_or;
     tcp_keepalive => TcpKeepalive, "tcp-keepalive", Restart, duration_or_off;
     tcp_keepalive_interval => TcpKeepaliveInterval, "tcp-keepalive-interval", Restart, duration;
     tcp_keepalive_retries => TcpKeepaliveRetries, "tcp-keepalive-retries", Restart, number;
@@ -273,6 +292,10 @@ impl Config {
             slow_timeout: _,
             line_timeout: _,
             max_memory: _,
+            history: _,
+            history_age: _,
+            history_bytes: _,
+            history_rooms: _,
             tcp_keepalive: _,
             tcp_keepalive_interval: _,
             tcp_keepalive_retries: _,

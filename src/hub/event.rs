@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
+use super::history::{Gap, Kept, Offset};
 use super::names::{Name, RoomName};
 
 /// The payload of a message, exactly as its sender produced it.
@@ -55,6 +56,31 @@ pub enum Event {
         from: Name,
         /// What was said.
         body: Body,
+        /// Its position in the room's history, if the room keeps one.
+        offset: Option<Offset>,
+    },
+    /// A message the room kept, shown again: to a client that asked for
+    /// the room's history, or resumes, or joins where joiners are shown it.
+    Replayed {
+        /// The room it was said in.
+        room: RoomName,
+        /// The message, when it was said, and its position.
+        kept: Kept,
+    },
+    /// The end of what a room's history showed a client.
+    HistoryEnd {
+        /// The room.
+        room: RoomName,
+        /// How many messages were shown.
+        count: usize,
+    },
+    /// A resuming client lost messages: the room no longer has all that
+    /// came after its offset.
+    Gap {
+        /// The room.
+        room: RoomName,
+        /// Where it asked to resume, and where it resumes.
+        gap: Gap,
     },
     /// `from` sent `body` to this client alone.
     Direct {
@@ -151,8 +177,11 @@ impl Delivery {
     /// body, the names, and a little framing.
     fn size_hint(&self) -> usize {
         let size = |event: &Event| match event {
-            Event::Message { room, from, body } => {
-                body.bytes.len() + room.as_str().len() + from.as_str().len()
+            Event::Message {
+                room, from, body, ..
+            } => body.bytes.len() + room.as_str().len() + from.as_str().len() + 24,
+            Event::Replayed { room, kept } => {
+                kept.body.bytes.len() + room.as_str().len() + kept.from.as_str().len() + 48
             }
             Event::Direct { from, body } => body.bytes.len() + from.as_str().len(),
             _ => 64,

@@ -325,14 +325,8 @@ impl Hub {
                 Err(HubError::NoSuchRoom(room.clone()))
             };
         };
-        let delivery = Delivery::new(Event::Message {
-            room: room.name.clone(),
-            from,
-            body,
-        });
-        room.count_messages(1);
         let mut congested = Vec::new();
-        Ok(room.broadcast(&delivery, None, &mut congested) + remote)
+        Ok(room.say(&from, vec![body], None, &mut congested) + remote)
     }
 
     /// Sends `body` to the client named `to` as the server's admin.

@@ -30,6 +30,7 @@ mod backplane;
 mod counters;
 mod device;
 mod event;
+mod history;
 mod info;
 mod listing;
 mod names;
@@ -37,6 +38,7 @@ mod outbox;
 mod remote;
 mod room;
 mod session;
+mod sweep;
 mod tap;
 
 pub use access::{Access, ReservedNames};
@@ -44,6 +46,10 @@ pub use backplane::{Backplane, Change, Claim, NodeName, RemoteClient, Solo, Uncl
 pub use counters::{ClientKind, KINDS};
 pub use device::{DeviceInfo, DeviceProof};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
+pub use history::{
+    BadOffset, Gap, GapReason, HistoryRules, Kept, Offset, Page, Replay, RoomFilter,
+    RoomHistoryView, KEPT_OVERHEAD,
+};
 pub use info::{
     unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
 };
@@ -51,7 +57,8 @@ pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
 pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
 pub use remote::ClientPlace;
-pub use session::Session;
+pub use session::{HistoryShown, Session};
+pub use sweep::Sweep;
 pub use tap::{Seen, Sightings, Tap, TAP_MAX_BYTES, TAP_MAX_ITEMS};
 
 use std::cmp::Reverse;
@@ -378,6 +385,9 @@ pub enum HubError {
     /// The client is not in that room.
     #[error("you are not in #{0}")]
     NotInRoom(RoomName),
+    /// The room keeps no history.
+    #[error("#{0} keeps no history: this server keeps the history of the rooms --history-rooms names, when --history is set")]
+    NoHistory(RoomName),
     /// The client is in no room, so a message has nowhere to go.
     #[error("you are in no room; join one first")]
     NoRoom,
@@ -409,6 +419,7 @@ impl HubError {
             HubError::Forbidden(_) => "forbidden",
             HubError::NoSuchRoom(_) => "no_such_room",
             HubError::NotInRoom(_) => "not_in_room",
+            HubError::NoHistory(_) => "no_history",
             HubError::NoRoom => "no_room",
             HubError::TooManyRooms { .. } => "too_many_rooms",
             HubError::BadPattern(_) => "bad_pattern",
@@ -467,16 +478,6 @@ pub struct RoomInfo {
     pub members: usize,
 }
 
-/// What one [`Hub::sweep`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sweep {
-    /// Bytes all clients held in queues and unfinished input, after the
-    /// cut-offs.
-    pub held: usize,
-    /// The clients cut off, and why.
-    pub cut: Vec<(ClientId, Name, CloseReason)>,
-}
-
 /// The routing core shared by every connection of a server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -508,6 +509,8 @@ struct HubState {
     /// Names that client certificates gave, by comparison key: kept for
     /// their holders, as users' names are (read on renames only).
     certified: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// What rooms keep of what was said in them.
+    histories: history::Histories,
 }
 
 /// Most names kept for certificate holders: past it, a new one is not
@@ -641,11 +644,22 @@ struct Member {
     /// Whether it is in its listener's room unannounced, for the moment a
     /// new client has to say who it is (`/hello`).
     unannounced: std::sync::atomic::AtomicBool,
+    /// How many of a room's last messages it is shown as it joins (a text
+    /// listener's `?history=N`; 0: none).
+    history_on_join: std::sync::atomic::AtomicU16,
 }
 
 impl Member {
     fn name(&self) -> Name {
         lock(&self.name).clone()
+    }
+
+    /// Encodes `delivery` in this client's wire format now (it is cached
+    /// for every recipient of that format): before taking a lock that
+    /// holds others up while it is queued.
+    fn encode(&self, delivery: &Delivery) {
+        let alternate = self.alternate.load(Ordering::Relaxed);
+        delivery.encoded(self.encodings[usize::from(alternate)]);
     }
 
     /// Queues `delivery` in this client's wire format; nothing if the
@@ -683,11 +697,6 @@ impl Member {
             + self.unfinished.load(Ordering::Relaxed) as usize
     }
 }
-
-/// Below this share of the memory budget (in tenths), the sweep stops
-/// cutting clients off, and new connections are let in again: room for
-/// the clients that stay to go on.
-const BUDGET_RELIEF_TENTHS: usize = 9;
 
 impl Hub {
     /// Keeps the names `reserved` says for the users who log in with them
@@ -791,6 +800,7 @@ impl Hub {
                 backplane: OnceLock::new(),
                 device_prefixes: Default::default(),
                 certified: Mutex::default(),
+                histories: history::Histories::new(HistoryRules::off()),
             }),
         }
     }
@@ -864,6 +874,7 @@ impl Hub {
             alternate: Default::default(),
             departed: Default::default(),
             unannounced: Default::default(),
+            history_on_join: Default::default(),
         });
         me.traffic
             .last_activity
@@ -920,78 +931,6 @@ impl Hub {
         self.shared
             .pauses
             .fetch_add(senders as u64, Ordering::Relaxed);
-    }
-
-    /// Bytes all clients held in queues and unfinished input at the last
-    /// [`sweep`](Hub::sweep).
-    pub fn memory_held(&self) -> usize {
-        self.shared.held.load(Ordering::Relaxed)
-    }
-
-    /// Whether clients hold so much of the memory budget that no new ones
-    /// should be let in.
-    pub fn memory_nearly_full(&self) -> bool {
-        self.memory_held() >= self.shared.settings.max_memory / 10 * BUDGET_RELIEF_TENTHS
-    }
-
-    /// Enforces the limits no single push can see, and is meant to run
-    /// every few tens of milliseconds: cuts off clients that have held
-    /// their senders back past the slow timeout, then, while all clients
-    /// together hold more than the memory budget, the largest holders
-    /// until they hold at most nine tenths of it. Costs one pass over the
-    /// clients, and nothing on the path of a message.
-    pub fn sweep(&self) -> Sweep {
-        let settings = &self.shared.settings;
-        let mut held = 0;
-        let mut too_slow = Vec::new();
-        let mut holders = Vec::new();
-        {
-            let directory = self.directory();
-            for member in directory.by_name.values() {
-                held += member.held();
-                if let Some(timeout) = settings.slow_timeout {
-                    if member.outbox.congested_for() > timeout {
-                        too_slow.push((member.clone(), CloseReason::TooSlow { timeout }));
-                    }
-                }
-            }
-            if held > settings.max_memory {
-                holders = directory
-                    .by_name
-                    .values()
-                    .map(|member| (member.held(), member.clone()))
-                    .collect();
-            }
-        }
-        let mut cut = Vec::new();
-        let mut cut_off = |member: &Member, reason: CloseReason| {
-            if !member.outbox.is_closed() {
-                member.outbox.close(reason.clone(), false);
-                cut.push((member.id, member.name(), reason));
-            }
-        };
-        for (member, reason) in too_slow {
-            cut_off(&member, reason);
-        }
-        if !holders.is_empty() {
-            holders.sort_unstable_by_key(|(held, _)| Reverse(*held));
-            let relief = settings.max_memory / 10 * BUDGET_RELIEF_TENTHS;
-            for (bytes, member) in holders {
-                if held <= relief || bytes == 0 {
-                    break;
-                }
-                cut_off(
-                    &member,
-                    CloseReason::MemoryBudget {
-                        held: bytes,
-                        budget: settings.max_memory,
-                    },
-                );
-                held = held.saturating_sub(bytes);
-            }
-        }
-        self.shared.held.store(held, Ordering::Relaxed);
-        Sweep { held, cut }
     }
 }
 

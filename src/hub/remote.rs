@@ -371,19 +371,8 @@ impl Hub {
         let Some(room) = self.directory().rooms.get(room).cloned() else {
             return 0;
         };
-        room.count_messages(bodies.len());
-        let delivery = Delivery::batch(
-            bodies
-                .into_iter()
-                .map(|body| Event::Message {
-                    room: room.name.clone(),
-                    from: from.clone(),
-                    body,
-                })
-                .collect(),
-        );
         let mut congested = Vec::new();
-        room.broadcast(&delivery, None, &mut congested)
+        room.say(&from, bodies, None, &mut congested)
     }
 
     /// Delivers to local client `to`, named `to_name`, what `from` (a

@@ -6,10 +6,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
 use super::counters::{Counters, Field, KINDS};
-use super::event::Delivery;
+use super::event::{Body, Delivery};
+use super::history::RoomHistory;
 use super::info::RoomStats;
 use super::tap::{Seen, Tap};
-use super::{ClientId, Event, Member, Pushed, RoomName};
+use super::{ClientId, Event, Member, Name, Pushed, RoomName};
 
 /// A room and its members. The member list is read-locked for each
 /// message (written only on join and leave, and when a watcher's tap is
@@ -28,12 +29,15 @@ pub(super) struct Room {
     remote: AtomicUsize,
 }
 
-/// Who is in a room, and who watches it; under one lock, so a message
-/// costs one lock whether or not anyone watches.
+/// Who is in a room, who watches it, and what it keeps; under one lock,
+/// so a message costs one lock whether or not anyone watches.
 #[derive(Debug, Default)]
 pub(super) struct Inside {
     pub(super) members: HashMap<ClientId, Arc<Member>>,
     taps: Vec<Arc<Tap>>,
+    /// The room's history, if it keeps one: its lock is taken under this
+    /// one as messages are said, so positions follow delivery order.
+    pub(super) history: Option<Arc<RoomHistory>>,
 }
 
 impl std::ops::Deref for Inside {
@@ -57,12 +61,14 @@ impl Room {
         taps: Vec<Arc<Tap>>,
         counters: Arc<Counters>,
         remote: usize,
+        history: Option<Arc<RoomHistory>>,
     ) -> Self {
         Room {
             name,
             inside: RwLock::new(Inside {
                 members: HashMap::new(),
                 taps,
+                history,
             }),
             messages: AtomicU64::new(0),
             counters,
@@ -88,6 +94,45 @@ impl Room {
         crate::sync::write(&self.inside)
     }
 
+    /// `from` says `bodies` in the room: kept in its history if it keeps
+    /// one (each at the next position), then queued for every member but
+    /// `except` (the sender) as [`broadcast`](Room::broadcast) does.
+    /// Returns how many members it was queued for.
+    pub(super) fn say(
+        &self,
+        from: &Name,
+        bodies: Vec<Body>,
+        except: Option<ClientId>,
+        congested: &mut Vec<Arc<Member>>,
+    ) -> usize {
+        self.count_messages(bodies.len());
+        let inside = self.members();
+        // Held until every member has it queued: a message is numbered in
+        // the order members receive it, and a client joining with an
+        // offset (under the write lock) sees each exactly once.
+        let mut log = inside
+            .history
+            .as_ref()
+            .map(|history| (history, history.log()));
+        let events = bodies
+            .into_iter()
+            .map(|body| {
+                let offset = log
+                    .as_mut()
+                    .map(|(history, log)| log.push(history, from, &body));
+                Event::Message {
+                    room: self.name.clone(),
+                    from: from.clone(),
+                    body,
+                    offset,
+                }
+            })
+            .collect();
+        let queued = self.deliver(&inside, &Delivery::batch(events), except, congested);
+        drop(log);
+        queued
+    }
+
     /// Queues `delivery` for every member but `except` (its sender),
     /// each in its own wire format, and shows its messages to the room's
     /// watchers; adds the members whose queues are now congested to
@@ -98,7 +143,16 @@ impl Room {
         except: Option<ClientId>,
         congested: &mut Vec<Arc<Member>>,
     ) -> usize {
-        let inside = self.members();
+        self.deliver(&self.members(), delivery, except, congested)
+    }
+
+    fn deliver(
+        &self,
+        inside: &Inside,
+        delivery: &Delivery,
+        except: Option<ClientId>,
+        congested: &mut Vec<Arc<Member>>,
+    ) -> usize {
         let mut queued = 0;
         let mut by_kind = [0u64; KINDS.len()];
         for (id, member) in inside.iter() {
@@ -121,7 +175,10 @@ impl Room {
         if !inside.taps.is_empty() {
             let at = SystemTime::now();
             for event in delivery.events() {
-                if let Event::Message { room, from, body } = event {
+                if let Event::Message {
+                    room, from, body, ..
+                } = event
+                {
                     let seen = Seen {
                         at,
                         room: Some(room.clone()),

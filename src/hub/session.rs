@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::counters::Field;
 use super::event::Delivery;
+use super::history::{Gap, GapReason, Prepared, Replay, Resume};
 use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
@@ -32,7 +33,7 @@ pub struct Session {
     pub(super) me: Arc<Member>,
     name: Name,
     /// Rooms joined, oldest first; the last is where plain messages go.
-    rooms: Vec<Arc<Room>>,
+    rooms: Vec<Joined>,
     /// Receivers this client's notices congested, not yet waited for.
     /// Boxed, and only when there are some: a session lives as long as
     /// its client, and most never congest anyone (8 bytes, not 24).
@@ -42,6 +43,37 @@ pub struct Session {
     /// is its user's (`None`: anywhere, any name). Boxed: most clients
     /// never log in.
     logged_in: Option<Box<LoggedIn>>,
+}
+
+/// A room a client is in, and where its history stood when the client
+/// came in: what a resume asked for later replays up to, since the client
+/// was queued everything after it live.
+#[derive(Debug, Clone)]
+struct Joined {
+    room: Arc<Room>,
+    /// The room's last position when the client joined (`None`: it kept
+    /// no history then, or nothing yet).
+    at: Option<super::Offset>,
+}
+
+impl std::ops::Deref for Joined {
+    type Target = Arc<Room>;
+    fn deref(&self) -> &Arc<Room> {
+        &self.room
+    }
+}
+
+/// What [`Session::history`] showed a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryShown {
+    /// The room.
+    pub room: RoomName,
+    /// How many messages were shown.
+    pub count: usize,
+    /// Whether the room keeps older ones.
+    pub more: bool,
+    /// The oldest shown: the `before` of the next page back.
+    pub before: Option<super::Offset>,
 }
 
 /// Where a certificate holder may go: anywhere its listener lets it (a
@@ -143,6 +175,7 @@ impl Session {
         self.rooms
             .iter()
             .find(|room| room.name == *name)
+            .map(|joined| &joined.room)
             .ok_or_else(|| HubError::NotInRoom(name.clone()))
     }
 
@@ -173,7 +206,7 @@ impl Session {
             .add(self.me.meta.kind, Field::MessagesIn, count);
         let room = match room {
             Some(name) => self.joined(name)?,
-            None => self.rooms.last().ok_or(HubError::NoRoom)?,
+            None => &self.rooms.last().ok_or(HubError::NoRoom)?.room,
         };
         if let Some(logged_in) = &self.logged_in {
             logged_in
@@ -181,7 +214,6 @@ impl Session {
                 .may_send(&room.name)
                 .map_err(HubError::Forbidden)?;
         }
-        room.count_messages(bodies.len());
         self.device_sent();
         if room.remote() > 0 {
             self.hub
@@ -201,18 +233,8 @@ impl Session {
                 });
             }
         }
-        let delivery = Delivery::batch(
-            bodies
-                .into_iter()
-                .map(|body| Event::Message {
-                    room: room.name.clone(),
-                    from: self.name.clone(),
-                    body,
-                })
-                .collect(),
-        );
         let mut congested = Vec::new();
-        room.broadcast(&delivery, Some(self.me.id), &mut congested);
+        room.say(&self.name, bodies, Some(self.me.id), &mut congested);
         if !congested.is_empty() {
             self.hub.paused(congested.len());
         }
@@ -310,7 +332,67 @@ impl Session {
     /// current room. Joining a room already joined only makes it current.
     /// Returns how many are in the room now.
     pub fn join(&mut self, name: RoomName) -> Result<usize, HubError> {
-        self.join_room(name, true)
+        let replay = self.replay_on_join();
+        self.join_room(name, true, replay)
+    }
+
+    /// Joins `room` as [`join`](Session::join) does, resuming from
+    /// `since`: the client is first queued everything the room said after
+    /// that position (or told of the gap, and queued what is kept), then
+    /// what is said from now on, with no message twice and none missing
+    /// at the seam.
+    pub fn join_since(&mut self, name: RoomName, since: super::Offset) -> Result<usize, HubError> {
+        self.join_room(name, true, Replay::Since(since))
+    }
+
+    /// Shows this client the last `count` messages of each room it joins
+    /// from now on (a text listener's `?history=N`; 0: none).
+    pub fn show_history_on_join(&self, count: usize) {
+        let count = u16::try_from(count).unwrap_or(u16::MAX);
+        self.me.history_on_join.store(count, Ordering::Relaxed);
+    }
+
+    fn replay_on_join(&self) -> Replay {
+        match self.me.history_on_join.load(Ordering::Relaxed) {
+            0 => Replay::Nothing,
+            n => Replay::Last(usize::from(n)),
+        }
+    }
+
+    /// Shows this client the last `limit` messages of `room` (default: the
+    /// current room) before `before` (default: the newest), oldest first,
+    /// queued like any delivery; returns what the page held.
+    pub fn history(
+        &self,
+        room: Option<&RoomName>,
+        limit: usize,
+        before: Option<super::Offset>,
+    ) -> Result<HistoryShown, HubError> {
+        let room = match room {
+            Some(name) => self.joined(name)?,
+            None => &self.rooms.last().ok_or(HubError::NoRoom)?.room,
+        };
+        let history = room.members().history.clone();
+        let history = history.ok_or_else(|| HubError::NoHistory(room.name.clone()))?;
+        let limit = limit.clamp(1, self.hub.shared.settings.max_list.max(1));
+        let page = history.log().page(limit, before);
+        let shown = HistoryShown {
+            room: room.name.clone(),
+            count: page.kept.len(),
+            more: page.more,
+            before: page.kept.first().map(|kept| kept.offset),
+        };
+        let delivery = Delivery::batch(
+            page.kept
+                .into_iter()
+                .map(|kept| Event::Replayed {
+                    room: room.name.clone(),
+                    kept,
+                })
+                .collect(),
+        );
+        self.show(&delivery);
+        Ok(shown)
     }
 
     /// A new client's arrival: in `room`, unannounced, for the moment it
@@ -322,7 +404,8 @@ impl Session {
         if self.hub.node().is_some() || !self.rooms.is_empty() {
             return self.join(room);
         }
-        let members = self.join_room(room, false)?;
+        let replay = self.replay_on_join();
+        let members = self.join_room(room, false, replay)?;
         self.me.unannounced.store(true, Ordering::Relaxed);
         Ok(members)
     }
@@ -376,6 +459,10 @@ impl Session {
         };
         let target = room.clone().or_else(|| listener_room.clone());
         let joined = match target {
+            // Back where it arrived: it was shown that room's history then.
+            Some(target) if arriving && Some(&target) == listener_room.as_ref() => {
+                self.join_room(target, true, Replay::Nothing)
+            }
             Some(target) if arriving || room.is_some() => self.join(target),
             Some(_) => Ok(self.current_room().map_or(0, |r| self.members_of(r))),
             None => Err(HubError::NoRoom),
@@ -402,7 +489,12 @@ impl Session {
             .map_or(0, |r| r.len() + r.remote())
     }
 
-    fn join_room(&mut self, name: RoomName, announce: bool) -> Result<usize, HubError> {
+    fn join_room(
+        &mut self,
+        name: RoomName,
+        announce: bool,
+        replay: Replay,
+    ) -> Result<usize, HubError> {
         if let Some(logged_in) = &self.logged_in {
             logged_in
                 .access
@@ -410,18 +502,29 @@ impl Session {
                 .map_err(HubError::Forbidden)?;
         }
         if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
-            let room = self.rooms.remove(i);
-            let members = room.len();
-            self.rooms.push(room);
+            let joined = self.rooms.remove(i);
+            let members = joined.len();
+            if let Replay::Since(since) = replay {
+                self.resync(&joined, since);
+            }
+            self.rooms.push(joined);
             return Ok(members);
         }
         let limit = self.hub.shared.settings.max_rooms_per_client;
         if self.rooms.len() >= limit {
             return Err(HubError::TooManyRooms { limit });
         }
+        // What the client is shown first, read and encoded before any
+        // lock that holds others up: the room's is held only to queue it.
+        let histories = &self.hub.shared.histories;
+        let prepared = (replay != Replay::Nothing).then(|| {
+            let prepared = Prepared::read(&name, histories.for_room(&name).as_deref(), replay);
+            self.me.encode(prepared.head());
+            prepared
+        });
         // Most clients stay in one room: no room for four.
         self.rooms.reserve_exact(1);
-        let (room, members) = {
+        let (room, members, at) = {
             let mut guard = self.hub.directory();
             let directory = &mut *guard;
             let room = directory
@@ -430,21 +533,33 @@ impl Session {
                 .or_insert_with(|| {
                     let taps = directory.watchers.get(&name).cloned().unwrap_or_default();
                     let remote = directory.remote.rooms.get(&name).map_or(0, |m| m.len());
+                    let history = histories.for_room(&name);
                     Arc::new(Room::new(
                         name,
                         taps,
                         self.hub.shared.counters.clone(),
                         remote,
+                        history,
                     ))
                 })
                 .clone();
-            let members = {
-                let mut members = room.members_mut();
-                members.insert(self.me.id, self.me.clone());
-                members.len()
+            let (members, at) = {
+                let mut inside = room.members_mut();
+                let history = inside.history.clone();
+                let log = history.as_ref().map(|history| (history, history.log()));
+                if let Some(prepared) = prepared {
+                    let locked = log.as_ref().map(|(history, log)| (&***history, &**log));
+                    for delivery in prepared.finish(locked) {
+                        self.show(&delivery);
+                    }
+                }
+                let at = log.as_ref().and_then(|(_, log)| log.last());
+                drop(log);
+                inside.insert(self.me.id, self.me.clone());
+                (inside.len(), at)
             };
             directory.resized(&room.name, members - 1, members);
-            (room, members)
+            (room, members, at)
         };
         if self.hub.node().is_some() {
             self.hub.backplane().changed(Change::Joined {
@@ -464,8 +579,62 @@ impl Session {
                 },
             );
         }
-        self.rooms.push(room);
+        self.rooms.push(Joined { room, at });
         Ok(members)
+    }
+
+    /// Queues `delivery` for this client itself (what it asked to see of
+    /// a history). Its own queue is its own business: its transport waits
+    /// for it to drain before reading the next request.
+    fn show(&self, delivery: &Delivery) {
+        let _ = self.me.deliver_counted(delivery, &self.hub.shared.counters);
+    }
+
+    /// A client resumes a room it is in already (its listener's, which it
+    /// was put in as it connected): it is shown what it missed up to the
+    /// moment it came in (it was queued everything after that live), or
+    /// told of the gap. What was said since it came in is queued already,
+    /// ahead of this.
+    fn resync(&mut self, joined: &Joined, since: super::Offset) {
+        // Written: no message is said in the room while this is queued.
+        let inside = joined.members_mut();
+        let resume = match inside.history.as_ref() {
+            None => Resume {
+                kept: Vec::new(),
+                gap: Some(Gap {
+                    since,
+                    from: None,
+                    reason: GapReason::NotKept,
+                }),
+            },
+            Some(history) => {
+                let log = history.log();
+                let mut resume = log.since(since);
+                // Said after it came in (or after its room began keeping
+                // history): queued live already.
+                let upto = joined
+                    .at
+                    .filter(|at| at.epoch == log.epoch())
+                    .map_or(0, |at| at.seq);
+                resume.kept.retain(|kept| kept.offset.seq <= upto);
+                resume
+            }
+        };
+        let room = &joined.name;
+        let events = resume
+            .gap
+            .map(|gap| Event::Gap {
+                room: room.clone(),
+                gap,
+            })
+            .into_iter()
+            .chain(resume.kept.into_iter().map(|kept| Event::Replayed {
+                room: room.clone(),
+                kept,
+            }))
+            .collect();
+        self.show(&Delivery::batch(events));
+        drop(inside);
     }
 
     /// Leaves `room`; the room disappears when its last member leaves.

@@ -63,6 +63,7 @@ async fn a_room_message_reaches_everyone_in_the_room_but_the_sender() {
     a.say(None, Body::line("hi")).await.unwrap();
     assert!(drain(&a).is_empty());
     let expected = Event::Message {
+        offset: None,
         room: RoomName::lobby(),
         from: a.name().clone(),
         body: Body::line("hi"),

@@ -11,7 +11,7 @@ use super::{
     Decode, ErrorCode, Input, LineDecoder, Protocol, ProtocolError, Reply, Request, Secret, Tag,
     JSON_SLOT,
 };
-use crate::hub::{Body, Closing, Event, Name, NameError, Pattern, RoomName};
+use crate::hub::{Body, Closing, Event, Name, NameError, Offset, Pattern, RoomName};
 
 /// The JSON protocol of one listener.
 #[derive(Debug, Clone)]
@@ -52,6 +52,12 @@ enum Wire {
     },
     Join {
         room: String,
+        since: Option<String>,
+    },
+    History {
+        room: Option<String>,
+        limit: Option<usize>,
+        before: Option<String>,
     },
     Leave {
         room: Option<String>,
@@ -174,7 +180,26 @@ fn to_request(wire: Wire) -> Result<Request, ProtocolError> {
             to: name(to)?,
             body: body(text, bytes)?,
         },
-        Wire::Join { room: target } => Request::Join(room(target)?),
+        Wire::Join {
+            room: target,
+            since: None,
+        } => Request::Join(room(target)?),
+        Wire::Join {
+            room: target,
+            since: Some(since),
+        } => Request::JoinSince {
+            room: room(target)?,
+            since: offset(&since)?,
+        },
+        Wire::History {
+            room: target,
+            limit,
+            before,
+        } => Request::History {
+            room: target.map(room).transpose()?,
+            limit,
+            before: before.as_deref().map(offset).transpose()?.map(Box::new),
+        },
         Wire::Leave { room: target } => Request::Leave(target.map(room).transpose()?),
         Wire::Nick { name: new } => Request::Nick(name(new)?),
         Wire::Hello {
@@ -233,6 +258,12 @@ fn body(text: Option<String>, bytes: Option<String>) -> Result<Body, ProtocolErr
     }
 }
 
+fn offset(text: &str) -> Result<Offset, ProtocolError> {
+    text.parse().map_err(|error: crate::hub::BadOffset| {
+        ProtocolError::new(ErrorCode::BadOffset, error.to_string())
+    })
+}
+
 fn invalid(code: ErrorCode) -> impl Fn(NameError) -> ProtocolError {
     move |error| ProtocolError::new(code, error.to_string())
 }
@@ -247,6 +278,14 @@ enum JsonEvent<'a> {
         text: std::borrow::Cow<'a, str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         bytes: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<String>,
+        /// When it was said (Unix milliseconds): only on messages shown
+        /// again from history.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        history: bool,
     },
     Direct {
         from: &'a Name,
@@ -270,6 +309,13 @@ enum JsonEvent<'a> {
     Notice {
         code: &'a str,
         text: &'a str,
+    },
+    Gap {
+        room: &'a RoomName,
+        since: String,
+        from: Option<String>,
+        reason: &'static str,
+        message: &'static str,
     },
 }
 
@@ -300,9 +346,9 @@ fn exact(body: &Body) -> Option<String> {
     }
 }
 
-const COMMANDS: [&str; 12] = [
-    "say", "direct", "join", "leave", "nick", "hello", "who", "rooms", "ping", "help", "quit",
-    "auth",
+const COMMANDS: [&str; 13] = [
+    "say", "direct", "join", "leave", "nick", "hello", "who", "rooms", "history", "ping", "help",
+    "quit", "auth",
 ];
 
 impl Protocol for Json {
@@ -329,11 +375,37 @@ impl Protocol for Json {
 
     fn encode_event(event: &Event, out: &mut BytesMut) {
         let event = match event {
-            Event::Message { room, from, body } => JsonEvent::Message {
+            Event::Message {
+                room,
+                from,
+                body,
+                offset,
+            } => JsonEvent::Message {
                 room,
                 from,
                 text: text(body),
                 bytes: exact(body),
+                offset: offset.map(|offset| offset.to_string()),
+                at: None,
+                history: false,
+            },
+            Event::Replayed { room, kept } => JsonEvent::Message {
+                room,
+                from: &kept.from,
+                text: text(&kept.body),
+                bytes: exact(&kept.body),
+                offset: Some(kept.offset.to_string()),
+                at: Some(kept.at),
+                history: true,
+            },
+            // The end of `?history=N`, a text listener's option.
+            Event::HistoryEnd { .. } => return,
+            Event::Gap { room, gap } => JsonEvent::Gap {
+                room,
+                since: gap.since.to_string(),
+                from: gap.from.map(|from| from.to_string()),
+                reason: gap.reason.code(),
+                message: super::text::gap_reason(gap.reason),
             },
             Event::Direct { from, body } => JsonEvent::Direct {
                 from,
@@ -384,6 +456,13 @@ impl Protocol for Json {
                     .collect();
                 json!({ "type": "rooms", "rooms": list, "total": rooms.total, "more": rooms.more })
             }
+            Reply::History(shown) => json!({
+                "type": "history",
+                "room": shown.room,
+                "count": shown.count,
+                "more": shown.more,
+                "before": shown.before.map(|offset| offset.to_string()),
+            }),
             Reply::Pong => json!({ "type": "pong" }),
             Reply::ShowHex(on) => json!({ "type": "hex", "on": on }),
             Reply::Authenticated { name, user } => {
@@ -466,6 +545,7 @@ mod tests {
     #[test]
     fn invalid_utf8_reaches_json_clients_with_replacement() {
         let event = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("dev").unwrap(),
             body: Body::chunk(&b"\xff\x00ok"[..]),

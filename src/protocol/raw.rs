@@ -92,7 +92,7 @@ mod tests {
                 let Input::Request { request: Request::Say { body, .. }, .. } = input else {
                     panic!("raw input is always a message");
                 };
-                let event = Event::Message { room: RoomName::lobby(), from: Name::new("d").unwrap(), body };
+                let event = Event::Message { offset: None, room: RoomName::lobby(), from: Name::new("d").unwrap(), body };
                 out.extend_from_slice(&Raw::event(&event));
             }
             prop_assert_eq!(out, input);

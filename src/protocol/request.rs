@@ -1,7 +1,12 @@
 //! What a client can ask for, whatever its wire format, and how the hub
 //! answers.
 
-use crate::hub::{Body, HubError, Listing, Name, Pattern, RoomInfo, RoomName, Session};
+use crate::hub::{
+    Body, HistoryShown, HubError, Listing, Name, Offset, Pattern, RoomInfo, RoomName, Session,
+};
+
+/// How many messages `/history` shows when not told.
+pub const HISTORY_PAGE: usize = 20;
 
 /// A client's request, decoded from any wire format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +27,25 @@ pub enum Request {
     },
     /// Join a room and make it current.
     Join(RoomName),
+    /// Join a room (or resume one joined already), first shown what it
+    /// said after `since`, or told of the gap.
+    JoinSince {
+        /// The room.
+        room: RoomName,
+        /// The position of the last message the client has.
+        since: Offset,
+    },
+    /// Show the last messages a room keeps (default: the current room),
+    /// before `before` (default: the newest).
+    History {
+        /// The room, if named.
+        room: Option<RoomName>,
+        /// How many (default 20, at most the list limit).
+        limit: Option<usize>,
+        /// Page back from this position. Boxed: a request is held in the
+        /// future of every connection.
+        before: Option<Box<Offset>>,
+    },
     /// Leave a room (default: the current room).
     Leave(Option<RoomName>),
     /// Change name.
@@ -131,6 +155,10 @@ pub enum Reply {
     },
     /// Rooms, largest first: at most the list limit.
     Rooms(Listing<RoomInfo>),
+    /// What a room's history showed the client (the messages were queued
+    /// before this answer). Boxed: a reply is held across the await of a
+    /// client's queue, in the future of every connection.
+    History(Box<HistoryShown>),
     /// Answer to [`Request::Ping`].
     Pong,
     /// Message bodies are shown as hex now, or not.
@@ -193,11 +221,13 @@ pub enum ErrorCode {
     NotText,
     /// A registration from a client that is not a device.
     NotADevice,
+    /// An offset (`since`, `before`) that is not a position.
+    BadOffset,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::LineTooLong,
         ErrorCode::BadJson,
         ErrorCode::BadRequest,
@@ -213,6 +243,7 @@ impl ErrorCode {
         ErrorCode::AuthNotNeeded,
         ErrorCode::NotText,
         ErrorCode::NotADevice,
+        ErrorCode::BadOffset,
     ];
 
     /// As clients see it: `line_too_long`.
@@ -233,6 +264,7 @@ impl ErrorCode {
             ErrorCode::AuthNotNeeded => "auth_not_needed",
             ErrorCode::NotText => "not_text",
             ErrorCode::NotADevice => "not_a_device",
+            ErrorCode::BadOffset => "bad_offset",
         }
     }
 }
@@ -299,6 +331,19 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
             let members = session.join(room.clone())?;
             Reply::Joined { room, members }
         }
+        Request::JoinSince { room, since } => {
+            let members = session.join_since(room.clone(), since)?;
+            Reply::Joined { room, members }
+        }
+        Request::History {
+            room,
+            limit,
+            before,
+        } => Reply::History(Box::new(session.history(
+            room.as_ref(),
+            limit.unwrap_or(HISTORY_PAGE),
+            before.map(|before| *before),
+        )?)),
         Request::Leave(room) => {
             let room = match room {
                 Some(room) => room,

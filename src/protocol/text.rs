@@ -107,6 +107,7 @@ const HELP: &str = "\
 *   /hex on|off       show every message as hex bytes, or as text again
 *   /who [ROOM [PAT]] who is in ROOM (default: the current room)
 *   /rooms [PATTERN]  list the rooms, largest first (PATTERN: dev-* or a part)
+*   /history [N]      show the last N messages of your room (default 20), where it keeps them
 *   /login USER PASS  log in (where the server asks for it)
 *   /auth TOKEN       authenticate with a token (where the server asks for it)
 *   /ping             check the connection (answer: * pong)
@@ -217,6 +218,22 @@ pub fn parse_line(line: Bytes) -> Option<Result<Request, ProtocolError>> {
                 })
             }
         }
+        "history" | "hist" => match one_word(&args) {
+            None if args.is_empty() => Ok(Request::History {
+                room: None,
+                limit: None,
+                before: None,
+            }),
+            Some(word) => match std::str::from_utf8(&word).ok().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => Ok(Request::History {
+                    room: None,
+                    limit: Some(n),
+                    before: None,
+                }),
+                _ => usage("/history [N] (N: how many messages, 1 or more)"),
+            },
+            None => usage("/history [N]"),
+        },
         "ping" => no_args(&args, Request::Ping, "/ping"),
         "help" => no_args(&args, Request::Help, "/help"),
         // IRC clients send a parting message with /quit; it is not shown.
@@ -330,10 +347,27 @@ pub const MAX_LINES_PER_MESSAGE: usize = 1000;
 /// body as hex bytes (`/hex on`).
 fn encode(event: &Event, out: &mut BytesMut, hex: bool) {
     match event {
-        Event::Message { room, from, body } => {
+        Event::Message {
+            room, from, body, ..
+        } => {
             let (room, from) = (room.as_str().as_bytes(), from.as_str().as_bytes());
             message_lines(&[b"[#", room, b"] ", from, b": "], body, hex, out)
         }
+        Event::Replayed { room, kept } => {
+            let now = crate::hub::unix_millis(std::time::SystemTime::now());
+            let clock = crate::units::format_clock(kept.at, now);
+            let (room, from) = (room.as_str().as_bytes(), kept.from.as_str().as_bytes());
+            let prefix: [&[u8]; 7] = [b"[#", room, b" ", clock.as_bytes(), b"] ", from, b": "];
+            message_lines(&prefix, &kept.body, hex, out)
+        }
+        Event::HistoryEnd { room, count } => out.put(notice(format_args!(
+            "end of history (#{room}, {count} {})",
+            plural(*count, "message", "messages")
+        ))),
+        Event::Gap { room, gap } => out.put(notice(format_args!(
+            "messages of #{room} were lost: {}",
+            gap_reason(gap.reason)
+        ))),
         Event::Direct { from, body } => {
             message_lines(&[b"[dm] ", from.as_str().as_bytes(), b": "], body, hex, out)
         }
@@ -423,6 +457,27 @@ fn shown_as_hex(body: &Body) -> bool {
             .chars()
             .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')),
         Err(_) => true,
+    }
+}
+
+fn plural(count: usize, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// Why a resuming client lost messages, for a person.
+pub(super) fn gap_reason(reason: crate::hub::GapReason) -> &'static str {
+    match reason {
+        crate::hub::GapReason::TooOld => {
+            "the room no longer keeps all that came after your position (history limits)"
+        }
+        crate::hub::GapReason::Epoch => {
+            "the room's history was lost since your position (a restart, or all of it expired)"
+        }
+        crate::hub::GapReason::NotKept => "the room keeps no history",
     }
 }
 
@@ -546,6 +601,17 @@ impl Protocol for Text {
                     narrow(rooms, "/rooms PATTERN")
                 ))
             }
+            Reply::History(shown) => notice(format_args!(
+                "end of history (#{}, {} {}{})",
+                shown.room,
+                shown.count,
+                plural(shown.count, "message", "messages"),
+                if shown.more {
+                    "; older ones are kept: /history with a larger N"
+                } else {
+                    ""
+                }
+            )),
             Reply::Pong => notice(format_args!("pong")),
             Reply::ShowHex(true) => notice(format_args!(
                 "hex on: every message is shown as hex bytes (<hex 48 69>); /hex off to go back"
@@ -751,6 +817,7 @@ mod tests {
     fn stream_bytes_that_are_not_readable_text_are_shown_as_hex() {
         let shown = |bytes: &[u8]| {
             let event = Event::Message {
+                offset: None,
                 room: RoomName::lobby(),
                 from: Name::new("dev-1").unwrap(),
                 body: Body::chunk(bytes.to_vec()),
@@ -772,6 +839,7 @@ mod tests {
         assert_eq!(shown("温度=21\n".as_bytes()), "[#lobby] dev-1: 温度=21\n");
         // With the hex display on, everything is hex.
         let hello = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("bob").unwrap(),
             body: Body::line(&b"Hi"[..]),
@@ -781,6 +849,7 @@ mod tests {
         assert_eq!(&out[..], b"[#lobby] bob: <hex 48 69>\n");
         // A person's line with a control character keeps caret notation.
         let line = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("bob").unwrap(),
             body: Body::line(&b"a\x07"[..]),
@@ -883,6 +952,7 @@ mod tests {
     #[test]
     fn messages_follow_the_documented_shape() {
         let event = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("alice").unwrap(),
             body: Body::line("hi"),
@@ -898,6 +968,7 @@ mod tests {
     #[test]
     fn a_message_cannot_forge_a_prefix_or_drive_a_terminal() {
         let event = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("mallory").unwrap(),
             body: Body::line(&b"hi\r[#lobby] admin: your password?\x1b[2J"[..]),
@@ -911,6 +982,7 @@ mod tests {
     #[test]
     fn a_message_of_many_lines_is_shown_as_at_most_the_line_cap() {
         let event = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("m").unwrap(),
             body: Body::line("x\n".repeat(5000)),
@@ -929,6 +1001,7 @@ mod tests {
         );
         // Exactly at the cap: every line shown.
         let event = Event::Message {
+            offset: None,
             room: RoomName::lobby(),
             from: Name::new("m").unwrap(),
             body: Body::line("x\n".repeat(MAX_LINES_PER_MESSAGE)),

@@ -147,8 +147,10 @@ impl Server {
             None => None,
         };
         let (reloads, reloaded) = watch::channel(config.clone());
+        let hub = Hub::new(config.hub_settings());
+        hub.set_history_rules(config.history_rules());
         Ok(Server {
-            hub: Hub::new(config.hub_settings()),
+            hub,
             reloads,
             reloaded,
             config,
@@ -498,6 +500,11 @@ impl ServerState {
             *current = next;
             applied.push(format!("{} (for new connections)", limits.join(", ")));
         }
+        let history = keys(Reload::History);
+        if !history.is_empty() {
+            self.hub.set_history_rules(new.history_rules());
+            applied.push(history.join(", "));
+        }
         if !keys(Reload::Greeting).is_empty() {
             self.greeting.send_replace(Greeting::of(new));
             applied.push("welcome and ack (for new connections)".to_owned());
@@ -515,7 +522,7 @@ impl ServerState {
                 Reload::Restart => true,
                 Reload::Credentials => auth.is_none(),
                 Reload::Certificates => self.tls.is_none(),
-                Reload::Listeners | Reload::Greeting | Reload::Limits => false,
+                Reload::Listeners | Reload::Greeting | Reload::Limits | Reload::History => false,
             })
             .map(|setting| setting.key())
             .collect();
@@ -675,6 +682,9 @@ impl ServerState {
             admitted: Admitted { slot, gate },
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
+        if let Some(count) = listener.spec.as_ref().map(|spec| spec.history) {
+            session.show_history_on_join(count);
+        }
         let handle = session.outbox_handle();
         stream.gauge_input(session.input_gauge());
         let mut timeouts = self.live().timeouts;

@@ -1591,3 +1591,42 @@ async fn hostile_http_requests_are_refused_and_the_server_serves_on() {
     assert_eq!(status_of(client.get(format!("{base}/healthz"))).await, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_browser_that_reconnects_resumes_where_it_was() {
+    let (server, http) = start(Config {
+        history: 100,
+        ..http_config()
+    })
+    .await;
+    let (mut nc, _) = join(server.text_addr()).await;
+    let mut browser = ws_connect(http, "").await;
+    ws_expect(&mut browser, "the welcome", |e| e["type"] == "welcome").await;
+    nc.say("one").await.unwrap();
+    let one = ws_expect(&mut browser, "one", |e| e["text"] == "one").await;
+    drop(browser);
+    for text in ["two", "three"] {
+        nc.say(text).await.unwrap();
+    }
+    sync(&mut nc).await;
+
+    let mut browser = ws_connect(http, "").await;
+    ws_expect(&mut browser, "the welcome", |e| e["type"] == "welcome").await;
+    browser
+        .send(Message::text(
+            json!({"type": "join", "room": "lobby", "since": one["offset"]}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let two = ws_expect(&mut browser, "two", |e| e["type"] == "message").await;
+    assert_eq!(
+        (two["text"].as_str(), two["history"].as_bool()),
+        (Some("two"), Some(true))
+    );
+    let three = ws_expect(&mut browser, "three", |e| e["type"] == "message").await;
+    assert_eq!(three["text"], "three");
+    nc.say("four").await.unwrap();
+    let four = ws_expect(&mut browser, "four", |e| e["type"] == "message").await;
+    assert_eq!(four["text"], "four");
+    assert!(four.get("history").is_none());
+}

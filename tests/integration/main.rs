@@ -17,6 +17,7 @@ mod dead_peers;
 mod devices;
 mod first_hour;
 mod flow_control;
+mod history;
 mod hostile;
 mod http;
 mod limits;

@@ -15,13 +15,14 @@ mod requests;
 mod views;
 
 pub use requests::{
-    Auth, ClientQuery, ClientSort, ClientState, KickRequest, ListenerMode, OpenListener, RoomQuery,
-    SendRequest, SortOrder,
+    Auth, ClientQuery, ClientSort, ClientState, HistoryQuery, KickRequest, ListenerMode,
+    OpenListener, RoomQuery, SendRequest, SortOrder,
 };
 use views::{client_view, listener_view};
 pub use views::{
-    ClientCounts, ClientPage, ClientView, DeviceView, InOut, ListenerOrigin, ListenerView, Memory,
-    RateFigures, RoomDetail, RoomPage, RoomView, SendResult, Stats,
+    ClientCounts, ClientPage, ClientView, DeviceView, GapView, InOut, KeptView, ListenerOrigin,
+    ListenerView, Memory, RateFigures, RoomDetail, RoomHistory, RoomPage, RoomView, SendResult,
+    Stats,
 };
 
 use std::collections::BTreeMap;
@@ -176,6 +177,8 @@ impl Control {
             memory: Memory {
                 held: shared.hub.memory_held(),
                 budget: shared.config.max_memory,
+                history: shared.hub.history_bytes(),
+                history_evicted: shared.hub.history_evicted(),
                 rss: resident_memory(),
             },
             listeners: self.listeners(),
@@ -348,6 +351,58 @@ impl Control {
         })
     }
 
+    /// What `room` keeps: after `since`, or the last before `before`.
+    pub fn room_history(
+        &self,
+        name: &str,
+        query: &HistoryQuery,
+    ) -> Result<RoomHistory, ControlError> {
+        let name = parse_room(name)?;
+        let offset = |text: &Option<String>| {
+            text.as_deref()
+                .map(|text| {
+                    text.parse::<crate::hub::Offset>()
+                        .map_err(|e| ControlError::bad("bad_offset", e.to_string()))
+                })
+                .transpose()
+        };
+        let (since, before) = (offset(&query.since)?, offset(&query.before)?);
+        if since.is_some() && before.is_some() {
+            return Err(ControlError::bad(
+                "bad_request",
+                "give since (what came after it) or before (the page before it), not both",
+            ));
+        }
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let view = self.shared.hub.room_history(&name, since, before, limit);
+        let exact = |body: &crate::hub::Body| {
+            std::str::from_utf8(&body.bytes)
+                .is_err()
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&body.bytes))
+        };
+        Ok(RoomHistory {
+            room: name.as_str().to_owned(),
+            epoch: view.epoch.map(|epoch| format!("{epoch:016x}")),
+            messages: view
+                .kept
+                .iter()
+                .map(|kept| KeptView {
+                    offset: kept.offset.to_string(),
+                    at: kept.at,
+                    from: kept.from.as_str().to_owned(),
+                    text: String::from_utf8_lossy(&kept.body.bytes).into_owned(),
+                    bytes: exact(&kept.body),
+                })
+                .collect(),
+            more: view.more,
+            gap: view.gap.map(|gap| GapView {
+                since: gap.since.to_string(),
+                from: gap.from.map(|from| from.to_string()),
+                reason: gap.reason.code().to_owned(),
+            }),
+        })
+    }
+
     /// Sends a message as the admin.
     pub fn send(&self, request: &SendRequest) -> Result<SendResult, ControlError> {
         let bytes = match (&request.text, &request.bytes) {
@@ -514,6 +569,7 @@ impl Control {
             // opened for a few minutes.
             proxy: None,
             idle_timeout: None,
+            history: 0,
             device,
         };
         let listener = self.shared.open_listener(spec, expiry)?;

@@ -43,6 +43,20 @@ pub struct RoomQuery {
     pub limit: Option<usize>,
 }
 
+/// Which of a room's kept messages to show.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Everything after this offset (`EPOCH-SEQ`, as messages carry it),
+    /// oldest first; with `gap` set if the room no longer has all of it.
+    pub since: Option<String>,
+    /// The last messages before this offset (paging backwards).
+    pub before: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
 /// A message from the admin: to a room or a client, text or bytes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

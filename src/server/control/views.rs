@@ -91,6 +91,11 @@ pub struct Memory {
     pub held: usize,
     /// The memory budget (max memory).
     pub budget: usize,
+    /// Bytes the rooms' histories hold (`--history`); evicted, oldest
+    /// first, before any client is cut off.
+    pub history: usize,
+    /// Kept messages evicted, ever, to keep within the budget.
+    pub history_evicted: u64,
     /// The process's resident memory, in bytes (0 where unknown).
     pub rss: u64,
 }
@@ -266,6 +271,50 @@ pub struct RoomDetail {
     pub room: RoomView,
     /// Its members, by id (at most [`MAX_PAGE`](super::MAX_PAGE)).
     pub members: Vec<ClientView>,
+}
+
+/// What a room keeps.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomHistory {
+    /// The room.
+    pub room: String,
+    /// Its history's epoch, in hex (`null`: it keeps none now).
+    pub epoch: Option<String>,
+    /// The messages, oldest first.
+    pub messages: Vec<KeptView>,
+    /// Whether there are more: older ones (paging back with `before`), or
+    /// newer ones after `since` than `limit` allowed.
+    pub more: bool,
+    /// Set when `since` was given and the room no longer has all that
+    /// came after it.
+    pub gap: Option<GapView>,
+}
+
+/// One kept message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeptView {
+    /// Its position: `EPOCH-SEQ`.
+    pub offset: String,
+    /// When it was said, in Unix milliseconds.
+    pub at: u64,
+    /// Who said it.
+    pub from: String,
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+    /// The exact bytes, in base64, when they are not UTF-8 text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<String>,
+}
+
+/// Messages lost to a client resuming from an offset.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GapView {
+    /// The offset asked for.
+    pub since: String,
+    /// The oldest kept, from which it resumes (`null`: none).
+    pub from: Option<String>,
+    /// `too_old`, `epoch` or `not_kept`.
+    pub reason: String,
 }
 
 /// How many a message was queued for.

@@ -15,9 +15,10 @@ use utoipa::OpenApi;
 
 use super::{error, App, AppState};
 use crate::server::control::{
-    ClientCounts, ClientPage, ClientQuery, ClientSort, ClientState, ClientView, DeviceView, InOut,
-    KickRequest, ListenerView, Memory, OpenListener, RateFigures, RoomDetail, RoomPage, RoomQuery,
-    RoomView, SendRequest, SendResult, SortOrder, Stats,
+    ClientCounts, ClientPage, ClientQuery, ClientSort, ClientState, ClientView, DeviceView,
+    GapView, HistoryQuery, InOut, KeptView, KickRequest, ListenerView, Memory, OpenListener,
+    RateFigures, RoomDetail, RoomHistory, RoomPage, RoomQuery, RoomView, SendRequest, SendResult,
+    SortOrder, Stats,
 };
 
 /// The admin API's OpenAPI description, served at `/api/v1/openapi.json`.
@@ -27,10 +28,10 @@ use crate::server::control::{
         title = "switchboard admin API",
         description = "The state of a switchboard relay, and what its admin can do to it. Needs the admin token (Authorization: Bearer) unless called on loopback of a server without one."
     ),
-    paths(stats, clients, client, kick, rooms, room, send, listeners, open_listener, close_listener),
+    paths(stats, clients, client, kick, rooms, room, room_history, send, listeners, open_listener, close_listener),
     components(schemas(
         Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, ClientView, DeviceView, ClientPage,
-        RoomView, RoomPage, RoomDetail, SendRequest, SendResult, KickRequest, OpenListener, ApiError,
+        RoomView, RoomPage, RoomDetail, RoomHistory, KeptView, GapView, SendRequest, SendResult, KickRequest, OpenListener, ApiError,
         ClientState, ClientSort, SortOrder, crate::cluster::ClusterStatus, crate::cluster::NodeStatus
     )),
     modifiers(&BearerAuth),
@@ -76,6 +77,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/v1/clients/{id}", get(client).delete(kick))
         .route("/api/v1/rooms", get(rooms))
         .route("/api/v1/rooms/{room}", get(room))
+        .route("/api/v1/rooms/{room}/history", get(room_history))
         .route("/api/v1/send", post(send))
         .route("/api/v1/listeners", get(listeners).post(open_listener))
         .route("/api/v1/listeners/{id}", delete(close_listener))
@@ -185,6 +187,26 @@ async fn rooms(State(app): AppState, query: Result<Query<RoomQuery>, QueryReject
 async fn room(State(app): AppState, Path(room): Path<String>) -> Response {
     match app.control.room(&room) {
         Ok(room) => Json(room).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a room keeps of what was said in it (with `--history`): the last
+/// messages, a page before an offset, or everything after one.
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/history",
+    params(("room" = String, Path, description = "The room's name"), HistoryQuery),
+    responses((status = 200, body = RoomHistory), (status = 400, body = ApiError)))]
+async fn room_history(
+    State(app): AppState,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return bad_query(rejection),
+    };
+    match app.control.room_history(&room, &query) {
+        Ok(history) => Json(history).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -196,6 +196,20 @@ impl Collector for ServerCollector {
         )?;
         single(
             e,
+            "switchboard_history_bytes",
+            "Bytes the rooms' histories hold (--history)",
+            MetricType::Gauge,
+            ConstGauge::new(stats.memory.history as i64),
+        )?;
+        single(
+            e,
+            "switchboard_history_evicted",
+            "Kept messages evicted to keep within the memory budget",
+            MetricType::Counter,
+            ConstCounter::new(stats.memory.history_evicted),
+        )?;
+        single(
+            e,
             "switchboard_resident_memory_bytes",
             "The process's resident memory",
             MetricType::Gauge,

@@ -1,0 +1,986 @@
+//! What rooms keep of what was said in them: a bounded history per room,
+//! each message at a position ([`Offset`]) a client can resume from.
+//!
+//! A room's history outlives its members (a dashboard opening after the
+//! last device reported still finds the reading), so the histories live
+//! in [`Histories`], by room name, and a room holds its own while it
+//! exists. Each is bounded three ways (messages, bytes, age) by the
+//! [`HistoryRules`] in force, and all of them together by the server's
+//! memory budget: the sweep evicts the oldest history before it cuts any
+//! client off.
+//!
+//! Positions are an epoch and a sequence number. The sequence numbers a
+//! room's messages in order; the epoch changes whenever the room's
+//! history is lost (a restart, or every kept message expiring), so a
+//! client resuming from a position of an earlier epoch is told that it
+//! lost something rather than being handed a seam that does not exist.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::event::{Body, Delivery, Event};
+use super::info::unix_millis;
+use super::names::{Name, RoomName};
+use super::Hub;
+use crate::sync::lock;
+
+/// A kept message's position in its room's history: `EPOCH-SEQ` on the
+/// wire, e.g. `9f0c4e1a2b3d5f60-42`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Offset {
+    /// Which history of the room: new whenever the room's history is lost.
+    pub epoch: u64,
+    /// The message's number in that history, from 1.
+    pub seq: u64,
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}-{}", self.epoch, self.seq)
+    }
+}
+
+/// Why an offset was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a position in a room's history: offsets look like 9f0c4e1a2b3d5f60-42, as messages carry them")]
+pub struct BadOffset(pub String);
+
+impl FromStr for Offset {
+    type Err = BadOffset;
+
+    fn from_str(text: &str) -> Result<Self, BadOffset> {
+        let bad = || BadOffset(text.chars().take(64).collect());
+        let (epoch, seq) = text.split_once('-').ok_or_else(bad)?;
+        if epoch.is_empty() || epoch.len() > 16 || seq.is_empty() || seq.starts_with('+') {
+            return Err(bad());
+        }
+        Ok(Offset {
+            epoch: u64::from_str_radix(epoch, 16).map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One message a room keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// Where it is in the room's history.
+    pub offset: Offset,
+    /// When it was said, in Unix milliseconds.
+    pub at: u64,
+    /// Who said it, by the name it had then.
+    pub from: Name,
+    /// What was said.
+    pub body: Body,
+}
+
+/// Bytes a kept message costs beyond its body and its sender's name: the
+/// entry, its share of the queue, the body's allocation.
+pub const KEPT_OVERHEAD: usize = 96;
+
+impl Kept {
+    /// Bytes of memory it holds, as the limits and the budget count them.
+    pub fn weight(&self) -> usize {
+        KEPT_OVERHEAD + self.body.bytes.len() + self.from.as_str().len()
+    }
+}
+
+/// Decides which rooms keep a history (every room, or those matching the
+/// `--history-rooms` patterns): the hub knows no pattern syntax.
+pub type RoomFilter = Arc<dyn Fn(&RoomName) -> bool + Send + Sync>;
+
+/// What rooms keep: `--history`, `--history-age`, `--history-bytes`,
+/// `--history-rooms`. Changed by a reload.
+#[derive(Clone)]
+pub struct HistoryRules {
+    /// Most messages a room keeps; 0: rooms keep nothing.
+    pub max_messages: usize,
+    /// Oldest a kept message may be.
+    pub max_age: Duration,
+    /// Most bytes one room's history may hold (bodies, names, overhead).
+    pub max_bytes: usize,
+    /// Which rooms keep a history (`None`: every room).
+    pub rooms: Option<RoomFilter>,
+}
+
+impl fmt::Debug for HistoryRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistoryRules")
+            .field("max_messages", &self.max_messages)
+            .field("max_age", &self.max_age)
+            .field("max_bytes", &self.max_bytes)
+            .field("rooms", &self.rooms.as_ref().map(|_| "filter"))
+            .finish()
+    }
+}
+
+impl HistoryRules {
+    /// No history: the default.
+    pub fn off() -> Self {
+        HistoryRules {
+            max_messages: 0,
+            max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 20,
+            rooms: None,
+        }
+    }
+
+    /// Whether `room` keeps a history under these rules.
+    pub fn keeps(&self, room: &RoomName) -> bool {
+        self.max_messages > 0 && self.rooms.as_ref().is_none_or(|keeps| keeps(room))
+    }
+}
+
+/// The numeric limits, copied where each append reads them.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    max_messages: usize,
+    max_age_ms: u64,
+    max_bytes: usize,
+}
+
+impl From<&HistoryRules> for Bounds {
+    fn from(rules: &HistoryRules) -> Self {
+        Bounds {
+            max_messages: rules.max_messages,
+            max_age_ms: u64::try_from(rules.max_age.as_millis()).unwrap_or(u64::MAX),
+            max_bytes: rules.max_bytes,
+        }
+    }
+}
+
+/// Every room's history, by room name, and the rules they keep to.
+#[derive(Debug)]
+pub(super) struct Histories {
+    rules: RwLock<HistoryRules>,
+    shared: Arc<Shared>,
+    rooms: Mutex<HashMap<RoomName, Arc<RoomHistory>>>,
+}
+
+/// What every room's history reads and counts.
+#[derive(Debug)]
+struct Shared {
+    bounds: RwLock<Bounds>,
+    /// Bytes all histories hold together.
+    bytes: AtomicUsize,
+    /// Messages dropped to keep the server within its memory budget.
+    evicted: AtomicU64,
+    /// Seeds the epochs: random per process.
+    seed: RandomState,
+    next: AtomicU64,
+}
+
+impl Shared {
+    /// A new epoch: random, different from every other this process gave.
+    fn epoch(&self) -> u64 {
+        let mut hasher = self.seed.build_hasher();
+        hasher.write_u64(self.next.fetch_add(1, Ordering::Relaxed));
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        hasher.finish()
+    }
+}
+
+/// One room's history. Its lock is taken under the room's member lock
+/// when a message is said (so the positions are the order every member
+/// receives the messages in) and alone to read it.
+#[derive(Debug)]
+pub(super) struct RoomHistory {
+    shared: Arc<Shared>,
+    log: Mutex<Log>,
+}
+
+#[derive(Debug)]
+pub(super) struct Log {
+    epoch: u64,
+    /// The sequence number the next message gets.
+    next: u64,
+    kept: VecDeque<Kept>,
+    /// Bytes `kept` holds, by [`Kept::weight`].
+    bytes: usize,
+}
+
+/// Where a resuming client stands: what it gets again, and whether it
+/// lost something first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// Messages after its offset, oldest first.
+    pub kept: Vec<Kept>,
+    /// Set when the room no longer has everything after its offset.
+    pub gap: Option<Gap>,
+}
+
+/// A resuming client lost messages: its offset is older than what the
+/// room keeps, of another epoch, or the room keeps no history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The offset the client asked to resume from.
+    pub since: Offset,
+    /// The oldest message the room still has, from which it resumes
+    /// (`None`: the room has none).
+    pub from: Option<Offset>,
+    /// Why.
+    pub reason: GapReason,
+}
+
+/// Why a client could not resume exactly where it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// Messages after its offset were dropped (by age, count, bytes, or
+    /// the memory budget).
+    TooOld,
+    /// The room's history was lost since (a restart, or all of it
+    /// expired): its offset is of another epoch.
+    Epoch,
+    /// The room keeps no history.
+    NotKept,
+}
+
+impl GapReason {
+    /// As clients see it.
+    pub fn code(self) -> &'static str {
+        match self {
+            GapReason::TooOld => "too_old",
+            GapReason::Epoch => "epoch",
+            GapReason::NotKept => "not_kept",
+        }
+    }
+}
+
+/// A page of a room's history, newest last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The messages, oldest first.
+    pub kept: Vec<Kept>,
+    /// Whether older messages are kept than the page holds.
+    pub more: bool,
+}
+
+impl Log {
+    /// Keeps a message said now; returns its position.
+    pub(super) fn push(&mut self, history: &RoomHistory, from: &Name, body: &Body) -> Offset {
+        let offset = Offset {
+            epoch: self.epoch,
+            seq: self.next,
+        };
+        self.next += 1;
+        let kept = Kept {
+            offset,
+            at: unix_millis(SystemTime::now()),
+            from: from.clone(),
+            // A copy: the body may be a slice of a large read buffer,
+            // which a kept message must not hold for an hour.
+            body: Body {
+                bytes: bytes::Bytes::copy_from_slice(&body.bytes),
+                framing: body.framing,
+            },
+        };
+        let weight = kept.weight();
+        self.bytes += weight;
+        history.shared.bytes.fetch_add(weight, Ordering::Relaxed);
+        self.kept.push_back(kept);
+        let bounds = *crate::sync::read(&history.shared.bounds);
+        self.trim(history, &bounds, unix_millis(SystemTime::now()));
+        offset
+    }
+
+    /// Drops what the bounds no longer allow, oldest first.
+    fn trim(&mut self, history: &RoomHistory, bounds: &Bounds, now: u64) {
+        let oldest = now.saturating_sub(bounds.max_age_ms);
+        while let Some(first) = self.kept.front() {
+            if self.kept.len() <= bounds.max_messages
+                && self.bytes <= bounds.max_bytes
+                && first.at >= oldest
+            {
+                break;
+            }
+            self.pop(history);
+        }
+    }
+
+    fn pop(&mut self, history: &RoomHistory) -> Option<usize> {
+        let kept = self.kept.pop_front()?;
+        let weight = kept.weight();
+        self.bytes -= weight;
+        history.shared.bytes.fetch_sub(weight, Ordering::Relaxed);
+        Some(weight)
+    }
+
+    /// Everything after `since`, or what is kept and the gap before it.
+    pub(super) fn since(&self, since: Offset) -> Resume {
+        let first = self.kept.front().map(|kept| kept.offset);
+        if since.epoch != self.epoch {
+            return Resume {
+                kept: self.kept.iter().cloned().collect(),
+                gap: Some(Gap {
+                    since,
+                    from: first,
+                    reason: GapReason::Epoch,
+                }),
+            };
+        }
+        // The first sequence number still kept (or the next, if none is).
+        let first_seq = first.map_or(self.next, |offset| offset.seq);
+        let gap = (since.seq + 1 < first_seq).then_some(Gap {
+            since,
+            from: first,
+            reason: GapReason::TooOld,
+        });
+        let skip = (since.seq + 1).saturating_sub(first_seq) as usize;
+        Resume {
+            kept: self.kept.iter().skip(skip).cloned().collect(),
+            gap,
+        }
+    }
+
+    /// The last `limit` messages before `before` (or the last ones).
+    pub(super) fn page(&self, limit: usize, before: Option<Offset>) -> Page {
+        let end = match before {
+            None => self.kept.len(),
+            Some(before) if before.epoch != self.epoch => 0,
+            Some(before) => {
+                let first_seq = self.kept.front().map_or(self.next, |kept| kept.offset.seq);
+                (before.seq.saturating_sub(first_seq) as usize).min(self.kept.len())
+            }
+        };
+        let start = end.saturating_sub(limit);
+        Page {
+            kept: self.kept.range(start..end).cloned().collect(),
+            more: start > 0,
+        }
+    }
+
+    /// The room's epoch.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The position of the last message said (`None`: none yet).
+    pub(super) fn last(&self) -> Option<Offset> {
+        (self.next > 1).then_some(Offset {
+            epoch: self.epoch,
+            seq: self.next - 1,
+        })
+    }
+}
+
+impl RoomHistory {
+    /// The room's history, locked: to append as messages are said, or to
+    /// read it.
+    pub(super) fn log(&self) -> MutexGuard<'_, Log> {
+        lock(&self.log)
+    }
+}
+
+impl Histories {
+    pub(super) fn new(rules: HistoryRules) -> Self {
+        Histories {
+            shared: Arc::new(Shared {
+                bounds: RwLock::new(Bounds::from(&rules)),
+                bytes: AtomicUsize::new(0),
+                evicted: AtomicU64::new(0),
+                seed: RandomState::new(),
+                next: AtomicU64::new(0),
+            }),
+            rules: RwLock::new(rules),
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The rules in force.
+    pub(super) fn rules(&self) -> HistoryRules {
+        crate::sync::read(&self.rules).clone()
+    }
+
+    /// Puts `rules` in force: bounds apply at the next message and sweep;
+    /// rooms that no longer keep a history lose it at once.
+    pub(super) fn set_rules(&self, rules: HistoryRules) {
+        *crate::sync::write(&self.shared.bounds) = Bounds::from(&rules);
+        *crate::sync::write(&self.rules) = rules.clone();
+        let dropped: Vec<Arc<RoomHistory>> = {
+            let mut rooms = lock(&self.rooms);
+            let gone: Vec<RoomName> = rooms
+                .keys()
+                .filter(|room| !rules.keeps(room))
+                .cloned()
+                .collect();
+            gone.iter().filter_map(|room| rooms.remove(room)).collect()
+        };
+        for history in dropped {
+            let mut log = history.log();
+            while log.pop(&history).is_some() {}
+        }
+    }
+
+    /// The history `room` keeps under the rules in force, made if it has
+    /// none yet; `None` if it keeps none.
+    pub(super) fn for_room(&self, room: &RoomName) -> Option<Arc<RoomHistory>> {
+        if !crate::sync::read(&self.rules).keeps(room) {
+            return None;
+        }
+        let mut rooms = lock(&self.rooms);
+        let history = rooms.entry(room.clone()).or_insert_with(|| {
+            Arc::new(RoomHistory {
+                shared: self.shared.clone(),
+                log: Mutex::new(Log {
+                    epoch: self.shared.epoch(),
+                    next: 1,
+                    kept: VecDeque::new(),
+                    bytes: 0,
+                }),
+            })
+        });
+        Some(history.clone())
+    }
+
+    /// The history of `room`, if it keeps one now (whether or not anyone
+    /// is in it).
+    pub(super) fn get(&self, room: &RoomName) -> Option<Arc<RoomHistory>> {
+        lock(&self.rooms).get(room).cloned()
+    }
+
+    /// Bytes all histories hold.
+    pub(super) fn bytes(&self) -> usize {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped, ever, to keep within the memory budget.
+    pub(super) fn evicted(&self) -> u64 {
+        self.shared.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Drops what is older than the rules allow, and forgets the
+    /// histories of rooms that have neither messages nor members.
+    pub(super) fn expire(&self) {
+        let bounds = *crate::sync::read(&self.shared.bounds);
+        let now = unix_millis(SystemTime::now());
+        let histories: Vec<Arc<RoomHistory>> = lock(&self.rooms).values().cloned().collect();
+        for history in &histories {
+            history.log().trim(history, &bounds, now);
+        }
+        drop(histories);
+        // Only this map and no room hold it: nobody can add to it now.
+        lock(&self.rooms)
+            .retain(|_, history| Arc::strong_count(history) > 1 || !history.log().kept.is_empty());
+    }
+
+    /// Drops the oldest kept messages, across all rooms, until `bytes`
+    /// are freed or nothing is kept; returns the bytes freed.
+    pub(super) fn evict(&self, bytes: usize) -> usize {
+        let histories: Vec<Arc<RoomHistory>> = lock(&self.rooms).values().cloned().collect();
+        // The oldest first: a heap of each room's oldest message.
+        let mut oldest: BinaryHeap<std::cmp::Reverse<(u64, usize)>> = histories
+            .iter()
+            .enumerate()
+            .filter_map(|(i, history)| {
+                let at = history.log().kept.front()?.at;
+                Some(std::cmp::Reverse((at, i)))
+            })
+            .collect();
+        let mut freed = 0;
+        while freed < bytes {
+            let Some(std::cmp::Reverse((_, i))) = oldest.pop() else {
+                break;
+            };
+            let history = &histories[i];
+            let mut log = history.log();
+            if let Some(weight) = log.pop(history) {
+                freed += weight;
+                self.shared.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(next) = log.kept.front() {
+                oldest.push(std::cmp::Reverse((next.at, i)));
+            }
+        }
+        freed
+    }
+}
+
+/// What a client joining a room is shown of its history first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Nothing: it hears what is said from now on.
+    Nothing,
+    /// The last this many messages, then the end of history (a text
+    /// listener's `?history=N`).
+    Last(usize),
+    /// Everything after this offset, or the gap and what is kept (a
+    /// resuming client's `join` with `since`).
+    Since(Offset),
+}
+
+/// A replay read and encoded before the client is let into the room, so
+/// that the room's lock is held only to queue it and what was said since.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    room: RoomName,
+    replay: Replay,
+    /// The epoch it was read from; `None`: the room keeps no history.
+    epoch: Option<u64>,
+    /// The last sequence number it covers.
+    upto: u64,
+    /// Messages shown so far.
+    count: usize,
+    head: Delivery,
+}
+
+impl Prepared {
+    /// Reads `replay` from `history` (`None`: the room keeps none).
+    pub(super) fn read(room: &RoomName, history: Option<&RoomHistory>, replay: Replay) -> Self {
+        let Some(history) = history else {
+            let events = match replay {
+                Replay::Since(since) => vec![Event::Gap {
+                    room: room.clone(),
+                    gap: Gap {
+                        since,
+                        from: None,
+                        reason: GapReason::NotKept,
+                    },
+                }],
+                _ => Vec::new(),
+            };
+            return Prepared {
+                room: room.clone(),
+                replay,
+                epoch: None,
+                upto: 0,
+                count: 0,
+                head: Delivery::batch(events),
+            };
+        };
+        Prepared::read_locked(room, &history.log(), replay)
+    }
+
+    /// The deliveries to queue, in order, now that the room's history is
+    /// `log` (`None`: it keeps none): what was read, and what was said
+    /// since, or all of it read again if the history changed meanwhile.
+    pub(super) fn finish(self, history: Option<(&RoomHistory, &Log)>) -> Vec<Delivery> {
+        let same = match (history, self.epoch) {
+            (Some((_, log)), Some(epoch)) => log.epoch == epoch,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            // Replaced by a reload between the read and now: read again
+            // (under the lock: rare, and bounded like any replay).
+            let again = match history {
+                Some((history, log)) => {
+                    let prepared = Prepared::read_locked(&self.room, log, self.replay);
+                    return prepared.finish(Some((history, log)));
+                }
+                None => Prepared::read(&self.room, None, self.replay),
+            };
+            return again.finish(None);
+        }
+        let mut count = self.count;
+        let mut tail = Vec::new();
+        if let Some((_, log)) = history {
+            let first_seq = log.kept.front().map_or(log.next, |kept| kept.offset.seq);
+            let skip = (self.upto + 1).saturating_sub(first_seq) as usize;
+            tail.extend(log.kept.iter().skip(skip).map(|kept| Event::Replayed {
+                room: self.room.clone(),
+                kept: kept.clone(),
+            }));
+            count += tail.len();
+        }
+        if let Replay::Last(_) = self.replay {
+            if self.epoch.is_some() {
+                tail.push(Event::HistoryEnd {
+                    room: self.room.clone(),
+                    count,
+                });
+            }
+        }
+        let mut deliveries = vec![self.head];
+        if !tail.is_empty() {
+            deliveries.push(Delivery::batch(tail));
+        }
+        deliveries
+    }
+
+    /// [`Prepared::read`] with the history already locked.
+    fn read_locked(room: &RoomName, log: &Log, replay: Replay) -> Self {
+        let (kept, gap) = match replay {
+            Replay::Nothing => (Vec::new(), None),
+            Replay::Last(n) => (log.page(n, None).kept, None),
+            Replay::Since(since) => {
+                let resume = log.since(since);
+                (resume.kept, resume.gap)
+            }
+        };
+        let count = kept.len();
+        let events = gap
+            .map(|gap| Event::Gap {
+                room: room.clone(),
+                gap,
+            })
+            .into_iter()
+            .chain(kept.into_iter().map(|kept| Event::Replayed {
+                room: room.clone(),
+                kept,
+            }))
+            .collect();
+        Prepared {
+            room: room.clone(),
+            replay,
+            epoch: Some(log.epoch),
+            upto: log.next - 1,
+            count,
+            head: Delivery::batch(events),
+        }
+    }
+
+    /// The first delivery, to be encoded before any lock is taken.
+    pub(super) fn head(&self) -> &Delivery {
+        &self.head
+    }
+}
+
+/// A room's history as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomHistoryView {
+    /// The room's current epoch (`None`: it keeps no history now).
+    pub epoch: Option<u64>,
+    /// The messages asked for, oldest first.
+    pub kept: Vec<Kept>,
+    /// Whether older messages are kept than these (paging backwards).
+    pub more: bool,
+    /// Set when `since` was asked for and the room no longer has all
+    /// that came after it.
+    pub gap: Option<Gap>,
+}
+
+impl Hub {
+    /// Puts new history rules in force (a reload): bounds apply at once;
+    /// rooms that keep a history now and did not get one, and rooms that
+    /// no longer keep one lose theirs.
+    pub fn set_history_rules(&self, rules: HistoryRules) {
+        let histories = &self.shared.histories;
+        histories.set_rules(rules);
+        let directory = self.directory();
+        for room in directory.rooms.values() {
+            let history = histories.for_room(&room.name);
+            room.members_mut().history = history;
+        }
+    }
+
+    /// The history rules in force.
+    pub fn history_rules(&self) -> HistoryRules {
+        self.shared.histories.rules()
+    }
+
+    /// Bytes the rooms' histories hold now.
+    pub fn history_bytes(&self) -> usize {
+        self.shared.histories.bytes()
+    }
+
+    /// Kept messages dropped, ever, to keep within the memory budget.
+    pub fn history_evicted(&self) -> u64 {
+        self.shared.histories.evicted()
+    }
+
+    /// What `room` keeps, for the admin: everything after `since` (with
+    /// the gap, if it lost some), or the last `limit` before `before`.
+    /// At most `limit` messages either way (the oldest first after
+    /// `since`, with `more` set when there are more).
+    pub fn room_history(
+        &self,
+        room: &RoomName,
+        since: Option<Offset>,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> RoomHistoryView {
+        let Some(history) = self.shared.histories.get(room) else {
+            return RoomHistoryView {
+                epoch: None,
+                kept: Vec::new(),
+                more: false,
+                gap: since.map(|since| Gap {
+                    since,
+                    from: None,
+                    reason: GapReason::NotKept,
+                }),
+            };
+        };
+        let log = history.log();
+        match since {
+            Some(since) => {
+                let mut resume = log.since(since);
+                let more = resume.kept.len() > limit;
+                resume.kept.truncate(limit);
+                RoomHistoryView {
+                    epoch: Some(log.epoch),
+                    kept: resume.kept,
+                    more,
+                    gap: resume.gap,
+                }
+            }
+            None => {
+                let page = log.page(limit, before);
+                RoomHistoryView {
+                    epoch: Some(log.epoch),
+                    kept: page.kept,
+                    more: page.more,
+                    gap: None,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(max_messages: usize) -> HistoryRules {
+        HistoryRules {
+            max_messages,
+            ..HistoryRules::off()
+        }
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::new(name).unwrap()
+    }
+
+    fn say(history: &RoomHistory, text: &str) -> Offset {
+        history.log().push(
+            history,
+            &Name::new("alice").unwrap(),
+            &Body::line(text.to_owned()),
+        )
+    }
+
+    fn texts(kept: &[Kept]) -> Vec<String> {
+        kept.iter()
+            .map(|kept| String::from_utf8_lossy(&kept.body.bytes).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn offsets_are_read_back_as_they_are_written() {
+        let offset = Offset {
+            epoch: 0x9f0c_4e1a_2b3d_5f60,
+            seq: 42,
+        };
+        assert_eq!(offset.to_string(), "9f0c4e1a2b3d5f60-42");
+        assert_eq!("9f0c4e1a2b3d5f60-42".parse::<Offset>(), Ok(offset));
+        assert_eq!(
+            "1-1".parse::<Offset>().unwrap(),
+            Offset { epoch: 1, seq: 1 }
+        );
+        for bad in [
+            "",
+            "42",
+            "-42",
+            "abc-",
+            "xyz-1",
+            "1-+1",
+            "1--1",
+            "1-x",
+            "10000000000000000-1",
+        ] {
+            assert!(bad.parse::<Offset>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_room_keeps_its_last_messages_numbered_in_order() {
+        let histories = Histories::new(rules(3));
+        let history = histories.for_room(&room("ops")).unwrap();
+        let offsets: Vec<Offset> = (1..=5).map(|n| say(&history, &format!("m{n}"))).collect();
+        assert!(offsets.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        assert!(offsets.iter().all(|o| o.epoch == offsets[0].epoch));
+        let page = history.log().page(10, None);
+        assert_eq!(texts(&page.kept), ["m3", "m4", "m5"]);
+        assert!(!page.more);
+        let page = history.log().page(2, None);
+        assert_eq!(texts(&page.kept), ["m4", "m5"]);
+        assert!(page.more);
+        let page = history.log().page(2, Some(page.kept[0].offset));
+        assert_eq!(texts(&page.kept), ["m3"]);
+        assert!(!page.more);
+    }
+
+    #[test]
+    fn a_resume_gets_what_came_after_its_offset_or_is_told_of_the_gap() {
+        let histories = Histories::new(rules(3));
+        let history = histories.for_room(&room("ops")).unwrap();
+        let offsets: Vec<Offset> = (1..=5).map(|n| say(&history, &format!("m{n}"))).collect();
+        let resume = history.log().since(offsets[2]);
+        assert_eq!(texts(&resume.kept), ["m4", "m5"]);
+        assert_eq!(resume.gap, None);
+        // The one right before the oldest kept: nothing lost.
+        let resume = history.log().since(offsets[1]);
+        assert_eq!(texts(&resume.kept), ["m3", "m4", "m5"]);
+        assert_eq!(resume.gap, None);
+        // m2 was dropped: a client that saw only m1 lost it.
+        let resume = history.log().since(offsets[0]);
+        assert_eq!(texts(&resume.kept), ["m3", "m4", "m5"]);
+        assert_eq!(
+            resume.gap,
+            Some(Gap {
+                since: offsets[0],
+                from: Some(offsets[2]),
+                reason: GapReason::TooOld
+            })
+        );
+        // Up to date: nothing to replay.
+        assert!(history.log().since(offsets[4]).kept.is_empty());
+        // Another epoch: everything kept, and the gap.
+        let elsewhere = Offset {
+            epoch: offsets[0].epoch ^ 1,
+            seq: 4,
+        };
+        let resume = history.log().since(elsewhere);
+        assert_eq!(texts(&resume.kept), ["m3", "m4", "m5"]);
+        assert_eq!(resume.gap.unwrap().reason, GapReason::Epoch);
+    }
+
+    #[test]
+    fn a_room_keeps_no_more_bytes_than_its_bound() {
+        let histories = Histories::new(HistoryRules {
+            max_messages: 1000,
+            max_bytes: 3 * (KEPT_OVERHEAD + 5 + 100),
+            ..HistoryRules::off()
+        });
+        let history = histories.for_room(&room("ops")).unwrap();
+        for n in 0..10 {
+            say(&history, &format!("{n}").repeat(100));
+        }
+        assert_eq!(history.log().kept.len(), 3);
+        assert_eq!(histories.bytes(), 3 * (KEPT_OVERHEAD + 5 + 100));
+    }
+
+    #[test]
+    fn rooms_outside_the_patterns_keep_nothing() {
+        let histories = Histories::new(HistoryRules {
+            rooms: Some(Arc::new(|room: &RoomName| {
+                room.as_str().starts_with("dev-")
+            })),
+            ..rules(10)
+        });
+        assert!(histories.for_room(&room("dev-1")).is_some());
+        assert!(histories.for_room(&room("lobby")).is_none());
+        assert!(Histories::new(HistoryRules::off())
+            .for_room(&room("dev-1"))
+            .is_none());
+    }
+
+    #[test]
+    fn the_oldest_messages_of_all_rooms_are_evicted_first() {
+        let histories = Histories::new(rules(100));
+        let a = histories.for_room(&room("a")).unwrap();
+        let b = histories.for_room(&room("b")).unwrap();
+        say(&a, "a1");
+        // Same millisecond or not, the heap takes a's first: insertion
+        // order breaks no tie here, times do; make them differ.
+        a.log().kept[0].at -= 10;
+        say(&b, "b1");
+        say(&a, "a2");
+        let one = KEPT_OVERHEAD + 2 + 5;
+        assert_eq!(histories.evict(1), one);
+        assert_eq!(texts(&a.log().page(10, None).kept), ["a2"]);
+        assert_eq!(texts(&b.log().page(10, None).kept), ["b1"]);
+        assert_eq!(histories.evicted(), 1);
+        assert_eq!(histories.evict(usize::MAX), 2 * one);
+        assert_eq!(histories.bytes(), 0);
+    }
+
+    #[test]
+    fn expired_messages_go_and_so_do_empty_histories_of_rooms_gone() {
+        let histories = Histories::new(rules(100));
+        let history = histories.for_room(&room("ops")).unwrap();
+        say(&history, "old");
+        history.log().kept[0].at -= 2 * 3600 * 1000;
+        say(&history, "new");
+        histories.expire();
+        assert_eq!(texts(&history.log().page(10, None).kept), ["new"]);
+        let epoch = history.log().epoch();
+        // The room still holds it: kept, even empty.
+        history.log().kept[0].at -= 2 * 3600 * 1000;
+        histories.expire();
+        assert!(histories.get(&room("ops")).is_some());
+        drop(history);
+        histories.expire();
+        assert!(histories.get(&room("ops")).is_none());
+        // A new history of the room is a new epoch.
+        let again = histories.for_room(&room("ops")).unwrap();
+        assert_ne!(again.log().epoch(), epoch);
+    }
+
+    #[test]
+    fn new_rules_drop_the_histories_of_rooms_no_longer_kept() {
+        let histories = Histories::new(rules(100));
+        let history = histories.for_room(&room("ops")).unwrap();
+        say(&history, "x");
+        histories.set_rules(HistoryRules::off());
+        assert_eq!(histories.bytes(), 0);
+        assert!(histories.get(&room("ops")).is_none());
+    }
+
+    fn replayed(deliveries: &[Delivery]) -> Vec<String> {
+        deliveries
+            .iter()
+            .flat_map(|delivery| delivery.events())
+            .filter_map(|event| match event {
+                Event::Replayed { kept, .. } => {
+                    Some(String::from_utf8_lossy(&kept.body.bytes).into_owned())
+                }
+                Event::HistoryEnd { count, .. } => Some(format!("end {count}")),
+                Event::Gap { gap, .. } => Some(format!("gap {}", gap.reason.code())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_read_before_the_lock_gets_what_was_said_meanwhile_too() {
+        let histories = Histories::new(rules(100));
+        let ops = room("ops");
+        let history = histories.for_room(&ops).unwrap();
+        let offsets: Vec<Offset> = (1..=3).map(|n| say(&history, &format!("m{n}"))).collect();
+        let since = Prepared::read(&ops, Some(&history), Replay::Since(offsets[0]));
+        let last = Prepared::read(&ops, Some(&history), Replay::Last(2));
+        // Said between the read and the client's entry into the room.
+        say(&history, "m4");
+        let log = history.log();
+        let since = since.finish(Some((&history, &log)));
+        assert_eq!(replayed(&since), ["m2", "m3", "m4"]);
+        let last = last.finish(Some((&history, &log)));
+        assert_eq!(replayed(&last), ["m2", "m3", "m4", "end 3"]);
+    }
+
+    #[test]
+    fn a_replay_of_a_history_replaced_meanwhile_is_read_again() {
+        let histories = Histories::new(rules(100));
+        let ops = room("ops");
+        let old = histories.for_room(&ops).unwrap();
+        let first = say(&old, "old");
+        let prepared = Prepared::read(&ops, Some(&old), Replay::Since(first));
+        // A reload dropped and remade the room's history: a new epoch.
+        histories.set_rules(HistoryRules::off());
+        histories.set_rules(rules(100));
+        let new = histories.for_room(&ops).unwrap();
+        say(&new, "new");
+        let log = new.log();
+        assert_eq!(
+            replayed(&prepared.finish(Some((&new, &log)))),
+            ["gap epoch", "new"]
+        );
+        // A room that keeps none: a resuming client is told so.
+        let none = Prepared::read(&ops, None, Replay::Since(first));
+        assert_eq!(replayed(&none.finish(None)), ["gap not_kept"]);
+        let none = Prepared::read(&ops, None, Replay::Last(5));
+        assert!(replayed(&none.finish(None)).is_empty());
+    }
+}
