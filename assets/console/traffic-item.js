@@ -135,6 +135,8 @@ export function buildItem(r, o) {
     el('button', { className: 'ti-from', type: 'button', text: visible(r.from) || '?', title: r.fromId != null ? 'Watch ' + visible(r.from) + ' (client ' + r.fromId + ')' : '', data: r.fromId != null ? { fromId: r.fromId, name: r.from } : null }),
     r.room != null ? el('span', { className: 'ti-dest', text: '#' + visible(r.room) })
       : r.to != null ? el('span', { className: 'ti-dest dm', text: '→ ' + visible(r.to) }) : null,
+    // Kept by the room and shown when the watch began (traffic.js, addHistory).
+    r.history ? el('span', { className: 'ti-tag ti-history', text: 'history', title: 'Said before you started watching; the room keeps its last messages' }) : null,
     binary ? el('span', { className: 'ti-tag', text: 'binary', title: 'Not valid UTF-8' }) : null,
     crcTag(r, bytes, o.crc),
     el('span', { className: 'ti-size', text: fmtBytes(r.size), title: fmtInt(r.size) + ' bytes' }));
@@ -171,7 +173,8 @@ export function buildItem(r, o) {
   if (r.size > bytes.length) {
     body.append(el('div', { className: 'ti-note', text: 'The server keeps the first ' + fmtBytes(bytes.length) + ' of ' + fmtBytes(r.size) + '.' }));
   }
-  return el('div', { className: 'traffic-item', data: { seq: r.seq } }, head, body);
+  // .history: the look of kept messages, and a hook for tests (#traffic .history).
+  return el('div', { className: r.history ? 'traffic-item history' : 'traffic-item', data: { seq: r.seq } }, head, body);
 }
 
 /** Height guess for items never rendered; corrected once measured. */

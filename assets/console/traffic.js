@@ -9,7 +9,11 @@
  * estimated, then measured once it has been on screen; positions are
  * prefix sums. When the user scrolls up, the view stays anchored to
  * the item at the top while new items arrive and old ones are dropped;
- * at the bottom it follows the newest item. */
+ * at the bottom it follows the newest item.
+ *
+ * A watch of a room begins with the last messages the room keeps
+ * (--history), fetched by watch.js and placed here by addHistory: before
+ * the watch's mark, tagged as history, not counted in the rate. */
 
 import { $, el, setText, setTitle, storage, toast } from './dom.js';
 import { fmtInt, fmtRate, fmtDateTime, pad2, plural, visible, recordBytes, bytesToBase64 } from './format.js';
@@ -21,6 +25,8 @@ import { buildItem, estimate, hexDump } from './traffic-item.js';
 const MAX_ITEMS = 5000;
 const MAX_HELD = 48 * 1024 * 1024;   // also cap the text kept, for 16 KiB payloads
 const OVERSCAN = 400;                // px rendered above and below the viewport
+const FEED_SHOWN = 16 * 1024;        // the feed sends a message's first 16 KiB (SHOWN_BYTES in live.rs)
+const REPEAT_MS = 50;                // a kept and a live copy of one message are stamped this close
 
 const T = {
   el: $('#traffic'),
@@ -48,29 +54,41 @@ const T = {
   height: 0,            // the list's height, set to fit its messages
   arrivals: 0,
   rate: 0,
+  watchStart: null,     // {text, first}: where the current watch begins (markWatch)
+  repeats: null,        // {room, kept, until}: history that the feed may still repeat
 };
 
 function recordSize(r) { return (r.b64 ? r.b64.length : 0) + (r.text ? r.text.length * 2 : 0) + 200; }
+
+/** A record of the list from one item of the feed (or one kept message
+ * in the same shape: keptAsItem). Its seq is set where it is placed. */
+function toRecord(it) {
+  const r = {
+    seq: 0,
+    at: Number(it.at) || Date.now(),
+    room: it.room == null ? null : String(it.room),
+    from: it.from == null ? '' : String(it.from),
+    fromId: it.from_id,
+    to: it.to == null ? null : String(it.to),
+    size: Number(it.size) || 0,
+    b64: typeof it.bytes === 'string' ? it.bytes : '',
+    text: typeof it.text === 'string' ? it.text : null,
+    h: 0,
+    open: false,
+  };
+  r.weight = recordSize(r);
+  return r;
+}
 
 function trafficAdd(list, dropped) {
   T.droppedServer += dropped;
   T.arrivals += list.length + dropped;
   const target = T.paused ? T.pending : T.items;
   for (const it of list) {
-    const r = {
-      seq: ++T.seq,
-      at: Number(it.at) || Date.now(),
-      room: it.room == null ? null : String(it.room),
-      from: it.from == null ? '' : String(it.from),
-      fromId: it.from_id,
-      to: it.to == null ? null : String(it.to),
-      size: Number(it.size) || 0,
-      b64: typeof it.bytes === 'string' ? it.bytes : '',
-      text: typeof it.text === 'string' ? it.text : null,
-      h: 0,
-      open: false,
-    };
-    r.weight = recordSize(r);
+    const r = toRecord(it);
+    r.seq = ++T.seq;
+    if (T.repeats) dropRepeat(r);
+    if (T.watchStart && !T.watchStart.first) T.watchStart.first = r;
     T.held += r.weight;
     target.push(r);
   }
@@ -93,14 +111,143 @@ function trimTraffic() {
   if (m) { T.items.splice(0, m); T.droppedLocal += m; }
 }
 
-/** A line between messages: "watching #lobby", "stopped watching". */
+/** A mark's record; its seq is set where it is placed. */
+function markRecord(text) { return { seq: 0, mark: true, text, at: Date.now(), h: 0, weight: 100 }; }
+
+/** A line between messages: "watching #lobby", "stopped watching".
+ * None on an empty list; returns the record, or null. */
 export function addMark(text) {
-  if (!T.items.length && !T.pending.length) return;
-  const r = { seq: ++T.seq, mark: true, text, at: Date.now(), h: 0, weight: 100 };
+  if (!T.items.length && !T.pending.length) return null;
+  const r = markRecord(text);
+  r.seq = ++T.seq;
   (T.paused ? T.pending : T.items).push(r);
   T.held += r.weight;
   trimTraffic();
   invalidate('traffic');
+  return r;
+}
+
+/** A new watch: its mark, and a handle on where the watch begins in the
+ * list (its mark, or its first message when the list was empty), which
+ * addHistory places the room's earlier messages before. */
+export function markWatch(text) {
+  T.watchStart = { text, first: addMark(text) };
+  T.repeats = null;
+  return T.watchStart;
+}
+
+/* ---------- a room's history, shown when its watch begins ---------- */
+
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** A kept message of GET /api/v1/rooms/{room}/history in the shape of
+ * an item of the feed, so that it is shown the same way: its first
+ * FEED_SHOWN bytes as `text` when they are UTF-8, else in base64 as
+ * `bytes`, and its whole size. (The API sends `text` always, invalid
+ * bytes replaced, and the exact `bytes` when they are not UTF-8.) */
+function keptAsItem(m, room) {
+  const exact = typeof m.bytes === 'string';
+  const text = typeof m.text === 'string' ? m.text : '';
+  const bytes = recordBytes(exact ? { b64: m.bytes } : { text });
+  const item = { at: m.at, room, from: m.from, from_id: null, to: null, size: bytes.length, text: exact ? null : text };
+  if (exact) item.bytes = m.bytes;
+  if (bytes.length > FEED_SHOWN) {
+    const shown = bytes.subarray(0, FEED_SHOWN);
+    try { item.text = UTF8_STRICT.decode(shown); delete item.bytes; } catch (e) { item.text = null; item.bytes = bytesToBase64(shown); }
+  }
+  return item;
+}
+
+/** Whether a live record and a kept one are one message: the server
+ * stamps both when it is said, so they differ by a few milliseconds. */
+function sameMessage(live, kept) {
+  return Math.abs(live.at - kept.at) <= REPEAT_MS && live.from === kept.from && live.size === kept.size &&
+    live.text === kept.text && live.b64 === kept.b64;
+}
+
+/** Where a record is: {list, i}, or null when it is gone (cleared, trimmed). */
+function placeOf(r) {
+  let i = T.items.indexOf(r);
+  if (i >= 0) return { list: T.items, i };
+  i = T.pending.indexOf(r);
+  return i >= 0 ? { list: T.pending, i } : null;
+}
+
+/** Drops kept messages already shown live: what was said between the
+ * start of the watch and the reading of the history is in both. The
+ * rest may still come live (repeats, for dropRepeat). */
+function withoutShown(kept, place, room) {
+  const until = kept[kept.length - 1].at + REPEAT_MS;
+  if (place) {
+    const live = place.list === T.items ? T.items.slice(place.i).concat(T.pending) : T.pending.slice(place.i);
+    for (const r of live) {
+      if (r.mark || r.history || r.at > until || r.room !== room) continue;
+      const k = kept.findIndex((h) => sameMessage(r, h));
+      if (k >= 0) kept.splice(k, 1);
+    }
+  }
+  T.repeats = kept.length ? { room, kept: kept.slice(), until } : null;
+  return kept;
+}
+
+/** A live message the history already shows (it came after the history
+ * was read): the history's copy goes, so history is what was said
+ * before the watch and the live traffic stays whole. */
+function dropRepeat(r) {
+  const o = T.repeats;
+  if (r.at > o.until) { T.repeats = null; return; }
+  if (r.room !== o.room) return;
+  const k = o.kept.findIndex((h) => sameMessage(r, h));
+  if (k < 0) return;
+  const h = o.kept.splice(k, 1)[0];
+  const place = placeOf(h);
+  if (place) { place.list.splice(place.i, 1); T.held -= h.weight; }
+  const node = T.nodes.get(h.seq);
+  if (node) { node.remove(); T.nodes.delete(h.seq); }
+}
+
+/** Puts records before the one at `place` (at the end when null), with
+ * seqs between its neighbours' so the list stays in seq order and
+ * nothing built or anchored is renumbered. */
+function insertBefore(place, recs) {
+  if (!place) {
+    const list = T.paused ? T.pending : T.items;
+    for (const r of recs) { r.seq = ++T.seq; list.push(r); }
+  } else {
+    const { list, i } = place;
+    const prev = i > 0 ? list[i - 1] : list === T.pending && T.items.length ? T.items[T.items.length - 1] : null;
+    const lo = prev ? prev.seq : list[i].seq - 1;
+    const step = (list[i].seq - lo) / (recs.length + 1);
+    recs.forEach((r, k) => { r.seq = lo + step * (k + 1); });
+    list.splice(i, 0, ...recs);
+  }
+  for (const r of recs) T.held += r.weight;
+}
+
+/** Shows a room's kept messages (oldest first) where its watch `start`
+ * (markWatch) begins: before its mark; when the list was empty, before
+ * its first message, with the mark after them. Tagged as history, and
+ * not counted in the rate: they did not just pass. One insert, one
+ * render. Returns how many are shown. */
+export function addHistory(start, room, messages) {
+  if (start !== T.watchStart) return 0;                // another watch began since
+  const place = start.first ? placeOf(start.first) : null;
+  if (start.first && !place) return 0;                 // cleared since: nothing to put them before
+  let kept = [];
+  for (const m of messages) {
+    if (!m || typeof m !== 'object') continue;
+    const r = toRecord(keptAsItem(m, room));
+    r.history = true;
+    kept.push(r);
+  }
+  if (!kept.length) return 0;
+  kept = withoutShown(kept, place, room);
+  if (!kept.length) return 0;
+  const recs = start.first && start.first.mark ? kept : kept.concat(markRecord(start.text));
+  insertBefore(place, recs);
+  trimTraffic();
+  invalidate('traffic');
+  return kept.length;
 }
 
 /** A new watch: the rate in the bar counts from zero. */
@@ -377,7 +524,7 @@ function saveTraffic(format) {
       watched: w ? (w.room != null ? { room: w.room } : { client: w.client, name: w.name }) : null,
       saved_at: stamp.getTime(),
       dropped: { server: T.droppedServer, local: T.droppedLocal },
-      items: all.map((r) => ({ at: r.at, room: r.room, from: r.from, from_id: r.fromId, to: r.to, size: r.size, bytes: r.b64 || bytesToBase64(recordBytes(r)), text: r.text })),
+      items: all.map((r) => ({ at: r.at, room: r.room, from: r.from, from_id: r.fromId, to: r.to, size: r.size, bytes: r.b64 || bytesToBase64(recordBytes(r)), text: r.text, history: r.history || undefined })),
     };
     blob = new Blob([JSON.stringify(doc, null, 1)], { type: 'application/json' });
     name = 'switchboard-' + safe + '-' + fileStamp + '.json';
@@ -386,7 +533,7 @@ function saveTraffic(format) {
       (T.droppedServer + T.droppedLocal ? ', ' + fmtInt(T.droppedServer + T.droppedLocal) + ' dropped' : '')];
     for (const r of all) {
       const dest = r.room != null ? '#' + r.room : r.to != null ? '-> ' + r.to : '';
-      lines.push('', fmtDateTime(r.at) + '  ' + r.from + (r.fromId != null ? ' (' + r.fromId + ')' : '') + '  ' + dest + '  ' + r.size + ' bytes');
+      lines.push('', fmtDateTime(r.at) + '  ' + r.from + (r.fromId != null ? ' (' + r.fromId + ')' : '') + '  ' + dest + '  ' + r.size + ' bytes' + (r.history ? '  (history)' : ''));
       const bytes = recordBytes(r);
       if (r.text !== null) lines.push('  text: ' + escapeForLog(r.text));
       const d = hexDump(bytes, bytes.length);

@@ -5,9 +5,13 @@
 
 import { $, setText, setTitle } from './dom.js';
 import { visible } from './format.js';
+import { api } from './api.js';
 import { state, invalidate } from './state.js';
 import { onLive, wsSend } from './live.js';
-import { addMark, resetRate } from './traffic.js';
+import { addMark, markWatch, addHistory, resetRate } from './traffic.js';
+
+/* How many of a room's last messages (kept with --history) a watch of it starts with. */
+const HISTORY_SHOWN = 50;
 
 function watchMessage(w) {
   return w.room != null ? { type: 'watch', room: w.room } : { type: 'watch', client: w.client };
@@ -16,14 +20,33 @@ function watchLabel(w) {
   return w.room != null ? '#' + visible(w.room) : (visible(w.name) || 'client') + ' · id ' + w.client;
 }
 
+/** Shows what a room said before the watch `w` began: its last kept
+ * messages, before the watch's mark in the traffic (`start`, from
+ * markWatch). Once per start of a watch, not on the feed's reconnects.
+ * An answer for a watch that has moved on is dropped; a room that keeps
+ * nothing, or a failure, shows nothing more. */
+async function showHistory(w, start) {
+  let data;
+  try {
+    data = await api('GET', '/api/v1/rooms/' + encodeURIComponent(w.room) + '/history?limit=' + HISTORY_SHOWN);
+  } catch (e) {
+    console.warn('No history for #' + w.room + ': ' + e.message);
+    return;
+  }
+  if (state.watch !== w) return;
+  if (!data || data.epoch == null || !Array.isArray(data.messages) || !data.messages.length) return;
+  addHistory(start, typeof data.room === 'string' ? data.room : w.room, data.messages);
+}
+
 /** Starts watching a room ({room}) or a client ({client, name}). */
 function watchTarget(w, reveal) {
   const same = state.watch && (w.room != null ? state.watch.room === w.room : state.watch.client === w.client);
   if (!same) {
     state.watch = w;
     wsSend(watchMessage(w));
-    addMark('watching ' + watchLabel(w));
+    const start = markWatch('watching ' + watchLabel(w));
     resetRate();
+    if (w.room != null) showHistory(w, start);
     const target = $('#send-target');
     if (!target.value.trim() || target._auto === target.value) {
       target.value = w.room != null ? '#' + w.room : (w.name || '');

@@ -317,10 +317,15 @@ impl Log {
 
     /// Everything after `since`, or what is kept and the gap before it.
     pub(super) fn since(&self, since: Offset) -> Resume {
+        self.since_at_most(since, usize::MAX)
+    }
+
+    /// [`since`](Log::since), at most `limit` messages of it (the oldest).
+    pub(super) fn since_at_most(&self, since: Offset, limit: usize) -> Resume {
         let first = self.kept.front().map(|kept| kept.offset);
         if since.epoch != self.epoch {
             return Resume {
-                kept: self.kept.iter().cloned().collect(),
+                kept: self.kept.iter().take(limit).cloned().collect(),
                 gap: Some(Gap {
                     since,
                     from: first,
@@ -337,7 +342,7 @@ impl Log {
         });
         let skip = (since.seq + 1).saturating_sub(first_seq) as usize;
         Resume {
-            kept: self.kept.iter().skip(skip).cloned().collect(),
+            kept: self.kept.iter().skip(skip).take(limit).cloned().collect(),
             gap,
         }
     }
@@ -714,7 +719,8 @@ impl Hub {
         let log = history.log();
         match since {
             Some(since) => {
-                let mut resume = log.since(since);
+                // One more than asked: whether there are more.
+                let mut resume = log.since_at_most(since, limit.saturating_add(1));
                 let more = resume.kept.len() > limit;
                 resume.kept.truncate(limit);
                 RoomHistoryView {

@@ -213,6 +213,77 @@ send = ["team-*"]"#,
     server.stop().await;
 }
 
+/// A room's history is read only from inside it: a user who may not join
+/// the room cannot read what was said there, by any request.
+#[tokio::test]
+async fn who_may_not_join_a_room_may_not_read_its_history() {
+    let users = UsersFile::new(&[("bob", "pw-bob", "join = [\"lobby\"]\nmax-connections = 2")]);
+    let server = TestServer::start(Config {
+        history: 100,
+        ..config(&users, &["json://127.0.0.1:0?auth=required"])
+    })
+    .await;
+    let (mut insider, _) = join(server.listeners[1].addr).await;
+    insider.send_line("/join secret").await.unwrap();
+    insider.say("the code is 1234").await.unwrap();
+    sync(&mut insider).await;
+
+    let mut bob = at_the_gate(&server).await;
+    log_in(&mut bob, "/login bob pw-bob").await;
+    bob.send_line("/join secret").await.unwrap();
+    let refusal = expect_line(&mut bob, "a refusal", |l| matches!(l, ServerLine::Error(_))).await;
+    assert!(refusal.to_string().contains("may not join"), "{refusal}");
+    // /history reads the current room only: still the lobby.
+    bob.send_line("/history").await.unwrap();
+    let heard = heard_until_pong(&mut bob).await;
+    assert!(
+        !heard.iter().any(|l| l.to_string().contains("1234")),
+        "{heard:?}"
+    );
+
+    // Over JSON: a history of the room, and a join with since, refused.
+    let mut json_bob = Client::connect(server.listeners[2].addr).await.unwrap();
+    json_bob
+        .send_line(json!({"type": "auth", "user": "bob", "password": "pw-bob"}).to_string())
+        .await
+        .unwrap();
+    within("bob's welcome", async {
+        loop {
+            let event: Value = json_bob.next_json().await.unwrap().expect("open");
+            if event["type"] == "welcome" {
+                return;
+            }
+            assert_ne!(event["type"], "error", "{event}");
+        }
+    })
+    .await;
+    let reads = [
+        json!({"type": "history", "room": "secret", "id": 1}),
+        json!({"type": "join", "room": "secret", "since": "0000000000000001-1", "id": 2}),
+        json!({"type": "ping", "id": 3}),
+    ];
+    for read in reads {
+        json_bob.send_line(read.to_string()).await.unwrap();
+    }
+    let mut answers = Vec::new();
+    within("the answers", async {
+        loop {
+            let event: Value = json_bob.next_json().await.unwrap().expect("open");
+            assert!(!event.to_string().contains("1234"), "{event}");
+            if event.get("id").is_some() {
+                answers.push(event.clone());
+            }
+            if event["type"] == "pong" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(answers[0]["code"], "not_in_room", "{answers:?}");
+    assert_eq!(answers[1]["code"], "forbidden", "{answers:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_users_name_is_kept_for_it_and_its_further_connections_are_numbered() {
     let users = UsersFile::new(&[("carol", "pw-carol", "max-connections = 2")]);

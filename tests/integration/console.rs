@@ -842,3 +842,67 @@ async fn with_an_admin_token_the_console_signs_in_and_logs_out() {
     drop(device);
     server.stop().await;
 }
+
+/// The operator opens the console after a device reported: watching its
+/// room shows what it said before, marked as history, then what it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_room_shows_what_it_said_before_then_live() {
+    let config = Config {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        history: 100,
+        ..config_with(&["127.0.0.1:0"])
+    };
+    let server = TestServer::start(config).await;
+    let http = server.http.unwrap();
+    let (mut device, _) = join(server.text_addr()).await;
+    device.send_line("/nick boiler").await.unwrap();
+    device.send_line("/join plant").await.unwrap();
+    for reading in ["pressure=1.2bar", "pressure=1.4bar", "pressure=1.9bar"] {
+        device.send_line(reading).await.unwrap();
+    }
+    sync(&mut device).await;
+
+    let chrome = console(http).await;
+    chrome.click("#rooms tr[data-room=\"plant\"]").await;
+    chrome
+        .wait_text(
+            "the readings said before",
+            ".traffic-item.history .text",
+            |t| t.contains("pressure=1.9bar"),
+        )
+        .await;
+    let kept = chrome
+        .browser
+        .execute(
+            "return [...document.querySelectorAll('.traffic-item.history .text')].map(e => e.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let kept: Vec<String> = serde_json::from_value(kept).unwrap();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(
+        kept[0].contains("1.2bar") && kept[2].contains("1.9bar"),
+        "{kept:?}"
+    );
+    // Then live, after them, not marked.
+    within("the watch to go live", async {
+        loop {
+            device.send_line("pressure=2.0bar").await.unwrap();
+            let found = tokio::time::timeout(
+                Duration::from_millis(500),
+                chrome.wait_text(
+                    "the live reading",
+                    ".traffic-item:not(.history) .text",
+                    |t| t.contains("2.0bar"),
+                ),
+            )
+            .await;
+            if found.is_ok() {
+                break;
+            }
+        }
+    })
+    .await;
+    chrome.screenshot("13-history").await;
+}

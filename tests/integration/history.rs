@@ -580,3 +580,170 @@ async fn history_is_evicted_oldest_first_before_any_client_is_cut_off() {
     sync(&mut talker).await;
     sync(&mut listener).await;
 }
+
+/// `systemctl reload` with history turned on: at once, for the rooms that
+/// exist and their members, no restart; and off again: what was kept goes.
+#[tokio::test]
+async fn history_is_turned_on_and_off_by_a_reload() {
+    let dir = TempDir::new("history-reload");
+    let config = dir.join("switchboard.toml");
+    std::fs::write(&config, "listen = [\"127.0.0.1:0\"]\n").unwrap();
+    let mut server = BinaryServer::start(&["--config", config.to_str().unwrap()]).await;
+    let (mut alice, _) = join(server.addr(0)).await;
+    alice.say("before").await.unwrap();
+    alice.send_line("/history").await.unwrap();
+    let error = expect_line(&mut alice, "an error", |l| {
+        matches!(l, ServerLine::Error(_))
+    })
+    .await;
+    assert!(error.to_string().contains("keeps no history"), "{error}");
+
+    std::fs::write(
+        &config,
+        "listen = [\"127.0.0.1:0\"]\nhistory = 50\nhistory-rooms = [\"lobby\"]\n",
+    )
+    .unwrap();
+    server.hang_up();
+    let reloaded = server.expect_log("reloaded the config").await;
+    assert!(reloaded.contains("history"), "{reloaded}");
+    say_all(&mut alice, ["after".to_owned()]).await;
+    alice.send_line("/history").await.unwrap();
+    let heard = heard_until_pong(&mut alice).await;
+    let kept: Vec<_> = heard
+        .iter()
+        .filter_map(|l| match l {
+            ServerLine::Kept { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept, ["after"], "only what was said since: {heard:?}");
+
+    std::fs::write(&config, "listen = [\"127.0.0.1:0\"]\nhistory = 0\n").unwrap();
+    server.hang_up();
+    server.expect_log("reloaded the config").await;
+    alice.send_line("/history").await.unwrap();
+    let error = expect_line(&mut alice, "an error", |l| {
+        matches!(l, ServerLine::Error(_))
+    })
+    .await;
+    assert!(error.to_string().contains("keeps no history"), "{error}");
+}
+
+/// A TCP relay between a client and a server that the test can cut, as a
+/// flaky network does: every connection through it is dropped at once,
+/// without a goodbye from either side.
+struct Flaky {
+    addr: std::net::SocketAddr,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Flaky {
+    async fn to(server: std::net::SocketAddr) -> Flaky {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = links.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let link = tokio::spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                kept.lock().unwrap().push(link);
+            }
+        });
+        Flaky { addr, links }
+    }
+
+    /// Drops every connection through it.
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn switchboard_connect_comes_back_after_a_dropped_connection_and_resumes() {
+    let server = keeping(100).await;
+    let network = Flaky::to(server.addr(Mode::Json)).await;
+    let mut child = switchboard(&[
+        "connect",
+        "--json",
+        "--reconnect",
+        &network.addr.to_string(),
+    ])
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .expect("the switchboard binary starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    stdin
+        .write_all(
+            b"{\"type\":\"hello\",\"name\":\"phone\"}\n{\"type\":\"join\",\"room\":\"ops\"}\n",
+        )
+        .await
+        .unwrap();
+    shown(&mut stdout, "joined #ops", |e| {
+        e["type"] == "joined" && e["room"] == "ops"
+    })
+    .await;
+    let (mut talker, _) = join(server.text_addr()).await;
+    talker.send_line("/join ops").await.unwrap();
+    say_all(&mut talker, ["one".to_owned()]).await;
+    shown(&mut stdout, "one", |e| e["text"] == "one").await;
+
+    network.cut();
+    let lost = within("connect to notice", stderr.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lost.contains("lost the connection"), "{lost}");
+    // Said while the phone is away.
+    say_all(&mut talker, ["two".to_owned(), "three".to_owned()]).await;
+    let back = within("connect to come back", stderr.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        back.contains("reconnected") && back.contains("#ops"),
+        "{back}"
+    );
+    let two = shown(&mut stdout, "two, replayed", |e| e["type"] == "message").await;
+    assert_eq!(
+        (two["text"].as_str(), two["history"].as_bool()),
+        (Some("two"), Some(true))
+    );
+    let three = shown(&mut stdout, "three", |e| e["type"] == "message").await;
+    assert_eq!(three["text"], "three");
+    // By its name again, in #ops: a direct message and the room reach it.
+    talker.send_line("/msg phone still there?").await.unwrap();
+    shown(&mut stdout, "the direct message", |e| e["type"] == "direct").await;
+    say_all(&mut talker, ["four".to_owned()]).await;
+    let four = shown(&mut stdout, "four, live", |e| e["type"] == "message").await;
+    assert_eq!(four["text"], "four");
+    assert!(four.get("history").is_none());
+    drop(stdin);
+    within("connect to exit", child.wait()).await.unwrap();
+}
+
+/// Reads what `switchboard connect --json` prints until an event `wanted`.
+async fn shown(
+    stdout: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    what: &str,
+    wanted: fn(&Value) -> bool,
+) -> Value {
+    within(what, async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("connect runs");
+            let event: Value = serde_json::from_str(&line).unwrap();
+            if wanted(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+}

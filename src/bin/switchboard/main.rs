@@ -9,6 +9,7 @@ mod device;
 mod login;
 mod manual;
 mod passwd;
+mod resume;
 mod send;
 mod serve;
 mod status;
