@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
-use super::event::{Body, Delivery, Event};
+use super::event::{Body, Delivery, Encoding, Event};
 use super::info::unix_millis;
 use super::names::{Name, RoomName};
 use super::Hub;
@@ -535,7 +535,8 @@ pub(super) struct Prepared {
     upto: u64,
     /// Messages shown so far.
     count: usize,
-    head: Delivery,
+    /// Shared with the thread that encodes it.
+    head: Arc<Delivery>,
 }
 
 impl Prepared {
@@ -559,7 +560,7 @@ impl Prepared {
                 epoch: None,
                 upto: 0,
                 count: 0,
-                head: Delivery::batch(events),
+                head: Arc::new(Delivery::batch(events)),
             };
         };
         Prepared::read_locked(room, &history.log(), replay)
@@ -568,7 +569,7 @@ impl Prepared {
     /// The deliveries to queue, in order, now that the room's history is
     /// `log` (`None`: it keeps none): what was read, and what was said
     /// since, or all of it read again if the history changed meanwhile.
-    pub(super) fn finish(self, history: Option<(&RoomHistory, &Log)>) -> Vec<Delivery> {
+    pub(super) fn finish(self, history: Option<(&RoomHistory, &Log)>) -> Vec<Arc<Delivery>> {
         let same = match (history, self.epoch) {
             (Some((_, log)), Some(epoch)) => log.epoch == epoch,
             (None, None) => true,
@@ -607,7 +608,7 @@ impl Prepared {
         }
         let mut deliveries = vec![self.head];
         if !tail.is_empty() {
-            deliveries.push(Delivery::batch(tail));
+            deliveries.push(Arc::new(Delivery::batch(tail)));
         }
         deliveries
     }
@@ -640,13 +641,51 @@ impl Prepared {
             epoch: Some(log.epoch),
             upto: log.next - 1,
             count,
-            head: Delivery::batch(events),
+            head: Arc::new(Delivery::batch(events)),
         }
     }
 
     /// The first delivery, to be encoded before any lock is taken.
-    pub(super) fn head(&self) -> &Delivery {
+    pub(super) fn head(&self) -> &Arc<Delivery> {
         &self.head
+    }
+}
+
+/// Runs a job off the relay's threads (a thread of lower priority), for
+/// work a client can ask for in a loop: encoding a history replay.
+pub type Offload = Arc<dyn Fn(Box<dyn FnOnce() + Send>) + Send + Sync>;
+
+/// The hub's [`Offload`], if the server gave it one (unset: the work is
+/// done in place, as in tests).
+#[derive(Default)]
+pub(super) struct Offloader(std::sync::OnceLock<Offload>);
+
+impl fmt::Debug for Offloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Offloader(set)"
+        } else {
+            "Offloader(in place)"
+        })
+    }
+}
+
+impl Offloader {
+    /// Encodes `delivery` in `encoding` off the relay's threads (or here,
+    /// if the hub has nowhere to send it): queuing it then costs a clone.
+    pub(super) async fn encode(&self, delivery: &Arc<Delivery>, encoding: Encoding) {
+        let Some(offload) = self.0.get() else {
+            delivery.encoded(encoding);
+            return;
+        };
+        let (done, encoded) = tokio::sync::oneshot::channel();
+        let job = delivery.clone();
+        offload(Box::new(move || {
+            job.encoded(encoding);
+            let _ = done.send(());
+        }));
+        // Gone (the thread ended): it is encoded as it is queued.
+        let _ = encoded.await;
     }
 }
 
@@ -665,6 +704,12 @@ pub struct RoomHistoryView {
 }
 
 impl Hub {
+    /// Sends the encoding of history replays to `offload` (a thread of
+    /// lower priority) from now on. Set once, by the server.
+    pub fn set_offload(&self, offload: Offload) {
+        let _ = self.shared.offload.0.set(offload);
+    }
+
     /// Puts new history rules in force (a reload): bounds apply at once;
     /// rooms that keep a history now and did not get one, and rooms that
     /// no longer keep one lose theirs.
@@ -934,7 +979,7 @@ mod tests {
         assert!(histories.get(&room("ops")).is_none());
     }
 
-    fn replayed(deliveries: &[Delivery]) -> Vec<String> {
+    fn replayed(deliveries: &[Arc<Delivery>]) -> Vec<String> {
         deliveries
             .iter()
             .flat_map(|delivery| delivery.events())

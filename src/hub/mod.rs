@@ -511,6 +511,8 @@ struct HubState {
     certified: Mutex<std::collections::HashSet<Arc<str>>>,
     /// What rooms keep of what was said in them.
     histories: history::Histories,
+    /// Where work too big for the message path goes (encoding a replay).
+    offload: history::Offloader,
 }
 
 /// Most names kept for certificate holders: past it, a new one is not
@@ -658,8 +660,13 @@ impl Member {
     /// for every recipient of that format): before taking a lock that
     /// holds others up while it is queued.
     fn encode(&self, delivery: &Delivery) {
+        delivery.encoded(self.encoding());
+    }
+
+    /// The wire format this client is shown deliveries in now.
+    fn encoding(&self) -> Encoding {
         let alternate = self.alternate.load(Ordering::Relaxed);
-        delivery.encoded(self.encodings[usize::from(alternate)]);
+        self.encodings[usize::from(alternate)]
     }
 
     /// Queues `delivery` in this client's wire format; nothing if the
@@ -801,6 +808,7 @@ impl Hub {
                 device_prefixes: Default::default(),
                 certified: Mutex::default(),
                 histories: history::Histories::new(HistoryRules::off()),
+                offload: Default::default(),
             }),
         }
     }
@@ -934,5 +942,7 @@ impl Hub {
     }
 }
 
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::counters::Field;
 use super::event::Delivery;
-use super::history::{Gap, GapReason, Prepared, Replay, Resume};
+use super::history::{Gap, GapReason, Offset, Prepared, Replay, Resume};
 use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
@@ -53,7 +53,7 @@ struct Joined {
     room: Arc<Room>,
     /// The room's last position when the client joined (`None`: it kept
     /// no history then, or nothing yet).
-    at: Option<super::Offset>,
+    at: Option<Offset>,
 }
 
 impl std::ops::Deref for Joined {
@@ -341,8 +341,8 @@ impl Session {
     /// that position (or told of the gap, and queued what is kept), then
     /// what is said from now on, with no message twice and none missing
     /// at the seam.
-    pub fn join_since(&mut self, name: RoomName, since: super::Offset) -> Result<usize, HubError> {
-        self.join_room(name, true, Replay::Since(since))
+    pub async fn join_since(&mut self, name: RoomName, since: Offset) -> Result<usize, HubError> {
+        self.join_resuming(name, since).await
     }
 
     /// Shows this client the last `count` messages of each room it joins
@@ -495,33 +495,89 @@ impl Session {
         announce: bool,
         replay: Replay,
     ) -> Result<usize, HubError> {
-        if let Some(logged_in) = &self.logged_in {
-            logged_in
-                .access
-                .may_join(&name)
-                .map_err(HubError::Forbidden)?;
-        }
-        if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
-            let joined = self.rooms.remove(i);
-            let members = joined.len();
-            if let Replay::Since(since) = replay {
-                self.resync(&joined, since);
-            }
-            self.rooms.push(joined);
+        self.may_join(&name)?;
+        if let Some(members) = self.make_current(&name) {
             return Ok(members);
         }
-        let limit = self.hub.shared.settings.max_rooms_per_client;
-        if self.rooms.len() >= limit {
-            return Err(HubError::TooManyRooms { limit });
-        }
-        // What the client is shown first, read and encoded before any
-        // lock that holds others up: the room's is held only to queue it.
-        let histories = &self.hub.shared.histories;
+        self.room_for_one_more()?;
+        // A text listener's `?history=N`: N is the operator's, and small.
         let prepared = (replay != Replay::Nothing).then(|| {
-            let prepared = Prepared::read(&name, histories.for_room(&name).as_deref(), replay);
+            let history = self.hub.shared.histories.for_room(&name);
+            let prepared = Prepared::read(&name, history.as_deref(), replay);
             self.me.encode(prepared.head());
             prepared
         });
+        self.enter(name, announce, prepared)
+    }
+
+    /// Joins `name` as [`join`](Session::join) does, resuming from `since`
+    /// (see [`join_since`](Session::join_since)): the replay is read,
+    /// then encoded off the relay's threads, then queued with whatever
+    /// was said meanwhile as the client enters the room.
+    async fn join_resuming(&mut self, name: RoomName, since: Offset) -> Result<usize, HubError> {
+        self.may_join(&name)?;
+        if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
+            // In it already (its listener's room): what came before it did.
+            let delivery = Arc::new(self.missed_before(&self.rooms[i], since));
+            let encoding = self.me.encoding();
+            self.hub.shared.offload.encode(&delivery, encoding).await;
+            self.show(&delivery);
+            return Ok(self.make_current(&name).unwrap_or(0));
+        }
+        self.room_for_one_more()?;
+        let history = self.hub.shared.histories.for_room(&name);
+        let prepared = Prepared::read(&name, history.as_deref(), Replay::Since(since));
+        let encoding = self.me.encoding();
+        self.hub
+            .shared
+            .offload
+            .encode(prepared.head(), encoding)
+            .await;
+        // Another request of this client cannot have come in between: a
+        // session handles one at a time.
+        if let Some(members) = self.make_current(&name) {
+            return Ok(members);
+        }
+        self.enter(name, true, Some(prepared))
+    }
+
+    /// Refuses a room the client's credentials keep it out of.
+    fn may_join(&self, name: &RoomName) -> Result<(), HubError> {
+        match &self.logged_in {
+            Some(logged_in) => logged_in.access.may_join(name).map_err(HubError::Forbidden),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes `name` the current room if the client is in it; returns its
+    /// members (here), or `None` if it is not in it.
+    fn make_current(&mut self, name: &RoomName) -> Option<usize> {
+        let i = self.rooms.iter().position(|room| room.name == *name)?;
+        let joined = self.rooms.remove(i);
+        let members = joined.len();
+        self.rooms.push(joined);
+        Some(members)
+    }
+
+    /// Refuses a join past the rooms one client may be in.
+    fn room_for_one_more(&self) -> Result<(), HubError> {
+        let limit = self.hub.shared.settings.max_rooms_per_client;
+        match self.rooms.len() >= limit {
+            true => Err(HubError::TooManyRooms { limit }),
+            false => Ok(()),
+        }
+    }
+
+    /// Puts the client in `name` (made if new), queuing it `prepared`
+    /// first and what was said since it was read, under the room's lock,
+    /// so that no message is missed or queued twice at the seam.
+    fn enter(
+        &mut self,
+        name: RoomName,
+        announce: bool,
+        prepared: Option<Prepared>,
+    ) -> Result<usize, HubError> {
+        let histories = &self.hub.shared.histories;
         // Most clients stay in one room: no room for four.
         self.rooms.reserve_exact(1);
         let (room, members, at) = {
@@ -590,15 +646,14 @@ impl Session {
         let _ = self.me.deliver_counted(delivery, &self.hub.shared.counters);
     }
 
-    /// A client resumes a room it is in already (its listener's, which it
-    /// was put in as it connected): it is shown what it missed up to the
-    /// moment it came in (it was queued everything after that live), or
-    /// told of the gap. What was said since it came in is queued already,
-    /// ahead of this.
-    fn resync(&mut self, joined: &Joined, since: super::Offset) {
-        // Written: no message is said in the room while this is queued.
-        let inside = joined.members_mut();
-        let resume = match inside.history.as_ref() {
+    /// What a client resuming a room it is in already (its listener's,
+    /// which it was put in as it connected) missed: what the room said
+    /// after `since` up to the moment it came in (it was queued all that
+    /// came after live), or the gap. No lock but the history's is needed:
+    /// nothing said from now on belongs to it.
+    fn missed_before(&self, joined: &Joined, since: Offset) -> Delivery {
+        let history = joined.members().history.clone();
+        let resume = match history {
             None => Resume {
                 kept: Vec::new(),
                 gap: Some(Gap {
@@ -621,20 +676,20 @@ impl Session {
             }
         };
         let room = &joined.name;
-        let events = resume
-            .gap
-            .map(|gap| Event::Gap {
-                room: room.clone(),
-                gap,
-            })
-            .into_iter()
-            .chain(resume.kept.into_iter().map(|kept| Event::Replayed {
-                room: room.clone(),
-                kept,
-            }))
-            .collect();
-        self.show(&Delivery::batch(events));
-        drop(inside);
+        Delivery::batch(
+            resume
+                .gap
+                .map(|gap| Event::Gap {
+                    room: room.clone(),
+                    gap,
+                })
+                .into_iter()
+                .chain(resume.kept.into_iter().map(|kept| Event::Replayed {
+                    room: room.clone(),
+                    kept,
+                }))
+                .collect(),
+        )
     }
 
     /// Leaves `room`; the room disappears when its last member leaves.

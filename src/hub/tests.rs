@@ -2,7 +2,7 @@ use super::*;
 use bytes::Bytes;
 use std::time::Duration;
 
-fn settings() -> HubSettings {
+pub(super) fn settings() -> HubSettings {
     HubSettings {
         queue: QueueLimits {
             soft: 1 << 16,
@@ -18,7 +18,7 @@ fn settings() -> HubSettings {
     }
 }
 
-fn hub() -> Hub {
+pub(super) fn hub() -> Hub {
     Hub::new(settings())
 }
 
@@ -28,7 +28,7 @@ const DEBUG: Encoding = Encoding {
     encode: |event, out| out.extend_from_slice(format!("{event:?}\n").as_bytes()),
 };
 
-fn connect(hub: &Hub, room: Option<&str>) -> Session {
+pub(super) fn connect(hub: &Hub, room: Option<&str>) -> Session {
     hub.connect(
         room.map(|r| RoomName::new(r).unwrap()),
         &[DEBUG, DEBUG],
@@ -37,7 +37,7 @@ fn connect(hub: &Hub, room: Option<&str>) -> Session {
 }
 
 /// The events queued for `session`, one debug line each.
-fn drain(session: &Session) -> Vec<String> {
+pub(super) fn drain(session: &Session) -> Vec<String> {
     session
         .outbox()
         .take()

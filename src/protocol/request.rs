@@ -332,7 +332,7 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
             Reply::Joined { room, members }
         }
         Request::JoinSince { room, since } => {
-            let members = session.join_since(room.clone(), since)?;
+            let members = session.join_since(room.clone(), since).await?;
             Reply::Joined { room, members }
         }
         Request::History {

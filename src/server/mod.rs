@@ -14,6 +14,7 @@
 //!   is admitted like any other.
 
 mod admission;
+pub(crate) mod background;
 pub mod control;
 mod http;
 pub(crate) mod listeners;
@@ -149,6 +150,11 @@ impl Server {
         let (reloads, reloaded) = watch::channel(config.clone());
         let hub = Hub::new(config.hub_settings());
         hub.set_history_rules(config.history_rules());
+        // Replays are encoded off the relay's threads: a client asking for
+        // them in a loop takes its time, not anyone else's.
+        let replays = background::Background::start("replay")
+            .context("cannot start the thread that encodes history replays")?;
+        hub.set_offload(std::sync::Arc::new(move |job| replays.spawn(job)));
         Ok(Server {
             hub,
             reloads,

@@ -16,9 +16,9 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::background::Background;
 use super::AppState;
 use crate::hub::{unix_millis, Seen, Watcher};
+use crate::server::background::Background;
 use crate::server::control::{ClientQuery, Control, RoomQuery};
 
 /// How often a snapshot is sent.

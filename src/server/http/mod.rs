@@ -15,7 +15,6 @@
 
 mod api;
 mod auth;
-mod background;
 mod connections;
 mod console;
 mod forwarded;
@@ -49,7 +48,7 @@ pub(crate) struct App {
     /// Whether this is HTTPS.
     pub(crate) https: bool,
     /// Where snapshots, traffic and metrics are built.
-    pub(crate) background: background::Background,
+    pub(crate) background: crate::server::background::Background,
 }
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -71,7 +70,7 @@ pub(crate) async fn serve(
         metrics: metrics::HttpMetrics::default(),
         ws_listener: control.websocket_listener(addr, tls.is_some()),
         https: tls.is_some(),
-        background: background::Background::start()?,
+        background: crate::server::background::Background::start("admin")?,
         control,
     });
     let router = router(app);

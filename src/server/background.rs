@@ -1,6 +1,7 @@
-//! Admin work off the relay's threads: the console's snapshots and traffic,
-//! and `/metrics`, run on one thread of their own at the lowest priority
-//! (nice 19).
+//! Work off the relay's threads, on a thread of its own at the lowest
+//! priority (nice 19): the console's snapshots and traffic and `/metrics`
+//! (the admin's thread), and the encoding of history replays (the
+//! replays' thread), which a client can ask for in a loop.
 //!
 //! On the tokio blocking pool this work still took the relay's CPU at its
 //! priority: on a busy core, a runtime thread woken by a client waited for
@@ -13,25 +14,30 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
-/// A thread for admin work. Jobs run one at a time, in order.
+/// A thread for work off the relay's threads. Jobs run one at a time, in
+/// order.
 #[derive(Debug, Clone)]
 pub(crate) struct Background {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Background {
-    /// Starts the thread; it ends when every handle is dropped.
-    pub(crate) fn start() -> std::io::Result<Self> {
+    /// Starts the thread `switchboard-{name}`; it ends when every handle
+    /// is dropped.
+    pub(crate) fn start(name: &str) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("switchboard-admin".into())
+            .name(format!("switchboard-{name}"))
             .spawn(move || {
                 if let Err(error) = thread_priority::set_current_thread_priority(
                     thread_priority::ThreadPriority::Min,
                 ) {
-                    tracing::debug!(?error, "admin work runs at normal priority");
+                    tracing::debug!(
+                        ?error,
+                        "work off the relay's threads runs at normal priority"
+                    );
                 }
                 for job in queue {
                     // A job that panics answers nothing; the thread goes on.
@@ -41,7 +47,7 @@ impl Background {
         Ok(Background { jobs })
     }
 
-    /// Runs `work` on the admin thread; `None` if it panicked.
+    /// Runs `work` on the thread; `None` if it panicked.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -52,5 +58,11 @@ impl Background {
         });
         self.jobs.send(job).ok()?;
         answer.await.ok()
+    }
+
+    /// Hands `job` to the thread without waiting for it (dropped if the
+    /// thread is gone).
+    pub(crate) fn spawn(&self, job: Job) {
+        let _ = self.jobs.send(job);
     }
 }
