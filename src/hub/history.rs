@@ -219,6 +219,21 @@ pub struct Resume {
     pub gap: Option<Gap>,
 }
 
+impl Resume {
+    /// What the client is shown: the gap first, if any, then the messages.
+    pub(super) fn into_delivery(self, room: &RoomName) -> Delivery {
+        let gap = self.gap.map(|gap| Event::Gap {
+            room: room.clone(),
+            gap,
+        });
+        let kept = self.kept.into_iter().map(|kept| Event::Replayed {
+            room: room.clone(),
+            kept,
+        });
+        Delivery::batch(gap.into_iter().chain(kept).collect())
+    }
+}
+
 /// A resuming client lost messages: its offset is older than what the
 /// room keeps, of another epoch, or the room keeps no history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -624,24 +639,13 @@ impl Prepared {
             }
         };
         let count = kept.len();
-        let events = gap
-            .map(|gap| Event::Gap {
-                room: room.clone(),
-                gap,
-            })
-            .into_iter()
-            .chain(kept.into_iter().map(|kept| Event::Replayed {
-                room: room.clone(),
-                kept,
-            }))
-            .collect();
         Prepared {
             room: room.clone(),
             replay,
             epoch: Some(log.epoch),
             upto: log.next - 1,
             count,
-            head: Arc::new(Delivery::batch(events)),
+            head: Arc::new(Resume { kept, gap }.into_delivery(room)),
         }
     }
 

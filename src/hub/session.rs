@@ -675,21 +675,7 @@ impl Session {
                 resume
             }
         };
-        let room = &joined.name;
-        Delivery::batch(
-            resume
-                .gap
-                .map(|gap| Event::Gap {
-                    room: room.clone(),
-                    gap,
-                })
-                .into_iter()
-                .chain(resume.kept.into_iter().map(|kept| Event::Replayed {
-                    room: room.clone(),
-                    kept,
-                }))
-                .collect(),
-        )
+        resume.into_delivery(&joined.name)
     }
 
     /// Leaves `room`; the room disappears when its last member leaves.

@@ -241,7 +241,9 @@ async fn notices_congest_receivers_and_the_client_who_caused_them_waits() {
 }
 
 /// Polls `future` once: `Some` if it finished.
-async fn futures_poll_once<F: std::future::Future + Unpin>(future: F) -> Option<F::Output> {
+pub(super) async fn futures_poll_once<F: std::future::Future + Unpin>(
+    future: F,
+) -> Option<F::Output> {
     let mut future = future;
     std::future::poll_fn(|cx| {
         std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {

@@ -64,6 +64,17 @@ async fn until_json(client: &mut Client, kind: &str) -> (Value, Vec<Value>) {
     .await
 }
 
+/// The texts of the history lines (`[#room 12:03:04] from: text`) heard.
+fn kept_texts(heard: &[ServerLine]) -> Vec<String> {
+    heard
+        .iter()
+        .filter_map(|line| match line {
+            ServerLine::Kept { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn texts(events: &[Value]) -> Vec<&str> {
     events
         .iter()
@@ -176,15 +187,8 @@ async fn slash_history_shows_the_last_n_of_the_current_room() {
     // Without N: the last 20.
     bob.send_line("/history").await.unwrap();
     let heard = heard_until_pong(&mut bob).await;
-    let kept: Vec<String> = heard
-        .iter()
-        .filter_map(|line| match line {
-            ServerLine::Kept { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect();
     let expected: Vec<String> = (11..=30).map(|n| format!("line {n}")).collect();
-    assert_eq!(kept, expected);
+    assert_eq!(kept_texts(&heard), expected);
 
     // Bad arguments say how it goes.
     bob.send_line("/history many").await.unwrap();
@@ -609,14 +613,11 @@ async fn history_is_turned_on_and_off_by_a_reload() {
     say_all(&mut alice, ["after".to_owned()]).await;
     alice.send_line("/history").await.unwrap();
     let heard = heard_until_pong(&mut alice).await;
-    let kept: Vec<_> = heard
-        .iter()
-        .filter_map(|l| match l {
-            ServerLine::Kept { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(kept, ["after"], "only what was said since: {heard:?}");
+    assert_eq!(
+        kept_texts(&heard),
+        ["after"],
+        "only what was said since: {heard:?}"
+    );
 
     std::fs::write(&config, "listen = [\"127.0.0.1:0\"]\nhistory = 0\n").unwrap();
     server.hang_up();

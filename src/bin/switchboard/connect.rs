@@ -77,15 +77,10 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         let client = match Client::connect_any(&args.addr, tls.as_ref()).await {
             Ok(client) => client,
             Err(error) if resuming => {
-                eprintln!(
-                    "switchboard: cannot reach {} ({error:#}); trying again in {}",
-                    args.addr,
-                    switchboard::units::format_duration(backoff)
-                );
-                if wait(backoff).await {
+                let why = format!("cannot reach {} ({error:#}); trying again", args.addr);
+                if back_off(&why, &mut backoff).await {
                     return Ok(ExitCode::SUCCESS);
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
             Err(error) => return Err(error),
@@ -146,21 +141,23 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         };
-        eprintln!(
-            "switchboard: lost the connection to {}{why}; reconnecting in {}",
-            args.addr,
-            switchboard::units::format_duration(backoff)
-        );
-        if wait(backoff).await {
+        let why = format!("lost the connection to {}{why}; reconnecting", args.addr);
+        if back_off(&why, &mut backoff).await {
             return Ok(ExitCode::SUCCESS);
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
         resuming = true;
     }
 }
 
-/// Waits `delay`; true if Ctrl-C came first.
-async fn wait(delay: Duration) -> bool {
+/// Says `why` and for how long it waits, waits, and doubles the wait for
+/// next time (up to [`MAX_BACKOFF`]); true if Ctrl-C came first.
+async fn back_off(why: &str, backoff: &mut Duration) -> bool {
+    let delay = *backoff;
+    eprintln!(
+        "switchboard: {why} in {}",
+        switchboard::units::format_duration(delay)
+    );
+    *backoff = (delay * 2).min(MAX_BACKOFF);
     tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = tokio::signal::ctrl_c() => true,
