@@ -2,6 +2,8 @@
 //! tens of thousands of rooms and a room thousands of members, and one
 //! request must not cost the server (or the asker's queue) in proportion.
 
+use super::{HubError, Name, RoomInfo, RoomName, Session};
+
 /// Longest pattern accepted, in characters: as long as a name, and a
 /// couple of wildcards.
 pub const MAX_PATTERN_CHARS: usize = 64;
@@ -100,6 +102,159 @@ impl Pattern {
             }
         }
         pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+/// What a client asks to list: each answer at most the list limit long,
+/// after looking at most the scan limit of rooms or members.
+impl Session {
+    /// The names in `room` (default: the current room) that match
+    /// `pattern`: at most the list limit of them, sorted, out of the
+    /// room's total.
+    pub fn who(
+        &self,
+        room: Option<&RoomName>,
+        pattern: Option<&Pattern>,
+    ) -> Result<(RoomName, Listing<Name>), HubError> {
+        let name = match room {
+            Some(name) => name.clone(),
+            None => self.current_room().cloned().ok_or(HubError::NoRoom)?,
+        };
+        // Who is in a room the user may not join is not its to know.
+        self.may_join(&name)?;
+        let settings = &self.hub.shared.settings;
+        let (limit, scan) = (settings.max_list, settings.max_list_scan);
+        // Members on other nodes, as far as this one knows: at most a
+        // scan's worth of them is copied out of the directory.
+        let (room, remote, remote_total) = {
+            let directory = self.hub.directory();
+            let remote = directory.remote.rooms.get(&name);
+            let room = directory.rooms.get(&name).cloned();
+            if room.is_none() && remote.is_none() {
+                return Err(HubError::NoSuchRoom(name));
+            }
+            let remote_total = remote.map_or(0, |m| m.len());
+            let remote: Vec<Name> = remote
+                .into_iter()
+                .flat_map(|m| m.values().take(scan).cloned())
+                .collect();
+            (room, remote, remote_total)
+        };
+        let members = room.as_ref().map(|room| room.members());
+        let total = members.as_ref().map_or(0, |m| m.len()) + remote_total;
+        let mut names = Vec::new();
+        let mut more = false;
+        let local = members
+            .iter()
+            .flat_map(|members| members.values().map(|member| member.name()));
+        for (scanned, name) in local.chain(remote).enumerate() {
+            if scanned == scan {
+                more = true;
+                break;
+            }
+            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) {
+                if names.len() == limit {
+                    more = true;
+                    break;
+                }
+                names.push(name);
+            }
+        }
+        drop(members);
+        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
+        Ok((
+            room.map_or(name, |room| room.name.clone()),
+            Listing {
+                items: names,
+                total,
+                more,
+            },
+        ))
+    }
+
+    /// The rooms on the server that match `pattern`, largest first: at
+    /// most the list limit of them, out of the server's total.
+    pub fn rooms(&self, pattern: Option<&Pattern>) -> Listing<RoomInfo> {
+        let limit = self.hub.shared.settings.max_list;
+        let directory = self.hub.directory();
+        if !directory.remote.rooms.is_empty() {
+            return self.cluster_rooms(&directory, pattern);
+        }
+        let total = directory.rooms.len();
+        let mut items = Vec::new();
+        let mut more = false;
+        for (scanned, (members, name)) in directory.by_size.iter().enumerate() {
+            if scanned == self.hub.shared.settings.max_list_scan {
+                more = true;
+                break;
+            }
+            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) && self.may_see(name) {
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(RoomInfo {
+                    name: name.clone(),
+                    members: members.0,
+                });
+            }
+        }
+        Listing { items, total, more }
+    }
+
+    /// Whether the client may see `room` in a listing: a user kept to
+    /// some rooms sees only those.
+    fn may_see(&self, room: &RoomName) -> bool {
+        self.may_join(room).is_ok()
+    }
+
+    /// [`rooms`](Session::rooms) across a cluster: the rooms of this node
+    /// and of the others, each with its members on every node. Costs a
+    /// pass over all rooms (at most the scan limit of them) and a sort.
+    fn cluster_rooms(
+        &self,
+        directory: &super::Directory,
+        pattern: Option<&Pattern>,
+    ) -> Listing<RoomInfo> {
+        let settings = &self.hub.shared.settings;
+        let remote = &directory.remote.rooms;
+        let mut sizes: Vec<(usize, &RoomName)> = Vec::new();
+        let mut total = 0;
+        let mut more = false;
+        let local = directory.by_size.iter().map(|(members, name)| {
+            let elsewhere = remote.get(name).map_or(0, |m| m.len());
+            (members.0 + elsewhere, name)
+        });
+        let only_remote = remote
+            .iter()
+            .filter(|(name, _)| !directory.rooms.contains_key(*name))
+            .map(|(name, members)| (members.len(), name));
+        for (scanned, (members, name)) in local.chain(only_remote).enumerate() {
+            total += 1;
+            if scanned >= settings.max_list_scan {
+                more = true;
+                continue;
+            }
+            if pattern.is_none_or(|pattern| pattern.matches(name.as_str())) && self.may_see(name) {
+                sizes.push((members, name));
+            }
+        }
+        sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        if sizes.len() > settings.max_list {
+            sizes.truncate(settings.max_list);
+            more = true;
+        }
+        Listing {
+            items: sizes
+                .into_iter()
+                .map(|(members, name)| RoomInfo {
+                    name: name.clone(),
+                    members,
+                })
+                .collect(),
+            total,
+            more,
+        }
     }
 }
 
