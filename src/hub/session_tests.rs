@@ -746,3 +746,37 @@ fn a_closed_client_leaves_its_rooms_saying_why_and_other_nodes_hear_it_once() {
         .count();
     assert_eq!(departed, 1);
 }
+
+#[tokio::test]
+async fn a_later_hello_answers_with_every_nodes_members_of_the_room() {
+    let hub = hub();
+    hub.set_backplane(Arc::new(RecordsChanges {
+        node: "a".into(),
+        changes: Default::default(),
+    }));
+    let node: NodeName = "b".into();
+    let (id, far) = (ClientId::new(7), Name::new("far").unwrap());
+    hub.remote_change(
+        &node,
+        Change::Connected {
+            id,
+            name: far.clone(),
+        },
+    );
+    hub.remote_change(
+        &node,
+        Change::Joined {
+            id,
+            name: far,
+            room: RoomName::lobby(),
+            first: true,
+        },
+    );
+    let mut a = connect(&hub, Some("lobby"));
+    let (_, here, members) = a.hello(None, None).await.unwrap();
+    assert_eq!(
+        (here, members),
+        (RoomName::lobby(), 2),
+        "one here, one there"
+    );
+}

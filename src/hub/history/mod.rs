@@ -295,9 +295,10 @@ impl Log {
             seq: self.next,
         };
         self.next += 1;
+        let now = unix_millis(SystemTime::now());
         let kept = Kept {
             offset,
-            at: unix_millis(SystemTime::now()),
+            at: now,
             from: from.clone(),
             // A copy: the body may be a slice of a large read buffer,
             // which a kept message must not hold for an hour.
@@ -311,7 +312,7 @@ impl Log {
         history.shared.bytes.fetch_add(weight, Ordering::Relaxed);
         self.kept.push_back(kept);
         let bounds = *crate::sync::read(&history.shared.bounds);
-        self.trim(history, &bounds, unix_millis(SystemTime::now()));
+        self.trim(history, &bounds, now);
         offset
     }
 
