@@ -780,3 +780,38 @@ async fn a_later_hello_answers_with_every_nodes_members_of_the_room() {
         "one here, one there"
     );
 }
+
+#[test]
+fn a_cluster_listing_of_exactly_the_list_limit_has_no_more() {
+    let hub = hub();
+    hub.set_backplane(Arc::new(RecordsChanges {
+        node: "a".into(),
+        changes: Default::default(),
+    }));
+    let node: NodeName = "b".into();
+    let (id, far) = (ClientId::new(7), Name::new("far").unwrap());
+    hub.remote_change(
+        &node,
+        Change::Connected {
+            id,
+            name: far.clone(),
+        },
+    );
+    hub.remote_change(
+        &node,
+        Change::Joined {
+            id,
+            name: far,
+            room: room("far"),
+            first: true,
+        },
+    );
+    let a = connect(&hub, Some("one"));
+    let _b = connect(&hub, Some("two"));
+    // far, one, two: three rooms, the list limit.
+    let listing = a.rooms(None);
+    assert_eq!(
+        (listing.items.len(), listing.total, listing.more),
+        (3, 3, false)
+    );
+}

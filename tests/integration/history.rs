@@ -547,27 +547,29 @@ async fn history_is_evicted_oldest_first_before_any_client_is_cut_off() {
     .await;
     let http = server.http.unwrap();
     let (mut talker, _) = join(server.text_addr()).await;
-    let (mut listener, _) = join(server.text_addr()).await;
+    let (mut idle, _) = join(server.text_addr()).await;
     let line = "x".repeat(1000);
     for room in 0..6 {
         talker.send_line(format!("/join r{room}")).await.unwrap();
-        listener.send_line(format!("/join r{room}")).await.unwrap();
         for _ in 0..1100 {
             talker.say(&line).await.unwrap();
         }
         sync(&mut talker).await;
     }
-    let stats = within("history to be evicted", async {
+    // Between two sweeps the rooms keep what is said; each sweep (ten a
+    // second) brings them back under nine tenths of the budget.
+    within("history to be evicted to within the budget", async {
         loop {
             let stats = crate::http::get_json(format!("http://{http}/api/v1/stats")).await;
-            if stats["memory"]["history_evicted"].as_u64() > Some(0) {
-                return stats;
+            let memory = &stats["memory"];
+            if memory["history_evicted"].as_u64() > Some(0)
+                && memory["history"].as_u64() <= Some((4 << 20) / 10 * 9)
+            {
+                return;
             }
         }
     })
     .await;
-    let history = stats["memory"]["history"].as_u64().unwrap();
-    assert!(history <= 4 << 20, "history holds {history} bytes");
     // The oldest room lost the most: its first messages are gone.
     let r0 =
         crate::http::get_json(format!("http://{http}/api/v1/rooms/r0/history?limit=1000")).await;
@@ -582,7 +584,7 @@ async fn history_is_evicted_oldest_first_before_any_client_is_cut_off() {
     );
     // Nobody was cut off for it: both still talk.
     sync(&mut talker).await;
-    sync(&mut listener).await;
+    sync(&mut idle).await;
 }
 
 /// `systemctl reload` with history turned on: at once, for the rooms that
