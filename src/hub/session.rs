@@ -362,7 +362,7 @@ impl Session {
     /// Shows this client the last `limit` messages of `room` (default: the
     /// current room) before `before` (default: the newest), oldest first,
     /// queued like any delivery; returns what the page held.
-    pub fn history(
+    pub async fn history(
         &self,
         room: Option<&RoomName>,
         limit: usize,
@@ -382,15 +382,17 @@ impl Session {
             more: page.more,
             before: page.kept.first().map(|kept| kept.offset),
         };
-        let delivery = Delivery::batch(
-            page.kept
-                .into_iter()
-                .map(|kept| Event::Replayed {
-                    room: room.name.clone(),
-                    kept,
-                })
-                .collect(),
+        let delivery = Arc::new(
+            Resume {
+                kept: page.kept,
+                gap: None,
+            }
+            .into_delivery(&room.name),
         );
+        // Encoded off the relay's threads, as a resume is: a client may
+        // ask for it again and again.
+        let encoding = self.me.encoding();
+        self.hub.shared.offload.encode(&delivery, encoding).await;
         self.show(&delivery);
         Ok(shown)
     }

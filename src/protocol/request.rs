@@ -339,11 +339,15 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
             room,
             limit,
             before,
-        } => Reply::History(Box::new(session.history(
-            room.as_ref(),
-            limit.unwrap_or(HISTORY_PAGE),
-            before.map(|before| *before),
-        )?)),
+        } => Reply::History(Box::new(
+            session
+                .history(
+                    room.as_ref(),
+                    limit.unwrap_or(HISTORY_PAGE),
+                    before.map(|before| *before),
+                )
+                .await?,
+        )),
         Request::Leave(room) => {
             let room = match room {
                 Some(room) => room,
