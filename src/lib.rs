@@ -45,6 +45,7 @@ pub mod device;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod storage;
 mod sync;
 #[cfg(test)]
 mod testing;

@@ -130,6 +130,10 @@ pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(3600);
 /// hex, three times the bytes) fits its queue.
 pub const DEFAULT_HISTORY_BYTES: usize = 1024 * 1024;
 
+/// How often history changes are committed to `--history-dir`: Redis's
+/// `appendfsync everysec`.
+pub const DEFAULT_HISTORY_SYNC: Duration = Duration::from_secs(1);
+
 /// Idle time before TCP keepalive probes a quiet connection. A peer that
 /// vanished without a FIN or RST (power lost, a NAT's state dropped) is
 /// found after this plus [`DEFAULT_TCP_KEEPALIVE_INTERVAL`] ×
@@ -289,6 +293,12 @@ pub struct Config {
     pub history_bytes: usize,
     /// Patterns of the rooms that keep a history (empty: every room).
     pub history_rooms: Vec<String>,
+    /// Where rooms' histories are kept across restarts (`None`: in memory
+    /// only, lost at a restart).
+    pub history_dir: Option<PathBuf>,
+    /// How often changes to the histories are committed to `history_dir`:
+    /// what a `kill -9` can lose (0: as soon as each commit is done).
+    pub history_sync: Duration,
     /// Idle time before TCP keepalive probes (`None`: no keepalive).
     pub tcp_keepalive: Option<Duration>,
     /// Time between keepalive probes.
@@ -380,6 +390,8 @@ impl Default for Config {
             history_age: DEFAULT_HISTORY_AGE,
             history_bytes: DEFAULT_HISTORY_BYTES,
             history_rooms: Vec::new(),
+            history_dir: None,
+            history_sync: DEFAULT_HISTORY_SYNC,
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
             tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,

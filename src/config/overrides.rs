@@ -203,6 +203,18 @@ pub struct Overrides {
         )
     )]
     pub history_rooms: Option<Vec<String>>,
+    /// Keeps rooms' histories in DIR (one file, history.redb), so that a restart keeps them with their positions: clients resume across it. Without it history is in memory only. [default: none]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DIR", env = "SWITCHBOARD_HISTORY_DIR")
+    )]
+    pub history_dir: Option<PathBuf>,
+    /// How often history changes are committed (and fsynced) to --history-dir: what a crash or kill -9 can lose; 0 commits as soon as the last commit is done. [default: 1s]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_HISTORY_SYNC")
+    )]
+    pub history_sync: Option<Seconds>,
     /// Idle time before TCP keepalive probes a quiet connection; 0 turns keepalive off. [default: 60s]
     #[cfg_attr(
         feature = "cli",
@@ -606,6 +618,10 @@ impl Overrides {
         set(&mut config.history_age, self.history_age.map(|s| s.0));
         set(&mut config.history_bytes, self.history_bytes.map(|s| s.0));
         set(&mut config.history_rooms, self.history_rooms);
+        if self.history_dir.is_some() {
+            config.history_dir = self.history_dir;
+        }
+        set(&mut config.history_sync, self.history_sync.map(|s| s.0));
         set_optional(&mut config.tcp_keepalive, self.tcp_keepalive);
         set(
             &mut config.tcp_keepalive_interval,

@@ -224,6 +224,8 @@ settings! {
     history_age => HistoryAge, "history-age", History, duration;
     history_bytes => HistoryBytes, "history-bytes", History, size;
     history_rooms => HistoryRooms, "history-rooms", History, every_room_or;
+    history_dir => HistoryDir, "history-dir", Restart, path_or_none;
+    history_sync => HistorySync, "history-sync", Restart, duration;
     tcp_keepalive => TcpKeepalive, "tcp-keepalive", Restart, duration_or_off;
     tcp_keepalive_interval => TcpKeepaliveInterval, "tcp-keepalive-interval", Restart, duration;
     tcp_keepalive_retries => TcpKeepaliveRetries, "tcp-keepalive-retries", Restart, number;
@@ -296,6 +298,8 @@ impl Config {
             history_age: _,
             history_bytes: _,
             history_rooms: _,
+            history_dir: _,
+            history_sync: _,
             tcp_keepalive: _,
             tcp_keepalive_interval: _,
             tcp_keepalive_retries: _,

@@ -47,8 +47,8 @@ pub use counters::{ClientKind, KINDS};
 pub use device::{DeviceInfo, DeviceProof};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use history::{
-    BadOffset, Gap, GapReason, HistoryRules, Kept, Offset, Page, Replay, RoomFilter,
-    RoomHistoryView, KEPT_OVERHEAD,
+    BadOffset, Gap, GapReason, HistoryRules, Kept, Offset, Page, Replay, Restored, RoomFilter,
+    RoomHistoryView, Saved, Unsaved, KEPT_OVERHEAD,
 };
 pub use info::{
     unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,

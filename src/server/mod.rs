@@ -41,6 +41,7 @@ use crate::config::{Config, HttpSpec, ListenerSpec, Mode, Reload};
 use crate::connection::{self, Timeouts};
 use crate::hub::{CloseReason, Hub};
 use crate::protocol::Protocol;
+use crate::storage::{HistoryDir, Saver};
 use crate::throttle::{ClientRates, ConnectionRates};
 use crate::transport::{ServerTls, Transport};
 
@@ -79,6 +80,8 @@ pub struct Server {
     http: Option<TcpListener>,
     tls: Option<Arc<ServerTls>>,
     auth: Option<Arc<Authenticator>>,
+    /// Saves the histories to `--history-dir`.
+    saver: Option<Arc<Saver>>,
     reloads: watch::Sender<Config>,
     /// Made with the sender at bind: a config handed over before `run`
     /// subscribes is seen by the reload loop, not lost.
@@ -155,7 +158,23 @@ impl Server {
         let replays = background::Background::start("replay")
             .context("cannot start the thread that encodes history replays")?;
         hub.set_offload(std::sync::Arc::new(move |job| replays.spawn(job)));
+        let saver = match &config.history_dir {
+            Some(dir) => {
+                let (store, restored) = HistoryDir::open(dir)?;
+                let messages: usize = restored.iter().map(|room| room.kept.len()).sum();
+                info!(
+                    rooms = restored.len(),
+                    messages,
+                    dir = %dir.display(),
+                    "history restored from --history-dir"
+                );
+                hub.restore_history(restored);
+                Some(Arc::new(store.start(hub.clone(), config.history_sync)?))
+            }
+            None => None,
+        };
         Ok(Server {
+            saver,
             hub,
             reloads,
             reloaded,
@@ -263,6 +282,7 @@ impl Server {
             http_addr,
             tls: self.tls,
             auth: std::sync::RwLock::new(self.auth.clone()),
+            saver: self.saver,
             config: self.config,
         });
         shared.hub.set_reserved_names(
@@ -319,6 +339,10 @@ impl Server {
             shared.hub.close_all(CloseReason::ServerShutdown, false);
             let _ = tokio::time::timeout(KILL_GRACE, shared.tracker.wait()).await;
         }
+        if let Some(saver) = shared.saver.clone() {
+            // The last commit: what the clients said up to the end.
+            let _ = tokio::task::spawn_blocking(move || saver.close()).await;
+        }
         info!("shut down");
         Ok(())
     }
@@ -357,6 +381,8 @@ pub(crate) struct ServerState {
     /// TCP keepalive for every client, and how long sent data may go
     /// unacknowledged (`TCP_USER_TIMEOUT`); `None`: keepalive is off.
     keepalive: Option<(TcpKeepalive, Duration)>,
+    /// Saves the histories to `--history-dir`.
+    pub(crate) saver: Option<Arc<Saver>>,
     /// Cancelled when shutdown begins: the accept loops stop.
     pub(crate) stop: CancellationToken,
     pub(crate) tracker: TaskTracker,

@@ -18,6 +18,7 @@ mod devices;
 mod first_hour;
 mod flow_control;
 mod history;
+mod history_on_disk;
 mod hostile;
 mod http;
 mod limits;

@@ -20,7 +20,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -31,11 +31,14 @@ use super::Hub;
 use crate::sync::lock;
 
 mod replay;
+mod saving;
 #[cfg(test)]
 mod tests;
 
 pub use replay::{Offload, Replay};
 pub(in crate::hub) use replay::{Offloader, Prepared};
+use saving::Saving;
+pub use saving::{Restored, Saved, Unsaved};
 
 /// A kept message's position in its room's history: `EPOCH-SEQ` on the
 /// wire, e.g. `9f0c4e1a2b3d5f60-42`.
@@ -181,6 +184,8 @@ struct Shared {
     /// Seeds the epochs: random per process.
     seed: RandomState,
     next: AtomicU64,
+    /// Which histories changed since a saver last looked (`--history-dir`).
+    saving: Saving,
 }
 
 impl Shared {
@@ -203,6 +208,9 @@ impl Shared {
 #[derive(Debug)]
 pub(super) struct RoomHistory {
     shared: Arc<Shared>,
+    room: RoomName,
+    /// Changed since a saver last looked: set under the log's lock.
+    unsaved: AtomicBool,
     log: Mutex<Log>,
 }
 
@@ -313,6 +321,7 @@ impl Log {
         self.kept.push_back(kept);
         let bounds = *crate::sync::read(&history.shared.bounds);
         self.trim(history, &bounds, now);
+        history.shared.saving.changed(history);
         offset
     }
 
@@ -335,6 +344,7 @@ impl Log {
         let weight = kept.weight();
         self.bytes -= weight;
         history.shared.bytes.fetch_sub(weight, Ordering::Relaxed);
+        history.shared.saving.changed(history);
         Some(weight)
     }
 
@@ -418,6 +428,7 @@ impl Histories {
                 evicted: AtomicU64::new(0),
                 seed: RandomState::new(),
                 next: AtomicU64::new(0),
+                saving: Saving::default(),
             }),
             rules: RwLock::new(rules),
             rooms: Mutex::new(HashMap::new()),
@@ -446,6 +457,7 @@ impl Histories {
         for history in dropped {
             let mut log = history.log();
             while log.pop(&history).is_some() {}
+            self.shared.saving.forgotten(&history.room);
         }
     }
 
@@ -459,6 +471,8 @@ impl Histories {
         let history = rooms.entry(room.clone()).or_insert_with(|| {
             Arc::new(RoomHistory {
                 shared: self.shared.clone(),
+                room: room.clone(),
+                unsaved: AtomicBool::new(false),
                 log: Mutex::new(Log {
                     epoch: self.shared.epoch(),
                     next: 1,
@@ -497,8 +511,13 @@ impl Histories {
         }
         drop(histories);
         // Only this map and no room hold it: nobody can add to it now.
-        lock(&self.rooms)
-            .retain(|_, history| Arc::strong_count(history) > 1 || !history.log().kept.is_empty());
+        lock(&self.rooms).retain(|room, history| {
+            let keep = Arc::strong_count(history) > 1 || !history.log().kept.is_empty();
+            if !keep {
+                self.shared.saving.forgotten(room);
+            }
+            keep
+        });
     }
 
     /// Drops the oldest kept messages, across all rooms, until `bytes`

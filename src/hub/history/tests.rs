@@ -245,3 +245,101 @@ fn a_replay_of_a_history_replaced_meanwhile_is_read_again() {
     let none = Prepared::read(&ops, None, Replay::Last(5));
     assert!(replayed(&none.finish(None)).is_empty());
 }
+
+fn kept(epoch: u64, seq: u64, text: &str) -> Kept {
+    Kept {
+        offset: Offset { epoch, seq },
+        at: unix_millis(SystemTime::now()),
+        from: Name::new("alice").unwrap(),
+        body: Body::line(text.to_owned()),
+    }
+}
+
+fn saving_hub(keep: usize) -> Hub {
+    let hub = Hub::new(crate::hub::tests::settings());
+    hub.set_history_rules(rules(keep));
+    hub
+}
+
+#[test]
+fn a_restored_history_goes_on_at_its_epoch_and_position_within_the_rules() {
+    let hub = saving_hub(2);
+    hub.restore_history(vec![
+        Restored {
+            room: room("ops"),
+            epoch: 7,
+            next: 4,
+            kept: vec![kept(7, 1, "a"), kept(7, 2, "b"), kept(7, 3, "c")],
+        },
+        Restored {
+            room: room("dev-1"),
+            epoch: 9,
+            next: 2,
+            kept: vec![kept(9, 1, "x")],
+        },
+    ]);
+    let ops = hub.shared.histories.get(&room("ops")).unwrap();
+    // Two kept, as the rules say now; the next message goes on at 7-4.
+    assert_eq!(texts(&ops.log().page(10, None).kept), ["b", "c"]);
+    assert_eq!(say(&ops, "d"), Offset { epoch: 7, seq: 4 });
+    // Two in ops, one in dev-1.
+    assert_eq!(hub.history_bytes(), 3 * kept(7, 1, "b").weight());
+    // The saver hears of both changes to ops (trimmed, then said).
+    let mut unsaved = hub.unsaved_history(&HashMap::from([(
+        room("ops"),
+        Saved {
+            epoch: 7,
+            through: 3,
+        },
+    )]));
+    assert_eq!(unsaved.len(), 1);
+    let Unsaved::Kept {
+        epoch,
+        next,
+        first,
+        kept: new,
+        ..
+    } = unsaved.remove(0)
+    else {
+        panic!("ops keeps a history");
+    };
+    assert_eq!((epoch, next, first), (7, 5, 3));
+    assert_eq!(texts(&new), ["d"], "only what came after what was saved");
+}
+
+#[test]
+fn a_saver_hears_of_each_room_changed_once_and_of_rooms_forgotten() {
+    let hub = saving_hub(10);
+    hub.restore_history(Vec::new());
+    assert!(hub.unsaved_history(&HashMap::new()).is_empty());
+    let ops = hub.shared.histories.for_room(&room("ops")).unwrap();
+    say(&ops, "one");
+    say(&ops, "two");
+    assert_eq!(hub.unsaved_rooms(), 1);
+    assert!(hub.wait_for_unsaved_history(Duration::ZERO));
+    let unsaved = hub.unsaved_history(&HashMap::new());
+    let [Unsaved::Kept { kept, first, .. }] = unsaved.as_slice() else {
+        panic!("one room changed: {unsaved:?}");
+    };
+    assert_eq!((texts(kept), *first), (vec!["one".into(), "two".into()], 1));
+    assert_eq!(hub.unsaved_rooms(), 0);
+    assert!(!hub.wait_for_unsaved_history(Duration::ZERO));
+    // Nobody is in it and it keeps nothing once its messages expire.
+    drop(ops);
+    hub.set_history_rules(HistoryRules {
+        rooms: Some(Arc::new(|room: &RoomName| room.as_str() != "ops")),
+        ..rules(10)
+    });
+    assert_eq!(
+        hub.unsaved_history(&HashMap::new()),
+        [Unsaved::Forgotten(room("ops"))]
+    );
+}
+
+#[test]
+fn without_a_saver_nothing_is_noted() {
+    let hub = saving_hub(10);
+    let ops = hub.shared.histories.for_room(&room("ops")).unwrap();
+    say(&ops, "one");
+    assert_eq!(hub.unsaved_rooms(), 0);
+}

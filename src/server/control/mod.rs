@@ -183,6 +183,7 @@ impl Control {
             },
             listeners: self.listeners(),
             cluster: shared.cluster.as_ref().map(|cluster| cluster.status()),
+            history_store: shared.saver.as_ref().map(|saver| saver.status()),
         }
     }
 

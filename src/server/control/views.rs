@@ -49,6 +49,9 @@ pub struct Stats {
     /// The cluster, if this server is a node of one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::ClusterStatus>,
+    /// The history store, when history is kept on disk (`--history-dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_store: Option<crate::storage::StoreStatus>,
 }
 
 /// Clients now and in all.
