@@ -4,8 +4,8 @@ long a client takes to resume 10,000 messages, and whether clients asking
 for history in a loop slow anyone else down.
 
     cargo build --release
-    bench/history.py                         # all three
-    bench/history.py --only memory           # one: memory, resume, pest
+    bench/history.py                         # all four
+    bench/history.py --only disk             # one: memory, resume, pest, disk
     bench/history.py --binary PATH
 
 What runs, each against a fresh release server on loopback (pinned to
@@ -19,7 +19,13 @@ core 0 when taskset exists; the clients are this script, on core 1):
 - pest: 1,000 JSON clients each looping {"type":"history"} (100 messages)
   and leave/join with "since" on a room of 5,000 kept messages, while a
   probe client in another room pings every 10 ms: its round trips
-  (p50, p99, max) with and without the pests, and the server's memory.
+  (p50, p99, max) with and without the pests, and the server's memory;
+- disk: 10 text clients each say 20,000 lines of 64 bytes in a room of
+  their own, as fast as the server takes them: messages a second with
+  history in memory only, with --history-dir (commits every 1s) and with
+  --history-sync 0 (commit after commit); the store's commits, the last
+  commit's time (fsync included) and its file's size; then the time a
+  restart takes to read the 200,000 messages back.
 """
 
 import argparse
@@ -67,6 +73,7 @@ class Server:
         while time.time() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.json), 0.2).close()
+                self.ready = time.perf_counter()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -187,6 +194,45 @@ async def resume(binary):
           f"median {sorted(times)[2] * 1000:.0f} ms")
 
 
+async def disk(binary):
+    import tempfile
+    clients, each, size = 10, 20_000, 64
+    total = clients * each
+    keep = ["--history", str(each), "--history-bytes", "4MiB",
+            "--queue-hard-limit", "16MiB"]
+    for label, extra in [("memory only", []),
+                         ("--history-dir", ["--history-sync", "1s"]),
+                         ("--history-dir --history-sync 0", ["--history-sync", "0"])]:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as dir:
+            store = ["--history-dir", dir] if extra else []
+            server = Server(binary, *keep, *store, *extra)
+            try:
+                start = time.perf_counter()
+                await asyncio.gather(*(say_in(server.text, f"r{n}", each, size)
+                                       for n in range(clients)))
+                took = time.perf_counter() - start
+                await asyncio.sleep(1.5)
+                stats = server.stats()
+            finally:
+                server.stop()
+            line = f"disk: {label}: {total / took:,.0f} messages/s kept"
+            store_stats = stats.get("history_store")
+            if store_stats:
+                line += (f"; {store_stats['commits']} commits, last "
+                         f"{store_stats['last_commit_us'] / 1000:.1f} ms, "
+                         f"{store_stats['saved']:,} saved, file "
+                         f"{store_stats['bytes'] / 2**20:.1f} MiB "
+                         f"({store_stats['bytes'] / total:.0f} bytes/message)")
+                started = time.perf_counter()
+                again = Server(binary, *keep, *store, *extra)
+                restored = again.stats()["memory"]["history"]
+                again.stop()
+                line += (f"; restart reads it back in "
+                         f"{(again.ready - started) * 1000:.0f} ms "
+                         f"({restored / 2**20:.1f} MiB of history)")
+            print(line)
+
+
 async def probe(port, duration):
     """Pings every 10 ms for `duration` s; returns round trips, in ms."""
     r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -266,14 +312,15 @@ async def pest(binary):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=SB)
-    parser.add_argument("--only", choices=["memory", "resume", "pest"])
+    parser.add_argument("--only", choices=["memory", "resume", "pest", "disk"])
     parser.add_argument("--probe", nargs=2, metavar=("PORT", "SECONDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         print(json.dumps(asyncio.run(probe(int(args.probe[0]), float(args.probe[1])))))
         return
-    for name, run in [("memory", memory), ("resume", resume), ("pest", pest)]:
+    for name, run in [("memory", memory), ("resume", resume), ("pest", pest),
+                      ("disk", disk)]:
         if args.only in (None, name):
             asyncio.run(run(args.binary))
 

@@ -56,6 +56,7 @@ const T = {
   rate: 0,
   watchStart: null,     // {text, first}: where the current watch begins (markWatch)
   repeats: null,        // {room, kept, until}: history that the feed may still repeat
+  skip: null,           // Set of offsets shown as missed while the feed was down (addMissed), not to show again
 };
 
 function recordSize(r) { return (r.b64 ? r.b64.length : 0) + (r.text ? r.text.length * 2 : 0) + 200; }
@@ -73,6 +74,7 @@ function toRecord(it) {
     size: Number(it.size) || 0,
     b64: typeof it.bytes === 'string' ? it.bytes : '',
     text: typeof it.text === 'string' ? it.text : null,
+    offset: typeof it.offset === 'string' ? it.offset : null,
     h: 0,
     open: false,
   };
@@ -86,6 +88,8 @@ function trafficAdd(list, dropped) {
   const target = T.paused ? T.pending : T.items;
   for (const it of list) {
     const r = toRecord(it);
+    if (r.offset && T.skip && T.skip.delete(r.offset)) continue; // shown already, as missed
+    if (r.offset && state.watch && state.watch.room === r.room) state.watch.lastOffset = r.offset;
     r.seq = ++T.seq;
     if (T.repeats) dropRepeat(r);
     if (T.watchStart && !T.watchStart.first) T.watchStart.first = r;
@@ -133,6 +137,7 @@ export function addMark(text) {
 export function markWatch(text) {
   T.watchStart = { text, first: addMark(text) };
   T.repeats = null;
+  T.skip = null;
   return T.watchStart;
 }
 
@@ -149,7 +154,8 @@ function keptAsItem(m, room) {
   const exact = typeof m.bytes === 'string';
   const text = typeof m.text === 'string' ? m.text : '';
   const bytes = recordBytes(exact ? { b64: m.bytes } : { text });
-  const item = { at: m.at, room, from: m.from, from_id: null, to: null, size: bytes.length, text: exact ? null : text };
+  const item = { at: m.at, room, from: m.from, from_id: null, to: null, size: bytes.length, text: exact ? null : text,
+    offset: typeof m.offset === 'string' ? m.offset : null };
   if (exact) item.bytes = m.bytes;
   if (bytes.length > FEED_SHOWN) {
     const shown = bytes.subarray(0, FEED_SHOWN);
@@ -248,6 +254,43 @@ export function addHistory(start, room, messages) {
   trimTraffic();
   invalidate('traffic');
   return kept.length;
+}
+
+/** The feed is back after a drop while a room was watched: a mark where
+ * live traffic resumes, which addMissed puts what was missed before. */
+export function markBack() {
+  return addMark('back on the live feed');
+}
+
+/** Shows what the watched room said while the feed was down (kept
+ * messages after the last one shown, oldest first), before the mark
+ * `back` (markBack): under a mark saying so, and `lost` when the room
+ * no longer had all of it. Messages the feed has shown since it came
+ * back are not shown twice, nor are those it may still repeat (T.skip).
+ * Returns how many are shown. */
+export function addMissed(back, room, messages, lost) {
+  const place = back ? placeOf(back) : null;
+  if (back && !place) return 0;                        // cleared since
+  const shown = new Set();
+  if (place) {
+    const live = place.list === T.items ? T.items.slice(place.i).concat(T.pending) : T.pending.slice(place.i);
+    for (const r of live) if (r.offset) shown.add(r.offset);
+  }
+  const recs = [];
+  for (const m of messages) {
+    if (!m || typeof m !== 'object' || shown.has(m.offset)) continue;
+    const r = toRecord(keptAsItem(m, room));
+    r.history = true;
+    recs.push(r);
+  }
+  if (!recs.length && !lost) return 0;
+  T.skip = new Set(recs.map((r) => r.offset).filter(Boolean));
+  const said = recs.length ? plural(recs.length, 'message') + ' said in #' + visible(room) + ' while disconnected' : '';
+  const head = markRecord(lost ? [lost, said].filter(Boolean).join('; then ') : said);
+  insertBefore(place, [head, ...recs]);
+  trimTraffic();
+  invalidate('traffic');
+  return recs.length;
 }
 
 /** A new watch: the rate in the bar counts from zero. */

@@ -8,10 +8,12 @@ import { visible } from './format.js';
 import { api } from './api.js';
 import { state, invalidate } from './state.js';
 import { onLive, wsSend } from './live.js';
-import { addMark, markWatch, addHistory, resetRate } from './traffic.js';
+import { addMark, markWatch, addHistory, markBack, addMissed, resetRate } from './traffic.js';
 
 /* How many of a room's last messages (kept with --history) a watch of it starts with. */
 const HISTORY_SHOWN = 50;
+/* Most messages a watch catches up on after the feed comes back (the API's largest page). */
+const MISSED_SHOWN = 1000;
 
 function watchMessage(w) {
   return w.room != null ? { type: 'watch', room: w.room } : { type: 'watch', client: w.client };
@@ -35,7 +37,47 @@ async function showHistory(w, start) {
   }
   if (state.watch !== w) return;
   if (!data || data.epoch == null || !Array.isArray(data.messages) || !data.messages.length) return;
+  const last = data.messages[data.messages.length - 1];
+  if (!w.lastOffset && last && typeof last.offset === 'string') w.lastOffset = last.offset;
   addHistory(start, typeof data.room === 'string' ? data.room : w.room, data.messages);
+}
+
+/* What a gap (GET .../history?since=) says was lost, in a few words. */
+function lostText(gap, room) {
+  if (!gap || typeof gap !== 'object') return '';
+  const r = '#' + visible(room);
+  if (gap.reason === 'epoch') return 'The server lost ' + r + "'s history while disconnected (a restart?): messages may be missing";
+  if (gap.reason === 'not_kept') return r + ' keeps no history now: messages said while disconnected are not shown';
+  return 'Some messages of ' + r + ' said while disconnected are no longer kept';
+}
+
+/** Back on the feed after a drop, watching a room: shows what it said
+ * meanwhile (kept messages after the last one shown), or says what was
+ * lost. Once per reconnect; an answer for a watch that has moved on is
+ * dropped. */
+async function showMissed(w) {
+  const back = markBack();
+  let data;
+  try {
+    data = await api('GET', '/api/v1/rooms/' + encodeURIComponent(w.room) + '/history?since=' +
+      encodeURIComponent(w.lastOffset) + '&limit=' + MISSED_SHOWN);
+  } catch (e) {
+    console.warn('Cannot catch up on #' + w.room + ': ' + e.message);
+    return;
+  }
+  if (state.watch !== w || !data || !Array.isArray(data.messages)) return;
+  let lost = lostText(data.gap, w.room);
+  if (data.more) lost = [lost, 'only the first ' + MISSED_SHOWN + ' missed messages are shown'].filter(Boolean).join('; ');
+  const last = data.messages[data.messages.length - 1];
+  addMissed(back, w.room, data.messages, lost);
+  if (last && typeof last.offset === 'string' && w.lastOffset && sameEpochAfter(last.offset, w.lastOffset)) w.lastOffset = last.offset;
+}
+
+/* Whether offset a (EPOCH-SEQ) comes after b: later in the same epoch, or of another epoch. */
+function sameEpochAfter(a, b) {
+  const [ea, sa] = a.split('-');
+  const [eb, sb] = b.split('-');
+  return ea !== eb || Number(sa) > Number(sb);
 }
 
 /** Starts watching a room ({room}) or a client ({client, name}). */
@@ -84,8 +126,14 @@ function renderWatching() {
   $('#unwatch').hidden = !w;
 }
 
-/* Back on the feed: watch again what was watched. */
-onLive('open', () => { if (state.watch) wsSend(watchMessage(state.watch)); });
+/* Back on the feed: watch again what was watched, and catch up on what a
+ * watched room said meanwhile. */
+onLive('open', () => {
+  const w = state.watch;
+  if (!w) return;
+  wsSend(watchMessage(w));
+  if (w.room != null && w.lastOffset) showMissed(w);
+});
 
 /* The watched client left, or the watched room emptied: stop pretending. */
 onLive('watchFailed', () => {

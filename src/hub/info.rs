@@ -366,6 +366,7 @@ impl Hub {
                 from_id: None,
                 to: Some(target.name()),
                 body: body.clone(),
+                offset: None,
             });
         }
         let _ = target.deliver_counted(

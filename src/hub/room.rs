@@ -176,7 +176,10 @@ impl Room {
             let at = SystemTime::now();
             for event in delivery.events() {
                 if let Event::Message {
-                    room, from, body, ..
+                    room,
+                    from,
+                    body,
+                    offset,
                 } = event
                 {
                     let seen = Seen {
@@ -186,6 +189,7 @@ impl Room {
                         from_id: except,
                         to: None,
                         body: body.clone(),
+                        offset: *offset,
                     };
                     for tap in &inside.taps {
                         tap.push(seen.clone());

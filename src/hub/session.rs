@@ -230,6 +230,7 @@ impl Session {
                     from_id: Some(self.me.id),
                     to: None,
                     body: body.clone(),
+                    offset: None,
                 });
             }
         }
@@ -278,6 +279,7 @@ impl Session {
                             from_id: Some(self.me.id),
                             to: Some(to.clone()),
                             body: body.clone(),
+                            offset: None,
                         });
                     }
                     self.hub
@@ -294,6 +296,7 @@ impl Session {
             from_id: Some(self.me.id),
             to: Some(target.name()),
             body: body.clone(),
+            offset: None,
         };
         if self.watched() {
             self.hub.show_client_watchers(self.me.id, seen);

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-use super::{lock, Body, ClientId, Name, RoomName};
+use super::{lock, Body, ClientId, Name, Offset, RoomName};
 
 /// Most messages a tap holds for its watcher: a second of a busy room.
 pub const TAP_MAX_ITEMS: usize = 4096;
@@ -37,6 +37,9 @@ pub struct Seen {
     pub to: Option<Name>,
     /// What was said, exactly as sent.
     pub body: Body,
+    /// Its position in the room's history, when the room keeps one: what
+    /// a watcher whose feed dropped resumes from.
+    pub offset: Option<Offset>,
 }
 
 /// What a watcher takes from its tap at once.
@@ -127,6 +130,7 @@ mod tests {
             from_id: None,
             to: None,
             body: Body::line(vec![b'x'; size]),
+            offset: None,
         }
     }
 

@@ -906,3 +906,131 @@ async fn watching_a_room_shows_what_it_said_before_then_live() {
     .await;
     chrome.screenshot("13-history").await;
 }
+
+/// The console's feed drops while a room it watches goes on talking (here
+/// the server is down, then up without its HTTP listener for a while,
+/// keeping its history on disk): back on the feed, the console shows what
+/// the room said meanwhile, under a mark saying so, then goes on live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_catches_up_on_what_its_room_said_while_the_feed_was_down() {
+    let port = ReservedPort::new();
+    let dir = TempDir::new("console-missed");
+    let config = |http: bool| Config {
+        http: http.then(|| format!("127.0.0.1:{}", port.port()).parse().unwrap()),
+        history: 100,
+        history_dir: Some(dir.path().to_owned()),
+        ..config_with(&["127.0.0.1:0"])
+    };
+    let server = TestServer::start(config(true)).await;
+    let (mut device, _) = join(server.text_addr()).await;
+    device.send_line("/join plant").await.unwrap();
+    device.send_line("pressure=1.2bar").await.unwrap();
+    sync(&mut device).await;
+    let chrome = console(server.http.unwrap()).await;
+    chrome.click("#rooms tr[data-room=\"plant\"]").await;
+    chrome
+        .wait_text("the reading said before", ".traffic-item .text", |t| {
+            t.contains("1.2bar")
+        })
+        .await;
+    within("the watch to go live", async {
+        loop {
+            device.send_line("pressure=1.3bar").await.unwrap();
+            let found = tokio::time::timeout(
+                Duration::from_millis(500),
+                chrome.wait_text("a live reading", ".traffic-item:not(.history) .text", |t| {
+                    t.contains("1.3bar")
+                }),
+            )
+            .await;
+            if found.is_ok() {
+                break;
+            }
+        }
+    })
+    .await;
+    drop(device);
+    server.stop().await;
+    within("the console to see the feed gone", async {
+        loop {
+            let offline = chrome
+                .browser
+                .execute("return document.body.classList.contains('offline')", vec![])
+                .await
+                .unwrap();
+            if offline == json!(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // Meanwhile the plant goes on, with no console to reach.
+    let meanwhile = TestServer::start(config(false)).await;
+    let (mut device, _) = join(meanwhile.text_addr()).await;
+    device.send_line("/join plant").await.unwrap();
+    for reading in ["pressure=1.5bar", "pressure=1.8bar"] {
+        device.send_line(reading).await.unwrap();
+    }
+    sync(&mut device).await;
+    drop(device);
+    meanwhile.stop().await;
+
+    let server = TestServer::start(config(true)).await;
+    chrome
+        .wait_text("the missed readings", ".traffic-item.history .text", |t| {
+            t.contains("1.8bar")
+        })
+        .await;
+    let (mut device, _) = join(server.text_addr()).await;
+    device.send_line("/join plant").await.unwrap();
+    within("the watch to go live again", async {
+        loop {
+            device.send_line("pressure=2.0bar").await.unwrap();
+            let found = tokio::time::timeout(
+                Duration::from_millis(500),
+                chrome.wait_text(
+                    "the live reading",
+                    ".traffic-item:not(.history) .text",
+                    |t| t.contains("2.0bar"),
+                ),
+            )
+            .await;
+            if found.is_ok() {
+                break;
+            }
+        }
+    })
+    .await;
+    let shown = chrome
+        .browser
+        .execute(
+            "return [...document.querySelectorAll('#traffic .traffic-item .text, #traffic .traffic-mark')].map(e => e.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+    let at = |needle: &str| {
+        shown
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} is not shown: {shown:?}"))
+    };
+    let missed = at("2 messages said in #plant while disconnected");
+    assert!(
+        at("1.3bar") < missed
+            && missed < at("1.5bar")
+            && at("1.5bar") < at("1.8bar")
+            && at("1.8bar") < at("back on the live feed")
+            && at("back on the live feed") < at("2.0bar"),
+        "in the order they were said, the missed ones between two marks: {shown:?}"
+    );
+    assert_eq!(
+        shown.iter().filter(|line| line.contains("1.8bar")).count(),
+        1,
+        "shown once: {shown:?}"
+    );
+    chrome.screenshot("14-missed-while-disconnected").await;
+}

@@ -122,6 +122,12 @@ impl Control {
         Control { shared }
     }
 
+    /// Cancelled when the server begins to shut down: long-lived views
+    /// (the console's live feed) end then, rather than outlive it.
+    pub(crate) fn stopping(&self) -> tokio_util::sync::CancellationToken {
+        self.shared.stop.clone()
+    }
+
     /// The server's config.
     pub fn config(&self) -> &crate::Config {
         &self.shared.config

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use base64::Engine;
@@ -34,6 +34,9 @@ const TRAFFIC_BATCH: usize = 100;
 
 /// Most bytes of a message's body shown; its size is shown in full.
 const SHOWN_BYTES: usize = 16 * 1024;
+
+/// The WebSocket close code of a server going down (RFC 6455, 7.4.1).
+const GOING_AWAY: u16 = 1001;
 
 /// Largest frame the page may send (its requests are small).
 const MAX_REQUEST: usize = 16 * 1024;
@@ -78,6 +81,7 @@ async fn feed(control: Control, background: Background, mut socket: WebSocket) {
     let mut watcher: Option<Watcher> = None;
     let mut snapshots = tokio::time::interval(SNAPSHOT_INTERVAL);
     snapshots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopping = control.stopping();
     loop {
         let tapped = async {
             match &watcher {
@@ -86,6 +90,12 @@ async fn feed(control: Control, background: Background, mut socket: WebSocket) {
             }
         };
         tokio::select! {
+            () = stopping.cancelled() => {
+                // The page reconnects with its backoff, and says so.
+                let close = CloseFrame { code: GOING_AWAY, reason: Utf8Bytes::from_static("the server is shutting down") };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return;
+            }
             _ = snapshots.tick() => {
                 let text = snapshot_off_runtime(&background, &control, &view).await;
                 if socket.send(Message::Text(text.into())).await.is_err() {
@@ -227,6 +237,9 @@ struct Item<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes: Option<String>,
     text: Option<&'a str>,
+    /// The message's position in its room's history (rooms that keep one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -275,5 +288,6 @@ fn item(seen: &Seen) -> Item<'_> {
             .is_none()
             .then(|| base64::engine::general_purpose::STANDARD.encode(shown)),
         text,
+        offset: seen.offset.map(|offset| offset.to_string()),
     }
 }
