@@ -25,7 +25,9 @@ core 0 when taskset exists; the clients are this script, on core 1):
   history in memory only, with --history-dir (commits every 1s) and with
   --history-sync 0 (commit after commit); the store's commits, the last
   commit's time (fsync included) and its file's size; then the time a
-  restart takes to read the 200,000 messages back.
+  restart takes to read the 200,000 messages back; then a steady room
+  (a message a millisecond) committed with --history-sync 0 and 1s: the
+  commits and what one costs, fsync included.
 """
 
 import argparse
@@ -231,6 +233,30 @@ async def disk(binary):
                          f"{(again.ready - started) * 1000:.0f} ms "
                          f"({restored / 2**20:.1f} MiB of history)")
             print(line)
+    # A steady room: a message every millisecond for 3 s, committed as
+    # often as it can be (fsync each commit) or once a second.
+    for sync in ["0", "1s"]:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as dir:
+            server = Server(binary, *keep, "--history-dir", dir, "--history-sync", sync)
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", server.text)
+                await r.readline()
+                body = ("y" * size + "\n").encode()
+                sent, end = 0, time.perf_counter() + 3
+                while time.perf_counter() < end:
+                    w.write(body)
+                    await w.drain()
+                    sent += 1
+                    await asyncio.sleep(0.001)
+                w.close()
+                await asyncio.sleep(1.5)
+                store_stats = server.stats()["history_store"]
+            finally:
+                server.stop()
+            commits = store_stats["commits"]
+            print(f"disk: steady, --history-sync {sync}: {sent:,} messages in 3 s, "
+                  f"{commits} commits ({sent / max(commits, 1):.1f} messages each), "
+                  f"last commit {store_stats['last_commit_us'] / 1000:.2f} ms")
 
 
 async def probe(port, duration):

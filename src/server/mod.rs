@@ -160,6 +160,12 @@ impl Server {
         hub.set_offload(std::sync::Arc::new(move |job| replays.spawn(job)));
         let saver = match &config.history_dir {
             Some(dir) => {
+                if config.history == 0 {
+                    warn!(
+                        dir = %dir.display(),
+                        "--history-dir is set but --history is 0: rooms keep nothing, and what the directory held is forgotten"
+                    );
+                }
                 let (store, restored) = HistoryDir::open(dir)?;
                 let messages: usize = restored.iter().map(|room| room.kept.len()).sum();
                 info!(
