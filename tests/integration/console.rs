@@ -1006,7 +1006,11 @@ async fn a_watch_catches_up_on_what_its_room_said_while_the_feed_was_down() {
     let shown = chrome
         .browser
         .execute(
-            "return [...document.querySelectorAll('#traffic .traffic-item .text, #traffic .traffic-mark')].map(e => e.textContent)",
+            // In the order shown: the list places its rows, mounted as
+            // they come, by their offsets.
+            "return [...document.querySelectorAll('#traffic .traffic-item .text, #traffic .traffic-mark')]
+               .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top)
+               .map(e => e.textContent)",
             vec![],
         )
         .await
