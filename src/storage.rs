@@ -69,15 +69,21 @@ impl HistoryDir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the history directory {}", dir.display()))?;
         let path = dir.join(FILE);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .with_context(|| {
-                format!(
-                    "cannot open the history store {} (is another server using it?)",
-                    path.display()
-                )
-            })?;
+        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => anyhow::bail!(
+                "cannot open the history store {}: another server is using it (one server per --history-dir)",
+                path.display()
+            ),
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "cannot open the history store {} (move it away to start with no history)",
+                        path.display()
+                    )
+                })
+            }
+        };
         let mut dir = HistoryDir {
             path,
             db,

@@ -258,3 +258,32 @@ async fn a_second_server_on_the_same_history_dir_is_refused_and_says_why() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_store_that_is_not_one_is_refused_with_its_path_not_overwritten() {
+    let dir = TempDir::new("history-garbage");
+    let file = dir.join("history.redb");
+    std::fs::write(&file, b"not a database, but someone's file").unwrap();
+    let refused = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--history",
+        "10",
+        "--history-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("cannot open the history store {}", file.display()))
+            && stderr.contains("move it away"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"not a database, but someone's file",
+        "left as it was"
+    );
+}
