@@ -320,6 +320,28 @@ impl Chrome {
         .await
     }
 
+    /// Says `line` in the watched room until the page shows it live (not
+    /// as history): the watch has begun once it does. Repeats it, since
+    /// what is said before the watch begins is not shown live.
+    async fn say_until_live(&self, device: &mut Client, what: &str, line: &str) {
+        within(what, async {
+            loop {
+                device.send_line(line).await.unwrap();
+                let found = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    self.wait_text(what, ".traffic-item:not(.history) .text", |t| {
+                        t.contains(line)
+                    }),
+                )
+                .await;
+                if found.is_ok() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
     async fn click(&self, css: &str) {
         let element = within(&format!("{css} to be there"), async {
             loop {
@@ -886,24 +908,9 @@ async fn watching_a_room_shows_what_it_said_before_then_live() {
         "{kept:?}"
     );
     // Then live, after them, not marked.
-    within("the watch to go live", async {
-        loop {
-            device.send_line("pressure=2.0bar").await.unwrap();
-            let found = tokio::time::timeout(
-                Duration::from_millis(500),
-                chrome.wait_text(
-                    "the live reading",
-                    ".traffic-item:not(.history) .text",
-                    |t| t.contains("2.0bar"),
-                ),
-            )
-            .await;
-            if found.is_ok() {
-                break;
-            }
-        }
-    })
-    .await;
+    chrome
+        .say_until_live(&mut device, "the watch to go live", "pressure=2.0bar")
+        .await;
     chrome.screenshot("13-history").await;
 }
 
@@ -933,22 +940,9 @@ async fn a_watch_catches_up_on_what_its_room_said_while_the_feed_was_down() {
             t.contains("1.2bar")
         })
         .await;
-    within("the watch to go live", async {
-        loop {
-            device.send_line("pressure=1.3bar").await.unwrap();
-            let found = tokio::time::timeout(
-                Duration::from_millis(500),
-                chrome.wait_text("a live reading", ".traffic-item:not(.history) .text", |t| {
-                    t.contains("1.3bar")
-                }),
-            )
-            .await;
-            if found.is_ok() {
-                break;
-            }
-        }
-    })
-    .await;
+    chrome
+        .say_until_live(&mut device, "the watch to go live", "pressure=1.3bar")
+        .await;
     drop(device);
     server.stop().await;
     within("the console to see the feed gone", async {
@@ -985,24 +979,9 @@ async fn a_watch_catches_up_on_what_its_room_said_while_the_feed_was_down() {
         .await;
     let (mut device, _) = join(server.text_addr()).await;
     device.send_line("/join plant").await.unwrap();
-    within("the watch to go live again", async {
-        loop {
-            device.send_line("pressure=2.0bar").await.unwrap();
-            let found = tokio::time::timeout(
-                Duration::from_millis(500),
-                chrome.wait_text(
-                    "the live reading",
-                    ".traffic-item:not(.history) .text",
-                    |t| t.contains("2.0bar"),
-                ),
-            )
-            .await;
-            if found.is_ok() {
-                break;
-            }
-        }
-    })
-    .await;
+    chrome
+        .say_until_live(&mut device, "the watch to go live again", "pressure=2.0bar")
+        .await;
     let shown = chrome
         .browser
         .execute(

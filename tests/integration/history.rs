@@ -38,14 +38,14 @@ async fn json_client(server: &TestServer) -> Client {
     client
 }
 
-async fn next_json(client: &mut Client) -> Value {
+pub(crate) async fn next_json(client: &mut Client) -> Value {
     within("a JSON event", client.next_json())
         .await
         .unwrap()
         .expect("connection open")
 }
 
-async fn send_json(client: &mut Client, value: Value) {
+pub(crate) async fn send_json(client: &mut Client, value: Value) {
     client.send_line(value.to_string()).await.unwrap();
 }
 
@@ -75,7 +75,7 @@ fn kept_texts(heard: &[ServerLine]) -> Vec<String> {
         .collect()
 }
 
-fn texts(events: &[Value]) -> Vec<&str> {
+pub(crate) fn texts(events: &[Value]) -> Vec<&str> {
     events
         .iter()
         .filter(|event| event["type"] == "message")

@@ -3,21 +3,11 @@
 //! nothing happened; and the disk holds no more than memory would.
 
 use crate::common;
+use crate::history::{next_json, send_json, texts};
 
 use common::*;
 use serde_json::{json, Value};
 use switchboard::{Client, Config, Mode};
-
-async fn next_json(client: &mut Client) -> Value {
-    within("a JSON event", client.next_json())
-        .await
-        .unwrap()
-        .expect("connection open")
-}
-
-async fn send_json(client: &mut Client, value: Value) {
-    client.send_line(value.to_string()).await.unwrap();
-}
 
 /// A JSON client past its welcome.
 async fn json_client(addr: std::net::SocketAddr) -> Client {
@@ -26,7 +16,8 @@ async fn json_client(addr: std::net::SocketAddr) -> Client {
     client
 }
 
-/// Reads JSON events up to the message saying `last`; returns them all.
+/// Reads JSON events up to the message saying `last`; returns them all,
+/// gaps included (`history::read_until_text` keeps only messages).
 async fn read_until_text(client: &mut Client, last: &str) -> Vec<Value> {
     within(&format!("the message {last:?}"), async {
         let mut events = Vec::new();
@@ -40,14 +31,6 @@ async fn read_until_text(client: &mut Client, last: &str) -> Vec<Value> {
         }
     })
     .await
-}
-
-fn texts(events: &[Value]) -> Vec<&str> {
-    events
-        .iter()
-        .filter(|event| event["type"] == "message")
-        .map(|event| event["text"].as_str().unwrap())
-        .collect()
 }
 
 /// Asks for the last `limit` messages of the lobby; returns their texts.
@@ -237,11 +220,10 @@ async fn the_disk_keeps_no_more_than_the_rules_and_forgets_rooms_no_longer_kept(
     );
 }
 
-#[tokio::test]
-async fn a_second_server_on_the_same_history_dir_is_refused_and_says_why() {
-    let dir = TempDir::new("history-twice");
-    let _first = serve_keeping(&dir, 10).await;
-    let second = run(&[
+/// Runs `serve` keeping history in `dir`, which must refuse to start;
+/// returns what it said.
+async fn refused_start(dir: &TempDir) -> String {
+    let refused = run(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -251,8 +233,15 @@ async fn a_second_server_on_the_same_history_dir_is_refused_and_says_why() {
         dir.path().to_str().unwrap(),
     ])
     .await;
-    assert!(!second.status.success());
-    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!refused.status.success(), "it started");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_history_dir_is_refused_and_says_why() {
+    let dir = TempDir::new("history-twice");
+    let _first = serve_keeping(&dir, 10).await;
+    let stderr = refused_start(&dir).await;
     assert!(
         stderr.contains("cannot open the history store") && stderr.contains("another server"),
         "{stderr}"
@@ -264,18 +253,7 @@ async fn a_store_that_is_not_one_is_refused_with_its_path_not_overwritten() {
     let dir = TempDir::new("history-garbage");
     let file = dir.join("history.redb");
     std::fs::write(&file, b"not a database, but someone's file").unwrap();
-    let refused = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--history",
-        "10",
-        "--history-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .await;
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused_start(&dir).await;
     assert!(
         stderr.contains(&format!("cannot open the history store {}", file.display()))
             && stderr.contains("move it away"),
