@@ -17,6 +17,7 @@ pub use crate::units::{format_duration, Seconds, Size};
 
 mod listener;
 mod overrides;
+mod sections;
 mod setting;
 
 pub(crate) use listener::options as listener_options;
@@ -25,6 +26,7 @@ pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
 #[cfg(test)]
 use overrides::suggest_known_key;
 pub use overrides::Overrides;
+pub use sections::{ClusterSettings, Greeting, HistorySettings, KeepaliveSettings};
 pub use setting::{Reload, Setting};
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
@@ -265,11 +267,8 @@ pub struct Config {
     pub max_rooms_per_client: usize,
     /// Rooms above this size get no join/leave/rename notices (0: none do).
     pub announce_max_members: usize,
-    /// First line sent to every text client: `None` for the default
-    /// welcome, `Some("")` for none, otherwise the text verbatim.
-    pub welcome: Option<String>,
-    /// Line sent verbatim in answer to every message line of a text client.
-    pub ack: Option<String>,
+    /// What text clients are greeted with and answered.
+    pub greeting: Greeting,
     /// How long a shutdown waits for queued data to reach clients.
     pub shutdown_timeout: Duration,
     /// Most rooms or names one listing shows.
@@ -284,27 +283,10 @@ pub struct Config {
     pub line_timeout: Option<Duration>,
     /// Bytes all clients together may hold in queues and unfinished input.
     pub max_memory: usize,
-    /// Most messages each room keeps for late joiners and resuming
-    /// clients (0: none).
-    pub history: usize,
-    /// Oldest a kept message may be.
-    pub history_age: Duration,
-    /// Most bytes one room's history may hold.
-    pub history_bytes: usize,
-    /// Patterns of the rooms that keep a history (empty: every room).
-    pub history_rooms: Vec<String>,
-    /// Where rooms' histories are kept across restarts (`None`: in memory
-    /// only, lost at a restart).
-    pub history_dir: Option<PathBuf>,
-    /// How often changes to the histories are committed to `history_dir`:
-    /// what a `kill -9` can lose (0: as soon as each commit is done).
-    pub history_sync: Duration,
-    /// Idle time before TCP keepalive probes (`None`: no keepalive).
-    pub tcp_keepalive: Option<Duration>,
-    /// Time between keepalive probes.
-    pub tcp_keepalive_interval: Duration,
-    /// Unanswered probes after which the connection is dropped.
-    pub tcp_keepalive_retries: u32,
+    /// What rooms keep of what is said in them.
+    pub history: HistorySettings,
+    /// TCP keepalive for every client.
+    pub tcp_keepalive: KeepaliveSettings,
     /// Where the HTTP listener (console, API, metrics, WebSocket clients)
     /// listens, and whether over TLS (`None`: no HTTP).
     pub http: Option<HttpSpec>,
@@ -342,20 +324,9 @@ pub struct Config {
     pub ws_pong_timeout: Duration,
     /// Failed admin logins allowed per IP address per minute.
     pub admin_login_attempts: u32,
-    /// The Redis a cluster of servers meets in (`None`: this server
-    /// stands alone, and needs no Redis).
-    pub cluster: Option<String>,
-    /// What the cluster's keys and channels in Redis start with.
-    pub cluster_prefix: String,
-    /// This node's name in its cluster (`None`: six random characters).
-    pub node_name: Option<String>,
-    /// How long a node that stops renewing its lease keeps its names.
-    pub cluster_lease: Duration,
-    /// Most cross-node sends waiting for Redis at once.
-    pub cluster_max_pending: usize,
-    /// The CA (PEM) that signed a `rediss://` Redis's certificate, when it
-    /// is not one of the system's roots.
-    pub cluster_ca: Option<PathBuf>,
+    /// How this server takes part in a cluster (`url` `None`: it stands
+    /// alone, and needs no Redis).
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Config {
@@ -378,23 +349,15 @@ impl Default for Config {
             rate_limit_grace: DEFAULT_RATE_LIMIT_GRACE,
             max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
             announce_max_members: DEFAULT_ANNOUNCE_MAX_MEMBERS,
-            welcome: None,
-            ack: None,
+            greeting: Greeting::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_list: DEFAULT_MAX_LIST,
             max_list_scan: DEFAULT_MAX_LIST_SCAN,
             slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
             max_memory: default_max_memory(),
-            history: 0,
-            history_age: DEFAULT_HISTORY_AGE,
-            history_bytes: DEFAULT_HISTORY_BYTES,
-            history_rooms: Vec::new(),
-            history_dir: None,
-            history_sync: DEFAULT_HISTORY_SYNC,
-            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
-            tcp_keepalive_interval: DEFAULT_TCP_KEEPALIVE_INTERVAL,
-            tcp_keepalive_retries: DEFAULT_TCP_KEEPALIVE_RETRIES,
+            history: HistorySettings::default(),
+            tcp_keepalive: KeepaliveSettings::default(),
             http: None,
             tls: TlsFiles::default(),
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -408,34 +371,12 @@ impl Default for Config {
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
             admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
-            cluster: None,
-            cluster_prefix: crate::cluster::DEFAULT_PREFIX.to_owned(),
-            node_name: None,
-            cluster_lease: crate::cluster::DEFAULT_LEASE,
-            cluster_max_pending: crate::cluster::DEFAULT_MAX_PENDING,
-            cluster_ca: None,
+            cluster: ClusterSettings::default(),
         }
     }
 }
 
 impl Config {
-    /// How this server joins its cluster, if it is part of one; a node
-    /// with no name given gets a random one, each time this is called.
-    pub fn cluster_config(&self) -> Option<crate::cluster::ClusterConfig> {
-        let url = self.cluster.clone()?;
-        Some(crate::cluster::ClusterConfig {
-            url,
-            prefix: self.cluster_prefix.clone(),
-            node: self
-                .node_name
-                .clone()
-                .unwrap_or_else(crate::cluster::random_node_name),
-            lease: self.cluster_lease,
-            max_pending: self.cluster_max_pending,
-            ca: self.cluster_ca.clone(),
-        })
-    }
-
     /// A default config listening on `127.0.0.1:0` in text mode: what tests
     /// and embedders usually want.
     pub fn local() -> Self {
@@ -495,19 +436,20 @@ impl Config {
             self.max_memory,
             self.queue_hard_limit
         );
+        let history = &self.history;
         anyhow::ensure!(
-            self.history == 0 || self.history_bytes.saturating_mul(4) <= self.queue_hard_limit,
+            history.keep == 0 || history.bytes.saturating_mul(4) <= self.queue_hard_limit,
             "history-bytes ({}) may be at most a quarter of queue-hard-limit ({}): a client resuming a room is queued all of its history at once (as hex, three times the bytes)",
-            self.history_bytes,
+            history.bytes,
             self.queue_hard_limit
         );
         anyhow::ensure!(
-            self.history == 0 || !self.history_age.is_zero(),
+            history.keep == 0 || !history.age.is_zero(),
             "history-age must be more than 0 when --history is set"
         );
-        self.history_filter()?;
+        history.filter()?;
         anyhow::ensure!(
-            !self.tcp_keepalive_interval.is_zero() && self.tcp_keepalive_retries > 0,
+            !self.tcp_keepalive.interval.is_zero() && self.tcp_keepalive.retries > 0,
             "tcp-keepalive-interval and tcp-keepalive-retries must be more than 0 (turn keepalive off with tcp-keepalive = 0)"
         );
         anyhow::ensure!(
@@ -627,36 +569,6 @@ impl Config {
             slow_timeout: self.slow_timeout,
             max_memory: self.max_memory,
         }
-    }
-
-    /// What rooms keep of what is said in them.
-    pub fn history_rules(&self) -> crate::hub::HistoryRules {
-        crate::hub::HistoryRules {
-            max_messages: self.history,
-            max_age: self.history_age,
-            max_bytes: self.history_bytes,
-            rooms: self
-                .history_filter()
-                .expect("validated: the patterns parse"),
-        }
-    }
-
-    /// `--history-rooms` as a filter (`None`: every room).
-    fn history_filter(&self) -> anyhow::Result<Option<crate::hub::RoomFilter>> {
-        if self.history_rooms.is_empty() {
-            return Ok(None);
-        }
-        let patterns = self
-            .history_rooms
-            .iter()
-            .map(|raw| {
-                crate::auth::Pattern::new(raw)
-                    .map_err(|error| anyhow::anyhow!("history-rooms: {error}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Some(std::sync::Arc::new(
-            move |room: &crate::hub::RoomName| patterns.iter().any(|pattern| pattern.matches(room)),
-        )))
     }
 }
 
@@ -874,7 +786,7 @@ mod tests {
         assert_eq!(config.max_line, 1024);
         assert_eq!(config.stall_timeout, Duration::from_secs(2));
         assert_eq!(config.idle_timeout, None);
-        assert_eq!(config.welcome.as_deref(), Some("connect"));
+        assert_eq!(config.greeting.welcome.as_deref(), Some("connect"));
     }
 
     #[test]

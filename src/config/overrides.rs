@@ -541,24 +541,24 @@ impl Overrides {
                 url.starts_with("redis://") || url.starts_with("rediss://") || url.is_empty(),
                 "--cluster {url:?}: expected a Redis URL, redis://HOST:PORT or rediss://HOST:PORT (TLS)"
             );
-            config.cluster = Some(url).filter(|url| !url.is_empty());
+            config.cluster.url = Some(url).filter(|url| !url.is_empty());
         }
-        set(&mut config.cluster_prefix, self.cluster_prefix);
+        set(&mut config.cluster.prefix, self.cluster_prefix);
         if let Some(node) = self.node_name {
             crate::cluster::check_node_name(&node)
                 .map_err(|why| anyhow::anyhow!("--node-name {node:?}: {why}"))?;
-            config.node_name = Some(node);
+            config.cluster.node_name = Some(node);
         }
         if let Some(Seconds(lease)) = self.cluster_lease {
             anyhow::ensure!(
                 lease >= Duration::from_millis(300),
                 "--cluster-lease must be at least 300ms: it is renewed every third of it"
             );
-            config.cluster_lease = lease;
+            config.cluster.lease = lease;
         }
-        set(&mut config.cluster_max_pending, self.cluster_max_pending);
+        set(&mut config.cluster.max_pending, self.cluster_max_pending);
         if self.cluster_ca.is_some() {
-            config.cluster_ca = self.cluster_ca;
+            config.cluster.ca = self.cluster_ca;
         }
         set(&mut config.listeners, self.listen);
         set(&mut config.max_line, self.max_line.map(|s| s.0));
@@ -600,10 +600,10 @@ impl Overrides {
         set(&mut config.max_rooms_per_client, self.max_rooms_per_client);
         set(&mut config.announce_max_members, self.announce_max_members);
         if self.welcome.is_some() {
-            config.welcome = self.welcome;
+            config.greeting.welcome = self.welcome;
         }
         if self.ack.is_some() {
-            config.ack = self.ack;
+            config.greeting.ack = self.ack;
         }
         set(
             &mut config.shutdown_timeout,
@@ -614,21 +614,21 @@ impl Overrides {
         set_optional(&mut config.slow_timeout, self.slow_timeout);
         set_optional(&mut config.line_timeout, self.line_timeout);
         set(&mut config.max_memory, self.max_memory.map(|s| s.0));
-        set(&mut config.history, self.history);
-        set(&mut config.history_age, self.history_age.map(|s| s.0));
-        set(&mut config.history_bytes, self.history_bytes.map(|s| s.0));
-        set(&mut config.history_rooms, self.history_rooms);
+        set(&mut config.history.keep, self.history);
+        set(&mut config.history.age, self.history_age.map(|s| s.0));
+        set(&mut config.history.bytes, self.history_bytes.map(|s| s.0));
+        set(&mut config.history.rooms, self.history_rooms);
         if self.history_dir.is_some() {
-            config.history_dir = self.history_dir;
+            config.history.dir = self.history_dir;
         }
-        set(&mut config.history_sync, self.history_sync.map(|s| s.0));
-        set_optional(&mut config.tcp_keepalive, self.tcp_keepalive);
+        set(&mut config.history.sync, self.history_sync.map(|s| s.0));
+        set_optional(&mut config.tcp_keepalive.idle, self.tcp_keepalive);
         set(
-            &mut config.tcp_keepalive_interval,
+            &mut config.tcp_keepalive.interval,
             self.tcp_keepalive_interval.map(|s| s.0),
         );
         set(
-            &mut config.tcp_keepalive_retries,
+            &mut config.tcp_keepalive.retries,
             self.tcp_keepalive_retries,
         );
         Ok(())

@@ -212,23 +212,23 @@ settings! {
     rate_limit_grace => RateLimitGrace, "rate-limit-grace", Limits, grace;
     max_rooms_per_client => MaxRoomsPerClient, "max-rooms-per-client", Restart, number;
     announce_max_members => AnnounceMaxMembers, "announce-max-members", Restart, number;
-    welcome => Welcome, "welcome", Greeting, welcome;
-    ack => Ack, "ack", Greeting, text_or_none;
+    greeting.welcome => Welcome, "welcome", Greeting, welcome;
+    greeting.ack => Ack, "ack", Greeting, text_or_none;
     shutdown_timeout => ShutdownTimeout, "shutdown-timeout", Restart, duration;
     max_list => MaxList, "max-list", Restart, number;
     max_list_scan => MaxListScan, "max-list-scan", Restart, number;
     slow_timeout => SlowTimeout, "slow-timeout", Restart, duration_or_off;
     line_timeout => LineTimeout, "line-timeout", Limits, duration_or_off;
     max_memory => MaxMemory, "max-memory", Restart, size;
-    history => History, "history", History, number_or_off;
-    history_age => HistoryAge, "history-age", History, duration;
-    history_bytes => HistoryBytes, "history-bytes", History, size;
-    history_rooms => HistoryRooms, "history-rooms", History, every_room_or;
-    history_dir => HistoryDir, "history-dir", Restart, path_or_none;
-    history_sync => HistorySync, "history-sync", Restart, duration;
-    tcp_keepalive => TcpKeepalive, "tcp-keepalive", Restart, duration_or_off;
-    tcp_keepalive_interval => TcpKeepaliveInterval, "tcp-keepalive-interval", Restart, duration;
-    tcp_keepalive_retries => TcpKeepaliveRetries, "tcp-keepalive-retries", Restart, number;
+    history.keep => History, "history", History, number_or_off;
+    history.age => HistoryAge, "history-age", History, duration;
+    history.bytes => HistoryBytes, "history-bytes", History, size;
+    history.rooms => HistoryRooms, "history-rooms", History, every_room_or;
+    history.dir => HistoryDir, "history-dir", Restart, path_or_none;
+    history.sync => HistorySync, "history-sync", Restart, duration;
+    tcp_keepalive.idle => TcpKeepalive, "tcp-keepalive", Restart, duration_or_off;
+    tcp_keepalive.interval => TcpKeepaliveInterval, "tcp-keepalive-interval", Restart, duration;
+    tcp_keepalive.retries => TcpKeepaliveRetries, "tcp-keepalive-retries", Restart, number;
     http => Http, "http", Restart, or_off;
     tls.cert => TlsCert, "tls-cert", Certificates, path_or_none;
     tls.key => TlsKey, "tls-key", Certificates, path_or_none;
@@ -252,12 +252,12 @@ settings! {
     ws_ping_interval => WsPingInterval, "ws-ping-interval", Restart, duration;
     ws_pong_timeout => WsPongTimeout, "ws-pong-timeout", Restart, duration;
     admin_login_attempts => AdminLoginAttempts, "admin-login-attempts", Restart, number;
-    cluster => Cluster, "cluster", Restart, redis_url;
-    cluster_prefix => ClusterPrefix, "cluster-prefix", Restart, text;
-    node_name => NodeName, "node-name", Restart, node_name;
-    cluster_lease => ClusterLease, "cluster-lease", Restart, duration;
-    cluster_max_pending => ClusterMaxPending, "cluster-max-pending", Restart, number;
-    cluster_ca => ClusterCa, "cluster-ca", Restart, path_or_none;
+    cluster.url => Cluster, "cluster", Restart, redis_url;
+    cluster.prefix => ClusterPrefix, "cluster-prefix", Restart, text;
+    cluster.node_name => NodeName, "node-name", Restart, node_name;
+    cluster.lease => ClusterLease, "cluster-lease", Restart, duration;
+    cluster.max_pending => ClusterMaxPending, "cluster-max-pending", Restart, number;
+    cluster.ca => ClusterCa, "cluster-ca", Restart, path_or_none;
 }
 
 impl std::fmt::Display for Setting {
@@ -286,8 +286,7 @@ impl Config {
             rate_limit_grace: _,
             max_rooms_per_client: _,
             announce_max_members: _,
-            welcome: _,
-            ack: _,
+            greeting: _,
             shutdown_timeout: _,
             max_list: _,
             max_list_scan: _,
@@ -295,14 +294,7 @@ impl Config {
             line_timeout: _,
             max_memory: _,
             history: _,
-            history_age: _,
-            history_bytes: _,
-            history_rooms: _,
-            history_dir: _,
-            history_sync: _,
             tcp_keepalive: _,
-            tcp_keepalive_interval: _,
-            tcp_keepalive_retries: _,
             http: _,
             tls: _,
             tls_handshake_timeout: _,
@@ -317,12 +309,29 @@ impl Config {
             ws_pong_timeout: _,
             admin_login_attempts: _,
             cluster: _,
-            cluster_prefix: _,
-            node_name: _,
-            cluster_lease: _,
-            cluster_max_pending: _,
-            cluster_ca: _,
         } = self;
+        let super::Greeting { welcome: _, ack: _ } = &self.greeting;
+        let super::HistorySettings {
+            keep: _,
+            age: _,
+            bytes: _,
+            rooms: _,
+            dir: _,
+            sync: _,
+        } = &self.history;
+        let super::KeepaliveSettings {
+            idle: _,
+            interval: _,
+            retries: _,
+        } = &self.tcp_keepalive;
+        let super::ClusterSettings {
+            url: _,
+            prefix: _,
+            node_name: _,
+            lease: _,
+            max_pending: _,
+            ca: _,
+        } = &self.cluster;
         let super::TlsFiles {
             cert: _,
             key: _,

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
-use crate::config::{Config, HttpSpec, ListenerSpec, Mode, Reload};
+use crate::config::{Config, Greeting, HttpSpec, ListenerSpec, Mode, Reload};
 use crate::connection::{self, Timeouts};
 use crate::hub::{CloseReason, Hub};
 use crate::protocol::Protocol;
@@ -152,15 +152,15 @@ impl Server {
         };
         let (reloads, reloaded) = watch::channel(config.clone());
         let hub = Hub::new(config.hub_settings());
-        hub.set_history_rules(config.history_rules());
+        hub.set_history_rules(config.history.rules());
         // Replays are encoded off the relay's threads: a client asking for
         // them in a loop takes its time, not anyone else's.
         let replays = background::Background::start("replay")
             .context("cannot start the thread that encodes history replays")?;
         hub.set_offload(std::sync::Arc::new(move |job| replays.spawn(job)));
-        let saver = match &config.history_dir {
+        let saver = match &config.history.dir {
             Some(dir) => {
-                if config.history == 0 {
+                if config.history.keep == 0 {
                     warn!(
                         dir = %dir.display(),
                         "--history-dir is set but --history is 0: rooms keep nothing, and what the directory held is forgotten"
@@ -175,7 +175,7 @@ impl Server {
                     "history restored from --history-dir"
                 );
                 hub.restore_history(restored);
-                Some(Arc::new(store.start(hub.clone(), config.history_sync)?))
+                Some(Arc::new(store.start(hub.clone(), config.history.sync)?))
             }
             None => None,
         };
@@ -243,7 +243,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let http_addr = self.http_addr();
         // Before the first client: the hub needs its backplane from the start.
-        let cluster = match self.config.cluster_config() {
+        let cluster = match self.config.cluster.config() {
             Some(config) => Some(
                 Cluster::join(self.hub.clone(), &config)
                     .await
@@ -261,13 +261,13 @@ impl Server {
             slots: Arc::new(Semaphore::new(self.config.max_connections)),
             per_ip: Arc::default(),
             live: RwLock::new(Live::of(&self.config)),
-            greeting: watch::Sender::new(Greeting::of(&self.config)),
+            greeting: watch::Sender::new(self.config.greeting.clone()),
             running: Mutex::new(self.config.clone()),
             configured: Mutex::default(),
-            keepalive: self.config.tcp_keepalive.map(|idle| {
+            keepalive: self.config.tcp_keepalive.idle.map(|idle| {
                 let probes = (
-                    self.config.tcp_keepalive_interval,
-                    self.config.tcp_keepalive_retries,
+                    self.config.tcp_keepalive.interval,
+                    self.config.tcp_keepalive.retries,
                 );
                 (
                     TcpKeepalive::new()
@@ -435,22 +435,6 @@ impl Live {
     }
 }
 
-/// What text clients are greeted with, and answered after each message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Greeting {
-    pub(crate) welcome: Option<String>,
-    pub(crate) ack: Option<String>,
-}
-
-impl Greeting {
-    fn of(config: &Config) -> Greeting {
-        Greeting {
-            welcome: config.welcome.clone(),
-            ack: config.ack.clone(),
-        }
-    }
-}
-
 /// Applies each config handed to the [`Reloader`].
 async fn reload_loop(shared: Arc<ServerState>, mut reloads: watch::Receiver<Config>) {
     while reloads.changed().await.is_ok() {
@@ -540,11 +524,11 @@ impl ServerState {
         }
         let history = keys(Reload::History);
         if !history.is_empty() {
-            self.hub.set_history_rules(new.history_rules());
+            self.hub.set_history_rules(new.history.rules());
             applied.push(history.join(", "));
         }
         if !keys(Reload::Greeting).is_empty() {
-            self.greeting.send_replace(Greeting::of(new));
+            self.greeting.send_replace(new.greeting.clone());
             applied.push("welcome and ack (for new connections)".to_owned());
         }
         let mut added = Vec::new();

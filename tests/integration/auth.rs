@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 use serde_json::{json, Value};
 use switchboard::auth::password;
+use switchboard::config::HistorySettings;
 use switchboard::{Client, Config, ListenerSpec, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -219,7 +220,10 @@ send = ["team-*"]"#,
 async fn who_may_not_join_a_room_may_not_read_its_history() {
     let users = UsersFile::new(&[("bob", "pw-bob", "join = [\"lobby\"]\nmax-connections = 2")]);
     let server = TestServer::start(Config {
-        history: 100,
+        history: HistorySettings {
+            keep: 100,
+            ..Default::default()
+        },
         ..config(&users, &["json://127.0.0.1:0?auth=required"])
     })
     .await;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use common::*;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::json;
+use switchboard::config::HistorySettings;
 use switchboard::{Client, Config, ServerLine};
 use tokio::process::{Child, Command};
 
@@ -871,7 +872,10 @@ async fn with_an_admin_token_the_console_signs_in_and_logs_out() {
 async fn watching_a_room_shows_what_it_said_before_then_live() {
     let config = Config {
         http: Some("127.0.0.1:0".parse().unwrap()),
-        history: 100,
+        history: HistorySettings {
+            keep: 100,
+            ..Default::default()
+        },
         ..config_with(&["127.0.0.1:0"])
     };
     let server = TestServer::start(config).await;
@@ -924,8 +928,11 @@ async fn a_watch_catches_up_on_what_its_room_said_while_the_feed_was_down() {
     let dir = TempDir::new("console-missed");
     let config = |http: bool| Config {
         http: http.then(|| format!("127.0.0.1:{}", port.port()).parse().unwrap()),
-        history: 100,
-        history_dir: Some(dir.path().to_owned()),
+        history: HistorySettings {
+            keep: 100,
+            dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        },
         ..config_with(&["127.0.0.1:0"])
     };
     let server = TestServer::start(config(true)).await;

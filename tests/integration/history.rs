@@ -5,13 +5,17 @@ use crate::common;
 
 use common::*;
 use serde_json::{json, Value};
+use switchboard::config::HistorySettings;
 use switchboard::{Client, Config, Mode, ServerLine};
 
 /// A server whose rooms keep their last `keep` messages, with a text
 /// listener, a text listener showing joiners the last 5, and a JSON one.
 async fn keeping(keep: usize) -> TestServer {
     TestServer::start(Config {
-        history: keep,
+        history: HistorySettings {
+            keep,
+            ..Default::default()
+        },
         ..config_with(&[
             "text://127.0.0.1:0",
             "json://127.0.0.1:0",
@@ -199,8 +203,11 @@ async fn slash_history_shows_the_last_n_of_the_current_room() {
 #[tokio::test]
 async fn a_room_outside_history_rooms_says_it_keeps_none() {
     let server = TestServer::start(Config {
-        history: 10,
-        history_rooms: vec!["dev-*".into()],
+        history: HistorySettings {
+            keep: 10,
+            rooms: vec!["dev-*".into()],
+            ..Default::default()
+        },
         ..Config::local()
     })
     .await;
@@ -374,7 +381,10 @@ async fn an_offset_too_old_gets_a_gap_then_what_is_kept() {
 #[tokio::test]
 async fn a_restart_without_storage_is_a_new_epoch_and_resuming_clients_are_told() {
     let config = Config {
-        history: 100,
+        history: HistorySettings {
+            keep: 100,
+            ..Default::default()
+        },
         ..config_with(&["text://127.0.0.1:0", "json://127.0.0.1:0"])
     };
     let server = TestServer::start(config.clone()).await;
@@ -404,7 +414,10 @@ async fn a_restart_without_storage_is_a_new_epoch_and_resuming_clients_are_told(
 #[tokio::test]
 async fn resuming_the_room_a_client_arrived_in_replays_only_what_came_before_it() {
     let server = TestServer::start(Config {
-        history: 100,
+        history: HistorySettings {
+            keep: 100,
+            ..Default::default()
+        },
         ..config_with(&["text://127.0.0.1:0", "json://127.0.0.1:0?room=ops"])
     })
     .await;
@@ -438,7 +451,10 @@ async fn resuming_the_room_a_client_arrived_in_replays_only_what_came_before_it(
 #[tokio::test]
 async fn the_admin_api_shows_a_rooms_history_pages_it_and_resumes_from_an_offset() {
     let server = TestServer::start(Config {
-        history: 100,
+        history: HistorySettings {
+            keep: 100,
+            ..Default::default()
+        },
         http: Some("127.0.0.1:0".parse().unwrap()),
         ..config_with(&["text://127.0.0.1:0"])
     })
@@ -497,7 +513,10 @@ async fn the_admin_api_shows_a_rooms_history_pages_it_and_resumes_from_an_offset
 #[tokio::test]
 async fn an_app_joining_a_device_room_sees_the_last_readings_at_once() {
     let server = TestServer::start(Config {
-        history: 10,
+        history: HistorySettings {
+            keep: 10,
+            ..Default::default()
+        },
         ..config_with(&[
             "text://127.0.0.1:0?history=3",
             "raw://127.0.0.1:0?room=dev-7",
@@ -538,8 +557,11 @@ async fn history_is_evicted_oldest_first_before_any_client_is_cut_off() {
     // A budget of 4 MiB, and rooms that would keep 1 MiB each: six of
     // them keep more than the budget.
     let server = TestServer::start(Config {
-        history: 100_000,
-        history_bytes: 1 << 20,
+        history: HistorySettings {
+            keep: 100_000,
+            bytes: 1 << 20,
+            ..Default::default()
+        },
         max_memory: 4 << 20,
         http: Some("127.0.0.1:0".parse().unwrap()),
         ..flat_out()

@@ -7,6 +7,7 @@ use crate::history::{next_json, send_json, texts};
 
 use common::*;
 use serde_json::{json, Value};
+use switchboard::config::HistorySettings;
 use switchboard::{Client, Config, Mode};
 
 /// A JSON client past its welcome.
@@ -164,10 +165,13 @@ async fn after_a_kill_9_a_phone_resumes_where_it_was_with_no_gap_and_positions_g
 async fn a_graceful_stop_saves_what_was_said_since_the_last_commit() {
     let dir = TempDir::new("history-stop");
     let config = Config {
-        history: 100,
-        history_dir: Some(dir.path().to_owned()),
+        history: HistorySettings {
+            keep: 100,
+            dir: Some(dir.path().to_owned()),
+            sync: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        },
         // No commit would come in this test's lifetime but the last one.
-        history_sync: std::time::Duration::from_secs(3600),
         ..config_with(&["text://127.0.0.1:0", "json://127.0.0.1:0"])
     };
     let server = TestServer::start(config.clone()).await;
@@ -188,9 +192,12 @@ async fn a_graceful_stop_saves_what_was_said_since_the_last_commit() {
 async fn the_disk_keeps_no_more_than_the_rules_and_forgets_rooms_no_longer_kept() {
     let dir = TempDir::new("history-bounds");
     let keeping = |keep: usize, rooms: &[&str]| Config {
-        history: keep,
-        history_rooms: rooms.iter().map(|room| (*room).to_owned()).collect(),
-        history_dir: Some(dir.path().to_owned()),
+        history: HistorySettings {
+            keep,
+            rooms: rooms.iter().map(|room| (*room).to_owned()).collect(),
+            dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        },
         ..config_with(&["text://127.0.0.1:0", "json://127.0.0.1:0"])
     };
     let server = TestServer::start(keeping(3, &[])).await;

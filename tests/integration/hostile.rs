@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use switchboard::config::KeepaliveSettings;
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -573,7 +574,10 @@ async fn a_trickle_reader_is_cut_off_after_the_slow_timeout_and_its_room_speeds_
 #[tokio::test]
 async fn connections_are_probed_with_tcp_keepalive() {
     let config = Config {
-        tcp_keepalive: Some(Duration::from_secs(7)),
+        tcp_keepalive: KeepaliveSettings {
+            idle: Some(Duration::from_secs(7)),
+            ..Default::default()
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;

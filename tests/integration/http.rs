@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use switchboard::config::HistorySettings;
 use switchboard::{Config, Mode, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -1595,7 +1596,10 @@ async fn hostile_http_requests_are_refused_and_the_server_serves_on() {
 #[tokio::test]
 async fn a_browser_that_reconnects_resumes_where_it_was() {
     let (server, http) = start(Config {
-        history: 100,
+        history: HistorySettings {
+            keep: 100,
+            ..Default::default()
+        },
         ..http_config()
     })
     .await;

@@ -3,6 +3,7 @@
 use crate::common;
 
 use common::*;
+use switchboard::config::Greeting;
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -272,8 +273,10 @@ async fn messages_from_one_sender_arrive_in_order() {
 #[tokio::test]
 async fn a_legacy_client_reads_the_welcome_writes_a_line_and_reads_the_ack() {
     let config = Config {
-        welcome: Some("connect".into()),
-        ack: Some("received".into()),
+        greeting: Greeting {
+            welcome: Some("connect".into()),
+            ack: Some("received".into()),
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;

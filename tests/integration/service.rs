@@ -383,7 +383,7 @@ async fn a_reload_handed_over_before_the_server_runs_is_applied() {
     let server = switchboard::Server::bind(Config::local()).await.unwrap();
     let addr = server.local_addr(Mode::Text).unwrap();
     let mut reloaded = Config::local();
-    reloaded.welcome = Some("hello after the reload".to_owned());
+    reloaded.greeting.welcome = Some("hello after the reload".to_owned());
     server.reloader().reload(reloaded);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async {

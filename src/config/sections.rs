@@ -1,0 +1,153 @@
+//! The groups a [`Config`](super::Config) is made of: each part of the
+//! server is handed its group whole, rather than picking fields from a
+//! flat list. The settings table (`setting.rs`) names each field by its
+//! path (`history.keep`) and says what a reload does with it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What text clients are greeted with, and answered after each message
+/// (`--welcome`, `--ack`): a reload changes it for the connections after.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Greeting {
+    /// First line sent to every text client: `None` for the default
+    /// welcome, `Some("")` for none, otherwise the text verbatim.
+    pub welcome: Option<String>,
+    /// Line sent verbatim in answer to every message line of a text client.
+    pub ack: Option<String>,
+}
+
+/// What rooms keep of what is said in them (`--history*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// Most messages each room keeps for late joiners and resuming
+    /// clients (0: none).
+    pub keep: usize,
+    /// Oldest a kept message may be.
+    pub age: Duration,
+    /// Most bytes one room's history may hold.
+    pub bytes: usize,
+    /// Patterns of the rooms that keep a history (empty: every room).
+    pub rooms: Vec<String>,
+    /// Where rooms' histories are kept across restarts (`None`: in memory
+    /// only, lost at a restart).
+    pub dir: Option<PathBuf>,
+    /// How often changes to the histories are committed to `dir`: what a
+    /// `kill -9` can lose (0: as soon as each commit is done).
+    pub sync: Duration,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            keep: 0,
+            age: super::DEFAULT_HISTORY_AGE,
+            bytes: super::DEFAULT_HISTORY_BYTES,
+            rooms: Vec::new(),
+            dir: None,
+            sync: super::DEFAULT_HISTORY_SYNC,
+        }
+    }
+}
+
+impl HistorySettings {
+    /// What rooms keep, as the hub takes it.
+    pub fn rules(&self) -> crate::hub::HistoryRules {
+        crate::hub::HistoryRules {
+            max_messages: self.keep,
+            max_age: self.age,
+            max_bytes: self.bytes,
+            rooms: self.filter().expect("validated: the patterns parse"),
+        }
+    }
+
+    /// `--history-rooms` as a filter (`None`: every room).
+    pub(super) fn filter(&self) -> anyhow::Result<Option<crate::hub::RoomFilter>> {
+        if self.rooms.is_empty() {
+            return Ok(None);
+        }
+        let patterns = self
+            .rooms
+            .iter()
+            .map(|raw| {
+                crate::auth::Pattern::new(raw)
+                    .map_err(|error| anyhow::anyhow!("history-rooms: {error}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some(std::sync::Arc::new(
+            move |room: &crate::hub::RoomName| patterns.iter().any(|pattern| pattern.matches(room)),
+        )))
+    }
+}
+
+/// TCP keepalive for every client (`--tcp-keepalive*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveSettings {
+    /// Idle time before keepalive probes (`None`: no keepalive).
+    pub idle: Option<Duration>,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes after which the connection is dropped.
+    pub retries: u32,
+}
+
+impl Default for KeepaliveSettings {
+    fn default() -> Self {
+        KeepaliveSettings {
+            idle: Some(super::DEFAULT_TCP_KEEPALIVE),
+            interval: super::DEFAULT_TCP_KEEPALIVE_INTERVAL,
+            retries: super::DEFAULT_TCP_KEEPALIVE_RETRIES,
+        }
+    }
+}
+
+/// How this server takes part in a cluster (`--cluster*`, `--node-name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The Redis a cluster of servers meets in (`None`: this server
+    /// stands alone, and needs no Redis).
+    pub url: Option<String>,
+    /// What the cluster's keys and channels in Redis start with.
+    pub prefix: String,
+    /// This node's name in its cluster (`None`: six random characters).
+    pub node_name: Option<String>,
+    /// How long a node that stops renewing its lease keeps its names.
+    pub lease: Duration,
+    /// Most cross-node sends waiting for Redis at once.
+    pub max_pending: usize,
+    /// The CA (PEM) that signed a `rediss://` Redis's certificate, when it
+    /// is not one of the system's roots.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            url: None,
+            prefix: crate::cluster::DEFAULT_PREFIX.to_owned(),
+            node_name: None,
+            lease: crate::cluster::DEFAULT_LEASE,
+            max_pending: crate::cluster::DEFAULT_MAX_PENDING,
+            ca: None,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// How this server joins its cluster, if it is part of one; a node
+    /// with no name given gets a random one, each time this is called.
+    pub fn config(&self) -> Option<crate::cluster::ClusterConfig> {
+        let url = self.url.clone()?;
+        Some(crate::cluster::ClusterConfig {
+            url,
+            prefix: self.prefix.clone(),
+            node: self
+                .node_name
+                .clone()
+                .unwrap_or_else(crate::cluster::random_node_name),
+            lease: self.lease,
+            max_pending: self.max_pending,
+            ca: self.ca.clone(),
+        })
+    }
+}
