@@ -26,7 +26,7 @@ pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
 #[cfg(test)]
 use overrides::suggest_known_key;
 pub use overrides::Overrides;
-pub use sections::{ClusterSettings, Greeting, HistorySettings, KeepaliveSettings};
+pub use sections::{ClusterSettings, Greeting, HistorySettings, HttpSettings, KeepaliveSettings};
 pub use setting::{Reload, Setting};
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
@@ -287,43 +287,18 @@ pub struct Config {
     pub history: HistorySettings,
     /// TCP keepalive for every client.
     pub tcp_keepalive: KeepaliveSettings,
-    /// Where the HTTP listener (console, API, metrics, WebSocket clients)
-    /// listens, and whether over TLS (`None`: no HTTP).
-    pub http: Option<HttpSpec>,
+    /// The HTTP listener (console, API, metrics, WebSocket clients) and
+    /// who may use it.
+    pub http: HttpSettings,
     /// TLS certificates for the TLS listeners and HTTPS.
     pub tls: TlsFiles,
     /// How long a client has to finish its TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// How long an HTTP connection may take to send a request's headers,
-    /// or sit idle between requests.
-    pub http_header_timeout: Duration,
     /// Where credentials come from (users file, tokens, JWT keys).
     pub auth: AuthSettings,
     /// How long a client of an `?auth=required` listener has to
     /// authenticate.
     pub auth_timeout: Duration,
-    /// The admin token: with it, the console, API and metrics answer on
-    /// any address to whoever has it; without it, only on loopback.
-    pub admin_token: Option<String>,
-    /// Origins (`https://host:port`) allowed to open `/ws` from a browser,
-    /// besides the HTTP listener's own.
-    pub allowed_origins: Vec<String>,
-    /// The DNS names browsers reach the HTTP listener by, directly (not
-    /// through a proxy): a page whose `Host` is a name not listed here,
-    /// nor `localhost`, an IP address or an allowed origin's, is one that
-    /// DNS rebinding pointed at this server, and is refused `/ws`.
-    pub server_names: Vec<String>,
-    /// The proxies in front of the HTTP listener (nginx on this machine,
-    /// a load balancer): from them, `X-Forwarded-For` (or `Forwarded`)
-    /// names the client, for bans, per-address limits, logs and the
-    /// console. From anyone else those headers are ignored.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How often WebSocket clients are pinged.
-    pub ws_ping_interval: Duration,
-    /// How long a pinged WebSocket client has to answer.
-    pub ws_pong_timeout: Duration,
-    /// Failed admin logins allowed per IP address per minute.
-    pub admin_login_attempts: u32,
     /// How this server takes part in a cluster (`url` `None`: it stands
     /// alone, and needs no Redis).
     pub cluster: ClusterSettings,
@@ -358,19 +333,11 @@ impl Default for Config {
             max_memory: default_max_memory(),
             history: HistorySettings::default(),
             tcp_keepalive: KeepaliveSettings::default(),
-            http: None,
+            http: HttpSettings::default(),
             tls: TlsFiles::default(),
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-            http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
             auth: AuthSettings::default(),
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
-            admin_token: None,
-            allowed_origins: Vec::new(),
-            server_names: Vec::new(),
-            trusted_proxies: Vec::new(),
-            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
-            ws_pong_timeout: DEFAULT_WS_PONG_TIMEOUT,
-            admin_login_attempts: DEFAULT_ADMIN_LOGIN_ATTEMPTS,
             cluster: ClusterSettings::default(),
         }
     }
@@ -453,10 +420,10 @@ impl Config {
             "tcp-keepalive-interval and tcp-keepalive-retries must be more than 0 (turn keepalive off with tcp-keepalive = 0)"
         );
         anyhow::ensure!(
-            !self.ws_ping_interval.is_zero() && !self.ws_pong_timeout.is_zero(),
+            !self.http.ws_ping_interval.is_zero() && !self.http.ws_pong_timeout.is_zero(),
             "ws-ping-interval and ws-pong-timeout must be more than 0"
         );
-        if let Some(token) = &self.admin_token {
+        if let Some(token) = &self.http.admin_token {
             anyhow::ensure!(
                 token.len() >= MIN_ADMIN_TOKEN_LEN,
                 "the admin token is {} characters long; use at least {MIN_ADMIN_TOKEN_LEN} (e.g. from `openssl rand -hex 32`)",
@@ -488,7 +455,7 @@ impl Config {
             .iter()
             .filter(|l| l.auth && l.device.register.is_none())
             .map(|l| l.to_string())
-            .chain(self.http.filter(|h| h.auth).map(|h| h.to_string()))
+            .chain(self.http.listen.filter(|h| h.auth).map(|h| h.to_string()))
             .collect::<Vec<_>>();
         anyhow::ensure!(
             asks.is_empty() || self.auth.has_credentials(),
@@ -499,9 +466,9 @@ impl Config {
             !self.auth_timeout.is_zero(),
             "auth-timeout must be more than 0"
         );
-        if let Some(HttpSpec { addr: http, .. }) = self.http {
+        if let Some(HttpSpec { addr: http, .. }) = self.http.listen {
             anyhow::ensure!(
-                http.ip().is_loopback() || self.admin_token.is_some(),
+                http.ip().is_loopback() || self.http.admin_token.is_some(),
                 "--http {http} is not a loopback address, and no admin token is set: anyone who can reach it could run the server. Set --admin-token TOKEN (or --admin-token-file FILE), or listen on 127.0.0.1"
             );
         }
@@ -510,7 +477,7 @@ impl Config {
 
     /// Whether any listener, or the HTTP one, speaks TLS.
     pub fn uses_tls(&self) -> bool {
-        self.listeners.iter().any(|l| l.tls) || self.http.is_some_and(|h| h.tls)
+        self.listeners.iter().any(|l| l.tls) || self.http.listen.is_some_and(|h| h.tls)
     }
 
     fn validate_tls(&self) -> anyhow::Result<()> {
@@ -530,7 +497,7 @@ impl Config {
                 .iter()
                 .filter(|l| l.tls)
                 .map(|l| l.to_string())
-                .chain(self.http.filter(|h| h.tls).map(|h| h.to_string()))
+                .chain(self.http.listen.filter(|h| h.tls).map(|h| h.to_string()))
                 .collect::<Vec<_>>()
                 .join(", ");
             anyhow::ensure!(
@@ -548,7 +515,7 @@ impl Config {
             "tls-handshake-timeout must be more than 0"
         );
         anyhow::ensure!(
-            !self.http_header_timeout.is_zero(),
+            !self.http.header_timeout.is_zero(),
             "http-header-timeout must be more than 0"
         );
         Ok(())
@@ -798,7 +765,10 @@ mod tests {
     fn an_admin_token_of_spaces_is_refused() {
         for token in [" ".repeat(16), format!("{} x", "a".repeat(16))] {
             let config = Config {
-                admin_token: Some(token.clone()),
+                http: HttpSettings {
+                    admin_token: Some(token.clone()),
+                    ..Default::default()
+                },
                 ..Config::local()
             };
             let error = config.validate().unwrap_err().to_string();

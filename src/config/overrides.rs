@@ -469,7 +469,7 @@ impl Overrides {
     /// Overrides `config` with every setting given here.
     pub fn apply(self, config: &mut Config) -> anyhow::Result<()> {
         if let Some(http) = self.http {
-            config.http = Some(http);
+            config.http.listen = Some(http);
         }
         if self.tls_cert.is_some() {
             config.tls.cert = self.tls_cert;
@@ -486,7 +486,7 @@ impl Overrides {
             self.tls_handshake_timeout.map(|s| s.0),
         );
         set(
-            &mut config.http_header_timeout,
+            &mut config.http.header_timeout,
             self.http_header_timeout.map(|s| s.0),
         );
         let auth = &mut config.auth;
@@ -514,28 +514,31 @@ impl Overrides {
         }
         set(&mut config.auth_timeout, self.auth_timeout.map(|s| s.0));
         if let Some(path) = &self.admin_token_file {
-            config.admin_token = Some(read_token_file(path)?);
+            config.http.admin_token = Some(read_token_file(path)?);
         }
         if self.admin_token.is_some() {
-            config.admin_token = self.admin_token;
+            config.http.admin_token = self.admin_token;
         }
-        set(&mut config.allowed_origins, self.allowed_origin);
-        set(&mut config.server_names, self.server_name);
+        set(&mut config.http.allowed_origins, self.allowed_origin);
+        set(&mut config.http.server_names, self.server_name);
         if let Some(proxies) = self.trusted_proxy {
-            config.trusted_proxies = proxies
+            config.http.trusted_proxies = proxies
                 .iter()
                 .map(|p| parse_proxy(p))
                 .collect::<anyhow::Result<_>>()?;
         }
         set(
-            &mut config.ws_ping_interval,
+            &mut config.http.ws_ping_interval,
             self.ws_ping_interval.map(|s| s.0),
         );
         set(
-            &mut config.ws_pong_timeout,
+            &mut config.http.ws_pong_timeout,
             self.ws_pong_timeout.map(|s| s.0),
         );
-        set(&mut config.admin_login_attempts, self.admin_login_attempts);
+        set(
+            &mut config.http.admin_login_attempts,
+            self.admin_login_attempts,
+        );
         if let Some(url) = self.cluster {
             anyhow::ensure!(
                 url.starts_with("redis://") || url.starts_with("rediss://") || url.is_empty(),

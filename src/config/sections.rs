@@ -151,3 +151,52 @@ impl ClusterSettings {
         })
     }
 }
+
+/// The HTTP listener (console, API, metrics, WebSocket clients) and who
+/// may use it (`--http`, `--admin-token`, `--allowed-origin`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Where it listens, and whether over TLS (`None`: no HTTP).
+    pub listen: Option<super::HttpSpec>,
+    /// How long an HTTP connection may take to send a request's headers,
+    /// or sit idle between requests.
+    pub header_timeout: Duration,
+    /// The admin token: with it, the console, API and metrics answer on
+    /// any address to whoever has it; without it, only on loopback.
+    pub admin_token: Option<String>,
+    /// Origins (`https://host:port`) allowed to open `/ws` from a browser,
+    /// besides the HTTP listener's own.
+    pub allowed_origins: Vec<String>,
+    /// The DNS names browsers reach the HTTP listener by, directly (not
+    /// through a proxy): a page whose `Host` is a name not listed here,
+    /// nor `localhost`, an IP address or an allowed origin's, is one that
+    /// DNS rebinding pointed at this server, and is refused `/ws`.
+    pub server_names: Vec<String>,
+    /// The proxies in front of the HTTP listener (nginx on this machine,
+    /// a load balancer): from them, `X-Forwarded-For` (or `Forwarded`)
+    /// names the client, for bans, per-address limits, logs and the
+    /// console. From anyone else those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often WebSocket clients are pinged.
+    pub ws_ping_interval: Duration,
+    /// How long a pinged WebSocket client has to answer.
+    pub ws_pong_timeout: Duration,
+    /// Failed admin logins allowed per IP address per minute.
+    pub admin_login_attempts: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: None,
+            header_timeout: super::DEFAULT_HTTP_HEADER_TIMEOUT,
+            admin_token: None,
+            allowed_origins: Vec::new(),
+            server_names: Vec::new(),
+            trusted_proxies: Vec::new(),
+            ws_ping_interval: super::DEFAULT_WS_PING_INTERVAL,
+            ws_pong_timeout: super::DEFAULT_WS_PONG_TIMEOUT,
+            admin_login_attempts: super::DEFAULT_ADMIN_LOGIN_ATTEMPTS,
+        }
+    }
+}

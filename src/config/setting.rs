@@ -229,13 +229,13 @@ settings! {
     tcp_keepalive.idle => TcpKeepalive, "tcp-keepalive", Restart, duration_or_off;
     tcp_keepalive.interval => TcpKeepaliveInterval, "tcp-keepalive-interval", Restart, duration;
     tcp_keepalive.retries => TcpKeepaliveRetries, "tcp-keepalive-retries", Restart, number;
-    http => Http, "http", Restart, or_off;
+    http.listen => Http, "http", Restart, or_off;
     tls.cert => TlsCert, "tls-cert", Certificates, path_or_none;
     tls.key => TlsKey, "tls-key", Certificates, path_or_none;
     tls.client_ca => TlsClientCa, "tls-client-ca", Certificates, path_or_none;
     tls.self_signed => TlsSelfSigned, "tls-self-signed", Restart, yes_no;
     tls_handshake_timeout => TlsHandshakeTimeout, "tls-handshake-timeout", Restart, duration;
-    http_header_timeout => HttpHeaderTimeout, "http-header-timeout", Restart, duration;
+    http.header_timeout => HttpHeaderTimeout, "http-header-timeout", Restart, duration;
     auth.users_file => Users, "users", Credentials, path_or_none;
     auth.tokens => Token, "token", Credentials, secrets;
     auth.token_file => TokenFile, "token-file", Credentials, path_or_none;
@@ -245,13 +245,13 @@ settings! {
     auth.jwt_audience => JwtAudience, "jwt-audience", Credentials, text_or_none;
     auth.devices_file => Devices, "devices", Credentials, path_or_none;
     auth_timeout => AuthTimeout, "auth-timeout", Restart, duration;
-    admin_token => AdminToken, "admin-token", Restart, secret;
-    allowed_origins => AllowedOrigin, "allowed-origin", Restart, list;
-    server_names => ServerName, "server-name", Restart, list;
-    trusted_proxies => TrustedProxy, "trusted-proxy", Restart, list;
-    ws_ping_interval => WsPingInterval, "ws-ping-interval", Restart, duration;
-    ws_pong_timeout => WsPongTimeout, "ws-pong-timeout", Restart, duration;
-    admin_login_attempts => AdminLoginAttempts, "admin-login-attempts", Restart, number;
+    http.admin_token => AdminToken, "admin-token", Restart, secret;
+    http.allowed_origins => AllowedOrigin, "allowed-origin", Restart, list;
+    http.server_names => ServerName, "server-name", Restart, list;
+    http.trusted_proxies => TrustedProxy, "trusted-proxy", Restart, list;
+    http.ws_ping_interval => WsPingInterval, "ws-ping-interval", Restart, duration;
+    http.ws_pong_timeout => WsPongTimeout, "ws-pong-timeout", Restart, duration;
+    http.admin_login_attempts => AdminLoginAttempts, "admin-login-attempts", Restart, number;
     cluster.url => Cluster, "cluster", Restart, redis_url;
     cluster.prefix => ClusterPrefix, "cluster-prefix", Restart, text;
     cluster.node_name => NodeName, "node-name", Restart, node_name;
@@ -298,16 +298,8 @@ impl Config {
             http: _,
             tls: _,
             tls_handshake_timeout: _,
-            http_header_timeout: _,
             auth: _,
             auth_timeout: _,
-            admin_token: _,
-            allowed_origins: _,
-            server_names: _,
-            trusted_proxies: _,
-            ws_ping_interval: _,
-            ws_pong_timeout: _,
-            admin_login_attempts: _,
             cluster: _,
         } = self;
         let super::Greeting { welcome: _, ack: _ } = &self.greeting;
@@ -324,6 +316,17 @@ impl Config {
             interval: _,
             retries: _,
         } = &self.tcp_keepalive;
+        let super::HttpSettings {
+            listen: _,
+            header_timeout: _,
+            admin_token: _,
+            allowed_origins: _,
+            server_names: _,
+            trusted_proxies: _,
+            ws_ping_interval: _,
+            ws_pong_timeout: _,
+            admin_login_attempts: _,
+        } = &self.http;
         let super::ClusterSettings {
             url: _,
             prefix: _,

@@ -143,7 +143,7 @@ impl Server {
                 listener,
             ));
         }
-        let http = match config.http {
+        let http = match config.http.listen {
             Some(http) => Some(
                 listen(http.addr)
                     .with_context(|| format!("cannot listen for HTTP (--http) on {}", http.addr))?,
@@ -226,7 +226,7 @@ impl Server {
             .iter()
             .map(ListenerSpec::to_string)
             .collect();
-        if let (Some(addr), Some(http)) = (self.http_addr(), self.config.http) {
+        if let (Some(addr), Some(http)) = (self.http_addr(), self.config.http.listen) {
             specs.push(HttpSpec { addr, ..http }.to_string());
         }
         specs

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 use serde_json::{json, Value};
 use switchboard::auth::password;
-use switchboard::config::HistorySettings;
+use switchboard::config::{HistorySettings, HttpSettings};
 use switchboard::{Client, Config, ListenerSpec, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -292,7 +292,10 @@ async fn who_may_not_join_a_room_may_not_read_its_history() {
 async fn a_users_name_is_kept_for_it_and_its_further_connections_are_numbered() {
     let users = UsersFile::new(&[("carol", "pw-carol", "max-connections = 2")]);
     let server = TestServer::start(Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..config(&users, &[])
     })
     .await;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::*;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::json;
-use switchboard::config::HistorySettings;
+use switchboard::config::{HistorySettings, HttpSettings};
 use switchboard::{Client, Config, ServerLine};
 use tokio::process::{Child, Command};
 
@@ -396,7 +396,10 @@ async fn console(http: SocketAddr) -> Chrome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_watches_talks_to_kicks_and_opens_ports_for_tcp_clients() {
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..config_with(&["127.0.0.1:0", "raw://127.0.0.1:0"])
     };
     let server = TestServer::start(config).await;
@@ -613,7 +616,10 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
     let devices = dir.join("devices");
     std::fs::write(&devices, "861234567890123 pump house 3\n").unwrap();
     let mut config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..config_with(&[
             "127.0.0.1:0",
             "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE&auth=required",
@@ -789,8 +795,11 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
 async fn with_an_admin_token_the_console_signs_in_and_logs_out() {
     const TOKEN: &str = "console-token-0123456789abcdef";
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        admin_token: Some(TOKEN.into()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin_token: Some(TOKEN.into()),
+            ..Default::default()
+        },
         ..config_with(&["127.0.0.1:0"])
     };
     let server = TestServer::start(config).await;
@@ -871,7 +880,10 @@ async fn with_an_admin_token_the_console_signs_in_and_logs_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watching_a_room_shows_what_it_said_before_then_live() {
     let config = Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         history: HistorySettings {
             keep: 100,
             ..Default::default()
@@ -927,7 +939,10 @@ async fn a_watch_catches_up_on_what_its_room_said_while_the_feed_was_down() {
     let port = ReservedPort::new();
     let dir = TempDir::new("console-missed");
     let config = |http: bool| Config {
-        http: http.then(|| format!("127.0.0.1:{}", port.port()).parse().unwrap()),
+        http: HttpSettings {
+            listen: http.then(|| format!("127.0.0.1:{}", port.port()).parse().unwrap()),
+            ..Default::default()
+        },
         history: HistorySettings {
             keep: 100,
             dir: Some(dir.path().to_owned()),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use switchboard::config::HttpSettings;
 use switchboard::{Client, Config, Mode, ServerLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -324,7 +325,10 @@ async fn a_devices_reply_reaches_only_its_own_room() {
 #[tokio::test]
 async fn a_first_packet_that_is_not_a_registration_is_refused_and_closed_after_the_grace() {
     let server = TestServer::start(Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         listeners: vec![
             "127.0.0.1:0".parse().unwrap(),
             "raw://127.0.0.1:0?register=imei&register-grace=300ms"
@@ -442,7 +446,10 @@ async fn the_device_simulator_registers_sends_heartbeats_and_shows_what_it_recei
 #[tokio::test]
 async fn modbus_frames_failing_their_crc_are_relayed_and_counted() {
     let server = TestServer::start(Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         listeners: vec![
             "127.0.0.1:0".parse().unwrap(),
             "raw://127.0.0.1:0?register=imei&frame=gap:50&modbus=rtu"
@@ -478,7 +485,10 @@ async fn modbus_frames_failing_their_crc_are_relayed_and_counted() {
 #[tokio::test]
 async fn the_admin_opens_a_device_listener_through_the_api() {
     let server = TestServer::start(Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..Config::local()
     })
     .await;
@@ -550,7 +560,10 @@ async fn server_with_devices(options: &str, devices: &str) -> (TestServer, TempD
                 .parse()
                 .unwrap(),
         ],
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..Config::local()
     };
     config.auth.devices_file = Some(file);

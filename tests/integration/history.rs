@@ -5,7 +5,7 @@ use crate::common;
 
 use common::*;
 use serde_json::{json, Value};
-use switchboard::config::HistorySettings;
+use switchboard::config::{HistorySettings, HttpSettings};
 use switchboard::{Client, Config, Mode, ServerLine};
 
 /// A server whose rooms keep their last `keep` messages, with a text
@@ -455,7 +455,10 @@ async fn the_admin_api_shows_a_rooms_history_pages_it_and_resumes_from_an_offset
             keep: 100,
             ..Default::default()
         },
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..config_with(&["text://127.0.0.1:0"])
     })
     .await;
@@ -563,7 +566,10 @@ async fn history_is_evicted_oldest_first_before_any_client_is_cut_off() {
             ..Default::default()
         },
         max_memory: 4 << 20,
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..flat_out()
     })
     .await;

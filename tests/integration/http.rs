@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use switchboard::config::HistorySettings;
+use switchboard::config::{HistorySettings, HttpSettings};
 use switchboard::{Config, Mode, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,7 +26,10 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 /// A config with a text listener, a raw listener in `devices`, and HTTP.
 fn http_config() -> Config {
     Config {
-        http: Some("127.0.0.1:0".parse().unwrap()),
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
         ..config_with(&["127.0.0.1:0", "raw://127.0.0.1:0?room=devices"])
     }
 }
@@ -316,8 +319,11 @@ async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
 #[tokio::test]
 async fn a_quiet_browser_is_pinged_and_one_that_never_answers_is_dropped() {
     let config = Config {
-        ws_ping_interval: Duration::from_millis(200),
-        ws_pong_timeout: Duration::from_millis(300),
+        http: HttpSettings {
+            ws_ping_interval: Duration::from_millis(200),
+            ws_pong_timeout: Duration::from_millis(300),
+            ..http_config().http
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -483,7 +489,10 @@ async fn a_page_that_dns_rebinding_points_at_a_loopback_relay_cannot_open_a_webs
     server.stop().await;
     // A name the operator gives with --server-name is the server's own.
     let config = Config {
-        server_names: vec!["relay.example.com".into()],
+        http: HttpSettings {
+            server_names: vec!["relay.example.com".into()],
+            ..http_config().http
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -524,7 +533,10 @@ async fn a_page_from_another_site_cannot_open_a_websocket() {
     server.stop().await;
 
     let config = Config {
-        allowed_origins: vec!["https://app.example.com".into()],
+        http: HttpSettings {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..http_config().http
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -862,8 +874,11 @@ async fn metrics_count_connections_messages_and_disconnects_by_mode() {
 #[tokio::test]
 async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
     let config = Config {
-        admin_token: Some(TOKEN.into()),
-        admin_login_attempts: 3,
+        http: HttpSettings {
+            admin_token: Some(TOKEN.into()),
+            admin_login_attempts: 3,
+            ..http_config().http
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -926,7 +941,10 @@ async fn with_a_token_the_api_wants_it_and_slows_down_guessers() {
 #[tokio::test]
 async fn the_console_login_keeps_the_token_in_a_strict_http_only_cookie() {
     let config = Config {
-        admin_token: Some(TOKEN.into()),
+        http: HttpSettings {
+            admin_token: Some(TOKEN.into()),
+            ..http_config().http
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1228,10 +1246,13 @@ async fn ws_status_forwarded_for(http_addr: SocketAddr, client: &str) -> (u16, O
 async fn behind_a_trusted_proxy_each_client_is_counted_as_itself() {
     // nginx on this machine: every request from 127.0.0.1.
     let config = Config {
-        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        http: HttpSettings {
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            admin_token: Some(TOKEN.into()),
+            admin_login_attempts: 2,
+            ..http_config().http
+        },
         max_connections_per_ip: Some(1),
-        admin_token: Some(TOKEN.into()),
-        admin_login_attempts: 2,
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1309,7 +1330,10 @@ async fn until_closed(stream: &mut TcpStream, what: &str) -> Vec<u8> {
 #[tokio::test]
 async fn slow_or_silent_http_connections_are_closed_and_counted_like_clients() {
     let config = Config {
-        http_header_timeout: Duration::from_secs(1),
+        http: HttpSettings {
+            header_timeout: Duration::from_secs(1),
+            ..http_config().http
+        },
         max_connections_per_ip: Some(2),
         ..http_config()
     };

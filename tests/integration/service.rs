@@ -69,7 +69,7 @@ fn the_example_config_parses_and_makes_a_valid_config() {
     assert_eq!(config.listeners[0].mode, Mode::Text);
     assert_eq!(config.listeners[0].addr.to_string(), "0.0.0.0:12345");
     assert_eq!(
-        config.http.map(|http| http.to_string()).as_deref(),
+        config.http.listen.map(|http| http.to_string()).as_deref(),
         Some("http://127.0.0.1:8080")
     );
 }

@@ -239,11 +239,14 @@ async fn a_client_certificate_names_its_client_and_no_certificate_gets_no_servic
 async fn https_serves_the_api_and_websocket_clients_over_tls() {
     let dir = Dir::new();
     let config = Config {
-        http: Some(HttpSpec {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            tls: true,
-            auth: false,
-        }),
+        http: switchboard::config::HttpSettings {
+            listen: Some(HttpSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                tls: true,
+                auth: false,
+            }),
+            ..Default::default()
+        },
         ..tls_config(&dir)
     };
     let server = TestServer::start(config).await;

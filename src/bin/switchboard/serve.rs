@@ -151,7 +151,7 @@ fn summary(config: &Config, file: Option<&std::path::Path>) -> String {
                     let _ = writeln!(out, "{key:width$}  {listener}");
                 }
             }
-            Setting::Http if config.http.is_some() && config.admin_token.is_none() => {
+            Setting::Http if config.http.listen.is_some() && config.http.admin_token.is_none() => {
                 let value = setting.value(config);
                 let _ = writeln!(
                     out,

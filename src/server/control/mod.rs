@@ -622,7 +622,7 @@ fn parse_room(name: &str) -> Result<RoomName, ControlError> {
 impl Control {
     fn listener_view(&self, listener: &Listener) -> ListenerView {
         // The HTTP listener's WebSocket clients: as `--http` says.
-        let http_auth = self.shared.config.http.is_some_and(|http| http.auth);
+        let http_auth = self.shared.config.http.listen.is_some_and(|http| http.auth);
         listener_view(listener, http_auth)
     }
 }

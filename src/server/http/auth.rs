@@ -78,15 +78,15 @@ enum AdminRefusal {
 impl AdminGate {
     pub(crate) fn new(config: &Config) -> Self {
         AdminGate {
-            token: config.admin_token.clone(),
-            trusted_proxies: config.trusted_proxies.clone(),
+            token: config.http.admin_token.clone(),
+            trusted_proxies: config.http.trusted_proxies.clone(),
             sessions: Mutex::default(),
-            secure_cookie: config.http.is_some_and(|http| http.tls),
-            allowed_origins: config.allowed_origins.clone(),
-            server_names: config.server_names.clone(),
-            attempts_per_minute: config.admin_login_attempts,
+            secure_cookie: config.http.listen.is_some_and(|http| http.tls),
+            allowed_origins: config.http.allowed_origins.clone(),
+            server_names: config.http.server_names.clone(),
+            attempts_per_minute: config.http.admin_login_attempts,
             failures: crate::auth::Guard::new(crate::auth::GuardPolicy::per_minute(
-                config.admin_login_attempts,
+                config.http.admin_login_attempts,
             )),
         }
     }
@@ -486,7 +486,7 @@ mod tests {
     #[test]
     fn the_own_origin_and_configured_ones_are_allowed() {
         let mut config = Config::local();
-        config.allowed_origins = vec!["https://app.example.com/".into()];
+        config.http.allowed_origins = vec!["https://app.example.com/".into()];
         let gate = AdminGate::new(&config);
         assert!(gate.origin_allowed("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
         assert!(gate.origin_allowed("https://app.example.com", Some("127.0.0.1:8080")));
@@ -497,8 +497,8 @@ mod tests {
     #[test]
     fn a_page_on_a_name_the_server_does_not_know_is_refused_ws() {
         let mut config = Config::local();
-        config.server_names = vec!["relay.example.com".into()];
-        config.allowed_origins = vec!["https://app.example.com".into()];
+        config.http.server_names = vec!["relay.example.com".into()];
+        config.http.allowed_origins = vec!["https://app.example.com".into()];
         let gate = AdminGate::new(&config);
         let page = |origin: &str, host: &str, extra: Option<(&'static str, &str)>| {
             let mut headers = HeaderMap::new();
@@ -557,7 +557,7 @@ mod tests {
     #[test]
     fn admin_failures_count_an_ipv6_64_as_one_address() {
         let mut config = Config::local();
-        config.admin_login_attempts = 2;
+        config.http.admin_login_attempts = 2;
         let gate = AdminGate::new(&config);
         gate.failed("2001:db8::1".parse().unwrap());
         gate.failed("2001:db8::2".parse().unwrap());
@@ -568,7 +568,7 @@ mod tests {
     #[test]
     fn the_token_is_matched_whole_and_only_whole() {
         let mut config = Config::local();
-        config.admin_token = Some("0123456789abcdef0123".into());
+        config.http.admin_token = Some("0123456789abcdef0123".into());
         let gate = AdminGate::new(&config);
         assert!(gate.matches("0123456789abcdef0123"));
         for wrong in [
@@ -584,7 +584,7 @@ mod tests {
     #[test]
     fn failures_past_the_limit_lock_an_address_out() {
         let mut config = Config::local();
-        config.admin_login_attempts = 2;
+        config.http.admin_login_attempts = 2;
         let gate = AdminGate::new(&config);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         gate.failed(ip);

@@ -96,6 +96,7 @@ pub(super) async fn serve<L>(
         // the total counts them, and `/ws` counts each by its address.
         let proxied = shared
             .config
+            .http
             .trusted_proxies
             .iter()
             .any(|net| net.contains(&peer.ip()));
@@ -124,7 +125,7 @@ pub(super) async fn serve<L>(
                 request.map(Body::new)
             }
         });
-        let header_timeout = shared.config.http_header_timeout;
+        let header_timeout = shared.config.http.header_timeout;
         let stop = stop.clone();
         connections.spawn(async move {
             // HTTP/1.1 alone (what the TLS side offers by ALPN, and what a

@@ -61,7 +61,7 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let shared = control.shared().clone();
-    let tls = match shared.config.http {
+    let tls = match shared.config.http.listen {
         Some(http) if http.tls => shared.tls.clone(),
         _ => None,
     };

@@ -58,7 +58,11 @@ pub(crate) async fn upgrade(
     let headers = request.headers();
     // Behind a trusted proxy, the client it names: for bans, per-address
     // limits, the log and the console.
-    let peer = forwarded::client_addr(peer, headers, &app.control.shared().config.trusted_proxies);
+    let peer = forwarded::client_addr(
+        peer,
+        headers,
+        &app.control.shared().config.http.trusted_proxies,
+    );
     let key = match headers.get(header::SEC_WEBSOCKET_KEY) {
         Some(key)
             if lists(headers, header::CONNECTION, "upgrade")
@@ -127,7 +131,7 @@ pub(crate) async fn upgrade(
         },
     };
     let shared = app.control.shared().clone();
-    let asks_credentials = shared.config.http.is_some_and(|http| http.auth);
+    let asks_credentials = shared.config.http.listen.is_some_and(|http| http.auth);
     // The HTTP connection's slot becomes the client's: one connection,
     // counted once. Behind a trusted proxy, the client's own address is
     // counted now.
@@ -161,8 +165,8 @@ pub(crate) async fn upgrade(
     let config = &shared.config;
     let max_line = config.max_line;
     let settings = WsSettings {
-        ping_interval: config.ws_ping_interval,
-        pong_timeout: config.ws_pong_timeout,
+        ping_interval: config.http.ws_ping_interval,
+        pong_timeout: config.http.ws_pong_timeout,
         max_frame: max_line.saturating_mul(FRAME_LIMIT_LINES),
         read_buffer: READ_BUFFER,
         rates: shared.client_rates(),
