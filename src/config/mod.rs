@@ -237,14 +237,11 @@ pub struct Config {
     pub listeners: Vec<ListenerSpec>,
     /// Longest line or JSON object a client may send, in bytes.
     pub max_line: usize,
-    /// Per-client queued bytes above which its senders pause.
-    pub queue_soft_limit: usize,
-    /// Per-client queued bytes above which it is disconnected.
-    pub queue_hard_limit: usize,
+    /// The routing core's settings: queues, listings, rooms per client,
+    /// the memory budget.
+    pub hub: HubSettings,
     /// How long a client may accept nothing while data waits for it.
     pub stall_timeout: Duration,
-    /// How long senders pause for a congested client that accepts nothing.
-    pub pause_timeout: Duration,
     /// Disconnect clients that send nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Connections served at once, across all listeners.
@@ -263,26 +260,13 @@ pub struct Config {
     /// How long a client may stay over its rate limits before it is
     /// disconnected; zero: never, it is only paced.
     pub rate_limit_grace: Duration,
-    /// Rooms one client may be in at once.
-    pub max_rooms_per_client: usize,
-    /// Rooms above this size get no join/leave/rename notices (0: none do).
-    pub announce_max_members: usize,
     /// What text clients are greeted with and answered.
     pub greeting: Greeting,
     /// How long a shutdown waits for queued data to reach clients.
     pub shutdown_timeout: Duration,
-    /// Most rooms or names one listing shows.
-    pub max_list: usize,
-    /// Most rooms or members one listing looks at.
-    pub max_list_scan: usize,
-    /// Cut off a receiver whose queue stays over the soft limit this long
-    /// (`None`: never, while it makes some progress).
-    pub slow_timeout: Option<Duration>,
     /// Disconnect a client that does not finish a line it started within
     /// this long (`None`: never).
     pub line_timeout: Option<Duration>,
-    /// Bytes all clients together may hold in queues and unfinished input.
-    pub max_memory: usize,
     /// What rooms keep of what is said in them.
     pub history: HistorySettings,
     /// TCP keepalive for every client.
@@ -309,10 +293,20 @@ impl Default for Config {
         Config {
             listeners: vec![ListenerSpec::default()],
             max_line: DEFAULT_MAX_LINE,
-            queue_soft_limit: DEFAULT_QUEUE_SOFT_LIMIT,
-            queue_hard_limit: DEFAULT_QUEUE_HARD_LIMIT,
+            hub: HubSettings {
+                queue: QueueLimits {
+                    soft: DEFAULT_QUEUE_SOFT_LIMIT,
+                    hard: DEFAULT_QUEUE_HARD_LIMIT,
+                    pause: DEFAULT_PAUSE_TIMEOUT,
+                },
+                announce_max_members: DEFAULT_ANNOUNCE_MAX_MEMBERS,
+                max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
+                max_list: DEFAULT_MAX_LIST,
+                max_list_scan: DEFAULT_MAX_LIST_SCAN,
+                slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
+                max_memory: default_max_memory(),
+            },
             stall_timeout: DEFAULT_STALL_TIMEOUT,
-            pause_timeout: DEFAULT_PAUSE_TIMEOUT,
             idle_timeout: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: None,
@@ -322,15 +316,9 @@ impl Default for Config {
             max_messages_per_second: Rate::per_second(DEFAULT_MAX_MESSAGES_PER_SECOND),
             max_bytes_per_second: Rate::per_second(DEFAULT_MAX_BYTES_PER_SECOND as u32),
             rate_limit_grace: DEFAULT_RATE_LIMIT_GRACE,
-            max_rooms_per_client: DEFAULT_MAX_ROOMS_PER_CLIENT,
-            announce_max_members: DEFAULT_ANNOUNCE_MAX_MEMBERS,
             greeting: Greeting::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            max_list: DEFAULT_MAX_LIST,
-            max_list_scan: DEFAULT_MAX_LIST_SCAN,
-            slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
-            max_memory: default_max_memory(),
             history: HistorySettings::default(),
             tcp_keepalive: KeepaliveSettings::default(),
             http: HttpSettings::default(),
@@ -361,25 +349,25 @@ impl Config {
         anyhow::ensure!(!self.listeners.is_empty(), "no listener given");
         anyhow::ensure!(self.max_line > 0, "max-line must be at least 1 byte");
         anyhow::ensure!(
-            self.queue_soft_limit >= self.max_line,
+            self.hub.queue.soft >= self.max_line,
             "queue-soft-limit ({}) must be at least max-line ({}), or one long line would block its sender",
-            self.queue_soft_limit,
+            self.hub.queue.soft,
             self.max_line
         );
         anyhow::ensure!(
-            self.queue_hard_limit >= 2 * self.queue_soft_limit,
+            self.hub.queue.hard >= 2 * self.hub.queue.soft,
             "queue-hard-limit ({}) must be at least twice queue-soft-limit ({})",
-            self.queue_hard_limit,
-            self.queue_soft_limit
+            self.hub.queue.hard,
+            self.hub.queue.soft
         );
         anyhow::ensure!(
             !self.stall_timeout.is_zero(),
             "stall-timeout must be more than 0"
         );
         anyhow::ensure!(
-            self.pause_timeout <= self.stall_timeout,
+            self.hub.queue.pause <= self.stall_timeout,
             "pause-timeout ({}) must not be longer than stall-timeout ({})",
-            format_duration(self.pause_timeout),
+            format_duration(self.hub.queue.pause),
             format_duration(self.stall_timeout)
         );
         anyhow::ensure!(
@@ -387,28 +375,28 @@ impl Config {
             "max-connections must be at least 1"
         );
         anyhow::ensure!(
-            self.max_rooms_per_client > 0,
+            self.hub.max_rooms_per_client > 0,
             "max-rooms-per-client must be at least 1"
         );
-        anyhow::ensure!(self.max_list > 0, "max-list must be at least 1");
+        anyhow::ensure!(self.hub.max_list > 0, "max-list must be at least 1");
         anyhow::ensure!(
-            self.max_list_scan >= self.max_list,
+            self.hub.max_list_scan >= self.hub.max_list,
             "max-list-scan ({}) must be at least max-list ({})",
-            self.max_list_scan,
-            self.max_list
+            self.hub.max_list_scan,
+            self.hub.max_list
         );
         anyhow::ensure!(
-            self.max_memory >= self.queue_hard_limit,
+            self.hub.max_memory >= self.hub.queue.hard,
             "max-memory ({}) must be at least queue-hard-limit ({}), or one client could use it all",
-            self.max_memory,
-            self.queue_hard_limit
+            self.hub.max_memory,
+            self.hub.queue.hard
         );
         let history = &self.history;
         anyhow::ensure!(
-            history.keep == 0 || history.bytes.saturating_mul(4) <= self.queue_hard_limit,
+            history.keep == 0 || history.bytes.saturating_mul(4) <= self.hub.queue.hard,
             "history-bytes ({}) may be at most a quarter of queue-hard-limit ({}): a client resuming a room is queued all of its history at once (as hex, three times the bytes)",
             history.bytes,
-            self.queue_hard_limit
+            self.hub.queue.hard
         );
         anyhow::ensure!(
             history.keep == 0 || !history.age.is_zero(),
@@ -519,23 +507,6 @@ impl Config {
             "http-header-timeout must be more than 0"
         );
         Ok(())
-    }
-
-    /// The routing core's share of the settings.
-    pub fn hub_settings(&self) -> HubSettings {
-        HubSettings {
-            queue: QueueLimits {
-                soft: self.queue_soft_limit,
-                hard: self.queue_hard_limit,
-                pause: self.pause_timeout,
-            },
-            announce_max_members: self.announce_max_members,
-            max_rooms_per_client: self.max_rooms_per_client,
-            max_list: self.max_list,
-            max_list_scan: self.max_list_scan,
-            slow_timeout: self.slow_timeout,
-            max_memory: self.max_memory,
-        }
     }
 }
 
@@ -778,10 +749,8 @@ mod tests {
 
     #[test]
     fn inconsistent_limits_are_refused() {
-        let config = Config {
-            queue_soft_limit: 1024,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.hub.queue.soft = 1024;
         assert!(config.validate().is_err());
         assert!(Config::default().validate().is_ok());
     }

@@ -566,15 +566,15 @@ impl Overrides {
         set(&mut config.listeners, self.listen);
         set(&mut config.max_line, self.max_line.map(|s| s.0));
         set(
-            &mut config.queue_soft_limit,
+            &mut config.hub.queue.soft,
             self.queue_soft_limit.map(|s| s.0),
         );
         set(
-            &mut config.queue_hard_limit,
+            &mut config.hub.queue.hard,
             self.queue_hard_limit.map(|s| s.0),
         );
         set(&mut config.stall_timeout, self.stall_timeout.map(|s| s.0));
-        set(&mut config.pause_timeout, self.pause_timeout.map(|s| s.0));
+        set(&mut config.hub.queue.pause, self.pause_timeout.map(|s| s.0));
         if let Some(idle) = self.idle_timeout {
             config.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
         }
@@ -600,8 +600,14 @@ impl Overrides {
             &mut config.rate_limit_grace,
             self.rate_limit_grace.map(|s| s.0),
         );
-        set(&mut config.max_rooms_per_client, self.max_rooms_per_client);
-        set(&mut config.announce_max_members, self.announce_max_members);
+        set(
+            &mut config.hub.max_rooms_per_client,
+            self.max_rooms_per_client,
+        );
+        set(
+            &mut config.hub.announce_max_members,
+            self.announce_max_members,
+        );
         if self.welcome.is_some() {
             config.greeting.welcome = self.welcome;
         }
@@ -612,11 +618,11 @@ impl Overrides {
             &mut config.shutdown_timeout,
             self.shutdown_timeout.map(|s| s.0),
         );
-        set(&mut config.max_list, self.max_list);
-        set(&mut config.max_list_scan, self.max_list_scan);
-        set_optional(&mut config.slow_timeout, self.slow_timeout);
+        set(&mut config.hub.max_list, self.max_list);
+        set(&mut config.hub.max_list_scan, self.max_list_scan);
+        set_optional(&mut config.hub.slow_timeout, self.slow_timeout);
         set_optional(&mut config.line_timeout, self.line_timeout);
-        set(&mut config.max_memory, self.max_memory.map(|s| s.0));
+        set(&mut config.hub.max_memory, self.max_memory.map(|s| s.0));
         set(&mut config.history.keep, self.history);
         set(&mut config.history.age, self.history_age.map(|s| s.0));
         set(&mut config.history.bytes, self.history_bytes.map(|s| s.0));

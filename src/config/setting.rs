@@ -199,10 +199,10 @@ macro_rules! settings {
 settings! {
     listeners => Listen, "listen", Listeners, listeners;
     max_line => MaxLine, "max-line", Restart, size;
-    queue_soft_limit => QueueSoftLimit, "queue-soft-limit", Restart, size;
-    queue_hard_limit => QueueHardLimit, "queue-hard-limit", Restart, size;
+    hub.queue.soft => QueueSoftLimit, "queue-soft-limit", Restart, size;
+    hub.queue.hard => QueueHardLimit, "queue-hard-limit", Restart, size;
     stall_timeout => StallTimeout, "stall-timeout", Limits, duration;
-    pause_timeout => PauseTimeout, "pause-timeout", Restart, duration;
+    hub.queue.pause => PauseTimeout, "pause-timeout", Restart, duration;
     idle_timeout => IdleTimeout, "idle-timeout", Limits, duration_or_off;
     max_connections => MaxConnections, "max-connections", Limits, number;
     max_connections_per_ip => MaxConnectionsPerIp, "max-connections-per-ip", Limits, number_or_no_limit;
@@ -210,16 +210,16 @@ settings! {
     max_messages_per_second => MaxMessagesPerSecond, "max-messages-per-second", Limits, rate;
     max_bytes_per_second => MaxBytesPerSecond, "max-bytes-per-second", Limits, byte_rate;
     rate_limit_grace => RateLimitGrace, "rate-limit-grace", Limits, grace;
-    max_rooms_per_client => MaxRoomsPerClient, "max-rooms-per-client", Restart, number;
-    announce_max_members => AnnounceMaxMembers, "announce-max-members", Restart, number;
+    hub.max_rooms_per_client => MaxRoomsPerClient, "max-rooms-per-client", Restart, number;
+    hub.announce_max_members => AnnounceMaxMembers, "announce-max-members", Restart, number;
     greeting.welcome => Welcome, "welcome", Greeting, welcome;
     greeting.ack => Ack, "ack", Greeting, text_or_none;
     shutdown_timeout => ShutdownTimeout, "shutdown-timeout", Restart, duration;
-    max_list => MaxList, "max-list", Restart, number;
-    max_list_scan => MaxListScan, "max-list-scan", Restart, number;
-    slow_timeout => SlowTimeout, "slow-timeout", Restart, duration_or_off;
+    hub.max_list => MaxList, "max-list", Restart, number;
+    hub.max_list_scan => MaxListScan, "max-list-scan", Restart, number;
+    hub.slow_timeout => SlowTimeout, "slow-timeout", Restart, duration_or_off;
     line_timeout => LineTimeout, "line-timeout", Limits, duration_or_off;
-    max_memory => MaxMemory, "max-memory", Restart, size;
+    hub.max_memory => MaxMemory, "max-memory", Restart, size;
     history.keep => History, "history", History, number_or_off;
     history.age => HistoryAge, "history-age", History, duration;
     history.bytes => HistoryBytes, "history-bytes", History, size;
@@ -273,10 +273,8 @@ impl Config {
         let Config {
             listeners: _,
             max_line: _,
-            queue_soft_limit: _,
-            queue_hard_limit: _,
+            hub: _,
             stall_timeout: _,
-            pause_timeout: _,
             idle_timeout: _,
             max_connections: _,
             max_connections_per_ip: _,
@@ -284,15 +282,9 @@ impl Config {
             max_messages_per_second: _,
             max_bytes_per_second: _,
             rate_limit_grace: _,
-            max_rooms_per_client: _,
-            announce_max_members: _,
             greeting: _,
             shutdown_timeout: _,
-            max_list: _,
-            max_list_scan: _,
-            slow_timeout: _,
             line_timeout: _,
-            max_memory: _,
             history: _,
             tcp_keepalive: _,
             http: _,
@@ -302,6 +294,20 @@ impl Config {
             auth_timeout: _,
             cluster: _,
         } = self;
+        let crate::hub::HubSettings {
+            queue:
+                crate::hub::QueueLimits {
+                    soft: _,
+                    hard: _,
+                    pause: _,
+                },
+            announce_max_members: _,
+            max_rooms_per_client: _,
+            max_list: _,
+            max_list_scan: _,
+            slow_timeout: _,
+            max_memory: _,
+        } = &self.hub;
         let super::Greeting { welcome: _, ack: _ } = &self.greeting;
         let super::HistorySettings {
             keep: _,

@@ -118,7 +118,7 @@ mod tests {
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
-        let hub = crate::hub::Hub::new(crate::Config::local().hub_settings());
+        let hub = crate::hub::Hub::new(crate::Config::local().hub);
         let session = hub.connect(None, &Text::ENCODINGS, crate::hub::ClientMeta::default());
         let timeouts = Timeouts {
             stall: Duration::from_secs(5),

@@ -196,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_partial_write_marks_the_message_torn_until_it_is_finished() {
-        let hub = crate::hub::Hub::new(crate::Config::local().hub_settings());
+        let hub = crate::hub::Hub::new(crate::Config::local().hub);
         let session = hub.connect(None, &Text::ENCODINGS, crate::hub::ClientMeta::default());
         let outbox = session.outbox_handle();
         // A pipe that holds 3 bytes: "hello\n" cannot go in one write.

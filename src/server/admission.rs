@@ -175,7 +175,7 @@ impl ServerState {
         if self.hub.memory_nearly_full() {
             return Err(refused(RefusalCause::MemoryNearlyFull, format!(
                 "server busy: its clients hold nearly all of its memory budget of {} bytes (max memory); try again later",
-                self.config.max_memory
+                self.config.hub.max_memory
             )));
         }
         self.slots.clone().try_acquire_owned().map_err(|_| {

@@ -151,7 +151,7 @@ impl Server {
             None => None,
         };
         let (reloads, reloaded) = watch::channel(config.clone());
-        let hub = Hub::new(config.hub_settings());
+        let hub = Hub::new(config.hub);
         hub.set_history_rules(config.history.rules());
         // Replays are encoded off the relay's threads: a client asking for
         // them in a loop takes its time, not anyone else's.
@@ -671,7 +671,7 @@ async fn sweep_loop(shared: Arc<ServerState>) {
             warn!(
                 clients = over_budget,
                 held = sweep.held,
-                budget = shared.config.max_memory,
+                budget = shared.config.hub.max_memory,
                 "over the memory budget (max memory): cut off the clients holding the most"
             );
         }

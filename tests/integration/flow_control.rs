@@ -6,6 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
+use switchboard::hub::{HubSettings, QueueLimits};
 use switchboard::{Client, Config};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -146,8 +147,14 @@ async fn a_client_that_never_reads_is_cut_off_and_others_keep_going() {
 async fn a_reader_much_slower_than_its_sender_still_gets_every_line() {
     const COUNT: usize = 10_000; // 10 MB: more than the kernel's socket buffers hold
     let config = Config {
-        queue_soft_limit: 64 * 1024,
-        queue_hard_limit: 256 * 1024,
+        hub: HubSettings {
+            queue: QueueLimits {
+                soft: 64 * 1024,
+                hard: 256 * 1024,
+                ..Config::local().hub.queue
+            },
+            ..Config::local().hub
+        },
         max_line: 4 * 1024,
         ..flat_out()
     };
@@ -174,8 +181,14 @@ async fn a_reader_much_slower_than_its_sender_still_gets_every_line() {
 #[tokio::test]
 async fn a_stalled_client_is_cut_off_and_its_sender_goes_on() {
     let config = Config {
-        queue_soft_limit: 64 * 1024,
-        queue_hard_limit: 1024 * 1024,
+        hub: HubSettings {
+            queue: QueueLimits {
+                soft: 64 * 1024,
+                hard: 1024 * 1024,
+                ..Config::local().hub.queue
+            },
+            ..Config::local().hub
+        },
         stall_timeout: Duration::from_millis(500),
         ..flat_out()
     };

@@ -6,6 +6,7 @@ use crate::common;
 use common::*;
 use serde_json::{json, Value};
 use switchboard::config::{HistorySettings, HttpSettings};
+use switchboard::hub::HubSettings;
 use switchboard::{Client, Config, Mode, ServerLine};
 
 /// A server whose rooms keep their last `keep` messages, with a text
@@ -565,7 +566,10 @@ async fn history_is_evicted_oldest_first_before_any_client_is_cut_off() {
             bytes: 1 << 20,
             ..Default::default()
         },
-        max_memory: 4 << 20,
+        hub: HubSettings {
+            max_memory: 4 << 20,
+            ..Config::local().hub
+        },
         http: HttpSettings {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()

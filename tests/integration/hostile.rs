@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 use switchboard::config::KeepaliveSettings;
+use switchboard::hub::{HubSettings, QueueLimits};
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -82,7 +83,10 @@ async fn a_client_cut_off_with_a_backlog_of_requests_gets_nothing_more_done() {
 #[tokio::test]
 async fn room_listings_are_bounded_largest_first_and_filtered_in_text_and_json() {
     let config = Config {
-        max_list: 10,
+        hub: HubSettings {
+            max_list: 10,
+            ..Config::local().hub
+        },
         ..config_with(&["127.0.0.1:0", "json://127.0.0.1:0"])
     };
     let server = TestServer::start(config).await;
@@ -284,9 +288,15 @@ async fn a_rename_flood_waits_for_a_reader_that_reads_instead_of_cutting_it_off(
     // A small queue, so that a flood not held back would cut the reader
     // off after half a megabyte.
     let config = Config {
-        slow_timeout: None,
-        queue_soft_limit: 128 * 1024,
-        queue_hard_limit: 512 * 1024,
+        hub: HubSettings {
+            queue: QueueLimits {
+                soft: 128 * 1024,
+                hard: 512 * 1024,
+                ..Config::local().hub.queue
+            },
+            slow_timeout: None,
+            ..Config::local().hub
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
@@ -453,9 +463,15 @@ async fn a_sender_whose_reads_all_end_mid_line_is_not_cut_off_by_the_line_timeou
 async fn over_the_memory_budget_new_clients_are_refused_and_the_largest_holders_cut_off() {
     let config = Config {
         max_line: 64 * 1024,
-        queue_soft_limit: 64 * 1024,
-        queue_hard_limit: 256 * 1024,
-        max_memory: 1024 * 1024,
+        hub: HubSettings {
+            queue: QueueLimits {
+                soft: 64 * 1024,
+                hard: 256 * 1024,
+                ..Config::local().hub.queue
+            },
+            max_memory: 1024 * 1024,
+            ..Config::local().hub
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
@@ -512,7 +528,10 @@ async fn over_the_memory_budget_new_clients_are_refused_and_the_largest_holders_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickle_reader_is_cut_off_after_the_slow_timeout_and_its_room_speeds_up_again() {
     let config = Config {
-        slow_timeout: Some(Duration::from_secs(1)),
+        hub: HubSettings {
+            slow_timeout: Some(Duration::from_secs(1)),
+            ..Config::local().hub
+        },
         ..flat_out()
     };
     let server = TestServer::start(config).await;

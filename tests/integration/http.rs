@@ -11,6 +11,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use switchboard::config::{HistorySettings, HttpSettings};
+use switchboard::hub::{HubSettings, QueueLimits};
 use switchboard::{Config, Mode, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -230,7 +231,13 @@ async fn binary_frames_reach_raw_clients_unchanged_and_back() {
 async fn a_frame_over_the_line_limit_gets_an_error_and_the_connection_lives() {
     let config = Config {
         max_line: 1024,
-        queue_soft_limit: 64 * 1024,
+        hub: HubSettings {
+            queue: QueueLimits {
+                soft: 64 * 1024,
+                ..Config::local().hub.queue
+            },
+            ..Config::local().hub
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -255,7 +262,13 @@ async fn a_frame_over_the_line_limit_gets_an_error_and_the_connection_lives() {
 async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
     let config = Config {
         stall_timeout: Duration::from_millis(500),
-        pause_timeout: Duration::from_millis(100),
+        hub: HubSettings {
+            queue: QueueLimits {
+                pause: Duration::from_millis(100),
+                ..Config::local().hub.queue
+            },
+            ..Config::local().hub
+        },
         // The talker floods on purpose.
         max_messages_per_second: None,
         max_bytes_per_second: None,

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use switchboard::hub::HubSettings;
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -86,7 +87,10 @@ async fn a_thousand_clients_all_receive_one_broadcast() {
     const CLIENTS: usize = 1000;
     let config = Config {
         // No join notices: each of the thousand would go to everyone.
-        announce_max_members: 0,
+        hub: HubSettings {
+            announce_max_members: 0,
+            ..Config::local().hub
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;

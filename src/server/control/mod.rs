@@ -182,7 +182,7 @@ impl Control {
             tls_handshake_failures: monitor.tls_failures(),
             memory: Memory {
                 held: shared.hub.memory_held(),
-                budget: shared.config.max_memory,
+                budget: shared.config.hub.max_memory,
                 history: shared.hub.history_bytes(),
                 history_evicted: shared.hub.history_evicted(),
                 rss: resident_memory(),
@@ -228,7 +228,7 @@ impl Control {
     pub fn clients(&self, query: &ClientQuery) -> Result<ClientPage, ControlError> {
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
         let offset = query.offset.unwrap_or(0);
-        let queue_limit = self.shared.config.queue_hard_limit;
+        let queue_limit = self.shared.config.hub.queue.hard;
         let state = query.state.unwrap_or_default();
         let mut views: Vec<ClientView> = match state {
             ClientState::Open => self
@@ -292,11 +292,7 @@ impl Control {
             .hub
             .client(ClientId::new(id))
             .ok_or(HubError::NoSuchClientId(ClientId::new(id)))?;
-        Ok(client_view(
-            client,
-            self.shared.config.queue_hard_limit,
-            None,
-        ))
+        Ok(client_view(client, self.shared.config.hub.queue.hard, None))
     }
 
     /// Rooms, largest first, filtered and paged.
@@ -342,7 +338,7 @@ impl Control {
             .room(&name)
             .ok_or_else(|| HubError::NoSuchRoom(name.clone()))?;
         members.sort_by_key(|m| m.id);
-        let queue_limit = self.shared.config.queue_hard_limit;
+        let queue_limit = self.shared.config.hub.queue.hard;
         Ok(RoomDetail {
             room: RoomView {
                 rate: self.shared.monitor.room_rate(&name),
@@ -479,11 +475,7 @@ impl Control {
             )
             .ok_or(HubError::NoSuchClientId(ClientId::new(id)))?;
         tracing::info!(client = %client.id, name = %client.name, %reason, "the admin kicked a client");
-        Ok(client_view(
-            client,
-            self.shared.config.queue_hard_limit,
-            None,
-        ))
+        Ok(client_view(client, self.shared.config.hub.queue.hard, None))
     }
 
     /// Opens a TCP listener.
