@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use crate::auth::AuthSettings;
 use crate::hub::{HubSettings, QueueLimits};
-use crate::throttle::Rate;
 pub use crate::units::{format_duration, Seconds, Size};
 
 mod listener;
@@ -26,7 +25,9 @@ pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
 #[cfg(test)]
 use overrides::suggest_known_key;
 pub use overrides::Overrides;
-pub use sections::{ClusterSettings, Greeting, HistorySettings, HttpSettings, KeepaliveSettings};
+pub use sections::{
+    ClusterSettings, ConnectionLimits, Greeting, HistorySettings, HttpSettings, KeepaliveSettings,
+};
 pub use setting::{Reload, Setting};
 
 /// The port of the default listener, as in the tutorials switchboard grew from.
@@ -240,33 +241,12 @@ pub struct Config {
     /// The routing core's settings: queues, listings, rooms per client,
     /// the memory budget.
     pub hub: HubSettings,
-    /// How long a client may accept nothing while data waits for it.
-    pub stall_timeout: Duration,
-    /// Disconnect clients that send nothing for this long (`None`: never).
-    pub idle_timeout: Option<Duration>,
-    /// Connections served at once, across all listeners.
-    pub max_connections: usize,
-    /// Connections served at once from one IP address (`None`: no limit).
-    pub max_connections_per_ip: Option<usize>,
-    /// New connections one IP address (an IPv6 /64) may open a second
-    /// (`None`: no limit). Loopback is not limited.
-    pub max_connections_per_ip_per_second: Option<Rate>,
-    /// Messages one client may send a second (`None`: no limit); a client
-    /// over it is slowed down.
-    pub max_messages_per_second: Option<Rate>,
-    /// Bytes one client may send a second (`None`: no limit); a client
-    /// over it is slowed down.
-    pub max_bytes_per_second: Option<Rate>,
-    /// How long a client may stay over its rate limits before it is
-    /// disconnected; zero: never, it is only paced.
-    pub rate_limit_grace: Duration,
+    /// The limits each connection takes as it comes.
+    pub limits: ConnectionLimits,
     /// What text clients are greeted with and answered.
     pub greeting: Greeting,
     /// How long a shutdown waits for queued data to reach clients.
     pub shutdown_timeout: Duration,
-    /// Disconnect a client that does not finish a line it started within
-    /// this long (`None`: never).
-    pub line_timeout: Option<Duration>,
     /// What rooms keep of what is said in them.
     pub history: HistorySettings,
     /// TCP keepalive for every client.
@@ -293,6 +273,7 @@ impl Default for Config {
         Config {
             listeners: vec![ListenerSpec::default()],
             max_line: DEFAULT_MAX_LINE,
+            limits: ConnectionLimits::default(),
             hub: HubSettings {
                 queue: QueueLimits {
                     soft: DEFAULT_QUEUE_SOFT_LIMIT,
@@ -306,19 +287,8 @@ impl Default for Config {
                 slow_timeout: Some(DEFAULT_SLOW_TIMEOUT),
                 max_memory: default_max_memory(),
             },
-            stall_timeout: DEFAULT_STALL_TIMEOUT,
-            idle_timeout: None,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_ip: None,
-            max_connections_per_ip_per_second: Rate::per_second(
-                DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND,
-            ),
-            max_messages_per_second: Rate::per_second(DEFAULT_MAX_MESSAGES_PER_SECOND),
-            max_bytes_per_second: Rate::per_second(DEFAULT_MAX_BYTES_PER_SECOND as u32),
-            rate_limit_grace: DEFAULT_RATE_LIMIT_GRACE,
             greeting: Greeting::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
             history: HistorySettings::default(),
             tcp_keepalive: KeepaliveSettings::default(),
             http: HttpSettings::default(),
@@ -361,17 +331,17 @@ impl Config {
             self.hub.queue.soft
         );
         anyhow::ensure!(
-            !self.stall_timeout.is_zero(),
+            !self.limits.stall_timeout.is_zero(),
             "stall-timeout must be more than 0"
         );
         anyhow::ensure!(
-            self.hub.queue.pause <= self.stall_timeout,
+            self.hub.queue.pause <= self.limits.stall_timeout,
             "pause-timeout ({}) must not be longer than stall-timeout ({})",
             format_duration(self.hub.queue.pause),
-            format_duration(self.stall_timeout)
+            format_duration(self.limits.stall_timeout)
         );
         anyhow::ensure!(
-            self.max_connections > 0,
+            self.limits.max_connections > 0,
             "max-connections must be at least 1"
         );
         anyhow::ensure!(
@@ -722,8 +692,8 @@ mod tests {
         file.apply(&mut config).unwrap();
         assert_eq!(config.listeners[0].mode, Mode::Json);
         assert_eq!(config.max_line, 1024);
-        assert_eq!(config.stall_timeout, Duration::from_secs(2));
-        assert_eq!(config.idle_timeout, None);
+        assert_eq!(config.limits.stall_timeout, Duration::from_secs(2));
+        assert_eq!(config.limits.idle_timeout, None);
         assert_eq!(config.greeting.welcome.as_deref(), Some("connect"));
     }
 

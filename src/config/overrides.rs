@@ -573,20 +573,23 @@ impl Overrides {
             &mut config.hub.queue.hard,
             self.queue_hard_limit.map(|s| s.0),
         );
-        set(&mut config.stall_timeout, self.stall_timeout.map(|s| s.0));
+        set(
+            &mut config.limits.stall_timeout,
+            self.stall_timeout.map(|s| s.0),
+        );
         set(&mut config.hub.queue.pause, self.pause_timeout.map(|s| s.0));
         if let Some(idle) = self.idle_timeout {
-            config.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
+            config.limits.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
         }
-        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.limits.max_connections, self.max_connections);
         if let Some(per_ip) = self.max_connections_per_ip {
-            config.max_connections_per_ip = Some(per_ip).filter(|n| *n > 0);
+            config.limits.max_connections_per_ip = Some(per_ip).filter(|n| *n > 0);
         }
         if let Some(rate) = self.max_connections_per_ip_per_second {
-            config.max_connections_per_ip_per_second = Rate::per_second(rate);
+            config.limits.max_connections_per_ip_per_second = Rate::per_second(rate);
         }
         if let Some(rate) = self.max_messages_per_second {
-            config.max_messages_per_second = Rate::per_second(rate);
+            config.limits.max_messages_per_second = Rate::per_second(rate);
         }
         if let Some(Size(rate)) = self.max_bytes_per_second {
             let rate = u32::try_from(rate).map_err(|_| {
@@ -594,10 +597,10 @@ impl Overrides {
                     "max-bytes-per-second {rate} is more than 4 GiB a second; use 0 for no limit"
                 )
             })?;
-            config.max_bytes_per_second = Rate::per_second(rate);
+            config.limits.max_bytes_per_second = Rate::per_second(rate);
         }
         set(
-            &mut config.rate_limit_grace,
+            &mut config.limits.rate_limit_grace,
             self.rate_limit_grace.map(|s| s.0),
         );
         set(
@@ -621,7 +624,7 @@ impl Overrides {
         set(&mut config.hub.max_list, self.max_list);
         set(&mut config.hub.max_list_scan, self.max_list_scan);
         set_optional(&mut config.hub.slow_timeout, self.slow_timeout);
-        set_optional(&mut config.line_timeout, self.line_timeout);
+        set_optional(&mut config.limits.line_timeout, self.line_timeout);
         set(&mut config.hub.max_memory, self.max_memory.map(|s| s.0));
         set(&mut config.history.keep, self.history);
         set(&mut config.history.age, self.history_age.map(|s| s.0));

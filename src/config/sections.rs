@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::throttle::Rate;
+
 /// What text clients are greeted with, and answered after each message
 /// (`--welcome`, `--ack`): a reload changes it for the connections after.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -197,6 +199,54 @@ impl Default for HttpSettings {
             ws_ping_interval: super::DEFAULT_WS_PING_INTERVAL,
             ws_pong_timeout: super::DEFAULT_WS_PONG_TIMEOUT,
             admin_login_attempts: super::DEFAULT_ADMIN_LOGIN_ATTEMPTS,
+        }
+    }
+}
+
+/// The limits each connection takes as it comes (`--stall-timeout`,
+/// `--max-connections`, the rate limits, ...): a reload changes them for
+/// the connections after it ([`Reload::Limits`](super::Reload::Limits)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a client may accept nothing while data waits for it.
+    pub stall_timeout: Duration,
+    /// Disconnect clients that send nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Disconnect a client that does not finish a line it started within
+    /// this long (`None`: never).
+    pub line_timeout: Option<Duration>,
+    /// Connections served at once, across all listeners.
+    pub max_connections: usize,
+    /// Connections served at once from one IP address (`None`: no limit).
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections one IP address (an IPv6 /64) may open a second
+    /// (`None`: no limit). Loopback is not limited.
+    pub max_connections_per_ip_per_second: Option<Rate>,
+    /// Messages one client may send a second (`None`: no limit); a client
+    /// over it is slowed down.
+    pub max_messages_per_second: Option<Rate>,
+    /// Bytes one client may send a second (`None`: no limit); a client
+    /// over it is slowed down.
+    pub max_bytes_per_second: Option<Rate>,
+    /// How long a client may stay over its rate limits before it is
+    /// disconnected; zero: never, it is only paced.
+    pub rate_limit_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            stall_timeout: super::DEFAULT_STALL_TIMEOUT,
+            idle_timeout: None,
+            line_timeout: Some(super::DEFAULT_LINE_TIMEOUT),
+            max_connections: super::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: None,
+            max_connections_per_ip_per_second: Rate::per_second(
+                super::DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND,
+            ),
+            max_messages_per_second: Rate::per_second(super::DEFAULT_MAX_MESSAGES_PER_SECOND),
+            max_bytes_per_second: Rate::per_second(super::DEFAULT_MAX_BYTES_PER_SECOND as u32),
+            rate_limit_grace: super::DEFAULT_RATE_LIMIT_GRACE,
         }
     }
 }

@@ -201,15 +201,15 @@ settings! {
     max_line => MaxLine, "max-line", Restart, size;
     hub.queue.soft => QueueSoftLimit, "queue-soft-limit", Restart, size;
     hub.queue.hard => QueueHardLimit, "queue-hard-limit", Restart, size;
-    stall_timeout => StallTimeout, "stall-timeout", Limits, duration;
+    limits.stall_timeout => StallTimeout, "stall-timeout", Limits, duration;
     hub.queue.pause => PauseTimeout, "pause-timeout", Restart, duration;
-    idle_timeout => IdleTimeout, "idle-timeout", Limits, duration_or_off;
-    max_connections => MaxConnections, "max-connections", Limits, number;
-    max_connections_per_ip => MaxConnectionsPerIp, "max-connections-per-ip", Limits, number_or_no_limit;
-    max_connections_per_ip_per_second => MaxConnectionsPerIpPerSecond, "max-connections-per-ip-per-second", Limits, rate;
-    max_messages_per_second => MaxMessagesPerSecond, "max-messages-per-second", Limits, rate;
-    max_bytes_per_second => MaxBytesPerSecond, "max-bytes-per-second", Limits, byte_rate;
-    rate_limit_grace => RateLimitGrace, "rate-limit-grace", Limits, grace;
+    limits.idle_timeout => IdleTimeout, "idle-timeout", Limits, duration_or_off;
+    limits.max_connections => MaxConnections, "max-connections", Limits, number;
+    limits.max_connections_per_ip => MaxConnectionsPerIp, "max-connections-per-ip", Limits, number_or_no_limit;
+    limits.max_connections_per_ip_per_second => MaxConnectionsPerIpPerSecond, "max-connections-per-ip-per-second", Limits, rate;
+    limits.max_messages_per_second => MaxMessagesPerSecond, "max-messages-per-second", Limits, rate;
+    limits.max_bytes_per_second => MaxBytesPerSecond, "max-bytes-per-second", Limits, byte_rate;
+    limits.rate_limit_grace => RateLimitGrace, "rate-limit-grace", Limits, grace;
     hub.max_rooms_per_client => MaxRoomsPerClient, "max-rooms-per-client", Restart, number;
     hub.announce_max_members => AnnounceMaxMembers, "announce-max-members", Restart, number;
     greeting.welcome => Welcome, "welcome", Greeting, welcome;
@@ -218,7 +218,7 @@ settings! {
     hub.max_list => MaxList, "max-list", Restart, number;
     hub.max_list_scan => MaxListScan, "max-list-scan", Restart, number;
     hub.slow_timeout => SlowTimeout, "slow-timeout", Restart, duration_or_off;
-    line_timeout => LineTimeout, "line-timeout", Limits, duration_or_off;
+    limits.line_timeout => LineTimeout, "line-timeout", Limits, duration_or_off;
     hub.max_memory => MaxMemory, "max-memory", Restart, size;
     history.keep => History, "history", History, number_or_off;
     history.age => HistoryAge, "history-age", History, duration;
@@ -274,17 +274,9 @@ impl Config {
             listeners: _,
             max_line: _,
             hub: _,
-            stall_timeout: _,
-            idle_timeout: _,
-            max_connections: _,
-            max_connections_per_ip: _,
-            max_connections_per_ip_per_second: _,
-            max_messages_per_second: _,
-            max_bytes_per_second: _,
-            rate_limit_grace: _,
+            limits: _,
             greeting: _,
             shutdown_timeout: _,
-            line_timeout: _,
             history: _,
             tcp_keepalive: _,
             http: _,
@@ -308,6 +300,17 @@ impl Config {
             slow_timeout: _,
             max_memory: _,
         } = &self.hub;
+        let super::ConnectionLimits {
+            stall_timeout: _,
+            idle_timeout: _,
+            line_timeout: _,
+            max_connections: _,
+            max_connections_per_ip: _,
+            max_connections_per_ip_per_second: _,
+            max_messages_per_second: _,
+            max_bytes_per_second: _,
+            rate_limit_grace: _,
+        } = &self.limits;
         let super::Greeting { welcome: _, ack: _ } = &self.greeting;
         let super::HistorySettings {
             keep: _,

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
-use crate::config::{Config, Greeting, HttpSpec, ListenerSpec, Mode, Reload};
+use crate::config::{Config, ConnectionLimits, Greeting, HttpSpec, ListenerSpec, Mode, Reload};
 use crate::connection::{self, Timeouts};
 use crate::hub::{CloseReason, Hub};
 use crate::protocol::Protocol;
@@ -258,9 +258,9 @@ impl Server {
         let shared = Arc::new(ServerState {
             cluster,
             hub: self.hub,
-            slots: Arc::new(Semaphore::new(self.config.max_connections)),
+            slots: Arc::new(Semaphore::new(self.config.limits.max_connections)),
             per_ip: Arc::default(),
-            live: RwLock::new(Live::of(&self.config)),
+            live: RwLock::new(Live::of(&self.config.limits)),
             greeting: watch::Sender::new(self.config.greeting.clone()),
             running: Mutex::new(self.config.clone()),
             configured: Mutex::default(),
@@ -414,21 +414,21 @@ struct Live {
 }
 
 impl Live {
-    fn of(config: &Config) -> Live {
+    fn of(limits: &ConnectionLimits) -> Live {
         Live {
             timeouts: Timeouts {
-                stall: config.stall_timeout,
-                idle: config.idle_timeout,
-                line: config.line_timeout,
+                stall: limits.stall_timeout,
+                idle: limits.idle_timeout,
+                line: limits.line_timeout,
                 rates: ClientRates {
-                    messages: config.max_messages_per_second,
-                    bytes: config.max_bytes_per_second,
-                    grace: config.rate_limit_grace,
+                    messages: limits.max_messages_per_second,
+                    bytes: limits.max_bytes_per_second,
+                    grace: limits.rate_limit_grace,
                 },
             },
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
-            connection_rates: config
+            max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            connection_rates: limits
                 .max_connections_per_ip_per_second
                 .map(|rate| Arc::new(ConnectionRates::new(rate))),
         }
@@ -512,9 +512,11 @@ impl ServerState {
         }
         let limits = keys(Reload::Limits);
         if !limits.is_empty() {
-            let mut next = Live::of(new);
+            let mut next = Live::of(&new.limits);
             let mut current = crate::sync::write(&self.live);
-            if running.max_connections_per_ip_per_second == new.max_connections_per_ip_per_second {
+            if running.limits.max_connections_per_ip_per_second
+                == new.limits.max_connections_per_ip_per_second
+            {
                 // The same rate: each address keeps what it has used.
                 next.connection_rates = current.connection_rates.clone();
             }

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use switchboard::config::ConnectionLimits;
 use switchboard::{Client, Config, Mode, Server, ServerLine};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::process::{Child, Command};
@@ -194,8 +195,11 @@ impl TestServer {
 /// senders down before what they test. Rate limits have their own tests.
 pub fn flat_out() -> Config {
     Config {
-        max_messages_per_second: None,
-        max_bytes_per_second: None,
+        limits: ConnectionLimits {
+            max_messages_per_second: None,
+            max_bytes_per_second: None,
+            ..Config::local().limits
+        },
         ..Config::local()
     }
 }

@@ -6,6 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
+use switchboard::config::ConnectionLimits;
 use switchboard::hub::{HubSettings, QueueLimits};
 use switchboard::{Client, Config};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -189,7 +190,10 @@ async fn a_stalled_client_is_cut_off_and_its_sender_goes_on() {
             },
             ..Config::local().hub
         },
-        stall_timeout: Duration::from_millis(500),
+        limits: ConnectionLimits {
+            stall_timeout: Duration::from_millis(500),
+            ..flat_out().limits
+        },
         ..flat_out()
     };
     let server = TestServer::start(config).await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use switchboard::config::KeepaliveSettings;
+use switchboard::config::{ConnectionLimits, KeepaliveSettings};
 use switchboard::hub::{HubSettings, QueueLimits};
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,7 +43,10 @@ async fn expect_line_not_after(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cut_off_with_a_backlog_of_requests_gets_nothing_more_done() {
     let config = Config {
-        stall_timeout: Duration::from_millis(500),
+        limits: ConnectionLimits {
+            stall_timeout: Duration::from_millis(500),
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
@@ -405,7 +408,10 @@ async fn look_alike_names_cannot_pose_as_a_connected_client() {
 #[tokio::test]
 async fn a_line_left_unfinished_is_cut_off_after_the_line_timeout() {
     let config = Config {
-        line_timeout: Some(Duration::from_millis(300)),
+        limits: ConnectionLimits {
+            line_timeout: Some(Duration::from_millis(300)),
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
@@ -434,7 +440,10 @@ async fn a_sender_whose_reads_all_end_mid_line_is_not_cut_off_by_the_line_timeou
     // Found by the soak: a flooder's reads never ended on a line break, so
     // its "unfinished line" seemed to last the whole 30 s.
     let config = Config {
-        line_timeout: Some(Duration::from_secs(1)),
+        limits: ConnectionLimits {
+            line_timeout: Some(Duration::from_secs(1)),
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;

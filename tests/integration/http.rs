@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use switchboard::config::{HistorySettings, HttpSettings};
+use switchboard::config::{ConnectionLimits, HistorySettings, HttpSettings};
 use switchboard::hub::{HubSettings, QueueLimits};
 use switchboard::{Config, Mode, ServerLine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -261,7 +261,12 @@ async fn a_frame_over_the_line_limit_gets_an_error_and_the_connection_lives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
     let config = Config {
-        stall_timeout: Duration::from_millis(500),
+        limits: ConnectionLimits {
+            stall_timeout: Duration::from_millis(500),
+            max_messages_per_second: None,
+            max_bytes_per_second: None,
+            ..http_config().limits
+        },
         hub: HubSettings {
             queue: QueueLimits {
                 pause: Duration::from_millis(100),
@@ -270,8 +275,6 @@ async fn a_browser_that_stops_reading_is_cut_off_and_the_room_goes_on() {
             ..Config::local().hub
         },
         // The talker floods on purpose.
-        max_messages_per_second: None,
-        max_bytes_per_second: None,
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1265,7 +1268,10 @@ async fn behind_a_trusted_proxy_each_client_is_counted_as_itself() {
             admin_login_attempts: 2,
             ..http_config().http
         },
-        max_connections_per_ip: Some(1),
+        limits: ConnectionLimits {
+            max_connections_per_ip: Some(1),
+            ..http_config().limits
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1312,7 +1318,10 @@ async fn behind_a_trusted_proxy_each_client_is_counted_as_itself() {
 
     // Not trusted: a client's X-Forwarded-For is its own words, ignored.
     let config = Config {
-        max_connections_per_ip: Some(1),
+        limits: ConnectionLimits {
+            max_connections_per_ip: Some(1),
+            ..http_config().limits
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1347,7 +1356,10 @@ async fn slow_or_silent_http_connections_are_closed_and_counted_like_clients() {
             header_timeout: Duration::from_secs(1),
             ..http_config().http
         },
-        max_connections_per_ip: Some(2),
+        limits: ConnectionLimits {
+            max_connections_per_ip: Some(2),
+            ..http_config().limits
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1453,8 +1465,11 @@ async fn one_address_cannot_take_every_pending_tls_handshake() {
 #[tokio::test]
 async fn websocket_pings_count_against_the_rate_limits() {
     let config = Config {
-        max_messages_per_second: switchboard::throttle::Rate::per_second(100),
-        rate_limit_grace: Duration::from_secs(1),
+        limits: ConnectionLimits {
+            max_messages_per_second: switchboard::throttle::Rate::per_second(100),
+            rate_limit_grace: Duration::from_secs(1),
+            ..http_config().limits
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;
@@ -1486,7 +1501,10 @@ async fn websocket_pings_count_against_the_rate_limits() {
 #[tokio::test]
 async fn an_unfinished_fragmented_websocket_message_is_held_to_the_line_timeout() {
     let config = Config {
-        line_timeout: Some(Duration::from_secs(1)),
+        limits: ConnectionLimits {
+            line_timeout: Some(Duration::from_secs(1)),
+            ..http_config().limits
+        },
         ..http_config()
     };
     let (server, http_addr) = start(config).await;

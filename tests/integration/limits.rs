@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use switchboard::config::ConnectionLimits;
 use switchboard::hub::HubSettings;
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -15,7 +16,10 @@ use tokio::net::TcpStream;
 #[tokio::test]
 async fn the_connection_after_max_connections_is_refused_with_a_reason() {
     let config = Config {
-        max_connections: 3,
+        limits: ConnectionLimits {
+            max_connections: 3,
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
@@ -51,7 +55,10 @@ async fn the_connection_after_max_connections_is_refused_with_a_reason() {
 #[tokio::test]
 async fn too_many_connections_from_one_address_are_refused() {
     let config = Config {
-        max_connections_per_ip: Some(2),
+        limits: ConnectionLimits {
+            max_connections_per_ip: Some(2),
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
@@ -69,7 +76,10 @@ async fn too_many_connections_from_one_address_are_refused() {
 #[tokio::test]
 async fn an_idle_client_is_disconnected_with_the_reason() {
     let config = Config {
-        idle_timeout: Some(Duration::from_millis(300)),
+        limits: ConnectionLimits {
+            idle_timeout: Some(Duration::from_millis(300)),
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use switchboard::config::ConnectionLimits;
 use switchboard::throttle::Rate;
 use switchboard::{Client, Config, ServerLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -17,9 +18,12 @@ use tokio::net::TcpStream;
 
 fn limited(messages: u32, bytes: u32, grace: Duration) -> Config {
     Config {
-        max_messages_per_second: Rate::per_second(messages),
-        max_bytes_per_second: Rate::per_second(bytes),
-        rate_limit_grace: grace,
+        limits: ConnectionLimits {
+            max_messages_per_second: Rate::per_second(messages),
+            max_bytes_per_second: Rate::per_second(bytes),
+            rate_limit_grace: grace,
+            ..Config::local().limits
+        },
         ..Config::local()
     }
 }
@@ -205,7 +209,10 @@ async fn connect_as(addr: SocketAddr, from: &str) -> String {
 async fn an_address_opening_connections_too_fast_is_refused_behind_a_balancer() {
     let config = Config {
         listeners: vec!["127.0.0.1:0?proxy=v1".parse().unwrap()],
-        max_connections_per_ip_per_second: Rate::per_second(3),
+        limits: ConnectionLimits {
+            max_connections_per_ip_per_second: Rate::per_second(3),
+            ..Config::local().limits
+        },
         ..Config::local()
     };
     let server = TestServer::start(config).await;
