@@ -113,6 +113,26 @@ async fn after_a_kill_9_a_phone_resumes_where_it_was_with_no_gap_and_positions_g
         .collect();
     let (epoch, _) = offsets[99].split_once('-').unwrap();
     saved(&server, 100).await;
+    // What an operator sees of it.
+    let http = format!("http://{}", server.addr(2));
+    let status = run(&["status", &http]).await;
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("on disk") && status.contains("100 saved"),
+        "{status}"
+    );
+    let metrics = crate::http::http()
+        .get(format!("{http}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_history_saved_total 100"),
+        "{metrics}"
+    );
     server.child.start_kill().expect("kill -9");
     within("the server to die", server.child.wait())
         .await

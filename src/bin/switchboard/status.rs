@@ -258,6 +258,27 @@ fn render(look: &Look, base: &str) -> String {
         bytes(stats.memory.budget as f64),
         bytes(stats.memory.rss as f64)
     );
+    if stats.memory.history > 0 || stats.history_store.is_some() {
+        let mut line = format!(
+            "history   {} kept in memory, {} evicted for the budget",
+            bytes(stats.memory.history as f64),
+            stats.memory.history_evicted
+        );
+        if let Some(store) = &stats.history_store {
+            line.push_str(&format!(
+                "; on disk {} ({}), {} saved, last commit {:.1} ms{}",
+                store.path,
+                bytes(store.bytes as f64),
+                store.saved,
+                store.last_commit_us as f64 / 1000.0,
+                match store.errors {
+                    0 => String::new(),
+                    n => format!(", {n} FAILED commits"),
+                }
+            ));
+        }
+        let _ = writeln!(out, "{line}");
+    }
     if !stats.disconnects.is_empty() {
         let mut reasons: Vec<_> = stats.disconnects.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));

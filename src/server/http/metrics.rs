@@ -246,6 +246,29 @@ impl Collector for ServerCollector {
         if let Some(cluster) = &stats.cluster {
             cluster_metrics(e, cluster)?;
         }
+        if let Some(store) = &stats.history_store {
+            single(
+                e,
+                "switchboard_history_saved",
+                "Kept messages written to --history-dir",
+                MetricType::Counter,
+                ConstCounter::new(store.saved),
+            )?;
+            single(
+                e,
+                "switchboard_history_save_errors",
+                "Commits to --history-dir that failed (history stays in memory and is saved when the store works again)",
+                MetricType::Counter,
+                ConstCounter::new(store.errors),
+            )?;
+            single(
+                e,
+                "switchboard_history_store_bytes",
+                "Size of the --history-dir store's file",
+                MetricType::Gauge,
+                ConstGauge::new(i64::try_from(store.bytes).unwrap_or(i64::MAX)),
+            )?;
+        }
         single(
             e,
             "switchboard_uptime_seconds",
