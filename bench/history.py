@@ -19,7 +19,8 @@ core 0 when taskset exists; the clients are this script, on core 1):
 - pest: 1,000 JSON clients each looping {"type":"history"} (100 messages)
   and leave/join with "since" on a room of 5,000 kept messages, while a
   probe client in another room pings every 10 ms: its round trips
-  (p50, p99, max) with and without the pests, and the server's memory;
+  (p50, p99, max) with and without the pests, and the server's memory
+  (PEST_MODE=history or join: the pests ask only that);
 - disk: 10 text clients each say 20,000 lines of 64 bytes in a room of
   their own, as fast as the server takes them: messages a second with
   history in memory only, with --history-dir (commits every 1s) and with
@@ -43,6 +44,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SB = os.path.join(ROOT, "target", "release", "switchboard")
+MODE = os.environ.get("PEST_MODE", "both")  # both, history, join: what the pests ask
 
 
 def rss_kib(pid):
@@ -305,7 +307,7 @@ async def pest(binary):
         async def loop(client, i):
             nonlocal since
             while not stop.is_set():
-                if i % 2:
+                if (i % 2) if MODE == "both" else MODE == "history":
                     client.send({"type": "history", "room": "big", "limit": 100})
                     await client.skip_until("history")
                 else:
@@ -332,7 +334,9 @@ async def pest(binary):
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         server.stop()
-    print(f"pest: {pests} JSON clients looping history (100) and join since on "
+    asking = {"both": "history (100) and join since", "history": "history (100)",
+              "join": "join since"}[MODE]
+    print(f"pest: {pests} JSON clients looping {asking} on "
           f"a room of {kept:,} kept messages, {rate:,.0f} requests/s")
     print(f"  a ping in another room, quiet: {figures(quiet)}")
     print(f"  the same, with the pests:      {figures(busy)}")

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::counters::Field;
 use super::event::Delivery;
-use super::history::{Gap, GapReason, Offset, Prepared, Replay, Resume};
+use super::history::{Gap, GapReason, Offset, Prepared, Replay, Resume, RoomHistory};
 use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
@@ -521,22 +521,39 @@ impl Session {
     /// was said meanwhile as the client enters the room.
     async fn join_resuming(&mut self, name: RoomName, since: Offset) -> Result<usize, HubError> {
         self.may_join(&name)?;
+        let encoding = self.me.encoding();
         if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
             // In it already (its listener's room): what came before it did.
-            let delivery = Arc::new(self.missed_before(&self.rooms[i], since));
-            let encoding = self.me.encoding();
-            self.hub.shared.offload.encode(&delivery, encoding).await;
+            let joined = &self.rooms[i];
+            let (history, at) = (joined.members().history.clone(), joined.at);
+            let room = name.clone();
+            let delivery = self
+                .hub
+                .shared
+                .offload
+                .run(move || {
+                    let delivery = missed_before(&room, history.as_deref(), at, since);
+                    delivery.encoded(encoding);
+                    delivery
+                })
+                .await;
             self.show(&delivery);
             return Ok(self.make_current(&name).unwrap_or(0));
         }
         self.room_for_one_more()?;
         let history = self.hub.shared.histories.for_room(&name);
-        let prepared = Prepared::read(&name, history.as_deref(), Replay::Since(since));
-        let encoding = self.me.encoding();
-        self.hub
+        let room = name.clone();
+        // Read, copied and encoded off the relay's threads: thousands of
+        // messages, which a client may ask for again and again.
+        let prepared = self
+            .hub
             .shared
             .offload
-            .encode(prepared.head(), encoding)
+            .run(move || {
+                let prepared = Prepared::read(&room, history.as_deref(), Replay::Since(since));
+                prepared.head().encoded(encoding);
+                prepared
+            })
             .await;
         // Another request of this client cannot have come in between: a
         // session handles one at a time.
@@ -649,38 +666,6 @@ impl Session {
     /// for it to drain before reading the next request.
     fn show(&self, delivery: &Delivery) {
         let _ = self.me.deliver_counted(delivery, &self.hub.shared.counters);
-    }
-
-    /// What a client resuming a room it is in already (its listener's,
-    /// which it was put in as it connected) missed: what the room said
-    /// after `since` up to the moment it came in (it was queued all that
-    /// came after live), or the gap. No lock but the history's is needed:
-    /// nothing said from now on belongs to it.
-    fn missed_before(&self, joined: &Joined, since: Offset) -> Delivery {
-        let history = joined.members().history.clone();
-        let resume = match history {
-            None => Resume {
-                kept: Vec::new(),
-                gap: Some(Gap {
-                    since,
-                    from: None,
-                    reason: GapReason::NotKept,
-                }),
-            },
-            Some(history) => {
-                let log = history.log();
-                let mut resume = log.since(since);
-                // Said after it came in (or after its room began keeping
-                // history): queued live already.
-                let upto = joined
-                    .at
-                    .filter(|at| at.epoch == log.epoch())
-                    .map_or(0, |at| at.seq);
-                resume.kept.retain(|kept| kept.offset.seq <= upto);
-                resume
-            }
-        };
-        resume.into_delivery(&joined.name)
     }
 
     /// Leaves `room`; the room disappears when its last member leaves.
@@ -957,4 +942,39 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.depart();
     }
+}
+
+/// What a client resuming a room it is in already (its listener's, which
+/// it was put in as it connected) missed: what the room said after `since`
+/// up to the moment it came in (`at`: it was queued all that came after
+/// live), or the gap. No lock but the history's is needed: nothing said
+/// from now on belongs to it.
+fn missed_before(
+    room: &RoomName,
+    history: Option<&RoomHistory>,
+    at: Option<Offset>,
+    since: Offset,
+) -> Arc<Delivery> {
+    let resume = match history {
+        None => Resume {
+            kept: Vec::new(),
+            gap: Some(Gap {
+                since,
+                from: None,
+                reason: GapReason::NotKept,
+            }),
+        },
+        Some(history) => {
+            let log = history.log();
+            let mut resume = log.since(since);
+            // Said after it came in (or after its room began keeping
+            // history): queued live already.
+            let upto = at
+                .filter(|at| at.epoch == log.epoch())
+                .map_or(0, |at| at.seq);
+            resume.kept.retain(|kept| kept.offset.seq <= upto);
+            resume
+        }
+    };
+    Arc::new(resume.into_delivery(room))
 }

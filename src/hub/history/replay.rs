@@ -174,17 +174,33 @@ impl Offloader {
     /// Encodes `delivery` in `encoding` off the relay's threads (or here,
     /// if the hub has nowhere to send it): queuing it then costs a clone.
     pub(in crate::hub) async fn encode(&self, delivery: &Arc<Delivery>, encoding: Encoding) {
+        let delivery = delivery.clone();
+        self.run(move || delivery.encoded(encoding)).await;
+    }
+
+    /// Runs `job` off the relay's threads and returns what it made (or
+    /// runs it here, if the hub has nowhere to send it or that thread is
+    /// gone): for a replay, the reading and copying of thousands of kept
+    /// messages as well as their encoding, so that a client asking in a
+    /// loop takes the low-priority thread's time, not the relay's.
+    pub(in crate::hub) async fn run<T, F>(&self, job: F) -> T
+    where
+        T: Send + 'static,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
         let Some(offload) = self.0.get() else {
-            delivery.encoded(encoding);
-            return;
+            return job();
         };
-        let (done, encoded) = tokio::sync::oneshot::channel();
-        let job = delivery.clone();
+        let job = Arc::new(job);
+        let (done, result) = tokio::sync::oneshot::channel();
+        let remote = job.clone();
         offload(Box::new(move || {
-            job.encoded(encoding);
-            let _ = done.send(());
+            let _ = done.send(remote());
         }));
-        // Gone (the thread ended): it is encoded as it is queued.
-        let _ = encoded.await;
+        match result.await {
+            Ok(made) => made,
+            // The thread ended (shutdown) and dropped it: here, then.
+            Err(_) => job(),
+        }
     }
 }
