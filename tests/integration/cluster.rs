@@ -728,7 +728,6 @@ async fn status_the_api_and_metrics_show_the_nodes_and_what_crossed() {
     there.say("across").await.unwrap();
     expect_message(&mut here).await;
 
-    let client = crate::http::http();
     let stats = within("the stats to show both nodes", async {
         loop {
             let stats = crate::http::get_json(format!("http://{http}/api/v1/stats")).await;
@@ -749,14 +748,7 @@ async fn status_the_api_and_metrics_show_the_nodes_and_what_crossed() {
     assert!(cluster["messages_in"].as_u64().unwrap() >= 1, "{cluster}");
     assert_eq!(cluster["gaps"], 0);
 
-    let metrics = client
-        .get(format!("http://{http}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::http::metrics(&http).await;
     assert!(
         metrics.contains("switchboard_cluster_node_clients{node=\"b\"} 1"),
         "{metrics}"

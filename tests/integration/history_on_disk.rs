@@ -121,14 +121,7 @@ async fn after_a_kill_9_a_phone_resumes_where_it_was_with_no_gap_and_positions_g
         status.contains("on disk") && status.contains("100 saved"),
         "{status}"
     );
-    let metrics = crate::http::http()
-        .get(format!("{http}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::http::metrics(server.addr(2)).await;
     assert!(
         metrics.contains("switchboard_history_saved_total 100"),
         "{metrics}"

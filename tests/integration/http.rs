@@ -146,6 +146,19 @@ pub(crate) async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
     http().get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// The server's `/metrics` page, as Prometheus reads it.
+pub(crate) async fn metrics(http: impl std::fmt::Display) -> String {
+    let url = format!("http://{http}/metrics");
+    self::http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// An HTTP client's builder. The switchboard binary picks rustls's
 /// cryptography (ring) for its HTTP client at start; a test does the same.
 fn client_builder() -> reqwest::ClientBuilder {
@@ -859,14 +872,7 @@ async fn metrics_count_connections_messages_and_disconnects_by_mode() {
     read_to_end(&mut text).await;
     let metrics = within("metrics with the quit counted", async {
         loop {
-            let metrics = http()
-                .get(format!("http://{http_addr}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = metrics(http_addr).await;
             if metrics.contains("switchboard_disconnects_total{reason=\"quit\"} 1") {
                 return metrics;
             }
