@@ -437,22 +437,7 @@ fn other_nodes_hear_who_joins_first_and_leaves_last_and_count_in_the_members() {
     hub.set_backplane(backplane.clone());
     let node: NodeName = "b".into();
     let (id, bob) = (ClientId::new(7), Name::new("bob").unwrap());
-    hub.remote_change(
-        &node,
-        Change::Connected {
-            id,
-            name: bob.clone(),
-        },
-    );
-    hub.remote_change(
-        &node,
-        Change::Joined {
-            id,
-            name: bob,
-            room: room("ops"),
-            first: true,
-        },
-    );
+    far_member(&hub, &node, id, &bob, room("ops"));
     let mut a = connect(&hub, None);
     let mut c = connect(&hub, None);
     // Bob, on node b, counts.
@@ -528,22 +513,7 @@ async fn notices_go_to_rooms_up_to_the_announce_limit_counting_other_nodes() {
     }));
     let node: NodeName = "b".into();
     let (id, x) = (ClientId::new(7), Name::new("x").unwrap());
-    hub.remote_change(
-        &node,
-        Change::Connected {
-            id,
-            name: x.clone(),
-        },
-    );
-    hub.remote_change(
-        &node,
-        Change::Joined {
-            id,
-            name: x,
-            room: room("ops"),
-            first: true,
-        },
-    );
+    far_member(&hub, &node, id, &x, room("ops"));
     let a = connect(&hub, Some("ops"));
     let _b = connect(&hub, Some("ops"));
     drain(&a);
@@ -554,22 +524,7 @@ async fn notices_go_to_rooms_up_to_the_announce_limit_counting_other_nodes() {
     let (_, who) = a.who(Some(&room("ops")), None).unwrap();
     assert_eq!(who.total, 4);
     let (id, y) = (ClientId::new(8), Name::new("y").unwrap());
-    hub.remote_change(
-        &node,
-        Change::Connected {
-            id,
-            name: y.clone(),
-        },
-    );
-    hub.remote_change(
-        &node,
-        Change::Joined {
-            id,
-            name: y,
-            room: room("far"),
-            first: true,
-        },
-    );
+    far_member(&hub, &node, id, &y, room("far"));
     let listed: Vec<String> = a
         .rooms(None)
         .items
@@ -667,23 +622,8 @@ async fn in_a_cluster_rooms_are_listed_with_every_nodes_members_largest_first() 
     }));
     let node: NodeName = "b".into();
     for (n, name, at) in [(7, "x", "ops"), (8, "y", "ops"), (9, "z", "far")] {
-        let (id, name) = (ClientId::new(n), Name::new(name).unwrap());
-        hub.remote_change(
-            &node,
-            Change::Connected {
-                id,
-                name: name.clone(),
-            },
-        );
-        hub.remote_change(
-            &node,
-            Change::Joined {
-                id,
-                name,
-                room: room(at),
-                first: true,
-            },
-        );
+        let name = Name::new(name).unwrap();
+        far_member(&hub, &node, ClientId::new(n), &name, room(at));
     }
     let a = connect(&hub, Some("ops"));
     let _b = connect(&hub, Some("lobby"));
@@ -756,22 +696,7 @@ async fn a_later_hello_answers_with_every_nodes_members_of_the_room() {
     }));
     let node: NodeName = "b".into();
     let (id, far) = (ClientId::new(7), Name::new("far").unwrap());
-    hub.remote_change(
-        &node,
-        Change::Connected {
-            id,
-            name: far.clone(),
-        },
-    );
-    hub.remote_change(
-        &node,
-        Change::Joined {
-            id,
-            name: far,
-            room: RoomName::lobby(),
-            first: true,
-        },
-    );
+    far_member(&hub, &node, id, &far, RoomName::lobby());
     let mut a = connect(&hub, Some("lobby"));
     let (_, here, members) = a.hello(None, None).await.unwrap();
     assert_eq!(
@@ -790,22 +715,7 @@ fn a_cluster_listing_of_exactly_the_list_limit_has_no_more() {
     }));
     let node: NodeName = "b".into();
     let (id, far) = (ClientId::new(7), Name::new("far").unwrap());
-    hub.remote_change(
-        &node,
-        Change::Connected {
-            id,
-            name: far.clone(),
-        },
-    );
-    hub.remote_change(
-        &node,
-        Change::Joined {
-            id,
-            name: far,
-            room: room("far"),
-            first: true,
-        },
-    );
+    far_member(&hub, &node, id, &far, room("far"));
     let a = connect(&hub, Some("one"));
     let _b = connect(&hub, Some("two"));
     // far, one, two: three rooms, the list limit.
@@ -813,5 +723,26 @@ fn a_cluster_listing_of_exactly_the_list_limit_has_no_more() {
     assert_eq!(
         (listing.items.len(), listing.total, listing.more),
         (3, 3, false)
+    );
+}
+
+/// A client `name` (`id`) of node `node` connects there and joins `room`,
+/// the first of that node in it, as the cluster tells this hub.
+fn far_member(hub: &Hub, node: &NodeName, id: ClientId, name: &Name, room: RoomName) {
+    hub.remote_change(
+        node,
+        Change::Connected {
+            id,
+            name: name.clone(),
+        },
+    );
+    hub.remote_change(
+        node,
+        Change::Joined {
+            id,
+            name: name.clone(),
+            room,
+            first: true,
+        },
     );
 }
