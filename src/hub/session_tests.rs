@@ -507,11 +507,7 @@ async fn notices_go_to_rooms_up_to_the_announce_limit_counting_other_nodes() {
 
     // Members on other nodes count: three here and one there are four.
     let hub = announcing(3);
-    hub.set_backplane(Arc::new(RecordsChanges {
-        node: "a".into(),
-        changes: Default::default(),
-    }));
-    let node: NodeName = "b".into();
+    let node = node_b_beside(&hub);
     let (id, x) = (ClientId::new(7), Name::new("x").unwrap());
     far_member(&hub, &node, id, &x, room("ops"));
     let a = connect(&hub, Some("ops"));
@@ -616,11 +612,7 @@ async fn a_certificate_or_a_login_gives_the_client_its_name_for_good() {
 #[tokio::test]
 async fn in_a_cluster_rooms_are_listed_with_every_nodes_members_largest_first() {
     let hub = hub();
-    hub.set_backplane(Arc::new(RecordsChanges {
-        node: "a".into(),
-        changes: Default::default(),
-    }));
-    let node: NodeName = "b".into();
+    let node = node_b_beside(&hub);
     for (n, name, at) in [(7, "x", "ops"), (8, "y", "ops"), (9, "z", "far")] {
         let name = Name::new(name).unwrap();
         far_member(&hub, &node, ClientId::new(n), &name, room(at));
@@ -690,11 +682,7 @@ fn a_closed_client_leaves_its_rooms_saying_why_and_other_nodes_hear_it_once() {
 #[tokio::test]
 async fn a_later_hello_answers_with_every_nodes_members_of_the_room() {
     let hub = hub();
-    hub.set_backplane(Arc::new(RecordsChanges {
-        node: "a".into(),
-        changes: Default::default(),
-    }));
-    let node: NodeName = "b".into();
+    let node = node_b_beside(&hub);
     let (id, far) = (ClientId::new(7), Name::new("far").unwrap());
     far_member(&hub, &node, id, &far, RoomName::lobby());
     let mut a = connect(&hub, Some("lobby"));
@@ -709,11 +697,7 @@ async fn a_later_hello_answers_with_every_nodes_members_of_the_room() {
 #[test]
 fn a_cluster_listing_of_exactly_the_list_limit_has_no_more() {
     let hub = hub();
-    hub.set_backplane(Arc::new(RecordsChanges {
-        node: "a".into(),
-        changes: Default::default(),
-    }));
-    let node: NodeName = "b".into();
+    let node = node_b_beside(&hub);
     let (id, far) = (ClientId::new(7), Name::new("far").unwrap());
     far_member(&hub, &node, id, &far, room("far"));
     let a = connect(&hub, Some("one"));
@@ -745,4 +729,14 @@ fn far_member(hub: &Hub, node: &NodeName, id: ClientId, name: &Name, room: RoomN
             first: true,
         },
     );
+}
+
+/// Makes `hub` node `a` of a cluster (its changes recorded, unread);
+/// returns the name of another node, `b`, whose clients the test adds.
+fn node_b_beside(hub: &Hub) -> NodeName {
+    hub.set_backplane(Arc::new(RecordsChanges {
+        node: "a".into(),
+        changes: Default::default(),
+    }));
+    "b".into()
 }
