@@ -11,10 +11,10 @@ use tracing::warn;
 use super::frame::{self, Payload};
 use super::keys;
 use super::node::Cluster;
-use super::publish::Outgoing;
+use super::publish::{Append, Outgoing};
 use crate::hub::{
-    Backplane, Body, Change, Claim, ClientId, DeviceProof, Name, NodeName, RemoteClient, RoomName,
-    Unclaimed,
+    unix_millis, Backplane, Body, Change, Claim, ClientId, DeviceProof, HistoryRead, Name,
+    NodeName, RemoteClient, RoomName, Unclaimed,
 };
 use crate::sync::lock;
 
@@ -47,6 +47,73 @@ impl Backplane for Cluster {
         }) {
             inner.stats.messages_out.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn shares_history(&self) -> bool {
+        true
+    }
+
+    fn append(&self, room: &RoomName, from: &Name, from_id: ClientId, bodies: &[Body]) -> bool {
+        let inner = &self.inner;
+        if inner.degraded.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (max_messages, max_age_ms) = inner.hub.history_bounds();
+        let at = unix_millis(std::time::SystemTime::now());
+        let payload = Payload::Kept {
+            room: room.clone(),
+            from: from.clone(),
+            from_id,
+            at,
+            bodies: bodies.to_vec(),
+            first: None,
+        };
+        let frame = inner.frame(0, &payload).freeze();
+        let Payload::Kept { bodies, .. } = payload else {
+            unreachable!("built above")
+        };
+        let queued = inner.queue(Outgoing::Append(Box::new(Append {
+            room: room.clone(),
+            from: from.clone(),
+            from_id,
+            at,
+            bodies,
+            frame,
+            epoch: inner.hub.new_history_epoch(),
+            max_messages,
+            max_age_ms,
+        })));
+        if queued {
+            inner.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    fn read_history(&self, room: &RoomName, limit: usize) -> HistoryRead {
+        let inner = &self.inner;
+        if inner.degraded.load(Ordering::Relaxed) {
+            return Box::pin(std::future::ready(Err("its Redis is out of reach".into())));
+        }
+        let (done, answer) = oneshot::channel();
+        let queued = inner.queue(Outgoing::Read {
+            room: room.clone(),
+            limit,
+            done,
+        });
+        Box::pin(async move {
+            if !queued {
+                return Err("too much is waiting for its Redis".into());
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err("this server is leaving the cluster".into()))
+        })
+    }
+
+    fn release_history(&self, room: &RoomName) {
+        self.inner.queue(Outgoing::Release {
+            channel: self.inner.keys.room(room),
+        });
     }
 
     fn direct(&self, to: &RemoteClient, to_name: &Name, from: &Name, _: ClientId, body: &Body) {

@@ -10,7 +10,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::hub::{Body, Change, ClientId, ClientPlace, Framing, Name, NodeName, RoomName};
+use crate::hub::{Body, Change, ClientId, ClientPlace, Framing, Name, NodeName, Offset, RoomName};
 
 /// The frame format's version: a node refuses frames of another.
 const VERSION: u8 = 1;
@@ -44,6 +44,18 @@ pub(super) enum Payload {
         room: RoomName,
         from: Name,
         bodies: Vec<Body>,
+    },
+    /// A client (`from_id` of the sending node) said `bodies` in `room`,
+    /// at `at` (Unix ms), appended to the room's shared history: the
+    /// first at `first`, which the append script writes at the end of
+    /// the frame as it publishes it (`None` in a frame not yet sent).
+    Kept {
+        room: RoomName,
+        from: Name,
+        from_id: ClientId,
+        at: u64,
+        bodies: Vec<Body>,
+        first: Option<Offset>,
     },
     /// A client sent `body` to client `to` (named `to_name`) of the node
     /// whose inbox this is.
@@ -96,6 +108,7 @@ const DEPARTED: u8 = 7;
 const RESYNC: u8 = 8;
 const GONE: u8 = 9;
 const REPLACE_DEVICE: u8 = 10;
+const KEPT: u8 = 11;
 
 /// Writes a frame of `payload` with `header`; its sequence number can be
 /// set later, at [`seq_offset`].
@@ -103,6 +116,7 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
     let mut out = BytesMut::with_capacity(64 + size_hint(payload));
     let kind = match payload {
         Payload::Message { .. } => MESSAGE,
+        Payload::Kept { .. } => KEPT,
         Payload::Direct { .. } => DIRECT,
         Payload::Change(Change::Connected { .. }) => CONNECTED,
         Payload::Change(Change::Joined { .. }) => JOINED,
@@ -126,6 +140,26 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
             out.put_u32(bodies.len() as u32);
             for body in bodies {
                 put_body(&mut out, body);
+            }
+        }
+        Payload::Kept {
+            room,
+            from,
+            from_id,
+            at,
+            bodies,
+            first,
+        } => {
+            put_str(&mut out, room.as_str());
+            put_str(&mut out, from.as_str());
+            out.put_u64(from_id.get());
+            out.put_u64(*at);
+            out.put_u32(bodies.len() as u32);
+            for body in bodies {
+                put_body(&mut out, body);
+            }
+            if let Some(first) = first {
+                out.put_slice(first.to_string().as_bytes());
             }
         }
         Payload::Direct {
@@ -203,7 +237,9 @@ pub(super) fn set_seq(frame: &mut BytesMut, origin: &str, seq: u64) {
 
 fn size_hint(payload: &Payload) -> usize {
     match payload {
-        Payload::Message { bodies, .. } => bodies.iter().map(|b| 5 + b.bytes.len()).sum(),
+        Payload::Message { bodies, .. } | Payload::Kept { bodies, .. } => {
+            bodies.iter().map(|b| 5 + b.bytes.len()).sum()
+        }
         Payload::Direct { body, .. } => body.bytes.len(),
         _ => 64,
     }
@@ -256,6 +292,33 @@ pub(super) fn decode(mut frame: Bytes) -> Result<(Header, Payload), BadFrame> {
                 bodies.push(get_body(&mut frame)?);
             }
             Payload::Message { room, from, bodies }
+        }
+        KEPT => {
+            let room = get_room(&mut frame)?;
+            let from = get_name(&mut frame)?;
+            let from_id = ClientId::new(get_u64(&mut frame)?);
+            let at = get_u64(&mut frame)?;
+            let count = get_u32(&mut frame)? as usize;
+            if count > frame.remaining() / 5 {
+                return Err(BadFrame::Short);
+            }
+            let mut bodies = Vec::with_capacity(count);
+            for _ in 0..count {
+                bodies.push(get_body(&mut frame)?);
+            }
+            // What the append script wrote after it: `EPOCH-SEQ`.
+            let first = std::str::from_utf8(&frame)
+                .map_err(|_| BadFrame::Utf8)?
+                .parse::<Offset>()
+                .map_err(|_| BadFrame::Short)?;
+            Payload::Kept {
+                room,
+                from,
+                from_id,
+                at,
+                bodies,
+                first: Some(first),
+            }
         }
         DIRECT => Payload::Direct {
             to: ClientId::new(get_u64(&mut frame)?),

@@ -43,8 +43,10 @@ impl Inbound {
             }
             PushKind::Disconnection => {
                 // What was published meanwhile is lost: room gaps show
-                // when the next message comes; changes are read again.
+                // when the next message comes; changes are read again,
+                // and so are rooms' histories, before they are shown.
                 debug!(node = %self.node, "the cluster subscriber lost its connection");
+                self.hub.shared_history_interrupted();
                 let _ = self.resync.send(Resync::All);
             }
             _ => {}
@@ -59,6 +61,27 @@ impl Inbound {
                 return;
             }
         };
+        // A room's shared history comes back to every node, this one too:
+        // each delivers it at the position the cluster gave it.
+        if let Payload::Kept {
+            room,
+            from,
+            from_id,
+            at,
+            bodies,
+            first: Some(first),
+        } = payload
+        {
+            let sender = (header.origin == self.node).then_some(from_id);
+            if sender.is_none() {
+                self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+            }
+            let missed = self
+                .hub
+                .kept_arrived(&room, from, sender, at, bodies, first);
+            self.stats.gaps.fetch_add(missed, Ordering::Relaxed);
+            return;
+        }
         // A node hears its own room messages: it subscribes where it publishes.
         if header.origin == self.node {
             return;
@@ -81,6 +104,10 @@ impl Inbound {
                     FrameOrder::InOrder => {}
                 }
                 self.hub.remote_message(&room, from, bodies);
+            }
+            // Handled above; a frame that lacks its position is garbage.
+            Payload::Kept { room, .. } => {
+                warn!(%channel, %room, "dropped a room's message from the cluster: it has no position");
             }
             Payload::Direct {
                 to,

@@ -15,6 +15,8 @@
 //! | `name:K`               | string | who holds name key K: `epoch:client:node`          |
 //! | `epoch`                | string | a counter: each node start takes the next value    |
 //! | `device-prefixes`      | set    | the starts of device names (`dev-`), kept for devices on every node |
+//! | `history:R`            | stream | room R's shared history: `0-SEQ` → from, at, framing, body |
+//! | `history-meta:R`       | hash   | its `epoch` and `next` sequence number             |
 //!
 //! Channels: `events` (every node's changes), `room:R` (room R's messages,
 //! subscribed while a node has a member there), `inbox:N` (direct
@@ -95,7 +97,64 @@ impl Keys {
     pub(super) fn inbox(&self, node: &str) -> String {
         self.key(&["inbox", node])
     }
+
+    /// Room R's shared history: a stream, entry `0-SEQ` per message.
+    pub(super) fn history(&self, room: &RoomName) -> String {
+        self.key(&["history", room.key()])
+    }
+
+    /// Room R's shared history's epoch and next sequence number.
+    pub(super) fn history_meta(&self, room: &RoomName) -> String {
+        self.key(&["history-meta", room.key()])
+    }
 }
+
+/// Appends a message's bodies to a room's shared history and publishes
+/// them at their positions: KEYS meta, stream; ARGV epoch (for a history
+/// that does not exist yet), most messages, now (ms), longest age (ms),
+/// channel, frame, from, count, then each body's framing and bytes.
+/// Entries are `0-SEQ` with fields `f` (from), `a` (at), `k` (framing),
+/// `b` (body); the stream is capped at about the most messages
+/// (`MAXLEN ~`), the oldest of it dropped past the age, and both keys
+/// expire after the age without a message. The frame goes out with
+/// `EPOCH-FIRST` after it. Returns the first body's sequence number.
+pub(super) const APPEND: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'next', 1)
+end
+local n = tonumber(ARGV[8])
+local first = redis.call('HINCRBY', KEYS[1], 'next', n) - n
+for i = 0, n - 1 do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-' .. (first + i),
+    'f', ARGV[7], 'a', ARGV[3], 'k', ARGV[9 + 2 * i], 'b', ARGV[10 + 2 * i])
+end
+local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[4])
+local expired = nil
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
+  if tonumber(entry[2][4]) >= cutoff then break end
+  expired = entry[1]
+end
+if expired then
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (tonumber(string.match(expired, '%d+$')) + 1))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. epoch .. '-' .. first)
+return first
+"#;
+
+/// Reads the newest of a room's shared history: KEYS meta, stream; ARGV
+/// most messages. Returns `{epoch, next, newest entries first}`, or nil
+/// if the room has no shared history.
+pub(super) const READ: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return false end
+local next = redis.call('HGET', KEYS[1], 'next')
+return {epoch, next, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
+"#;
 
 /// Takes a node's lease if no live node has its name: KEYS lease, nodes;
 /// ARGV epoch, lease ms, node. Returns 1, or 0 if the name is live.

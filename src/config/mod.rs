@@ -317,6 +317,10 @@ impl Config {
     /// Checks that the limits make sense together.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.listeners.is_empty(), "no listener given");
+        anyhow::ensure!(
+            self.history.dir.is_none() || self.cluster.url.is_none(),
+            "--history-dir is for a server on its own: with --cluster, rooms' histories live in Redis (see docs/cluster.md)"
+        );
         anyhow::ensure!(self.max_line > 0, "max-line must be at least 1 byte");
         anyhow::ensure!(
             self.hub.queue.soft >= self.max_line,

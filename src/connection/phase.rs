@@ -192,7 +192,9 @@ pub(super) async fn take<P: Protocol>(
                     });
                     // Its arrival may wait for a hello too, unless its
                     // credentials expire (a connection has one phase).
+                    let hold = session.ready_to_join(&room).await;
                     let arriving = welcome(protocol, session, room, expiring.is_none());
+                    drop(hold);
                     *phase = expiring.or(arriving);
                     if !data.is_empty() {
                         let _ = Box::pin(session.say_all(None, data)).await;
@@ -427,9 +429,11 @@ async fn register(
         .register_device(&identity.id, label.as_deref(), name.clone(), proof)
         .await
         .map_err(|error| format!("cannot give it the name {name}: {error}"))?;
+    let hold = session.ready_to_join(&room).await;
     session
         .join(room.clone())
         .map_err(|error| format!("cannot put it in #{room}: {error}"))?;
+    drop(hold);
     match label {
         Some(label) => {
             tracing::info!(%name, client = %session.id(), device = %identity.id, label, %room, "device registered")

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::history::Kept;
 use super::{Body, ClientId, DeviceProof, Name, RoomName};
 
 /// A client connected to another node of the cluster.
@@ -97,6 +98,24 @@ pub enum Unclaimed {
 /// A future claiming a name.
 pub type Claim = Pin<Box<dyn Future<Output = Result<(), Unclaimed>> + Send>>;
 
+/// A room's history as the cluster shares it, read by
+/// [`Backplane::read_history`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedHistory {
+    /// The history's epoch; `None`: the cluster keeps none for the room
+    /// (nothing said yet, or all of it expired or lost).
+    pub epoch: Option<u64>,
+    /// The sequence number the next message will get.
+    pub next: u64,
+    /// The newest messages it keeps, oldest first, at most as many as
+    /// were asked for.
+    pub kept: Vec<Kept>,
+}
+
+/// A future reading a room's shared history; the error says why the
+/// cluster could not be asked.
+pub type HistoryRead = Pin<Box<dyn Future<Output = Result<SharedHistory, Arc<str>>> + Send>>;
+
 /// What the hub tells the other nodes of its cluster. Every method but
 /// [`claim`](Backplane::claim) returns at once: a backplane queues, and
 /// drops (and counts) what it cannot queue.
@@ -143,6 +162,39 @@ pub trait Backplane: Send + Sync + fmt::Debug {
     ///
     /// [`Hub::keep_device_names`]: super::Hub::keep_device_names
     fn reserve_device_names(&self, prefix: &str);
+
+    /// Whether rooms' histories live in the cluster rather than on each
+    /// node: a message said in a room that keeps one is then
+    /// [`append`](Backplane::append)ed, and every node (this one too)
+    /// delivers it as it comes back at its position
+    /// ([`Hub::kept_arrived`](super::Hub::kept_arrived)).
+    fn shares_history(&self) -> bool {
+        false
+    }
+
+    /// Local client `from` said `bodies` in `room`, which keeps a shared
+    /// history: appended to it, then delivered by every node. Returns
+    /// `false` if it could not be queued (the cluster is out of reach):
+    /// the hub then delivers it here alone, unrecorded.
+    fn append(&self, _room: &RoomName, _from: &Name, _from_id: ClientId, _bodies: &[Body]) -> bool {
+        false
+    }
+
+    /// Reads the newest `limit` messages of `room`'s shared history,
+    /// having made sure that this node hears the room's messages first,
+    /// and that every message that was appended before the read has been
+    /// handed to [`Hub::kept_arrived`](super::Hub::kept_arrived) before
+    /// the read answers. The node keeps hearing the room until
+    /// [`release_history`](Backplane::release_history).
+    fn read_history(&self, _room: &RoomName, _limit: usize) -> HistoryRead {
+        Box::pin(std::future::ready(Err(Arc::from(
+            "this server keeps its own histories",
+        ))))
+    }
+
+    /// Ends what a [`read_history`](Backplane::read_history) of `room`
+    /// started: the node hears the room only while it has members there.
+    fn release_history(&self, _room: &RoomName) {}
 }
 
 /// The backplane of a server on its own: there is nobody to tell.

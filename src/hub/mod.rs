@@ -42,13 +42,15 @@ mod sweep;
 mod tap;
 
 pub use access::{Access, ReservedNames};
-pub use backplane::{Backplane, Change, Claim, NodeName, RemoteClient, Solo, Unclaimed};
+pub use backplane::{
+    Backplane, Change, Claim, HistoryRead, NodeName, RemoteClient, SharedHistory, Solo, Unclaimed,
+};
 pub use counters::{ClientKind, KINDS};
 pub use device::{DeviceInfo, DeviceProof};
 pub use event::{Body, Delivery, Encoding, Event, Framing, ENCODING_SLOTS};
 pub use history::{
-    BadOffset, Gap, GapReason, HistoryRules, Kept, Offset, Page, Replay, Restored, RoomFilter,
-    RoomHistoryView, Saved, Unsaved, KEPT_OVERHEAD,
+    BadOffset, Gap, GapReason, HistoryHold, HistoryRules, Kept, Offset, Page, Replay, Restored,
+    RoomFilter, RoomHistoryView, Saved, Unsaved, KEPT_OVERHEAD,
 };
 pub use info::{
     unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,

@@ -372,6 +372,11 @@ impl Hub {
             return 0;
         };
         let mut congested = Vec::new();
+        if self.backplane().shares_history() {
+            // Not numbered by the cluster (its sender's node keeps no
+            // history of the room): relayed, and not kept.
+            return room.broadcast_messages(&from, bodies, &mut congested);
+        }
         room.say(&from, bodies, None, &mut congested)
     }
 

@@ -133,6 +133,28 @@ impl Room {
         queued
     }
 
+    /// `from` says `bodies` here, not kept: delivered to every member
+    /// without positions (a message another node relays into a room whose
+    /// history the cluster keeps, which that node does not number).
+    pub(super) fn broadcast_messages(
+        &self,
+        from: &Name,
+        bodies: Vec<Body>,
+        congested: &mut Vec<Arc<Member>>,
+    ) -> usize {
+        self.count_messages(bodies.len());
+        let events = bodies
+            .into_iter()
+            .map(|body| Event::Message {
+                room: self.name.clone(),
+                from: from.clone(),
+                body,
+                offset: None,
+            })
+            .collect();
+        self.broadcast(&Delivery::batch(events), None, congested)
+    }
+
     /// Queues `delivery` for every member but `except` (its sender),
     /// each in its own wire format, and shows its messages to the room's
     /// watchers; adds the members whose queues are now congested to
@@ -146,7 +168,7 @@ impl Room {
         self.deliver(&self.members(), delivery, except, congested)
     }
 
-    fn deliver(
+    pub(super) fn deliver(
         &self,
         inside: &Inside,
         delivery: &Delivery,

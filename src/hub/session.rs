@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::counters::Field;
 use super::event::Delivery;
-use super::history::{Gap, GapReason, Offset, Prepared, Replay, Resume, RoomHistory};
+use super::history::{Gap, GapReason, HistoryHold, Offset, Prepared, Replay, Resume, RoomHistory};
 use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
@@ -215,7 +215,15 @@ impl Session {
                 .map_err(HubError::Forbidden)?;
         }
         self.device_sent();
-        if room.remote() > 0 {
+        // In a cluster sharing histories, a room that keeps one hears its
+        // messages back from the cluster, numbered, as every node does.
+        let shared = self.hub.backplane().shares_history() && room.members().history.is_some();
+        let appended = shared
+            && self
+                .hub
+                .backplane()
+                .append(&room.name, &self.name, self.me.id, &bodies);
+        if !shared && room.remote() > 0 {
             self.hub
                 .backplane()
                 .publish(&room.name, &self.name, self.me.id, &bodies);
@@ -235,7 +243,13 @@ impl Session {
             }
         }
         let mut congested = Vec::new();
-        room.say(&self.name, bodies, Some(self.me.id), &mut congested);
+        if appended {
+            return Ok(());
+        } else if shared {
+            room.say_unrecorded(&self.name, bodies, Some(self.me.id), &mut congested);
+        } else {
+            room.say(&self.name, bodies, Some(self.me.id), &mut congested);
+        }
         if !congested.is_empty() {
             self.hub.paused(congested.len());
         }
@@ -348,6 +362,17 @@ impl Session {
         self.join_resuming(name, since).await
     }
 
+    /// Gets ready to [`join`](Session::join) `room` (or arrive in it): in
+    /// a cluster sharing histories, this node's copy of the room's
+    /// history is made whole first (see [`Hub::fresh_history`]); keep the
+    /// hold until the join is done. Nothing to wait for elsewhere.
+    pub async fn ready_to_join(&self, room: &RoomName) -> Option<HistoryHold> {
+        if self.rooms.iter().any(|joined| joined.name == *room) {
+            return None;
+        }
+        self.hub.fresh_history(room).await
+    }
+
     /// Shows this client the last `count` messages of each room it joins
     /// from now on (a text listener's `?history=N`; 0: none).
     pub fn show_history_on_join(&self, count: usize) {
@@ -377,6 +402,7 @@ impl Session {
         };
         let history = room.members().history.clone();
         let history = history.ok_or_else(|| HubError::NoHistory(room.name.clone()))?;
+        let _hold = self.hub.fresh_history(&room.name).await;
         let limit = limit.clamp(1, self.hub.shared.settings.max_list.max(1));
         let page = history.log().page(limit, before);
         let shown = HistoryShown {
@@ -463,6 +489,10 @@ impl Session {
             _ => Ok(()),
         };
         let target = room.clone().or_else(|| listener_room.clone());
+        let _hold = match &target {
+            Some(target) => self.ready_to_join(target).await,
+            None => None,
+        };
         let joined = match target {
             // Back where it arrived: it was shown that room's history then.
             Some(target) if arriving && Some(&target) == listener_room.as_ref() => {
@@ -521,6 +551,7 @@ impl Session {
     /// was said meanwhile as the client enters the room.
     async fn join_resuming(&mut self, name: RoomName, since: Offset) -> Result<usize, HubError> {
         self.may_join(&name)?;
+        let _hold = self.hub.fresh_history(&name).await;
         let encoding = self.me.encoding();
         if let Some(i) = self.rooms.iter().position(|room| room.name == name) {
             // In it already (its listener's room): what came before it did.
@@ -719,6 +750,12 @@ impl Session {
         directory.resized(&room.name, left + 1, left);
         if left == 0 {
             directory.rooms.remove(&room.name);
+            if self.hub.backplane().shares_history() {
+                // Nobody here hears the room now: its copy may miss some.
+                if let Some(history) = &room.members().history {
+                    history.log().mark_incomplete();
+                }
+            }
         }
         left > 0
     }

@@ -328,7 +328,9 @@ pub async fn apply(session: &mut Session, request: Request) -> Result<Reply, Pro
             Reply::Sent
         }
         Request::Join(room) => {
+            let hold = session.ready_to_join(&room).await;
             let members = session.join(room.clone())?;
+            drop(hold);
             Reply::Joined { room, members }
         }
         Request::JoinSince { room, since } => {

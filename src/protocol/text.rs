@@ -478,6 +478,9 @@ pub(super) fn gap_reason(reason: crate::hub::GapReason) -> &'static str {
             "the room's history was lost since your position (a restart, or all of it expired)"
         }
         crate::hub::GapReason::NotKept => "the room keeps no history",
+        crate::hub::GapReason::Unrecorded => {
+            "messages said while the cluster's Redis was out of reach were delivered then but never kept"
+        }
     }
 }
 

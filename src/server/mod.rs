@@ -728,7 +728,10 @@ impl ServerState {
                     session.close(CloseReason::Refused(why.into()), true);
                 }
                 info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
-                connection::serve(protocol, session, room, stream, timeouts, gate).await
+                let hold = session.ready_to_join(&room).await;
+                let serving = connection::serve(protocol, session, room, stream, timeouts, gate);
+                drop(hold);
+                serving.await
             }),
             Proof::Unusable(why) => {
                 warn!(peer = %meta.peer, "refused a client: {why}");
@@ -736,6 +739,18 @@ impl ServerState {
                 Box::pin(connection::serve(
                     protocol, session, room, stream, timeouts, gate,
                 ))
+            }
+            // In a cluster sharing histories, the room's copy is made
+            // whole before the client arrives in it (it is shown it).
+            Proof::Nothing if self.hub.backplane().shares_history() => {
+                info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
+                Box::pin(async move {
+                    let hold = session.ready_to_join(&room).await;
+                    let serving =
+                        connection::serve(protocol, session, room, stream, timeouts, gate);
+                    drop(hold);
+                    serving.await
+                })
             }
             Proof::Nothing => {
                 info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");

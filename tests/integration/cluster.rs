@@ -14,7 +14,7 @@ use crate::common::{expect_line, expect_message, join, sync, within, BinaryServe
 
 /// A `redis-server` of its own, on a loopback port of its own, keeping
 /// nothing on disk.
-struct Redis {
+pub(crate) struct Redis {
     child: Option<Child>,
     port: u16,
     /// Holds `port` for this Redis while it is down to be restarted.
@@ -25,7 +25,7 @@ struct Redis {
 }
 
 impl Redis {
-    async fn start() -> Redis {
+    pub(crate) async fn start() -> Redis {
         Redis::start_with(None).await
     }
 
@@ -57,7 +57,7 @@ impl Redis {
     }
 
     /// Starts (again) a Redis on this port, empty.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         assert!(
             self.try_start().await,
             "redis-server did not start again on port {}",
@@ -107,7 +107,7 @@ impl Redis {
     }
 
     /// Kills the Redis at once (SIGKILL).
-    async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill redis-server");
         }
@@ -144,7 +144,7 @@ impl Redis {
 
     /// Runs one command; its reply as redis-cli prints it, `None` if
     /// Redis does not answer.
-    async fn command(&self, args: &[&str]) -> Option<String> {
+    pub(crate) async fn command(&self, args: &[&str]) -> Option<String> {
         let output = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(
@@ -180,7 +180,12 @@ async fn node(redis: &Redis, name: &str, listen: &[&str]) -> BinaryServer {
 }
 
 /// A node as [`node`] starts it, with `extra` arguments.
-async fn node_with(redis: &Redis, name: &str, listen: &[&str], extra: &[&str]) -> BinaryServer {
+pub(crate) async fn node_with(
+    redis: &Redis,
+    name: &str,
+    listen: &[&str],
+    extra: &[&str],
+) -> BinaryServer {
     let url = redis.url();
     let mut args = vec!["--cluster", &url, "--node-name", name];
     for spec in listen {
@@ -212,7 +217,7 @@ async fn nick(client: &mut Client, name: &str) {
 }
 
 /// Waits until `client` is told `text` (a notice).
-async fn expect_notice(client: &mut Client, text: &str) {
+pub(crate) async fn expect_notice(client: &mut Client, text: &str) {
     expect_line(
         client,
         text,

@@ -12,6 +12,7 @@ mod auth;
 mod bench;
 mod cli;
 mod cluster;
+mod cluster_history;
 mod console;
 mod dead_peers;
 mod devices;

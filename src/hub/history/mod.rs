@@ -32,6 +32,7 @@ use crate::sync::lock;
 
 mod replay;
 mod saving;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ pub use replay::{Offload, Replay};
 pub(in crate::hub) use replay::{Offloader, Prepared};
 use saving::Saving;
 pub use saving::{Restored, Saved, Unsaved};
+pub use shared::HistoryHold;
 
 /// A kept message's position in its room's history: `EPOCH-SEQ` on the
 /// wire, e.g. `9f0c4e1a2b3d5f60-42`.
@@ -222,6 +224,26 @@ pub(super) struct Log {
     kept: VecDeque<Kept>,
     /// Bytes `kept` holds, by [`Kept::weight`].
     bytes: usize,
+    /// Where the history lives in a cluster: this log is then a copy of
+    /// the cluster's (see `shared.rs`).
+    mirror: Mirror,
+}
+
+/// What a node's copy of a room's shared history knows (all default on
+/// a server on its own, where the log is the history itself).
+#[derive(Debug, Default)]
+pub(super) struct Mirror {
+    /// Whether the copy holds all the cluster keeps of the room (within
+    /// this node's bounds) and hears each new message: read it, not
+    /// Redis.
+    complete: bool,
+    /// Messages that came back from the cluster, ever: tells a read that
+    /// newer ones arrived while it was out.
+    arrivals: u64,
+    /// Messages were said here while the cluster was out of reach, before
+    /// this sequence number: delivered, never kept, so a client resuming
+    /// from before it is told it lost them.
+    unrecorded_before: Option<u64>,
 }
 
 /// Where a resuming client stands: what it gets again, and whether it
@@ -273,6 +295,9 @@ pub enum GapReason {
     Epoch,
     /// The room keeps no history.
     NotKept,
+    /// Messages were said while the cluster sharing the room's history
+    /// was out of reach: delivered to the clients there then, never kept.
+    Unrecorded,
 }
 
 impl GapReason {
@@ -282,6 +307,7 @@ impl GapReason {
             GapReason::TooOld => "too_old",
             GapReason::Epoch => "epoch",
             GapReason::NotKept => "not_kept",
+            GapReason::Unrecorded => "unrecorded",
         }
     }
 }
@@ -302,7 +328,6 @@ impl Log {
             epoch: self.epoch,
             seq: self.next,
         };
-        self.next += 1;
         let now = unix_millis(SystemTime::now());
         let kept = Kept {
             offset,
@@ -315,6 +340,14 @@ impl Log {
                 framing: body.framing,
             },
         };
+        self.keep(history, kept, now);
+        offset
+    }
+
+    /// Keeps `kept`, the next message, at its position, and drops what
+    /// the bounds no longer allow as of `now`.
+    fn keep(&mut self, history: &RoomHistory, kept: Kept, now: u64) {
+        self.next = kept.offset.seq + 1;
         let weight = kept.weight();
         self.bytes += weight;
         history.shared.bytes.fetch_add(weight, Ordering::Relaxed);
@@ -322,7 +355,6 @@ impl Log {
         let bounds = *crate::sync::read(&history.shared.bounds);
         self.trim(history, &bounds, now);
         history.shared.saving.changed(history);
-        offset
     }
 
     /// Drops what the bounds no longer allow, oldest first.
@@ -368,11 +400,25 @@ impl Log {
         }
         // The first sequence number still kept (or the next, if none is).
         let first_seq = first.map_or(self.next, |offset| offset.seq);
-        let gap = (since.seq + 1 < first_seq).then_some(Gap {
-            since,
-            from: first,
-            reason: GapReason::TooOld,
-        });
+        let gap = if since.seq + 1 < first_seq {
+            Some(Gap {
+                since,
+                from: first,
+                reason: GapReason::TooOld,
+            })
+        } else if self.mirror.unrecorded_before.is_some_and(|u| since.seq < u) {
+            Some(Gap {
+                since,
+                from: self
+                    .kept
+                    .iter()
+                    .find(|kept| kept.offset.seq > since.seq)
+                    .map(|kept| kept.offset),
+                reason: GapReason::Unrecorded,
+            })
+        } else {
+            None
+        };
         let skip = (since.seq + 1).saturating_sub(first_seq) as usize;
         Resume {
             kept: self.kept.iter().skip(skip).take(limit).cloned().collect(),
@@ -478,10 +524,16 @@ impl Histories {
                     next: 1,
                     kept: VecDeque::new(),
                     bytes: 0,
+                    mirror: Mirror::default(),
                 }),
             })
         });
         Some(history.clone())
+    }
+
+    /// Every room's history.
+    pub(super) fn all(&self) -> Vec<Arc<RoomHistory>> {
+        lock(&self.rooms).values().cloned().collect()
     }
 
     /// The history of `room`, if it keeps one now (whether or not anyone
@@ -589,6 +641,19 @@ impl Hub {
     /// The history rules in force.
     pub fn history_rules(&self) -> HistoryRules {
         self.shared.histories.rules()
+    }
+
+    /// What a shared history is capped at, as the rules in force say:
+    /// the most messages, and the oldest one may be (ms).
+    pub fn history_bounds(&self) -> (usize, u64) {
+        let bounds = *crate::sync::read(&self.shared.histories.shared.bounds);
+        (bounds.max_messages, bounds.max_age_ms)
+    }
+
+    /// A new epoch for a room's history, unlike any other this process
+    /// gave: for a cluster starting a room's shared history.
+    pub fn new_history_epoch(&self) -> u64 {
+        self.shared.histories.shared.epoch()
     }
 
     /// Bytes the rooms' histories hold now.

@@ -139,6 +139,7 @@ impl Hub {
                 room: restored.room.clone(),
                 unsaved: AtomicBool::new(false),
                 log: Mutex::new(Log {
+                    mirror: super::Mirror::default(),
                     epoch: restored.epoch,
                     next: restored.next,
                     kept,

@@ -355,7 +355,7 @@ impl Control {
     }
 
     /// What `room` keeps: after `since`, or the last before `before`.
-    pub fn room_history(
+    pub async fn room_history(
         &self,
         name: &str,
         query: &HistoryQuery,
@@ -377,7 +377,11 @@ impl Control {
             ));
         }
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        // In a cluster sharing histories, this node's copy is made whole
+        // first (a room nobody here is in is read from Redis).
+        let hold = self.shared.hub.fresh_history(&name).await;
         let view = self.shared.hub.room_history(&name, since, before, limit);
+        drop(hold);
         let exact = |body: &crate::hub::Body| {
             std::str::from_utf8(&body.bytes)
                 .is_err()

@@ -205,7 +205,7 @@ async fn room_history(
         Ok(query) => query,
         Err(rejection) => return bad_query(rejection),
     };
-    match app.control.room_history(&room, &query) {
+    match app.control.room_history(&room, &query).await {
         Ok(history) => Json(history).into_response(),
         Err(e) => e.into_response(),
     }
