@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What a cluster costs: the same bench against one server, and against
-# three nodes joined through one redis-server with the clients spread over
-# them, alternating. Every server process (the single one; the three nodes
+# What a cluster costs: the same bench against one server, against three
+# nodes joined through one redis-server with the clients spread over them,
+# and against the same three keeping rooms' history in Redis
+# (`--history 1000`: every message goes through the append script),
+# alternating. Every server process (the single one; the three nodes
 # and Redis) is pinned to core 0, the bench to core 1, so the relay side
 # has the same one core either way.
 #
@@ -12,7 +14,8 @@
 #   PIN=0 bench/cluster.sh                     # no pinning: every process on both cores
 #
 # Rows: chat of 50 clients x 100 msg/s (latency p50/p99), fanout from one
-# publisher to 1,000 receivers (deliveries/s), and CONNECT idle clients per
+# publisher to 1,000 receivers (deliveries/s), Redis's CPU per message
+# published (PUBLISH alone, or the history's XADD script), and CONNECT idle clients per
 # node on three nodes (57,000 by default, more than one process may hold
 # here), each bench process holding one node's clients and broadcasting
 # once to all of them (memory per client of each node).
@@ -43,6 +46,11 @@ wait_port() {
     return 1
 }
 
+# CPU time a process used so far, in clock ticks (user + system).
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 PIDS=()
 stop_all() { # the nodes first (they free their names in Redis), Redis last
     local i
@@ -54,11 +62,14 @@ stop_all() { # the nodes first (they free their names in Redis), Redis last
 }
 trap stop_all EXIT
 
-# Starts the relay side: `single` (one server) or `cluster` (Redis and
-# three nodes). Sets ADDRS (comma-separated) and NODE_PIDS.
+# Starts the relay side: `single` (one server), `cluster` (Redis and three
+# nodes) or `history` (the same, keeping rooms' history in Redis). Sets
+# ADDRS (comma-separated), NODE_PIDS and REDIS_PID.
 start() {
-    local shape=$1
+    local shape=$1 history=()
+    [ "$shape" = history ] && history=(--history 1000)
     NODE_PIDS=()
+    REDIS_PID=
     if [ "$shape" = single ]; then
         ${PIN0}"$BIN" serve --listen "127.0.0.1:$PORT" --max-connections 60000 \
             >"$OUT/server.log" 2>&1 &
@@ -69,13 +80,14 @@ start() {
         local redis=$((PORT + 9))
         ${PIN0}redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no \
             --maxclients 1000 >"$OUT/redis.log" 2>&1 &
-        PIDS+=($!)
+        PIDS+=($!); REDIS_PID=$!
         wait_port "$redis"
         ADDRS=""
         for i in 0 1 2; do
             local port=$((PORT + i))
             ${PIN0}"$BIN" serve --listen "127.0.0.1:$port" --max-connections 60000 \
-                --cluster "redis://127.0.0.1:$redis" --node-name "n$i" >"$OUT/node$i.log" 2>&1 &
+                --cluster "redis://127.0.0.1:$redis" --node-name "n$i" "${history[@]}" \
+                >"$OUT/node$i.log" 2>&1 &
             PIDS+=($!); NODE_PIDS+=($!)
             wait_port "$port"
             ADDRS=${ADDRS:+$ADDRS,}127.0.0.1:$port
@@ -89,8 +101,11 @@ run() { # run single|cluster NAME ARGS...
     # shellcheck disable=SC2053
     [[ -z ${ONLY:-} || $name == $ONLY ]] || return 0
     start "$shape"
+    local before=0
+    [ -n "$REDIS_PID" ] && before=$(cpu_ticks "$REDIS_PID")
     timeout 300 ${PIN1}"$BIN" bench "$@" --addr "$ADDRS" --server-pid "${NODE_PIDS[0]}" --json \
         >"$OUT/$name.$shape.$run.json" 2>"$OUT/$name.$shape.$run.err" || echo "   $name on $shape failed"
+    [ -n "$REDIS_PID" ] && echo $(($(cpu_ticks "$REDIS_PID") - before)) >"$OUT/$name.$shape.$run.redis-ticks"
     stop_all
     PORT=$((PORT + 10))
 }
@@ -114,7 +129,7 @@ run_connect() {
 }
 
 for run in $(seq "$RUNS"); do
-    for shape in single cluster; do
+    for shape in single cluster history; do
         echo "== run $run of $RUNS: $shape"
         run "$shape" chat-50 chat --clients 50 --rate 100 --size 64 --duration "$DURATION" --warmup "$WARMUP"
         run "$shape" fanout-1000 fanout --clients 1000 --size 64 --duration "$DURATION" --warmup "$WARMUP"
@@ -127,9 +142,9 @@ done
     run_connect
 done
 
-python3 - "$OUT" "$RUNS" "$CONNECT" <<'PY'
+python3 - "$OUT" "$RUNS" "$CONNECT" "$(getconf CLK_TCK)" <<'PY'
 import json, statistics, sys, glob, os
-out, runs, connect = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, runs, connect, tck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def figures(pattern, pick):
     vals = []
     for path in sorted(glob.glob(os.path.join(out, pattern))):
@@ -145,19 +160,35 @@ rows = [
     ("chat, 50 x 100 msg/s", "chat-50", "p99 µs", lambda r: r["latency_us"]["p99"]),
     ("fanout, 1 to 1,000", "fanout-1000", "deliveries/s", lambda r: r["deliveries_per_s"]),
 ]
-print(f"| scenario | figure | one server (median of {runs}) | 3 nodes + Redis (median of {runs}) | cluster vs one |")
-print("|---|---|---|---|---|")
+def redis_us_per_message(name, shape):
+    """Redis's CPU per message published, in µs, for each run."""
+    vals = []
+    for path in sorted(glob.glob(os.path.join(out, f"{name}.{shape}.*.redis-ticks"))):
+        try:
+            ticks = int(open(path).read())
+            published = json.load(open(path[: -len("redis-ticks")] + "json"))["published"]
+            vals.append(ticks * 1e6 / tck / published)
+        except (ValueError, KeyError, OSError, ZeroDivisionError):
+            pass
+    return vals
+print(f"| scenario | figure | one server (median of {runs}) | 3 nodes + Redis (median of {runs}) | 3 nodes, history in Redis (median of {runs}) | cluster vs one | history vs cluster |")
+print("|---|---|---|---|---|---|---|")
+def median_or_none(vals):
+    return statistics.median(vals) if vals else None
 for title, name, unit, pick in rows:
-    a = figures(f"{name}.single.*.json", pick)
-    b = figures(f"{name}.cluster.*.json", pick)
-    if not a or not b:
-        print(f"| {title} | {unit} | {a} | {b} | n/a |")
+    a, b, c = (median_or_none(figures(f"{name}.{shape}.*.json", pick)) for shape in ("single", "cluster", "history"))
+    cells = [show(v) if v is not None else "n/a" for v in (a, b, c)]
+    ratio = lambda x, y: f"{y/x:.2f}x ({y-x:+,.0f})" if x and y is not None else "n/a"
+    print(f"| {title} | {unit} | {' | '.join(cells)} | {ratio(a, b)} | {ratio(b, c)} |")
+for title, name in (("chat, 50 x 100 msg/s", "chat-50"), ("fanout, 1 to 1,000", "fanout-1000")):
+    b, c = (median_or_none(redis_us_per_message(name, shape)) for shape in ("cluster", "history"))
+    if b is None and c is None:
         continue
-    ma, mb = statistics.median(a), statistics.median(b)
-    print(f"| {title} | {unit} | {show(ma)} | {show(mb)} | {mb/ma:.2f}x ({mb-ma:+,.0f}) |")
+    cells = [f"{v:.1f}" if v is not None else "n/a" for v in (b, c)]
+    print(f"| {title} | Redis CPU µs per message published | | {cells[0]} | {cells[1]} | | {ratio(b, c) if b and c else 'n/a'} |")
 heard = figures("connect.node*.json", lambda r: r["ready"] if "ready" in r else r["receivers_ready"])
 per_client = figures("connect.node*.json", lambda r: r["memory"]["bytes_per_client"])
 if per_client:
-    print(f"| connect, 3 x {connect:,} idle | bytes/client (each node) | | {show(statistics.median(per_client))} (min {show(min(per_client))}, max {show(max(per_client))}) | |")
+    print(f"| connect, 3 x {connect:,} idle | bytes/client (each node) | | {show(statistics.median(per_client))} (min {show(min(per_client))}, max {show(max(per_client))}) | | | |")
 print(f"\nraw results: {out}")
 PY

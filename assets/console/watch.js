@@ -48,6 +48,7 @@ function lostText(gap, room) {
   const r = '#' + visible(room);
   if (gap.reason === 'epoch') return 'The server lost ' + r + "'s history while disconnected (a restart?): messages may be missing";
   if (gap.reason === 'not_kept') return r + ' keeps no history now: messages said while disconnected are not shown';
+  if (gap.reason === 'unrecorded') return 'Messages of ' + r + " said while the cluster's Redis was out of reach were never kept: some may be missing";
   return 'Some messages of ' + r + ' said while disconnected are no longer kept';
 }
 

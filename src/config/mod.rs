@@ -722,6 +722,16 @@ mod tests {
     }
 
     #[test]
+    fn a_history_dir_on_a_node_of_a_cluster_is_refused_and_says_where_history_lives() {
+        let mut config = Config::local();
+        config.history.dir = Some("/var/lib/switchboard".into());
+        assert!(config.validate().is_ok(), "on a server of its own");
+        config.cluster.url = Some("redis://127.0.0.1:6379".into());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("live in Redis"), "{error}");
+    }
+
+    #[test]
     fn inconsistent_limits_are_refused() {
         let mut config = Config::default();
         config.hub.queue.soft = 1024;

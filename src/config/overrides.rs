@@ -203,7 +203,7 @@ pub struct Overrides {
         )
     )]
     pub history_rooms: Option<Vec<String>>,
-    /// Keeps rooms' histories in DIR (one file, history.redb), so that a restart keeps them with their positions: clients resume across it. Without it history is in memory only. [default: none]
+    /// Keeps rooms' histories in DIR (one file, history.redb), so that a restart keeps them with their positions: clients resume across it. Without it history is in memory only. Not with --cluster, whose history lives in Redis. [default: none]
     #[cfg_attr(
         feature = "cli",
         arg(long, value_name = "DIR", env = "SWITCHBOARD_HISTORY_DIR")

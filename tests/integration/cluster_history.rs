@@ -153,7 +153,7 @@ async fn a_node_with_nobody_in_the_room_shows_a_joiner_what_the_cluster_kept() {
     for n in 1..=8 {
         talker.say(&format!("m{n}")).await.unwrap();
     }
-    events_until(&mut on_a, "m8").await;
+    let seen_on_a = events_until(&mut on_a, "m8").await;
 
     // Node b had nobody in the lobby: a text client showing the last 5
     // sees them anyway, read from Redis, then the end of history.
@@ -170,6 +170,36 @@ async fn a_node_with_nobody_in_the_room_shows_a_joiner_what_the_cluster_kept() {
     })
     .await;
     assert_eq!(kept, ["m4", "m5", "m6", "m7", "m8"]);
+    // The admin API of a third node, with nobody in the room, answers
+    // with the same history and the same positions.
+    let c = node_with(
+        &redis,
+        "c",
+        &["text://127.0.0.1:0"],
+        &["--history", "100", "--http", "127.0.0.1:0"],
+    )
+    .await;
+    let http = c
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .expect("an HTTP listener")
+        .to_owned();
+    let page =
+        crate::http::get_json(format!("http://{http}/api/v1/rooms/lobby/history?limit=3")).await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["m6", "m7", "m8"], "{page}");
+    let m8 = page["messages"][2]["offset"].clone();
+    assert_eq!(
+        seen_on_a.last().unwrap()["offset"],
+        m8,
+        "the same position on every node"
+    );
     // And it hears what is said next, once.
     talker.say("m9").await.unwrap();
     heard(&mut late, "m9").await;

@@ -359,3 +359,129 @@ impl Room {
         self.deliver(&inside, &Delivery::batch(events), except, congested)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::history::{GapReason, Histories, HistoryRules};
+
+    const E: u64 = 0xe;
+
+    fn copy() -> (Histories, Arc<RoomHistory>) {
+        let histories = Histories::new(HistoryRules {
+            max_messages: 10,
+            ..HistoryRules::off()
+        });
+        let history = histories
+            .for_room(&RoomName::new("ops").unwrap())
+            .expect("keeps one");
+        (histories, history)
+    }
+
+    fn kept(epoch: u64, seq: u64) -> Kept {
+        Kept {
+            offset: Offset { epoch, seq },
+            at: unix_millis(SystemTime::now()),
+            from: Name::new("alice").unwrap(),
+            body: Body::line(format!("m{seq}")),
+        }
+    }
+
+    fn seqs(history: &RoomHistory) -> Vec<u64> {
+        history.log().kept.iter().map(|k| k.offset.seq).collect()
+    }
+
+    fn read(epoch: u64, seqs: std::ops::RangeInclusive<u64>) -> SharedHistory {
+        SharedHistory {
+            epoch: Some(epoch),
+            next: seqs.end() + 1,
+            kept: seqs.map(|seq| kept(epoch, seq)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_copy_takes_the_clusters_positions_and_skips_what_it_has() {
+        let (_histories, history) = copy();
+        let mut log = history.log();
+        assert_eq!(log.accept(&history, kept(E, 1)), Accepted::New);
+        assert_eq!(log.accept(&history, kept(E, 2)), Accepted::New);
+        assert_eq!(log.accept(&history, kept(E, 2)), Accepted::Known);
+        assert_eq!(log.last(), Some(Offset { epoch: E, seq: 2 }));
+        assert!(log.mirror.complete, "it heard the history from its start");
+    }
+
+    #[test]
+    fn a_hole_in_a_whole_copy_is_reported_and_the_copy_starts_again() {
+        let (_histories, history) = copy();
+        let mut log = history.log();
+        log.accept(&history, kept(E, 1));
+        assert_eq!(log.accept(&history, kept(E, 5)), Accepted::AfterHole(3));
+        drop(log);
+        assert_eq!(seqs(&history), [5]);
+        assert!(!history.log().mirror.complete);
+        // A hole in a copy that was not whole is no news.
+        assert_eq!(history.log().accept(&history, kept(E, 9)), Accepted::New);
+    }
+
+    #[test]
+    fn a_read_fills_the_copy_and_keeps_what_came_back_after_it() {
+        let (_histories, history) = copy();
+        let arrivals = history.log().mirror.arrivals;
+        // Heard while the read was out: the read covers up to 4.
+        history.log().accept(&history, kept(E, 4));
+        history.log().accept(&history, kept(E, 5));
+        history.log().merge(&history, read(E, 1..=4), arrivals);
+        assert_eq!(seqs(&history), [1, 2, 3, 4, 5]);
+        let log = history.log();
+        assert!(log.mirror.complete);
+        assert_eq!(log.last(), Some(Offset { epoch: E, seq: 5 }));
+    }
+
+    #[test]
+    fn a_read_of_nothing_empties_a_stale_copy_and_a_new_history_is_whole_from_its_start() {
+        let (_histories, history) = copy();
+        for seq in 1..=3 {
+            history.log().accept(&history, kept(E, seq));
+        }
+        history.log().mark_incomplete();
+        let arrivals = history.log().mirror.arrivals;
+        let nothing = SharedHistory {
+            epoch: None,
+            next: 1,
+            kept: Vec::new(),
+        };
+        history.log().merge(&history, nothing, arrivals);
+        assert!(seqs(&history).is_empty());
+        assert!(history.log().mirror.complete);
+        assert_eq!(history.log().accept(&history, kept(0xf, 1)), Accepted::New);
+        assert!(history.log().mirror.complete);
+        let resume = history.log().since(Offset { epoch: E, seq: 3 });
+        assert_eq!(resume.gap.map(|g| g.reason), Some(GapReason::Epoch));
+    }
+
+    #[test]
+    fn a_read_older_than_a_history_lost_meanwhile_leaves_the_newer_copy() {
+        let (_histories, history) = copy();
+        let arrivals = history.log().mirror.arrivals;
+        history.log().accept(&history, kept(0xf, 1));
+        history.log().merge(&history, read(E, 1..=3), arrivals);
+        assert_eq!(history.log().epoch(), 0xf);
+        assert_eq!(seqs(&history), [1]);
+    }
+
+    #[test]
+    fn a_client_resuming_from_before_an_outage_is_told_it_lost_what_was_said_then() {
+        let (_histories, history) = copy();
+        history.log().accept(&history, kept(E, 1));
+        history.log().accept(&history, kept(E, 2));
+        history.log().mark_unrecorded();
+        history.log().accept(&history, kept(E, 3));
+        let resume = history.log().since(Offset { epoch: E, seq: 2 });
+        let gap = resume.gap.expect("a gap");
+        assert_eq!(gap.reason, GapReason::Unrecorded);
+        assert_eq!(gap.from, Some(Offset { epoch: E, seq: 3 }));
+        assert_eq!(resume.kept.len(), 1);
+        // From after it, nothing was lost.
+        assert_eq!(history.log().since(Offset { epoch: E, seq: 3 }).gap, None);
+    }
+}

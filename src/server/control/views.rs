@@ -316,7 +316,7 @@ pub struct GapView {
     pub since: String,
     /// The oldest kept, from which it resumes (`null`: none).
     pub from: Option<String>,
-    /// `too_old`, `epoch` or `not_kept`.
+    /// `too_old`, `epoch`, `not_kept` or `unrecorded`.
     pub reason: String,
 }
 
