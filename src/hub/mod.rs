@@ -506,6 +506,9 @@ struct HubState {
     reserved: std::sync::RwLock<Option<Arc<dyn ReservedNames>>>,
     /// The other nodes of the cluster, if it is part of one (unset: [`Solo`]).
     backplane: OnceLock<Arc<dyn Backplane>>,
+    /// Whether the backplane keeps rooms' histories ([`Backplane::shares_history`]),
+    /// read for every message: a load, not a call.
+    shares_history: std::sync::atomic::AtomicBool,
     /// Names kept for devices (read on renames only).
     device_prefixes: device::DevicePrefixes,
     /// Names that client certificates gave, by comparison key: kept for
@@ -807,6 +810,7 @@ impl Hub {
                 pauses: AtomicU64::new(0),
                 reserved: std::sync::RwLock::new(None),
                 backplane: OnceLock::new(),
+                shares_history: std::sync::atomic::AtomicBool::new(false),
                 device_prefixes: Default::default(),
                 certified: Mutex::default(),
                 histories: history::Histories::new(HistoryRules::off()),
@@ -819,9 +823,17 @@ impl Hub {
     /// Done once, before any client connects; a hub without one stands
     /// alone ([`Solo`]).
     pub fn set_backplane(&self, backplane: Arc<dyn Backplane>) {
+        let shares = backplane.shares_history();
         if self.shared.backplane.set(backplane).is_err() {
             panic!("a hub joins one cluster, once");
         }
+        self.shared.shares_history.store(shares, Ordering::Relaxed);
+    }
+
+    /// Whether rooms' histories live in the cluster (see
+    /// [`Backplane::shares_history`]).
+    pub fn shares_history(&self) -> bool {
+        self.shared.shares_history.load(Ordering::Relaxed)
     }
 
     /// How this hub reaches the other nodes of its cluster.

@@ -372,7 +372,7 @@ impl Hub {
             return 0;
         };
         let mut congested = Vec::new();
-        if self.backplane().shares_history() {
+        if self.shares_history() {
             // Not numbered by the cluster (its sender's node keeps no
             // history of the room): relayed, and not kept.
             return room.broadcast_messages(&from, bodies, &mut congested);

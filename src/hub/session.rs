@@ -217,7 +217,7 @@ impl Session {
         self.device_sent();
         // In a cluster sharing histories, a room that keeps one hears its
         // messages back from the cluster, numbered, as every node does.
-        let shared = self.hub.backplane().shares_history() && room.members().history.is_some();
+        let shared = self.hub.shares_history() && room.members().history.is_some();
         let appended = shared
             && self
                 .hub
@@ -750,7 +750,7 @@ impl Session {
         directory.resized(&room.name, left + 1, left);
         if left == 0 {
             directory.rooms.remove(&room.name);
-            if self.hub.backplane().shares_history() {
+            if self.hub.shares_history() {
                 // Nobody here hears the room now: its copy may miss some.
                 if let Some(history) = &room.members().history {
                     history.log().mark_incomplete();

@@ -742,7 +742,7 @@ impl ServerState {
             }
             // In a cluster sharing histories, the room's copy is made
             // whole before the client arrives in it (it is shown it).
-            Proof::Nothing if self.hub.backplane().shares_history() => {
+            Proof::Nothing if self.hub.shares_history() => {
                 info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
                 Box::pin(async move {
                     let hold = session.ready_to_join(&room).await;

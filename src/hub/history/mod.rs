@@ -595,6 +595,8 @@ impl Histories {
             if let Some(weight) = log.pop(history) {
                 freed += weight;
                 self.shared.evicted.fetch_add(1, Ordering::Relaxed);
+                // A cluster's copy no longer holds all the cluster keeps.
+                log.mark_incomplete();
             }
             if let Some(next) = log.kept.front() {
                 oldest.push(std::cmp::Reverse((next.at, i)));

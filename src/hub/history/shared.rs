@@ -186,7 +186,7 @@ impl Hub {
     /// a room without history, a copy already whole) or the cluster is
     /// out of reach (the copy is then used as it is).
     pub async fn fresh_history(&self, room: &RoomName) -> Option<HistoryHold> {
-        if !self.backplane().shares_history() {
+        if !self.shares_history() {
             return None;
         }
         let history = self.shared.histories.for_room(room)?;
