@@ -104,7 +104,8 @@ export function initListeners() {
   form.addEventListener('input', (e) => { e.target.removeAttribute('aria-invalid'); });
   // Device options are a raw listener's.
   const modeSelect = $('#listener-mode');
-  const showDevice = () => { $('#listener-device-field').hidden = modeSelect.value !== 'raw'; };
+  const takesDevices = (mode) => mode === 'raw' || mode === 'udp';
+  const showDevice = () => { $('#listener-device-field').hidden = !takesDevices(modeSelect.value); };
   modeSelect.addEventListener('change', showDevice);
   showDevice();
 
@@ -120,7 +121,7 @@ export function initListeners() {
     const room = roomIn.value.trim().replace(/^#/, '') || 'lobby';
     const body = { mode: $('#listener-mode').value, addr: host + ':' + port, room };
     const device = $('#listener-device').value.trim();
-    if (body.mode === 'raw' && device) body.device = device;
+    if (takesDevices(body.mode) && device) body.device = device;
     const expText = expIn.value.trim();
     if (expText !== '') {
       const exp = Number(expText);

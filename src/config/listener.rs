@@ -10,6 +10,11 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::DEFAULT_PORT;
+
+/// How long a UDP peer that sends nothing stays a client, unless its
+/// listener says (`?idle-timeout=`): about what a NAT keeps a UDP mapping
+/// for, after which the peer could not be reached anyway.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 use crate::device::DeviceSpec;
 use crate::hub::RoomName;
 use crate::units::{format_duration, Seconds};
@@ -66,6 +71,9 @@ pub struct ListenerSpec {
     pub mode: Mode,
     /// Whether clients speak TLS first (with `--tls-cert` and `--tls-key`).
     pub tls: bool,
+    /// Whether it listens for UDP datagrams (`udp://`): each source
+    /// address is a client of the raw mode, a datagram a message.
+    pub udp: bool,
     /// Where to listen; port 0 picks a free port.
     pub addr: SocketAddr,
     /// The room its clients start in.
@@ -95,6 +103,7 @@ impl ListenerSpec {
         ListenerSpec {
             mode,
             tls: false,
+            udp: false,
             addr,
             room: RoomName::lobby(),
             auth: false,
@@ -106,8 +115,11 @@ impl ListenerSpec {
     }
 
     /// The scheme naming its mode and transport: `text`, `json`, `raw`,
-    /// `tls`, `json+tls` or `raw+tls`.
+    /// `tls`, `json+tls`, `raw+tls` or `udp`.
     pub fn scheme(&self) -> &'static str {
+        if self.udp {
+            return "udp";
+        }
         match (self.mode, self.tls) {
             (mode, false) => mode.as_str(),
             (Mode::Text, true) => "tls",
@@ -169,9 +181,11 @@ impl FromStr for ListenerSpec {
 fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
     {
         let ((mode, tls), rest) = match spec.split_once("://") {
+            Some(("udp", rest)) => ((Mode::Raw, false), rest),
             Some((scheme, rest)) => (parse_scheme(scheme)?, rest),
             None => ((Mode::Text, false), spec),
         };
+        let udp = spec.starts_with("udp://");
         let (addr, query) = match rest.split_once('?') {
             Some((addr, query)) => (addr, Some(query)),
             None => (rest, None),
@@ -179,6 +193,7 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
         let addr = parse_addr(addr)?;
         let mut listener = ListenerSpec {
             tls,
+            udp,
             ..ListenerSpec::new(mode, addr)
         };
         for (pair, key, value) in query.into_iter().flat_map(options) {
@@ -197,6 +212,9 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                     listener.auth =
                         parse_auth(auth).with_context(|| format!("in listener {spec:?}"))?
                 }
+                ("proxy", Some(_)) if udp => anyhow::bail!(
+                    "proxy= is for TCP listeners: a UDP datagram carries its sender's address, in listener {spec:?}"
+                ),
                 ("proxy", Some(proxy)) => {
                     listener.proxy = Some(
                         proxy
@@ -261,7 +279,7 @@ pub(crate) fn parse_scheme(scheme: &str) -> anyhow::Result<(Mode, bool)> {
             Some(mode) => Ok((mode.parse()?, true)),
             None => scheme.parse().map(|mode| (mode, false)).map_err(|_| {
                 anyhow::anyhow!(
-                    "unknown mode {scheme:?}: expected text, json, raw, tls, json+tls or raw+tls"
+                    "unknown mode {scheme:?}: expected text, json, raw, tls, json+tls, raw+tls or udp"
                 )
             }),
         },

@@ -21,7 +21,9 @@ mod setting;
 
 pub(crate) use listener::options as listener_options;
 use listener::parse_proxy;
-pub use listener::{HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion};
+pub use listener::{
+    HttpSpec, ListenerList, ListenerSpec, Mode, ProxyVersion, DEFAULT_UDP_IDLE_TIMEOUT,
+};
 #[cfg(test)]
 use overrides::suggest_known_key;
 pub use overrides::Overrides;

@@ -24,15 +24,18 @@ pub enum ClientKind {
     WebSocket,
     /// A WebSocket client sending and receiving raw bytes.
     WebSocketRaw,
+    /// A UDP peer: raw bytes, a datagram a message.
+    Udp,
 }
 
 /// Every kind, in order.
-pub const KINDS: [ClientKind; 5] = [
+pub const KINDS: [ClientKind; 6] = [
     ClientKind::Text,
     ClientKind::Json,
     ClientKind::Raw,
     ClientKind::WebSocket,
     ClientKind::WebSocketRaw,
+    ClientKind::Udp,
 ];
 
 impl ClientKind {
@@ -44,6 +47,7 @@ impl ClientKind {
             ClientKind::Raw => "raw",
             ClientKind::WebSocket => "ws",
             ClientKind::WebSocketRaw => "ws-raw",
+            ClientKind::Udp => "udp",
         }
     }
 }
@@ -153,7 +157,7 @@ mod tests {
                     for _ in 0..1000 {
                         counters.add(ClientKind::Json, Field::MessagesIn, 1);
                     }
-                    counters.add_all(Field::BytesOut, &[1, 0, 0, 2, 0]);
+                    counters.add_all(Field::BytesOut, &[1, 0, 0, 2, 0, 0]);
                 })
             })
             .collect();

@@ -462,6 +462,11 @@ impl OutboxHandle {
     pub fn info(&self) -> ClientInfo {
         self.0.info(Vec::new())
     }
+
+    /// What its registration proved, if it registered as a device.
+    pub fn device_proof(&self) -> Option<DeviceProof> {
+        self.0.device.get().map(|device| device.proof)
+    }
 }
 
 impl std::ops::Deref for OutboxHandle {

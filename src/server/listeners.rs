@@ -9,16 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{listen, AdmissionRefusal, Arrival, Greeting, Held, Proof, ServerState};
+use super::{AdmissionRefusal, Arrival, Bound, Greeting, Held, Proof, ServerState};
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Device, Json, Protocol, Raw, Text};
+use crate::transport::udp::UdpStats;
 use crate::transport::{proxy, tls, TlsTransport};
 
 /// Shortest and longest pause after a failed `accept` (e.g. out of file
@@ -56,9 +57,11 @@ pub(crate) struct Listener {
     clients: AtomicUsize,
     /// Closed when unused this long.
     pub(crate) expire_after_idle: Option<Duration>,
+    /// What a UDP listener counts (`None`: a TCP or HTTP listener).
+    pub(crate) udp: Option<Arc<UdpStats>>,
     /// Since when it has had no clients.
     idle_since: Mutex<Option<Instant>>,
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 impl Listener {
@@ -156,6 +159,7 @@ impl Listeners {
             origin: Origin::Config,
             clients: AtomicUsize::new(0),
             expire_after_idle: None,
+            udp: None,
             idle_since: Mutex::new(None),
             stop: CancellationToken::new(),
         })
@@ -182,10 +186,16 @@ impl ServerState {
     pub(crate) fn start_listener(
         self: &Arc<Self>,
         spec: ListenerSpec,
-        socket: TcpListener,
+        socket: Bound,
         origin: Origin,
         expire_after_idle: Option<Duration>,
     ) -> Arc<Listener> {
+        let socket = match socket {
+            Bound::Tcp(socket) => socket,
+            Bound::Udp(socket) => {
+                return self.start_udp_listener(spec, socket, origin, expire_after_idle)
+            }
+        };
         let stop = self.stop.child_token();
         let listener = self.listeners.add(Listener {
             id: self.listeners.next_id(),
@@ -195,6 +205,7 @@ impl ServerState {
             origin,
             clients: AtomicUsize::new(0),
             expire_after_idle,
+            udp: None,
             idle_since: Mutex::new(Some(Instant::now())),
             stop,
         });
@@ -228,6 +239,50 @@ impl ServerState {
         listener
     }
 
+    /// Starts receiving datagrams on a bound UDP listener.
+    fn start_udp_listener(
+        self: &Arc<Self>,
+        spec: ListenerSpec,
+        socket: Arc<UdpSocket>,
+        origin: Origin,
+        expire_after_idle: Option<Duration>,
+    ) -> Arc<Listener> {
+        let stats = Arc::new(UdpStats::default());
+        let listener = self.listeners.add(Listener {
+            id: self.listeners.next_id(),
+            addr: spec.addr,
+            spec: Some(spec.clone()),
+            tls: false,
+            origin,
+            clients: AtomicUsize::new(0),
+            expire_after_idle,
+            udp: Some(stats.clone()),
+            idle_since: Mutex::new(Some(Instant::now())),
+            stop: self.stop.child_token(),
+        });
+        let (shared, listening) = (self.clone(), listener.clone());
+        if spec.device.is_plain() {
+            self.tracker.spawn(super::udp::receive_loop(
+                shared,
+                listening,
+                socket,
+                stats,
+                |_| Raw,
+            ));
+        } else {
+            self.hub.reserve_device_names(spec.device.name.prefix());
+            let device = Device::new(spec.device.clone(), spec.room.clone(), self.config.max_line);
+            self.tracker.spawn(super::udp::receive_loop(
+                shared,
+                listening,
+                socket,
+                stats,
+                move |_| device.clone(),
+            ));
+        }
+        listener
+    }
+
     /// Opens a listener for the admin; with `expire_after_idle`, it closes
     /// once it has had no clients for that long.
     pub(crate) fn open_listener(
@@ -245,7 +300,7 @@ impl ServerState {
             return Err(ListenerError::TooMany);
         }
         super::warn_of_hex_lookalike(&spec);
-        let socket = listen(spec.addr).map_err(|error| ListenerError::CannotBind {
+        let socket = Bound::bind(&spec).map_err(|error| ListenerError::CannotBind {
             addr: spec.addr,
             error,
         })?;

@@ -19,6 +19,7 @@ pub mod control;
 mod http;
 pub(crate) mod listeners;
 mod monitor;
+mod udp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -76,7 +77,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Server {
     config: Config,
     hub: Hub,
-    listeners: Vec<(ListenerSpec, TcpListener)>,
+    listeners: Vec<(ListenerSpec, Bound)>,
     http: Option<TcpListener>,
     tls: Option<Arc<ServerTls>>,
     auth: Option<Arc<Authenticator>>,
@@ -133,7 +134,7 @@ impl Server {
         let mut listeners = Vec::new();
         for spec in &config.listeners {
             let listener =
-                listen(spec.addr).with_context(|| format!("cannot listen on {}", spec.addr))?;
+                Bound::bind(spec).with_context(|| format!("cannot listen on {}", spec.addr))?;
             let addr = listener.local_addr()?;
             listeners.push((
                 ListenerSpec {
@@ -351,6 +352,40 @@ impl Server {
         }
         info!("shut down");
         Ok(())
+    }
+}
+
+/// A listener's bound socket.
+#[derive(Debug)]
+pub(crate) enum Bound {
+    /// A TCP listener's.
+    Tcp(TcpListener),
+    /// A UDP listener's, shared by the tasks that answer its peers.
+    Udp(Arc<tokio::net::UdpSocket>),
+}
+
+impl Bound {
+    /// Binds what `spec` listens on.
+    pub(crate) fn bind(spec: &ListenerSpec) -> std::io::Result<Bound> {
+        if !spec.udp {
+            return listen(spec.addr).map(Bound::Tcp);
+        }
+        let socket = Socket::new(Domain::for_address(spec.addr), Type::DGRAM, None)?;
+        if spec.addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&spec.addr.into())?;
+        let socket = tokio::net::UdpSocket::from_std(socket.into())?;
+        Ok(Bound::Udp(Arc::new(socket)))
+    }
+
+    /// The address it is bound to.
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Bound::Tcp(socket) => socket.local_addr(),
+            Bound::Udp(socket) => socket.local_addr(),
+        }
     }
 }
 
@@ -623,7 +658,7 @@ impl ServerState {
     async fn add_listener(self: Arc<Self>, spec: ListenerSpec, patient: bool) {
         let give_up = tokio::time::Instant::now() + REBIND_PATIENCE;
         let socket = loop {
-            match listen(spec.addr) {
+            match Bound::bind(&spec) {
                 Ok(socket) => break socket,
                 Err(error)
                     if patient
@@ -711,9 +746,12 @@ impl ServerState {
         }
         let handle = session.outbox_handle();
         stream.gauge_input(session.input_gauge());
+        stream.know_client(handle.clone());
         let mut timeouts = self.live().timeouts;
         if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
             timeouts.idle = Some(idle);
+        } else if listener.spec.as_ref().is_some_and(|spec| spec.udp) {
+            timeouts.idle = Some(udp::DEFAULT_UDP_IDLE_TIMEOUT);
         }
         let serving: Pin<Box<dyn Future<Output = _> + Send>> = match proof {
             // A name the client proved is its name, or it is not served:

@@ -30,3 +30,4 @@ mod relay;
 mod service;
 mod tls;
 mod transcripts;
+mod udp;

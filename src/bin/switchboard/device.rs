@@ -1,7 +1,8 @@
 //! `switchboard device`: a fake DTU, for trying device listeners without
-//! hardware. It connects, sends its registration packet, a heartbeat
-//! every so often, and whatever comes on stdin as bytes; it prints what
-//! it receives as hex and text, as a serial tool does.
+//! hardware. It connects (over TCP, or from one UDP port with `--udp`),
+//! sends its registration packet, a heartbeat every so often, and
+//! whatever comes on stdin as bytes; it prints what it receives as hex
+//! and text, as a serial tool does.
 
 use std::process::ExitCode;
 
@@ -10,7 +11,7 @@ use clap::Args;
 use switchboard::config::Seconds;
 use switchboard::device::{hex, Heartbeat};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
@@ -42,6 +43,11 @@ pub struct DeviceArgs {
     /// rather than the bytes to send themselves.
     #[arg(long)]
     hex: bool,
+
+    /// The listener is UDP (udp://): each packet is one datagram, all from
+    /// one local port, as a cellular module sends them.
+    #[arg(long)]
+    udp: bool,
 }
 
 /// A registration packet: `hex:BYTES`, or text (`text:` may say so).
@@ -98,21 +104,8 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
     }
     let heartbeat = heartbeat.map(|h| h.bytes().to_vec());
     anyhow::ensure!(!args.every.0.is_zero(), "--every must be more than 0");
-    let stream = TcpStream::connect(&args.addr)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.addr))?;
-    stream.set_nodelay(true)?;
-    eprintln!("* connected to {}", args.addr);
-    let (mut reader, mut writer) = stream.into_split();
-
-    // One writer, so that each packet goes out whole.
-    let (packets, mut to_send) = mpsc::channel::<Vec<u8>>(64);
-    let writing = tokio::spawn(async move {
-        while let Some(packet) = to_send.recv().await {
-            writer.write_all(&packet).await?;
-        }
-        std::io::Result::Ok(())
-    });
+    let (packets, to_send) = mpsc::channel::<Vec<u8>>(64);
+    let link = Link::open(&args.addr, args.udp, to_send).await?;
     if let Some(registration) = &registration {
         packets.send(registration.clone()).await.ok();
         eprintln!("* sent the registration ({})", hex::format(registration));
@@ -134,23 +127,99 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     tokio::spawn(stdin_packets(packets, prefix, args.hex));
 
-    // A write that fails ends the writer; the read side then sees the
-    // connection gone.
-    drop(writing);
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) => {
-                eprintln!("* the server closed the connection");
-                return Ok(ExitCode::SUCCESS);
+    link.show_what_comes(&args.addr).await
+}
+
+/// How the fake device reaches its listener; what it sends goes through
+/// one writer task, so that each packet goes out whole.
+enum Link {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Udp(std::sync::Arc<UdpSocket>),
+}
+
+impl Link {
+    async fn open(
+        addr: &str,
+        udp: bool,
+        mut to_send: mpsc::Receiver<Vec<u8>>,
+    ) -> anyhow::Result<Link> {
+        if udp {
+            let target = tokio::net::lookup_host(addr)
+                .await
+                .with_context(|| format!("cannot resolve {addr}"))?
+                .next()
+                .with_context(|| format!("{addr} has no address"))?;
+            let local = if target.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            };
+            let socket = std::sync::Arc::new(UdpSocket::bind(local).await?);
+            socket.connect(target).await?;
+            eprintln!(
+                "* sending datagrams to {target} from {}",
+                socket.local_addr()?
+            );
+            let sender = socket.clone();
+            // A datagram that cannot go is reported, and the next tried.
+            tokio::spawn(async move {
+                while let Some(packet) = to_send.recv().await {
+                    if let Err(error) = sender.send(&packet).await {
+                        eprintln!("! a datagram was not sent: {error}");
+                    }
+                }
+            });
+            return Ok(Link::Udp(socket));
+        }
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        eprintln!("* connected to {addr}");
+        let (reader, mut writer) = stream.into_split();
+        // A write that fails ends the writer; the read side then sees the
+        // connection gone.
+        tokio::spawn(async move {
+            while let Some(packet) = to_send.recv().await {
+                writer.write_all(&packet).await?;
             }
-            Ok(n) => {
-                use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                stdout.write_all(show(&buf[..n]).as_bytes())?;
-                stdout.flush()?;
+            std::io::Result::Ok(())
+        });
+        Ok(Link::Tcp(reader))
+    }
+
+    /// Prints what the server sends, until it closes the connection.
+    async fn show_what_comes(mut self, addr: &str) -> anyhow::Result<ExitCode> {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let received = match &mut self {
+                Link::Tcp(reader) => match reader.read(&mut buf).await {
+                    Ok(0) => {
+                        eprintln!("* the server closed the connection");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    other => other,
+                },
+                // Over UDP nothing says that the server is gone: an ICMP
+                // "port unreachable" for an earlier datagram is reported,
+                // and the device goes on, as a module would.
+                Link::Udp(socket) => match socket.recv(&mut buf).await {
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        eprintln!("! nothing listens at {addr}: a datagram was refused");
+                        continue;
+                    }
+                    other => other,
+                },
+            };
+            match received {
+                Ok(n) => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(show(&buf[..n]).as_bytes())?;
+                    stdout.flush()?;
+                }
+                Err(error) => anyhow::bail!("reading from {addr}: {error}"),
             }
-            Err(error) => anyhow::bail!("reading from {}: {error}", args.addr),
         }
     }
 }

@@ -44,6 +44,12 @@ pub struct SendArgs {
     #[arg(long, conflicts_with_all = ["room", "to", "name", "user", "token_file"])]
     raw: bool,
 
+    /// The listener is UDP (udp://): send the message, or each line of
+    /// stdin, as one datagram, bytes exactly (no newline added). Nothing
+    /// confirms a datagram: exit 0 means it was sent, not that it arrived.
+    #[arg(long, conflicts_with_all = ["json", "raw", "room", "to", "name", "user", "token_file"])]
+    udp: bool,
+
     /// How long to wait for the server to answer.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     timeout: Seconds,
@@ -172,6 +178,9 @@ pub(crate) fn wrong_listener(line: &[u8], json: bool) -> Option<String> {
 }
 
 pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
+    if args.udp {
+        return send_datagrams(&args).await;
+    }
     let args = Arc::new(args);
     let credentials = args.login.credentials()?;
     let client = Client::connect_any(&args.addr, args.tls.client_tls()?.as_ref()).await?;
@@ -282,6 +291,34 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 /// Sends a ping and waits for its pong; returns how many refusals came
 /// first (each already said on stderr). Fails if the server closes, is
 /// another kind of listener, or says nothing in time.
+/// `send --udp`: the message, or each line of stdin, as a datagram.
+async fn send_datagrams(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let target = tokio::net::lookup_host(&args.addr)
+        .await
+        .with_context(|| format!("cannot resolve {}", args.addr))?
+        .next()
+        .with_context(|| format!("{} has no address", args.addr))?;
+    let local = if target.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await?;
+    socket.connect(target).await?;
+    if !args.text.is_empty() {
+        socket.send(args.text.join(" ").as_bytes()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await.context("cannot read stdin")? {
+        socket
+            .send(line.as_bytes())
+            .await
+            .with_context(|| format!("cannot send to {target}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn confirm(
     args: &SendArgs,
     to_server: &mut (impl AsyncWriteExt + Unpin),

@@ -22,7 +22,7 @@ use views::{client_view, listener_view};
 pub use views::{
     ClientCounts, ClientPage, ClientView, DeviceView, GapView, InOut, KeptView, ListenerOrigin,
     ListenerView, Memory, RateFigures, RoomDetail, RoomHistory, RoomPage, RoomView, SendResult,
-    Stats,
+    Stats, UdpView,
 };
 
 use std::collections::BTreeMap;
@@ -482,7 +482,7 @@ impl Control {
         Ok(client_view(client, self.shared.config.hub.queue.hard, None))
     }
 
-    /// Opens a TCP listener.
+    /// Opens a TCP or UDP listener.
     pub fn open_listener(&self, request: &OpenListener) -> Result<ListenerView, ControlError> {
         let (mode, tls) = request.mode.unwrap_or_default().mode_and_tls();
         if tls && self.shared.tls.is_none() {
@@ -565,6 +565,7 @@ impl Control {
         let spec = ListenerSpec {
             mode,
             tls,
+            udp: request.mode == Some(ListenerMode::Udp),
             addr,
             room,
             auth,

@@ -166,12 +166,16 @@ pub enum ListenerMode {
     /// Raw bytes over TLS.
     #[serde(rename = "raw+tls")]
     RawTls,
+    /// Raw bytes over UDP: a datagram a message, a source address a client.
+    #[serde(rename = "udp")]
+    Udp,
 }
 
 impl ListenerMode {
     /// Its mode, and whether it speaks TLS.
     pub fn mode_and_tls(self) -> (Mode, bool) {
         match self {
+            ListenerMode::Udp => (Mode::Raw, false),
             ListenerMode::Text => (Mode::Text, false),
             ListenerMode::Json => (Mode::Json, false),
             ListenerMode::Raw => (Mode::Raw, false),

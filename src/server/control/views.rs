@@ -108,8 +108,8 @@ pub struct Memory {
 pub struct ListenerView {
     /// Its id.
     pub id: u32,
-    /// `text`, `json`, `raw`; over TLS `tls`, `json+tls`, `raw+tls`; or
-    /// `ws` / `wss` (the HTTP listener's WebSocket clients).
+    /// `text`, `json`, `raw`; over TLS `tls`, `json+tls`, `raw+tls`;
+    /// `udp`; or `ws` / `wss` (the HTTP listener's WebSocket clients).
     pub mode: String,
     /// The address it is bound to.
     pub addr: String,
@@ -132,6 +132,28 @@ pub struct ListenerView {
     /// and its room template as `room`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// What a UDP listener counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpView>,
+}
+
+/// What a UDP listener counted since it opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UdpView {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Messages not sent to peers whose address is not proven: they would
+    /// have been sent more than three times the bytes the peer sent
+    /// (the amplification cap; docs/deploy.md).
+    pub capped: u64,
+    /// Messages too big for a datagram (65,507 bytes), not sent.
+    pub oversize: u64,
+    /// Datagrams dropped as they came: their peer had 64 waiting.
+    pub dropped_in: u64,
+    /// Datagrams from new peers the server's limits did not admit.
+    pub refused: u64,
 }
 
 /// Who opened a listener.
@@ -364,6 +386,19 @@ pub(super) fn listener_view(listener: &Listener, http_auth: bool) -> ListenerVie
                 .filter(|option| !option.starts_with("room="))
                 .collect();
             (!options.is_empty()).then(|| options.join("&"))
+        }),
+        udp: listener.udp.as_ref().map(|stats| {
+            let read = |counter: &std::sync::atomic::AtomicU64| {
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            };
+            UdpView {
+                datagrams_in: read(&stats.datagrams_in),
+                datagrams_out: read(&stats.datagrams_out),
+                capped: read(&stats.capped),
+                oversize: read(&stats.oversize),
+                dropped_in: read(&stats.dropped_in),
+                refused: read(&stats.refused),
+            }
         }),
     }
 }

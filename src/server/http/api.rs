@@ -18,7 +18,7 @@ use crate::server::control::{
     ClientCounts, ClientPage, ClientQuery, ClientSort, ClientState, ClientView, DeviceView,
     GapView, HistoryQuery, InOut, KeptView, KickRequest, ListenerView, Memory, OpenListener,
     RateFigures, RoomDetail, RoomHistory, RoomPage, RoomQuery, RoomView, SendRequest, SendResult,
-    SortOrder, Stats,
+    SortOrder, Stats, UdpView,
 };
 
 /// The admin API's OpenAPI description, served at `/api/v1/openapi.json`.
@@ -30,7 +30,7 @@ use crate::server::control::{
     ),
     paths(stats, clients, client, kick, rooms, room, room_history, send, listeners, open_listener, close_listener),
     components(schemas(
-        Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, ClientView, DeviceView, ClientPage,
+        Stats, ClientCounts, InOut, RateFigures, Memory, ListenerView, UdpView, ClientView, DeviceView, ClientPage,
         RoomView, RoomPage, RoomDetail, RoomHistory, KeptView, GapView, SendRequest, SendResult, KickRequest, OpenListener, ApiError,
         ClientState, ClientSort, SortOrder, crate::cluster::ClusterStatus, crate::cluster::NodeStatus
     )),

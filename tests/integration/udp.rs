@@ -1,0 +1,278 @@
+//! UDP listeners: cellular modules and ESP firmware that send datagrams
+//! share rooms with TCP devices, terminals and browsers. Each story runs
+//! the real binary and talks to it over real UDP and TCP sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::{Client, ServerLine};
+use tokio::net::UdpSocket;
+
+use crate::common::{expect_line, expect_message, join, sync, within, BinaryServer};
+
+/// A server with a text listener (0), the UDP listener `udp` (1) and
+/// the admin API; `extra` arguments after.
+async fn server(udp: &str, extra: &[&str]) -> (BinaryServer, String) {
+    let udp = format!("udp://127.0.0.1:0{udp}");
+    let mut args = vec![
+        "--listen",
+        "text://127.0.0.1:0",
+        "--listen",
+        &udp,
+        "--http",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let server = BinaryServer::start(&args).await;
+    let http = server
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .expect("an HTTP listener")
+        .to_owned();
+    (server, http)
+}
+
+/// A device's UDP socket, on a port of its own.
+async fn module() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// The next datagram `socket` receives.
+async fn datagram(socket: &UdpSocket) -> Vec<u8> {
+    within("a datagram", async {
+        let mut buf = vec![0; 1 << 16];
+        let n = socket.recv(&mut buf).await.unwrap();
+        buf.truncate(n);
+        buf
+    })
+    .await
+}
+
+/// Whether `socket` has a datagram waiting, without waiting for one.
+fn has_datagram(socket: &UdpSocket) -> bool {
+    let mut buf = [0; 16];
+    socket.try_recv_from(&mut buf).is_ok()
+}
+
+/// Waits until `client` hears a notice containing `text`.
+async fn notice(client: &mut Client, text: &str) -> String {
+    let line = expect_line(
+        client,
+        text,
+        |l| matches!(l, ServerLine::Notice(t) if t.contains(text)),
+    )
+    .await;
+    match line {
+        ServerLine::Notice(text) => text,
+        _ => unreachable!(),
+    }
+}
+
+/// The UDP listener's view in the admin API.
+async fn udp_listener(http: &str) -> Value {
+    let listeners = crate::http::get_json(format!("http://{http}/api/v1/listeners")).await;
+    listeners
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mode"] == "udp")
+        .expect("the UDP listener")
+        .clone()
+}
+
+/// Waits until the UDP listener's counter `what` reaches `at_least`.
+async fn counted(http: &str, what: &str, at_least: u64) -> Value {
+    within(&format!("udp.{what} to reach {at_least}"), async {
+        loop {
+            let listener = udp_listener(http).await;
+            if listener["udp"][what].as_u64().unwrap_or(0) >= at_least {
+                return listener;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_udp_device_registers_heartbeats_and_talks_with_a_terminal() {
+    let (server, http) = server("?register=imei&heartbeat=hex:FE", &[]).await;
+    let listener: SocketAddr = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let dtu = module().await;
+
+    dtu.send_to(b"861234567890123", listener).await.unwrap();
+    notice(&mut terminal, "dev-861234567890123 joined #lobby").await;
+    // A heartbeat keeps it alive and reaches nobody; a reading does.
+    dtu.send_to(&[0xFE], listener).await.unwrap();
+    dtu.send_to(b"temp=21.5", listener).await.unwrap();
+    let (room, from, text) = expect_message(&mut terminal).await;
+    assert_eq!(
+        (room.as_str(), from.as_str(), text.as_str()),
+        ("lobby", "dev-861234567890123", "temp=21.5")
+    );
+
+    // The terminal's command reaches the device as bytes, one datagram.
+    terminal
+        .send_line("/hex dev-861234567890123 41 54 0D 0A")
+        .await
+        .unwrap();
+    assert_eq!(datagram(&dtu).await, b"AT\r\n");
+
+    // The admin sees a UDP client, registered, and what the listener
+    // counted.
+    let clients = crate::http::get_json(format!("http://{http}/api/v1/clients")).await;
+    let device = clients["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "dev-861234567890123")
+        .expect("the device is listed")
+        .clone();
+    assert_eq!(device["mode"], "udp", "{device}");
+    assert_eq!(device["device"]["heartbeats"], 1, "{device}");
+    let listener = counted(&http, "datagrams_out", 1).await;
+    assert_eq!(listener["udp"]["datagrams_in"], 3, "{listener}");
+}
+
+#[tokio::test]
+async fn a_device_that_comes_back_from_a_new_port_takes_its_name_over_at_once() {
+    let (server, _http) = server("?register=imei", &[]).await;
+    let listener = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let before = module().await;
+    before.send_to(b"861234567890123", listener).await.unwrap();
+    notice(&mut terminal, "dev-861234567890123 joined").await;
+
+    // The modem restarted: a new source port, the same registration.
+    let after = module().await;
+    after.send_to(b"861234567890123", listener).await.unwrap();
+    after.send_to(b"back", listener).await.unwrap();
+    within("the reading from the new port", async {
+        loop {
+            let (_, from, text) = expect_message(&mut terminal).await;
+            if text == "back" {
+                assert_eq!(from, "dev-861234567890123");
+                return;
+            }
+        }
+    })
+    .await;
+    terminal
+        .send_line("/msg dev-861234567890123 reboot")
+        .await
+        .unwrap();
+    sync(&mut terminal).await;
+    assert_eq!(datagram(&after).await, b"reboot\n");
+    assert!(!has_datagram(&before), "the stale port hears nothing");
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_gone_after_its_idle_timeout_and_a_new_datagram_brings_it_back() {
+    let (server, _http) = server("?idle-timeout=1s", &[]).await;
+    let listener = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let esp = module().await;
+    esp.send_to(b"hello", listener).await.unwrap();
+    let joined = notice(&mut terminal, "joined #lobby").await;
+    let name = joined.split_whitespace().next().unwrap().to_owned();
+    let left = notice(&mut terminal, &format!("{name} left")).await;
+    assert!(left.contains("idle"), "{left}");
+    esp.send_to(b"again", listener).await.unwrap();
+    notice(&mut terminal, "joined #lobby").await;
+    let (_, _, text) = expect_message(&mut terminal).await;
+    assert_eq!(text, "again");
+}
+
+#[tokio::test]
+async fn a_message_too_big_for_a_datagram_is_dropped_and_counted_and_the_next_one_goes() {
+    let (server, http) = server("", &["--max-line", "100000", "--max-bytes-per-second", "0"]).await;
+    let listener = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let esp = module().await;
+    // Enough sent for the amplification cap to allow the short message.
+    esp.send_to(&[b'x'; 100], listener).await.unwrap();
+    notice(&mut terminal, "joined #lobby").await;
+    terminal.say(&"y".repeat(70_000)).await.unwrap();
+    terminal.say("short").await.unwrap();
+    assert_eq!(datagram(&esp).await, b"short\n");
+    let listener = counted(&http, "oversize", 1).await;
+    assert_eq!(listener["udp"]["oversize"], 1, "{listener}");
+}
+
+#[tokio::test]
+async fn a_peer_whose_address_is_not_proven_is_sent_at_most_three_times_what_it_sent() {
+    let dir = crate::common::TempDir::new("udp-amplification");
+    let devices = dir.join("devices");
+    std::fs::write(&devices, "861234567890123 key=s3cret-pump-7 pump\n").unwrap();
+    let devices = devices.display().to_string();
+    let (server, http) = server("", &["--devices", &devices]).await;
+    let listener = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+
+    // A spoofed source: 10 bytes in, claiming someone's address.
+    let victim = module().await;
+    victim.send_to(b"0123456789", listener).await.unwrap();
+    notice(&mut terminal, "joined #lobby").await;
+    // 3 x 10 = 30 bytes may go back to it: a 100-byte message does not.
+    terminal.say(&"z".repeat(99)).await.unwrap();
+    counted(&http, "capped", 1).await;
+    assert!(!has_datagram(&victim), "the cap held");
+    // What fits under the cap goes.
+    terminal.say("ok").await.unwrap();
+    assert_eq!(datagram(&victim).await, b"ok\n");
+    // A peer that keeps talking earns what it is sent.
+    victim.send_to(&[b'.'; 100], listener).await.unwrap();
+    expect_message(&mut terminal).await;
+    terminal.say(&"z".repeat(99)).await.unwrap();
+    assert_eq!(datagram(&victim).await.len(), 100);
+
+    // A device that proved where it is, with its key, is sent all of it.
+    drop(server);
+    let (server, _http) = server_keyed(&devices).await;
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let pump = module().await;
+    pump.send_to(b"861234567890123,s3cret-pump-7", server.addr(1))
+        .await
+        .unwrap();
+    notice(&mut terminal, "dev-861234567890123 joined").await;
+    terminal
+        .send_line(format!("/msg dev-861234567890123 {}", "c".repeat(999)))
+        .await
+        .unwrap();
+    assert_eq!(datagram(&pump).await.len(), 1000);
+}
+
+/// A server whose UDP listener registers devices with their key.
+async fn server_keyed(devices: &str) -> (BinaryServer, String) {
+    server(
+        r"?register=regex:(?<id>\d{15}),(?<key>[\w-]+)&auth=required",
+        &["--devices", devices],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_admin_opens_a_udp_listener_and_its_peers_are_heard() {
+    let server =
+        BinaryServer::start(&["--listen", "text://127.0.0.1:0", "--http", "127.0.0.1:0"]).await;
+    let http = server
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .unwrap()
+        .to_owned();
+    let opened = crate::http::post_json(
+        format!("http://{http}/api/v1/listeners"),
+        &serde_json::json!({"mode": "udp", "addr": "127.0.0.1:0", "device": "register=line"}),
+    )
+    .await;
+    assert_eq!(opened["mode"], "udp", "{opened}");
+    let addr: SocketAddr = opened["addr"].as_str().unwrap().parse().unwrap();
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let sensor = module().await;
+    sensor.send_to(b"sensor-7\n", addr).await.unwrap();
+    notice(&mut terminal, "sensor-7 joined").await;
+}
