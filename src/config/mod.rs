@@ -652,8 +652,27 @@ mod tests {
     }
 
     #[test]
+    fn a_udp_listener_is_raw_over_udp_and_takes_device_options() {
+        let spec: ListenerSpec = "udp://0.0.0.0:9001?register=imei&heartbeat=hex:FE"
+            .parse()
+            .unwrap();
+        assert!(spec.udp && !spec.tls);
+        assert_eq!(spec.mode, Mode::Raw);
+        assert_eq!(spec.scheme(), "udp");
+        assert_eq!(
+            spec.to_string(),
+            "udp://0.0.0.0:9001?register=imei&heartbeat=hex:FE"
+        );
+        assert_eq!(spec.to_string().parse::<ListenerSpec>().unwrap(), spec);
+        let err = "udp://0.0.0.0:9001?proxy=v1"
+            .parse::<ListenerSpec>()
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("proxy= is for TCP"), "{err:#}");
+    }
+
+    #[test]
     fn bad_listener_specs_say_what_is_wrong() {
-        let err = "udp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
+        let err = "sctp://1.2.3.4:5".parse::<ListenerSpec>().unwrap_err();
         assert!(err.to_string().contains("unknown mode"), "{err}");
         // Each says what is wrong in its first line: clap shows no more.
         for (spec, says) in [
