@@ -267,6 +267,10 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
             .device
             .check()
             .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
+        anyhow::ensure!(
+            !udp || matches!(listener.device.frame, crate::device::Frame::None),
+            "frame= is for TCP device listeners: over UDP each datagram is one packet, in listener {spec:?}"
+        );
         Ok(listener)
     }
 }

@@ -668,6 +668,13 @@ mod tests {
             .parse::<ListenerSpec>()
             .unwrap_err();
         assert!(format!("{err:#}").contains("proxy= is for TCP"), "{err:#}");
+        let err = "udp://0.0.0.0:9001?frame=line"
+            .parse::<ListenerSpec>()
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("each datagram is one packet"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub enum Event {
 const TRIM_SLACK: usize = 4096;
 
 /// Number of encodings a [`Delivery`] can cache: one per wire format.
-pub const ENCODING_SLOTS: usize = 4;
+pub const ENCODING_SLOTS: usize = 5;
 
 /// How one wire format turns events into bytes: which of a
 /// [`Delivery`]'s cached encodings is its own, and the encoder. The hub

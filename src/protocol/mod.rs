@@ -5,6 +5,7 @@
 //! and raw clients share rooms. A mode is a [`Protocol`]: a decoder per
 //! connection, and encoders shared by all connections of a listener.
 
+mod datagram;
 mod device;
 mod json;
 mod line;
@@ -13,6 +14,7 @@ mod request;
 pub mod terminal;
 mod text;
 
+pub use datagram::{messages as datagram_messages, Datagrams};
 pub use device::Device;
 pub use json::Json;
 pub use line::{LineDecoder, LineError};
@@ -145,6 +147,8 @@ pub const JSON_SLOT: usize = 1;
 pub const RAW_SLOT: usize = 2;
 /// Slot of [`Text`] with its hex display on (`/hex on`).
 pub const TEXT_HEX_SLOT: usize = 3;
+/// Slot of [`Datagrams`]: raw messages framed for a UDP peer.
+pub const UDP_SLOT: usize = 4;
 
 #[cfg(test)]
 mod tests {

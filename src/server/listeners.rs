@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use super::{AdmissionRefusal, Arrival, Bound, Greeting, Held, Proof, ServerState};
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
-use crate::protocol::{Device, Json, Protocol, Raw, Text};
+use crate::protocol::{Datagrams, Device, Json, Protocol, Raw, Text};
 use crate::transport::udp::UdpStats;
 use crate::transport::{proxy, tls, TlsTransport};
 
@@ -267,7 +267,7 @@ impl ServerState {
                 listening,
                 socket,
                 stats,
-                |_| Raw,
+                |_| Datagrams(Raw),
             ));
         } else {
             self.hub.reserve_device_names(spec.device.name.prefix());
@@ -277,7 +277,7 @@ impl ServerState {
                 listening,
                 socket,
                 stats,
-                move |_| device.clone(),
+                move |_| Datagrams(device.clone()),
             ));
         }
         listener

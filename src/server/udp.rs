@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,15 @@ use crate::protocol::Protocol;
 use crate::transport::udp::{UdpStats, UdpTransport};
 
 pub(super) use crate::config::DEFAULT_UDP_IDLE_TIMEOUT;
+
+/// A peer, as its listener keeps it.
+struct Peer {
+    /// Where its datagrams go, to its client.
+    inbox: mpsc::Sender<Bytes>,
+    /// Bytes it sent, counted as they come: the amplification cap allows
+    /// three times as many back.
+    received: Arc<AtomicU64>,
+}
 
 /// Datagrams of one peer waiting to be handled: past it, more are dropped
 /// (and counted), as a slow TCP client's socket would push back.
@@ -41,7 +51,7 @@ pub(super) async fn receive_loop<P: Protocol>(
 ) {
     let spec = listener.spec.clone().expect("UDP listeners have a spec");
     let protocol = Arc::new(make(&shared.greeting.borrow()));
-    let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
     let mut buffer = vec![0u8; 1 << 16];
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,7 +60,7 @@ pub(super) async fn receive_loop<P: Protocol>(
             // Its peers' inboxes close with the table: their clients end.
             _ = listener.stop.cancelled() => return,
             _ = sweep.tick() => {
-                peers.retain(|_, inbox| !inbox.is_closed());
+                peers.retain(|_, peer| !peer.inbox.is_closed());
                 continue;
             }
             received = socket.recv_from(&mut buffer) => match received {
@@ -63,17 +73,16 @@ pub(super) async fn receive_loop<P: Protocol>(
                 }
             },
         };
-        stats
-            .datagrams_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         let mut datagram = Bytes::copy_from_slice(&buffer[..len]);
-        if let Some(inbox) = peers.get(&peer) {
-            match inbox.try_send(datagram) {
-                Ok(()) => continue,
+        if let Some(known) = peers.get(&peer) {
+            match known.inbox.try_send(datagram) {
+                Ok(()) => {
+                    known.received.fetch_add(len as u64, Ordering::Relaxed);
+                    continue;
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    stats
-                        .dropped_in
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    stats.dropped_in.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 // Its client is gone (idle, kicked): this one is new.
@@ -87,7 +96,14 @@ pub(super) async fn receive_loop<P: Protocol>(
             Ok(admitted) => {
                 let (inbox, datagrams) = mpsc::channel(PEER_QUEUE);
                 let _ = inbox.try_send(datagram);
-                let transport = UdpTransport::new(datagrams, socket.clone(), peer, stats.clone());
+                let received = Arc::new(AtomicU64::new(len as u64));
+                let transport = UdpTransport::new(
+                    datagrams,
+                    received.clone(),
+                    socket.clone(),
+                    peer,
+                    stats.clone(),
+                );
                 let arrival = Arrival {
                     meta: ClientMeta {
                         kind: ClientKind::Udp,
@@ -101,14 +117,12 @@ pub(super) async fn receive_loop<P: Protocol>(
                 };
                 let task = shared.client(&listener, protocol.clone(), transport, arrival);
                 shared.tracker.spawn(task);
-                peers.insert(peer, inbox);
+                peers.insert(peer, Peer { inbox, received });
             }
             // Not answered: an answer to an address nobody proved is what
             // an amplification attack wants.
             Err(refusal) => {
-                stats
-                    .refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.refused.fetch_add(1, Ordering::Relaxed);
                 if refusal.log {
                     warn!(%peer, listener = %spec, "dropped a datagram from a new UDP peer: {}", refusal.reason);
                 }

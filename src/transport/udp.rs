@@ -65,8 +65,10 @@ pub(crate) struct UdpTransport {
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     stats: Arc<UdpStats>,
-    /// Bytes received from the peer: what it may be sent depends on it.
-    received: AtomicU64,
+    /// Bytes received from the peer, counted by its listener as they
+    /// come (before this client reads them): what it may be sent
+    /// depends on it.
+    received: Arc<AtomicU64>,
     /// Bytes sent to it.
     sent: u64,
     /// Its address is proven: no cap.
@@ -76,10 +78,11 @@ pub(crate) struct UdpTransport {
 }
 
 impl UdpTransport {
-    /// The peer at `peer`, whose datagrams come through `inbox`, answered
-    /// through `socket`.
+    /// The peer at `peer`, whose datagrams come through `inbox` (their
+    /// bytes counted in `received`), answered through `socket`.
     pub(crate) fn new(
         inbox: mpsc::Receiver<Bytes>,
+        received: Arc<AtomicU64>,
         socket: Arc<UdpSocket>,
         peer: SocketAddr,
         stats: Arc<UdpStats>,
@@ -90,7 +93,7 @@ impl UdpTransport {
             socket,
             peer,
             stats,
-            received: AtomicU64::new(0),
+            received,
             sent: 0,
             proven: false,
             client: None,
@@ -107,7 +110,6 @@ impl Transport for UdpTransport {
             Reader {
                 inbox: &mut self.inbox,
                 pending: &mut self.pending,
-                received: &self.received,
             },
             Writer {
                 socket: &self.socket,
@@ -132,7 +134,6 @@ impl Transport for UdpTransport {
 pub(crate) struct Reader<'a> {
     inbox: &'a mut mpsc::Receiver<Bytes>,
     pending: &'a mut Option<Bytes>,
-    received: &'a AtomicU64,
 }
 
 impl AsyncRead for Reader<'_> {
@@ -147,11 +148,7 @@ impl AsyncRead for Reader<'_> {
                 // An empty datagram says nothing; a read of nothing would
                 // be the end.
                 Poll::Ready(Some(datagram)) if datagram.is_empty() => continue,
-                Poll::Ready(Some(datagram)) => {
-                    this.received
-                        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                    *this.pending = Some(datagram);
-                }
+                Poll::Ready(Some(datagram)) => *this.pending = Some(datagram),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
@@ -227,35 +224,53 @@ impl Writer<'_> {
     }
 }
 
+impl Writer<'_> {
+    /// Sends the messages of `items` (each as [`Datagrams`] framed them),
+    /// a datagram each; returns the bytes of those handled (sent, or
+    /// dropped and counted), which end at a message's end, or `Pending`
+    /// if the socket takes none now.
+    ///
+    /// [`Datagrams`]: crate::protocol::Datagrams
+    fn poll_send_items<'b>(
+        &mut self,
+        cx: &mut Context<'_>,
+        items: impl Iterator<Item = &'b [u8]>,
+    ) -> Poll<io::Result<usize>> {
+        let mut written = 0;
+        for item in items {
+            for message in crate::protocol::datagram_messages(item) {
+                match self.poll_send(cx, message) {
+                    Poll::Ready(()) => written += FRAME_HEADER + message.len(),
+                    Poll::Pending if written > 0 => return Poll::Ready(Ok(written)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+        Poll::Ready(Ok(written))
+    }
+}
+
+/// The length in front of each message of a UDP client's queue.
+const FRAME_HEADER: usize = 4;
+
 impl AsyncWrite for Writer<'_> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match this.poll_send(cx, buf) {
-            Poll::Ready(()) => Poll::Ready(Ok(buf.len())),
-            Poll::Pending => Poll::Pending,
-        }
+        self.get_mut().poll_send_items(cx, std::iter::once(buf))
     }
 
-    /// Each slice is one message of the client's queue: one datagram.
+    /// Each slice is an item of the client's queue, or what is left of
+    /// one: messages behind their lengths, a datagram each.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let mut written = 0;
-        for message in bufs.iter().filter(|b| !b.is_empty()) {
-            match this.poll_send(cx, message) {
-                Poll::Ready(()) => written += message.len(),
-                Poll::Pending if written > 0 => break,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        Poll::Ready(Ok(written))
+        self.get_mut()
+            .poll_send_items(cx, bufs.iter().map(|slice| &slice[..]))
     }
 
     fn is_write_vectored(&self) -> bool {

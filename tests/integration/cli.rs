@@ -473,7 +473,7 @@ async fn serve_flags_win_over_the_environment() {
 
 #[tokio::test]
 async fn serve_refuses_a_listener_of_unknown_mode() {
-    let output = run(&["serve", "--listen", "udp://1.2.3.4:5"]).await;
+    let output = run(&["serve", "--listen", "sctp://1.2.3.4:5"]).await;
     assert_failure(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown mode"), "stderr: {stderr}");

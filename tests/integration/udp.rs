@@ -120,6 +120,11 @@ async fn a_udp_device_registers_heartbeats_and_talks_with_a_terminal() {
         .await
         .unwrap();
     assert_eq!(datagram(&dtu).await, b"AT\r\n");
+    // Lines that came in one read of the terminal (one delivery of two
+    // messages) go out a datagram each.
+    terminal.send_line("one\ntwo").await.unwrap();
+    assert_eq!(datagram(&dtu).await, b"one\n");
+    assert_eq!(datagram(&dtu).await, b"two\n");
 
     // The admin sees a UDP client, registered, and what the listener
     // counted.
