@@ -355,6 +355,9 @@ impl Server {
     }
 }
 
+/// What a UDP listener asks the kernel to hold of datagrams not read yet.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// A listener's bound socket.
 #[derive(Debug)]
 pub(crate) enum Bound {
@@ -374,6 +377,9 @@ impl Bound {
         if spec.addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
+        // Room for a burst (a fleet registering after a power cut): the
+        // kernel keeps at most net.core.rmem_max of it, and drops the rest.
+        let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
         socket.set_nonblocking(true)?;
         socket.bind(&spec.addr.into())?;
         let socket = tokio::net::UdpSocket::from_std(socket.into())?;

@@ -7,35 +7,21 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::listeners::Listener;
 use super::{Arrival, Greeting, Held, Proof, ServerState};
 use crate::hub::{ClientKind, ClientMeta};
 use crate::protocol::Protocol;
-use crate::transport::udp::{UdpStats, UdpTransport};
+use crate::transport::udp::{PeerInbox, Refused, UdpStats, UdpTransport};
 
 pub(super) use crate::config::DEFAULT_UDP_IDLE_TIMEOUT;
-
-/// A peer, as its listener keeps it.
-struct Peer {
-    /// Where its datagrams go, to its client.
-    inbox: mpsc::Sender<Bytes>,
-    /// Bytes it sent, counted as they come: the amplification cap allows
-    /// three times as many back.
-    received: Arc<AtomicU64>,
-}
-
-/// Datagrams of one peer waiting to be handled: past it, more are dropped
-/// (and counted), as a slow TCP client's socket would push back.
-const PEER_QUEUE: usize = 64;
 
 /// How often the table forgets peers whose clients are gone.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -51,16 +37,21 @@ pub(super) async fn receive_loop<P: Protocol>(
 ) {
     let spec = listener.spec.clone().expect("UDP listeners have a spec");
     let protocol = Arc::new(make(&shared.greeting.borrow()));
-    let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
+    let mut peers: HashMap<SocketAddr, Arc<PeerInbox>> = HashMap::new();
     let mut buffer = vec![0u8; 1 << 16];
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (len, peer) = tokio::select! {
-            // Its peers' inboxes close with the table: their clients end.
-            _ = listener.stop.cancelled() => return,
+            // Its peers' clients end with it.
+            _ = listener.stop.cancelled() => {
+                for inbox in peers.values() {
+                    inbox.close();
+                }
+                return;
+            }
             _ = sweep.tick() => {
-                peers.retain(|_, peer| !peer.inbox.is_closed());
+                peers.retain(|_, inbox| !inbox.is_closed());
                 continue;
             }
             received = socket.recv_from(&mut buffer) => match received {
@@ -75,18 +66,15 @@ pub(super) async fn receive_loop<P: Protocol>(
         };
         stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         let mut datagram = Bytes::copy_from_slice(&buffer[..len]);
-        if let Some(known) = peers.get(&peer) {
-            match known.inbox.try_send(datagram) {
-                Ok(()) => {
-                    known.received.fetch_add(len as u64, Ordering::Relaxed);
-                    continue;
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+        if let Some(inbox) = peers.get(&peer) {
+            match inbox.push(datagram) {
+                Ok(()) => continue,
+                Err(Refused::Full) => {
                     stats.dropped_in.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 // Its client is gone (idle, kicked): this one is new.
-                Err(mpsc::error::TrySendError::Closed(again)) => {
+                Err(Refused::Closed(again)) => {
                     peers.remove(&peer);
                     datagram = again;
                 }
@@ -94,16 +82,10 @@ pub(super) async fn receive_loop<P: Protocol>(
         }
         match shared.admit(Held::Nothing, peer.ip(), spec.auth) {
             Ok(admitted) => {
-                let (inbox, datagrams) = mpsc::channel(PEER_QUEUE);
-                let _ = inbox.try_send(datagram);
-                let received = Arc::new(AtomicU64::new(len as u64));
-                let transport = UdpTransport::new(
-                    datagrams,
-                    received.clone(),
-                    socket.clone(),
-                    peer,
-                    stats.clone(),
-                );
+                let inbox = Arc::new(PeerInbox::default());
+                let _ = inbox.push(datagram);
+                let transport =
+                    UdpTransport::new(inbox.clone(), socket.clone(), peer, stats.clone());
                 let arrival = Arrival {
                     meta: ClientMeta {
                         kind: ClientKind::Udp,
@@ -117,7 +99,7 @@ pub(super) async fn receive_loop<P: Protocol>(
                 };
                 let task = shared.client(&listener, protocol.clone(), transport, arrival);
                 shared.tracker.spawn(task);
-                peers.insert(peer, Peer { inbox, received });
+                peers.insert(peer, inbox);
             }
             // Not answered: an answer to an address nobody proved is what
             // an amplification attack wants.

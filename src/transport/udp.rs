@@ -10,17 +10,18 @@
 //! client's address is validated; what the cap holds back is dropped and
 //! counted.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use super::{Farewell, Transport};
 use crate::hub::{DeviceProof, OutboxHandle};
@@ -56,19 +57,84 @@ impl UdpStats {
     }
 }
 
+/// Datagrams of one peer waiting to be handled: past it, more are dropped
+/// (and counted), as a slow TCP client's socket would push back.
+pub(crate) const PEER_QUEUE: usize = 64;
+
+/// Where a UDP listener puts one peer's datagrams for its client: shared
+/// by the listener's table and the client's transport. Small while idle
+/// (an empty queue allocates nothing), as most peers of a fleet are.
+#[derive(Debug, Default)]
+pub(crate) struct PeerInbox {
+    queue: Mutex<VecDeque<Bytes>>,
+    reader: AtomicWaker,
+    /// Bytes the peer sent, counted as they come (before its client reads
+    /// them): the amplification cap allows three times as many back.
+    received: AtomicU64,
+    /// The client is gone, or the listener: nothing more comes through.
+    closed: AtomicBool,
+}
+
+/// Why a datagram did not go into a peer's inbox.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// [`PEER_QUEUE`] datagrams are waiting already.
+    Full,
+    /// Its client is gone: the datagram is a new peer's.
+    Closed(Bytes),
+}
+
+impl PeerInbox {
+    /// Hands `datagram` to the peer's client.
+    pub(crate) fn push(&self, datagram: Bytes) -> Result<(), Refused> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refused::Closed(datagram));
+        }
+        let len = datagram.len() as u64;
+        {
+            let mut queue = crate::sync::lock(&self.queue);
+            if queue.len() >= PEER_QUEUE {
+                return Err(Refused::Full);
+            }
+            queue.push_back(datagram);
+        }
+        self.received.fetch_add(len, Ordering::Relaxed);
+        self.reader.wake();
+        Ok(())
+    }
+
+    /// Ends the peer's input (its listener stops): its client reads the end.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.reader.wake();
+    }
+
+    /// Whether its client is gone (or its listener).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.reader.register(cx.waker());
+        if let Some(datagram) = crate::sync::lock(&self.queue).pop_front() {
+            return Poll::Ready(Some(datagram));
+        }
+        match self.is_closed() {
+            true => Poll::Ready(None),
+            false => Poll::Pending,
+        }
+    }
+}
+
 /// One peer of a UDP listener.
 #[derive(Debug)]
 pub(crate) struct UdpTransport {
-    inbox: mpsc::Receiver<Bytes>,
+    inbox: Arc<PeerInbox>,
     /// The rest of a datagram longer than the reader's buffer.
     pending: Option<Bytes>,
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     stats: Arc<UdpStats>,
-    /// Bytes received from the peer, counted by its listener as they
-    /// come (before this client reads them): what it may be sent
-    /// depends on it.
-    received: Arc<AtomicU64>,
     /// Bytes sent to it.
     sent: u64,
     /// Its address is proven: no cap.
@@ -78,11 +144,10 @@ pub(crate) struct UdpTransport {
 }
 
 impl UdpTransport {
-    /// The peer at `peer`, whose datagrams come through `inbox` (their
-    /// bytes counted in `received`), answered through `socket`.
+    /// The peer at `peer`, whose datagrams come through `inbox`, answered
+    /// through `socket`.
     pub(crate) fn new(
-        inbox: mpsc::Receiver<Bytes>,
-        received: Arc<AtomicU64>,
+        inbox: Arc<PeerInbox>,
         socket: Arc<UdpSocket>,
         peer: SocketAddr,
         stats: Arc<UdpStats>,
@@ -93,11 +158,18 @@ impl UdpTransport {
             socket,
             peer,
             stats,
-            received,
             sent: 0,
             proven: false,
             client: None,
         }
+    }
+}
+
+/// Its client is gone: the listener's table forgets the peer, and its
+/// next datagram makes a new client.
+impl Drop for UdpTransport {
+    fn drop(&mut self) {
+        self.inbox.close();
     }
 }
 
@@ -108,14 +180,14 @@ impl Transport for UdpTransport {
     fn halves(&mut self) -> (Reader<'_>, Writer<'_>) {
         (
             Reader {
-                inbox: &mut self.inbox,
+                inbox: &self.inbox,
                 pending: &mut self.pending,
             },
             Writer {
                 socket: &self.socket,
                 peer: self.peer,
                 stats: &self.stats,
-                received: &self.received,
+                received: &self.inbox.received,
                 sent: &mut self.sent,
                 proven: &mut self.proven,
                 client: self.client.as_ref(),
@@ -132,7 +204,7 @@ impl Transport for UdpTransport {
 /// if one is longer than the buffer); the end when its listener lets it go.
 #[derive(Debug)]
 pub(crate) struct Reader<'a> {
-    inbox: &'a mut mpsc::Receiver<Bytes>,
+    inbox: &'a PeerInbox,
     pending: &'a mut Option<Bytes>,
 }
 
@@ -144,7 +216,7 @@ impl AsyncRead for Reader<'_> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         while this.pending.is_none() {
-            match this.inbox.poll_recv(cx) {
+            match this.inbox.poll_next(cx) {
                 // An empty datagram says nothing; a read of nothing would
                 // be the end.
                 Poll::Ready(Some(datagram)) if datagram.is_empty() => continue,
@@ -287,3 +359,39 @@ impl AsyncWrite for Writer<'_> {
 }
 
 impl Farewell for Writer<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Held for every peer of a fleet, idle or not: a change that grows
+    /// them shows here first (raise the bounds knowingly, with the
+    /// memory figure of `TRANSPORT=udp bench/devices.py` in the commit).
+    #[test]
+    fn what_each_udp_peer_holds_stays_small() {
+        let inbox = std::mem::size_of::<PeerInbox>();
+        let transport = std::mem::size_of::<UdpTransport>();
+        println!("a peer's inbox: {inbox} bytes, its transport: {transport} bytes");
+        assert!(inbox <= 96, "PeerInbox is {inbox} bytes");
+        assert!(transport <= 128, "UdpTransport is {transport} bytes");
+    }
+
+    #[test]
+    fn an_inbox_takes_a_queue_of_datagrams_then_refuses_and_closes() {
+        let inbox = PeerInbox::default();
+        for _ in 0..PEER_QUEUE {
+            inbox.push(Bytes::from_static(b"12345")).unwrap();
+        }
+        assert_eq!(inbox.push(Bytes::from_static(b"x")), Err(Refused::Full));
+        assert_eq!(
+            inbox.received.load(Ordering::Relaxed),
+            5 * PEER_QUEUE as u64,
+            "what was taken counts, what was refused does not"
+        );
+        inbox.close();
+        assert_eq!(
+            inbox.push(Bytes::from_static(b"y")),
+            Err(Refused::Closed(Bytes::from_static(b"y")))
+        );
+    }
+}
