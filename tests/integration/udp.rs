@@ -281,3 +281,74 @@ async fn the_admin_opens_a_udp_listener_and_its_peers_are_heard() {
     sensor.send_to(b"sensor-7\n", addr).await.unwrap();
     notice(&mut terminal, "sensor-7 joined").await;
 }
+
+/// Sends `payload` to `to` in a UDP datagram whose source says `from`: a
+/// raw IPv4 packet with headers written here, as an attacker forges one.
+/// Needs root (a raw socket), as CI has.
+fn spoof(from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
+        panic!("IPv4 addresses");
+    };
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut packet = Vec::with_capacity(total);
+    // IPv4: version 4, 5 words; the kernel fills in the checksum and id.
+    packet.extend_from_slice(&[0x45, 0]);
+    packet.extend_from_slice(&(total as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    // UDP, without a checksum (allowed over IPv4).
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(255)), // IPPROTO_RAW: the headers are ours
+    )
+    .expect("a raw socket (this test needs root)");
+    raw.send_to(&packet, &SocketAddr::V4(to).into())
+        .expect("the forged packet is sent");
+}
+
+#[tokio::test]
+async fn a_forged_datagram_gets_the_address_it_names_at_most_three_times_its_size() {
+    let (server, http) = server("", &[]).await;
+    let (mut terminal, _) = join(server.addr(0)).await;
+    // The victim never sends anything; the attacker names its address.
+    let victim = UdpSocket::bind("127.0.0.7:0").await.unwrap();
+    spoof(victim.local_addr().unwrap(), server.addr(1), b"0123456789");
+    let joined = notice(&mut terminal, "joined #lobby").await;
+    let name = joined.split_whitespace().next().unwrap().to_owned();
+    let clients = crate::http::get_json(format!("http://{http}/api/v1/clients")).await;
+    let forged = clients["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name.as_str())
+        .expect("the forged peer is a client")
+        .clone();
+    assert_eq!(
+        forged["addr"],
+        victim.local_addr().unwrap().to_string(),
+        "{forged}"
+    );
+
+    // The room's traffic would go to the victim: 100 bytes do not.
+    terminal.say(&"z".repeat(99)).await.unwrap();
+    counted(&http, "capped", 1).await;
+    // 30 bytes may: what fits goes, what does not is held back.
+    for word in ["ab", "cd", "efghijklmnopqrstuvwxyz0123"] {
+        terminal.say(word).await.unwrap();
+    }
+    sync(&mut terminal).await;
+    counted(&http, "capped", 2).await;
+    let mut got = Vec::new();
+    got.extend(datagram(&victim).await);
+    got.extend(datagram(&victim).await);
+    assert_eq!(got, b"ab\ncd\n");
+    assert!(!has_datagram(&victim), "nothing past 3 x 10 bytes");
+}
