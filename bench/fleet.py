@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""A fleet of idle UDP devices on one server: what it costs, and how long a
+command to all of them takes.
+
+Starts `switchboard serve` with a UDP device listener
+(`udp://...?register=imei&room=fleet&heartbeat=hex:FE`) pinned to core 0,
+then WORKERS processes on core 1 (a process holds at most about 20,000
+sockets here), each with DEVICES/WORKERS devices, each on a UDP port of its
+own, registering with its own IMEI. Then every device sends its heartbeat
+once every EVERY seconds, spread evenly, for DURATION seconds; then a
+terminal says one command in the fleet's room, and each worker reports
+when each of its devices had it.
+
+Prints the server's memory per device, its CPU per heartbeat (its CPU
+time over the heartbeat phase less an idle phase of the same length), and
+the time until every device had the command, with how many did.
+
+    bench/fleet.py [BINARY]                      # target/release/switchboard
+    DEVICES=100000 EVERY=30 DURATION=30 bench/fleet.py   # 7 processes of devices
+"""
+
+import json
+import os
+import resource
+import select
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/release/switchboard"
+DEVICES = int(os.environ.get("DEVICES", "100000"))
+# A process holds at most about 20,000 files here: 16,000 devices each.
+WORKERS = int(os.environ.get("WORKERS", str(-(-DEVICES // 16000))))
+EVERY = float(os.environ.get("EVERY", "30"))
+DURATION = float(os.environ.get("DURATION", "30"))
+PORT = int(os.environ.get("PORT", "25900"))
+COMMAND = b"REBOOT"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def clients(http):
+    with urllib.request.urlopen(f"http://{http}/api/v1/stats", timeout=10) as answer:
+        return json.load(answer)["clients"]["current"]
+
+
+def worker(index, count, first):
+    """One process's devices: register, heartbeat when told, then report
+    when each heard the command. Talks to the main process on stdio."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    target = ("127.0.0.1", PORT)
+    poll = select.epoll()
+    sockets = {}
+    for i in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # An address of its own per process: one holds ~28,000 ports.
+        s.bind((f"127.0.{index + 1}.1", 0))
+        s.setblocking(False)
+        s.sendto(f"86{first + i:013d}".encode(), target)
+        sockets[s.fileno()] = s
+        poll.register(s.fileno(), select.EPOLLIN)
+        if i % 500 == 499:
+            time.sleep(0.05)  # a burst past the server's socket buffer is lost
+    print("registered", flush=True)
+    devices = list(sockets.values())
+    heard = {}
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "heartbeats":
+            start, every, duration = float(command[1]), float(command[2]), float(command[3])
+            interval = every / count
+            slot = 0
+            while True:
+                due = start + slot * interval
+                if due - start >= duration:
+                    break
+                delay = due - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                devices[slot % count].sendto(b"\xfe", target)
+                slot += 1
+            print(f"sent {slot}", flush=True)
+        elif command[0] == "listen":
+            deadline = time.time() + float(command[1])
+            while len(heard) < count and time.time() < deadline:
+                for fd, _ in poll.poll(0.1):
+                    s = sockets[fd]
+                    while True:
+                        try:
+                            data = s.recv(2048)
+                        except BlockingIOError:
+                            break
+                        if COMMAND in data and fd not in heard:
+                            heard[fd] = time.time()
+            last = max(heard.values()) if heard else 0
+            print(f"heard {len(heard)} {last:.6f}", flush=True)
+        elif command[0] == "quit":
+            return
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    listener = (f"udp://127.0.0.1:{PORT}?register=imei&room=fleet&heartbeat=hex:FE"
+                f"&idle-timeout={int(EVERY * 3 + DURATION * 4)}s")
+    http = f"127.0.0.1:{PORT + 2}"
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", BINARY, "serve", "--listen", listener,
+         "--listen", f"text://127.0.0.1:{PORT + 1}", "--http", http,
+         "--max-connections", str(DEVICES + 100), "--max-connections-per-ip", "0",
+         "--max-connections-per-ip-per-second", "0", "--max-memory", "8GiB"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    workers = []
+    try:
+        for _ in range(100):
+            try:
+                clients(http)
+                break
+            except OSError:
+                time.sleep(0.1)
+        before = rss_bytes(server.pid)
+        per = DEVICES // WORKERS
+        started = time.time()
+        for w in range(WORKERS):
+            workers.append(subprocess.Popen(
+                ["taskset", "-c", "1", sys.executable, __file__, "--worker", str(w), str(per), str(w * per)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            ))
+        for w in workers:
+            assert w.stdout.readline().strip() == "registered"
+        total = per * WORKERS
+        while clients(http) < total and time.time() - started < 120:
+            time.sleep(0.5)
+        registered = clients(http)
+        time.sleep(2)
+        after = rss_bytes(server.pid)
+
+        idle_start = cpu_seconds(server.pid)
+        time.sleep(DURATION)
+        idle_cpu = cpu_seconds(server.pid) - idle_start
+
+        cpu_start = cpu_seconds(server.pid)
+        start = time.time() + 0.5
+        for w in workers:
+            w.stdin.write(f"heartbeats {start} {EVERY} {DURATION}\n")
+        heartbeats = sum(int(w.stdout.readline().split()[1]) for w in workers)
+        time.sleep(0.5)
+        busy_cpu = cpu_seconds(server.pid) - cpu_start
+
+        for w in workers:
+            w.stdin.write("listen 60\n")
+        time.sleep(0.5)
+        terminal = socket.create_connection(("127.0.0.1", PORT + 1))
+        terminal.recv(4096)
+        terminal.sendall(b"/join fleet\n")
+        time.sleep(0.5)
+        sent = time.time()
+        terminal.sendall(COMMAND + b"\n")
+        results = [w.stdout.readline().split() for w in workers]
+        heard = sum(int(r[1]) for r in results)
+        last = max(float(r[2]) for r in results)
+        memory = rss_bytes(server.pid)
+        per_heartbeat_us = max(0.0, busy_cpu - idle_cpu) / max(heartbeats, 1) * 1e6
+        print(f"devices:             {total} from {WORKERS} processes; {registered} registered")
+        print(f"server memory:       {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB with the devices: "
+              f"{(after - before) / max(registered, 1):,.0f} B per device")
+        print(f"heartbeats:          {heartbeats} in {DURATION:.0f} s ({heartbeats / DURATION:,.0f}/s)")
+        print(f"server CPU:          {busy_cpu:.2f} s with heartbeats, {idle_cpu:.2f} s idle over the same time: "
+              f"{per_heartbeat_us:.1f} us per heartbeat, {100 * busy_cpu / DURATION:.1f}% of a core")
+        print(f"one command to all:  {heard} of {registered} had it, the last {1000 * (last - sent):,.0f} ms "
+              f"after it was said; server memory then {memory / 1e6:.1f} MB")
+    finally:
+        for w in workers:
+            try:
+                w.stdin.write("quit\n")
+                w.stdin.close()
+            except OSError:
+                pass
+            w.wait(timeout=30)
+        server.terminate()
+        server.wait()
+
+
+main()
