@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from procfs import cpu_seconds, rss_bytes
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/release/switchboard"
 DEVICES = int(os.environ.get("DEVICES", "10000"))
 EVERY = float(os.environ.get("EVERY", "30"))
@@ -34,22 +36,6 @@ PACKET = os.environ.get("PACKET", "heartbeat")
 # TRANSPORT=udp: the same devices send datagrams to a udp:// listener,
 # each from a UDP port of its own.
 TRANSPORT = os.environ.get("TRANSPORT", "tcp")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # utime and stime are fields 14 and 15 of the whole line.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def wait_listening(port):

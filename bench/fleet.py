@@ -29,6 +29,8 @@ import sys
 import time
 import urllib.request
 
+from procfs import cpu_seconds, rss_bytes
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/release/switchboard"
 DEVICES = int(os.environ.get("DEVICES", "100000"))
 # A process holds at most about 20,000 files here: 16,000 devices each.
@@ -37,21 +39,6 @@ EVERY = float(os.environ.get("EVERY", "30"))
 DURATION = float(os.environ.get("DURATION", "30"))
 PORT = int(os.environ.get("PORT", "25900"))
 COMMAND = b"REBOOT"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def clients(http):

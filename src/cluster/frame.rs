@@ -282,15 +282,7 @@ pub(super) fn decode(mut frame: Bytes) -> Result<(Header, Payload), BadFrame> {
         MESSAGE => {
             let room = get_room(&mut frame)?;
             let from = get_name(&mut frame)?;
-            let count = get_u32(&mut frame)? as usize;
-            // Each body takes at least 5 bytes: a count beyond that is a lie.
-            if count > frame.remaining() / 5 {
-                return Err(BadFrame::Short);
-            }
-            let mut bodies = Vec::with_capacity(count);
-            for _ in 0..count {
-                bodies.push(get_body(&mut frame)?);
-            }
+            let bodies = get_bodies(&mut frame)?;
             Payload::Message { room, from, bodies }
         }
         KEPT => {
@@ -298,14 +290,7 @@ pub(super) fn decode(mut frame: Bytes) -> Result<(Header, Payload), BadFrame> {
             let from = get_name(&mut frame)?;
             let from_id = ClientId::new(get_u64(&mut frame)?);
             let at = get_u64(&mut frame)?;
-            let count = get_u32(&mut frame)? as usize;
-            if count > frame.remaining() / 5 {
-                return Err(BadFrame::Short);
-            }
-            let mut bodies = Vec::with_capacity(count);
-            for _ in 0..count {
-                bodies.push(get_body(&mut frame)?);
-            }
+            let bodies = get_bodies(&mut frame)?;
             // What the append script wrote after it: `EPOCH-SEQ`.
             let first = std::str::from_utf8(&frame)
                 .map_err(|_| BadFrame::Utf8)?
@@ -441,6 +426,16 @@ fn get_name(frame: &mut Bytes) -> Result<Name, BadFrame> {
 
 fn get_room(frame: &mut Bytes) -> Result<RoomName, BadFrame> {
     RoomName::new(&get_string(frame)?).map_err(|e| BadFrame::Name(e.to_string()))
+}
+
+/// A count of bodies, then the bodies.
+fn get_bodies(frame: &mut Bytes) -> Result<Vec<Body>, BadFrame> {
+    let count = get_u32(frame)? as usize;
+    // Each body takes at least 5 bytes: a count beyond that is a lie.
+    if count > frame.remaining() / 5 {
+        return Err(BadFrame::Short);
+    }
+    (0..count).map(|_| get_body(frame)).collect()
 }
 
 fn get_body(frame: &mut Bytes) -> Result<Body, BadFrame> {

@@ -375,7 +375,7 @@ impl Hub {
         if self.shares_history() {
             // Not numbered by the cluster (its sender's node keeps no
             // history of the room): relayed, and not kept.
-            return room.broadcast_messages(&from, bodies, &mut congested);
+            return room.broadcast_messages(&from, bodies, None, &mut congested);
         }
         room.say(&from, bodies, None, &mut congested)
     }

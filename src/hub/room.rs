@@ -133,13 +133,15 @@ impl Room {
         queued
     }
 
-    /// `from` says `bodies` here, not kept: delivered to every member
-    /// without positions (a message another node relays into a room whose
-    /// history the cluster keeps, which that node does not number).
+    /// `from` says `bodies` here, not kept: delivered to every member but
+    /// `except` without positions (a message another node relays into a
+    /// room whose history the cluster keeps, which that node does not
+    /// number; one said while the cluster is out of reach).
     pub(super) fn broadcast_messages(
         &self,
         from: &Name,
         bodies: Vec<Body>,
+        except: Option<ClientId>,
         congested: &mut Vec<Arc<Member>>,
     ) -> usize {
         self.count_messages(bodies.len());
@@ -152,7 +154,7 @@ impl Room {
                 offset: None,
             })
             .collect();
-        self.broadcast(&Delivery::batch(events), None, congested)
+        self.broadcast(&Delivery::batch(events), except, congested)
     }
 
     /// Queues `delivery` for every member but `except` (its sender),

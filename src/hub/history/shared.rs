@@ -342,21 +342,10 @@ impl Room {
         except: Option<ClientId>,
         congested: &mut Vec<Arc<crate::hub::Member>>,
     ) -> usize {
-        self.count_messages(bodies.len());
-        let inside = self.members();
-        if let Some(history) = &inside.history {
+        if let Some(history) = &self.members().history {
             history.log().mark_unrecorded();
         }
-        let events = bodies
-            .into_iter()
-            .map(|body| Event::Message {
-                room: self.name.clone(),
-                from: from.clone(),
-                body,
-                offset: None,
-            })
-            .collect();
-        self.deliver(&inside, &Delivery::batch(events), except, congested)
+        self.broadcast_messages(from, bodies, except, congested)
     }
 }
 
