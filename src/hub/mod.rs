@@ -500,6 +500,9 @@ struct HubState {
     next_id: AtomicU64,
     /// What the last sweep found all clients to hold.
     held: AtomicUsize,
+    /// Where a large hub's sweep stands: which part of its clients it
+    /// visits next, and what each part held when last visited.
+    sweep_parts: Mutex<sweep::Parts>,
     /// Set by [`Hub::close_all`]: clients connecting later are closed at once.
     closing: Mutex<Option<(CloseReason, bool)>>,
     /// Traffic of all clients, ever.
@@ -810,6 +813,7 @@ impl Hub {
                 directory: Mutex::default(),
                 next_id: AtomicU64::new(1),
                 held: AtomicUsize::new(0),
+                sweep_parts: Mutex::default(),
                 closing: Mutex::new(None),
                 counters: Arc::default(),
                 pauses: AtomicU64::new(0),

@@ -301,13 +301,53 @@ async fn the_sweep_cuts_off_a_receiver_congested_past_the_slow_timeout() {
     let sweep = hub.sweep();
     assert!(sweep.cut.is_empty(), "cut off before the slow timeout");
     assert!(slow.outbox().closing().is_none());
-    tokio::time::advance(Duration::from_millis(2)).await;
+    // Past it by more than the outbox's whole-millisecond rounding.
+    tokio::time::advance(Duration::from_millis(3)).await;
     let sweep = hub.sweep();
     assert_eq!(sweep.cut.len(), 1, "not cut off after the slow timeout");
     assert!(matches!(
         slow.outbox().closing().unwrap().reason,
         CloseReason::TooSlow { .. }
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_is_swept_a_tenth_at_a_time_and_each_client_within_ten_sweeps() {
+    let hub = Hub::new(HubSettings {
+        queue: QueueLimits {
+            soft: 100,
+            hard: 1 << 20,
+            pause: Duration::from_secs(60),
+        },
+        slow_timeout: Some(Duration::from_millis(300)),
+        ..settings()
+    });
+    let fleet: Vec<Session> = (0..super::sweep::SWEEP_ALL_UP_TO + 10)
+        .map(|_| connect(&hub, None))
+        .collect();
+    let slow = &fleet[fleet.len() / 2];
+    let _ = slow.reply(Bytes::from(vec![b'x'; 200]));
+    // Past the timeout, in whole milliseconds as the outbox counts them.
+    tokio::time::advance(Duration::from_millis(302)).await;
+    let mut sweeps = 0;
+    while slow.outbox().closing().is_none() {
+        sweeps += 1;
+        assert!(
+            sweeps <= super::sweep::SWEEP_PARTS,
+            "not cut off in a round of parts"
+        );
+        let _ = hub.sweep();
+    }
+    assert!(matches!(
+        slow.outbox().closing().unwrap().reason,
+        CloseReason::TooSlow { .. }
+    ));
+    // After a round, every part's sum is fresh: what they hold, exactly.
+    fleet[0].set_input_held(1_000);
+    for _ in 0..super::sweep::SWEEP_PARTS {
+        let _ = hub.sweep();
+    }
+    assert_eq!(hub.memory_held(), 1_000);
 }
 
 /// A member is memory every client holds while connected, idle or not: a
