@@ -19,6 +19,7 @@ function connectCommand(l) {
   let host = a.host.replace(/^\[|\]$/g, '');
   if (host === '0.0.0.0' || host === '::' || host === '') host = location.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
   if (l.mode === 'ws') return (location.protocol === 'https:' ? 'wss://' : 'ws://') + (host.includes(':') ? '[' + host + ']' : host) + ':' + a.port + '/';
+  if (l.mode === 'udp') return 'nc -u ' + host + ' ' + a.port;
   return 'nc ' + host + ' ' + a.port;
 }
 

@@ -25,7 +25,8 @@ const modeCell = (td, c) => {
   const mode = c.device ? 'device' : c.mode;
   const shown = mode + (c.tls ? '+tls' : '');
   if (td._mode !== shown) { td._mode = shown; td.replaceChildren(modeTag(mode, c.tls)); }
-  setTitle(td, c.device ? 'a device on a raw listener, registered as ' + visible(c.device.id) : '');
+  const over = c.mode === 'udp' ? 'a UDP listener' : 'a raw listener';
+  setTitle(td, c.device ? 'a device on ' + over + ', registered as ' + visible(c.device.id) : (c.mode === 'udp' ? 'a UDP peer: each datagram it sends is a message' : ''));
 };
 
 /** A client's name, with a check mark if it logged in; a device's

@@ -786,8 +786,39 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
     chrome
         .at_each_size("10-devices", &["clients-section", "listeners-section"])
         .await;
+
+    // A port for UDP modules, opened from the page: a module's first
+    // datagram registers it, and the page lists it.
+    chrome.click("#open-listener").await;
+    chrome.select("#listener-mode", "udp").await;
+    chrome.fill("#listener-addr", "127.0.0.1").await;
+    chrome.fill("#listener-port", "0").await;
+    chrome.fill("#listener-room", "dev-{id}").await;
+    chrome.fill("#listener-device", "register=imei").await;
+    chrome.click("#listener-submit").await;
+    let created = chrome
+        .wait_text("the new UDP listener", "#listener-created-addr", |t| {
+            t.starts_with("udp://127.0.0.1:")
+        })
+        .await;
+    chrome
+        .wait_text("its connect command", "#listener-created-cmd", |t| {
+            t.starts_with("nc -u 127.0.0.1 ")
+        })
+        .await;
+    let addr: SocketAddr = created.trim_start_matches("udp://").parse().unwrap();
+    let module = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    module.send_to(b"868888888888888", addr).await.unwrap();
+    chrome
+        .wait_text(
+            "the UDP module in the clients table",
+            "#clients tr[data-client-id] .name",
+            |t| t == "dev-868888888888888",
+        )
+        .await;
+    chrome.screenshot("11-udp-module").await;
     chrome.browser.close().await.unwrap();
-    drop((dtu, second));
+    drop((dtu, second, module));
     server.stop().await;
 }
 
