@@ -158,16 +158,20 @@ impl Inner {
             }
         }
         self.write_picture().await?;
+        let rooms: HashSet<String> = self
+            .hub
+            .local_clients()
+            .into_iter()
+            .flat_map(|place| place.rooms)
+            .collect::<HashSet<_>>()
+            .iter()
+            .map(|room| self.keys.room(room))
+            .collect();
+        // The publisher's reckoning of why each room is heard follows:
+        // changes dropped while Redis was away never reached it.
+        crate::sync::lock(&self.hearing).members_in(&rooms);
         let mut channels = vec![self.keys.events(), self.keys.inbox(&self.node)];
-        channels.extend(
-            self.hub
-                .local_clients()
-                .into_iter()
-                .flat_map(|place| place.rooms)
-                .collect::<HashSet<_>>()
-                .iter()
-                .map(|room| self.keys.room(room)),
-        );
+        channels.extend(rooms);
         self.subscriber.clone().subscribe(&channels).await?;
         redis::cmd("PUBLISH")
             .arg(self.keys.events())

@@ -19,7 +19,7 @@ use super::frame::{self, Header, Payload};
 use super::inbound::Inbound;
 use super::keys::{self, Keys};
 use super::lease::{heartbeat_loop, resync_loop};
-use super::publish::{publish_loop, Outgoing};
+use super::publish::{publish_loop, Hearing, Outgoing};
 use super::received::Sequences;
 use super::ClusterConfig;
 use crate::hub::{ClientId, Hub, Name, NodeName, RemoteClient, RoomName};
@@ -132,6 +132,9 @@ pub(super) struct Inner {
     pub(super) left: AtomicBool,
     /// The live nodes and their clients, as the last heartbeat saw them.
     pub(super) live: Mutex<Vec<NodeStatus>>,
+    /// Why the node hears each room channel it is subscribed to (its
+    /// members, history reads): changed by the publisher, and by a rejoin.
+    pub(super) hearing: Mutex<Hearing>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -294,6 +297,7 @@ impl Cluster {
             stale: AtomicBool::new(false),
             left: AtomicBool::new(false),
             live: Mutex::default(),
+            hearing: Mutex::default(),
         });
         // A node restarted at once under its name finds its old lease
         // still there: it waits for it to run out. A live node renews it,

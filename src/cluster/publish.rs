@@ -2,7 +2,7 @@
 //! (publications, changes of its clients, name claims) and sends it in
 //! order, what is waiting in one pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use super::node::Inner;
 use crate::hub::{
     unix_millis, Body, ClientId, Framing, Kept, Name, Offset, RoomName, SharedHistory, Unclaimed,
 };
+use crate::sync::lock;
 
 /// What the publisher task sends, in order.
 pub(super) enum Outgoing {
@@ -73,11 +74,24 @@ pub(super) struct Append {
 /// reads of the room's history in progress. It subscribes when the first
 /// reason comes and unsubscribes when the last goes.
 #[derive(Debug, Default)]
-struct Hearing {
+pub(super) struct Hearing {
     rooms: HashMap<String, (bool, usize)>,
 }
 
 impl Hearing {
+    /// After a rejoin, which subscribed to exactly `channels` for the
+    /// node's members: those are heard for members, no other is (reads
+    /// in progress keep theirs).
+    pub(super) fn members_in(&mut self, channels: &HashSet<String>) {
+        self.rooms.retain(|channel, (members, reads)| {
+            *members = channels.contains(channel);
+            *members || *reads > 0
+        });
+        for channel in channels {
+            self.rooms.entry(channel.clone()).or_default().0 = true;
+        }
+    }
+
     /// Adds a reason (`member`, or a read); returns whether the channel
     /// must be subscribed now.
     fn start(&mut self, channel: &str, member: bool) -> bool {
@@ -117,7 +131,6 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
     let mut subscriber = inner.subscriber.clone();
     let mut items = Vec::with_capacity(BATCH);
     let mut batch = PublishBatch::new(inner.commands.clone());
-    let mut hearing = Hearing::default();
     while outgoing.recv_many(&mut items, BATCH).await > 0 {
         let degraded = inner.degraded.load(Ordering::Relaxed) || inner.left.load(Ordering::Relaxed);
         for item in items.drain(..) {
@@ -139,7 +152,7 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                         let _ = done.send(Err("its Redis is out of reach".into()));
                     }
                     Outgoing::Release { channel } => {
-                        if hearing.stop(&channel, false) {
+                        if lock(&inner.hearing).stop(&channel, false) {
                             let _ = subscriber.unsubscribe(&channel).await;
                         }
                     }
@@ -155,10 +168,10 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                 }
                 Outgoing::Read { room, limit, done } => {
                     let channel = inner.keys.room(&room);
-                    if hearing.start(&channel, false) {
+                    if lock(&inner.hearing).start(&channel, false) {
                         batch.send(&inner).await;
                         if let Err(error) = subscriber.subscribe(&channel).await {
-                            hearing.stop(&channel, false);
+                            lock(&inner.hearing).stop(&channel, false);
                             inner.degrade(&error.to_string());
                             let _ = done.send(Err("its Redis is out of reach".into()));
                             continue;
@@ -170,7 +183,7 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                     tokio::spawn(read(inner.clone(), room, limit, done));
                 }
                 Outgoing::Release { channel } => {
-                    if hearing.stop(&channel, false) {
+                    if lock(&inner.hearing).stop(&channel, false) {
                         batch.send(&inner).await;
                         if let Err(error) = subscriber.unsubscribe(&channel).await {
                             inner.degrade(&error.to_string());
@@ -193,7 +206,8 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                 } => {
                     // The room's channel is subscribed before anyone hears
                     // of the join, and unsubscribed after the leave.
-                    if let Some(channel) = subscribe.filter(|c| hearing.start(c, true)) {
+                    if let Some(channel) = subscribe.filter(|c| lock(&inner.hearing).start(c, true))
+                    {
                         batch.send(&inner).await;
                         if let Err(error) = subscriber.subscribe(&channel).await {
                             inner.degrade(&error.to_string());
@@ -217,7 +231,9 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                     }
                     pipe.cmd("EXEC").ignore();
                     batch.count += 1;
-                    if let Some(channel) = unsubscribe.filter(|c| hearing.stop(c, true)) {
+                    if let Some(channel) =
+                        unsubscribe.filter(|c| lock(&inner.hearing).stop(c, true))
+                    {
                         batch.send(&inner).await;
                         if let Err(error) = subscriber.unsubscribe(&channel).await {
                             inner.degrade(&error.to_string());
@@ -466,5 +482,46 @@ fn text(value: &Value) -> Option<String> {
         Value::SimpleString(text) => Some(text.clone()),
         Value::Int(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_room_is_heard_while_a_member_or_a_read_needs_it() {
+        let mut hearing = Hearing::default();
+        assert!(hearing.start("room:a", true), "the first member subscribes");
+        assert!(!hearing.start("room:a", false), "a read rides along");
+        assert!(!hearing.stop("room:a", true), "the read still needs it");
+        assert!(hearing.stop("room:a", false), "the last reason goes");
+        assert!(hearing.start("room:b", false), "a read alone subscribes");
+        assert!(!hearing.start("room:b", true));
+        assert!(!hearing.stop("room:b", false), "a member is still there");
+    }
+
+    #[test]
+    fn a_rejoin_sets_which_rooms_members_need_and_keeps_reads() {
+        let mut hearing = Hearing::default();
+        hearing.start("room:left-meanwhile", true);
+        hearing.start("room:read", false);
+        // Redis was away: a join to room:new and the leave of
+        // room:left-meanwhile never reached the publisher.
+        let rooms: HashSet<String> = ["room:new".to_owned()].into();
+        hearing.members_in(&rooms);
+        assert!(
+            hearing.stop("room:read", false),
+            "the read was kept: its end is the room's last reason"
+        );
+        assert!(!hearing.start("room:new", false), "heard for its members");
+        assert!(
+            !hearing.stop("room:new", false),
+            "a read ending does not stop a room with members"
+        );
+        assert!(
+            hearing.start("room:left-meanwhile", false),
+            "no longer heard"
+        );
     }
 }
