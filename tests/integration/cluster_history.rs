@@ -295,3 +295,40 @@ async fn with_redis_gone_the_room_talks_on_and_a_client_resuming_from_before_is_
     assert_eq!(gap["reason"], "unrecorded", "{gap}");
     assert!(messages.is_empty(), "{messages:?}");
 }
+
+#[tokio::test]
+async fn a_room_joined_while_redis_was_away_is_still_heard_after_its_history_is_read() {
+    let mut redis = Redis::start().await;
+    let a = keeping_node(&redis, "a", 100).await;
+    let b = keeping_node(&redis, "b", 100).await;
+    let (mut here, _) = join(a.addr(0)).await;
+    redis.kill().await;
+    expect_notice(&mut here, "lost touch with the rest of its cluster").await;
+    // Joined while no change reaches Redis.
+    here.send_line("/join ops").await.unwrap();
+    sync(&mut here).await;
+    redis.restart().await;
+    expect_notice(&mut here, "back in touch").await;
+    // The node's copy of #ops may have missed messages: reading it asks
+    // Redis, holding the room meanwhile, and lets go after.
+    here.send_line("/history").await.unwrap();
+    sync(&mut here).await;
+    let (mut there, _) = join(b.addr(0)).await;
+    there.send_line("/join ops").await.unwrap();
+    sync(&mut there).await;
+    within("node a to hear #ops from node b", async {
+        loop {
+            there.say("over here").await.unwrap();
+            if tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                heard(&mut here, "over here"),
+            )
+            .await
+            .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+}
