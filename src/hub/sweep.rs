@@ -79,7 +79,7 @@ impl Hub {
     /// history down to eight tenths (history goes before any client);
     /// then, while clients alone hold more than the budget, cuts off the
     /// largest holders until they hold at most nine tenths of it. Costs
-    /// one pass over the clients (over [`SWEEP_ALL_UP_TO`], over a tenth
+    /// one pass over the clients (over 10,000 of them, over a tenth
     /// of them, the others counted as last seen) and the histories, and
     /// nothing on the path of a message.
     pub fn sweep(&self) -> Sweep {
