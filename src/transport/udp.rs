@@ -90,15 +90,17 @@ impl PeerInbox {
         if self.closed.load(Ordering::Acquire) {
             return Err(Refused::Closed(datagram));
         }
-        let len = datagram.len() as u64;
         {
             let mut queue = crate::sync::lock(&self.queue);
             if queue.len() >= PEER_QUEUE {
                 return Err(Refused::Full);
             }
+            // Counted before its client can read it: an answer to it may
+            // not find the cap without it.
+            self.received
+                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
             queue.push_back(datagram);
         }
-        self.received.fetch_add(len, Ordering::Relaxed);
         self.reader.wake();
         Ok(())
     }
