@@ -352,3 +352,58 @@ async fn a_forged_datagram_gets_the_address_it_names_at_most_three_times_its_siz
     assert_eq!(got, b"ab\ncd\n");
     assert!(!has_datagram(&victim), "nothing past 3 x 10 bytes");
 }
+
+/// `switchboard device --udp`, a fake module sending datagrams, and
+/// `switchboard send --udp`, one datagram and done.
+#[tokio::test]
+async fn the_device_simulator_and_send_speak_udp() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let (mut server, _http) = server("?register=imei&heartbeat=hex:FE", &[]).await;
+    let addr = server.addr(1).to_string();
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let mut simulator = crate::common::switchboard(&[
+        "device",
+        &addr,
+        "--udp",
+        "--register",
+        "861234567890123",
+        "--heartbeat",
+        "hex:FE",
+        "--every",
+        "300ms",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("the simulator starts");
+    server.expect_log("device registered").await;
+    let mut stdin = simulator.stdin.take().unwrap();
+    stdin.write_all(b"T=21\n").await.unwrap();
+    let (_, from, text) = expect_message(&mut terminal).await;
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("dev-861234567890123", "T=21")
+    );
+    terminal
+        .send_line("/hex dev-861234567890123 01 03 4F 4B")
+        .await
+        .unwrap();
+    let mut stdout = BufReader::new(simulator.stdout.take().unwrap()).lines();
+    let shown = within("the simulator to show what it received", async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("a line");
+            if line.contains("01 03 4F 4B") {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert!(shown.contains("|..OK|"), "{shown}");
+    simulator.kill().await.ok();
+
+    // One datagram from a port of its own: another module registers.
+    let output = crate::common::run(&["send", "--udp", &addr, "861234567890124"]).await;
+    assert!(output.status.success(), "{output:?}");
+    notice(&mut terminal, "dev-861234567890124 joined").await;
+}
