@@ -58,7 +58,7 @@ impl Backplane for Cluster {
         if inner.degraded.load(Ordering::Relaxed) {
             return false;
         }
-        let (max_messages, max_age_ms) = inner.hub.history_bounds();
+        let (max_messages, max_age_ms, _) = inner.hub.history_bounds();
         let at = unix_millis(std::time::SystemTime::now());
         let payload = Payload::Kept {
             room: room.clone(),

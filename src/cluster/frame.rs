@@ -137,10 +137,7 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
         Payload::Message { room, from, bodies } => {
             put_str(&mut out, room.as_str());
             put_str(&mut out, from.as_str());
-            out.put_u32(bodies.len() as u32);
-            for body in bodies {
-                put_body(&mut out, body);
-            }
+            put_bodies(&mut out, bodies);
         }
         Payload::Kept {
             room,
@@ -154,10 +151,7 @@ pub(super) fn encode(header: &Header, payload: &Payload) -> BytesMut {
             put_str(&mut out, from.as_str());
             out.put_u64(from_id.get());
             out.put_u64(*at);
-            out.put_u32(bodies.len() as u32);
-            for body in bodies {
-                put_body(&mut out, body);
-            }
+            put_bodies(&mut out, bodies);
             if let Some(first) = first {
                 out.put_slice(first.to_string().as_bytes());
             }
@@ -250,6 +244,14 @@ fn put_str(out: &mut BytesMut, text: &str) {
     let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
     out.put_u16(bytes.len() as u16);
     out.put_slice(bytes);
+}
+
+/// A count of bodies, then the bodies.
+fn put_bodies(out: &mut BytesMut, bodies: &[Body]) {
+    out.put_u32(bodies.len() as u32);
+    for body in bodies {
+        put_body(out, body);
+    }
 }
 
 fn put_body(out: &mut BytesMut, body: &Body) {

@@ -147,13 +147,27 @@ return first
 "#;
 
 /// Reads the newest of a room's shared history: KEYS meta, stream; ARGV
-/// most messages. Returns `{epoch, next, newest entries first}`, or nil
-/// if the room has no shared history.
+/// most messages, most bytes (bodies and names, and ARGV[3] more per
+/// message, as a node's copy counts them), so that one read costs at most
+/// what a copy may hold. Returns `{epoch, next, newest entries first}`, or
+/// nil if the room has no shared history.
 pub(super) const READ: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then return false end
 local next = redis.call('HGET', KEYS[1], 'next')
-return {epoch, next, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
+local limit, most, overhead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out, bytes, before = {}, 0, '+'
+while #out < limit do
+  local batch = redis.call('XREVRANGE', KEYS[2], before, '-', 'COUNT', math.min(256, limit - #out))
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    bytes = bytes + overhead + #entry[2][2] + #entry[2][8]
+    if bytes > most then return {epoch, next, out} end
+    out[#out + 1] = entry
+  end
+  before = '(' .. batch[#batch][1]
+end
+return {epoch, next, out}
 "#;
 
 /// Takes a node's lease if no live node has its name: KEYS lease, nodes;

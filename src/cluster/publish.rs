@@ -374,14 +374,17 @@ async fn read(
 ) {
     let mut subscriber = inner.subscriber.clone();
     let mut cmd = redis::cmd("EVAL");
+    let (_, max_age_ms, max_bytes) = inner.hub.history_bounds();
     cmd.arg(keys::READ)
         .arg(2)
         .arg(inner.keys.history_meta(&room))
         .arg(inner.keys.history(&room))
-        .arg(limit.max(1));
+        .arg(limit.max(1))
+        .arg(max_bytes)
+        .arg(crate::hub::KEPT_OVERHEAD);
     let answer = tokio::time::timeout(inner.lease, cmd.query_async::<Value>(&mut subscriber)).await;
     let read = match answer {
-        Ok(Ok(value)) => parse_history(value, inner.hub.history_bounds().1)
+        Ok(Ok(value)) => parse_history(value, max_age_ms)
             .map_err(|why| Arc::from(format!("its answer was not a history: {why}"))),
         Ok(Err(error)) => Err(Arc::from(error.to_string())),
         Err(_) => Err(Arc::from(timed_out("reading a room's history").to_string())),

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,13 +63,13 @@ pub(super) async fn receive_loop<P: Protocol>(
                 }
             },
         };
-        stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        UdpStats::count(&stats.datagrams_in);
         let mut datagram = Bytes::copy_from_slice(&buffer[..len]);
         if let Some(inbox) = peers.get(&peer) {
             match inbox.push(datagram) {
                 Ok(()) => continue,
                 Err(Refused::Full) => {
-                    stats.dropped_in.fetch_add(1, Ordering::Relaxed);
+                    UdpStats::count(&stats.dropped_in);
                     continue;
                 }
                 // Its client is gone (idle, kicked): this one is new.
@@ -104,7 +103,7 @@ pub(super) async fn receive_loop<P: Protocol>(
             // Not answered: an answer to an address nobody proved is what
             // an amplification attack wants.
             Err(refusal) => {
-                stats.refused.fetch_add(1, Ordering::Relaxed);
+                UdpStats::count(&stats.refused);
                 if refusal.log {
                     warn!(%peer, listener = %spec, "dropped a datagram from a new UDP peer: {}", refusal.reason);
                 }

@@ -52,7 +52,8 @@ pub(crate) struct UdpStats {
 }
 
 impl UdpStats {
-    fn count(counter: &AtomicU64) {
+    /// Adds one to `counter`.
+    pub(crate) fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }

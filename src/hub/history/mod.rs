@@ -646,10 +646,11 @@ impl Hub {
     }
 
     /// What a shared history is capped at, as the rules in force say:
-    /// the most messages, and the oldest one may be (ms).
-    pub fn history_bounds(&self) -> (usize, u64) {
+    /// the most messages, the oldest one may be (ms), and the most bytes
+    /// a room's copy holds (what one read of it may bring).
+    pub fn history_bounds(&self) -> (usize, u64, usize) {
         let bounds = *crate::sync::read(&self.shared.histories.shared.bounds);
-        (bounds.max_messages, bounds.max_age_ms)
+        (bounds.max_messages, bounds.max_age_ms, bounds.max_bytes)
     }
 
     /// A new epoch for a room's history, unlike any other this process

@@ -237,7 +237,7 @@ impl Hub {
         let Some(room) = self.directory().rooms.get(room).cloned() else {
             return 0;
         };
-        let (missed, queued) = room.say_kept(&from, bodies, first, at, sender);
+        let missed = room.say_kept(&from, bodies, first, at, sender);
         if missed > 0 {
             tracing::warn!(room = %room.name, missed, "messages of a room's shared history never reached this node");
             self.notify_room(
@@ -249,7 +249,6 @@ impl Hub {
                 ),
             );
         }
-        let _ = queued;
         missed
     }
 
@@ -277,8 +276,7 @@ impl Hub {
 impl Room {
     /// `bodies` came back from the cluster's history, the first at
     /// `first`: kept in the room's copy and delivered to every member but
-    /// `except`. Returns the messages lost before them and the members
-    /// they were queued for.
+    /// `except`. Returns how many messages were lost before them.
     pub(in crate::hub) fn say_kept(
         &self,
         from: &Name,
@@ -286,7 +284,7 @@ impl Room {
         first: Offset,
         at: u64,
         except: Option<ClientId>,
-    ) -> (u64, usize) {
+    ) -> u64 {
         let inside = self.members();
         let mut log = inside
             .history
@@ -322,14 +320,13 @@ impl Room {
                 offset: Some(offset),
             });
         }
-        if events.is_empty() {
-            return (missed, 0);
+        if !events.is_empty() {
+            self.count_messages(events.len());
+            let mut congested = Vec::new();
+            self.deliver(&inside, &Delivery::batch(events), except, &mut congested);
         }
-        self.count_messages(events.len());
-        let mut congested = Vec::new();
-        let queued = self.deliver(&inside, &Delivery::batch(events), except, &mut congested);
         drop(log);
-        (missed, queued)
+        missed
     }
 
     /// `from` says `bodies` here while the cluster sharing the room's
