@@ -108,7 +108,7 @@ def main():
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     listener = (f"udp://127.0.0.1:{PORT}?register=imei&room=fleet&heartbeat=hex:FE"
-                f"&idle-timeout={int(EVERY * 3 + DURATION * 4)}s")
+                f"&idle-timeout={int(EVERY * 3 + DURATION * 4)}s&max-unproven={DEVICES}")
     http = f"127.0.0.1:{PORT + 2}"
     server = subprocess.Popen(
         ["taskset", "-c", "0", BINARY, "serve", "--listen", listener,

@@ -95,6 +95,11 @@ pub struct ListenerSpec {
     /// What a raw listener knows of its devices: registration, heartbeats,
     /// framing (`?register=imei&heartbeat=hex:FE&frame=gap:20`).
     pub device: DeviceSpec,
+    /// How many peers of a UDP listener may be served before their
+    /// address is proven (`?max-unproven=N`; by default half of
+    /// `--max-connections`): a flood of datagrams with forged source
+    /// addresses takes no more of the server's connections than this.
+    pub max_unproven: Option<usize>,
 }
 
 impl ListenerSpec {
@@ -111,6 +116,7 @@ impl ListenerSpec {
             idle_timeout: None,
             history: 0,
             device: DeviceSpec::default(),
+            max_unproven: None,
         }
     }
 
@@ -156,6 +162,9 @@ impl fmt::Display for ListenerSpec {
         }
         if self.history > 0 {
             options.push(format!("history={}", self.history));
+        }
+        if let Some(max) = self.max_unproven {
+            options.push(format!("max-unproven={max}"));
         }
         options.extend(self.device.options());
         if !options.is_empty() {
@@ -228,6 +237,18 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                         .with_context(|| format!("in listener {spec:?}"))?;
                     listener.idle_timeout = Some(idle.0).filter(|d| !d.is_zero());
                 }
+                ("max-unproven", Some(_)) if !udp => anyhow::bail!(
+                    "max-unproven= is for UDP listeners (udp://ADDR?max-unproven=N): a TCP client's address is proven by its handshake, in listener {spec:?}"
+                ),
+                ("max-unproven", Some(count)) => {
+                    listener.max_unproven = Some(
+                        count.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "bad max-unproven={count:?} in listener {spec:?}: how many peers may be served before their address is proven, at least 1"
+                            )
+                        })?,
+                    )
+                }
                 ("history", Some(count)) => {
                     anyhow::ensure!(
                         mode == Mode::Text,
@@ -251,7 +272,7 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                         .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
                     if !known {
                         anyhow::bail!(
-                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, history=N (text), or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
+                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, history=N (text), max-unproven=N (udp), or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
                         )
                     }
                     if mode != Mode::Raw {

@@ -675,6 +675,17 @@ mod tests {
             format!("{err:#}").contains("each datagram is one packet"),
             "{err:#}"
         );
+        let spec: ListenerSpec = "udp://0.0.0.0:9001?max-unproven=50000".parse().unwrap();
+        assert_eq!(spec.max_unproven, Some(50_000));
+        assert_eq!(spec.to_string().parse::<ListenerSpec>().unwrap(), spec);
+        for (bad, why) in [
+            ("raw://0.0.0.0:9001?max-unproven=5", "is for UDP listeners"),
+            ("udp://0.0.0.0:9001?max-unproven=0", "at least 1"),
+            ("udp://0.0.0.0:9001?max-unproven=many", "at least 1"),
+        ] {
+            let err = bad.parse::<ListenerSpec>().unwrap_err();
+            assert!(format!("{err:#}").contains(why), "{bad}: {err:#}");
+        }
     }
 
     #[test]

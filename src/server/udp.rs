@@ -4,11 +4,18 @@
 //! is), served over a [`UdpTransport`]; each datagram after it is one
 //! message from that client; a client that sends nothing for the
 //! listener's idle timeout (by default [`DEFAULT_UDP_IDLE_TIMEOUT`]) is gone.
+//!
+//! A source address is not proven, so datagrams with forged ones can make
+//! clients at will: new peers are taken while fewer than `max-unproven`
+//! served peers have proved nothing (by default half of
+//! `--max-connections`), so that such a flood leaves the rest of the
+//! server's connections to everyone else.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -25,6 +32,9 @@ pub(super) use crate::config::DEFAULT_UDP_IDLE_TIMEOUT;
 /// How often the table forgets peers whose clients are gone.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// How often, at most, a listener logs that it drops new peers.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// Receives datagrams until the listener is stopped; `make` makes the
 /// protocol its peers speak.
 pub(super) async fn receive_loop<P: Protocol>(
@@ -38,6 +48,16 @@ pub(super) async fn receive_loop<P: Protocol>(
     let protocol = Arc::new(make(&shared.greeting.borrow()));
     let mut peers: HashMap<SocketAddr, Arc<PeerInbox>> = HashMap::new();
     let mut buffer = vec![0u8; 1 << 16];
+    let max_unproven = || {
+        let max = spec
+            .max_unproven
+            .unwrap_or(shared.live().max_connections / 2)
+            .max(1) as u64;
+        stats.max_unproven.store(max, Ordering::Relaxed);
+        max
+    };
+    max_unproven();
+    let mut warned: Option<Instant> = None;
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -45,7 +65,7 @@ pub(super) async fn receive_loop<P: Protocol>(
             // Its peers' clients end with it.
             _ = listener.stop.cancelled() => {
                 for inbox in peers.values() {
-                    inbox.close();
+                    inbox.close(&stats);
                 }
                 return;
             }
@@ -79,9 +99,22 @@ pub(super) async fn receive_loop<P: Protocol>(
                 }
             }
         }
+        let max_unproven = max_unproven();
+        if stats.unproven.load(Ordering::Relaxed) >= max_unproven {
+            UdpStats::count(&stats.unproven_full);
+            if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                warned = Some(Instant::now());
+                warn!(
+                    listener = %spec,
+                    dropped = stats.unproven_full.load(Ordering::Relaxed),
+                    "dropping datagrams from new UDP peers: {max_unproven} peers are served whose address is not proven (max-unproven), forged or not; they are taken again as those go (idle timeout) or prove it (a device's key). Raise ?max-unproven= if they are real"
+                );
+            }
+            continue;
+        }
         match shared.admit(Held::Nothing, peer.ip(), spec.auth) {
             Ok(admitted) => {
-                let inbox = Arc::new(PeerInbox::default());
+                let inbox = Arc::new(PeerInbox::new(&stats));
                 let _ = inbox.push(datagram);
                 let transport =
                     UdpTransport::new(inbox.clone(), socket.clone(), peer, stats.clone());

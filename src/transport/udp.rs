@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -49,6 +49,16 @@ pub(crate) struct UdpStats {
     pub(crate) dropped_in: AtomicU64,
     /// Datagrams from new peers the server did not admit (its limits).
     pub(crate) refused: AtomicU64,
+    /// Datagrams from new peers not taken because the listener had as
+    /// many peers whose address is not proven as it takes
+    /// (`?max-unproven=`).
+    pub(crate) unproven_full: AtomicU64,
+    /// Peers now served whose address is not proven (a gauge): what a
+    /// flood of forged source addresses makes, so it is bounded.
+    pub(crate) unproven: AtomicU64,
+    /// How many unproven peers the listener takes now: its `max-unproven`,
+    /// or half of `--max-connections` (which a reload may change).
+    pub(crate) max_unproven: AtomicU64,
 }
 
 impl UdpStats {
@@ -65,16 +75,22 @@ pub(crate) const PEER_QUEUE: usize = 64;
 /// Where a UDP listener puts one peer's datagrams for its client: shared
 /// by the listener's table and the client's transport. Small while idle
 /// (an empty queue allocates nothing), as most peers of a fleet are.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PeerInbox {
     queue: Mutex<VecDeque<Bytes>>,
     reader: AtomicWaker,
     /// Bytes the peer sent, counted as they come (before its client reads
     /// them): the amplification cap allows three times as many back.
     received: AtomicU64,
-    /// The client is gone, or the listener: nothing more comes through.
-    closed: AtomicBool,
+    /// [`CLOSED`] and [`PROVEN`]: a peer with neither counts among its
+    /// listener's [`UdpStats::unproven`].
+    state: AtomicU8,
 }
+
+/// The client is gone, or the listener: nothing more comes through.
+const CLOSED: u8 = 1;
+/// The peer's address is proven: no amplification cap.
+const PROVEN: u8 = 2;
 
 /// Why a datagram did not go into a peer's inbox.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,9 +102,21 @@ pub(crate) enum Refused {
 }
 
 impl PeerInbox {
+    /// A new peer's inbox, counted among its listener's unproven peers
+    /// (`stats`) until it is proven or closed.
+    pub(crate) fn new(stats: &UdpStats) -> PeerInbox {
+        stats.unproven.fetch_add(1, Ordering::Relaxed);
+        PeerInbox {
+            queue: Mutex::default(),
+            reader: AtomicWaker::new(),
+            received: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+        }
+    }
+
     /// Hands `datagram` to the peer's client.
     pub(crate) fn push(&self, datagram: Bytes) -> Result<(), Refused> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             return Err(Refused::Closed(datagram));
         }
         {
@@ -106,15 +134,35 @@ impl PeerInbox {
         Ok(())
     }
 
-    /// Ends the peer's input (its listener stops): its client reads the end.
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+    /// Ends the peer's input (its client is gone, or its listener stops):
+    /// its client reads the end.
+    pub(crate) fn close(&self, stats: &UdpStats) {
+        self.settle(CLOSED, stats);
         self.reader.wake();
     }
 
     /// Whether its client is gone (or its listener).
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// The peer proved its address: it is sent whatever it is sent, and
+    /// no longer counts among the listener's unproven peers.
+    pub(crate) fn prove(&self, stats: &UdpStats) {
+        self.settle(PROVEN, stats);
+    }
+
+    /// Whether the peer proved its address.
+    pub(crate) fn is_proven(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PROVEN != 0
+    }
+
+    /// Sets `bit`; the first of closing and proving takes the peer off
+    /// the listener's unproven ones, once.
+    fn settle(&self, bit: u8, stats: &UdpStats) {
+        if self.state.fetch_or(bit, Ordering::AcqRel) == 0 {
+            stats.unproven.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
@@ -140,8 +188,6 @@ pub(crate) struct UdpTransport {
     stats: Arc<UdpStats>,
     /// Bytes sent to it.
     sent: u64,
-    /// Its address is proven: no cap.
-    proven: bool,
     /// The client, whose registration may prove its address.
     client: Option<OutboxHandle>,
 }
@@ -162,7 +208,6 @@ impl UdpTransport {
             peer,
             stats,
             sent: 0,
-            proven: false,
             client: None,
         }
     }
@@ -172,7 +217,7 @@ impl UdpTransport {
 /// next datagram makes a new client.
 impl Drop for UdpTransport {
     fn drop(&mut self) {
-        self.inbox.close();
+        self.inbox.close(&self.stats);
     }
 }
 
@@ -185,14 +230,15 @@ impl Transport for UdpTransport {
             Reader {
                 inbox: &self.inbox,
                 pending: &mut self.pending,
+                stats: &self.stats,
+                client: self.client.as_ref(),
             },
             Writer {
                 socket: &self.socket,
                 peer: self.peer,
                 stats: &self.stats,
-                received: &self.inbox.received,
+                inbox: &self.inbox,
                 sent: &mut self.sent,
-                proven: &mut self.proven,
                 client: self.client.as_ref(),
             },
         )
@@ -209,6 +255,14 @@ impl Transport for UdpTransport {
 pub(crate) struct Reader<'a> {
     inbox: &'a PeerInbox,
     pending: &'a mut Option<Bytes>,
+    stats: &'a UdpStats,
+    client: Option<&'a OutboxHandle>,
+}
+
+/// Whether `client` proved where it is: a device that registered with its
+/// key from the devices file.
+fn proved(client: Option<&OutboxHandle>) -> bool {
+    client.and_then(OutboxHandle::device_proof) == Some(DeviceProof::Keyed)
 }
 
 impl AsyncRead for Reader<'_> {
@@ -218,6 +272,11 @@ impl AsyncRead for Reader<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // Asked before each datagram, after the last was handled: a
+        // registration with a key leaves the unproven at once.
+        if !this.inbox.is_proven() && proved(this.client) {
+            this.inbox.prove(this.stats);
+        }
         while this.pending.is_none() {
             match this.inbox.poll_next(cx) {
                 // An empty datagram says nothing; a read of nothing would
@@ -246,26 +305,23 @@ pub(crate) struct Writer<'a> {
     socket: &'a UdpSocket,
     peer: SocketAddr,
     stats: &'a UdpStats,
-    received: &'a AtomicU64,
+    inbox: &'a PeerInbox,
     sent: &'a mut u64,
-    proven: &'a mut bool,
     client: Option<&'a OutboxHandle>,
 }
 
 impl Writer<'_> {
     /// Whether `len` more bytes may be sent to the peer now.
     fn may_send(&mut self, len: usize) -> bool {
-        if *self.proven {
+        if self.inbox.is_proven() {
             return true;
         }
-        let allowed = AMPLIFICATION * self.received.load(Ordering::Relaxed);
+        let allowed = AMPLIFICATION * self.inbox.received.load(Ordering::Relaxed);
         if *self.sent + len as u64 <= allowed {
             return true;
         }
-        // Asked only when the cap would bite: a device that registered
-        // with its key proved where it is.
-        if self.client.and_then(OutboxHandle::device_proof) == Some(DeviceProof::Keyed) {
-            *self.proven = true;
+        if proved(self.client) {
+            self.inbox.prove(self.stats);
             return true;
         }
         false
@@ -381,7 +437,8 @@ mod tests {
 
     #[test]
     fn an_inbox_takes_a_queue_of_datagrams_then_refuses_and_closes() {
-        let inbox = PeerInbox::default();
+        let stats = UdpStats::default();
+        let inbox = PeerInbox::new(&stats);
         for _ in 0..PEER_QUEUE {
             inbox.push(Bytes::from_static(b"12345")).unwrap();
         }
@@ -391,10 +448,29 @@ mod tests {
             5 * PEER_QUEUE as u64,
             "what was taken counts, what was refused does not"
         );
-        inbox.close();
+        inbox.close(&stats);
         assert_eq!(
             inbox.push(Bytes::from_static(b"y")),
             Err(Refused::Closed(Bytes::from_static(b"y")))
         );
+    }
+
+    /// A flood of forged sources is bounded by counting the peers that
+    /// proved nothing: each leaves the count once, proven or gone.
+    #[test]
+    fn a_peer_counts_as_unproven_until_it_is_proven_or_gone() {
+        let stats = UdpStats::default();
+        let unproven = || stats.unproven.load(Ordering::Relaxed);
+        let (device, forged) = (PeerInbox::new(&stats), PeerInbox::new(&stats));
+        assert_eq!(unproven(), 2);
+        device.prove(&stats);
+        device.prove(&stats);
+        assert_eq!(unproven(), 1);
+        device.close(&stats);
+        assert_eq!(unproven(), 1, "a proven peer left the count already");
+        forged.close(&stats);
+        forged.close(&stats);
+        assert_eq!(unproven(), 0);
+        assert!(device.is_proven() && device.is_closed() && !forged.is_proven());
     }
 }

@@ -353,6 +353,81 @@ async fn a_forged_datagram_gets_the_address_it_names_at_most_three_times_its_siz
     assert!(!has_datagram(&victim), "nothing past 3 x 10 bytes");
 }
 
+/// Datagrams with forged source addresses each make a client; they take
+/// at most half of the server's connections (its `--max-connections`, by
+/// default), so people and devices still get in.
+#[tokio::test]
+async fn a_flood_of_forged_sources_leaves_the_server_room_for_everyone_else() {
+    let (server, http) = server("?idle-timeout=2s", &["--max-connections", "8"]).await;
+    let (mut terminal, _) = join(server.addr(0)).await;
+    for host in 10..20 {
+        let forged = SocketAddr::from(([127, 0, 0, host], 4000));
+        spoof(forged, server.addr(1), b"flood");
+    }
+    let listener = counted(&http, "unproven_full", 6).await;
+    assert_eq!(listener["udp"]["unproven"], 4, "{listener}");
+    assert_eq!(listener["udp"]["max_unproven"], 4, "half of 8: {listener}");
+    for _ in 0..4 {
+        notice(&mut terminal, "joined #lobby").await;
+    }
+    // Connections are left: a second terminal joins and is heard.
+    let (mut late, _) = join(server.addr(0)).await;
+    late.say("still here").await.unwrap();
+    within("the late terminal to be heard", async {
+        while expect_message(&mut terminal).await.2 != "still here" {}
+    })
+    .await;
+
+    // As the forged peers go quiet and leave, new peers are taken again.
+    for _ in 0..4 {
+        notice(&mut terminal, "left").await;
+    }
+    let sensor = module().await;
+    sensor.send_to(b"reading", server.addr(1)).await.unwrap();
+    notice(&mut terminal, "joined #lobby").await;
+    let listener = udp_listener(&http).await;
+    assert_eq!(listener["udp"]["unproven"], 1, "{listener}");
+}
+
+/// A device that registers with its key proved its address: it no longer
+/// counts against `max-unproven`, which bounds only the others.
+#[tokio::test]
+async fn devices_that_prove_their_address_are_not_held_by_max_unproven() {
+    let dir = crate::common::TempDir::new("udp-unproven");
+    let devices = dir.join("devices");
+    std::fs::write(
+        &devices,
+        "861234567890123 key=pump-key\n861234567890124 key=valve-key\n",
+    )
+    .unwrap();
+    let (server, http) = server(
+        r"?register=regex:(?<id>\d{15}),(?<key>[\w-]+)&auth=required&max-unproven=1",
+        &["--devices", &devices.display().to_string()],
+    )
+    .await;
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let pump = module().await;
+    pump.send_to(b"861234567890123,pump-key", server.addr(1))
+        .await
+        .unwrap();
+    notice(&mut terminal, "dev-861234567890123 joined").await;
+    within("the pump to leave the unproven", async {
+        while udp_listener(&http).await["udp"]["unproven"] != 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let valve = module().await;
+    valve
+        .send_to(b"861234567890124,valve-key", server.addr(1))
+        .await
+        .unwrap();
+    notice(&mut terminal, "dev-861234567890124 joined").await;
+    let listener = udp_listener(&http).await;
+    assert_eq!(listener["udp"]["unproven_full"], 0, "{listener}");
+    assert_eq!(listener["udp"]["max_unproven"], 1, "{listener}");
+}
+
 /// `switchboard device --udp`, a fake module sending datagrams, and
 /// `switchboard send --udp`, one datagram and done.
 #[tokio::test]

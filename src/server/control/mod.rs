@@ -575,6 +575,8 @@ impl Control {
             idle_timeout: None,
             history: 0,
             device,
+            // Half of --max-connections, as for one without the option.
+            max_unproven: None,
         };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(self.listener_view(&listener))

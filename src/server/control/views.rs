@@ -154,6 +154,16 @@ pub struct UdpView {
     pub dropped_in: u64,
     /// Datagrams from new peers the server's limits did not admit.
     pub refused: u64,
+    /// Peers served now whose address is not proven (not registered with
+    /// a device's key): at most the listener's `max-unproven`.
+    pub unproven: u64,
+    /// How many peers whose address is not proven it takes: its
+    /// `max-unproven`, or half of the server's `--max-connections`.
+    pub max_unproven: u64,
+    /// Datagrams from new peers dropped because `max-unproven` peers whose
+    /// address is not proven were served (a flood of forged sources, or a
+    /// fleet larger than the option allows).
+    pub unproven_full: u64,
 }
 
 /// Who opened a listener.
@@ -398,6 +408,9 @@ pub(super) fn listener_view(listener: &Listener, http_auth: bool) -> ListenerVie
                 oversize: read(&stats.oversize),
                 dropped_in: read(&stats.dropped_in),
                 refused: read(&stats.refused),
+                unproven: read(&stats.unproven),
+                max_unproven: read(&stats.max_unproven),
+                unproven_full: read(&stats.unproven_full),
             }
         }),
     }
