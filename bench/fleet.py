@@ -1,22 +1,29 @@
 #!/usr/bin/env python3
-"""A fleet of idle UDP devices on one server: what it costs, and how long a
-command to all of them takes.
+"""A fleet of idle devices on one server, over UDP, TCP and TLS: what it
+costs, and how long a command to all of them takes.
 
-Starts `switchboard serve` with a UDP device listener
-(`udp://...?register=imei&room=fleet&heartbeat=hex:FE`) pinned to core 0,
-then WORKERS processes on core 1 (a process holds at most about 20,000
-sockets here), each with DEVICES/WORKERS devices, each on a UDP port of its
-own, registering with its own IMEI. Then every device sends its heartbeat
-once every EVERY seconds, spread evenly, for DURATION seconds; then a
-terminal says one command in the fleet's room, and each worker reports
-when each of its devices had it.
+Starts `switchboard serve` pinned to core 0 with three device listeners
+(`register=imei&room=fleet&heartbeat=hex:FE`): `udp://`, `raw://` and
+`raw+tls://` (a self-signed certificate). Then, transport by transport
+as MIX says, processes of devices on core 1 (a process holds at most
+about 20,000 sockets here, so at most 16,000 devices each), each device
+on a socket of its own, registering with its own IMEI; the server's
+memory is read after each transport's devices are in. Then every device
+sends its heartbeat once every EVERY seconds, spread evenly, for DURATION
+seconds; then a terminal says one command in the fleet's room, and each
+process reports when each of its devices had it.
 
-Prints the server's memory per device, its CPU per heartbeat (its CPU
-time over the heartbeat phase less an idle phase of the same length), and
-the time until every device had the command, with how many did.
+Prints the server's memory per device of each transport, its CPU per
+heartbeat (its CPU time over the heartbeat phase less an idle phase of
+the same length), and the time until every device had the command, with
+how many did.
 
     bench/fleet.py [BINARY]                      # target/release/switchboard
-    DEVICES=100000 EVERY=30 DURATION=30 bench/fleet.py   # 7 processes of devices
+    MIX=udp=100000 bench/fleet.py                # the default: 7 processes of devices
+    MIX=udp=80500,tcp=10000,tls=9500 bench/fleet.py   # what bench/fleet.sh runs
+
+The server holds one socket per TCP or TLS device and one for all UDP
+devices: TCP and TLS together stay under the file limit (20,000 here).
 """
 
 import json
@@ -24,6 +31,7 @@ import os
 import resource
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,9 +40,12 @@ import urllib.request
 from procfs import cpu_seconds, rss_bytes
 
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/release/switchboard"
-DEVICES = int(os.environ.get("DEVICES", "100000"))
+# Devices of each transport, in the order they connect.
+MIX = [(t, int(n)) for t, n in (part.split("=") for part in
+                                 os.environ.get("MIX", "udp=100000").split(","))]
+DEVICES = sum(n for _, n in MIX)
 # A process holds at most about 20,000 files here: 16,000 devices each.
-WORKERS = int(os.environ.get("WORKERS", str(-(-DEVICES // 16000))))
+PER_WORKER = int(os.environ.get("PER_WORKER", "16000"))
 EVERY = float(os.environ.get("EVERY", "30"))
 DURATION = float(os.environ.get("DURATION", "30"))
 PORT = int(os.environ.get("PORT", "25900"))
@@ -46,20 +57,51 @@ def clients(http):
         return json.load(answer)["clients"]["current"]
 
 
-def worker(index, count, first):
+# Where each transport's devices go.
+PORTS = {"udp": PORT, "tcp": PORT + 3, "tls": PORT + 4}
+
+
+def device(transport, index, imei, tls):
+    """One device, registered: a socket of its own, sending its IMEI."""
+    # An address of its own per process: one holds ~28,000 ports.
+    source = (f"127.0.{index + 1}.1", 0)
+    target = ("127.0.0.1", PORTS[transport])
+    if transport == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(source)
+        s.sendto(imei, target)
+    else:
+        s = socket.create_connection(target, source_address=source)
+        if transport == "tls":
+            s = tls.wrap_socket(s)
+        s.sendall(imei)
+    s.setblocking(False)
+    return s
+
+
+def send(s, transport, data):
+    """One heartbeat; a datagram or a write that cannot go now is lost."""
+    try:
+        if transport == "udp":
+            s.sendto(data, ("127.0.0.1", PORTS[transport]))
+        else:
+            s.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError):
+        pass
+
+
+def worker(transport, index, count, first):
     """One process's devices: register, heartbeat when told, then report
     when each heard the command. Talks to the main process on stdio."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    target = ("127.0.0.1", PORT)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
     poll = select.epoll()
     sockets = {}
     for i in range(count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # An address of its own per process: one holds ~28,000 ports.
-        s.bind((f"127.0.{index + 1}.1", 0))
-        s.setblocking(False)
-        s.sendto(f"86{first + i:013d}".encode(), target)
+        s = device(transport, index, f"86{first + i:013d}".encode(), tls)
         sockets[s.fileno()] = s
         poll.register(s.fileno(), select.EPOLLIN)
         if i % 500 == 499:
@@ -80,7 +122,7 @@ def worker(index, count, first):
                 delay = due - time.time()
                 if delay > 0:
                     time.sleep(delay)
-                devices[slot % count].sendto(b"\xfe", target)
+                send(devices[slot % count], transport, b"\xfe")
                 slot += 1
             print(f"sent {slot}", flush=True)
         elif command[0] == "listen":
@@ -91,7 +133,9 @@ def worker(index, count, first):
                     while True:
                         try:
                             data = s.recv(2048)
-                        except BlockingIOError:
+                        except (BlockingIOError, ssl.SSLWantReadError):
+                            break
+                        if not data:
                             break
                         if COMMAND in data and fd not in heard:
                             heard[fd] = time.time()
@@ -103,15 +147,18 @@ def worker(index, count, first):
 
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    listener = (f"udp://127.0.0.1:{PORT}?register=imei&room=fleet&heartbeat=hex:FE"
-                f"&idle-timeout={int(EVERY * 3 + DURATION * 4)}s&max-unproven={DEVICES}")
+    options = (f"register=imei&room=fleet&heartbeat=hex:FE"
+               f"&idle-timeout={int(EVERY * 3 + DURATION * 4)}s")
     http = f"127.0.0.1:{PORT + 2}"
     server = subprocess.Popen(
-        ["taskset", "-c", "0", BINARY, "serve", "--listen", listener,
+        ["taskset", "-c", "0", BINARY, "serve",
+         "--listen", f"udp://127.0.0.1:{PORTS['udp']}?{options}&max-unproven={DEVICES}",
+         "--listen", f"raw://127.0.0.1:{PORTS['tcp']}?{options}",
+         "--listen", f"raw+tls://127.0.0.1:{PORTS['tls']}?{options}", "--tls-self-signed",
          "--listen", f"text://127.0.0.1:{PORT + 1}", "--http", http,
          "--max-connections", str(DEVICES + 100), "--max-connections-per-ip", "0",
          "--max-connections-per-ip-per-second", "0", "--max-memory", "8GiB"],
@@ -127,21 +174,31 @@ def main():
             except OSError:
                 time.sleep(0.1)
         before = rss_bytes(server.pid)
-        per = DEVICES // WORKERS
         started = time.time()
-        for w in range(WORKERS):
-            workers.append(subprocess.Popen(
-                ["taskset", "-c", "1", sys.executable, __file__, "--worker", str(w), str(per), str(w * per)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            ))
-        for w in workers:
-            assert w.stdout.readline().strip() == "registered"
-        total = per * WORKERS
-        while clients(http) < total and time.time() - started < 120:
-            time.sleep(0.5)
+        # Transport by transport, the server's memory after each.
+        costs, total, first, rss = [], 0, 0, before
+        for transport, count in MIX:
+            group = []
+            for start in range(0, count, PER_WORKER):
+                n = min(PER_WORKER, count - start)
+                group.append(subprocess.Popen(
+                    ["taskset", "-c", "1", sys.executable, __file__, "--worker",
+                     transport, str(len(workers) + len(group)), str(n), str(first)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                ))
+                first += n
+            for w in group:
+                assert w.stdout.readline().strip() == "registered"
+            workers.extend(group)
+            total += count
+            while clients(http) < total and time.time() - started < 300:
+                time.sleep(0.5)
+            time.sleep(2)
+            now = rss_bytes(server.pid)
+            costs.append((transport, count, (now - rss) / count))
+            rss = now
         registered = clients(http)
-        time.sleep(2)
-        after = rss_bytes(server.pid)
+        after = rss
 
         idle_start = cpu_seconds(server.pid)
         time.sleep(DURATION)
@@ -169,9 +226,11 @@ def main():
         last = max(float(r[2]) for r in results)
         memory = rss_bytes(server.pid)
         per_heartbeat_us = max(0.0, busy_cpu - idle_cpu) / max(heartbeats, 1) * 1e6
-        print(f"devices:             {total} from {WORKERS} processes; {registered} registered")
+        print(f"devices:             {total} ({', '.join(f'{t} {n}' for t, n in MIX)}) "
+              f"from {len(workers)} processes; {registered} registered")
         print(f"server memory:       {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB with the devices: "
-              f"{(after - before) / max(registered, 1):,.0f} B per device")
+              f"{(after - before) / max(registered, 1):,.0f} B per device; "
+              + ", ".join(f"{t} {per:,.0f} B" for t, _, per in costs))
         print(f"heartbeats:          {heartbeats} in {DURATION:.0f} s ({heartbeats / DURATION:,.0f}/s)")
         print(f"server CPU:          {busy_cpu:.2f} s with heartbeats, {idle_cpu:.2f} s idle over the same time: "
               f"{per_heartbeat_us:.1f} us per heartbeat, {100 * busy_cpu / DURATION:.1f}% of a core")
