@@ -30,6 +30,9 @@ pub struct ClientMeta {
     pub peer: SocketAddr,
     /// The id of the listener it came through.
     pub listener: u32,
+    /// Whether it is a client of a sealed room (a playground port's): no
+    /// other client may send to it by name, as none may join its room.
+    pub sealed: bool,
 }
 
 impl Default for ClientMeta {
@@ -38,6 +41,7 @@ impl Default for ClientMeta {
             kind: ClientKind::Text,
             tls: false,
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sealed: false,
             listener: 0,
         }
     }

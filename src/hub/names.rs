@@ -267,6 +267,31 @@ impl RoomName {
         RoomName::new("lobby").expect("lobby is a valid room name")
     }
 
+    /// A sealed room, `~LABEL`: one that no client can name (`~` is not
+    /// in any name a client types), so none joins it, lists it or sends to
+    /// it; only its listener puts clients in it (the playground's ports:
+    /// each a room of its own). `label` follows the naming rules.
+    pub fn sealed(label: &str) -> Result<Self, NameError> {
+        let inner = RoomName::new(label)?;
+        let text: Arc<str> = Arc::from(format!("~{}", inner.text));
+        let key: Arc<str> = Arc::from(format!("~{}", inner.key));
+        Ok(RoomName { text, key })
+    }
+
+    /// Whether it is [sealed](RoomName::sealed).
+    pub fn is_sealed(&self) -> bool {
+        self.text.starts_with('~')
+    }
+
+    /// Parses a room name as the admin gives it: as a user types it, or a
+    /// sealed room's `~LABEL`, which the admin may look at.
+    pub fn parse_admin(raw: &str) -> Result<Self, NameError> {
+        match raw.strip_prefix('~') {
+            Some(label) => RoomName::sealed(label),
+            None => RoomName::parse_user(raw.as_bytes()),
+        }
+    }
+
     /// Parses a room name as a user types it: `#lobby` and `lobby` are the same room.
     /// Case does not matter: the name is kept in lower case.
     pub fn parse_user(raw: &[u8]) -> Result<Self, NameError> {

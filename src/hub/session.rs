@@ -262,6 +262,11 @@ impl Session {
     /// Sends `body` to the client named `to` alone, then waits if that
     /// client's queue is congested.
     pub async fn direct(&self, to: &Name, body: Body) -> Result<(), HubError> {
+        if self.me.meta.sealed {
+            return Err(HubError::Forbidden(
+                "a client of a sealed room speaks only in it".into(),
+            ));
+        }
         // A user kept to some rooms reaches only the names it is granted.
         if let Some(logged_in) = &self.logged_in {
             logged_in
@@ -276,6 +281,10 @@ impl Session {
         let target = {
             let directory = self.hub.directory();
             match directory.by_name.get(&key) {
+                // A sealed room's client is not the others' to reach.
+                Some(member) if member.meta.sealed => {
+                    return Err(HubError::NoSuchClient(to.clone()))
+                }
                 Some(member) => member.clone(),
                 None => {
                     let remote = directory
@@ -530,7 +539,17 @@ impl Session {
         announce: bool,
         replay: Replay,
     ) -> Result<usize, HubError> {
-        self.may_join(&name)?;
+        // A sealed room's client is put there by its listener, first; no
+        // one joins it after.
+        let its_sealed_room = name.is_sealed() && self.me.meta.sealed && self.rooms.is_empty();
+        if self.me.meta.sealed && !its_sealed_room {
+            return Err(HubError::Forbidden(
+                "a client of a sealed room stays in it".into(),
+            ));
+        }
+        if !its_sealed_room {
+            self.may_join(&name)?;
+        }
         if let Some(members) = self.make_current(&name) {
             return Ok(members);
         }
@@ -596,6 +615,11 @@ impl Session {
 
     /// Refuses a room the client's credentials keep it out of.
     pub(super) fn may_join(&self, name: &RoomName) -> Result<(), HubError> {
+        if name.is_sealed() {
+            return Err(HubError::Forbidden(format!(
+                "#{name} is sealed: only the clients its listener puts there are in it"
+            )));
+        }
         match &self.logged_in {
             Some(logged_in) => logged_in.access.may_join(name).map_err(HubError::Forbidden),
             None => Ok(()),

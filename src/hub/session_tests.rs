@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::tests::{connect, drain, hub};
+use super::tests::{connect, drain, hub, DEBUG};
 use super::*;
 
 fn room(name: &str) -> RoomName {
@@ -739,4 +739,63 @@ fn node_b_beside(hub: &Hub) -> NodeName {
         changes: Default::default(),
     }));
     "b".into()
+}
+
+/// A sealed room (a playground port's) holds only the clients its listener
+/// put there: nobody else joins it, sees it listed, or reaches its clients
+/// by name; they hear each other.
+#[tokio::test]
+async fn a_sealed_room_is_out_of_every_other_clients_reach() {
+    let hub = hub();
+    let port = RoomName::sealed("play-30001").unwrap();
+    let sealed = || ClientMeta {
+        sealed: true,
+        ..ClientMeta::default()
+    };
+    let mut device = hub.connect(None, &[DEBUG, DEBUG], sealed());
+    device.join(port.clone()).unwrap();
+    let mut other = hub.connect(None, &[DEBUG, DEBUG], sealed());
+    other.join(port.clone()).unwrap();
+    let mut outsider = connect(&hub, Some("lobby"));
+
+    assert!(matches!(
+        outsider.join(port.clone()),
+        Err(HubError::Forbidden(_))
+    ));
+    assert!(
+        RoomName::parse_user(b"~play-30001").is_err(),
+        "no client can name it"
+    );
+    let listed = outsider.rooms(None);
+    assert!(
+        listed.items.iter().all(|room| !room.name.is_sealed()),
+        "{:?}",
+        listed.items
+    );
+    assert_eq!(
+        outsider
+            .direct(&device.name().clone(), Body::line("psst"))
+            .await,
+        Err(HubError::NoSuchClient(device.name().clone()))
+    );
+    // Nor can the sealed client go elsewhere, or reach anyone by name.
+    assert!(matches!(
+        device.join(RoomName::lobby()),
+        Err(HubError::Forbidden(_))
+    ));
+    assert!(matches!(
+        device
+            .direct(&outsider.name().clone(), Body::line("hi"))
+            .await,
+        Err(HubError::Forbidden(_))
+    ));
+
+    drain(&other);
+    device
+        .say(Some(&port), Body::line("Hello World"))
+        .await
+        .unwrap();
+    let heard = drain(&other);
+    assert!(heard.iter().any(|l| l.contains("Hello World")), "{heard:?}");
+    assert!(drain(&outsider).iter().all(|l| !l.contains("Hello World")));
 }

@@ -23,7 +23,7 @@ pub(super) fn hub() -> Hub {
 }
 
 /// A wire format for tests: each event as its debug form on a line.
-const DEBUG: Encoding = Encoding {
+pub(super) const DEBUG: Encoding = Encoding {
     slot: ENCODING_SLOTS - 1,
     encode: |event, out| out.extend_from_slice(format!("{event:?}\n").as_bytes()),
 };

@@ -437,6 +437,7 @@ fn meta(spec: &ListenerSpec, listener: &Listener, peer: SocketAddr) -> ClientMet
         tls: spec.tls,
         peer,
         listener: listener.id,
+        sealed: spec.room.is_sealed(),
     }
 }
 

@@ -124,6 +124,7 @@ pub(super) async fn receive_loop<P: Protocol>(
                         tls: false,
                         peer,
                         listener: listener.id,
+                        sealed: spec.room.is_sealed(),
                     },
                     room: spec.room.clone(),
                     proof: Proof::Nothing,

@@ -197,6 +197,7 @@ pub(crate) async fn upgrade(
                 tls: https,
                 peer,
                 listener: listener.id,
+                sealed: false,
             };
             let arrival = Arrival {
                 meta,
