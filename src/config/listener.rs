@@ -100,6 +100,9 @@ pub struct ListenerSpec {
     /// `--max-connections`): a flood of datagrams with forged source
     /// addresses takes no more of the server's connections than this.
     pub max_unproven: Option<usize>,
+    /// How many clients it takes at once (`?max-clients=N`; by default
+    /// only the server's `--max-connections` bounds them).
+    pub max_clients: Option<usize>,
 }
 
 impl ListenerSpec {
@@ -117,6 +120,7 @@ impl ListenerSpec {
             history: 0,
             device: DeviceSpec::default(),
             max_unproven: None,
+            max_clients: None,
         }
     }
 
@@ -165,6 +169,9 @@ impl fmt::Display for ListenerSpec {
         }
         if let Some(max) = self.max_unproven {
             options.push(format!("max-unproven={max}"));
+        }
+        if let Some(max) = self.max_clients {
+            options.push(format!("max-clients={max}"));
         }
         options.extend(self.device.options());
         if !options.is_empty() {
@@ -249,6 +256,15 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                         })?,
                     )
                 }
+                ("max-clients", Some(count)) => {
+                    listener.max_clients = Some(
+                        count.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "bad max-clients={count:?} in listener {spec:?}: how many clients it takes at once, at least 1"
+                            )
+                        })?,
+                    )
+                }
                 ("history", Some(count)) => {
                     anyhow::ensure!(
                         mode == Mode::Text,
@@ -272,7 +288,7 @@ fn parse_listener(spec: &str) -> anyhow::Result<ListenerSpec> {
                         .map_err(|e| anyhow::anyhow!("{e}, in listener {spec:?}"))?;
                     if !known {
                         anyhow::bail!(
-                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, history=N (text), max-unproven=N (udp), or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
+                            "unknown option {pair:?} in listener {spec:?}: expected room=NAME, auth=required, proxy=v1|v2, idle-timeout=DURATION, max-clients=N, history=N (text), max-unproven=N (udp), or for raw devices register=, register-each, name=, register-grace=, heartbeat=, frame=, modbus=rtu"
                         )
                     }
                     if mode != Mode::Raw {

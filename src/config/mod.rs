@@ -29,6 +29,7 @@ use overrides::suggest_known_key;
 pub use overrides::Overrides;
 pub use sections::{
     ClusterSettings, ConnectionLimits, Greeting, HistorySettings, HttpSettings, KeepaliveSettings,
+    PlaygroundSettings, PortRange,
 };
 pub use setting::{Reload, Setting};
 
@@ -214,6 +215,19 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP_PER_SECOND: u32 = 20;
 /// minute at most.
 pub const DEFAULT_ADMIN_LOGIN_ATTEMPTS: u32 = 5;
 
+/// How long a playground port stays open with no client and no page
+/// watching it: the online test pages give three minutes; ten lets a
+/// person walk to the device and back.
+pub const DEFAULT_PLAYGROUND_TTL: Duration = Duration::from_secs(600);
+
+/// Playground ports one address may hold at once: one to test with, one
+/// beside it (a device and the app that talks to it).
+pub const DEFAULT_PLAYGROUND_MAX_PORTS_PER_IP: usize = 2;
+
+/// Clients one playground port takes: a device or two and the tools
+/// around them, not a crowd.
+pub const DEFAULT_PLAYGROUND_MAX_CLIENTS: usize = 16;
+
 /// Where the server's TLS certificate and key come from. Files are read at
 /// start and again on every reload (SIGHUP), so a renewed certificate is
 /// picked up without dropping a connection.
@@ -268,6 +282,8 @@ pub struct Config {
     /// How this server takes part in a cluster (`url` `None`: it stands
     /// alone, and needs no Redis).
     pub cluster: ClusterSettings,
+    /// The playground at `/play` (`--playground`).
+    pub playground: PlaygroundSettings,
 }
 
 impl Default for Config {
@@ -299,6 +315,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             cluster: ClusterSettings::default(),
+            playground: PlaygroundSettings::default(),
         }
     }
 }
@@ -319,6 +336,14 @@ impl Config {
     /// Checks that the limits make sense together.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.listeners.is_empty(), "no listener given");
+        anyhow::ensure!(
+            !self.playground.enabled || self.http.listen.is_some(),
+            "--playground serves its page on the HTTP listener: give --http ADDR too"
+        );
+        anyhow::ensure!(
+            self.playground.max_ports_per_ip > 0 && self.playground.max_clients > 0,
+            "--playground-max-ports-per-ip and --playground-max-clients must be at least 1"
+        );
         anyhow::ensure!(
             self.history.dir.is_none() || self.cluster.url.is_none(),
             "--history-dir is for a server on its own: with --cluster, rooms' histories live in Redis (see docs/cluster.md)"

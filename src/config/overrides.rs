@@ -449,6 +449,33 @@ pub struct Overrides {
         arg(long, value_name = "FILE", env = "SWITCHBOARD_CLUSTER_CA")
     )]
     pub cluster_ca: Option<PathBuf>,
+    /// Serve the playground at /play on the HTTP listener: any visitor gets a port of their own for a while, sees what arrives there and sends to it, and nothing else (see docs/playground.md). [default: off]
+    #[cfg_attr(feature = "cli", arg(long, env = "SWITCHBOARD_PLAYGROUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()))]
+    pub playground: Option<bool>,
+    /// The ports the playground hands out, FIRST-LAST. [default: 30000-30999]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "RANGE", env = "SWITCHBOARD_PLAYGROUND_PORTS")
+    )]
+    pub playground_ports: Option<super::PortRange>,
+    /// Close a playground port after this long with no client and no page watching it. [default: 10m]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "DURATION", env = "SWITCHBOARD_PLAYGROUND_TTL")
+    )]
+    pub playground_ttl: Option<Seconds>,
+    /// Playground ports one IP address (an IPv6 /64) may hold at once. [default: 2]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_PLAYGROUND_MAX_PORTS_PER_IP")
+    )]
+    pub playground_max_ports_per_ip: Option<usize>,
+    /// Clients one playground port takes at once. [default: 16]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", env = "SWITCHBOARD_PLAYGROUND_MAX_CLIENTS")
+    )]
+    pub playground_max_clients: Option<usize>,
     /// How the `switchboard` binary writes its log. Not a server setting
     /// ([`Overrides::apply`] leaves it alone): the binary reads it before
     /// its logger starts, and it is here so the file can say it too.
@@ -563,6 +590,17 @@ impl Overrides {
         if self.cluster_ca.is_some() {
             config.cluster.ca = self.cluster_ca;
         }
+        set(&mut config.playground.enabled, self.playground);
+        set(&mut config.playground.ports, self.playground_ports);
+        set(&mut config.playground.ttl, self.playground_ttl.map(|s| s.0));
+        set(
+            &mut config.playground.max_ports_per_ip,
+            self.playground_max_ports_per_ip,
+        );
+        set(
+            &mut config.playground.max_clients,
+            self.playground_max_clients,
+        );
         set(&mut config.listeners, self.listen);
         set(&mut config.max_line, self.max_line.map(|s| s.0));
         set(

@@ -250,3 +250,94 @@ impl Default for ConnectionLimits {
         }
     }
 }
+
+/// The playground (`--playground`): a page at `/play` that hands any
+/// visitor a port of their own for a while, shows what arrives there and
+/// sends to it, as the online TCP test pages do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaygroundSettings {
+    /// Whether `/play` is served (off by default).
+    pub enabled: bool,
+    /// The ports it hands out.
+    pub ports: PortRange,
+    /// How long a port stays open with no client and no page watching it.
+    pub ttl: Duration,
+    /// Ports one address (an IPv6 /64) may hold at once.
+    pub max_ports_per_ip: usize,
+    /// Clients one port takes at once.
+    pub max_clients: usize,
+}
+
+impl Default for PlaygroundSettings {
+    fn default() -> Self {
+        PlaygroundSettings {
+            enabled: false,
+            ports: PortRange {
+                first: 30000,
+                last: 30999,
+            },
+            ttl: super::DEFAULT_PLAYGROUND_TTL,
+            max_ports_per_ip: super::DEFAULT_PLAYGROUND_MAX_PORTS_PER_IP,
+            max_clients: super::DEFAULT_PLAYGROUND_MAX_CLIENTS,
+        }
+    }
+}
+
+/// A range of ports, `FIRST-LAST` (both included), or one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port.
+    pub first: u16,
+    /// The last port, included.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// How many ports it holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+
+    /// Whether it holds no port (never: a range has at least one).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Its ports, in order.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + Clone {
+        self.first..=self.last
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (first, last) = s.split_once('-').unwrap_or((s, s));
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| anyhow::anyhow!("bad port range {s:?}: expected FIRST-LAST, ports from 1 to 65535 (30000-30999)"))
+        };
+        let (first, last) = (port(first)?, port(last)?);
+        anyhow::ensure!(
+            first <= last,
+            "bad port range {s:?}: the first port comes first (30000-30999)"
+        );
+        Ok(PortRange { first, last })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

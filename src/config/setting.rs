@@ -258,6 +258,11 @@ settings! {
     cluster.lease => ClusterLease, "cluster-lease", Restart, duration;
     cluster.max_pending => ClusterMaxPending, "cluster-max-pending", Restart, number;
     cluster.ca => ClusterCa, "cluster-ca", Restart, path_or_none;
+    playground.enabled => Playground, "playground", Restart, yes_no;
+    playground.ports => PlaygroundPorts, "playground-ports", Restart, number;
+    playground.ttl => PlaygroundTtl, "playground-ttl", Restart, duration;
+    playground.max_ports_per_ip => PlaygroundMaxPortsPerIp, "playground-max-ports-per-ip", Restart, number;
+    playground.max_clients => PlaygroundMaxClients, "playground-max-clients", Restart, number;
 }
 
 impl std::fmt::Display for Setting {
@@ -285,6 +290,7 @@ impl Config {
             auth: _,
             auth_timeout: _,
             cluster: _,
+            playground: _,
         } = self;
         let crate::hub::HubSettings {
             queue:
@@ -344,6 +350,13 @@ impl Config {
             max_pending: _,
             ca: _,
         } = &self.cluster;
+        let super::PlaygroundSettings {
+            enabled: _,
+            ports: _,
+            ttl: _,
+            max_ports_per_ip: _,
+            max_clients: _,
+        } = &self.playground;
         let super::TlsFiles {
             cert: _,
             key: _,

@@ -110,6 +110,8 @@ pub(crate) enum RefusalCause {
     TooMany,
     /// The address is banned for failed logins.
     Banned,
+    /// Its listener has as many clients as it takes (`?max-clients=`).
+    ListenerFull,
 }
 
 impl AdmissionRefusal {
@@ -147,6 +149,25 @@ impl ServerState {
     /// Admits a client from `ip`, taking what `held` does not hold yet;
     /// `auth`: its listener asks for credentials, so a banned address is
     /// refused and the rest are gated.
+    /// Refuses a client of `listener` when it has as many as it takes
+    /// (`?max-clients=N`): a playground port holds a few, not the server.
+    pub(crate) fn listener_has_room(
+        &self,
+        listener: &super::listeners::Listener,
+    ) -> Result<(), AdmissionRefusal> {
+        let Some(max) = listener.spec.as_ref().and_then(|spec| spec.max_clients) else {
+            return Ok(());
+        };
+        if listener.clients() < max {
+            return Ok(());
+        }
+        self.monitor.refused();
+        Err(AdmissionRefusal::new(
+            RefusalCause::ListenerFull,
+            format!("this port takes at most {max} clients at once (max clients); try again later"),
+        ))
+    }
+
     pub(crate) fn admit(
         &self,
         held: Held,

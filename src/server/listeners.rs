@@ -40,6 +40,8 @@ pub enum Origin {
     Config,
     /// The admin, through the API or the console: can be closed.
     Api,
+    /// A visitor of the playground (`/play`): closed with its port.
+    Playground,
 }
 
 /// One listener, as the server keeps track of it.
@@ -300,6 +302,27 @@ impl ServerState {
             return Err(ListenerError::TooMany);
         }
         super::warn_of_hex_lookalike(&spec);
+        let listener = self.bind_and_start(spec, Origin::Api, expire_after_idle)?;
+        info!(listener = %listener.spec.as_ref().expect("a spec"), "the admin opened a listener");
+        Ok(listener)
+    }
+
+    /// Opens a listener of `origin` other than the admin's (the
+    /// playground's ports, bounded by their own range).
+    pub(crate) fn open_listener_of(
+        self: &Arc<Self>,
+        spec: ListenerSpec,
+        origin: Origin,
+    ) -> Result<Arc<Listener>, ListenerError> {
+        self.bind_and_start(spec, origin, None)
+    }
+
+    fn bind_and_start(
+        self: &Arc<Self>,
+        spec: ListenerSpec,
+        origin: Origin,
+        expire_after_idle: Option<Duration>,
+    ) -> Result<Arc<Listener>, ListenerError> {
         let socket = Bound::bind(&spec).map_err(|error| ListenerError::CannotBind {
             addr: spec.addr,
             error,
@@ -311,8 +334,7 @@ impl ServerState {
                 error,
             })?;
         let spec = ListenerSpec { addr, ..spec };
-        info!(listener = %spec, "the admin opened a listener");
-        Ok(self.start_listener(spec, socket, Origin::Api, expire_after_idle))
+        Ok(self.start_listener(spec, socket, origin, expire_after_idle))
     }
 
     /// Closes a listener the admin opened, and disconnects its clients.
@@ -323,7 +345,7 @@ impl ServerState {
             .into_iter()
             .find(|l| l.id == id)
             .ok_or(ListenerError::NoSuchListener(id))?;
-        if listener.origin != Origin::Api {
+        if listener.origin == Origin::Config {
             return Err(ListenerError::NotClosable(id));
         }
         self.listeners.remove(id);
@@ -389,6 +411,10 @@ async fn accept_loop<P: Protocol>(
                 continue;
             }
         };
+        if let Err(refusal) = shared.listener_has_room(&listener) {
+            turn_away(&shared, &spec, &*protocol, stream, peer, refusal);
+            continue;
+        }
         if spec.proxy.is_some() || spec.tls {
             // Its client is known only after the PROXY header, or served
             // only after the TLS handshake: both in the client's own task,

@@ -19,6 +19,7 @@ pub mod control;
 mod http;
 pub(crate) mod listeners;
 mod monitor;
+pub(crate) mod playground;
 mod udp;
 
 use std::future::Future;

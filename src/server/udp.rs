@@ -112,7 +112,10 @@ pub(super) async fn receive_loop<P: Protocol>(
             }
             continue;
         }
-        match shared.admit(Held::Nothing, peer.ip(), spec.auth) {
+        let admitted = shared
+            .listener_has_room(&listener)
+            .and_then(|()| shared.admit(Held::Nothing, peer.ip(), spec.auth));
+        match admitted {
             Ok(admitted) => {
                 let inbox = Arc::new(PeerInbox::new(&stats));
                 let _ = inbox.push(datagram);

@@ -25,6 +25,7 @@ mod http;
 mod limits;
 mod modes;
 mod passwd;
+mod playground;
 mod rate_limits;
 mod relay;
 mod service;

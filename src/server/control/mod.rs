@@ -258,7 +258,7 @@ impl Control {
             views.retain(|c| c.name.to_lowercase().contains(&filter) || c.addr.contains(&filter));
         }
         if let Some(room) = query.room.as_deref().filter(|r| !r.is_empty()) {
-            let room = RoomName::parse_user(room.as_bytes())
+            let room = RoomName::parse_admin(room.strip_prefix('#').unwrap_or(room))
                 .map_err(|e| ControlError::bad("invalid_room", e.to_string()))?;
             views.retain(|c| c.rooms.iter().any(|r| r == room.as_str()));
         }
@@ -577,6 +577,7 @@ impl Control {
             device,
             // Half of --max-connections, as for one without the option.
             max_unproven: None,
+            max_clients: None,
         };
         let listener = self.shared.open_listener(spec, expiry)?;
         Ok(self.listener_view(&listener))
@@ -614,7 +615,7 @@ impl Control {
 }
 
 fn parse_room(name: &str) -> Result<RoomName, ControlError> {
-    RoomName::parse_user(name.as_bytes())
+    RoomName::parse_admin(name.strip_prefix('#').unwrap_or(name))
         .map_err(|e| ControlError::bad("invalid_room", e.to_string()))
 }
 

@@ -174,6 +174,8 @@ pub enum ListenerOrigin {
     Config,
     /// The admin, through the API or the console: it can be closed.
     Api,
+    /// A playground visitor's port (`/play`): the admin can close it too.
+    Playground,
 }
 
 impl ListenerOrigin {
@@ -182,6 +184,7 @@ impl ListenerOrigin {
         match self {
             ListenerOrigin::Config => "config",
             ListenerOrigin::Api => "api",
+            ListenerOrigin::Playground => "playground",
         }
     }
 }
@@ -379,6 +382,7 @@ pub(super) fn listener_view(listener: &Listener, http_auth: bool) -> ListenerVie
         origin: match listener.origin {
             Origin::Config => ListenerOrigin::Config,
             Origin::Api => ListenerOrigin::Api,
+            Origin::Playground => ListenerOrigin::Playground,
         },
         expire_after_idle_seconds: listener.expire_after_idle.map(|d| d.as_secs()),
         expires_in_seconds: listener.expires_in().map(|d| d.as_secs()),

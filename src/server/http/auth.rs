@@ -46,7 +46,7 @@ pub(crate) struct AdminGate {
     token: Option<String>,
     /// The proxies whose `X-Forwarded-For` names the client, whose address
     /// then counts failed attempts.
-    trusted_proxies: Vec<ipnet::IpNet>,
+    pub(super) trusted_proxies: Vec<ipnet::IpNet>,
     /// The console's sessions: the digest of each cookie's value, and
     /// when it ends. The cookie is a session, not the token: it expires,
     /// logging out revokes it, and the token never sits in a browser.

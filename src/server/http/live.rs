@@ -25,7 +25,7 @@ use crate::server::control::{ClientQuery, Control, RoomQuery};
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Shortest time between two traffic messages.
-const TRAFFIC_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const TRAFFIC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Most messages in one traffic message; the rest wait in the tap (which
 /// drops what does not fit). Small, so that encoding one takes the
@@ -36,7 +36,7 @@ const TRAFFIC_BATCH: usize = 100;
 const SHOWN_BYTES: usize = 16 * 1024;
 
 /// The WebSocket close code of a server going down (RFC 6455, 7.4.1).
-const GOING_AWAY: u16 = 1001;
+pub(super) const GOING_AWAY: u16 = 1001;
 
 /// Largest frame the page may send (its requests are small).
 const MAX_REQUEST: usize = 16 * 1024;
@@ -252,7 +252,7 @@ struct Traffic<'a> {
 /// The next traffic message, and whether the tap held more. Encoded on
 /// the admin thread: a batch takes a few hundred microseconds, which on a
 /// runtime thread would hold back every client that thread serves.
-async fn traffic_off_runtime(background: &Background, watcher: &Watcher) -> (String, bool) {
+pub(super) async fn traffic_off_runtime(background: &Background, watcher: &Watcher) -> (String, bool) {
     let sightings = watcher.tap().take_some(TRAFFIC_BATCH);
     let more = sightings.items.len() == TRAFFIC_BATCH;
     let text = background

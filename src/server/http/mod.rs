@@ -6,7 +6,9 @@
 //!   relay's own rules let in, from an allowed origin;
 //! - `/api/v1/...`: the admin API (`api`), and `/api/v1/live`, the
 //!   console's live feed (`live`);
-//! - `/metrics`: Prometheus text format (`metrics`); `/healthz`.
+//! - `/metrics`: Prometheus text format (`metrics`); `/healthz`;
+//! - `/play/api/...`: the playground (`play`), with `--playground`, open to
+//!   anyone: each visitor sees only the ports it was given.
 //!
 //! Everything but `/ws`, `/healthz` and the login page is for the admin:
 //! answered on loopback, or to whoever presents the admin token.
@@ -21,6 +23,7 @@ mod forwarded;
 mod https;
 mod live;
 mod metrics;
+mod play;
 mod ws;
 
 use std::sync::Arc;
@@ -49,6 +52,8 @@ pub(crate) struct App {
     pub(crate) https: bool,
     /// Where snapshots, traffic and metrics are built.
     pub(crate) background: crate::server::background::Background,
+    /// The playground's ports, with `--playground`.
+    pub(crate) playground: Option<Arc<crate::server::playground::Playground>>,
 }
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -65,7 +70,16 @@ pub(crate) async fn serve(
         Some(http) if http.tls => shared.tls.clone(),
         _ => None,
     };
+    let playground = control
+        .config()
+        .playground
+        .enabled
+        .then(|| crate::server::playground::Playground::new(control.clone()));
+    if let Some(playground) = &playground {
+        play::expire_ports(playground.clone(), stop.clone());
+    }
     let app = Arc::new(App {
+        playground,
         auth: auth::AdminGate::new(control.config()),
         metrics: metrics::HttpMetrics::default(),
         ws_listener: control.websocket_listener(addr, tls.is_some()),
@@ -107,6 +121,7 @@ fn router(app: Arc<App>) -> Router {
         .merge(admin)
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(play::routes())
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .merge(console::public_routes())

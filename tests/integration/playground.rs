@@ -1,0 +1,371 @@
+//! The playground (`--playground`): the online TCP test page, self-hosted.
+//! A visitor gets a port of their own, sees what a client sends there and
+//! answers it; nobody else sees or reaches it, and it closes when left
+//! alone. Each story runs the real binary over real sockets.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{within, BinaryServer};
+use futures_util::StreamExt;
+
+/// A server with a text listener and the playground on its HTTP listener,
+/// handing out ports of a range of its own; `extra` arguments after.
+async fn server(extra: &[&str]) -> (BinaryServer, String) {
+    // Below the kernel's ephemeral ports; a port some other test holds
+    // is skipped by the playground, which takes the next.
+    let base = 20_000 + (std::process::id() % 400) as u16 * 25 + rand_offset();
+    let ports = format!("{base}-{}", base + 24);
+    let mut args = vec![
+        "--listen",
+        "text://127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--playground",
+        "--playground-ports",
+        &ports,
+    ];
+    args.extend_from_slice(extra);
+    let server = BinaryServer::start(&args).await;
+    let http = server
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .expect("an HTTP listener")
+        .to_owned();
+    (server, http)
+}
+
+/// Spreads the stories of one test binary over the range.
+fn rand_offset() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) % 8 * 1_250
+}
+
+/// A browser of the playground: its cookie, once it has one.
+#[derive(Default)]
+struct Visitor {
+    cookie: Option<String>,
+}
+
+impl Visitor {
+    fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let request = crate::http::http().request(method, url);
+        match &self.cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+    }
+
+    /// Asks for a port of `mode`: the status, and the answer.
+    async fn open(&mut self, http: &str, mode: &str) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::POST, format!("http://{http}/play/api/ports"))
+            .json(&json!({ "mode": mode }))
+            .send()
+            .await
+            .unwrap();
+        if let Some(cookie) = response.headers().get("set-cookie") {
+            let cookie = cookie.to_str().unwrap();
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+            self.cookie = Some(cookie.split(';').next().unwrap().to_owned());
+        }
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let mut body: Value = response.json().await.unwrap();
+        if let Some(retry) = retry {
+            body["retry_after"] = retry.into();
+        }
+        (status, body)
+    }
+
+    async fn get(&self, http: &str, port: u64) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::GET, format!("http://{http}/play/api/ports/{port}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(&self, http: &str, port: u64, body: Value) -> (u16, Value) {
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                format!("http://{http}/play/api/ports/{port}/send"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn live(
+        &self,
+        http: &str,
+        port: u64,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+        u16,
+    > {
+        let mut request = format!("ws://{http}/play/api/ports/{port}/live")
+            .into_client_request()
+            .unwrap();
+        if let Some(cookie) = &self.cookie {
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
+/// The next traffic item of the live feed whose text contains `text`.
+async fn traffic(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    text: &str,
+) -> Value {
+    within(&format!("{text:?} in the live feed"), async {
+        loop {
+            let Some(Ok(Message::Text(frame))) = ws.next().await else {
+                panic!("the live feed ended");
+            };
+            let event: Value = serde_json::from_str(&frame).unwrap();
+            if event["type"] != "traffic" {
+                continue;
+            }
+            for item in event["items"].as_array().unwrap() {
+                if item["text"].as_str().is_some_and(|t| t.contains(text)) {
+                    return item.clone();
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Reads from `stream` until it has `want`.
+async fn read_until(stream: &mut TcpStream, want: &[u8]) -> Vec<u8> {
+    within("the client to hear the visitor", async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(want.len()).any(|w| w == want) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before it heard {want:?}: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_visitor_gets_a_port_sees_hello_world_arrive_and_answers() {
+    let (_server, http) = server(&[]).await;
+    let mut visitor = Visitor::default();
+    let (status, port) = visitor.open(&http, "text").await;
+    assert_eq!(status, 201, "{port}");
+    assert_eq!(port["mode"], "text");
+    assert!(port["expires_at"].as_u64().unwrap() > 0, "{port}");
+    let number = port["port"].as_u64().unwrap();
+    let mut live = visitor.live(&http, number).await.expect("the live feed");
+
+    // The tutorial's client: connects, writes its line, reads.
+    let mut client = TcpStream::connect(("127.0.0.1", number as u16))
+        .await
+        .unwrap();
+    client.write_all(b"Hello World\n").await.unwrap();
+    let seen = traffic(&mut live, "Hello World").await;
+    assert_eq!(seen["size"], 12, "{seen}");
+
+    // The page lists it; the visitor answers all, then the one client.
+    let (_, view) = visitor.get(&http, number).await;
+    let clients = view["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{view}");
+    assert_eq!(
+        clients[0]["addr"],
+        client.local_addr().unwrap().to_string(),
+        "{view}"
+    );
+    let (status, sent) = visitor.send(&http, number, json!({"text": "hi device"})).await;
+    assert_eq!((status, sent["delivered"].as_u64()), (200, Some(1)), "{sent}");
+    read_until(&mut client, b"hi device").await;
+    let id = clients[0]["id"].as_u64().unwrap();
+    let (status, _) = visitor
+        .send(&http, number, json!({"bytes": "AQID", "to": id}))
+        .await;
+    assert_eq!(status, 200);
+    read_until(&mut client, &[1, 2, 3]).await;
+    // The seeds' client: its last line without a newline, a pause, and
+    // a close without reading anything.
+    let mut once = TcpStream::connect(("127.0.0.1", number as u16))
+        .await
+        .unwrap();
+    once.write_all(b"Hello World, once").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the client's own pause
+    drop(once);
+    traffic(&mut live, "Hello World, once").await;
+
+    // Closing the port closes its client.
+    let status = visitor
+        .request(
+            reqwest::Method::DELETE,
+            format!("http://{http}/play/api/ports/{number}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    within("the client to be closed", async {
+        let mut buf = [0u8; 256];
+        while client.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+    })
+    .await;
+    assert_eq!(visitor.get(&http, number).await.0, 404);
+}
+
+#[tokio::test]
+async fn another_visitor_cannot_see_send_to_or_watch_a_port_and_nothing_of_it_reaches_the_relay(
+) {
+    let (server, http) = server(&[]).await;
+    let mut owner = Visitor::default();
+    let (_, port) = owner.open(&http, "raw").await;
+    let number = port["port"].as_u64().unwrap();
+    let mut device = TcpStream::connect(("127.0.0.1", number as u16))
+        .await
+        .unwrap();
+    device.write_all(b"secret reading").await.unwrap();
+    let name = within("the device to be listed", async {
+        loop {
+            let (_, view) = owner.get(&http, number).await;
+            if let Some(client) = view["clients"].as_array().and_then(|c| c.first()) {
+                return client["name"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // A stranger, with a cookie of their own or none.
+    let mut stranger = Visitor::default();
+    stranger.open(&http, "text").await;
+    for visitor in [&stranger, &Visitor::default()] {
+        assert_eq!(visitor.get(&http, number).await.0, 404);
+        assert_eq!(
+            visitor.send(&http, number, json!({"text": "x"})).await.0,
+            404
+        );
+        assert_eq!(visitor.live(&http, number).await.err(), Some(404));
+    }
+
+    // The relay's own clients neither see the port's room nor reach its
+    // client by name.
+    let (mut terminal, _) = crate::common::join(server.addr(0)).await;
+    terminal.send_line("/rooms").await.unwrap();
+    terminal.send_line(format!("/msg {name} hello")).await.unwrap();
+    let answer = crate::common::expect_line(&mut terminal, "no such client", |line| {
+        format!("{line:?}").contains("no client")
+            || format!("{line:?}").contains("no such")
+    })
+    .await;
+    assert!(!format!("{answer:?}").contains("play"), "{answer:?}");
+    let rooms = crate::http::get_json(format!("http://{http}/api/v1/rooms")).await;
+    assert!(
+        rooms.to_string().contains("~play-"),
+        "the admin sees it: {rooms}"
+    );
+    let mut buf = [0u8; 64];
+    let quiet = tokio::time::timeout(Duration::from_millis(200), device.read(&mut buf)).await;
+    assert!(quiet.is_err(), "the device heard nothing: {quiet:?}");
+}
+
+#[tokio::test]
+async fn an_address_holds_two_ports_and_is_told_when_to_come_back() {
+    let (_server, http) = server(&["--playground-ttl", "30s"]).await;
+    let mut visitor = Visitor::default();
+    assert_eq!(visitor.open(&http, "text").await.0, 201);
+    assert_eq!(visitor.open(&http, "udp").await.0, 201);
+    let (status, refused) = visitor.open(&http, "raw").await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_ports", "{refused}");
+    let retry: u64 = refused["retry_after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{refused}");
+    // Another visitor from the same address is the same address.
+    assert_eq!(Visitor::default().open(&http, "text").await.0, 429);
+}
+
+#[tokio::test]
+async fn a_port_left_alone_closes_after_its_time_and_one_in_use_stays() {
+    let (_server, http) = server(&["--playground-ttl", "1s", "--playground-max-clients", "1"]).await;
+    let mut visitor = Visitor::default();
+    let (_, idle) = visitor.open(&http, "text").await;
+    let (_, used) = visitor.open(&http, "text").await;
+    let (idle, used) = (idle["port"].as_u64().unwrap(), used["port"].as_u64().unwrap());
+    let _client = TcpStream::connect(("127.0.0.1", used as u16)).await.unwrap();
+    within("the idle port to close", async {
+        while visitor.get(&http, idle).await.0 != 404 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(visitor.get(&http, used).await.0, 200, "its client keeps it");
+    // One client is all it takes: a second is closed (a raw port's
+    // clients are told nothing; the log says why), the first stays.
+    let mut second = TcpStream::connect(("127.0.0.1", used as u16)).await.unwrap();
+    let mut said = Vec::new();
+    within("the refusal", second.read_to_end(&mut said)).await.unwrap();
+    assert!(said.is_empty(), "{said:?}");
+    let (_, view) = visitor.get(&http, used).await;
+    assert_eq!(view["clients"].as_array().unwrap().len(), 1, "{view}");
+}
+
+#[tokio::test]
+async fn the_admin_side_stays_closed_to_visitors() {
+    let (_server, http) = server(&["--admin-token", "s3cret-admin-token"]).await;
+    let mut visitor = Visitor::default();
+    assert_eq!(visitor.open(&http, "text").await.0, 201);
+    for path in ["/api/v1/stats", "/api/v1/listeners", "/metrics"] {
+        let status = visitor
+            .request(reqwest::Method::GET, format!("http://{http}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        // Loopback without the token is the admin only when there is no
+        // token; with one, a visitor's cookie is nothing.
+        assert_eq!(status, 401, "{path}");
+    }
+    // A page of another site cannot use the playground in its visitor's
+    // name.
+    let status = visitor
+        .request(reqwest::Method::POST, format!("http://{http}/play/api/ports"))
+        .header("origin", "http://evil.example")
+        .json(&json!({"mode": "text"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 403);
+}
