@@ -467,7 +467,11 @@ pub struct Overrides {
     /// Playground ports one IP address (an IPv6 /64) may hold at once. [default: 2]
     #[cfg_attr(
         feature = "cli",
-        arg(long, value_name = "N", env = "SWITCHBOARD_PLAYGROUND_MAX_PORTS_PER_IP")
+        arg(
+            long,
+            value_name = "N",
+            env = "SWITCHBOARD_PLAYGROUND_MAX_PORTS_PER_IP"
+        )
     )]
     pub playground_max_ports_per_ip: Option<usize>,
     /// Clients one playground port takes at once. [default: 16]

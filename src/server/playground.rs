@@ -189,12 +189,20 @@ impl Playground {
                 Err(other) => return Err(PlayError::Bad(other.to_string())),
             }
         }
-        let retry = ports.values().map(|p| self.left(p)).min().unwrap_or_default();
+        let retry = ports
+            .values()
+            .map(|p| self.left(p))
+            .min()
+            .unwrap_or_default();
         Err(PlayError::NoneFree { retry })
     }
 
     /// Opens the listener of port `number`.
-    fn bind(&self, number: u16, mode: PlayMode) -> Result<(Arc<Listener>, RoomName), ListenerError> {
+    fn bind(
+        &self,
+        number: u16,
+        mode: PlayMode,
+    ) -> Result<(Arc<Listener>, RoomName), ListenerError> {
         let room = RoomName::sealed(&format!("play-{number}")).expect("a valid label");
         let addr = match self.shared().config.http.listen {
             Some(http) => SocketAddr::new(http.addr.ip(), number),
@@ -351,7 +359,10 @@ impl Playground {
         };
         for (number, port) in expired {
             let _ = self.shared().close_listener(port.listener.id);
-            info!(port = number, "closed a playground port left alone for its time");
+            info!(
+                port = number,
+                "closed a playground port left alone for its time"
+            );
         }
     }
 
@@ -400,7 +411,11 @@ impl Drop for PortWatch {
 }
 
 /// The port `number` if it is `visitor`'s.
-fn owned<'a>(ports: &'a HashMap<u16, Port>, visitor: &str, number: u16) -> Result<&'a Port, PlayError> {
+fn owned<'a>(
+    ports: &'a HashMap<u16, Port>,
+    visitor: &str,
+    number: u16,
+) -> Result<&'a Port, PlayError> {
     ports
         .get(&number)
         .filter(|p| p.owner == visitor)

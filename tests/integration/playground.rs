@@ -66,7 +66,10 @@ impl Visitor {
     /// Asks for a port of `mode`: the status, and the answer.
     async fn open(&mut self, http: &str, mode: &str) -> (u16, Value) {
         let response = self
-            .request(reqwest::Method::POST, format!("http://{http}/play/api/ports"))
+            .request(
+                reqwest::Method::POST,
+                format!("http://{http}/play/api/ports"),
+            )
             .json(&json!({ "mode": mode }))
             .send()
             .await
@@ -93,7 +96,10 @@ impl Visitor {
 
     async fn get(&self, http: &str, port: u64) -> (u16, Value) {
         let response = self
-            .request(reqwest::Method::GET, format!("http://{http}/play/api/ports/{port}"))
+            .request(
+                reqwest::Method::GET,
+                format!("http://{http}/play/api/ports/{port}"),
+            )
             .send()
             .await
             .unwrap();
@@ -119,10 +125,8 @@ impl Visitor {
         &self,
         http: &str,
         port: u64,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-        u16,
-    > {
+    ) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>, u16>
+    {
         let mut request = format!("ws://{http}/play/api/ports/{port}/live")
             .into_client_request()
             .unwrap();
@@ -208,8 +212,14 @@ async fn a_visitor_gets_a_port_sees_hello_world_arrive_and_answers() {
         client.local_addr().unwrap().to_string(),
         "{view}"
     );
-    let (status, sent) = visitor.send(&http, number, json!({"text": "hi device"})).await;
-    assert_eq!((status, sent["delivered"].as_u64()), (200, Some(1)), "{sent}");
+    let (status, sent) = visitor
+        .send(&http, number, json!({"text": "hi device"}))
+        .await;
+    assert_eq!(
+        (status, sent["delivered"].as_u64()),
+        (200, Some(1)),
+        "{sent}"
+    );
     read_until(&mut client, b"hi device").await;
     let id = clients[0]["id"].as_u64().unwrap();
     let (status, _) = visitor
@@ -247,8 +257,7 @@ async fn a_visitor_gets_a_port_sees_hello_world_arrive_and_answers() {
 }
 
 #[tokio::test]
-async fn another_visitor_cannot_see_send_to_or_watch_a_port_and_nothing_of_it_reaches_the_relay(
-) {
+async fn another_visitor_cannot_see_send_to_or_watch_a_port_and_nothing_of_it_reaches_the_relay() {
     let (server, http) = server(&[]).await;
     let mut owner = Visitor::default();
     let (_, port) = owner.open(&http, "raw").await;
@@ -284,10 +293,12 @@ async fn another_visitor_cannot_see_send_to_or_watch_a_port_and_nothing_of_it_re
     // client by name.
     let (mut terminal, _) = crate::common::join(server.addr(0)).await;
     terminal.send_line("/rooms").await.unwrap();
-    terminal.send_line(format!("/msg {name} hello")).await.unwrap();
+    terminal
+        .send_line(format!("/msg {name} hello"))
+        .await
+        .unwrap();
     let answer = crate::common::expect_line(&mut terminal, "no such client", |line| {
-        format!("{line:?}").contains("no client")
-            || format!("{line:?}").contains("no such")
+        format!("{line:?}").contains("no client") || format!("{line:?}").contains("no such")
     })
     .await;
     assert!(!format!("{answer:?}").contains("play"), "{answer:?}");
@@ -318,12 +329,18 @@ async fn an_address_holds_two_ports_and_is_told_when_to_come_back() {
 
 #[tokio::test]
 async fn a_port_left_alone_closes_after_its_time_and_one_in_use_stays() {
-    let (_server, http) = server(&["--playground-ttl", "1s", "--playground-max-clients", "1"]).await;
+    let (_server, http) =
+        server(&["--playground-ttl", "1s", "--playground-max-clients", "1"]).await;
     let mut visitor = Visitor::default();
     let (_, idle) = visitor.open(&http, "text").await;
     let (_, used) = visitor.open(&http, "text").await;
-    let (idle, used) = (idle["port"].as_u64().unwrap(), used["port"].as_u64().unwrap());
-    let _client = TcpStream::connect(("127.0.0.1", used as u16)).await.unwrap();
+    let (idle, used) = (
+        idle["port"].as_u64().unwrap(),
+        used["port"].as_u64().unwrap(),
+    );
+    let _client = TcpStream::connect(("127.0.0.1", used as u16))
+        .await
+        .unwrap();
     within("the idle port to close", async {
         while visitor.get(&http, idle).await.0 != 404 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -333,9 +350,13 @@ async fn a_port_left_alone_closes_after_its_time_and_one_in_use_stays() {
     assert_eq!(visitor.get(&http, used).await.0, 200, "its client keeps it");
     // One client is all it takes: a second is closed (a raw port's
     // clients are told nothing; the log says why), the first stays.
-    let mut second = TcpStream::connect(("127.0.0.1", used as u16)).await.unwrap();
+    let mut second = TcpStream::connect(("127.0.0.1", used as u16))
+        .await
+        .unwrap();
     let mut said = Vec::new();
-    within("the refusal", second.read_to_end(&mut said)).await.unwrap();
+    within("the refusal", second.read_to_end(&mut said))
+        .await
+        .unwrap();
     assert!(said.is_empty(), "{said:?}");
     let (_, view) = visitor.get(&http, used).await;
     assert_eq!(view["clients"].as_array().unwrap().len(), 1, "{view}");
@@ -360,7 +381,10 @@ async fn the_admin_side_stays_closed_to_visitors() {
     // A page of another site cannot use the playground in its visitor's
     // name.
     let status = visitor
-        .request(reqwest::Method::POST, format!("http://{http}/play/api/ports"))
+        .request(
+            reqwest::Method::POST,
+            format!("http://{http}/play/api/ports"),
+        )
         .header("origin", "http://evil.example")
         .json(&json!({"mode": "text"}))
         .send()

@@ -252,7 +252,10 @@ struct Traffic<'a> {
 /// The next traffic message, and whether the tap held more. Encoded on
 /// the admin thread: a batch takes a few hundred microseconds, which on a
 /// runtime thread would hold back every client that thread serves.
-pub(super) async fn traffic_off_runtime(background: &Background, watcher: &Watcher) -> (String, bool) {
+pub(super) async fn traffic_off_runtime(
+    background: &Background,
+    watcher: &Watcher,
+) -> (String, bool) {
     let sightings = watcher.tap().take_some(TRAFFIC_BATCH);
     let more = sightings.items.len() == TRAFFIC_BATCH;
     let text = background

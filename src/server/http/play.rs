@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use super::{error, App, AppState};
 use crate::server::background::Background;
-use crate::server::playground::{new_visitor, PlayError, PlayMode, Playground, PortWatch};
+use crate::server::playground::{
+    new_visitor, PlayError, PlayMode, Playground, PortView, PortWatch,
+};
 
 /// The visitor's cookie.
 const COOKIE: &str = "switchboard_play";
@@ -73,22 +75,63 @@ struct SendRequest {
     to: Option<u64>,
 }
 
-/// The playground, or a 404 when it is off.
-fn playground(app: &App) -> Result<&Arc<Playground>, Response> {
-    app.playground
-        .as_ref()
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "no such page"))
+/// Why a playground request is refused.
+#[derive(Debug)]
+enum Refusal {
+    /// The playground is off: there is no such page.
+    Off,
+    /// From another site's page.
+    ForeignPage,
+    /// The playground said no.
+    Play(PlayError),
 }
 
-/// Refuses a request from another site's page.
-fn same_site(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+impl From<PlayError> for Refusal {
+    fn from(e: PlayError) -> Self {
+        Refusal::Play(e)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let e = match self {
+            Refusal::Off => return error(StatusCode::NOT_FOUND, "not_found", "no such page"),
+            Refusal::ForeignPage => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_origin",
+                    "the playground answers its own page, not another site's",
+                )
+            }
+            Refusal::Play(e) => e,
+        };
+        let message = e.to_string();
+        match e {
+            PlayError::NotFound => error(StatusCode::NOT_FOUND, "no_such_port", message),
+            PlayError::TooManyPorts { retry, .. } | PlayError::NoneFree { retry } => {
+                let code = match e {
+                    PlayError::NoneFree { .. } => "no_free_port",
+                    _ => "too_many_ports",
+                };
+                let mut response = error(StatusCode::TOO_MANY_REQUESTS, code, message);
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry.as_secs().max(1)),
+                );
+                response
+            }
+            PlayError::Bad(_) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+        }
+    }
+}
+
+/// The playground, if it is on, for a request from its own page (or from
+/// no page at all: a script).
+fn playground<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Arc<Playground>, Refusal> {
+    let playground = app.playground.as_ref().ok_or(Refusal::Off)?;
     match app.auth.foreign_page(headers) {
-        None => Ok(()),
-        Some(_) => Err(error(
-            StatusCode::FORBIDDEN,
-            "forbidden_origin",
-            "the playground answers its own page, not another site's",
-        )),
+        None => Ok(playground),
+        Some(_) => Err(Refusal::ForeignPage),
     }
 }
 
@@ -104,100 +147,67 @@ fn visitor(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-fn play_error(e: PlayError) -> Response {
-    let message = e.to_string();
-    match e {
-        PlayError::NotFound => error(StatusCode::NOT_FOUND, "no_such_port", message),
-        PlayError::TooManyPorts { retry, .. } | PlayError::NoneFree { retry } => {
-            let code = match e {
-                PlayError::NoneFree { .. } => "no_free_port",
-                _ => "too_many_ports",
-            };
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, code, message);
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry.as_secs().max(1)),
-            );
-            response
-        }
-        PlayError::Bad(_) => error(StatusCode::BAD_REQUEST, "bad_request", message),
-    }
-}
-
 async fn open(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Json(request): Json<OpenRequest>,
-) -> Response {
-    let playground = match playground(&app) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    if let Err(response) = same_site(&app, &headers) {
-        return response;
-    }
+) -> Result<Response, Refusal> {
+    let playground = playground(&app, &headers)?;
     let peer = super::forwarded::client_addr(peer, &headers, &app.auth.trusted_proxies);
     let (id, fresh) = match visitor(&headers) {
         Some(id) => (id, false),
         None => (new_visitor(), true),
     };
     let mode = request.mode.unwrap_or(PlayMode::Text);
-    match playground.open(&id, peer.ip(), mode) {
-        Ok(view) => {
-            let mut response = (StatusCode::CREATED, Json(view)).into_response();
-            if fresh {
-                let secure = if app.https { "; Secure" } else { "" };
-                let cookie = format!(
-                    "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/play; Max-Age={}{secure}",
-                    COOKIE_LIFETIME.as_secs()
-                );
-                if let Ok(value) = HeaderValue::from_str(&cookie) {
-                    response.headers_mut().insert(header::SET_COOKIE, value);
-                }
-            }
-            response
+    let view = playground.open(&id, peer.ip(), mode)?;
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if fresh {
+        let secure = if app.https { "; Secure" } else { "" };
+        let cookie = format!(
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/play; Max-Age={}{secure}",
+            COOKIE_LIFETIME.as_secs()
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
         }
-        Err(e) => play_error(e),
     }
+    Ok(response)
 }
 
 /// The visitor and the playground, for a request about one of their ports.
-fn caller<'a>(app: &'a App, headers: &HeaderMap) -> Result<(&'a Arc<Playground>, String), Response> {
-    let playground = playground(app)?;
-    same_site(app, headers)?;
-    let visitor = visitor(headers).ok_or_else(|| play_error(PlayError::NotFound))?;
+fn caller<'a>(app: &'a App, headers: &HeaderMap) -> Result<(&'a Arc<Playground>, String), Refusal> {
+    let playground = playground(app, headers)?;
+    let visitor = visitor(headers).ok_or(Refusal::Play(PlayError::NotFound))?;
     Ok((playground, visitor))
 }
 
-async fn view(State(app): AppState, Path(port): Path<u16>, headers: HeaderMap) -> Response {
-    match caller(&app, &headers) {
-        Ok((playground, visitor)) => match playground.view(&visitor, port) {
-            Ok(view) => Json(view).into_response(),
-            Err(e) => play_error(e),
-        },
-        Err(response) => response,
-    }
+async fn view(
+    State(app): AppState,
+    Path(port): Path<u16>,
+    headers: HeaderMap,
+) -> Result<Json<PortView>, Refusal> {
+    let (playground, visitor) = caller(&app, &headers)?;
+    Ok(Json(playground.view(&visitor, port)?))
 }
 
-async fn extend(State(app): AppState, Path(port): Path<u16>, headers: HeaderMap) -> Response {
-    match caller(&app, &headers) {
-        Ok((playground, visitor)) => match playground.extend(&visitor, port) {
-            Ok(view) => Json(view).into_response(),
-            Err(e) => play_error(e),
-        },
-        Err(response) => response,
-    }
+async fn extend(
+    State(app): AppState,
+    Path(port): Path<u16>,
+    headers: HeaderMap,
+) -> Result<Json<PortView>, Refusal> {
+    let (playground, visitor) = caller(&app, &headers)?;
+    Ok(Json(playground.extend(&visitor, port)?))
 }
 
-async fn close(State(app): AppState, Path(port): Path<u16>, headers: HeaderMap) -> Response {
-    match caller(&app, &headers) {
-        Ok((playground, visitor)) => match playground.close(&visitor, port) {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => play_error(e),
-        },
-        Err(response) => response,
-    }
+async fn close(
+    State(app): AppState,
+    Path(port): Path<u16>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Refusal> {
+    let (playground, visitor) = caller(&app, &headers)?;
+    playground.close(&visitor, port)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn send(
@@ -205,16 +215,10 @@ async fn send(
     Path(port): Path<u16>,
     headers: HeaderMap,
     Json(request): Json<SendRequest>,
-) -> Response {
-    match caller(&app, &headers) {
-        Ok((playground, visitor)) => {
-            match playground.send(&visitor, port, request.text, request.bytes, request.to) {
-                Ok(delivered) => Json(serde_json::json!({ "delivered": delivered })).into_response(),
-                Err(e) => play_error(e),
-            }
-        }
-        Err(response) => response,
-    }
+) -> Result<Json<serde_json::Value>, Refusal> {
+    let (playground, visitor) = caller(&app, &headers)?;
+    let delivered = playground.send(&visitor, port, request.text, request.bytes, request.to)?;
+    Ok(Json(serde_json::json!({ "delivered": delivered })))
 }
 
 /// The live feed of a port: `{"type":"port",...}` once a second (its
@@ -228,11 +232,11 @@ async fn live(
 ) -> Response {
     let (playground, visitor) = match caller(&app, &headers) {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let watch = match playground.watch(&visitor, port) {
         Ok(watch) => watch,
-        Err(e) => return play_error(e),
+        Err(e) => return Refusal::from(e).into_response(),
     };
     let background = app.background.clone();
     let stopping = app.control.stopping();
