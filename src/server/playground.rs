@@ -47,6 +47,11 @@ struct Port {
     mode: PlayMode,
     room: RoomName,
     owner: VisitorId,
+    /// Visitors who came by its share link: they watch and send as its
+    /// owner does, but do not close it.
+    guests: Vec<VisitorId>,
+    /// The share link's secret (`/play/w/TOKEN`): it ends with the port.
+    share: String,
     /// Who asked for it: an address holds at most so many ports.
     from: IpAddr,
     /// Pages watching it now: while one is, it stays open.
@@ -95,11 +100,19 @@ impl std::fmt::Display for PlayError {
     }
 }
 
+/// Most visitors a share link lets in, besides the port's owner: a phone
+/// or two beside the device, not an audience.
+pub const MAX_GUESTS: usize = 4;
+
 /// A port as its visitor sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PortView {
     /// The port, on the server's address.
     pub port: u16,
+    /// The share link: another device opens it to watch and send too.
+    pub watch: String,
+    /// Whether the one asking owns it (may close it) or came by its link.
+    pub owner: bool,
     /// How it takes its clients' bytes.
     pub mode: PlayMode,
     /// When it closes if nobody uses it (Unix milliseconds); a client or
@@ -176,11 +189,13 @@ impl Playground {
                         mode,
                         room,
                         owner: visitor.to_owned(),
+                        guests: Vec::new(),
+                        share: new_visitor(),
                         from,
                         watching: 0,
                         used: Instant::now(),
                     };
-                    let view = self.view_of(number, &port);
+                    let view = self.view_of(number, &port, true);
                     ports.insert(number, port);
                     return Ok(view);
                 }
@@ -225,11 +240,11 @@ impl Playground {
     /// What `visitor` sees of their port `number`.
     pub(crate) fn view(&self, visitor: &str, number: u16) -> Result<PortView, PlayError> {
         let ports = self.ports();
-        let port = owned(&ports, visitor, number)?;
-        Ok(self.view_of(number, port))
+        let port = visited(&ports, visitor, number)?;
+        Ok(self.view_of(number, port, port.owner == visitor))
     }
 
-    fn view_of(&self, number: u16, port: &Port) -> PortView {
+    fn view_of(&self, number: u16, port: &Port, owner: bool) -> PortView {
         let query = ClientQuery {
             room: Some(port.room.to_string()),
             limit: Some(self.settings.max_clients),
@@ -243,6 +258,8 @@ impl Playground {
         let closes_at = SystemTime::now() + self.left(port);
         PortView {
             port: number,
+            watch: format!("/play/w/{}", port.share),
+            owner,
             mode: port.mode,
             expires_at: unix_millis(closes_at),
             clients,
@@ -269,7 +286,7 @@ impl Playground {
     ) -> Result<usize, PlayError> {
         let request = {
             let mut ports = self.ports();
-            let port = owned_mut(&mut ports, visitor, number)?;
+            let port = visited_mut(&mut ports, visitor, number)?;
             port.used = Instant::now();
             let to = match to {
                 None => None,
@@ -310,9 +327,44 @@ impl Playground {
     /// Gives `visitor`'s port `number` its whole time again.
     pub(crate) fn extend(&self, visitor: &str, number: u16) -> Result<PortView, PlayError> {
         let mut ports = self.ports();
-        let port = owned_mut(&mut ports, visitor, number)?;
+        let port = visited_mut(&mut ports, visitor, number)?;
         port.used = Instant::now();
-        Ok(self.view_of(number, port))
+        Ok(self.view_of(number, port, port.owner == visitor))
+    }
+
+    /// Lets `visitor` in on the port whose share link holds `share`.
+    pub(crate) fn join(&self, visitor: &str, share: &str) -> Result<PortView, PlayError> {
+        let mut ports = self.ports();
+        let (&number, port) = ports
+            .iter_mut()
+            .find(|(_, p)| constant_time_eq(p.share.as_bytes(), share.as_bytes()))
+            .ok_or(PlayError::NotFound)?;
+        if port.owner != visitor && !port.guests.iter().any(|g| g == visitor) {
+            if port.guests.len() >= MAX_GUESTS {
+                return Err(PlayError::Bad(format!(
+                    "{MAX_GUESTS} visitors came by this port's link already, the most allowed"
+                )));
+            }
+            port.guests.push(visitor.to_owned());
+        }
+        port.used = Instant::now();
+        Ok(self.view_of(number, port, port.owner == visitor))
+    }
+
+    /// Disconnects client `id` of `visitor`'s port `number`.
+    pub(crate) fn kick(&self, visitor: &str, number: u16, id: u64) -> Result<(), PlayError> {
+        let listener = {
+            let ports = self.ports();
+            visited(&ports, visitor, number)?.listener.id
+        };
+        let client = self.control.client(id).map_err(|_| PlayError::NotFound)?;
+        if client.listener != listener || client.closed_at.is_some() {
+            return Err(PlayError::NotFound);
+        }
+        self.control
+            .kick(id, Some("closed from the playground page"))
+            .map(|_| ())
+            .map_err(|_| PlayError::NotFound)
     }
 
     /// Starts watching `visitor`'s port `number`: what its clients say,
@@ -323,7 +375,7 @@ impl Playground {
         number: u16,
     ) -> Result<PortWatch, PlayError> {
         let mut ports = self.ports();
-        let port = owned_mut(&mut ports, visitor, number)?;
+        let port = visited_mut(&mut ports, visitor, number)?;
         let watcher = self
             .control
             .watch(Some(&port.room.to_string()), None)
@@ -394,7 +446,7 @@ impl PortWatch {
     pub(crate) fn view(&self) -> Option<PortView> {
         let ports = self.playground.ports();
         let port = ports.get(&self.number)?;
-        Some(self.playground.view_of(self.number, port))
+        Some(self.playground.view_of(self.number, port, false))
     }
 }
 
@@ -422,15 +474,34 @@ fn owned<'a>(
         .ok_or(PlayError::NotFound)
 }
 
-fn owned_mut<'a>(
+/// The port `number` if `visitor` owns it or came by its link.
+fn visited<'a>(
+    ports: &'a HashMap<u16, Port>,
+    visitor: &str,
+    number: u16,
+) -> Result<&'a Port, PlayError> {
+    ports
+        .get(&number)
+        .filter(|p| p.owner == visitor || p.guests.iter().any(|g| g == visitor))
+        .ok_or(PlayError::NotFound)
+}
+
+fn visited_mut<'a>(
     ports: &'a mut HashMap<u16, Port>,
     visitor: &str,
     number: u16,
 ) -> Result<&'a mut Port, PlayError> {
     ports
         .get_mut(&number)
-        .filter(|p| p.owner == visitor)
+        .filter(|p| p.owner == visitor || p.guests.iter().any(|g| g == visitor))
         .ok_or(PlayError::NotFound)
+}
+
+/// Compares secrets without telling, by how long it takes, how much of
+/// one matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// Addresses that count as one: an IPv4 address, or an IPv6 /64 (what one

@@ -22,16 +22,16 @@ use switchboard::{Client, Config, ServerLine};
 use tokio::process::{Child, Command};
 
 /// Chromium under chromedriver, on a port of its own.
-struct Chrome {
+pub(crate) struct Chrome {
     _driver: Child,
     _port: ReservedPort,
-    browser: Browser,
+    pub(crate) browser: Browser,
     _profile: TempDir,
 }
 
 /// The sizes the console is looked at, as CSS pixels of viewport: a
 /// desktop, a tablet, a phone, and the narrowest phone it supports.
-const DESKTOP: (u32, u32) = (1440, 900);
+pub(crate) const DESKTOP: (u32, u32) = (1440, 900);
 const VIEWPORTS: [(u32, u32); 4] = [DESKTOP, (768, 1024), (390, 844), (360, 740)];
 
 /// What is wrong with the page's layout at its current size: the page
@@ -78,7 +78,7 @@ return { problems, logout: logoutShown, width: window.innerWidth };
 "#;
 
 impl Chrome {
-    async fn start() -> Chrome {
+    pub(crate) async fn start() -> Chrome {
         for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 std::path::Path::new(tool).exists(),
@@ -137,7 +137,7 @@ impl Chrome {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .unwrap()
@@ -149,7 +149,7 @@ impl Chrome {
 
     /// Sizes the window so that the page's viewport is `width` x `height`
     /// CSS pixels, and gives the page time to draw at that size.
-    async fn set_viewport(&self, (width, height): (u32, u32)) {
+    pub(crate) async fn set_viewport(&self, (width, height): (u32, u32)) {
         // The viewport's size, once a resize has reached the page (two
         // readings alike).
         let inner = || async {
@@ -197,7 +197,7 @@ impl Chrome {
 
     /// Checks the page's layout at its current size (see
     /// [`LAYOUT_PROBLEMS`]); returns whether "Log out" shows.
-    async fn check_layout(&self, what: &str) -> bool {
+    pub(crate) async fn check_layout(&self, what: &str) -> bool {
         let found = self.browser.execute(LAYOUT_PROBLEMS, vec![]).await.unwrap();
         let problems: Vec<String> = serde_json::from_value(found["problems"].clone()).unwrap();
         let width = &found["width"];
@@ -210,7 +210,7 @@ impl Chrome {
     }
 
     /// Scrolls to the top of the page, or to the section `id`.
-    async fn scroll_to(&self, id: Option<&str>) {
+    pub(crate) async fn scroll_to(&self, id: Option<&str>) {
         let script = match id {
             None => "window.scrollTo(0, 0)".to_owned(),
             Some(id) => format!("document.getElementById('{id}').scrollIntoView()"),
@@ -222,7 +222,7 @@ impl Chrome {
     /// of the top of the page and of each of `sections` (`name-WIDTH` and
     /// `name-WIDTH-SECTION`). Back at the desktop size after. Returns
     /// whether "Log out" showed.
-    async fn at_each_size(&self, name: &str, sections: &[&str]) -> bool {
+    pub(crate) async fn at_each_size(&self, name: &str, sections: &[&str]) -> bool {
         let mut logout = Vec::new();
         for size in VIEWPORTS {
             self.set_viewport(size).await;
@@ -249,7 +249,7 @@ impl Chrome {
     }
 
     /// Waits until the page at `path` is loaded (after a redirect).
-    async fn wait_path(&self, what: &str, path: &str) {
+    pub(crate) async fn wait_path(&self, what: &str, path: &str) {
         within(what, async {
             while self.browser.current_url().await.unwrap().path() != path {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -258,7 +258,7 @@ impl Chrome {
         .await;
     }
 
-    async fn wait_live(&self) {
+    pub(crate) async fn wait_live(&self) {
         self.wait_text("the live feed", "#status", |t| {
             t.to_lowercase().contains("live")
         })
@@ -267,7 +267,7 @@ impl Chrome {
 
     /// Whether the server has an admin token, as the page found out (it
     /// asks once loaded).
-    async fn knows_token(&self) -> bool {
+    pub(crate) async fn knows_token(&self) -> bool {
         within("the page to know whether there is an admin token", async {
             loop {
                 let auth = self
@@ -287,7 +287,7 @@ impl Chrome {
 
     /// Asserts that the elements at `css` whose text is `text` (one at
     /// least) show it whole: not cut, no ellipsis.
-    async fn assert_whole(&self, css: &str, text: &str) {
+    pub(crate) async fn assert_whole(&self, css: &str, text: &str) {
         let script = format!(
             "return Array.from(document.querySelectorAll({css:?})).filter((el) => el.textContent === {text:?}).map((el) => [el.scrollWidth, el.clientWidth])"
         );
@@ -303,7 +303,12 @@ impl Chrome {
     }
 
     /// Waits until the element at `css` has text satisfying `wanted`.
-    async fn wait_text(&self, what: &str, css: &str, wanted: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_text(
+        &self,
+        what: &str,
+        css: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
         within(what, async {
             loop {
                 if let Ok(elements) = self.browser.find_all(Locator::Css(css)).await {
@@ -324,7 +329,7 @@ impl Chrome {
     /// Says `line` in the watched room until the page shows it live (not
     /// as history): the watch has begun once it does. Repeats it, since
     /// what is said before the watch begins is not shown live.
-    async fn say_until_live(&self, device: &mut Client, what: &str, line: &str) {
+    pub(crate) async fn say_until_live(&self, device: &mut Client, what: &str, line: &str) {
         within(what, async {
             loop {
                 device.send_line(line).await.unwrap();
@@ -343,7 +348,7 @@ impl Chrome {
         .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = within(&format!("{css} to be there"), async {
             loop {
                 if let Ok(element) = self.browser.find(Locator::Css(css)).await {
@@ -361,7 +366,7 @@ impl Chrome {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let element = self
             .browser
             .find(Locator::Css(css))
@@ -371,7 +376,7 @@ impl Chrome {
         element.send_keys(text).await.unwrap();
     }
 
-    async fn select(&self, css: &str, value: &str) {
+    pub(crate) async fn select(&self, css: &str, value: &str) {
         let element = self
             .browser
             .find(Locator::Css(css))

@@ -393,3 +393,144 @@ async fn the_admin_side_stays_closed_to_visitors() {
         .status();
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_share_link_lets_a_second_device_watch_and_send_and_dies_with_the_port() {
+    let (_server, http) = server(&[]).await;
+    let mut owner = Visitor::default();
+    let (_, port) = owner.open(&http, "text").await;
+    let number = port["port"].as_u64().unwrap();
+    let link = port["watch"].as_str().unwrap().to_owned();
+    assert!(link.starts_with("/play/w/"), "{port}");
+
+    // The phone next to the device: a browser of its own.
+    let mut phone = Visitor::default();
+    let joined = phone
+        .request(
+            reqwest::Method::POST,
+            format!("http://{http}/play/api/join"),
+        )
+        .json(&json!({ "watch": link }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 200);
+    phone.cookie = joined
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
+    let view: Value = joined.json().await.unwrap();
+    assert_eq!(
+        (view["port"].as_u64(), &view["owner"]),
+        (Some(number), &json!(false))
+    );
+    let mut live = phone.live(&http, number).await.expect("the phone watches");
+    let mut device = TcpStream::connect(("127.0.0.1", number as u16))
+        .await
+        .unwrap();
+    device.write_all(b"seen on the phone\n").await.unwrap();
+    traffic(&mut live, "seen on the phone").await;
+    assert_eq!(
+        phone
+            .send(&http, number, json!({"text": "from the phone"}))
+            .await
+            .0,
+        200
+    );
+    read_until(&mut device, b"from the phone").await;
+    // Only the owner closes it; then the link is dead.
+    let status = |v: &Visitor| {
+        v.request(
+            reqwest::Method::DELETE,
+            format!("http://{http}/play/api/ports/{number}"),
+        )
+        .send()
+    };
+    assert_eq!(status(&phone).await.unwrap().status(), 404);
+    assert_eq!(status(&owner).await.unwrap().status(), 204);
+    let again = Visitor::default()
+        .request(
+            reqwest::Method::POST,
+            format!("http://{http}/play/api/join"),
+        )
+        .json(&json!({ "watch": link }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    assert_eq!(phone.get(&http, number).await.0, 404);
+}
+
+/// The page, in Debian's headless Chromium: a visitor gets a port, the
+/// tutorial's client says Hello World, the page shows it in text and hex,
+/// and the visitor's answer reaches the client; at 1,440 and 390 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_visitor_gets_a_port_sees_hello_world_in_text_and_hex_and_answers() {
+    use crate::console::{Chrome, DESKTOP};
+    let (_server, http) = server(&[]).await;
+    let chrome = Chrome::start().await;
+    chrome.set_viewport(DESKTOP).await;
+    chrome
+        .browser
+        .goto(&format!("http://{http}/play"))
+        .await
+        .unwrap();
+    chrome.check_layout("the playground's start").await;
+    chrome.screenshot("15-playground-start").await;
+    chrome.click("#get-port").await;
+    let addr = chrome
+        .wait_text("the port's address", "#addr", |t| t.contains(':'))
+        .await;
+    let number: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    chrome
+        .wait_text("the live feed", "#status", |t| t.contains("port"))
+        .await;
+
+    let mut client = within("the client to connect", async {
+        loop {
+            let mut client = TcpStream::connect(("127.0.0.1", number)).await.unwrap();
+            client.write_all(b"Hello World\n").await.unwrap();
+            let shown = tokio::time::timeout(
+                Duration::from_millis(700),
+                chrome.wait_text("Hello World on the page", ".play-log .play-text", |t| {
+                    t.contains("Hello World")
+                }),
+            )
+            .await;
+            if shown.is_ok() {
+                return client;
+            }
+        }
+    })
+    .await;
+    chrome.click("#view button[data-view='both']").await;
+    chrome
+        .wait_text("its hex", ".play-log .play-hex", |t| {
+            t.contains("48 65 6C 6C 6F 20 57 6F 72 6C 64 0A")
+        })
+        .await;
+    chrome
+        .wait_text("the client listed", "#clients", |t| t.contains("127.0.0.1"))
+        .await;
+    chrome.fill("#send-text", "hi device").await;
+    chrome.click("#send-button").await;
+    read_until(&mut client, b"hi device\n").await;
+    chrome
+        .wait_text("the answer in the log", ".play-log .dir-out", |t| {
+            t.contains("all clients")
+        })
+        .await;
+    chrome.screenshot("16-playground-hello").await;
+    for size in [DESKTOP, (390, 844), (360, 740)] {
+        chrome.set_viewport(size).await;
+        chrome.scroll_to(None).await;
+        chrome.check_layout("the playground with a client").await;
+        chrome
+            .screenshot(&format!("16-playground-{}", size.0))
+            .await;
+        chrome.scroll_to(Some("log-card")).await;
+        chrome
+            .screenshot(&format!("16-playground-{}-log", size.0))
+            .await;
+    }
+}

@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -41,7 +41,11 @@ const MAX_REQUEST: usize = 4 * 1024;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
+        .route("/play", get(page))
+        .route("/play/w/{share}", get(page))
+        .route("/play/api/join", post(join))
         .route("/play/api/ports", post(open))
+        .route("/play/api/ports/{port}/clients/{id}", delete(kick))
         .route("/play/api/ports/{port}", get(view).delete(close))
         .route("/play/api/ports/{port}/send", post(send))
         .route("/play/api/ports/{port}/extend", post(extend))
@@ -65,6 +69,13 @@ pub(super) fn expire_ports(playground: Arc<Playground>, stop: tokio_util::sync::
 #[serde(deny_unknown_fields)]
 struct OpenRequest {
     mode: Option<PlayMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    /// The share link, or its last part.
+    watch: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +158,55 @@ fn visitor(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// The page (`/play`, and `/play/w/TOKEN` for a share link, which the
+/// page then asks to join: a GET changes nothing).
+async fn page(State(app): AppState) -> Response {
+    match app.playground {
+        Some(_) => super::console::page("play.html"),
+        None => Refusal::Off.into_response(),
+    }
+}
+
+/// The visitor's cookie, for a response to a visitor who had none.
+fn cookie_for(app: &App, id: &str) -> Option<HeaderValue> {
+    let secure = if app.https { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/play; Max-Age={}{secure}",
+        COOKIE_LIFETIME.as_secs()
+    ))
+    .ok()
+}
+
+/// Lets the visitor in on a port by its share link.
+async fn join(
+    State(app): AppState,
+    headers: HeaderMap,
+    Json(request): Json<JoinRequest>,
+) -> Result<Response, Refusal> {
+    let playground = playground(&app, &headers)?;
+    let share = request.watch.rsplit('/').next().unwrap_or_default();
+    let (id, fresh) = match visitor(&headers) {
+        Some(id) => (id, false),
+        None => (new_visitor(), true),
+    };
+    let view = playground.join(&id, share)?;
+    let mut response = Json(view).into_response();
+    if let Some(cookie) = fresh.then(|| cookie_for(&app, &id)).flatten() {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+async fn kick(
+    State(app): AppState,
+    Path((port, id)): Path<(u16, u64)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Refusal> {
+    let (playground, visitor) = caller(&app, &headers)?;
+    playground.kick(&visitor, port, id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn open(
     State(app): AppState,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -162,15 +222,8 @@ async fn open(
     let mode = request.mode.unwrap_or(PlayMode::Text);
     let view = playground.open(&id, peer.ip(), mode)?;
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
-    if fresh {
-        let secure = if app.https { "; Secure" } else { "" };
-        let cookie = format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/play; Max-Age={}{secure}",
-            COOKIE_LIFETIME.as_secs()
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().insert(header::SET_COOKIE, value);
-        }
+    if let Some(cookie) = fresh.then(|| cookie_for(&app, &id)).flatten() {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
 }
