@@ -228,6 +228,11 @@ pub const DEFAULT_PLAYGROUND_MAX_PORTS_PER_IP: usize = 2;
 /// around them, not a crowd.
 pub const DEFAULT_PLAYGROUND_MAX_CLIENTS: usize = 16;
 
+/// Bytes a second each client of a playground port may send: a person
+/// typing, a device's readings, a file of a few hundred KB in seconds;
+/// not a pipe to stream through someone else's server.
+pub const DEFAULT_PLAYGROUND_BYTES_PER_SECOND: u32 = 64 * 1024;
+
 /// Where the server's TLS certificate and key come from. Files are read at
 /// start and again on every reload (SIGHUP), so a renewed certificate is
 /// picked up without dropping a connection.
@@ -456,8 +461,12 @@ impl Config {
             "auth-timeout must be more than 0"
         );
         if let Some(HttpSpec { addr: http, .. }) = self.http.listen {
+            // The playground is for the public; without a token the admin
+            // side still answers only requests from this machine itself.
             anyhow::ensure!(
-                http.ip().is_loopback() || self.http.admin_token.is_some(),
+                http.ip().is_loopback()
+                    || self.http.admin_token.is_some()
+                    || self.playground.enabled,
                 "--http {http} is not a loopback address, and no admin token is set: anyone who can reach it could run the server. Set --admin-token TOKEN (or --admin-token-file FILE), or listen on 127.0.0.1"
             );
         }
@@ -793,6 +802,31 @@ mod tests {
         config.cluster.url = Some("redis://127.0.0.1:6379".into());
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("live in Redis"), "{error}");
+    }
+
+    /// The playground is for the public: it may listen on any address
+    /// without an admin token (the admin side then answers only this
+    /// machine); the console alone may not.
+    #[test]
+    fn a_public_http_listener_needs_a_token_unless_it_serves_the_playground() {
+        let mut config = Config::local();
+        config.http.listen = Some("0.0.0.0:8080".parse().unwrap());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("no admin token is set"), "{error}");
+        config.playground.enabled = true;
+        config.validate().unwrap();
+        config.http.listen = None;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("give --http"), "{error}");
+        let ports: PortRange = "30000-30999".parse().unwrap();
+        assert_eq!(
+            (ports.len(), ports.to_string().as_str()),
+            (1000, "30000-30999")
+        );
+        assert_eq!("40000".parse::<PortRange>().unwrap().len(), 1);
+        for bad in ["30999-30000", "0-10", "a-b", "70000"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -480,6 +480,16 @@ pub struct Overrides {
         arg(long, value_name = "N", env = "SWITCHBOARD_PLAYGROUND_MAX_CLIENTS")
     )]
     pub playground_max_clients: Option<usize>,
+    /// Bytes a second each client of a playground port may send (0: only --max-bytes-per-second). [default: 64KiB]
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "SIZE",
+            env = "SWITCHBOARD_PLAYGROUND_BYTES_PER_SECOND"
+        )
+    )]
+    pub playground_bytes_per_second: Option<Size>,
     /// How the `switchboard` binary writes its log. Not a server setting
     /// ([`Overrides::apply`] leaves it alone): the binary reads it before
     /// its logger starts, and it is here so the file can say it too.
@@ -605,6 +615,14 @@ impl Overrides {
             &mut config.playground.max_clients,
             self.playground_max_clients,
         );
+        if let Some(Size(rate)) = self.playground_bytes_per_second {
+            let rate = u32::try_from(rate).map_err(|_| {
+                anyhow::anyhow!(
+                    "playground-bytes-per-second {rate} is more than 4 GiB a second; use 0 for no limit of its own"
+                )
+            })?;
+            config.playground.bytes_per_second = Rate::per_second(rate);
+        }
         set(&mut config.listeners, self.listen);
         set(&mut config.max_line, self.max_line.map(|s| s.0));
         set(

@@ -266,6 +266,10 @@ pub struct PlaygroundSettings {
     pub max_ports_per_ip: usize,
     /// Clients one port takes at once.
     pub max_clients: usize,
+    /// Bytes a second each client of a port may send (`None`: only the
+    /// server's `--max-bytes-per-second`); a port takes at most
+    /// `max_clients` times it.
+    pub bytes_per_second: Option<crate::throttle::Rate>,
 }
 
 impl Default for PlaygroundSettings {
@@ -279,6 +283,9 @@ impl Default for PlaygroundSettings {
             ttl: super::DEFAULT_PLAYGROUND_TTL,
             max_ports_per_ip: super::DEFAULT_PLAYGROUND_MAX_PORTS_PER_IP,
             max_clients: super::DEFAULT_PLAYGROUND_MAX_CLIENTS,
+            bytes_per_second: crate::throttle::Rate::per_second(
+                super::DEFAULT_PLAYGROUND_BYTES_PER_SECOND,
+            ),
         }
     }
 }

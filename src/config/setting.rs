@@ -263,6 +263,7 @@ settings! {
     playground.ttl => PlaygroundTtl, "playground-ttl", Restart, duration;
     playground.max_ports_per_ip => PlaygroundMaxPortsPerIp, "playground-max-ports-per-ip", Restart, number;
     playground.max_clients => PlaygroundMaxClients, "playground-max-clients", Restart, number;
+    playground.bytes_per_second => PlaygroundBytesPerSecond, "playground-bytes-per-second", Restart, byte_rate;
 }
 
 impl std::fmt::Display for Setting {
@@ -356,6 +357,7 @@ impl Config {
             ttl: _,
             max_ports_per_ip: _,
             max_clients: _,
+            bytes_per_second: _,
         } = &self.playground;
         let super::TlsFiles {
             cert: _,

@@ -760,6 +760,18 @@ impl ServerState {
         } else if listener.spec.as_ref().is_some_and(|spec| spec.udp) {
             timeouts.idle = Some(udp::DEFAULT_UDP_IDLE_TIMEOUT);
         }
+        // A playground port's clients send at most its rate each.
+        if listener.origin == listeners::Origin::Playground {
+            let port = self.config.playground.bytes_per_second;
+            timeouts.rates.bytes = match (timeouts.rates.bytes, port) {
+                (Some(server), Some(port)) => Some(if port.get() < server.get() {
+                    port
+                } else {
+                    server
+                }),
+                (server, port) => server.or(port),
+            };
+        }
         let serving: Pin<Box<dyn Future<Output = _> + Send>> = match proof {
             // A name the client proved is its name, or it is not served:
             // anything else would let it pass for someone it is not. (In a

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::control::{ClientQuery, ClientView, Control, SendRequest};
+use super::control::{ClientView, Control, SendRequest};
 use super::listeners::{Listener, ListenerError, Origin};
 use super::ServerState;
 use crate::config::{ListenerSpec, Mode, PlaygroundSettings};
@@ -245,15 +245,12 @@ impl Playground {
     }
 
     fn view_of(&self, number: u16, port: &Port, owner: bool) -> PortView {
-        let query = ClientQuery {
-            room: Some(port.room.to_string()),
-            limit: Some(self.settings.max_clients),
-            ..ClientQuery::default()
-        };
+        // The room's members only (at most max-clients): a page asks
+        // every second, and the server may have many other clients.
         let clients = self
             .control
-            .clients(&query)
-            .map(|page| page.clients)
+            .room(port.room.as_str())
+            .map(|room| room.members)
             .unwrap_or_default();
         let closes_at = SystemTime::now() + self.left(port);
         PortView {

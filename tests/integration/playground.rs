@@ -534,3 +534,45 @@ async fn in_a_browser_a_visitor_gets_a_port_sees_hello_world_in_text_and_hex_and
             .await;
     }
 }
+
+/// A port's client sends at most `--playground-bytes-per-second`: it is
+/// read that fast (after a second's burst), and nothing it sent is lost.
+#[tokio::test]
+async fn a_ports_client_is_read_at_the_playgrounds_rate_and_loses_nothing() {
+    let (_server, http) = server(&["--playground-bytes-per-second", "1KiB"]).await;
+    let mut visitor = Visitor::default();
+    let (_, port) = visitor.open(&http, "raw").await;
+    let number = port["port"].as_u64().unwrap();
+    let mut live = visitor.live(&http, number).await.unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", number as u16))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    client.write_all(&[b'x'; 4096]).await.unwrap();
+    let bytes_in = || async {
+        let (_, view) = visitor.get(&http, number).await;
+        view["clients"][0]["bytes_in"].as_u64().unwrap_or(0)
+    };
+    // At 1 KiB a second with a second's burst, 4 KiB take three seconds:
+    // the first that is read is the burst, not all of it.
+    let first = within("the first bytes to be read", async {
+        loop {
+            let read = bytes_in().await;
+            if read > 0 {
+                return read;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if started.elapsed() < Duration::from_secs(1) {
+        assert!(first <= 2048, "read {first} bytes at once");
+    }
+    within("all 4 KiB to be read", async {
+        while bytes_in().await < 4096 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    drop(live.close(None).await);
+}
