@@ -36,8 +36,13 @@ const PORT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the playground closes ports left alone.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
-/// Largest request a page may send over the live feed.
+/// Largest request a page may send over the live feed (it sends none but
+/// pings and its close).
 const MAX_REQUEST: usize = 4 * 1024;
+
+/// The feed's read buffer: the page sends next to nothing, and a port in
+/// use holds one feed per page (tungstenite's default is 128 KiB).
+const FEED_READ_BUFFER: usize = 1024;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -295,6 +300,7 @@ async fn live(
     let stopping = app.control.stopping();
     upgrade
         .max_message_size(MAX_REQUEST)
+        .read_buffer_size(FEED_READ_BUFFER)
         .on_upgrade(move |socket| feed(watch, background, stopping, socket))
 }
 
