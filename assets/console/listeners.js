@@ -64,7 +64,7 @@ register('listeners', function () {
     setText(c[4], fmtInt(l.clients));
     if (c[5]._origin !== l.origin) {
       c[5]._origin = l.origin;
-      c[5].replaceChildren(el('span', { className: 'badge ' + (l.origin === 'api' ? 'tone-info' : 'tone-neutral'), text: l.origin }));
+      c[5].replaceChildren(el('span', { className: 'badge ' + (l.origin === 'api' ? 'tone-info' : l.origin === 'playground' ? 'tone-purple' : 'tone-neutral'), text: l.origin }));
     }
     const ex = expiryText(l);
     setText(c[6], ex.text);
@@ -75,7 +75,7 @@ register('listeners', function () {
       c[7]._key = key;
       const btns = [];
       if (l.mode !== 'ws') btns.push(el('button', { className: 'btn btn-xs copy', type: 'button', text: 'Copy', title: 'Copy a command to connect', attrs: { 'aria-label': 'Copy the connect command for listener ' + l.id } }));
-      if (l.origin === 'api') btns.push(el('button', { className: 'btn btn-xs btn-danger close', type: 'button', text: 'Close', attrs: { 'aria-label': 'Close listener ' + l.id } }));
+      if (l.origin !== 'config') btns.push(el('button', { className: 'btn btn-xs btn-danger close', type: 'button', text: 'Close', attrs: { 'aria-label': 'Close listener ' + l.id } }));
       c[7].replaceChildren(...btns);
     }
     if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);

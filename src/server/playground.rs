@@ -397,9 +397,10 @@ impl Playground {
                     port.used = now;
                 }
             }
+            // Left alone for its time, or closed by the admin.
             let gone: Vec<u16> = ports
                 .iter()
-                .filter(|(_, p)| self.left(p).is_zero())
+                .filter(|(_, p)| self.left(p).is_zero() || p.listener.stop.is_cancelled())
                 .map(|(n, _)| *n)
                 .collect();
             gone.into_iter()
@@ -419,7 +420,7 @@ impl Playground {
     fn is_open(&self, number: u16, listener: u32) -> bool {
         self.ports()
             .get(&number)
-            .is_some_and(|p| p.listener.id == listener)
+            .is_some_and(|p| p.listener.id == listener && !p.listener.stop.is_cancelled())
     }
 }
 

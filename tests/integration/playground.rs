@@ -576,3 +576,85 @@ async fn a_ports_client_is_read_at_the_playgrounds_rate_and_loses_nothing() {
     .await;
     drop(live.close(None).await);
 }
+
+/// A DTU's raw bytes and a module's datagram arrive on ports of their
+/// modes, and the visitor's answer reaches the module as a datagram.
+#[tokio::test]
+async fn raw_and_udp_ports_show_what_their_clients_send_and_answer_them() {
+    let (_server, http) = server(&["--playground-max-ports-per-ip", "3"]).await;
+    let mut visitor = Visitor::default();
+    let (_, raw) = visitor.open(&http, "raw").await;
+    let (_, udp) = visitor.open(&http, "udp").await;
+    let (raw, udp) = (raw["port"].as_u64().unwrap(), udp["port"].as_u64().unwrap());
+    let mut raw_feed = visitor.live(&http, raw).await.unwrap();
+    let mut udp_feed = visitor.live(&http, udp).await.unwrap();
+
+    let mut dtu = TcpStream::connect(("127.0.0.1", raw as u16)).await.unwrap();
+    dtu.write_all(b"Hello World").await.unwrap();
+    let seen = traffic(&mut raw_feed, "Hello World").await;
+    assert_eq!(seen["size"], 11, "{seen}");
+
+    let module = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    module
+        .send_to(b"Hello World", ("127.0.0.1", udp as u16))
+        .await
+        .unwrap();
+    traffic(&mut udp_feed, "Hello World").await;
+    assert_eq!(visitor.send(&http, udp, json!({"text": "ok"})).await.0, 200);
+    let mut buf = [0u8; 64];
+    let n = within("the datagram", module.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], b"ok\n");
+}
+
+/// When the range is all in use, the next visitor is told so and when one
+/// would free up; a port the admin closes is gone for its visitor too.
+#[tokio::test]
+async fn a_full_range_says_when_a_port_frees_up_and_the_admin_can_close_a_port() {
+    let (_server, http) = server(&["--playground-max-ports-per-ip", "100"]).await;
+    let mut visitor = Visitor::default();
+    // The range holds 25 ports (fewer if other programs hold some).
+    let mut opened = Vec::new();
+    let refused = loop {
+        let (status, body) = visitor.open(&http, "text").await;
+        match status {
+            201 => opened.push(body["port"].as_u64().unwrap()),
+            _ => break (status, body),
+        }
+        assert!(opened.len() <= 25, "more ports than the range holds");
+    };
+    assert_eq!(refused.0, 429, "{}", refused.1);
+    assert_eq!(refused.1["error"]["code"], "no_free_port", "{}", refused.1);
+    assert!(refused.1["retry_after"].as_str().is_some(), "{}", refused.1);
+
+    // The admin sees them among the listeners, and closes one.
+    let listeners = crate::http::get_json(format!("http://{http}/api/v1/listeners")).await;
+    let port = opened[0];
+    let listener = listeners
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["addr"].as_str().unwrap().ends_with(&format!(":{port}")))
+        .expect("the port is listed")
+        .clone();
+    assert_eq!(listener["origin"], "playground", "{listener}");
+    let mut feed = visitor.live(&http, port).await.unwrap();
+    let closed = crate::http::http()
+        .delete(format!("http://{http}/api/v1/listeners/{}", listener["id"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 200);
+    within("the page to be told", async {
+        loop {
+            match feed.next().await {
+                Some(Ok(Message::Text(text))) if text.contains("\"closed\"") => return,
+                Some(Ok(_)) => continue,
+                other => panic!("the feed ended without saying: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(visitor.get(&http, port).await.0, 404);
+    // And the range has a free port again.
+    assert_eq!(visitor.open(&http, "text").await.0, 201);
+}
