@@ -60,6 +60,19 @@ struct Port {
     used: Instant,
 }
 
+impl Port {
+    /// Whether it still listens (the admin may have closed it; the
+    /// expiry then forgets it).
+    fn is_open(&self) -> bool {
+        !self.listener.stop.is_cancelled()
+    }
+
+    /// Whether `visitor` may use it: its owner, or a guest by its link.
+    fn is_visited_by(&self, visitor: &str) -> bool {
+        self.is_open() && (self.owner == visitor || self.guests.iter().any(|g| g == visitor))
+    }
+}
+
 /// Why a visitor's request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlayError {
@@ -400,7 +413,7 @@ impl Playground {
             // Left alone for its time, or closed by the admin.
             let gone: Vec<u16> = ports
                 .iter()
-                .filter(|(_, p)| self.left(p).is_zero() || p.listener.stop.is_cancelled())
+                .filter(|(_, p)| self.left(p).is_zero() || !p.is_open())
                 .map(|(n, _)| *n)
                 .collect();
             gone.into_iter()
@@ -420,7 +433,7 @@ impl Playground {
     fn is_open(&self, number: u16, listener: u32) -> bool {
         self.ports()
             .get(&number)
-            .is_some_and(|p| p.listener.id == listener && !p.listener.stop.is_cancelled())
+            .is_some_and(|p| p.listener.id == listener && p.is_open())
     }
 }
 
@@ -468,7 +481,7 @@ fn owned<'a>(
 ) -> Result<&'a Port, PlayError> {
     ports
         .get(&number)
-        .filter(|p| p.owner == visitor)
+        .filter(|p| p.owner == visitor && p.is_open())
         .ok_or(PlayError::NotFound)
 }
 
@@ -480,7 +493,7 @@ fn visited<'a>(
 ) -> Result<&'a Port, PlayError> {
     ports
         .get(&number)
-        .filter(|p| p.owner == visitor || p.guests.iter().any(|g| g == visitor))
+        .filter(|p| p.is_visited_by(visitor))
         .ok_or(PlayError::NotFound)
 }
 
@@ -491,7 +504,7 @@ fn visited_mut<'a>(
 ) -> Result<&'a mut Port, PlayError> {
     ports
         .get_mut(&number)
-        .filter(|p| p.owner == visitor || p.guests.iter().any(|g| g == visitor))
+        .filter(|p| p.is_visited_by(visitor))
         .ok_or(PlayError::NotFound)
 }
 

@@ -17,9 +17,11 @@ use futures_util::StreamExt;
 /// A server with a text listener and the playground on its HTTP listener,
 /// handing out ports of a range of its own; `extra` arguments after.
 async fn server(extra: &[&str]) -> (BinaryServer, String) {
-    // Below the kernel's ephemeral ports; a port some other test holds
-    // is skipped by the playground, which takes the next.
-    let base = 20_000 + (std::process::id() % 400) as u16 * 25 + rand_offset();
+    // A range of 25 ports of its own among this process's stories (one
+    // fills its range on purpose), and apart from other processes'; a
+    // port some other program holds is skipped by the playground, which
+    // takes the next.
+    let base = 20_000 + (std::process::id() % 40) as u16 * 400 + story_slot() * 25;
     let ports = format!("{base}-{}", base + 24);
     let mut args = vec![
         "--listen",
@@ -41,11 +43,12 @@ async fn server(extra: &[&str]) -> (BinaryServer, String) {
     (server, http)
 }
 
-/// Spreads the stories of one test binary over the range.
-fn rand_offset() -> u16 {
+/// Each story of this test process a slot of its own (16: more than
+/// there are stories here).
+fn story_slot() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed) % 8 * 1_250
+    NEXT.fetch_add(1, Ordering::Relaxed) % 16
 }
 
 /// A browser of the playground: its cookie, once it has one.
