@@ -90,6 +90,8 @@ pub enum PlayError {
         /// When one would close if left alone.
         retry: Duration,
     },
+    /// [`MAX_FEEDS`] pages watch the port already.
+    TooManyPages,
     /// The request itself is wrong.
     Bad(String),
 }
@@ -108,6 +110,10 @@ impl std::fmt::Display for PlayError {
                 "every playground port is in use; one frees up within {}s",
                 retry.as_secs().max(1)
             ),
+            PlayError::TooManyPages => write!(
+                f,
+                "{MAX_FEEDS} pages watch this port already, the most allowed: close one"
+            ),
             PlayError::Bad(why) => f.write_str(why),
         }
     }
@@ -116,6 +122,11 @@ impl std::fmt::Display for PlayError {
 /// Most visitors a share link lets in, besides the port's owner: a phone
 /// or two beside the device, not an audience.
 pub const MAX_GUESTS: usize = 4;
+
+/// Most pages watching one port at once: each holds a feed and a tap of
+/// the port's traffic (up to 4 MiB while it falls behind), so their number
+/// is bounded, not their visitors' patience.
+pub const MAX_FEEDS: usize = 8;
 
 /// A port as its visitor sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -386,6 +397,9 @@ impl Playground {
     ) -> Result<PortWatch, PlayError> {
         let mut ports = self.ports();
         let port = visited_mut(&mut ports, visitor, number)?;
+        if port.watching >= MAX_FEEDS {
+            return Err(PlayError::TooManyPages);
+        }
         let watcher = self
             .control
             .watch(Some(&port.room.to_string()), None)

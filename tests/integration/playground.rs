@@ -661,3 +661,29 @@ async fn a_full_range_says_when_a_port_frees_up_and_the_admin_can_close_a_port()
     // And the range has a free port again.
     assert_eq!(visitor.open(&http, "text").await.0, 201);
 }
+
+/// Pages watching one port are bounded: each holds a feed of its traffic.
+#[tokio::test]
+async fn a_port_is_watched_by_at_most_eight_pages_at_once() {
+    let (_server, http) = server(&[]).await;
+    let mut visitor = Visitor::default();
+    let (_, port) = visitor.open(&http, "text").await;
+    let number = port["port"].as_u64().unwrap();
+    let mut pages = Vec::new();
+    for _ in 0..8 {
+        pages.push(visitor.live(&http, number).await.expect("a page"));
+    }
+    assert_eq!(visitor.live(&http, number).await.err(), Some(429));
+    // One closes: another may open.
+    let mut first = pages.remove(0);
+    first.close(None).await.unwrap();
+    within("a feed to be free again", async {
+        loop {
+            match visitor.live(&http, number).await {
+                Ok(page) => return pages.push(page),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+}

@@ -136,6 +136,9 @@ impl IntoResponse for Refusal {
                 );
                 response
             }
+            PlayError::TooManyPages => {
+                error(StatusCode::TOO_MANY_REQUESTS, "too_many_pages", message)
+            }
             PlayError::Bad(_) => error(StatusCode::BAD_REQUEST, "bad_request", message),
         }
     }
