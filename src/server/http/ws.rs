@@ -177,48 +177,47 @@ pub(crate) async fn upgrade(
     let tracker = shared.tracker.clone();
     // Tracked like every client, so a shutdown waits for it.
     // The task lives as long as the client: what only setting up needs
-    // (the upgrade, tungstenite's start) is boxed and freed once done.
+    // (the upgrade, tungstenite's start, and what it is given) is boxed
+    // and freed once done. Made here, not in the task: the task's future
+    // would keep the room of all it captured for the setup.
+    let setup = Box::pin(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "a WebSocket upgrade failed");
+                return None;
+            }
+        };
+        let transport = WebSocketTransport::new(TokioIo::new(upgraded), mode, settings).await;
+        let kind = match mode {
+            WsMode::Json => ClientKind::WebSocket,
+            WsMode::Raw => ClientKind::WebSocketRaw,
+        };
+        let meta = ClientMeta {
+            kind,
+            tls: https,
+            peer,
+            listener: listener.id,
+            sealed: false,
+        };
+        let arrival = Arrival {
+            meta,
+            room,
+            proof: Proof::Nothing,
+            admitted,
+        };
+        let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match mode {
+            WsMode::Json => Box::pin(shared.client(
+                &listener,
+                Arc::new(Json::new(max_line)),
+                transport,
+                arrival,
+            )),
+            WsMode::Raw => Box::pin(shared.client(&listener, Arc::new(Raw), transport, arrival)),
+        };
+        Some(serving)
+    });
     tracker.spawn(async move {
-        let setup = Box::pin(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "a WebSocket upgrade failed");
-                    return None;
-                }
-            };
-            let transport = WebSocketTransport::new(TokioIo::new(upgraded), mode, settings).await;
-            let kind = match mode {
-                WsMode::Json => ClientKind::WebSocket,
-                WsMode::Raw => ClientKind::WebSocketRaw,
-            };
-            let meta = ClientMeta {
-                kind,
-                tls: https,
-                peer,
-                listener: listener.id,
-                sealed: false,
-            };
-            let arrival = Arrival {
-                meta,
-                room,
-                proof: Proof::Nothing,
-                admitted,
-            };
-            let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-                match mode {
-                    WsMode::Json => Box::pin(shared.client(
-                        &listener,
-                        Arc::new(Json::new(max_line)),
-                        transport,
-                        arrival,
-                    )),
-                    WsMode::Raw => {
-                        Box::pin(shared.client(&listener, Arc::new(Raw), transport, arrival))
-                    }
-                };
-            Some(serving)
-        });
         // Its own statement: the box goes at the semicolon.
         let serving = setup.await;
         if let Some(serving) = serving {
