@@ -145,7 +145,7 @@ function connectLive() {
   ws.onmessage = (e) => {
     let m;
     try { m = JSON.parse(e.data); } catch (err) { return; }
-    if (m.type === 'port') { S.port = Object.assign({}, S.port, m.port, { owner: S.port.owner }); renderClients(m.port.clients); renderCountdown(); }
+    if (m.type === 'port') { S.port = m.port; $('#close-port').hidden = !m.port.owner; renderClients(m.port.clients); renderCountdown(); }
     else if (m.type === 'traffic') { for (const item of m.items) received(item); if (m.dropped) note(fmtInt(m.dropped) + ' messages came faster than the page could show them, and were skipped'); }
     else if (m.type === 'closed') { note('The port closed.'); showStart('Your port closed: it was left without clients or a page for its time.'); }
   };

@@ -410,6 +410,7 @@ impl Playground {
             playground: self.clone(),
             number,
             listener: port.listener.id,
+            owner: port.owner == visitor,
             watcher,
         })
     }
@@ -457,6 +458,8 @@ pub(crate) struct PortWatch {
     playground: Arc<Playground>,
     number: u16,
     listener: u32,
+    /// Whether the page is its owner's (or a guest's, by its link).
+    owner: bool,
     /// What the port's clients say.
     pub(crate) watcher: Watcher,
 }
@@ -471,7 +474,7 @@ impl PortWatch {
     pub(crate) fn view(&self) -> Option<PortView> {
         let ports = self.playground.ports();
         let port = ports.get(&self.number)?;
-        Some(self.playground.view_of(self.number, port, false))
+        Some(self.playground.view_of(self.number, port, self.owner))
     }
 }
 

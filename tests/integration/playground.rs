@@ -428,6 +428,19 @@ async fn a_share_link_lets_a_second_device_watch_and_send_and_dies_with_the_port
         (Some(number), &json!(false))
     );
     let mut live = phone.live(&http, number).await.expect("the phone watches");
+    let shown = within("the port's state on the phone's page", async {
+        loop {
+            let Some(Ok(Message::Text(frame))) = live.next().await else {
+                panic!("the live feed ended");
+            };
+            let event: Value = serde_json::from_str(&frame).unwrap();
+            if event["type"] == "port" {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert_eq!(shown["port"]["owner"], false, "a guest's page: {shown}");
     let mut device = TcpStream::connect(("127.0.0.1", number as u16))
         .await
         .unwrap();

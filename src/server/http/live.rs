@@ -41,10 +41,15 @@ pub(super) const GOING_AWAY: u16 = 1001;
 /// Largest frame the page may send (its requests are small).
 const MAX_REQUEST: usize = 16 * 1024;
 
+/// The feed's read buffer: the page's requests are small (tungstenite's
+/// default is 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
+
 pub(crate) async fn upgrade(State(app): AppState, upgrade: WebSocketUpgrade) -> Response {
     let (control, background) = (app.control.clone(), app.background.clone());
     upgrade
         .max_message_size(MAX_REQUEST)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| feed(control, background, socket))
 }
 
