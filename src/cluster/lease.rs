@@ -341,7 +341,12 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>) {
             }
             match inner.rejoin().await {
                 Ok(()) => {
-                    if inner.degraded.swap(false, Ordering::SeqCst) {
+                    let recovered = inner.degraded.swap(false, Ordering::SeqCst);
+                    // Joins dropped while the rejoin was under way are
+                    // heard now (queued after the flag is down, so every
+                    // change after it goes through).
+                    inner.queue(Outgoing::Rehear);
+                    if recovered {
                         info!(node = %inner.node, "cluster recovered");
                         inner.hub.notify_all(
                             "cluster_recovered",

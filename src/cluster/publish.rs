@@ -53,6 +53,10 @@ pub(super) enum Outgoing {
     },
     /// Ends what a `Read` began.
     Release { channel: String },
+    /// After a rejoin: hears every room the node's clients are in now.
+    /// A join whose change was dropped while Redis was away, after the
+    /// rejoin had listed the rooms to subscribe, would not be heard.
+    Rehear,
 }
 
 /// A message appended to a room's shared history, then published.
@@ -156,6 +160,8 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                             let _ = subscriber.unsubscribe(&channel).await;
                         }
                     }
+                    // The next rejoin subscribes them all.
+                    Outgoing::Rehear => {}
                 }
                 continue;
             }
@@ -187,6 +193,26 @@ pub(super) async fn publish_loop(inner: Arc<Inner>, mut outgoing: mpsc::Receiver
                         batch.send(&inner).await;
                         if let Err(error) = subscriber.unsubscribe(&channel).await {
                             inner.degrade(&error.to_string());
+                        }
+                    }
+                }
+                Outgoing::Rehear => {
+                    // The rooms of now, in the queue's order: a join after
+                    // this is a change of its own, and a leave before it
+                    // is in it already.
+                    let rooms: HashSet<String> = inner
+                        .hub
+                        .local_clients()
+                        .into_iter()
+                        .flat_map(|place| place.rooms)
+                        .map(|room| inner.keys.room(&room))
+                        .collect();
+                    for channel in rooms {
+                        if lock(&inner.hearing).start(&channel, true) {
+                            batch.send(&inner).await;
+                            if let Err(error) = subscriber.subscribe(&channel).await {
+                                inner.degrade(&error.to_string());
+                            }
                         }
                     }
                 }
