@@ -97,6 +97,33 @@ impl Visitor {
         (status, body)
     }
 
+    /// Comes in by a share link, as its page does: the status, and the
+    /// answer; keeps the cookie it is given.
+    async fn join(&mut self, http: &str, link: &str) -> (u16, Value) {
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                format!("http://{http}/play/api/join"),
+            )
+            .json(&json!({ "watch": link }))
+            .send()
+            .await
+            .unwrap();
+        if let Some(cookie) = response.headers().get("set-cookie") {
+            self.cookie = Some(
+                cookie
+                    .to_str()
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     async fn get(&self, http: &str, port: u64) -> (u16, Value) {
         let response = self
             .request(
@@ -408,21 +435,8 @@ async fn a_share_link_lets_a_second_device_watch_and_send_and_dies_with_the_port
 
     // The phone next to the device: a browser of its own.
     let mut phone = Visitor::default();
-    let joined = phone
-        .request(
-            reqwest::Method::POST,
-            format!("http://{http}/play/api/join"),
-        )
-        .json(&json!({ "watch": link }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(joined.status(), 200);
-    phone.cookie = joined
-        .headers()
-        .get("set-cookie")
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
-    let view: Value = joined.json().await.unwrap();
+    let (status, view) = phone.join(&http, &link).await;
+    assert_eq!(status, 200, "{view}");
     assert_eq!(
         (view["port"].as_u64(), &view["owner"]),
         (Some(number), &json!(false))
@@ -464,16 +478,7 @@ async fn a_share_link_lets_a_second_device_watch_and_send_and_dies_with_the_port
     };
     assert_eq!(status(&phone).await.unwrap().status(), 404);
     assert_eq!(status(&owner).await.unwrap().status(), 204);
-    let again = Visitor::default()
-        .request(
-            reqwest::Method::POST,
-            format!("http://{http}/play/api/join"),
-        )
-        .json(&json!({ "watch": link }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 404);
+    assert_eq!(Visitor::default().join(&http, &link).await.0, 404);
     assert_eq!(phone.get(&http, number).await.0, 404);
 }
 
