@@ -824,7 +824,15 @@ mod tests {
             (1000, "30000-30999")
         );
         assert_eq!("40000".parse::<PortRange>().unwrap().len(), 1);
-        for bad in ["30999-30000", "0-10", "a-b", "70000"] {
+        for (text, ip) in [
+            ("0.0.0.0:30000-30999", "0.0.0.0"),
+            ("[::]:30000-30999", "::"),
+        ] {
+            let ports: PortRange = text.parse().unwrap();
+            assert_eq!(ports.ip, Some(ip.parse().unwrap()));
+            assert_eq!(ports.to_string(), text);
+        }
+        for bad in ["30999-30000", "0-10", "a-b", "70000", "host:1-2"] {
             assert!(bad.parse::<PortRange>().is_err(), "{bad}");
         }
     }

@@ -452,7 +452,7 @@ pub struct Overrides {
     /// Serve the playground at /play on the HTTP listener: any visitor gets a port of their own for a while, sees what arrives there and sends to it, and nothing else (see docs/playground.md). [default: off]
     #[cfg_attr(feature = "cli", arg(long, env = "SWITCHBOARD_PLAYGROUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()))]
     pub playground: Option<bool>,
-    /// The ports the playground hands out, FIRST-LAST. [default: 30000-30999]
+    /// The ports the playground hands out, FIRST-LAST, on the HTTP listener's address; IP:FIRST-LAST for another (0.0.0.0:30000-30999 behind a proxy whose HTTP listener is on 127.0.0.1). [default: 30000-30999]
     #[cfg_attr(
         feature = "cli",
         arg(long, value_name = "RANGE", env = "SWITCHBOARD_PLAYGROUND_PORTS")

@@ -277,6 +277,7 @@ impl Default for PlaygroundSettings {
         PlaygroundSettings {
             enabled: false,
             ports: PortRange {
+                ip: None,
                 first: 30000,
                 last: 30999,
             },
@@ -290,9 +291,12 @@ impl Default for PlaygroundSettings {
     }
 }
 
-/// A range of ports, `FIRST-LAST` (both included), or one port.
+/// A range of ports, `FIRST-LAST` (both included), or one port; with
+/// `IP:` before it, on that address (`0.0.0.0:30000-30999`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
+    /// Where they listen (`None`: the HTTP listener's address).
+    pub ip: Option<std::net::IpAddr>,
     /// The first port.
     pub first: u16,
     /// The last port, included.
@@ -318,6 +322,11 @@ impl PortRange {
 
 impl std::fmt::Display for PortRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            Some(std::net::IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
+        }
         write!(f, "{}-{}", self.first, self.last)
     }
 }
@@ -325,7 +334,17 @@ impl std::fmt::Display for PortRange {
 impl std::str::FromStr for PortRange {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Self> {
-        let (first, last) = s.split_once('-').unwrap_or((s, s));
+        let (ip, range) = match s.rsplit_once(':') {
+            Some((ip, range)) => {
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                let ip = ip.parse::<std::net::IpAddr>().map_err(|_| {
+                    anyhow::anyhow!("bad address {ip:?} in port range {s:?}: expected IP:FIRST-LAST, e.g. 0.0.0.0:30000-30999")
+                })?;
+                (Some(ip), range)
+            }
+            None => (None, s),
+        };
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
         let port = |p: &str| {
             p.trim()
                 .parse::<u16>()
@@ -338,7 +357,7 @@ impl std::str::FromStr for PortRange {
             first <= last,
             "bad port range {s:?}: the first port comes first (30000-30999)"
         );
-        Ok(PortRange { first, last })
+        Ok(PortRange { ip, first, last })
     }
 }
 

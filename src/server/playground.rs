@@ -243,10 +243,12 @@ impl Playground {
         mode: PlayMode,
     ) -> Result<(Arc<Listener>, RoomName), ListenerError> {
         let room = RoomName::sealed(&format!("play-{number}")).expect("a valid label");
-        let addr = match self.shared().config.http.listen {
-            Some(http) => SocketAddr::new(http.addr.ip(), number),
-            None => SocketAddr::from((Ipv4Addr::UNSPECIFIED, number)),
+        let ip = match (self.settings.ports.ip, self.shared().config.http.listen) {
+            (Some(ip), _) => ip,
+            (None, Some(http)) => http.addr.ip(),
+            (None, None) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
+        let addr = SocketAddr::new(ip, number);
         let mut spec = ListenerSpec {
             room: room.clone(),
             udp: mode == PlayMode::Udp,

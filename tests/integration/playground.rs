@@ -21,8 +21,12 @@ async fn server(extra: &[&str]) -> (BinaryServer, String) {
     // fills its range on purpose), and apart from other processes'; a
     // port some other program holds is skipped by the playground, which
     // takes the next.
-    let base = 20_000 + (std::process::id() % 40) as u16 * 400 + story_slot() * 25;
-    let ports = format!("{base}-{}", base + 24);
+    let slot = story_slot();
+    let base = 20_000 + (std::process::id() % 40) as u16 * 400 + slot * 25;
+    // Half the stories name the ports' address, as behind a proxy; the
+    // others take the HTTP listener's.
+    let ip = if slot % 2 == 1 { "127.0.0.1:" } else { "" };
+    let ports = format!("{ip}{base}-{}", base + 24);
     let mut args = vec![
         "--listen",
         "text://127.0.0.1:0",
