@@ -427,12 +427,7 @@ async fn a_fanout_bench_over_a_raw_listener_loses_and_tears_nothing() {
 #[tokio::test]
 async fn browser_protocol_clients_get_every_message_intact_over_websocket() {
     let (server, _text) = server_with(&["--http", "127.0.0.1:0"]).await;
-    let http = server
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .expect("an HTTP listener")
-        .to_owned();
+    let http = server.http();
     for scenario in ["fanout", "chat"] {
         let report = bench_json(&[
             scenario,

@@ -721,12 +721,7 @@ async fn status_the_api_and_metrics_show_the_nodes_and_what_crossed() {
     ])
     .await;
     let b = text_node(&redis, "b").await;
-    let http = a
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .expect("an HTTP listener")
-        .to_owned();
+    let http = a.http();
     let (mut here, _) = join(a.addr(0)).await;
     let (mut there, _) = join(b.addr(0)).await;
     until_lobby_has(&mut there, 2).await;

@@ -179,12 +179,7 @@ async fn a_node_with_nobody_in_the_room_shows_a_joiner_what_the_cluster_kept() {
         &["--history", "100", "--http", "127.0.0.1:0"],
     )
     .await;
-    let http = c
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .expect("an HTTP listener")
-        .to_owned();
+    let http = c.http();
     let page =
         crate::http::get_json(format!("http://{http}/api/v1/rooms/lobby/history?limit=3")).await;
     let texts: Vec<&str> = page["messages"]

@@ -361,6 +361,15 @@ impl Drop for BinaryServer {
 }
 
 impl BinaryServer {
+    /// The address of its HTTP listener (`--http`), `HOST:PORT`.
+    pub fn http(&self) -> String {
+        self.listeners
+            .iter()
+            .find_map(|l| l.strip_prefix("http://"))
+            .expect("an HTTP listener")
+            .to_owned()
+    }
+
     /// Starts `switchboard serve ARGS` and waits for its "listening on" line.
     pub async fn start(args: &[&str]) -> BinaryServer {
         BinaryServer::start_with_env(args, &[]).await

@@ -1201,12 +1201,7 @@ async fn a_public_http_address_without_a_token_refuses_to_start() {
 async fn status_shows_a_live_server_and_fails_clearly_on_a_dead_port() {
     let mut server =
         BinaryServer::start(&["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]).await;
-    let http_addr = server
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .expect("an http listener")
-        .to_owned();
+    let http_addr = server.http();
     let (mut client, _) = join(server.addr(0)).await;
     client.send_line("/nick statler").await.unwrap();
     sync(&mut client).await;

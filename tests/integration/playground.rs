@@ -38,12 +38,7 @@ async fn server(extra: &[&str]) -> (BinaryServer, String) {
     ];
     args.extend_from_slice(extra);
     let server = BinaryServer::start(&args).await;
-    let http = server
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .expect("an HTTP listener")
-        .to_owned();
+    let http = server.http();
     (server, http)
 }
 

@@ -25,12 +25,7 @@ async fn server(udp: &str, extra: &[&str]) -> (BinaryServer, String) {
     ];
     args.extend_from_slice(extra);
     let server = BinaryServer::start(&args).await;
-    let http = server
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .expect("an HTTP listener")
-        .to_owned();
+    let http = server.http();
     (server, http)
 }
 
@@ -263,12 +258,7 @@ async fn server_keyed(devices: &str) -> (BinaryServer, String) {
 async fn the_admin_opens_a_udp_listener_and_its_peers_are_heard() {
     let server =
         BinaryServer::start(&["--listen", "text://127.0.0.1:0", "--http", "127.0.0.1:0"]).await;
-    let http = server
-        .listeners
-        .iter()
-        .find_map(|l| l.strip_prefix("http://"))
-        .unwrap()
-        .to_owned();
+    let http = server.http();
     let opened = crate::http::post_json(
         format!("http://{http}/api/v1/listeners"),
         &serde_json::json!({"mode": "udp", "addr": "127.0.0.1:0", "device": "register=line"}),
