@@ -445,13 +445,6 @@ impl Playground {
             );
         }
     }
-
-    /// Whether `number` is still a port of the playground's, on `listener`.
-    fn is_open(&self, number: u16, listener: u32) -> bool {
-        self.ports()
-            .get(&number)
-            .is_some_and(|p| p.listener.id == listener && p.is_open())
-    }
 }
 
 /// A page watching a port: its traffic, and the port kept open meanwhile.
@@ -467,15 +460,14 @@ pub(crate) struct PortWatch {
 }
 
 impl PortWatch {
-    /// Whether the port is still open (it may have been closed or expired).
-    pub(crate) fn is_open(&self) -> bool {
-        self.playground.is_open(self.number, self.listener)
-    }
-
-    /// The port as its page shows it now.
+    /// The port as its page shows it now; `None` once it closed (the
+    /// visitor, the admin or its time closed it; its number may be
+    /// another's port by now).
     pub(crate) fn view(&self) -> Option<PortView> {
         let ports = self.playground.ports();
-        let port = ports.get(&self.number)?;
+        let port = ports
+            .get(&self.number)
+            .filter(|p| p.listener.id == self.listener && p.is_open())?;
         Some(self.playground.view_of(self.number, port, self.owner))
     }
 }

@@ -323,8 +323,8 @@ async fn feed(
             }
             _ = ticks.tick() => {
                 let text = match watch.view() {
-                    Some(view) if watch.is_open() => serde_json::json!({ "type": "port", "port": view }).to_string(),
-                    _ => {
+                    Some(view) => serde_json::json!({ "type": "port", "port": view }).to_string(),
+                    None => {
                         let _ = socket.send(Message::Text(r#"{"type":"closed"}"#.into())).await;
                         let _ = socket.send(Message::Close(None)).await;
                         return;
