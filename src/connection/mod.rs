@@ -3,6 +3,10 @@
 //! registering, arriving), the read side that turns bytes into requests to
 //! the hub (`read.rs`), and the write side that drains its outbox to the
 //! socket, in batches, and enforces the stall timeout (`write.rs`).
+//!
+//! A UDP peer is served the same way in bursts ([`Resting`]): a task
+//! handles what it sent and ends once there is nothing more, leaving its
+//! state with the peer; its listener's socket writes what it is sent.
 
 mod phase;
 mod read;
@@ -11,15 +15,16 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncRead;
 use tokio::time::timeout;
 
-use crate::hub::{CloseReason, Closing, Name, RoomName, Session};
+use crate::hub::{CloseReason, Closing, Name, Outbox, RoomName, Session};
 use crate::protocol::Protocol;
 use crate::throttle::ClientRates;
 use crate::transport::Transport;
 pub(crate) use phase::AuthGate;
 use phase::Phase;
-use read::read_side;
+use read::{read_side, Reading, Stopped};
 use write::write_side;
 
 /// The per-connection timeouts.
@@ -62,6 +67,7 @@ where
     // Done before the future, so that it does not keep what it needs only
     // to begin with (the room, the welcome).
     let phase = Phase::start(&*protocol, &mut session, room, gate);
+    let mut reading = Reading::new(protocol.decoder(), phase);
     let stall = timeouts.stall;
     async move {
         // The captured stream itself, borrowed: moving it into a local
@@ -74,9 +80,16 @@ where
         let writing = write_side(protocol, &outbox, writer, stall);
         let mut writing = std::pin::pin!(writing);
         let reading_ended_first = {
-            let reading = read_side(protocol, &mut session, reader, &timeouts, phase);
+            let reading = read_side(
+                protocol,
+                &mut session,
+                reader,
+                &timeouts,
+                &mut reading,
+                false,
+            );
             tokio::select! {
-                () = reading => true,
+                _ = reading => true,
                 () = &mut writing => false,
             }
         };
@@ -87,18 +100,109 @@ where
         if reading_ended_first {
             writing.await;
         }
-        // The rooms were told this client left: like anything a client
-        // causes, that waits for receivers its notice congested (a bounded
-        // time: a stalled one is cut off), so a client connecting and
-        // leaving in a loop cannot flood a room faster than it reads.
         // Boxed, as everything this future awaits only once.
-        let _ = Box::pin(timeout(stall, session.until_receivers_keep_up())).await;
-        drop(session);
-        let closing = outbox.closing().unwrap_or(Closing {
-            reason: CloseReason::ClientClosed,
-            flush: true,
-        });
-        (name, closing)
+        Box::pin(farewell(session, stall)).await;
+        (name, closing(&outbox))
+    }
+}
+
+/// After a client has left its rooms: they were told, and like anything a
+/// client causes, that waits for receivers its notice congested (a bounded
+/// time: a stalled one is cut off), so a client connecting and leaving in
+/// a loop cannot flood a room faster than it reads.
+async fn farewell(mut session: Session, stall: Duration) {
+    let _ = timeout(stall, session.until_receivers_keep_up()).await;
+}
+
+/// Why the connection closed, as its outbox says (a client that simply
+/// left, if nothing closed it).
+fn closing(outbox: &Outbox) -> Closing {
+    outbox.closing().unwrap_or(Closing {
+        reason: CloseReason::ClientClosed,
+        flush: true,
+    })
+}
+
+/// A client served in bursts (a UDP peer), between them: all its
+/// connection keeps while it sends nothing, with no task. Its outbox is
+/// drained by a shared writer (see [`Hub::connect_drained`]), so only its
+/// input needs a task: [`Resting::serve`] handles what came, until there
+/// is nothing more.
+///
+/// [`Hub::connect_drained`]: crate::hub::Hub::connect_drained
+pub(crate) struct Resting<P: Protocol> {
+    protocol: Arc<P>,
+    session: Session,
+    reading: Reading<P::Decoder>,
+    timeouts: Timeouts,
+}
+
+/// What became of a burst.
+pub(crate) enum Burst<P: Protocol> {
+    /// Nothing more to read: put away until more comes.
+    Idle(Box<Resting<P>>),
+    /// The client is gone: its final name and why.
+    Ended(Name, Closing),
+}
+
+impl<P: Protocol> Resting<P> {
+    /// Welcomes a client and puts it in `room`, as [`serve`] does; it is
+    /// served from the first [`Resting::serve`].
+    pub(crate) fn start(
+        protocol: Arc<P>,
+        mut session: Session,
+        room: RoomName,
+        timeouts: Timeouts,
+        gate: Option<AuthGate>,
+    ) -> Box<Self> {
+        let phase = Phase::start(&*protocol, &mut session, room, gate);
+        let reading = Reading::new(protocol.decoder(), phase);
+        Box::new(Resting {
+            protocol,
+            session,
+            reading,
+            timeouts,
+        })
+    }
+
+    /// Handles what `reader` has, and what comes while a phase waits for
+    /// more (a device's registration, with its deadline), until there is
+    /// nothing more to read; or the client's end, if it comes first
+    /// (its reader ends, or its outbox closes).
+    pub(crate) async fn serve<R: AsyncRead + Unpin>(mut self: Box<Self>, reader: R) -> Burst<P> {
+        let Resting {
+            protocol,
+            session,
+            reading,
+            timeouts,
+        } = &mut *self;
+        let stopped = read_side(&**protocol, session, reader, timeouts, reading, true).await;
+        match stopped {
+            Stopped::Idle if !session.outbox().is_closed() => Burst::Idle(self),
+            _ => {
+                let (name, closing) = self.end(None).await;
+                Burst::Ended(name, closing)
+            }
+        }
+    }
+
+    /// Ends the connection, for `reason` if it was not closed already (an
+    /// idle timeout; without one, the client is taken to have left): out
+    /// of its rooms, its rooms told. Returns its final name and why it
+    /// closed.
+    pub(crate) async fn end(self: Box<Self>, reason: Option<CloseReason>) -> (Name, Closing) {
+        let Resting {
+            mut session,
+            timeouts,
+            ..
+        } = *self;
+        session.close(reason.unwrap_or(CloseReason::ClientClosed), true);
+        let outbox = session.outbox_handle();
+        let name = session.name().clone();
+        session.set_input_held(0);
+        session.depart();
+        farewell(session, timeouts.stall).await;
+        (name, closing(&outbox))
     }
 }
 

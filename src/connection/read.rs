@@ -8,6 +8,7 @@ use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{timeout_at, Instant};
 
@@ -33,8 +34,63 @@ enum Step {
     Stop(CloseReason, bool),
 }
 
+/// What the read side keeps between reads: all of it lives as long as
+/// the connection (in its future, or resting with a UDP peer). Borrowed
+/// by the read side: taken by value and given back, it was held twice by
+/// the connection's future (1,200 bytes, not 992).
+pub(super) struct Reading<D> {
+    throttle: Throttle,
+    /// The last read was made with no bytes allowed: if it brought any,
+    /// the client is pushing past its limit.
+    read_at_limit: bool,
+    decoder: D,
+    buf: BytesMut,
+    /// Set once the client's input has ended: what was read before the
+    /// end is still handled (a one-shot client's last line often has no
+    /// newline), then the connection closes for this reason. Boxed: a
+    /// connection ends once.
+    ended: Option<Box<CloseReason>>,
+    /// When the client started the line it has not finished yet.
+    line_started: Option<Instant>,
+    /// The input paused for the gap that ends a device's packet.
+    paused: bool,
+    /// Where the connection stands before it is simply served.
+    pub(super) phase: Option<Box<Phase>>,
+    /// Whether the client's arrival has been waited for (see [`read_side`]).
+    arrived: bool,
+}
+
+impl<D> Reading<D> {
+    pub(super) fn new(decoder: D, phase: Option<Box<Phase>>) -> Self {
+        Reading {
+            throttle: Throttle::default(),
+            read_at_limit: false,
+            decoder,
+            buf: BytesMut::new(),
+            ended: None,
+            line_started: None,
+            paused: false,
+            phase,
+            arrived: false,
+        }
+    }
+}
+
+/// How the read side stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stopped {
+    /// The connection ends: the outbox is closed, saying why.
+    Closed,
+    /// Nothing to read now, and nothing to wait for but input: the
+    /// caller may put the connection away until more comes (only when
+    /// asked to, by `park`).
+    Idle,
+}
+
 /// Reads and handles the client's input until it leaves, then closes the
-/// outbox saying why.
+/// outbox saying why. With `park`, it returns [`Stopped::Idle`] instead
+/// of waiting for input, when there is nothing else to wait for (no
+/// phase's deadline, no unfinished line, no rate limit's pause).
 ///
 /// Each piece of input is one unit of work, and the connection gives way
 /// to others when tokio's cooperative budget says so: a client with a
@@ -46,48 +102,42 @@ pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
     session: &mut Session,
     mut reader: R,
     limits: &Timeouts,
-    mut phase: Option<Box<Phase>>,
-) {
+    state: &mut Reading<P::Decoder>,
+    park: bool,
+) -> Stopped {
     let rates = &limits.rates;
-    let mut throttle = Throttle::default();
-    // The last read was made with no bytes allowed: if it brought any,
-    // the client is pushing past its limit.
-    let mut read_at_limit = false;
-    let mut decoder = protocol.decoder();
-    let mut buf = BytesMut::new();
-    // Set once the client's input has ended: what was read before the
-    // end is still handled (a one-shot client's last line often has no
-    // newline), then the connection closes for this reason. Boxed: this
-    // future lives as long as the connection, and a connection ends once.
-    let mut ended: Option<Box<CloseReason>> = None;
-    // When the client started the line it has not finished yet.
-    let mut line_started: Option<Instant> = None;
-    // The input paused for the gap that ends a device's packet.
-    let mut paused = false;
     // A new client's arrival is news to its room: wait like for anything
     // else it causes.
-    Box::pin(session.until_receivers_keep_up()).await;
+    if !state.arrived {
+        state.arrived = true;
+        Box::pin(session.until_receivers_keep_up()).await;
+    }
     let (reason, flush) = 'connection: loop {
         // What was read is handled even after the client hung up.
         let mut held = None;
         loop {
             // The clock is read only for a limit there is.
             let now = rates.messages.map(|_| Instant::now());
-            let allowed = now.and_then(|now| throttle.messages_allowed(rates, now));
+            let allowed = now.and_then(|now| state.throttle.messages_allowed(rates, now));
             let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
             let held_back = allowed == Some(0);
-            let eof = ended.is_some();
-            let Some(work) = next_work(&mut decoder, &mut buf, eof || paused, &mut held, most)
-            else {
+            let eof = state.ended.is_some();
+            let Some(work) = next_work(
+                &mut state.decoder,
+                &mut state.buf,
+                eof || state.paused,
+                &mut held,
+                most,
+            ) else {
                 break;
             };
             // A line was finished: what is left is a new one.
-            line_started = None;
+            state.line_started = None;
             if session.outbox().is_closed() {
-                return;
+                return Stopped::Closed;
             }
             if held_back {
-                let slowing = slow_down(protocol, session, &mut throttle, rates, false);
+                let slowing = slow_down(protocol, session, &mut state.throttle, rates, false);
                 if let Err(reason) = Box::pin(slowing).await {
                     break 'connection (reason, true);
                 }
@@ -95,17 +145,19 @@ pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             if let Some(now) = now {
                 // Paid from when it was allowed: after a pause, the bucket
                 // is already paid past `now`.
-                throttle.took_messages(rates, work.messages(), now);
+                state.throttle.took_messages(rates, work.messages(), now);
             }
             // A phase takes what is its own (boxed: once a connection is
             // served, it has none, and this costs nothing).
-            let work = match phase {
+            let work = match &state.phase {
                 None => Some(work),
-                Some(_) => match Box::pin(phase::take(&mut phase, protocol, session, work)).await {
-                    Taken::Serve(work) => Some(work),
-                    Taken::Done => None,
-                    Taken::Close(reason) => break 'connection (reason, true),
-                },
+                Some(_) => {
+                    match Box::pin(phase::take(&mut state.phase, protocol, session, work)).await {
+                        Taken::Serve(work) => Some(work),
+                        Taken::Done => None,
+                        Taken::Close(reason) => break 'connection (reason, true),
+                    }
+                }
             };
             let Some(work) = work else {
                 tokio::task::coop::consume_budget().await;
@@ -116,72 +168,94 @@ pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
             }
             tokio::task::coop::consume_budget().await;
         }
-        if let Some(reason) = ended {
+        if let Some(reason) = state.ended.take() {
             break (*reason, true);
         }
-        paused = false;
-        if buf.is_empty() {
+        state.paused = false;
+        if state.buf.is_empty() {
             // Give the memory back while the client is quiet.
-            buf = BytesMut::new();
-            line_started = None;
-        } else if line_started.is_none() {
+            state.buf = BytesMut::new();
+            state.line_started = None;
+        } else if state.line_started.is_none() {
             // The line timeout runs for the line left unfinished, from
             // when it was first seen unfinished: a fast sender whose reads
             // all end mid-line finishes each of its lines in time.
-            line_started = Some(Instant::now());
+            state.line_started = Some(Instant::now());
         }
-        session.set_input_held(buf.capacity());
-        if read_at_limit {
-            match Box::pin(slow_down(protocol, session, &mut throttle, rates, true)).await {
+        session.set_input_held(state.buf.capacity());
+        if state.read_at_limit {
+            match Box::pin(slow_down(
+                protocol,
+                session,
+                &mut state.throttle,
+                rates,
+                true,
+            ))
+            .await
+            {
                 // The time held back is not the client's to finish its line in.
-                Ok(paused) => line_started = line_started.map(|at| at + paused),
+                Ok(paused) => state.line_started = state.line_started.map(|at| at + paused),
                 Err(reason) => break (reason, true),
             }
         }
         let allowed = rates
             .bytes
-            .and_then(|_| throttle.bytes_allowed(rates, Instant::now()));
-        read_at_limit = allowed == Some(0);
+            .and_then(|_| state.throttle.bytes_allowed(rates, Instant::now()));
+        state.read_at_limit = allowed == Some(0);
         let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
-        let until = phase.as_deref().map(Phase::deadline);
-        let line_timeout = limits.line.zip(line_started);
-        let gap = decoder
-            .gap()
-            .filter(|_| !buf.is_empty())
-            .map(|limit| Deadline {
-                at: Instant::now() + limit,
-                limit,
-                why: Why::Gap,
-            });
-        let read = match Deadline::next(limits.idle, line_timeout, [until, gap]) {
-            // Boxed: a timer is memory an idle client holds, when configured.
-            Some(deadline) => Box::pin(timeout_at(
-                deadline.at,
-                read_some(&mut reader, &mut buf, most),
-            ))
-            .await
-            .map_err(|_| deadline),
-            None => Ok(read_some(&mut reader, &mut buf, most).await),
+        // Nothing to wait for but input: if none is there, the caller may
+        // put the connection away (its read of nothing wakes nobody: the
+        // peer's next datagram resumes it).
+        let read = if park && state.phase.is_none() && state.buf.is_empty() && !state.read_at_limit
+        {
+            match read_some(&mut reader, &mut state.buf, most).now_or_never() {
+                Some(read) => Ok(read),
+                None => return Stopped::Idle,
+            }
+        } else {
+            let until = state.phase.as_deref().map(Phase::deadline);
+            let line_timeout = limits.line.zip(state.line_started);
+            let gap = state
+                .decoder
+                .gap()
+                .filter(|_| !state.buf.is_empty())
+                .map(|limit| Deadline {
+                    at: Instant::now() + limit,
+                    limit,
+                    why: Why::Gap,
+                });
+            match Deadline::next(limits.idle, line_timeout, [until, gap]) {
+                // Boxed: a timer is memory an idle client holds, when configured.
+                Some(deadline) => Box::pin(timeout_at(
+                    deadline.at,
+                    read_some(&mut reader, &mut state.buf, most),
+                ))
+                .await
+                .map_err(|_| deadline),
+                None => Ok(read_some(&mut reader, &mut state.buf, most).await),
+            }
         };
         match read {
-            Ok(Ok(0)) => ended = Some(Box::new(CloseReason::ClientClosed)),
+            Ok(Ok(0)) => state.ended = Some(Box::new(CloseReason::ClientClosed)),
             Ok(Ok(read)) => {
                 if rates.bytes.is_some() {
-                    throttle.took_bytes(rates, read, Instant::now());
+                    state.throttle.took_bytes(rates, read, Instant::now());
                 }
                 session.received(read);
-                session.set_input_held(buf.capacity());
+                session.set_input_held(state.buf.capacity());
             }
             // A reset (a client closing with the server's words unread)
             // ends its input as a close does: what came before it counts.
-            Ok(Err(e)) => ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into()))),
+            Ok(Err(e)) => {
+                state.ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into())))
+            }
             // A pause: what the device sent before it is a packet.
-            Err(Deadline { why: Why::Gap, .. }) => paused = true,
+            Err(Deadline { why: Why::Gap, .. }) => state.paused = true,
             // Nothing came in the arrival window: the client is announced.
             Err(Deadline {
                 why: Why::Arrival, ..
             }) => {
-                phase = None;
+                state.phase = None;
                 session.announce_arrival();
             }
             Err(Deadline {
@@ -189,7 +263,7 @@ pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
                 limit,
                 ..
             }) => {
-                let reason = match phase.take() {
+                let reason = match state.phase.take() {
                     Some(phase) => phase.not_registered(limit),
                     None => CloseReason::NotRegistered { grace: limit },
                 };
@@ -199,6 +273,7 @@ pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
         }
     };
     session.close(reason, flush);
+    Stopped::Closed
 }
 
 /// Most messages relayed as one delivery.

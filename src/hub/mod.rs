@@ -57,7 +57,7 @@ pub use info::{
 };
 pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
-pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
+pub use outbox::{weight, Batch, Closing, Drains, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
 pub use remote::ClientPlace;
 pub use session::{HistoryShown, Session};
 pub use sweep::Sweep;
@@ -873,6 +873,31 @@ impl Hub {
         encodings: &'static [Encoding; 2],
         meta: ClientMeta,
     ) -> Session {
+        let outbox = Outbox::new(self.shared.queue_limits.clone());
+        self.connect_with(room, encodings, meta, outbox)
+    }
+
+    /// Registers a new client as [`Hub::connect`] does, whose outbox a
+    /// shared writer drains: `drains` tells it, by `key`, when there is
+    /// something to write (a UDP listener's peers have no task each).
+    pub fn connect_drained(
+        &self,
+        encodings: &'static [Encoding; 2],
+        meta: ClientMeta,
+        drains: Arc<Drains>,
+        key: u64,
+    ) -> Session {
+        let outbox = Outbox::drained_by(self.shared.queue_limits.clone(), drains, key);
+        self.connect_with(None, encodings, meta, outbox)
+    }
+
+    fn connect_with(
+        &self,
+        room: Option<RoomName>,
+        encodings: &'static [Encoding; 2],
+        meta: ClientMeta,
+        outbox: Outbox,
+    ) -> Session {
         let mut directory = self.directory();
         let (id, name, keys) = loop {
             let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -892,7 +917,7 @@ impl Hub {
         let me = Arc::new(Member {
             id,
             name: Mutex::new(name.clone()),
-            outbox: Outbox::new(self.shared.queue_limits.clone()),
+            outbox,
             encodings,
             input: AtomicU32::new(0),
             unfinished: AtomicU32::new(0),

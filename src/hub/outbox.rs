@@ -113,7 +113,7 @@ pub struct Outbox {
     /// Shared by every outbox of a hub: one pointer per client, not 32 bytes.
     limits: Arc<QueueLimits>,
     /// Wakes the writer: new items after an empty queue, or a close.
-    to_writer: Notify,
+    to_writer: Writer,
     /// Wakes senders and readers: the queue fell below the soft limit, or
     /// the outbox closed.
     changed: Notify,
@@ -130,10 +130,50 @@ pub struct Outbox {
     progress: AtomicU64,
 }
 
+/// Who drains an outbox: the client's own task, or a writer shared by
+/// many clients (a UDP listener's, which sends each peer's datagrams from
+/// its one socket, so that an idle peer has no task of its own).
+#[derive(Debug)]
+enum Writer {
+    /// Woken for the client's task.
+    Task(Notify),
+    /// Named to the shared writer by `key`.
+    Shared { drains: Arc<Drains>, key: u64 },
+}
+
+/// Where outboxes drained by one shared writer say they have something to
+/// write (new items after an empty queue, or a close): by the key each
+/// was given.
+#[derive(Debug, Default)]
+pub struct Drains {
+    ready: Mutex<Vec<u64>>,
+    notify: Notify,
+}
+
+impl Drains {
+    fn wake(&self, key: u64) {
+        crate::sync::lock(&self.ready).push(key);
+        self.notify.notify_one();
+    }
+
+    /// The keys of the outboxes that have something to write, each once
+    /// or more, in the order they said so.
+    pub fn take(&self, into: &mut Vec<u64>) {
+        std::mem::swap(&mut *crate::sync::lock(&self.ready), into);
+    }
+
+    /// Waits until an outbox has something to write.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Bytes>,
-    closing: Option<Closing>,
+    /// Boxed: a client closes once, and its outbox is memory it holds
+    /// every moment before.
+    closing: Option<Box<Closing>>,
 }
 
 /// What the writer takes from the outbox in one go.
@@ -149,11 +189,21 @@ pub struct Batch {
 impl Outbox {
     /// An empty, open outbox.
     pub fn new(limits: impl Into<Arc<QueueLimits>>) -> Self {
+        Outbox::with_writer(limits.into(), Writer::Task(Notify::new()))
+    }
+
+    /// An empty, open outbox drained by a shared writer, which `drains`
+    /// tells by `key` when it has something.
+    pub fn drained_by(limits: impl Into<Arc<QueueLimits>>, drains: Arc<Drains>, key: u64) -> Self {
+        Outbox::with_writer(limits.into(), Writer::Shared { drains, key })
+    }
+
+    fn with_writer(limits: Arc<QueueLimits>, to_writer: Writer) -> Self {
         Outbox {
             queue: Mutex::default(),
             pending: AtomicUsize::new(0),
-            limits: limits.into(),
-            to_writer: Notify::new(),
+            limits,
+            to_writer,
             changed: Notify::new(),
             congested_since: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -178,13 +228,13 @@ impl Outbox {
         let pending = self.pending.load(Ordering::Acquire) + weight;
         if pending > self.limits.hard {
             self.discard(&mut queue);
-            queue.closing = Some(Closing {
+            queue.closing = Some(Box::new(Closing {
                 reason: CloseReason::SlowConsumer {
                     queued: pending,
                     limit: self.limits.hard,
                 },
                 flush: false,
-            });
+            }));
             drop(queue);
             self.wake_all();
             return Pushed::Closed;
@@ -197,7 +247,7 @@ impl Outbox {
             self.progress.store(now_millis(), Ordering::Relaxed);
         }
         if was_empty {
-            self.to_writer.notify_one();
+            self.wake_writer();
         }
         if pending > self.limits.soft {
             if self.congested_since.load(Ordering::Relaxed) == 0 {
@@ -226,7 +276,7 @@ impl Outbox {
                 self.discard(&mut queue);
             }
             None => {
-                queue.closing = Some(Closing { reason, flush });
+                queue.closing = Some(Box::new(Closing { reason, flush }));
                 if !flush {
                     self.discard(&mut queue);
                 }
@@ -243,9 +293,16 @@ impl Outbox {
         self.pending.fetch_sub(dropped, Ordering::AcqRel);
     }
 
+    fn wake_writer(&self) {
+        match &self.to_writer {
+            Writer::Task(notify) => notify.notify_one(),
+            Writer::Shared { drains, key } => drains.wake(*key),
+        }
+    }
+
     fn wake_all(&self) {
         self.closed.store(true, Ordering::Release);
-        self.to_writer.notify_one();
+        self.wake_writer();
         self.changed.notify_waiters();
     }
 
@@ -257,7 +314,7 @@ impl Outbox {
 
     /// How and why the outbox was closed, if it was.
     pub fn closing(&self) -> Option<Closing> {
-        self.lock().closing.clone()
+        self.lock().closing.as_deref().cloned()
     }
 
     /// Bytes queued and not yet written.
@@ -271,7 +328,7 @@ impl Outbox {
         let mut queue = self.lock();
         Batch {
             items: std::mem::take(&mut queue.items),
-            closing: queue.closing.clone(),
+            closing: queue.closing.as_deref().cloned(),
         }
     }
 
@@ -309,8 +366,14 @@ impl Outbox {
     }
 
     /// Waits until there may be something to [`take`](Outbox::take).
+    /// Only for an outbox its client's task drains: a shared writer is
+    /// told through its [`Drains`] (here, this never ends).
     pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
-        self.to_writer.notified()
+        static NEVER: Notify = Notify::const_new();
+        match &self.to_writer {
+            Writer::Task(notify) => notify.notified(),
+            Writer::Shared { .. } => NEVER.notified(),
+        }
     }
 
     /// Waits until the queue is at or under its soft limit, or closed: how
@@ -349,8 +412,13 @@ impl Outbox {
 
     /// Waits until the outbox is closed without flush (the client is cut off).
     pub async fn aborted(&self) {
-        self.wait_for(|outbox| matches!(outbox.lock().closing, Some(Closing { flush: false, .. })))
-            .await
+        self.wait_for(|outbox| {
+            matches!(
+                outbox.lock().closing.as_deref(),
+                Some(Closing { flush: false, .. })
+            )
+        })
+        .await
     }
 
     async fn wait_for(&self, done: impl Fn(&Self) -> bool) {

@@ -748,30 +748,10 @@ impl ServerState {
             admitted: Admitted { slot, gate },
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
-        if let Some(count) = listener.spec.as_ref().map(|spec| spec.history) {
-            session.show_history_on_join(count);
-        }
+        self.settle(listener, &mut session);
         let handle = session.outbox_handle();
         stream.gauge_input(session.input_gauge());
-        stream.know_client(handle.clone());
-        let mut timeouts = self.live().timeouts;
-        if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
-            timeouts.idle = Some(idle);
-        } else if listener.spec.as_ref().is_some_and(|spec| spec.udp) {
-            timeouts.idle = Some(udp::DEFAULT_UDP_IDLE_TIMEOUT);
-        }
-        // A playground port's clients send at most its rate each.
-        if listener.origin == listeners::Origin::Playground {
-            let port = self.config.playground.bytes_per_second;
-            timeouts.rates.bytes = match (timeouts.rates.bytes, port) {
-                (Some(server), Some(port)) => Some(if port.get() < server.get() {
-                    port
-                } else {
-                    server
-                }),
-                (server, port) => server.or(port),
-            };
-        }
+        let timeouts = self.timeouts_for(listener);
         let serving: Pin<Box<dyn Future<Output = _> + Send>> = match proof {
             // A name the client proved is its name, or it is not served:
             // anything else would let it pass for someone it is not. (In a
@@ -824,26 +804,71 @@ impl ServerState {
         async move {
             let (name, closing) = serving.await;
             drop(slot);
-            listener.disconnected();
-            let reason = closing.reason;
-            let client = handle.info();
-            let (peer, id) = (client.meta.peer, client.id);
-            if matches!(
-                reason,
-                CloseReason::SlowConsumer { .. }
-                    | CloseReason::TooSlow { .. }
-                    | CloseReason::MemoryBudget { .. }
-                    | CloseReason::LineTimeout { .. }
-                    | CloseReason::Stalled { .. }
-                    | CloseReason::ReadFailed(_)
-                    | CloseReason::WriteFailed(_)
-            ) {
-                warn!(%peer, %name, client = %id, %reason, "client disconnected");
-            } else {
-                info!(%peer, %name, client = %id, %reason, "client disconnected");
-            }
-            shared.monitor.closed(client, reason);
+            shared.client_left(&listener, &handle, name, closing);
         }
+    }
+
+    /// What a listener's clients are held to: the server's timeouts and
+    /// rates, with the listener's own idle timeout (a UDP listener's
+    /// default one), and a playground port's byte rate.
+    pub(crate) fn timeouts_for(&self, listener: &Listener) -> Timeouts {
+        let mut timeouts = self.live().timeouts;
+        if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
+            timeouts.idle = Some(idle);
+        } else if listener.spec.as_ref().is_some_and(|spec| spec.udp) {
+            timeouts.idle = Some(udp::DEFAULT_UDP_IDLE_TIMEOUT);
+        }
+        // A playground port's clients send at most its rate each.
+        if listener.origin == listeners::Origin::Playground {
+            let port = self.config.playground.bytes_per_second;
+            timeouts.rates.bytes = match (timeouts.rates.bytes, port) {
+                (Some(server), Some(port)) => Some(if port.get() < server.get() {
+                    port
+                } else {
+                    server
+                }),
+                (server, port) => server.or(port),
+            };
+        }
+        timeouts
+    }
+
+    /// Sets up a new client's session as its listener says.
+    pub(crate) fn settle(&self, listener: &Listener, session: &mut crate::hub::Session) {
+        if let Some(count) = listener.spec.as_ref().map(|spec| spec.history) {
+            session.show_history_on_join(count);
+        }
+    }
+
+    /// A client of `listener` is gone, as `closing` says: counted, logged,
+    /// and told to the admin's monitor. (Its admission slot is given back
+    /// by its caller.)
+    pub(crate) fn client_left(
+        &self,
+        listener: &Listener,
+        handle: &crate::hub::OutboxHandle,
+        name: crate::hub::Name,
+        closing: crate::hub::Closing,
+    ) {
+        listener.disconnected();
+        let reason = closing.reason;
+        let client = handle.info();
+        let (peer, id) = (client.meta.peer, client.id);
+        if matches!(
+            reason,
+            CloseReason::SlowConsumer { .. }
+                | CloseReason::TooSlow { .. }
+                | CloseReason::MemoryBudget { .. }
+                | CloseReason::LineTimeout { .. }
+                | CloseReason::Stalled { .. }
+                | CloseReason::ReadFailed(_)
+                | CloseReason::WriteFailed(_)
+        ) {
+            warn!(%peer, %name, client = %id, %reason, "client disconnected");
+        } else {
+            info!(%peer, %name, client = %id, %reason, "client disconnected");
+        }
+        self.monitor.closed(client, reason);
     }
 }
 

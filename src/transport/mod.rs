@@ -1,8 +1,9 @@
 //! Transports: the byte streams a client is served over. The connection
 //! (see `connection`) reads requests from one and writes the client's
 //! queue to it, whatever carries the bytes: a TCP socket, or a WebSocket
-//! whose frames are cut and joined to look like one, and either over TLS;
-//! or one source address of a UDP listener, a datagram a message.
+//! whose frames are cut and joined to look like one, and either over TLS.
+//! A UDP listener's peers (`udp`) are read a datagram a message, and
+//! written from the listener's one socket.
 
 pub(crate) mod proxy;
 mod tcp;
@@ -16,7 +17,7 @@ pub(crate) use websocket::{WebSocketTransport, WsMode, WsSettings};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::hub::{Closing, InputGauge, OutboxHandle};
+use crate::hub::{Closing, InputGauge};
 
 /// A byte stream a client is served over, read and written at once.
 pub(crate) trait Transport: Send {
@@ -34,9 +35,6 @@ pub(crate) trait Transport: Send {
     /// finished yet (they count against the memory budget); a transport
     /// that holds none has nothing to report.
     fn gauge_input(&mut self, _gauge: InputGauge) {}
-    /// The client it serves, for a transport whose behaviour depends on
-    /// what the client proved (a UDP peer's registration).
-    fn know_client(&mut self, _client: OutboxHandle) {}
 }
 
 /// A writer that can tell the peer why the connection closes, beyond the

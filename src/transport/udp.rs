@@ -11,19 +11,19 @@
 //! counted.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::UdpSocket;
 
-use super::{Farewell, Transport};
 use crate::hub::{DeviceProof, OutboxHandle};
 
 /// How many times the bytes a peer sent it may be sent before its address
@@ -82,9 +82,23 @@ pub(crate) struct PeerInbox {
     /// Bytes the peer sent, counted as they come (before its client reads
     /// them): the amplification cap allows three times as many back.
     received: AtomicU64,
+    /// Bytes sent to it, against that cap.
+    sent: AtomicU64,
+    /// When its last datagram came ([`PeerInbox::quiet_for`]).
+    last: AtomicU64,
     /// [`CLOSED`] and [`PROVEN`]: a peer with neither counts among its
     /// listener's [`UdpStats::unproven`].
     state: AtomicU8,
+}
+
+/// Milliseconds on tokio's clock (which a test may pause) from the first
+/// reading: when a peer was last heard of.
+fn clock() -> u64 {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    tokio::time::Instant::now()
+        .saturating_duration_since(epoch)
+        .as_millis() as u64
 }
 
 /// The client is gone, or the listener: nothing more comes through.
@@ -110,8 +124,20 @@ impl PeerInbox {
             queue: Mutex::default(),
             reader: AtomicWaker::new(),
             received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            last: AtomicU64::new(clock()),
             state: AtomicU8::new(0),
         }
+    }
+
+    /// How long since its last datagram came (or since it was made).
+    pub(crate) fn quiet_for(&self) -> Duration {
+        Duration::from_millis(clock().saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+
+    /// Whether datagrams are waiting for its client.
+    pub(crate) fn has_waiting(&self) -> bool {
+        !crate::sync::lock(&self.queue).is_empty()
     }
 
     /// Hands `datagram` to the peer's client.
@@ -130,6 +156,7 @@ impl PeerInbox {
                 .fetch_add(datagram.len() as u64, Ordering::Relaxed);
             queue.push_back(datagram);
         }
+        self.last.store(clock(), Ordering::Relaxed);
         self.reader.wake();
         Ok(())
     }
@@ -177,95 +204,43 @@ impl PeerInbox {
     }
 }
 
-/// One peer of a UDP listener.
+/// The reading half of a peer, for a burst of its client's connection:
+/// its datagrams, one per read (or more reads, if one is longer than the
+/// buffer); the end when its client or its listener is gone.
 #[derive(Debug)]
-pub(crate) struct UdpTransport {
-    inbox: Arc<PeerInbox>,
+pub(crate) struct PeerReader<'a> {
+    inbox: &'a PeerInbox,
     /// The rest of a datagram longer than the reader's buffer.
-    pending: Option<Bytes>,
-    socket: Arc<UdpSocket>,
-    peer: SocketAddr,
-    stats: Arc<UdpStats>,
-    /// Bytes sent to it.
-    sent: u64,
-    /// The client, whose registration may prove its address.
-    client: Option<OutboxHandle>,
+    pending: &'a mut Option<Bytes>,
+    stats: &'a UdpStats,
+    client: &'a OutboxHandle,
 }
 
-impl UdpTransport {
-    /// The peer at `peer`, whose datagrams come through `inbox`, answered
-    /// through `socket`.
+impl<'a> PeerReader<'a> {
+    /// Reads what `inbox` holds for `client`, keeping the rest of a long
+    /// datagram in `pending` between reads.
     pub(crate) fn new(
-        inbox: Arc<PeerInbox>,
-        socket: Arc<UdpSocket>,
-        peer: SocketAddr,
-        stats: Arc<UdpStats>,
+        inbox: &'a PeerInbox,
+        pending: &'a mut Option<Bytes>,
+        stats: &'a UdpStats,
+        client: &'a OutboxHandle,
     ) -> Self {
-        UdpTransport {
+        PeerReader {
             inbox,
-            pending: None,
-            socket,
-            peer,
+            pending,
             stats,
-            sent: 0,
-            client: None,
+            client,
         }
     }
 }
 
-/// Its client is gone: the listener's table forgets the peer, and its
-/// next datagram makes a new client.
-impl Drop for UdpTransport {
-    fn drop(&mut self) {
-        self.inbox.close(&self.stats);
-    }
-}
-
-impl Transport for UdpTransport {
-    type Reader<'a> = Reader<'a>;
-    type Writer<'a> = Writer<'a>;
-
-    fn halves(&mut self) -> (Reader<'_>, Writer<'_>) {
-        (
-            Reader {
-                inbox: &self.inbox,
-                pending: &mut self.pending,
-                stats: &self.stats,
-                client: self.client.as_ref(),
-            },
-            Writer {
-                socket: &self.socket,
-                peer: self.peer,
-                stats: &self.stats,
-                inbox: &self.inbox,
-                sent: &mut self.sent,
-                client: self.client.as_ref(),
-            },
-        )
-    }
-
-    fn know_client(&mut self, client: OutboxHandle) {
-        self.client = Some(client);
-    }
-}
-
-/// The reading half: the peer's datagrams, one per read (or more reads,
-/// if one is longer than the buffer); the end when its listener lets it go.
-#[derive(Debug)]
-pub(crate) struct Reader<'a> {
-    inbox: &'a PeerInbox,
-    pending: &'a mut Option<Bytes>,
-    stats: &'a UdpStats,
-    client: Option<&'a OutboxHandle>,
-}
-
 /// Whether `client` proved where it is: a device that registered with its
 /// key from the devices file.
-fn proved(client: Option<&OutboxHandle>) -> bool {
-    client.and_then(OutboxHandle::device_proof) == Some(DeviceProof::Keyed)
+fn proved(client: &OutboxHandle) -> bool {
+    client.device_proof() == Some(DeviceProof::Keyed)
 }
 
-impl AsyncRead for Reader<'_> {
+impl AsyncRead for PeerReader<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -298,26 +273,26 @@ impl AsyncRead for Reader<'_> {
     }
 }
 
-/// The writing half: each message a datagram to the peer, within the
-/// amplification cap until its address is proven.
-#[derive(Debug)]
-pub(crate) struct Writer<'a> {
-    socket: &'a UdpSocket,
-    peer: SocketAddr,
-    stats: &'a UdpStats,
-    inbox: &'a PeerInbox,
-    sent: &'a mut u64,
-    client: Option<&'a OutboxHandle>,
+/// Where a peer is sent what its client is sent: a message a datagram,
+/// from its listener's socket, within the amplification cap until its
+/// address is proven.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerWriter<'a> {
+    pub(crate) socket: &'a UdpSocket,
+    pub(crate) peer: SocketAddr,
+    pub(crate) inbox: &'a PeerInbox,
+    pub(crate) stats: &'a UdpStats,
+    pub(crate) client: &'a OutboxHandle,
 }
 
-impl Writer<'_> {
+impl PeerWriter<'_> {
     /// Whether `len` more bytes may be sent to the peer now.
-    fn may_send(&mut self, len: usize) -> bool {
+    fn may_send(&self, len: usize) -> bool {
         if self.inbox.is_proven() {
             return true;
         }
         let allowed = AMPLIFICATION * self.inbox.received.load(Ordering::Relaxed);
-        if *self.sent + len as u64 <= allowed {
+        if self.inbox.sent.load(Ordering::Relaxed) + len as u64 <= allowed {
             return true;
         }
         if proved(self.client) {
@@ -327,97 +302,57 @@ impl Writer<'_> {
         false
     }
 
-    /// Sends one message as one datagram, or drops it (counted); `Pending`
-    /// if the socket cannot take it now.
-    fn poll_send(&mut self, cx: &mut Context<'_>, message: &[u8]) -> Poll<()> {
+    /// Sends one message as one datagram, or drops it (counted): too big,
+    /// over the cap, or not taken by the socket within `stall` (a datagram
+    /// is not a stream: one that cannot go is lost, not the peer). Returns
+    /// the bytes sent.
+    pub(crate) async fn send(&self, message: &[u8], stall: Duration) -> usize {
         if message.len() > MAX_DATAGRAM {
             UdpStats::count(&self.stats.oversize);
-            return Poll::Ready(());
+            return 0;
         }
         if !self.may_send(message.len()) {
             UdpStats::count(&self.stats.capped);
-            return Poll::Ready(());
+            return 0;
         }
-        match self.socket.poll_send_to(cx, message, self.peer) {
-            Poll::Ready(Ok(_)) => {
-                *self.sent += message.len() as u64;
-                UdpStats::count(&self.stats.datagrams_out);
-                Poll::Ready(())
-            }
-            // A datagram is not a stream: one that cannot go (no route, no
-            // buffer) is lost, not the peer.
-            Poll::Ready(Err(error)) => {
-                tracing::debug!(peer = %self.peer, %error, "a datagram could not be sent");
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Writer<'_> {
-    /// Sends the messages of `items` (each as [`Datagrams`] framed them),
-    /// a datagram each; returns the bytes of those handled (sent, or
-    /// dropped and counted), which end at a message's end, or `Pending`
-    /// if the socket takes none now.
-    ///
-    /// [`Datagrams`]: crate::protocol::Datagrams
-    fn poll_send_items<'b>(
-        &mut self,
-        cx: &mut Context<'_>,
-        items: impl Iterator<Item = &'b [u8]>,
-    ) -> Poll<io::Result<usize>> {
-        let mut written = 0;
-        for item in items {
-            for message in crate::protocol::datagram_messages(item) {
-                match self.poll_send(cx, message) {
-                    Poll::Ready(()) => written += FRAME_HEADER + message.len(),
-                    Poll::Pending if written > 0 => return Poll::Ready(Ok(written)),
-                    Poll::Pending => return Poll::Pending,
+        // Most sends go at once; a full socket buffer is waited for, as a
+        // peer's own writer did.
+        let sent = match self.socket.try_send_to(message, self.peer) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(stall, self.socket.send_to(message, self.peer)).await {
+                    Ok(sent) => sent,
+                    Err(_) => Err(io::ErrorKind::TimedOut.into()),
                 }
             }
+            sent => sent,
+        };
+        match sent {
+            Ok(_) => {
+                self.inbox
+                    .sent
+                    .fetch_add(message.len() as u64, Ordering::Relaxed);
+                UdpStats::count(&self.stats.datagrams_out);
+                message.len()
+            }
+            Err(error) => {
+                tracing::debug!(peer = %self.peer, %error, "a datagram could not be sent");
+                0
+            }
         }
-        Poll::Ready(Ok(written))
+    }
+
+    /// Sends the messages of `item` (as [`Datagrams`] framed them), a
+    /// datagram each; returns the bytes sent.
+    ///
+    /// [`Datagrams`]: crate::protocol::Datagrams
+    pub(crate) async fn send_item(&self, item: &[u8], stall: Duration) -> usize {
+        let mut sent = 0;
+        for message in crate::protocol::datagram_messages(item) {
+            sent += self.send(message, stall).await;
+        }
+        sent
     }
 }
-
-/// The length in front of each message of a UDP client's queue.
-const FRAME_HEADER: usize = 4;
-
-impl AsyncWrite for Writer<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_send_items(cx, std::iter::once(buf))
-    }
-
-    /// Each slice is an item of the client's queue, or what is left of
-    /// one: messages behind their lengths, a datagram each.
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_send_items(cx, bufs.iter().map(|slice| &slice[..]))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Farewell for Writer<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -429,10 +364,8 @@ mod tests {
     #[test]
     fn what_each_udp_peer_holds_stays_small() {
         let inbox = std::mem::size_of::<PeerInbox>();
-        let transport = std::mem::size_of::<UdpTransport>();
-        println!("a peer's inbox: {inbox} bytes, its transport: {transport} bytes");
+        println!("a peer's inbox: {inbox} bytes");
         assert!(inbox <= 96, "PeerInbox is {inbox} bytes");
-        assert!(transport <= 128, "UdpTransport is {transport} bytes");
     }
 
     #[test]
