@@ -151,8 +151,11 @@ def main():
         return
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    options = (f"register=imei&room=fleet&heartbeat=hex:FE"
-               f"&idle-timeout={int(EVERY * 3 + DURATION * 4)}s")
+    # Long enough for the slowest registrations (9,500 TLS handshakes from
+    # one process) to wait for the heartbeats: a device timed out before
+    # its first one is reset, and its worker fails.
+    idle = max(int(EVERY * 3 + DURATION * 4), 900)
+    options = f"register=imei&room=fleet&heartbeat=hex:FE&idle-timeout={idle}s"
     http = f"127.0.0.1:{PORT + 2}"
     server = subprocess.Popen(
         ["taskset", "-c", "0", BINARY, "serve",

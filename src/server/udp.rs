@@ -225,12 +225,13 @@ pub(super) async fn receive_loop<P: Protocol>(
             }
             _ = sweep.tick() => {
                 let idle = server.timeouts_for(&listener).idle;
+                let now = PeerInbox::now();
                 peers.retain(|_, peer| {
                     if peer.inbox.is_closed() {
                         return false;
                     }
                     // A peer a task serves has that task's deadlines.
-                    if let Some(idle) = idle.filter(|idle| peer.inbox.quiet_for() >= *idle) {
+                    if let Some(idle) = idle.filter(|idle| peer.inbox.quiet_for(now) >= *idle) {
                         if let Some(resting) = lock(&peer.resting).take() {
                             let reason = CloseReason::Idle { timeout: idle };
                             shared.finish(peer, resting, Some(reason));

@@ -130,9 +130,16 @@ impl PeerInbox {
         }
     }
 
-    /// How long since its last datagram came (or since it was made).
-    pub(crate) fn quiet_for(&self) -> Duration {
-        Duration::from_millis(clock().saturating_sub(self.last.load(Ordering::Relaxed)))
+    /// How long, at `now` (of [`PeerInbox::now`]), since its last
+    /// datagram came (or since it was made).
+    pub(crate) fn quiet_for(&self, now: u64) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+
+    /// The clock [`PeerInbox::quiet_for`] is asked with: read once for a
+    /// sweep of every peer.
+    pub(crate) fn now() -> u64 {
+        clock()
     }
 
     /// Whether datagrams are waiting for its client.
