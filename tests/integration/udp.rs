@@ -478,3 +478,82 @@ async fn the_device_simulator_and_send_speak_udp() {
     assert!(output.status.success(), "{output:?}");
     notice(&mut terminal, "dev-861234567890124 joined").await;
 }
+
+/// A fleet's devices are mostly quiet: a quiet UDP peer holds no task of
+/// its own (its connection rests in its listener's table until its next
+/// datagram), and one that speaks again is heard at once. (What a resting
+/// peer is sent goes out from its listener's task: the amplification
+/// story answers one.)
+#[tokio::test]
+async fn a_hundred_quiet_peers_hold_no_task_and_each_is_heard_when_it_speaks() {
+    let server = crate::common::TestServer::start(switchboard::Config {
+        listeners: vec![
+            "text://127.0.0.1:0".parse().unwrap(),
+            "udp://127.0.0.1:0".parse().unwrap(),
+        ],
+        ..switchboard::Config::local()
+    })
+    .await;
+    let udp = server.listeners.iter().find(|l| l.udp).unwrap().addr;
+    let (mut terminal, _) = join(server.text_addr()).await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    let mut peers = Vec::new();
+    for i in 0..100 {
+        let peer = module().await;
+        peer.send_to(format!("hello {i}").as_bytes(), udp)
+            .await
+            .unwrap();
+        peers.push(peer);
+    }
+    for _ in 0..100 {
+        let (_, _, text) = expect_message(&mut terminal).await;
+        assert!(text.starts_with("hello "), "{text}");
+    }
+    // Each burst's task ends once its datagram is handled.
+    within("the peers' tasks to end", async {
+        while tasks() > before + 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    peers[42].send_to(b"still here", udp).await.unwrap();
+    let (_, _, text) = expect_message(&mut terminal).await;
+    assert_eq!(text, "still here");
+    server.stop().await;
+}
+
+/// A quiet peer has no task to be told it is disconnected: the admin's
+/// kick still ends it at once, and its next datagram is a new client.
+#[tokio::test]
+async fn the_admin_disconnects_a_quiet_peer_and_its_next_datagram_is_a_new_client() {
+    let (server, http) = server("", &[]).await;
+    let listener = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let esp = module().await;
+    esp.send_to(b"hello", listener).await.unwrap();
+    let joined = notice(&mut terminal, "joined #lobby").await;
+    let name = joined.split_whitespace().next().unwrap().to_owned();
+    let (_, _, text) = expect_message(&mut terminal).await;
+    assert_eq!(text, "hello");
+    // Guests are named by their client's id.
+    let id = name.trim_start_matches("guest-");
+    let kicked = reqwest::Client::new()
+        .delete(format!("http://{http}/api/v1/clients/{id}"))
+        .json(&serde_json::json!({"reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kicked.status(), 200);
+    let left = notice(&mut terminal, &format!("{name} left")).await;
+    assert!(left.contains("kicked"), "{left}");
+    esp.send_to(b"again", listener).await.unwrap();
+    let rejoined = notice(&mut terminal, "joined #lobby").await;
+    assert!(!rejoined.starts_with(&format!("{name} ")), "{rejoined}");
+    let (_, _, text) = expect_message(&mut terminal).await;
+    assert_eq!(text, "again");
+}
