@@ -134,7 +134,6 @@ pub(crate) struct Resting<P: Protocol> {
     protocol: Arc<P>,
     session: Session,
     reading: Reading<P::Decoder>,
-    timeouts: Timeouts,
 }
 
 /// What became of a burst.
@@ -152,7 +151,6 @@ impl<P: Protocol> Resting<P> {
         protocol: Arc<P>,
         mut session: Session,
         room: RoomName,
-        timeouts: Timeouts,
         gate: Option<AuthGate>,
     ) -> Box<Self> {
         let phase = Phase::start(&*protocol, &mut session, room, gate);
@@ -161,26 +159,29 @@ impl<P: Protocol> Resting<P> {
             protocol,
             session,
             reading,
-            timeouts,
         })
     }
 
     /// Handles what `reader` has, and what comes while a phase waits for
     /// more (a device's registration, with its deadline), until there is
     /// nothing more to read; or the client's end, if it comes first
-    /// (its reader ends, or its outbox closes).
-    pub(crate) async fn serve<R: AsyncRead + Unpin>(mut self: Box<Self>, reader: R) -> Burst<P> {
+    /// (its reader ends, or its outbox closes). `timeouts` are its
+    /// listener's now (not kept while it rests).
+    pub(crate) async fn serve<R: AsyncRead + Unpin>(
+        mut self: Box<Self>,
+        reader: R,
+        timeouts: &Timeouts,
+    ) -> Burst<P> {
         let Resting {
             protocol,
             session,
             reading,
-            timeouts,
         } = &mut *self;
         let stopped = read_side(&**protocol, session, reader, timeouts, reading, true).await;
         match stopped {
             Stopped::Idle if !session.outbox().is_closed() => Burst::Idle(self),
             _ => {
-                let (name, closing) = self.end(None).await;
+                let (name, closing) = self.end(None, timeouts.stall).await;
                 Burst::Ended(name, closing)
             }
         }
@@ -189,19 +190,19 @@ impl<P: Protocol> Resting<P> {
     /// Ends the connection, for `reason` if it was not closed already (an
     /// idle timeout; without one, the client is taken to have left): out
     /// of its rooms, its rooms told. Returns its final name and why it
-    /// closed.
-    pub(crate) async fn end(self: Box<Self>, reason: Option<CloseReason>) -> (Name, Closing) {
-        let Resting {
-            mut session,
-            timeouts,
-            ..
-        } = *self;
+    /// closed; its rooms' congested receivers are waited for up to `stall`.
+    pub(crate) async fn end(
+        self: Box<Self>,
+        reason: Option<CloseReason>,
+        stall: Duration,
+    ) -> (Name, Closing) {
+        let Resting { mut session, .. } = *self;
         session.close(reason.unwrap_or(CloseReason::ClientClosed), true);
         let outbox = session.outbox_handle();
         let name = session.name().clone();
         session.set_input_held(0);
         session.depart();
-        farewell(session, timeouts.stall).await;
+        farewell(session, stall).await;
         (name, closing(&outbox))
     }
 }
