@@ -131,36 +131,39 @@ impl fmt::Display for Frame {
     }
 }
 
-/// One connection's framer: the [`Frame`], and what is left of an
-/// oversized length-prefixed packet being skipped.
-#[derive(Debug)]
+impl Frame {
+    /// How long a pause ends a packet, for [`Frame::Gap`].
+    pub fn gap(&self) -> Option<Duration> {
+        match self {
+            Frame::Gap(gap) => Some(*gap),
+            _ => None,
+        }
+    }
+}
+
+/// One connection's framer: what is left of an oversized length-prefixed
+/// packet being skipped. The [`Frame`] is its listener's, given to each
+/// call: every device of a fleet holds this, not a copy of it.
+#[derive(Debug, Default)]
 pub struct Framer {
-    frame: Frame,
     /// Bytes still to drop of a packet longer than the limit.
     skip: usize,
 }
 
 impl Framer {
-    /// A framer for a new connection.
-    pub fn new(frame: Frame) -> Self {
-        Framer { frame, skip: 0 }
-    }
-
-    /// How long a pause ends a packet, for [`Frame::Gap`].
-    pub fn gap(&self) -> Option<Duration> {
-        match self.frame {
-            Frame::Gap(gap) => Some(gap),
-            _ => None,
-        }
-    }
-
     /// Takes the next packet off the front of `buf`, or `None` if it holds
     /// no complete one. `flush`: the stream paused for the gap, or ended,
     /// so what is left is a packet. A packet never exceeds `max` bytes
     /// (plus a length prefix): longer runs without a delimiter are cut
     /// there, and a length-prefixed packet announced longer is skipped
     /// (logged), so a device holds at most that much unrelayed.
-    pub fn next(&mut self, buf: &mut BytesMut, flush: bool, max: usize) -> Option<Bytes> {
+    pub fn next(
+        &mut self,
+        frame: &Frame,
+        buf: &mut BytesMut,
+        flush: bool,
+        max: usize,
+    ) -> Option<Bytes> {
         let max = max.max(1);
         if self.skip > 0 {
             let skipped = self.skip.min(buf.len());
@@ -173,7 +176,7 @@ impl Framer {
         if buf.is_empty() {
             return None;
         }
-        let cut = match &self.frame {
+        let cut = match frame {
             Frame::None => Some(buf.len().min(max)),
             Frame::Gap(_) => (flush || buf.len() >= max).then(|| buf.len().min(max)),
             Frame::Line => ended_by(buf, b"\n", flush, max),
@@ -190,7 +193,7 @@ impl Framer {
                             "skipped a device packet longer than the line limit (max line)"
                         );
                         self.skip = prefix.width + length;
-                        return self.next(buf, flush, max);
+                        return self.next(frame, buf, flush, max);
                     }
                     let whole = prefix.width + length;
                     if buf.len() >= whole {
@@ -222,8 +225,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn packets(frame: &str, input: &[u8], cuts: &[usize], max: usize) -> Vec<Vec<u8>> {
-        let mut framer = Framer::new(frame.parse().unwrap());
-        crate::testing::feed_in_pieces(input, cuts, |buf, eof| framer.next(buf, eof, max))
+        let (frame, mut framer) = (frame.parse().unwrap(), Framer::default());
+        crate::testing::feed_in_pieces(input, cuts, |buf, eof| framer.next(&frame, buf, eof, max))
             .into_iter()
             .map(|packet| packet.to_vec())
             .collect()
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn only_gap_framing_waits_for_a_pause() {
-        let gap = |spec: &str| Framer::new(spec.parse().unwrap()).gap();
+        let gap = |spec: &str| spec.parse::<Frame>().unwrap().gap();
         assert_eq!(gap("gap:20"), Some(Duration::from_millis(20)));
         for other in ["none", "line", "len:1", "delimiter:7E"] {
             assert_eq!(gap(other), None, "{other}");
@@ -297,14 +300,14 @@ mod tests {
 
     #[test]
     fn a_skipped_packet_is_skipped_across_reads_and_what_follows_it_is_kept() {
-        let mut framer = Framer::new("len:1".parse().unwrap());
+        let (frame, mut framer) = ("len:1".parse().unwrap(), Framer::default());
         // Announced 5 bytes with a cap of 2: skipped, 3 of them now, 2 later.
         let mut buf = BytesMut::from(&[5u8, 1, 2, 3][..]);
-        assert_eq!(framer.next(&mut buf, false, 2), None);
+        assert_eq!(framer.next(&frame, &mut buf, false, 2), None);
         assert!(buf.is_empty());
         buf.extend_from_slice(&[4, 5, 1, b'!']);
         assert_eq!(
-            framer.next(&mut buf, false, 2).as_deref(),
+            framer.next(&frame, &mut buf, false, 2).as_deref(),
             Some(&[1u8, b'!'][..])
         );
     }
@@ -316,10 +319,10 @@ mod tests {
         assert_eq!(packets("len:1", &input, &[], 4), vec![input.to_vec()]);
         // A zero-length packet is whole as soon as its prefix is there,
         // before anything else arrives.
-        let mut framer = Framer::new("len:2be".parse().unwrap());
+        let (frame, mut framer) = ("len:2be".parse().unwrap(), Framer::default());
         let mut buf = BytesMut::from(&[0u8, 0][..]);
         assert_eq!(
-            framer.next(&mut buf, false, 16).as_deref(),
+            framer.next(&frame, &mut buf, false, 16).as_deref(),
             Some(&[0u8, 0][..])
         );
     }

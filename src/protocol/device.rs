@@ -57,8 +57,9 @@ pub struct DeviceDecoder {
     max: usize,
     room: RoomName,
     state: State,
-    /// Data that came in the same packet as the registration.
-    after_registration: Option<Bytes>,
+    /// Data that came in the same packet as the registration. Boxed: it
+    /// is there for one decode, and every device holds the field.
+    after_registration: Option<Box<Bytes>>,
     /// The last packet failed its Modbus CRC: say so next.
     bad_frame: bool,
 }
@@ -167,14 +168,14 @@ impl Decode for DeviceDecoder {
             return Some(request(Request::BadFrame));
         }
         if let Some(packet) = self.after_registration.take() {
-            return Some(data(&self.spec, &mut self.bad_frame, packet));
+            return Some(data(&self.spec, &mut self.bad_frame, *packet));
         }
         loop {
             if let State::Refused = self.state {
                 buf.clear();
                 return None;
             }
-            let packet = self.framer.next(buf, eof, self.max)?;
+            let packet = self.framer.next(&self.spec.frame, buf, eof, self.max)?;
             if self.is_heartbeat(&packet) {
                 return Some(request(Request::Heartbeat));
             }
@@ -191,7 +192,7 @@ impl Decode for DeviceDecoder {
                 State::Unregistered => match self.registration(&packet) {
                     Ok((registration, used)) => {
                         let rest = packet.slice(used..);
-                        self.after_registration = (!rest.is_empty()).then_some(rest);
+                        self.after_registration = (!rest.is_empty()).then(|| Box::new(rest));
                         self.state = State::Registered(registration.identity.raw.clone());
                         return Some(request(Request::Register(Box::new(registration))));
                     }
@@ -207,7 +208,7 @@ impl Decode for DeviceDecoder {
     }
 
     fn gap(&self) -> Option<Duration> {
-        self.framer.gap()
+        self.spec.frame.gap()
     }
 }
 
@@ -218,7 +219,7 @@ impl Protocol for Device {
     fn decoder(&self) -> DeviceDecoder {
         DeviceDecoder {
             spec: self.spec.clone(),
-            framer: Framer::new(self.spec.frame.clone()),
+            framer: Framer::default(),
             max: self.max_line,
             room: self.room.clone(),
             state: match self.spec.register {

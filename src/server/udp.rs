@@ -390,7 +390,7 @@ mod tests {
             "a peer: {peer} bytes; at rest, a device's connection {device}, a raw one's {raw}"
         );
         assert!(peer <= 216, "Peer is {peer} bytes");
-        assert!(device <= 336, "a device's Resting is {device} bytes");
+        assert!(device <= 272, "a device's Resting is {device} bytes");
         assert!(raw <= 160, "a raw Resting is {raw} bytes");
     }
 }
