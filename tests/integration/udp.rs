@@ -51,6 +51,18 @@ fn has_datagram(socket: &UdpSocket) -> bool {
     socket.try_recv_from(&mut buf).is_ok()
 }
 
+/// A terminal in the lobby (listener 0) hears a module's "hello" arrive
+/// through the UDP listener (1): the terminal, the module, and the name
+/// its peer was given.
+async fn a_peer_says_hello(server: &BinaryServer) -> (Client, UdpSocket, String) {
+    let (mut terminal, _) = join(server.addr(0)).await;
+    let esp = module().await;
+    esp.send_to(b"hello", server.addr(1)).await.unwrap();
+    let joined = notice(&mut terminal, "joined #lobby").await;
+    let name = joined.split_whitespace().next().unwrap().to_owned();
+    (terminal, esp, name)
+}
+
 /// Waits until `client` hears a notice containing `text`.
 async fn notice(client: &mut Client, text: &str) -> String {
     let line = expect_line(
@@ -173,11 +185,7 @@ async fn a_device_that_comes_back_from_a_new_port_takes_its_name_over_at_once() 
 async fn a_silent_peer_is_gone_after_its_idle_timeout_and_a_new_datagram_brings_it_back() {
     let (server, _http) = server("?idle-timeout=1s", &[]).await;
     let listener = server.addr(1);
-    let (mut terminal, _) = join(server.addr(0)).await;
-    let esp = module().await;
-    esp.send_to(b"hello", listener).await.unwrap();
-    let joined = notice(&mut terminal, "joined #lobby").await;
-    let name = joined.split_whitespace().next().unwrap().to_owned();
+    let (mut terminal, esp, name) = a_peer_says_hello(&server).await;
     let left = notice(&mut terminal, &format!("{name} left")).await;
     assert!(left.contains("idle"), "{left}");
     esp.send_to(b"again", listener).await.unwrap();
@@ -533,11 +541,7 @@ async fn a_hundred_quiet_peers_hold_no_task_and_each_is_heard_when_it_speaks() {
 async fn the_admin_disconnects_a_quiet_peer_and_its_next_datagram_is_a_new_client() {
     let (server, http) = server("", &[]).await;
     let listener = server.addr(1);
-    let (mut terminal, _) = join(server.addr(0)).await;
-    let esp = module().await;
-    esp.send_to(b"hello", listener).await.unwrap();
-    let joined = notice(&mut terminal, "joined #lobby").await;
-    let name = joined.split_whitespace().next().unwrap().to_owned();
+    let (mut terminal, esp, name) = a_peer_says_hello(&server).await;
     let (_, _, text) = expect_message(&mut terminal).await;
     assert_eq!(text, "hello");
     // Guests are named by their client's id.
