@@ -79,7 +79,8 @@ impl<P: Protocol> Shared<P> {
         let mut pending: Option<Bytes> = None;
         loop {
             let reader = PeerReader::new(&peer.inbox, &mut pending, &self.stats, &peer.client);
-            // The listener's, now: a reload's reach resting peers too.
+            // The listener's, as they are now: a reload reaches resting
+            // peers too.
             let timeouts = self.server.timeouts_for(&self.listener);
             match resting.serve(reader, &timeouts).await {
                 Burst::Idle(idle) => {
