@@ -94,9 +94,7 @@ where
             }
         };
         // Out of its rooms now, while the writer may still be flushing.
-        let name = session.name().clone();
-        session.set_input_held(0);
-        session.depart();
+        let name = depart(&mut session);
         if reading_ended_first {
             writing.await;
         }
@@ -104,6 +102,15 @@ where
         Box::pin(farewell(session, stall)).await;
         (name, closing(&outbox))
     }
+}
+
+/// Takes a leaving client out of its rooms (they are told) and gives its
+/// final name.
+fn depart(session: &mut Session) -> Name {
+    let name = session.name().clone();
+    session.set_input_held(0);
+    session.depart();
+    name
 }
 
 /// After a client has left its rooms: they were told, and like anything a
@@ -199,9 +206,7 @@ impl<P: Protocol> Resting<P> {
         let Resting { mut session, .. } = *self;
         session.close(reason.unwrap_or(CloseReason::ClientClosed), true);
         let outbox = session.outbox_handle();
-        let name = session.name().clone();
-        session.set_input_held(0);
-        session.depart();
+        let name = depart(&mut session);
         farewell(session, stall).await;
         (name, closing(&outbox))
     }

@@ -55,7 +55,7 @@ pub(super) struct Reading<D> {
     /// The input paused for the gap that ends a device's packet.
     paused: bool,
     /// Where the connection stands before it is simply served.
-    pub(super) phase: Option<Box<Phase>>,
+    phase: Option<Box<Phase>>,
     /// Whether the client's arrival has been waited for (see [`read_side`]).
     arrived: bool,
 }

@@ -57,6 +57,7 @@ pub use info::{
 };
 pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
+pub(crate) use outbox::now_millis;
 pub use outbox::{weight, Batch, Closing, Drains, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
 pub use remote::ClientPlace;
 pub use session::{HistoryShown, Session};

@@ -50,7 +50,7 @@ pub fn weight(item: &Bytes) -> usize {
 /// clock may stand before the first reading (it stops while the process's
 /// other tests go on), so readings are offset from the middle of the range
 /// rather than saturated at zero.
-fn now_millis() -> u64 {
+pub(crate) fn now_millis() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     millis_since(epoch, tokio::time::Instant::now().into_std())

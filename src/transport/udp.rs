@@ -84,21 +84,12 @@ pub(crate) struct PeerInbox {
     received: AtomicU64,
     /// Bytes sent to it, against that cap.
     sent: AtomicU64,
-    /// When its last datagram came ([`PeerInbox::quiet_for`]).
+    /// When its last datagram came, on the hub's millisecond clock
+    /// ([`PeerInbox::quiet_for`]).
     last: AtomicU64,
     /// [`CLOSED`] and [`PROVEN`]: a peer with neither counts among its
     /// listener's [`UdpStats::unproven`].
     state: AtomicU8,
-}
-
-/// Milliseconds on tokio's clock (which a test may pause) from the first
-/// reading: when a peer was last heard of.
-fn clock() -> u64 {
-    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    tokio::time::Instant::now()
-        .saturating_duration_since(epoch)
-        .as_millis() as u64
 }
 
 /// The client is gone, or the listener: nothing more comes through.
@@ -125,7 +116,7 @@ impl PeerInbox {
             reader: AtomicWaker::new(),
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            last: AtomicU64::new(clock()),
+            last: AtomicU64::new(crate::hub::now_millis()),
             state: AtomicU8::new(0),
         }
     }
@@ -139,7 +130,7 @@ impl PeerInbox {
     /// The clock [`PeerInbox::quiet_for`] is asked with: read once for a
     /// sweep of every peer.
     pub(crate) fn now() -> u64 {
-        clock()
+        crate::hub::now_millis()
     }
 
     /// Whether datagrams are waiting for its client.
@@ -163,7 +154,7 @@ impl PeerInbox {
                 .fetch_add(datagram.len() as u64, Ordering::Relaxed);
             queue.push_back(datagram);
         }
-        self.last.store(clock(), Ordering::Relaxed);
+        self.last.store(crate::hub::now_millis(), Ordering::Relaxed);
         self.reader.wake();
         Ok(())
     }
