@@ -6,6 +6,7 @@
 #   bench/ab.sh OLD_BINARY NEW_BINARY         # 3 alternating runs each
 #   RUNS=5 DURATION=10s bench/ab.sh A B
 #   ONLY='fanout-*' bench/ab.sh A B           # some scenarios only
+#   PROTOCOL=ws bench/ab.sh A B               # the clients over /ws, or tls
 #
 # Each run starts a fresh server pinned to core 0 and runs the bench pinned
 # to core 1: fanout to 100 and to 1,000 receivers (deliveries/s), chat of 50
@@ -34,13 +35,22 @@ run() { # run LABEL BINARY SCENARIO-NAME ARGS...
     # ONLY=connect-10000 (a scenario name, or a pattern): just those.
     # shellcheck disable=SC2053
     [[ -z ${ONLY:-} || $name == $ONLY ]] || return 0
-    taskset -c 0 "$bin" serve --listen "127.0.0.1:$PORT" --max-connections 25000 >"$OUT/server.log" 2>&1 &
+    # PROTOCOL=ws: the bench's clients are /ws clients of the HTTP
+    # listener; PROTOCOL=tls: tls:// clients of a self-signed listener.
+    local serve=(--listen "127.0.0.1:$PORT") client=() addr=$PORT
+    case ${PROTOCOL:-text} in
+        ws) serve+=(--http "127.0.0.1:$((PORT + 500))"); client=(--protocol ws); addr=$((PORT + 500)) ;;
+        tls) serve=(--tls-self-signed --listen "tls://127.0.0.1:$PORT"); client=(--insecure) ;;
+        text) ;;
+        *) echo "PROTOCOL is text, ws or tls" >&2; exit 2 ;;
+    esac
+    taskset -c 0 "$bin" serve "${serve[@]}" --max-connections 25000 >"$OUT/server.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        (exec 3<>"/dev/tcp/127.0.0.1/$addr") 2>/dev/null && break
         sleep 0.1
     done
-    timeout 300 taskset -c 1 "$BENCH" bench "$@" --addr "127.0.0.1:$PORT" --server-pid "$pid" --json \
+    timeout 300 taskset -c 1 "$BENCH" bench "$@" "${client[@]}" --addr "127.0.0.1:$addr" --server-pid "$pid" --json \
         >"$OUT/$name.$label.$run.json" 2>"$OUT/$name.$label.$run.err" || echo "   $name on $label failed"
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

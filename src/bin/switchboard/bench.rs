@@ -20,8 +20,9 @@ pub struct BenchArgs {
     #[arg(long, short, default_value = "127.0.0.1:12345")]
     addr: String,
 
-    /// How to speak to it: text or raw (switchboard), line (any newline
-    /// broadcast server, e.g. ncat --broker), nats, redis.
+    /// How to speak to it: text or raw (switchboard), ws (switchboard's
+    /// `/ws`: ADDR is the HTTP listener), line (any newline broadcast
+    /// server, e.g. ncat --broker), nats, redis.
     #[arg(long, short, default_value = "text")]
     protocol: Adapter,
 
