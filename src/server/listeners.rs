@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -527,17 +526,19 @@ async fn arrive<P: Protocol>(
         proof,
         admitted,
     };
+    // The client is served by a task of its own: this one's state (the
+    // header, the handshake) is not kept for the client's whole life.
     if !spec.tls {
         let arrival = arrival(Proof::Nothing);
-        return shared.client(&listener, protocol, stream, arrival).await;
+        let task = shared.client(&listener, protocol, stream, arrival);
+        shared.tracker.spawn(task);
+        return;
     }
-    let Some((stream, proof)) = Box::pin(tls_handshake(&shared, stream, peer)).await else {
+    let Some((transport, proof)) = Box::pin(tls_handshake(&shared, stream, peer)).await else {
         return;
     };
-    let transport = TlsTransport::new(stream);
-    shared
-        .client(&listener, protocol, transport, arrival(proof))
-        .await
+    let task = shared.client(&listener, protocol, transport, arrival(proof));
+    shared.tracker.spawn(task);
 }
 
 /// Runs a TLS client's handshake; `None` (logged) if it fails. With a
@@ -546,14 +547,14 @@ async fn tls_handshake(
     shared: &ServerState,
     stream: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, Proof)> {
+) -> Option<(TlsTransport, Proof)> {
     let tls = shared
         .tls
         .as_ref()
         .expect("TLS listeners have certificates");
     let limit = shared.config.tls_handshake_timeout;
-    let stream = match tls::handshake(tls.acceptor(), stream, limit).await {
-        Ok(stream) => stream,
+    let transport = match tls::accept(tls.streams(), stream, limit).await {
+        Ok(transport) => transport,
         Err(error) => {
             shared.monitor.tls_failed();
             info!(%peer, %error, "closed a connection that did not start TLS");
@@ -561,9 +562,12 @@ async fn tls_handshake(
         }
     };
     if shared.config.tls.client_ca.is_none() {
-        return Some((stream, Proof::Nothing));
+        return Some((transport, Proof::Nothing));
     }
-    let proof = match tls::peer_common_name(&stream) {
+    let common_name = transport
+        .peer_certificate()
+        .and_then(|der| tls::common_name(&der));
+    let proof = match common_name {
         None => Proof::Unusable(
             "your certificate's subject has no common name (CN) to name you by".into(),
         ),
@@ -574,7 +578,7 @@ async fn tls_handshake(
             )),
         },
     };
-    Some((stream, proof))
+    Some((transport, proof))
 }
 
 /// Errors of `accept` that concern only the connection being accepted.

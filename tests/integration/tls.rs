@@ -104,6 +104,88 @@ async fn a_tls_client_and_a_plain_client_share_a_room() {
     server.stop().await;
 }
 
+/// A line of 60 KB is four TLS records, and a read of the server's ends
+/// inside one: what a read cut short is kept until the rest comes, both
+/// ways.
+#[tokio::test]
+async fn a_line_longer_than_a_tls_record_crosses_whole_both_ways() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
+    let (mut secure, _) = join_tls(listener(&server.listeners, "tls").port(), &trust).await;
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    let line = |seed: u8| -> String {
+        (0..60_000u32)
+            .map(|i| char::from(b'a' + ((i as u8).wrapping_add(seed)) % 26))
+            .collect()
+    };
+
+    secure.say(&line(0)).await.unwrap();
+    let (_, _, text) = expect_message(&mut plain).await;
+    assert!(
+        text == line(0),
+        "the line arrived changed ({} bytes)",
+        text.len()
+    );
+    plain.say(&line(7)).await.unwrap();
+    let (_, _, text) = expect_message(&mut secure).await;
+    assert!(
+        text == line(7),
+        "the line arrived changed ({} bytes)",
+        text.len()
+    );
+    server.stop().await;
+}
+
+/// TLS 1.2 is still what some devices' stacks speak.
+#[tokio::test]
+async fn a_tls_1_2_client_is_served_like_any_other() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let port = listener(&server.listeners, "tls").port();
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    let mut openssl = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-tls1_2"])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .arg("-CAfile")
+        .arg(dir.path("server.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs (apt-get install openssl)");
+    let mut to_openssl = openssl.stdin.take().unwrap();
+    let mut from_openssl = tokio::io::BufReader::new(openssl.stdout.take().unwrap());
+    let mut welcome = String::new();
+    within(
+        "the welcome over TLS 1.2",
+        tokio::io::AsyncBufReadExt::read_line(&mut from_openssl, &mut welcome),
+    )
+    .await
+    .unwrap();
+    assert!(welcome.starts_with("* welcome"), "{welcome}");
+    to_openssl.write_all(b"hello over TLS 1.2\n").await.unwrap();
+    let (_, _, text) = expect_message(&mut plain).await;
+    assert_eq!(text, "hello over TLS 1.2");
+    plain.say("and back").await.unwrap();
+    let mut heard = String::new();
+    loop {
+        heard.clear();
+        within(
+            "a message over TLS 1.2",
+            tokio::io::AsyncBufReadExt::read_line(&mut from_openssl, &mut heard),
+        )
+        .await
+        .unwrap();
+        if heard.contains("and back") {
+            break;
+        }
+    }
+    drop(to_openssl);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_does_not_trust_the_certificate_does_not_connect() {
     let dir = Dir::new();

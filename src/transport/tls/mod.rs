@@ -5,11 +5,13 @@
 //! on; with a client CA, clients must present a certificate, whose
 //! subject's common name names them.
 
+mod transport;
+
+pub(crate) use transport::{handshake as accept, TlsTransport};
+
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,12 +19,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Farewell, Transport};
 use crate::config::TlsFiles;
 use crate::sync::{read, write};
 
@@ -78,9 +78,9 @@ impl ServerTls {
         Ok(())
     }
 
-    /// The acceptor for a TCP listener's next handshake.
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(read(&self.streams).clone())
+    /// The settings of a TCP listener's next handshake.
+    pub(crate) fn streams(&self) -> Arc<ServerConfig> {
+        read(&self.streams).clone()
     }
 
     /// The acceptor for an HTTPS connection's next handshake.
@@ -229,7 +229,8 @@ pub(crate) enum HandshakeError {
     Failed(io::Error),
 }
 
-/// Runs the server side of a handshake, within `limit`.
+/// Runs the server side of an HTTPS connection's handshake, within
+/// `limit`.
 pub(crate) async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
@@ -248,7 +249,7 @@ pub(crate) async fn handshake(
 /// Most a failed handshake's client may still send, and how long it is
 /// waited for, before its connection is dropped.
 const LINGER_BYTES: usize = 64 * 1024;
-const LINGER_TIME: Duration = Duration::from_millis(500);
+pub(super) const LINGER_TIME: Duration = Duration::from_millis(500);
 
 /// Closes a connection whose handshake failed so that the client reads
 /// the alert the handshake wrote (a plaintext client is told it reached
@@ -256,7 +257,7 @@ const LINGER_TIME: Duration = Duration::from_millis(500);
 /// still sends is read and dropped (a bounded amount, for a bounded time).
 /// Dropping a socket with unread input would reset it, and a reset can
 /// overtake the alert.
-async fn linger(mut stream: TcpStream) {
+pub(super) async fn linger(mut stream: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
@@ -272,97 +273,12 @@ async fn linger(mut stream: TcpStream) {
     .await;
 }
 
-/// The common name of the client certificate's subject, if the client
-/// presented one (it must, with a client CA) and it has one.
-pub(crate) fn peer_common_name(stream: &TlsStream<TcpStream>) -> Option<String> {
-    let der = stream.get_ref().1.peer_certificates()?.first()?;
+/// The common name of a client certificate's subject (DER), if it has one.
+pub(crate) fn common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
     Some(name.to_owned())
 }
-
-/// A client over TLS. rustls's state is one object for both directions, so
-/// the two halves share it behind a lock that is held for one poll at a
-/// time, never across an await: reading and writing are polled by the same
-/// task, so the lock is never contended.
-pub(crate) struct TlsTransport {
-    stream: Mutex<TlsStream<TcpStream>>,
-}
-
-impl TlsTransport {
-    pub(crate) fn new(stream: TlsStream<TcpStream>) -> Self {
-        TlsTransport {
-            stream: Mutex::new(stream),
-        }
-    }
-}
-
-impl Transport for TlsTransport {
-    type Reader<'a> = Half<'a>;
-    type Writer<'a> = Half<'a>;
-    fn halves(&mut self) -> (Half<'_>, Half<'_>) {
-        (Half(&self.stream), Half(&self.stream))
-    }
-}
-
-/// One side of a [`TlsTransport`].
-pub(crate) struct Half<'a>(&'a Mutex<TlsStream<TcpStream>>);
-
-impl Half<'_> {
-    fn lock(&self) -> MutexGuard<'_, TlsStream<TcpStream>> {
-        crate::sync::lock(self.0)
-    }
-}
-
-impl AsyncRead for Half<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut *self.lock()).poll_read(cx, buf) {
-            // Closing without TLS's close_notify matters to protocols that
-            // could be cut short undetected; a line or a raw chunk already
-            // relayed is whole, so to the relay it is an ordinary close.
-            Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
-    }
-}
-
-impl AsyncWrite for Half<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.lock()).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.lock()).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.lock().is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_shutdown(cx)
-    }
-}
-
-impl Farewell for Half<'_> {}
 
 /// How a client checks the server's certificate: against the system's
 /// trusted roots, a CA file (`--ca`), or not at all (`--insecure`).

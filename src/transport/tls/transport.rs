@@ -1,0 +1,723 @@
+//! The TLS transport of a `tls://`, `json+tls://` or `raw+tls://` client,
+//! on rustls's unbuffered API: neither rustls nor the connection keeps a
+//! buffer while the client is idle.
+//!
+//! What the client sends is read into a per-thread buffer and decrypted
+//! from there; only the part of a record a read cut short is kept (in
+//! [`Session::received`]) until the rest comes. What the server sends is
+//! encrypted into a per-thread buffer and written from there; only what
+//! the socket would not take yet is kept. rustls's buffered connection
+//! (tokio-rustls) kept a 4 KiB read buffer for the client's whole life:
+//! 40 MB for 10,000 idle clients.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::HandshakeError;
+use crate::transport::{Farewell, Transport};
+
+/// Most read from the socket at a time: two whole records.
+const READ_CHUNK: usize = 36 * 1024;
+
+/// Most plaintext encrypted by one write: four whole records.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Most TLS bytes kept unprocessed: a handshake message may span records
+/// (rustls takes one of up to 64 KiB), and a read may bring more behind it.
+const MAX_RECEIVED: usize = 64 * 1024 + 2 * READ_CHUNK;
+
+/// Overhead of one record beyond its data, at most: header, explicit
+/// nonce (TLS 1.2), content type (TLS 1.3) and tag.
+const RECORD_OVERHEAD: usize = 5 + 8 + 1 + 16;
+
+/// Largest plaintext of one record.
+const MAX_FRAGMENT: usize = 16 * 1024;
+
+thread_local! {
+    /// Where every read from a TLS client's socket lands.
+    static RECEIVED: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+    /// What a vectored write's slices are gathered into, to be encrypted
+    /// as few records.
+    static GATHERED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where a write's records are encrypted to, before the socket.
+    static ENCRYPTED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs the server side of a handshake, within `limit`. A client that
+/// fails it is sent rustls's alert before its connection is closed.
+pub(crate) async fn handshake(
+    config: Arc<ServerConfig>,
+    tcp: TcpStream,
+    limit: Duration,
+) -> Result<TlsTransport, HandshakeError> {
+    let tls = UnbufferedServerConnection::new(config)
+        .map_err(|error| HandshakeError::Failed(io::Error::other(error)))?;
+    let mut session = Session {
+        tcp,
+        tls,
+        received: Vec::new(),
+        plain: Vec::new(),
+        taken: 0,
+        unsent: Vec::new(),
+        sent: 0,
+        ended: false,
+        said_goodbye: false,
+        failed: false,
+    };
+    match tokio::time::timeout(limit, poll_fn(|cx| session.poll_handshake(cx))).await {
+        Ok(Ok(())) => Ok(TlsTransport {
+            session: Mutex::new(session),
+        }),
+        Ok(Err(error)) => {
+            let _ =
+                tokio::time::timeout(super::LINGER_TIME, poll_fn(|cx| session.poll_send(cx))).await;
+            super::linger(session.tcp).await;
+            Err(HandshakeError::Failed(error))
+        }
+        Err(_) => Err(HandshakeError::TimedOut(limit)),
+    }
+}
+
+/// A client over TLS. rustls's state is one object for both directions,
+/// so the two halves share it behind a lock that is held for one poll at
+/// a time, never across an await: reading and writing are polled by the
+/// same task, so the lock is never contended.
+pub(crate) struct TlsTransport {
+    session: Mutex<Session>,
+}
+
+impl TlsTransport {
+    /// The client certificate the client presented, if any (it must,
+    /// with a client CA).
+    pub(crate) fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let session = crate::sync::lock(&self.session);
+        let chain = session.tls.peer_certificates()?;
+        Some(chain.first()?.to_vec())
+    }
+}
+
+/// One TLS connection: the socket, rustls's state and the few bytes in
+/// flight between them.
+struct Session {
+    tcp: TcpStream,
+    tls: UnbufferedServerConnection,
+    /// TLS bytes received and not processed yet: a record the last read
+    /// cut short. Unallocated between records.
+    received: Vec<u8>,
+    /// Decrypted data not read yet: `plain[taken..]`.
+    plain: Vec<u8>,
+    taken: usize,
+    /// TLS bytes the socket has not taken yet: `unsent[sent..]`.
+    unsent: Vec<u8>,
+    sent: usize,
+    /// The client's side ended: its close_notify, or the socket's end.
+    ended: bool,
+    /// Our close_notify went out (or could not be made).
+    said_goodbye: bool,
+    /// rustls failed: it is not asked again (it would process what
+    /// failed again).
+    failed: bool,
+}
+
+/// Where rustls stopped processing what was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// It needs more from the client.
+    Receive,
+    /// Application data may be sent (the handshake is done).
+    Traffic,
+    /// Both sides sent close_notify.
+    Closed,
+}
+
+/// What rustls is asked to encrypt once it may send application data.
+enum Job<'a> {
+    /// Nothing: only process what was received.
+    None,
+    /// Application data, into a buffer.
+    Encrypt(&'a [u8], &'a mut Vec<u8>),
+    /// The close_notify alert, into `unsent`.
+    CloseNotify,
+}
+
+/// What processing produced, besides where it stopped.
+struct Produced<'a> {
+    plain: &'a mut Vec<u8>,
+    unsent: &'a mut Vec<u8>,
+    ended: &'a mut bool,
+}
+
+/// Runs rustls over `buf`, the bytes received and not processed yet,
+/// until it needs more, doing `job` once it may send: decrypted data
+/// joins `out.plain`, handshake records and alerts join `out.unsent`.
+/// Returns how many bytes of `buf` it used up, and where it stopped. On
+/// an error, the alert rustls makes of it joins `out.unsent`.
+fn process(
+    tls: &mut UnbufferedServerConnection,
+    buf: &mut [u8],
+    out: &mut Produced<'_>,
+    mut job: Job<'_>,
+) -> (usize, Result<Stop, rustls::Error>) {
+    let mut used = 0;
+    loop {
+        let UnbufferedStatus { mut discard, state } = tls.process_tls_records(&mut buf[used..]);
+        let stop = match state {
+            Err(error) => {
+                used += discard;
+                queue_alert(tls, &mut buf[used..], out);
+                return (used, Err(error));
+            }
+            Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                while let Some(record) = traffic.next_record() {
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            out.plain.extend_from_slice(record.payload);
+                        }
+                        Err(error) => return (used + discard, Err(error)),
+                    }
+                }
+                None
+            }
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                encode_into(out.unsent, |room| encode.encode(room));
+                None
+            }
+            // What was encoded is sent, in order, before anything after it.
+            Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                transmit.done();
+                None
+            }
+            Ok(ConnectionState::PeerClosed) => {
+                *out.ended = true;
+                None
+            }
+            Ok(ConnectionState::Closed) => Some(Stop::Closed),
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                let done = match std::mem::replace(&mut job, Job::None) {
+                    Job::None => Ok(()),
+                    Job::Encrypt(data, into) => {
+                        encrypt_into(into, data.len(), |room| traffic.encrypt(data, room))
+                    }
+                    Job::CloseNotify => {
+                        encrypt_into(out.unsent, 64, |room| traffic.queue_close_notify(room))
+                    }
+                };
+                if let Err(error) = done {
+                    return (used + discard, Err(error));
+                }
+                Some(Stop::Traffic)
+            }
+            // Early data is not accepted (rustls's default): none comes.
+            Ok(ConnectionState::ReadEarlyData(mut early)) => {
+                while let Some(Ok(record)) = early.next_record() {
+                    discard += record.discard;
+                }
+                None
+            }
+            Ok(ConnectionState::BlockedHandshake) | Ok(_) => Some(Stop::Receive),
+        };
+        used += discard;
+        if let Some(stop) = stop {
+            return (used, Ok(stop));
+        }
+    }
+}
+
+/// After rustls failed: the alert it queued for the client joins
+/// `out.unsent`. `buf` is what was received after the failure. rustls is
+/// asked only while it has something queued: asked again, it would
+/// process the bytes that failed again (and alert twice).
+fn queue_alert(tls: &mut UnbufferedServerConnection, buf: &mut [u8], out: &mut Produced<'_>) {
+    let mut used = 0;
+    while tls.wants_write() {
+        let UnbufferedStatus { discard, state } = tls.process_tls_records(&mut buf[used..]);
+        match state {
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                encode_into(out.unsent, |room| encode.encode(room));
+            }
+            _ => return,
+        }
+        used += discard;
+    }
+}
+
+/// Appends what `encode` writes to `into`, growing it as needed.
+fn encode_into(
+    into: &mut Vec<u8>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) {
+    let start = into.len();
+    let mut room = 512;
+    loop {
+        into.resize(start + room, 0);
+        match encode(&mut into[start..]) {
+            Ok(written) => {
+                into.truncate(start + written);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                room = required_size;
+            }
+            Err(EncodeError::AlreadyEncoded) => {
+                into.truncate(start);
+                return;
+            }
+        }
+    }
+}
+
+/// Appends the records `encrypt` writes of `len` bytes of data to `into`,
+/// growing it as needed.
+fn encrypt_into(
+    into: &mut Vec<u8>,
+    len: usize,
+    mut encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), rustls::Error> {
+    let start = into.len();
+    let mut room = len + (len / MAX_FRAGMENT + 1) * RECORD_OVERHEAD;
+    loop {
+        into.resize(start + room, 0);
+        match encrypt(&mut into[start..]) {
+            Ok(written) => {
+                into.truncate(start + written);
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size }))
+                if required_size > room =>
+            {
+                room = required_size;
+            }
+            Err(error) => {
+                into.truncate(start);
+                return Err(rustls::Error::General(error.to_string()));
+            }
+        }
+    }
+}
+
+fn invalid(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+impl Session {
+    /// Runs `process` over what is kept of earlier reads.
+    fn process_kept(&mut self, job: Job<'_>) -> Result<Stop, rustls::Error> {
+        if self.failed {
+            return Err(rustls::Error::General("the TLS session failed".into()));
+        }
+        let Session {
+            tls,
+            received,
+            plain,
+            unsent,
+            ended,
+            ..
+        } = self;
+        let mut out = Produced {
+            plain,
+            unsent,
+            ended,
+        };
+        let (used, stop) = process(tls, received, &mut out, job);
+        received.drain(..used);
+        if received.is_empty() {
+            *received = Vec::new();
+        }
+        self.failed = stop.is_err();
+        stop
+    }
+
+    /// Reads what the client sent and processes it, with what an earlier
+    /// read left unfinished.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stop>> {
+        RECEIVED.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut read_buf = ReadBuf::new(&mut scratch[..]);
+            ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut read_buf))?;
+            let read = read_buf.filled().len();
+            if read == 0 {
+                // An end without close_notify: to the relay, an ordinary
+                // close (a line or raw chunk already relayed is whole).
+                self.ended = true;
+                return Poll::Ready(Ok(Stop::Receive));
+            }
+            let stop = if self.failed {
+                Err(rustls::Error::General("the TLS session failed".into()))
+            } else if self.received.is_empty() {
+                let Session {
+                    tls,
+                    received,
+                    plain,
+                    unsent,
+                    ended,
+                    ..
+                } = self;
+                let mut out = Produced {
+                    plain,
+                    unsent,
+                    ended,
+                };
+                let (used, stop) = process(tls, &mut scratch[..read], &mut out, Job::None);
+                received.extend_from_slice(&scratch[used..read]);
+                self.failed = stop.is_err();
+                stop
+            } else {
+                self.received.extend_from_slice(&scratch[..read]);
+                self.process_kept(Job::None)
+            };
+            let stop = stop.map_err(invalid)?;
+            if self.received.len() > MAX_RECEIVED {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a TLS message over {} KiB", MAX_RECEIVED / 1024),
+                )));
+            }
+            Poll::Ready(Ok(stop))
+        })
+    }
+
+    /// Writes what is waiting to be sent, as far as the socket takes it.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.unsent.len() {
+            let written =
+                ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.unsent[self.sent..]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += written;
+        }
+        if self.unsent.capacity() > 0 {
+            self.unsent = Vec::new();
+            self.sent = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Answers the client's handshake until it is done.
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            // What rustls has to say goes out before it waits for more.
+            ready!(self.poll_send(cx))?;
+            if !self.tls.is_handshaking() {
+                return Poll::Ready(Ok(()));
+            }
+            if self.ended {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed the connection during the handshake",
+                )));
+            }
+            if ready!(self.poll_receive(cx))? == Stop::Closed {
+                self.ended = true;
+            }
+        }
+    }
+
+    /// Moves decrypted data into `buf`; whether there was any.
+    fn take_plain(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let left = &self.plain[self.taken..];
+        if left.is_empty() {
+            return false;
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        self.taken += n;
+        if self.taken == self.plain.len() {
+            self.plain = Vec::new();
+            self.taken = 0;
+        }
+        true
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.take_plain(buf) || self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            let stop = ready!(self.poll_receive(cx))?;
+            if stop == Stop::Closed {
+                self.ended = true;
+            }
+            // What processing made to send (an alert, a key update) goes
+            // now, as far as the socket takes it.
+            if let Poll::Ready(Err(error)) = self.poll_send(cx) {
+                return Poll::Ready(Err(error));
+            }
+        }
+    }
+
+    /// Encrypts some of `slices` (whole records of up to
+    /// [`WRITE_CHUNK`] bytes) and writes them, as far as the socket takes
+    /// them now; the rest of the records is kept and goes first next time.
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_send(cx))?;
+        let mut slices = slices.iter().filter(|slice| !slice.is_empty()).peekable();
+        let Some(first) = slices.next() else {
+            return Poll::Ready(Ok(0));
+        };
+        if slices.peek().is_none() || first.len() >= WRITE_CHUNK {
+            let data = &first[..first.len().min(WRITE_CHUNK)];
+            return Poll::Ready(self.encrypt_and_send(cx, data).map(|()| data.len()));
+        }
+        // Several: gathered, to be sent as few records as they fill.
+        GATHERED.with(|gathered| {
+            let mut gathered = gathered.borrow_mut();
+            gathered.clear();
+            for slice in std::iter::once(first).chain(slices) {
+                let room = WRITE_CHUNK - gathered.len();
+                if room == 0 {
+                    break;
+                }
+                gathered.extend_from_slice(&slice[..slice.len().min(room)]);
+            }
+            Poll::Ready(
+                self.encrypt_and_send(cx, &gathered)
+                    .map(|()| gathered.len()),
+            )
+        })
+    }
+
+    /// Encrypts `data` and writes it, as far as the socket takes it now.
+    fn encrypt_and_send(&mut self, cx: &mut Context<'_>, data: &[u8]) -> io::Result<()> {
+        ENCRYPTED.with(|encrypted| {
+            let mut encrypted = encrypted.borrow_mut();
+            encrypted.clear();
+            let stop = self
+                .process_kept(Job::Encrypt(data, &mut encrypted))
+                .map_err(invalid)?;
+            if stop != Stop::Traffic {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the TLS session is closed",
+                ));
+            }
+            let mut at = 0;
+            // Straight to the socket, unless processing left something
+            // to send before it.
+            if self.sent == self.unsent.len() {
+                while at < encrypted.len() {
+                    match Pin::new(&mut self.tcp).poll_write(cx, &encrypted[at..]) {
+                        Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(written)) => at += written,
+                        Poll::Ready(Err(error)) => return Err(error),
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            if at < encrypted.len() {
+                self.unsent.extend_from_slice(&encrypted[at..]);
+                if let Poll::Ready(Err(error)) = self.poll_send(cx) {
+                    return Err(error);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    /// Sends close_notify, then ends our side of the socket.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        if !self.said_goodbye {
+            self.said_goodbye = true;
+            // After a failure there is none to make: the socket closes
+            // all the same.
+            let _ = self.process_kept(Job::CloseNotify);
+            ready!(self.poll_send(cx))?;
+        }
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+impl Transport for TlsTransport {
+    type Reader<'a> = Half<'a>;
+    type Writer<'a> = Half<'a>;
+    fn halves(&mut self) -> (Half<'_>, Half<'_>) {
+        (Half(&self.session), Half(&self.session))
+    }
+}
+
+/// One side of a [`TlsTransport`].
+pub(crate) struct Half<'a>(&'a Mutex<Session>);
+
+impl Half<'_> {
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        crate::sync::lock(self.0)
+    }
+}
+
+impl AsyncRead for Half<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.lock().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Half<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.lock()
+            .poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.lock().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.lock().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.lock().poll_shutdown(cx)
+    }
+}
+
+impl Farewell for Half<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::tls::{ClientTls, SelfSigned};
+    use rustls::pki_types::PrivateKeyDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server's side of a TLS connection over loopback, and its client.
+    async fn pair() -> (TlsTransport, tokio_rustls::client::TlsStream<TcpStream>) {
+        let made = SelfSigned::generate(&["localhost".into()]).unwrap();
+        let key = PrivateKeyDer::try_from(made.key_der.clone()).unwrap();
+        let config = ServerConfig::builder_with_provider(super::super::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert_der.clone()], key)
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let client = ClientTls::insecure().unwrap();
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            handshake(Arc::new(config), tcp, Duration::from_secs(10)).await
+        };
+        let (client, server) = tokio::join!(client.connect(&addr), server);
+        (
+            server.expect("the handshake"),
+            client.expect("the handshake"),
+        )
+    }
+
+    async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what} took over 20 s"))
+    }
+
+    /// Sixty kilobytes are four records each way, and a read of 36 KiB
+    /// ends inside one: after them, the session holds no buffer at all.
+    #[tokio::test]
+    async fn a_session_holds_no_buffer_once_traffic_is_over() {
+        let (mut server, mut client) = pair().await;
+        let data: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        {
+            let (mut reader, mut writer) = server.halves();
+            client.write_all(&data).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < data.len() {
+                let mut buf = [0u8; 8192];
+                let read = within("the client's data", reader.read(&mut buf)).await;
+                let read = read.unwrap();
+                assert!(read > 0, "ended after {} bytes", got.len());
+                got.extend_from_slice(&buf[..read]);
+            }
+            assert!(got == data, "the data arrived changed");
+            writer.write_all(&data).await.unwrap();
+            writer.flush().await.unwrap();
+            let mut back = vec![0; data.len()];
+            within("the server's data", client.read_exact(&mut back))
+                .await
+                .unwrap();
+            assert!(back == data, "the data arrived changed");
+        }
+        // rustls's state is most of it (1,232 bytes with rustls 0.23.46).
+        let size = std::mem::size_of::<TlsTransport>();
+        println!("a TLS transport: {size} bytes");
+        assert!(size <= 1_280, "{size} bytes");
+        let session = crate::sync::lock(&server.session);
+        let held = [
+            session.received.capacity(),
+            session.plain.capacity(),
+            session.unsent.capacity(),
+        ];
+        assert_eq!(held, [0, 0, 0], "received, plain, unsent");
+    }
+
+    /// A client that does not read fills its socket: the records it could
+    /// not take are kept, the next write waits for them, and the client
+    /// gets everything in order once it reads.
+    #[tokio::test]
+    async fn records_the_socket_cannot_take_yet_go_first_and_in_order() {
+        let (mut server, mut client) = pair().await;
+        let (_, mut writer) = server.halves();
+        let chunk = |n: u32| format!("{n:08}\n").repeat(128).into_bytes();
+        let mut sent = 0u32;
+        loop {
+            let data = chunk(sent);
+            let poll =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut writer).poll_write(cx, &data)))
+                    .await;
+            match poll {
+                Poll::Ready(written) => assert_eq!(written.unwrap(), data.len()),
+                Poll::Pending => break,
+            }
+            sent += 1;
+            assert!(sent < 200_000, "the socket never filled");
+        }
+        assert!(!writer.lock().unsent.is_empty(), "nothing was kept to send");
+        println!("{sent} chunks written before the socket filled");
+        let reading = async {
+            for n in 0..sent {
+                let mut got = vec![0; chunk(n).len()];
+                client.read_exact(&mut got).await.unwrap();
+                assert!(got == chunk(n), "chunk {n} arrived out of order or changed");
+            }
+        };
+        let flushing = async { writer.flush().await.unwrap() };
+        within("every chunk", async { tokio::join!(reading, flushing) }).await;
+    }
+}
