@@ -22,6 +22,7 @@
 //! so idle proxies keep the connection open and a vanished browser is
 //! found. A closing connection gets a close frame with a code and reason.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -134,33 +135,72 @@ impl<S: AsyncWrite + Unpin> Socket<S> {
             }
             self.out.advance(n);
         }
-        // An idle client keeps no write buffer: one batch's frames are
-        // written and the buffer let go (a batch of the client's queue
-        // costs one allocation; an idle one nothing).
+        // An idle client keeps no write buffer.
         if self.out.capacity() > 0 {
             self.out = BytesMut::new();
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Appends a frame (FIN set, unmasked, as a server sends).
+    /// Appends a frame to what is waiting to be written.
     fn frame(&mut self, opcode: u8, payload: &[u8]) {
-        let out = &mut self.out;
-        out.reserve(payload.len() + 10);
-        out.put_u8(0x80 | opcode);
-        match payload.len() {
-            len @ 0..=125 => out.put_u8(len as u8),
-            len @ 126..=0xffff => {
-                out.put_u8(126);
-                out.put_u16(len as u16);
-            }
-            len => {
-                out.put_u8(127);
-                out.put_u64(len as u64);
+        frame(&mut self.out, opcode, payload);
+    }
+}
+
+/// Appends a frame (FIN set, unmasked, as a server sends) to `out`.
+fn frame(out: &mut impl BufMut, opcode: u8, payload: &[u8]) {
+    out.put_u8(0x80 | opcode);
+    match payload.len() {
+        len @ 0..=125 => out.put_u8(len as u8),
+        len @ 126..=0xffff => {
+            out.put_u8(126);
+            out.put_u16(len as u16);
+        }
+        len => {
+            out.put_u8(127);
+            out.put_u64(len as u64);
+        }
+    }
+    out.put_slice(payload);
+}
+
+/// Frames `slices` into `out`, up to about [`WRITE_HIGH_WATER`] bytes
+/// of frames in it: whole slices only (each a queued item; in JSON mode,
+/// whole lines), each line (JSON) or item (raw) a frame. Returns the
+/// bytes of `slices` taken.
+fn frame_slices<B: BufMut + AsRef<[u8]>>(
+    out: &mut B,
+    mode: WsMode,
+    slices: &[io::IoSlice<'_>],
+) -> usize {
+    let mut taken = 0;
+    for slice in slices.iter().filter(|slice| !slice.is_empty()) {
+        if out.as_ref().len() >= WRITE_HIGH_WATER {
+            break;
+        }
+        match mode {
+            WsMode::Raw => frame(out, 0x2, slice),
+            WsMode::Json => {
+                // The JSON encoder writes UTF-8 lines: each a text frame.
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', slice).chain([slice.len()]) {
+                    if end > start {
+                        frame(out, 0x1, &slice[start..end]);
+                    }
+                    start = end + 1;
+                }
             }
         }
-        out.put_slice(payload);
+        taken += slice.len();
     }
+    taken
+}
+
+thread_local! {
+    /// Where a batch's frames are made before the socket: only what the
+    /// socket does not take now is kept by the connection.
+    static FRAMES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 type SharedSocket<S> = Arc<Mutex<Socket<S>>>;
@@ -511,9 +551,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Half<'_, S> {
         self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
     }
 
-    /// Takes whole slices only (each a queued item: in JSON mode, whole
-    /// lines), framing each line (JSON) or item (raw), while less than
-    /// [`WRITE_HIGH_WATER`] waits for the socket.
+    /// Frames some of `slices` ([`frame_slices`]) and writes them, as far
+    /// as the socket takes them now; while [`WRITE_HIGH_WATER`] bytes of
+    /// frames wait for the socket, waits.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -524,31 +564,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Half<'_, S> {
         if socket.out.len() >= WRITE_HIGH_WATER {
             ready!(socket.poll_drain(cx))?;
         }
-        let mut taken = 0;
-        for slice in slices.iter().filter(|slice| !slice.is_empty()) {
-            if socket.out.len() >= WRITE_HIGH_WATER {
-                break;
+        // Behind frames still waiting (the socket was full, or a pong):
+        // these join them.
+        if !socket.out.is_empty() {
+            let taken = frame_slices(&mut socket.out, inner.mode, slices);
+            if let Poll::Ready(Err(error)) = socket.poll_drain(cx) {
+                return Poll::Ready(Err(error));
             }
-            match inner.mode {
-                WsMode::Raw => socket.frame(0x2, slice),
-                WsMode::Json => {
-                    // The JSON encoder writes UTF-8 lines: each a text frame.
-                    let mut start = 0;
-                    for end in memchr::memchr_iter(b'\n', slice).chain([slice.len()]) {
-                        if end > start {
-                            socket.frame(0x1, &slice[start..end]);
-                        }
-                        start = end + 1;
-                    }
+            return Poll::Ready(Ok(taken));
+        }
+        // Nothing waiting: made in the thread's buffer and written from
+        // there; only what the socket does not take now is kept.
+        FRAMES.with(|frames| {
+            let mut frames = frames.borrow_mut();
+            frames.clear();
+            let taken = frame_slices(&mut *frames, inner.mode, slices);
+            let mut at = 0;
+            while at < frames.len() {
+                match Pin::new(&mut socket.io).poll_write(cx, &frames[at..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(written)) => at += written,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => break,
                 }
             }
-            taken += slice.len();
-        }
-        // As much as the socket takes now; the rest at the next write or flush.
-        if let Poll::Ready(Err(error)) = socket.poll_drain(cx) {
-            return Poll::Ready(Err(error));
-        }
-        Poll::Ready(Ok(taken))
+            socket.out.extend_from_slice(&frames[at..]);
+            Poll::Ready(Ok(taken))
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
