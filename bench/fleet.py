@@ -165,8 +165,10 @@ def main():
          "--listen", f"text://127.0.0.1:{PORT + 1}", "--http", http,
          "--max-connections", str(DEVICES + 100), "--max-connections-per-ip", "0",
          "--max-connections-per-ip-per-second", "0", "--max-memory", "8GiB"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "RUST_LOG": "warn"},
+        stdout=subprocess.DEVNULL,
+        # SERVER_LOG=FILE keeps the server's warnings.
+        stderr=open(os.environ["SERVER_LOG"], "w") if "SERVER_LOG" in os.environ else subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
     )
     workers = []
     try:

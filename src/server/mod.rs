@@ -278,9 +278,13 @@ impl Server {
                         .with_retries(probes.1),
                     // Keepalive probes only a quiet connection: data sent to
                     // a vanished peer would be retransmitted for some 15
-                    // minutes (tcp_retries2). As long as the probes may
-                    // take, and no longer.
-                    probes.0 * probes.1,
+                    // minutes (tcp_retries2). The kernel also ends a quiet
+                    // connection by this timeout, counted from the last
+                    // thing received, once a probe is out: shorter than
+                    // the idle time and the probes together, it ended one
+                    // whose first probe was lost (on a loaded or lossy
+                    // link, a healthy client after 70 s of quiet).
+                    user_timeout(idle, probes.0, probes.1),
                 )
             }),
             stop: CancellationToken::new(),
@@ -886,4 +890,13 @@ pub(crate) fn warn_of_hex_lookalike(listener: &crate::ListenerSpec) {
             heartbeat.bytes().len()
         );
     }
+}
+
+/// `TCP_USER_TIMEOUT` for TCP keepalive after `idle`, then `retries`
+/// probes `interval` apart: how long data sent may go unacknowledged, and
+/// how long a quiet connection lasts without an answer to its probes. The
+/// kernel counts it from the last thing received and, with it set, ends a
+/// quiet connection by it alone: so it leaves every probe its turn.
+fn user_timeout(idle: Duration, interval: Duration, retries: u32) -> Duration {
+    idle + interval * retries
 }
