@@ -45,7 +45,9 @@ start() { # start NAME: the relay NAME on $PORT, pinned to the server core
     case $name in
         switchboard) taskset -c "$SERVER_CORE" "$SB" serve --listen "127.0.0.1:$PORT" --max-connections 25000 >"$RESULTS/$name.log" 2>&1 & ;;
         # Browser-protocol clients: the bench speaks to the --http listener's /ws.
-        switchboard-ws) taskset -c "$SERVER_CORE" "$SB" serve --listen "127.0.0.1:$((PORT + 20000))" --http "127.0.0.1:$PORT" \
+        # (The TCP listener it must have takes any free port: a fixed one
+        # can be an ephemeral port a client of an earlier run holds.)
+        switchboard-ws) taskset -c "$SERVER_CORE" "$SB" serve --listen "127.0.0.1:0" --http "127.0.0.1:$PORT" \
             --max-connections 25000 >"$RESULTS/$name.log" 2>&1 & ;;
         ncat) taskset -c "$SERVER_CORE" ncat --broker --max-conns 25000 -l 127.0.0.1 "$PORT" >"$RESULTS/$name.log" 2>&1 & ;;
         nats) taskset -c "$SERVER_CORE" nats-server -a 127.0.0.1 -p "$PORT" >"$RESULTS/$name.log" 2>&1 & ;;
