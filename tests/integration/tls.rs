@@ -144,27 +144,8 @@ async fn a_tls_1_2_client_is_served_like_any_other() {
     let server = TestServer::start(tls_config(&dir)).await;
     let port = listener(&server.listeners, "tls").port();
     let (mut plain, _) = join(listener(&server.listeners, "text")).await;
-    let mut openssl = tokio::process::Command::new("openssl")
-        .args(["s_client", "-quiet", "-verify_return_error", "-tls1_2"])
-        .args(["-connect", &format!("127.0.0.1:{port}")])
-        .arg("-CAfile")
-        .arg(dir.path("server.pem"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl runs (apt-get install openssl)");
-    let mut to_openssl = openssl.stdin.take().unwrap();
-    let mut from_openssl = tokio::io::BufReader::new(openssl.stdout.take().unwrap());
-    let mut welcome = String::new();
-    within(
-        "the welcome over TLS 1.2",
-        tokio::io::AsyncBufReadExt::read_line(&mut from_openssl, &mut welcome),
-    )
-    .await
-    .unwrap();
-    assert!(welcome.starts_with("* welcome"), "{welcome}");
+    let (_openssl, mut to_openssl, mut from_openssl) =
+        openssl_client(&dir, port, &["-tls1_2"]).await;
     to_openssl.write_all(b"hello over TLS 1.2\n").await.unwrap();
     let (_, _, text) = expect_message(&mut plain).await;
     assert_eq!(text, "hello over TLS 1.2");
@@ -440,20 +421,22 @@ async fn sighup_rotates_the_certificate_while_clients_stay_connected() {
     join_tls(port, &trusts_new).await;
 }
 
-#[tokio::test]
-async fn openssl_s_client_is_a_client_like_any_other() {
-    let dir = Dir::new();
-    let server = TestServer::start(tls_config(&dir)).await;
-    let port = listener(&server.listeners, "tls").port();
-    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+/// `openssl s_client` connected to the TLS listener on `port`, trusting
+/// the server's certificate, with `options`; its welcome read. Returns
+/// the process (killed when dropped), its stdin and its stdout.
+async fn openssl_client(
+    dir: &Dir,
+    port: u16,
+    options: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::io::BufReader<tokio::process::ChildStdout>,
+) {
     let mut openssl = tokio::process::Command::new("openssl")
         .args(["s_client", "-quiet", "-verify_return_error"])
-        .args([
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "localhost",
-        ])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .args(options)
         .arg("-CAfile")
         .arg(dir.path("server.pem"))
         .stdin(Stdio::piped())
@@ -462,7 +445,7 @@ async fn openssl_s_client_is_a_client_like_any_other() {
         .kill_on_drop(true)
         .spawn()
         .expect("openssl runs (apt-get install openssl)");
-    let mut to_openssl = openssl.stdin.take().unwrap();
+    let to_openssl = openssl.stdin.take().unwrap();
     let mut from_openssl = tokio::io::BufReader::new(openssl.stdout.take().unwrap());
     let mut welcome = String::new();
     within(
@@ -472,6 +455,17 @@ async fn openssl_s_client_is_a_client_like_any_other() {
     .await
     .unwrap();
     assert!(welcome.starts_with("* welcome"), "{welcome}");
+    (openssl, to_openssl, from_openssl)
+}
+
+#[tokio::test]
+async fn openssl_s_client_is_a_client_like_any_other() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let port = listener(&server.listeners, "tls").port();
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    let (_openssl, mut to_openssl, _from_openssl) =
+        openssl_client(&dir, port, &["-servername", "localhost"]).await;
     to_openssl.write_all(b"hello from openssl\n").await.unwrap();
     let (_, _, text) = expect_message(&mut plain).await;
     assert_eq!(text, "hello from openssl");

@@ -316,6 +316,16 @@ fn invalid(error: rustls::Error) -> io::Error {
 impl Session {
     /// Runs `process` over what is kept of earlier reads.
     fn process_kept(&mut self, job: Job<'_>) -> Result<Stop, rustls::Error> {
+        self.process_with(None, job)
+    }
+
+    /// Runs `process` over what is kept of earlier reads followed by
+    /// `fresh` (just read, in the thread's buffer), keeping what it leaves.
+    fn process_with(
+        &mut self,
+        fresh: Option<&mut [u8]>,
+        job: Job<'_>,
+    ) -> Result<Stop, rustls::Error> {
         if self.failed {
             return Err(rustls::Error::General("the TLS session failed".into()));
         }
@@ -325,6 +335,7 @@ impl Session {
             plain,
             unsent,
             ended,
+            failed,
             ..
         } = self;
         let mut out = Produced {
@@ -332,12 +343,26 @@ impl Session {
             unsent,
             ended,
         };
-        let (used, stop) = process(tls, received, &mut out, job);
-        received.drain(..used);
-        if received.is_empty() {
-            *received = Vec::new();
-        }
-        self.failed = stop.is_err();
+        let stop = match fresh {
+            // Nothing kept: processed where it was read, the rest kept.
+            Some(fresh) if received.is_empty() => {
+                let (used, stop) = process(tls, fresh, &mut out, job);
+                received.extend_from_slice(&fresh[used..]);
+                stop
+            }
+            fresh => {
+                if let Some(fresh) = fresh {
+                    received.extend_from_slice(fresh);
+                }
+                let (used, stop) = process(tls, received, &mut out, job);
+                received.drain(..used);
+                if received.is_empty() {
+                    *received = Vec::new();
+                }
+                stop
+            }
+        };
+        *failed = stop.is_err();
         stop
     }
 
@@ -355,30 +380,7 @@ impl Session {
                 self.ended = true;
                 return Poll::Ready(Ok(Stop::Receive));
             }
-            let stop = if self.failed {
-                Err(rustls::Error::General("the TLS session failed".into()))
-            } else if self.received.is_empty() {
-                let Session {
-                    tls,
-                    received,
-                    plain,
-                    unsent,
-                    ended,
-                    ..
-                } = self;
-                let mut out = Produced {
-                    plain,
-                    unsent,
-                    ended,
-                };
-                let (used, stop) = process(tls, &mut scratch[..read], &mut out, Job::None);
-                received.extend_from_slice(&scratch[used..read]);
-                self.failed = stop.is_err();
-                stop
-            } else {
-                self.received.extend_from_slice(&scratch[..read]);
-                self.process_kept(Job::None)
-            };
+            let stop = self.process_with(Some(&mut scratch[..read]), Job::None);
             let stop = stop.map_err(invalid)?;
             if self.received.len() > MAX_RECEIVED {
                 return Poll::Ready(Err(io::Error::new(
