@@ -7,13 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use crate::server::ServerState;
-use crate::transport::{tls, ServerTls};
+use crate::transport::{tls, ServerTls, TlsTransport};
 
 /// Handshakes under way at once. Each holds a socket and a few KiB until
 /// it finishes or times out; past this many, new connections are closed at
@@ -69,7 +68,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// TLS connections that finished their handshake, for `axum::serve`.
 pub(super) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsTransport, SocketAddr)>,
     local: SocketAddr,
     accepting: tokio::task::JoinHandle<()>,
 }
@@ -100,7 +99,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsTransport;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -121,7 +120,7 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<ServerState>,
     tls: Arc<ServerTls>,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Sender<(TlsTransport, SocketAddr)>,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     let by_address = Arc::new(PendingByAddress::default());
@@ -144,9 +143,9 @@ async fn accept_loop(
             continue;
         };
         shared.tune(&stream, peer);
-        let (ready, acceptor, shared) = (ready.clone(), tls.http_acceptor(), shared.clone());
+        let (ready, config, shared) = (ready.clone(), tls.http(), shared.clone());
         tokio::spawn(async move {
-            let handshake = tls::handshake(acceptor, stream, limit).await;
+            let handshake = tls::accept(config, stream, limit).await;
             drop((permit, from_address));
             match handshake {
                 Ok(stream) => {

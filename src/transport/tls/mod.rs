@@ -20,8 +20,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
 use crate::sync::{read, write};
@@ -83,9 +81,9 @@ impl ServerTls {
         read(&self.streams).clone()
     }
 
-    /// The acceptor for an HTTPS connection's next handshake.
-    pub(crate) fn http_acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(read(&self.http).clone())
+    /// The settings of an HTTPS connection's next handshake.
+    pub(crate) fn http(&self) -> Arc<ServerConfig> {
+        read(&self.http).clone()
     }
 
     /// Where the self-signed certificate was written, if it was made.
@@ -227,23 +225,6 @@ pub(crate) enum HandshakeError {
     /// The client spoke something else, or refused our certificate.
     #[error("TLS handshake failed: {0}")]
     Failed(io::Error),
-}
-
-/// Runs the server side of an HTTPS connection's handshake, within
-/// `limit`.
-pub(crate) async fn handshake(
-    acceptor: TlsAcceptor,
-    stream: TcpStream,
-    limit: Duration,
-) -> Result<TlsStream<TcpStream>, HandshakeError> {
-    match tokio::time::timeout(limit, acceptor.accept(stream).into_fallible()).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err((error, stream))) => {
-            linger(stream).await;
-            Err(HandshakeError::Failed(error))
-        }
-        Err(_) => Err(HandshakeError::TimedOut(limit)),
-    }
 }
 
 /// Most a failed handshake's client may still send, and how long it is

@@ -1,6 +1,7 @@
-//! The TLS transport of a `tls://`, `json+tls://` or `raw+tls://` client,
-//! on rustls's unbuffered API: neither rustls nor the connection keeps a
-//! buffer while the client is idle.
+//! The server's side of a TLS connection (a `tls://`, `json+tls://` or
+//! `raw+tls://` client, or one of `--http https://`), on rustls's
+//! unbuffered API: neither rustls nor the connection keeps a buffer while
+//! the client is idle.
 //!
 //! What the client sends is read into a per-thread buffer and decrypted
 //! from there; only the part of a record a read cut short is kept (in
@@ -100,6 +101,14 @@ pub(crate) struct TlsTransport {
 }
 
 impl TlsTransport {
+    /// The session, through exclusive access: no lock taken.
+    fn session(self: Pin<&mut Self>) -> &mut Session {
+        let this = self.get_mut();
+        this.session
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The client certificate the client presented, if any (it must,
     /// with a client CA).
     pub(crate) fn peer_certificate(&self) -> Option<Vec<u8>> {
@@ -612,6 +621,49 @@ impl AsyncWrite for Half<'_> {
 }
 
 impl Farewell for Half<'_> {}
+
+/// The whole connection as one stream, for HTTPS (hyper reads and writes
+/// it from one task): no lock taken.
+impl AsyncRead for TlsTransport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.session().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsTransport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.session()
+            .poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.session().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.session().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.session().poll_shutdown(cx)
+    }
+}
 
 #[cfg(test)]
 mod tests {
