@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::HandshakeError;
+use crate::hub::InputGauge;
 use crate::transport::{Farewell, Transport};
 
 /// Most read from the socket at a time: two whole records.
@@ -37,8 +38,9 @@ const READ_CHUNK: usize = 36 * 1024;
 const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Most TLS bytes kept unprocessed: a handshake message may span records
-/// (rustls takes one of up to 64 KiB), and a read may bring more behind it.
-const MAX_RECEIVED: usize = 64 * 1024 + 2 * READ_CHUNK;
+/// (rustls takes one of up to 64 KiB), and a read may bring more behind
+/// it. What is kept counts against the memory budget too.
+const MAX_RECEIVED: usize = 64 * 1024 + READ_CHUNK;
 
 /// Overhead of one record beyond its data, at most: header, explicit
 /// nonce (TLS 1.2), content type (TLS 1.3) and tag.
@@ -77,6 +79,7 @@ pub(crate) async fn handshake(
         ended: false,
         said_goodbye: false,
         failed: false,
+        gauge: None,
     };
     match tokio::time::timeout(limit, poll_fn(|cx| session.poll_handshake(cx))).await {
         Ok(Ok(())) => Ok(TlsTransport {
@@ -139,6 +142,9 @@ struct Session {
     /// rustls failed: it is not asked again (it would process what
     /// failed again).
     failed: bool,
+    /// Where the bytes held of what the client sent (`received` and
+    /// `plain`) are reported: they count against the memory budget.
+    gauge: Option<InputGauge>,
 }
 
 /// Where rustls stopped processing what was received.
@@ -390,11 +396,15 @@ impl Session {
                 return Poll::Ready(Ok(Stop::Receive));
             }
             let stop = self.process_with(Some(&mut scratch[..read]), Job::None);
+            self.report_held();
             let stop = stop.map_err(invalid)?;
             if self.received.len() > MAX_RECEIVED {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("a TLS message over {} KiB", MAX_RECEIVED / 1024),
+                    format!(
+                        "sent a TLS message over {} KiB, the most a client may",
+                        MAX_RECEIVED / 1024
+                    ),
                 )));
             }
             Poll::Ready(Ok(stop))
@@ -451,7 +461,15 @@ impl Session {
             self.plain = Vec::new();
             self.taken = 0;
         }
+        self.report_held();
         true
+    }
+
+    /// Reports the bytes held of what the client sent.
+    fn report_held(&self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.set(self.received.len() + self.plain.len() - self.taken);
+        }
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -567,6 +585,10 @@ impl Transport for TlsTransport {
     type Writer<'a> = Half<'a>;
     fn halves(&mut self) -> (Half<'_>, Half<'_>) {
         (Half(&self.session), Half(&self.session))
+    }
+
+    fn gauge_input(&mut self, gauge: InputGauge) {
+        Pin::new(self).session().gauge = Some(gauge);
     }
 }
 
