@@ -763,6 +763,33 @@ mod tests {
         assert_eq!(held, [0, 0, 0], "received, plain, unsent");
     }
 
+    /// What a session holds of what its client sent counts against the
+    /// memory budget until it is read, as a WebSocket's unfinished frame
+    /// does.
+    #[tokio::test]
+    async fn what_a_session_holds_of_its_clients_data_counts_until_read() {
+        use crate::protocol::{Protocol, Text};
+        let (mut server, mut client) = pair().await;
+        let hub = crate::hub::Hub::new(crate::Config::local().hub);
+        let session = hub.connect(None, &Text::ENCODINGS, crate::hub::ClientMeta::default());
+        server.gauge_input(session.input_gauge());
+        let data = vec![b'x'; 60_000];
+        client.write_all(&data).await.unwrap();
+        let (mut reader, _) = server.halves();
+        let mut got = vec![0u8; 100];
+        within("the client's data", reader.read_exact(&mut got))
+            .await
+            .unwrap();
+        let held = hub.sweep().held;
+        assert!(held > 0, "nothing counted while the data waits to be read");
+        let mut rest = vec![0u8; data.len() - got.len()];
+        within("the rest", reader.read_exact(&mut rest))
+            .await
+            .unwrap();
+        assert_eq!(hub.sweep().held, 0, "still counted after it was read");
+        drop(session);
+    }
+
     /// A client that does not read fills its socket: the records it could
     /// not take are kept, the next write waits for them, and the client
     /// gets everything in order once it reads.
