@@ -16,7 +16,7 @@ needed=(
     "redis-cli redis-server"
     "chromium chromium"              # tests/integration/console.rs: the console in headless Chromium
     "chromedriver chromium-driver"
-    "ip iproute2"                    # tests/integration/dead_peers.rs: a network namespace
+    "ip iproute2"                    # tests/integration/dead_peers.rs: a network namespace (and ss, same package)
     "openssl openssl"                # tests/integration/tls.rs: openssl s_client
     "sh dash"                        # the tests run the binary under sh (ulimit, kill)
 )

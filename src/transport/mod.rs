@@ -15,6 +15,10 @@ pub use tls::{ClientTls, SelfSigned};
 pub(crate) use tls::{ServerTls, TlsTransport};
 pub(crate) use websocket::{WebSocketTransport, WsMode, WsSettings};
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::hub::{Closing, InputGauge};
@@ -46,3 +50,23 @@ pub(crate) trait Farewell {
 
 impl Farewell for Vec<u8> {}
 impl Farewell for tokio::io::DuplexStream {}
+
+/// Writes `bytes` to `io` as far as it takes them now, without waiting;
+/// returns how many it took. For a transport that makes a batch in a
+/// per-thread buffer and keeps only what the socket leaves.
+pub(crate) fn write_now<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+) -> io::Result<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match Pin::new(&mut *io).poll_write(cx, &bytes[at..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(written)) => at += written,
+            Poll::Ready(Err(error)) => return Err(error),
+            Poll::Pending => break,
+        }
+    }
+    Ok(at)
+}

@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{Farewell, Transport};
+use super::{write_now, Farewell, Transport};
 use crate::hub::{CloseReason, Closing, InputGauge};
 use crate::sync::lock;
 use crate::throttle::{ClientRates, Throttle, Verdict};
@@ -579,15 +579,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Half<'_, S> {
             let mut frames = frames.borrow_mut();
             frames.clear();
             let taken = frame_slices(&mut *frames, inner.mode, slices);
-            let mut at = 0;
-            while at < frames.len() {
-                match Pin::new(&mut socket.io).poll_write(cx, &frames[at..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(written)) => at += written,
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending => break,
-                }
-            }
+            let at = write_now(&mut socket.io, cx, &frames)?;
             socket.out.extend_from_slice(&frames[at..]);
             Poll::Ready(Ok(taken))
         })

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 
 use super::HandshakeError;
 use crate::hub::InputGauge;
-use crate::transport::{Farewell, Transport};
+use crate::transport::{write_now, Farewell, Transport};
 
 /// Most read from the socket at a time: two whole records.
 const READ_CHUNK: usize = 36 * 1024;
@@ -538,19 +538,12 @@ impl Session {
                     "the TLS session is closed",
                 ));
             }
-            let mut at = 0;
             // Straight to the socket, unless processing left something
             // to send before it.
-            if self.sent == self.unsent.len() {
-                while at < encrypted.len() {
-                    match Pin::new(&mut self.tcp).poll_write(cx, &encrypted[at..]) {
-                        Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                        Poll::Ready(Ok(written)) => at += written,
-                        Poll::Ready(Err(error)) => return Err(error),
-                        Poll::Pending => break,
-                    }
-                }
-            }
+            let at = match self.sent == self.unsent.len() {
+                true => write_now(&mut self.tcp, cx, &encrypted)?,
+                false => 0,
+            };
             if at < encrypted.len() {
                 self.unsent.extend_from_slice(&encrypted[at..]);
                 if let Poll::Ready(Err(error)) = self.poll_send(cx) {
