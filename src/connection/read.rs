@@ -97,183 +97,201 @@ pub(super) enum Stopped {
 /// backlog of cheap requests cannot keep a worker thread to itself. Once
 /// the outbox is closed (the client is being cut off or the server is
 /// shutting down), nothing more it sent is done.
-pub(super) async fn read_side<P: Protocol, R: AsyncRead + Unpin>(
-    protocol: &P,
-    session: &mut Session,
+///
+/// Not an `async fn`: one copies its arguments into its body, and this
+/// future is held by every idle connection.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
+    protocol: &'a P,
+    session: &'a mut Session,
     mut reader: R,
-    limits: &Timeouts,
-    state: &mut Reading<P::Decoder>,
+    limits: &'a Timeouts,
+    state: &'a mut Reading<P::Decoder>,
     park: bool,
-) -> Stopped {
-    let rates = &limits.rates;
-    // A new client's arrival is news to its room: wait like for anything
-    // else it causes.
-    if !state.arrived {
-        state.arrived = true;
-        Box::pin(session.until_receivers_keep_up()).await;
-    }
-    let (reason, flush) = 'connection: loop {
-        // What was read is handled even after the client hung up.
-        let mut held = None;
-        loop {
-            // The clock is read only for a limit there is.
-            let now = rates.messages.map(|_| Instant::now());
-            let allowed = now.and_then(|now| state.throttle.messages_allowed(rates, now));
-            let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
-            let held_back = allowed == Some(0);
-            let eof = state.ended.is_some();
-            let Some(work) = next_work(
-                &mut state.decoder,
-                &mut state.buf,
-                eof || state.paused,
-                &mut held,
-                most,
-            ) else {
-                break;
-            };
-            // A line was finished: what is left is a new one.
-            state.line_started = None;
-            if session.outbox().is_closed() {
-                return Stopped::Closed;
-            }
-            if held_back {
-                let slowing = slow_down(protocol, session, &mut state.throttle, rates, false);
-                if let Err(reason) = Box::pin(slowing).await {
-                    break 'connection (reason, true);
+) -> impl std::future::Future<Output = Stopped> + 'a {
+    async move {
+        let rates = &limits.rates;
+        // A new client's arrival is news to its room: wait like for anything
+        // else it causes.
+        if !state.arrived {
+            state.arrived = true;
+            Box::pin(session.until_receivers_keep_up()).await;
+        }
+        let (reason, flush) = 'connection: loop {
+            // What was read is handled even after the client hung up.
+            let mut held = None;
+            loop {
+                // The clock is read only for a limit there is.
+                let now = rates.messages.map(|_| Instant::now());
+                let allowed = now.and_then(|now| state.throttle.messages_allowed(rates, now));
+                let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
+                let held_back = allowed == Some(0);
+                let eof = state.ended.is_some();
+                let Some(work) = next_work(
+                    &mut state.decoder,
+                    &mut state.buf,
+                    eof || state.paused,
+                    &mut held,
+                    most,
+                ) else {
+                    break;
+                };
+                // A line was finished: what is left is a new one.
+                state.line_started = None;
+                if session.outbox().is_closed() {
+                    return Stopped::Closed;
                 }
-            }
-            if let Some(now) = now {
-                // Paid from when it was allowed: after a pause, the bucket
-                // is already paid past `now`.
-                state.throttle.took_messages(rates, work.messages(), now);
-            }
-            // A phase takes what is its own (boxed: once a connection is
-            // served, it has none, and this costs nothing).
-            let work = match &state.phase {
-                None => Some(work),
-                Some(_) => {
-                    match Box::pin(phase::take(&mut state.phase, protocol, session, work)).await {
-                        Taken::Serve(work) => Some(work),
-                        Taken::Done => None,
-                        Taken::Close(reason) => break 'connection (reason, true),
-                    }
+                let working = work_on(protocol, session, state, rates, work, held_back, now);
+                if let Step::Stop(reason, flush) = Box::pin(working).await {
+                    break 'connection (reason, flush);
                 }
-            };
-            let Some(work) = work else {
                 tokio::task::coop::consume_budget().await;
-                continue;
-            };
-            if let Step::Stop(reason, flush) = Box::pin(handle(protocol, session, work)).await {
-                break 'connection (reason, flush);
             }
-            tokio::task::coop::consume_budget().await;
-        }
-        if let Some(reason) = state.ended.take() {
-            break (*reason, true);
-        }
-        state.paused = false;
-        if state.buf.is_empty() {
-            // Give the memory back while the client is quiet.
-            state.buf = BytesMut::new();
-            state.line_started = None;
-        } else if state.line_started.is_none() {
-            // The line timeout runs for the line left unfinished, from
-            // when it was first seen unfinished: a fast sender whose reads
-            // all end mid-line finishes each of its lines in time.
-            state.line_started = Some(Instant::now());
-        }
-        session.set_input_held(state.buf.capacity());
-        if state.read_at_limit {
-            match Box::pin(slow_down(
-                protocol,
-                session,
-                &mut state.throttle,
-                rates,
-                true,
-            ))
-            .await
-            {
-                // The time held back is not the client's to finish its line in.
-                Ok(paused) => state.line_started = state.line_started.map(|at| at + paused),
-                Err(reason) => break (reason, true),
+            if let Some(reason) = state.ended.take() {
+                break (*reason, true);
             }
-        }
-        let allowed = rates
-            .bytes
-            .and_then(|_| state.throttle.bytes_allowed(rates, Instant::now()));
-        state.read_at_limit = allowed == Some(0);
-        let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
-        // Nothing to wait for but input: if none is there, the caller may
-        // put the connection away (its read of nothing wakes nobody: the
-        // peer's next datagram resumes it).
-        let read = if park && state.phase.is_none() && state.buf.is_empty() && !state.read_at_limit
-        {
-            match read_some(&mut reader, &mut state.buf, most).now_or_never() {
-                Some(read) => Ok(read),
-                None => return Stopped::Idle,
+            state.paused = false;
+            if state.buf.is_empty() {
+                // Give the memory back while the client is quiet.
+                state.buf = BytesMut::new();
+                state.line_started = None;
+            } else if state.line_started.is_none() {
+                // The line timeout runs for the line left unfinished, from
+                // when it was first seen unfinished: a fast sender whose reads
+                // all end mid-line finishes each of its lines in time.
+                state.line_started = Some(Instant::now());
             }
-        } else {
-            let until = state.phase.as_deref().map(Phase::deadline);
-            let line_timeout = limits.line.zip(state.line_started);
-            let gap = state
-                .decoder
-                .gap()
-                .filter(|_| !state.buf.is_empty())
-                .map(|limit| Deadline {
-                    at: Instant::now() + limit,
-                    limit,
-                    why: Why::Gap,
-                });
-            match Deadline::next(limits.idle, line_timeout, [until, gap]) {
-                // Boxed: a timer is memory an idle client holds, when configured.
-                Some(deadline) => Box::pin(timeout_at(
-                    deadline.at,
-                    read_some(&mut reader, &mut state.buf, most),
+            session.set_input_held(state.buf.capacity());
+            if state.read_at_limit {
+                match Box::pin(slow_down(
+                    protocol,
+                    session,
+                    &mut state.throttle,
+                    rates,
+                    true,
                 ))
                 .await
-                .map_err(|_| deadline),
-                None => Ok(read_some(&mut reader, &mut state.buf, most).await),
+                {
+                    // The time held back is not the client's to finish its line in.
+                    Ok(paused) => state.line_started = state.line_started.map(|at| at + paused),
+                    Err(reason) => break (reason, true),
+                }
+            }
+            let allowed = rates
+                .bytes
+                .and_then(|_| state.throttle.bytes_allowed(rates, Instant::now()));
+            state.read_at_limit = allowed == Some(0);
+            let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
+            // Nothing to wait for but input: if none is there, the caller may
+            // put the connection away (its read of nothing wakes nobody: the
+            // peer's next datagram resumes it).
+            let read =
+                if park && state.phase.is_none() && state.buf.is_empty() && !state.read_at_limit {
+                    match read_some(&mut reader, &mut state.buf, most).now_or_never() {
+                        Some(read) => Ok(read),
+                        None => return Stopped::Idle,
+                    }
+                } else {
+                    let until = state.phase.as_deref().map(Phase::deadline);
+                    let line_timeout = limits.line.zip(state.line_started);
+                    let gap = state
+                        .decoder
+                        .gap()
+                        .filter(|_| !state.buf.is_empty())
+                        .map(|limit| Deadline {
+                            at: Instant::now() + limit,
+                            limit,
+                            why: Why::Gap,
+                        });
+                    match Deadline::next(limits.idle, line_timeout, [until, gap]) {
+                        // Boxed: a timer is memory an idle client holds, when configured.
+                        Some(deadline) => Box::pin(timeout_at(
+                            deadline.at,
+                            read_some(&mut reader, &mut state.buf, most),
+                        ))
+                        .await
+                        .map_err(|_| deadline),
+                        None => Ok(read_some(&mut reader, &mut state.buf, most).await),
+                    }
+                };
+            match read {
+                Ok(Ok(0)) => state.ended = Some(Box::new(CloseReason::ClientClosed)),
+                Ok(Ok(read)) => {
+                    if rates.bytes.is_some() {
+                        state.throttle.took_bytes(rates, read, Instant::now());
+                    }
+                    session.received(read);
+                    session.set_input_held(state.buf.capacity());
+                }
+                // A reset (a client closing with the server's words unread)
+                // ends its input as a close does: what came before it counts.
+                Ok(Err(e)) => {
+                    state.ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into())))
+                }
+                // A pause: what the device sent before it is a packet.
+                Err(Deadline { why: Why::Gap, .. }) => state.paused = true,
+                // Nothing came in the arrival window: the client is announced.
+                Err(Deadline {
+                    why: Why::Arrival, ..
+                }) => {
+                    state.phase = None;
+                    session.announce_arrival();
+                }
+                Err(Deadline {
+                    why: Why::Register,
+                    limit,
+                    ..
+                }) => {
+                    let reason = match state.phase.take() {
+                        Some(phase) => phase.not_registered(limit),
+                        None => CloseReason::NotRegistered { grace: limit },
+                    };
+                    break (reason, true);
+                }
+                Err(deadline) => break (deadline.reason(), true),
             }
         };
-        match read {
-            Ok(Ok(0)) => state.ended = Some(Box::new(CloseReason::ClientClosed)),
-            Ok(Ok(read)) => {
-                if rates.bytes.is_some() {
-                    state.throttle.took_bytes(rates, read, Instant::now());
-                }
-                session.received(read);
-                session.set_input_held(state.buf.capacity());
-            }
-            // A reset (a client closing with the server's words unread)
-            // ends its input as a close does: what came before it counts.
-            Ok(Err(e)) => {
-                state.ended = Some(Box::new(CloseReason::ReadFailed(e.to_string().into())))
-            }
-            // A pause: what the device sent before it is a packet.
-            Err(Deadline { why: Why::Gap, .. }) => state.paused = true,
-            // Nothing came in the arrival window: the client is announced.
-            Err(Deadline {
-                why: Why::Arrival, ..
-            }) => {
-                state.phase = None;
-                session.announce_arrival();
-            }
-            Err(Deadline {
-                why: Why::Register,
-                limit,
-                ..
-            }) => {
-                let reason = match state.phase.take() {
-                    Some(phase) => phase.not_registered(limit),
-                    None => CloseReason::NotRegistered { grace: limit },
-                };
-                break (reason, true);
-            }
-            Err(deadline) => break (deadline.reason(), true),
+        session.close(reason, flush);
+        Stopped::Closed
+    }
+}
+
+/// Does one piece of the client's work: holds it back first if the client
+/// is over its message rate (`held_back`), lets the connection's phase
+/// take what is its own, and hands the rest to the hub. One future for
+/// all of it, boxed by the read side while it runs: none of it is memory
+/// an idle client holds.
+async fn work_on<P: Protocol>(
+    protocol: &P,
+    session: &mut Session,
+    state: &mut Reading<P::Decoder>,
+    rates: &ClientRates,
+    work: Work,
+    held_back: bool,
+    now: Option<Instant>,
+) -> Step {
+    if held_back {
+        let slowing = slow_down(protocol, session, &mut state.throttle, rates, false);
+        if let Err(reason) = Box::pin(slowing).await {
+            return Step::Stop(reason, true);
         }
+    }
+    if let Some(now) = now {
+        // Paid from when it was allowed: after a pause, the bucket is
+        // already paid past `now`.
+        state.throttle.took_messages(rates, work.messages(), now);
+    }
+    // A phase takes what is its own (boxed: once a connection is served,
+    // it has none, and this costs nothing).
+    let work = match &state.phase {
+        None => work,
+        Some(_) => match Box::pin(phase::take(&mut state.phase, protocol, session, work)).await {
+            Taken::Serve(work) => work,
+            Taken::Done => return Step::Continue,
+            Taken::Close(reason) => return Step::Stop(reason, true),
+        },
     };
-    session.close(reason, flush);
-    Stopped::Closed
+    handle(protocol, session, work).await
 }
 
 /// Most messages relayed as one delivery.

@@ -20,42 +20,43 @@ const MAX_WRITE_SLICES: usize = 64;
 /// How long a cut-off client gets to take its last notice.
 const ABORT_GOODBYE_TIMEOUT: Duration = Duration::from_millis(250);
 
-pub(super) async fn write_side<P: Protocol, W: AsyncWrite + Farewell + Unpin>(
-    protocol: &P,
-    outbox: &OutboxHandle,
+/// Drains `outbox` to `writer` until the client is gone, then says
+/// goodbye. Not an `async fn`: one copies its arguments into its body, and
+/// this future is held by every idle connection.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(super) fn write_side<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + 'a>(
+    protocol: &'a P,
+    outbox: &'a OutboxHandle,
     mut writer: W,
     stall: Duration,
-) {
-    // Set while a message is written in part: a cut-off can come then, and
-    // the goodbye must not be glued to the torn message.
-    let mut torn = false;
-    loop {
-        let Batch { items, closing } = outbox.take();
-        if items.is_empty() {
-            if let Some(closing) = closing {
-                return Box::pin(goodbye(protocol, &closing, torn, &mut writer, stall)).await;
+) -> impl std::future::Future<Output = ()> + 'a {
+    async move {
+        // Set while a message is written in part: a cut-off can come then, and
+        // the goodbye must not be glued to the torn message.
+        let mut torn = false;
+        loop {
+            // Scoped: nothing of a batch is kept across the wait below, whose
+            // size is memory per idle client.
+            {
+                let Batch { items, closing } = outbox.take();
+                if !items.is_empty() {
+                    // A flushing close is acted on once the queue is empty.
+                    drop(closing);
+                    let writing = write_batch::<W>(items, &mut writer, &mut torn, outbox, stall);
+                    if let Err(reason) = Box::pin(writing).await {
+                        outbox.close(reason, false);
+                    }
+                    continue;
+                }
+                if let Some(closing) = closing {
+                    return Box::pin(goodbye(protocol, &closing, torn, &mut writer, stall)).await;
+                }
             }
-            // Nothing kept across the wait: its size is memory per idle client.
-            drop(items);
             outbox.ready().await;
             // Let every task that is ready run first (readers with input
-            // waiting push more to this outbox), then write all of it in
-            // one syscall: under load, several messages per write.
+            // waiting push more to this outbox), then write all of it in one
+            // syscall: under load, several messages per write.
             tokio::task::yield_now().await;
-            continue;
-        }
-        // A flushing close is acted on once the queue is empty.
-        drop(closing);
-        let written = Box::pin(write_batch::<W>(
-            items,
-            &mut writer,
-            &mut torn,
-            outbox,
-            stall,
-        ))
-        .await;
-        if let Err(reason) = written {
-            outbox.close(reason, false);
         }
     }
 }

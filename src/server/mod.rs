@@ -22,6 +22,8 @@ mod monitor;
 pub(crate) mod playground;
 mod udp;
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -736,8 +738,8 @@ impl ServerState {
     /// Serves one admitted client of `listener` over `stream` until it
     /// goes, then logs why and records it among the recent disconnects.
     /// Returns the task to spawn; it holds only what it needs for the
-    /// client's lifetime: the connection's own future (boxed, so its
-    /// arguments are not kept twice) and what the last log line names.
+    /// client's lifetime: the connection's own future, and what the last
+    /// log line names.
     pub(crate) fn client<P: Protocol, T: Transport + 'static>(
         self: &Arc<Self>,
         listener: &Arc<Listener>,
@@ -756,12 +758,15 @@ impl ServerState {
         let handle = session.outbox_handle();
         stream.gauge_input(session.input_gauge());
         let timeouts = self.timeouts_for(listener);
-        let serving: Pin<Box<dyn Future<Output = _> + Send>> = match proof {
+        // The common start (nothing to prove, nothing to wait for) is
+        // served in the task's own future; the others wait first, so
+        // theirs is boxed.
+        let serving = match proof {
             // A name the client proved is its name, or it is not served:
             // anything else would let it pass for someone it is not. (In a
             // cluster, claiming it takes a round trip: the connection
             // starts with it.)
-            Proof::Name(name) => Box::pin(async move {
+            Proof::Name(name) => Either::Left(Box::pin(async move {
                 if let Err(error) = session.take_certified_name(name.clone()).await {
                     let why =
                         format!("the name {name} of your certificate is not available: {error}");
@@ -773,11 +778,12 @@ impl ServerState {
                 let serving = connection::serve(protocol, session, room, stream, timeouts, gate);
                 drop(hold);
                 serving.await
-            }),
+            })
+                as Pin<Box<dyn Future<Output = _> + Send>>),
             Proof::Unusable(why) => {
                 warn!(peer = %meta.peer, "refused a client: {why}");
                 session.close(CloseReason::Refused(why.into()), true);
-                Box::pin(connection::serve(
+                Either::Right(connection::serve(
                     protocol, session, room, stream, timeouts, gate,
                 ))
             }
@@ -785,17 +791,18 @@ impl ServerState {
             // whole before the client arrives in it (it is shown it).
             Proof::Nothing if self.hub.shares_history() => {
                 info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
-                Box::pin(async move {
+                Either::Left(Box::pin(async move {
                     let hold = session.ready_to_join(&room).await;
                     let serving =
                         connection::serve(protocol, session, room, stream, timeouts, gate);
                     drop(hold);
                     serving.await
                 })
+                    as Pin<Box<dyn Future<Output = _> + Send>>)
             }
             Proof::Nothing => {
                 info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
-                Box::pin(connection::serve(
+                Either::Right(connection::serve(
                     protocol, session, room, stream, timeouts, gate,
                 ))
             }
@@ -804,12 +811,13 @@ impl ServerState {
         let listener = listener.clone();
         listener.connected();
         // Lives as long as the client: what the last log line names is
-        // read from the client's handle then, not kept twice.
-        async move {
-            let (name, closing) = serving.await;
+        // read from the client's handle then, not kept twice. A map, not
+        // an async block: that would hold the connection's future twice
+        // (captured, and moved into its await).
+        serving.map(move |(name, closing)| {
             drop(slot);
             shared.client_left(&listener, &handle, name, closing);
-        }
+        })
     }
 
     /// What a listener's clients are held to: the server's timeouts and
