@@ -22,8 +22,6 @@ mod monitor;
 pub(crate) mod playground;
 mod udp;
 
-use futures_util::future::Either;
-use futures_util::FutureExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,6 +31,8 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 
 use anyhow::Context;
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
