@@ -110,7 +110,6 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
     park: bool,
 ) -> impl std::future::Future<Output = Stopped> + 'a {
     async move {
-        let rates = &limits.rates;
         // A new client's arrival is news to its room: wait like for anything
         // else it causes.
         if !state.arrived {
@@ -119,33 +118,50 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
         }
         let (reason, flush) = 'connection: loop {
             // What was read is handled even after the client hung up.
-            let mut held = None;
-            loop {
-                // The clock is read only for a limit there is.
-                let now = rates.messages.map(|_| Instant::now());
-                let allowed = now.and_then(|now| state.throttle.messages_allowed(rates, now));
-                let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
-                let held_back = allowed == Some(0);
-                let eof = state.ended.is_some();
-                let Some(work) = next_work(
-                    &mut state.decoder,
-                    &mut state.buf,
-                    eof || state.paused,
-                    &mut held,
-                    most,
-                ) else {
-                    break;
-                };
-                // A line was finished: what is left is a new one.
-                state.line_started = None;
-                if session.outbox().is_closed() {
-                    return Stopped::Closed;
+            {
+                // Scoped: nothing of it is kept beside the wait for input.
+                let mut held = None;
+                loop {
+                    // The clock is read only for a limit there is.
+                    let now = limits.rates.messages.map(|_| Instant::now());
+                    // Scoped: compared by reference, it would be kept
+                    // across the await below.
+                    let (most, held_back) = {
+                        let allowed =
+                            now.and_then(|now| state.throttle.messages_allowed(&limits.rates, now));
+                        let most = allowed.map_or(MAX_BATCH, |n| (n as usize).clamp(1, MAX_BATCH));
+                        (most, allowed == Some(0))
+                    };
+                    let eof = state.ended.is_some();
+                    let Some(work) = next_work(
+                        &mut state.decoder,
+                        &mut state.buf,
+                        eof || state.paused,
+                        &mut held,
+                        most,
+                    ) else {
+                        break;
+                    };
+                    // A line was finished: what is left is a new one.
+                    state.line_started = None;
+                    if session.outbox().is_closed() {
+                        return Stopped::Closed;
+                    }
+                    // One await in this loop: what lives across it is not
+                    // kept beside the wait for input.
+                    let working = work_on(
+                        protocol,
+                        session,
+                        state,
+                        &limits.rates,
+                        work,
+                        held_back,
+                        now,
+                    );
+                    if let Step::Stop(reason, flush) = Box::pin(working).await {
+                        break 'connection (reason, flush);
+                    }
                 }
-                let working = work_on(protocol, session, state, rates, work, held_back, now);
-                if let Step::Stop(reason, flush) = Box::pin(working).await {
-                    break 'connection (reason, flush);
-                }
-                tokio::task::coop::consume_budget().await;
             }
             if let Some(reason) = state.ended.take() {
                 break (*reason, true);
@@ -167,7 +183,7 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                     protocol,
                     session,
                     &mut state.throttle,
-                    rates,
+                    &limits.rates,
                     true,
                 ))
                 .await
@@ -177,11 +193,14 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                     Err(reason) => break (reason, true),
                 }
             }
-            let allowed = rates
-                .bytes
-                .and_then(|_| state.throttle.bytes_allowed(rates, Instant::now()));
-            state.read_at_limit = allowed == Some(0);
-            let most = allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK));
+            let most = {
+                let allowed = limits
+                    .rates
+                    .bytes
+                    .and_then(|_| state.throttle.bytes_allowed(&limits.rates, Instant::now()));
+                state.read_at_limit = allowed == Some(0);
+                allowed.map_or(READ_CHUNK, |n| (n as usize).clamp(1, READ_CHUNK))
+            };
             // Nothing to wait for but input: if none is there, the caller may
             // put the connection away (its read of nothing wakes nobody: the
             // peer's next datagram resumes it).
@@ -204,21 +223,26 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                             why: Why::Gap,
                         });
                     match Deadline::next(limits.idle, line_timeout, [until, gap]) {
-                        // Boxed: a timer is memory an idle client holds, when configured.
-                        Some(deadline) => Box::pin(timeout_at(
-                            deadline.at,
-                            read_some(&mut reader, &mut state.buf, most),
-                        ))
-                        .await
-                        .map_err(|_| deadline),
+                        // Boxed, with the deadline: a timer is memory an idle
+                        // client holds, when configured.
+                        Some(deadline) => {
+                            let read = read_some(&mut reader, &mut state.buf, most);
+                            Box::pin(
+                                timeout_at(deadline.at, read)
+                                    .map(move |read| read.map_err(|_| deadline)),
+                            )
+                            .await
+                        }
                         None => Ok(read_some(&mut reader, &mut state.buf, most).await),
                     }
                 };
             match read {
                 Ok(Ok(0)) => state.ended = Some(Box::new(CloseReason::ClientClosed)),
                 Ok(Ok(read)) => {
-                    if rates.bytes.is_some() {
-                        state.throttle.took_bytes(rates, read, Instant::now());
+                    if limits.rates.bytes.is_some() {
+                        state
+                            .throttle
+                            .took_bytes(&limits.rates, read, Instant::now());
                     }
                     session.received(read);
                     session.set_input_held(state.buf.capacity());
@@ -291,7 +315,10 @@ async fn work_on<P: Protocol>(
             Taken::Close(reason) => return Step::Stop(reason, true),
         },
     };
-    handle(protocol, session, work).await
+    let step = handle(protocol, session, work).await;
+    // A client with much input lets the others on its thread run.
+    tokio::task::coop::consume_budget().await;
+    step
 }
 
 /// Most messages relayed as one delivery.
@@ -519,15 +546,16 @@ impl Deadline {
 }
 
 /// Reads what is available, `most` bytes at most, into `buf`, through the
-/// thread's scratch buffer.
+/// thread's scratch buffer. Not an `async fn`: its wait is held by every
+/// idle connection, and would hold its arguments twice.
 /// `buf` grows by an eighth at a time beyond what it must hold, not by
 /// doubling: an unfinished line costs little more than its length.
-async fn read_some<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
+fn read_some<'b, R: AsyncRead + Unpin>(
+    reader: &'b mut R,
+    buf: &'b mut BytesMut,
     most: usize,
-) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| {
+) -> impl std::future::Future<Output = std::io::Result<usize>> + 'b {
+    std::future::poll_fn(move |cx| {
         READ_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let mut read_buf = ReadBuf::new(&mut scratch[..most]);
@@ -543,5 +571,4 @@ async fn read_some<R: AsyncRead + Unpin>(
             Poll::Ready(Ok(read.len()))
         })
     })
-    .await
 }

@@ -4,9 +4,12 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -22,35 +25,26 @@ const ABORT_GOODBYE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Drains `outbox` to `writer` until the client is gone, then says
 /// goodbye. Not an `async fn`: one copies its arguments into its body, and
-/// this future is held by every idle connection.
+/// this future is held by every idle connection; for the same reason what
+/// it does between waits is made by [`next_step`] and boxed, so that none
+/// of it is kept beside the wait for the outbox.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub(super) fn write_side<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + 'a>(
     protocol: &'a P,
-    outbox: &'a OutboxHandle,
+    outbox: OutboxHandle,
     mut writer: W,
-    stall: Duration,
+    stall: &'a Duration,
 ) -> impl std::future::Future<Output = ()> + 'a {
     async move {
         // Set while a message is written in part: a cut-off can come then, and
         // the goodbye must not be glued to the torn message.
         let mut torn = false;
         loop {
-            // Scoped: nothing of a batch is kept across the wait below, whose
-            // size is memory per idle client.
-            {
-                let Batch { items, closing } = outbox.take();
-                if !items.is_empty() {
-                    // A flushing close is acted on once the queue is empty.
-                    drop(closing);
-                    let writing = write_batch::<W>(items, &mut writer, &mut torn, outbox, stall);
-                    if let Err(reason) = Box::pin(writing).await {
-                        outbox.close(reason, false);
-                    }
-                    continue;
+            if let Some(step) = next_step(protocol, &outbox, &mut writer, &mut torn, *stall) {
+                if step.await == Written::Ended {
+                    return;
                 }
-                if let Some(closing) = closing {
-                    return Box::pin(goodbye(protocol, &closing, torn, &mut writer, stall)).await;
-                }
+                continue;
             }
             outbox.ready().await;
             // Let every task that is ready run first (readers with input
@@ -59,6 +53,46 @@ pub(super) fn write_side<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + 'a>
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// What became of a step of the write side.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// A batch was written (or the client was cut off meanwhile, and its
+    /// outbox closed): on to the next.
+    Batch,
+    /// The goodbye was said: the write side is done.
+    Ended,
+}
+
+/// Takes what the outbox has, and gives what to do with it as one boxed
+/// future: a batch to write, or the goodbye once it is closed. `None`:
+/// nothing to do, the writer waits. One future for both, so that the
+/// write side awaits a step in one place (an `async` block keeps beside
+/// all its waits what is alive across two of them).
+fn next_step<'b, P: Protocol, W: AsyncWrite + Farewell + Unpin>(
+    protocol: &'b P,
+    outbox: &'b OutboxHandle,
+    writer: &'b mut W,
+    torn: &'b mut bool,
+    stall: Duration,
+) -> Option<Pin<Box<impl std::future::Future<Output = Written> + 'b>>> {
+    let Batch { items, closing } = outbox.take();
+    if !items.is_empty() {
+        // A flushing close is acted on once the queue is empty.
+        drop(closing);
+        let writing = write_batch(items, writer, torn, outbox, stall).map(|written| {
+            if let Err(reason) = written {
+                outbox.close(reason, false);
+            }
+            Written::Batch
+        });
+        return Some(Box::pin(Either::Left(writing)));
+    }
+    let closing = closing?;
+    let torn = *torn;
+    let goodbye = goodbye(protocol, closing, torn, writer, stall).map(|()| Written::Ended);
+    Some(Box::pin(Either::Right(goodbye)))
 }
 
 /// Writes one batch, unless the client is cut off meanwhile.
@@ -139,7 +173,7 @@ async fn write_chunks<W: AsyncWrite + Unpin>(
 /// goodbye starts on a line of its own.
 async fn goodbye<P: Protocol, W: AsyncWrite + Farewell + Unpin>(
     protocol: &P,
-    closing: &Closing,
+    closing: Closing,
     torn: bool,
     writer: &mut W,
     stall: Duration,
@@ -147,11 +181,11 @@ async fn goodbye<P: Protocol, W: AsyncWrite + Farewell + Unpin>(
     if matches!(closing.reason, CloseReason::WriteFailed(_)) {
         return;
     }
-    let mut bytes = protocol.goodbye(closing);
+    let mut bytes = protocol.goodbye(&closing);
     if torn && !bytes.is_empty() {
         bytes = [&b"\n"[..], &bytes].concat().into();
     }
-    writer.closing(closing);
+    writer.closing(&closing);
     let deadline = if closing.flush {
         stall
     } else {
@@ -184,14 +218,14 @@ mod tests {
     async fn a_goodbye_after_a_torn_message_starts_on_its_own_line() {
         let text = Text::new(1024, None, None);
         let mut out = Vec::new();
-        goodbye(&text, &stalled(), true, &mut out, Duration::from_secs(1)).await;
+        goodbye(&text, stalled(), true, &mut out, Duration::from_secs(1)).await;
         assert!(
             out.starts_with(b"\n! disconnected: stalled"),
             "{:?}",
             String::from_utf8_lossy(&out)
         );
         let mut out = Vec::new();
-        goodbye(&text, &stalled(), false, &mut out, Duration::from_secs(1)).await;
+        goodbye(&text, stalled(), false, &mut out, Duration::from_secs(1)).await;
         assert!(out.starts_with(b"! disconnected: stalled"));
     }
 

@@ -25,9 +25,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use super::CloseReason;
@@ -125,6 +127,10 @@ pub struct Outbox {
     congested_since: AtomicU64,
     /// Set when the outbox closes: a cheap check for the reader.
     closed: AtomicBool,
+    /// Set when the writer is told there is something (new items after an
+    /// empty queue, or a close), cleared as it is told: a wake-up given
+    /// while it was busy is not lost. Only for a task's own writer.
+    writer_woken: AtomicBool,
     /// When the client last accepted bytes ([`now_millis`]), or when data
     /// started waiting for it.
     progress: AtomicU64,
@@ -135,8 +141,10 @@ pub struct Outbox {
 /// its one socket, so that an idle peer has no task of its own).
 #[derive(Debug)]
 enum Writer {
-    /// Woken for the client's task.
-    Task(Notify),
+    /// Woken for the client's task: the waker of its last wait, not a
+    /// `Notify`, whose wait is a 64-byte future every idle client's task
+    /// would hold.
+    Task(AtomicWaker),
     /// Named to the shared writer by `key`.
     Shared { drains: Arc<Drains>, key: u64 },
 }
@@ -189,7 +197,7 @@ pub struct Batch {
 impl Outbox {
     /// An empty, open outbox.
     pub fn new(limits: impl Into<Arc<QueueLimits>>) -> Self {
-        Outbox::with_writer(limits.into(), Writer::Task(Notify::new()))
+        Outbox::with_writer(limits.into(), Writer::Task(AtomicWaker::new()))
     }
 
     /// An empty, open outbox drained by a shared writer, which `drains`
@@ -207,6 +215,7 @@ impl Outbox {
             changed: Notify::new(),
             congested_since: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            writer_woken: AtomicBool::new(false),
             progress: AtomicU64::new(now_millis()),
         }
     }
@@ -295,7 +304,10 @@ impl Outbox {
 
     fn wake_writer(&self) {
         match &self.to_writer {
-            Writer::Task(notify) => notify.notify_one(),
+            Writer::Task(waker) => {
+                self.writer_woken.store(true, Ordering::Release);
+                waker.wake();
+            }
             Writer::Shared { drains, key } => drains.wake(*key),
         }
     }
@@ -367,12 +379,27 @@ impl Outbox {
 
     /// Waits until there may be something to [`take`](Outbox::take).
     /// Only for an outbox its client's task drains: a shared writer is
-    /// told through its [`Drains`] (here, this never ends).
-    pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
-        static NEVER: Notify = Notify::const_new();
-        match &self.to_writer {
-            Writer::Task(notify) => notify.notified(),
-            Writer::Shared { .. } => NEVER.notified(),
+    /// told through its [`Drains`] (here, this never ends). The wait holds
+    /// nothing but this reference.
+    pub fn ready(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| self.poll_ready(cx))
+    }
+
+    /// [`Outbox::ready`] as a poll: the wake-up is taken if one was given,
+    /// or the waker is kept for the next.
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let Writer::Task(waker) = &self.to_writer else {
+            return Poll::Pending;
+        };
+        if self.writer_woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        waker.register(cx.waker());
+        // A wake-up given before the registration found no waker to wake.
+        if self.writer_woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 

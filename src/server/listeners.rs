@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{AdmissionRefusal, Arrival, Bound, Greeting, Held, Proof, ServerState};
+use super::{AdmissionRefusal, Arrival, Bound, Greeting, Held, Proof, ServerState, Timeouts};
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Datagrams, Device, Json, Protocol, Raw, Text};
@@ -62,7 +62,21 @@ pub(crate) struct Listener {
     pub(crate) udp: Option<Arc<UdpStats>>,
     /// Since when it has had no clients.
     idle_since: Mutex<Option<Instant>>,
+    /// What its clients are held to, made from the server's timeouts of
+    /// the moment (see [`ServerState::timeouts_for`]): one copy shared by
+    /// its clients, not 72 bytes each.
+    ///
+    /// [`ServerState::timeouts_for`]: super::ServerState::timeouts_for
+    pub(super) timeouts: Mutex<Option<SharedTimeouts>>,
     pub(crate) stop: CancellationToken,
+}
+
+/// A listener's timeouts, and the server's they were made from: made
+/// again once a reload replaces those.
+#[derive(Debug)]
+pub(super) struct SharedTimeouts {
+    pub(super) server: Arc<Timeouts>,
+    pub(super) listener: Arc<Timeouts>,
 }
 
 impl Listener {
@@ -162,6 +176,7 @@ impl Listeners {
             expire_after_idle: None,
             udp: None,
             idle_since: Mutex::new(None),
+            timeouts: Mutex::new(None),
             stop: CancellationToken::new(),
         })
     }
@@ -208,6 +223,7 @@ impl ServerState {
             expire_after_idle,
             udp: None,
             idle_since: Mutex::new(Some(Instant::now())),
+            timeouts: Mutex::new(None),
             stop,
         });
         let max_line = self.config.max_line;
@@ -259,6 +275,7 @@ impl ServerState {
             expire_after_idle,
             udp: Some(stats.clone()),
             idle_since: Mutex::new(Some(Instant::now())),
+            timeouts: Mutex::new(None),
             stop: self.stop.child_token(),
         });
         let (shared, listening) = (self.clone(), listener.clone());

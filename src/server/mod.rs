@@ -455,7 +455,9 @@ pub(crate) struct ServerState {
 /// and keeps them.
 #[derive(Debug)]
 struct Live {
-    timeouts: Timeouts,
+    /// Shared: each listener's clients hold theirs (see
+    /// [`ServerState::timeouts_for`]), remade when these are replaced.
+    timeouts: Arc<Timeouts>,
     max_connections: usize,
     max_connections_per_ip: Option<usize>,
     connection_rates: Option<Arc<ConnectionRates>>,
@@ -464,7 +466,7 @@ struct Live {
 impl Live {
     fn of(limits: &ConnectionLimits) -> Live {
         Live {
-            timeouts: Timeouts {
+            timeouts: Arc::new(Timeouts {
                 stall: limits.stall_timeout,
                 idle: limits.idle_timeout,
                 line: limits.line_timeout,
@@ -473,7 +475,7 @@ impl Live {
                     bytes: limits.max_bytes_per_second,
                     grace: limits.rate_limit_grace,
                 },
-            },
+            }),
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
             connection_rates: limits
@@ -822,9 +824,27 @@ impl ServerState {
 
     /// What a listener's clients are held to: the server's timeouts and
     /// rates, with the listener's own idle timeout (a UDP listener's
-    /// default one), and a playground port's byte rate.
-    pub(crate) fn timeouts_for(&self, listener: &Listener) -> Timeouts {
-        let mut timeouts = self.live().timeouts;
+    /// default one), and a playground port's byte rate. One copy for all
+    /// of the listener's clients while the server's stay the same.
+    pub(crate) fn timeouts_for(&self, listener: &Listener) -> Arc<Timeouts> {
+        let server = self.live().timeouts.clone();
+        let mut cached = crate::sync::lock(&listener.timeouts);
+        match &*cached {
+            Some(shared) if Arc::ptr_eq(&shared.server, &server) => shared.listener.clone(),
+            _ => {
+                let own = Arc::new(self.listener_timeouts(listener, &server));
+                *cached = Some(listeners::SharedTimeouts {
+                    server,
+                    listener: own.clone(),
+                });
+                own
+            }
+        }
+    }
+
+    /// `server`'s timeouts as `listener` changes them.
+    fn listener_timeouts(&self, listener: &Listener, server: &Timeouts) -> Timeouts {
+        let mut timeouts = *server;
         if let Some(idle) = listener.spec.as_ref().and_then(|spec| spec.idle_timeout) {
             timeouts.idle = Some(idle);
         } else if listener.spec.as_ref().is_some_and(|spec| spec.udp) {
