@@ -127,19 +127,53 @@ impl fmt::Display for Limit {
     }
 }
 
-/// A client's buckets, and how long it has been held back: nothing until it
-/// first sends (a client that never does holds 8 bytes for it), then full
-/// buckets, taken from.
+/// A client's buckets, and how long it has been held back. Held inline as
+/// two 8-byte stamps (a `Box` of full-width instants was 64 bytes on the
+/// heap for every client that ever sent anything, with the rate limits on
+/// by default); the spell is boxed, as few clients are ever held back.
 #[derive(Debug, Default)]
-pub(crate) struct Throttle(Option<Box<Buckets>>);
-
-#[derive(Debug)]
-struct Buckets {
-    messages: Bucket,
-    bytes: Bucket,
+pub(crate) struct Throttle {
+    messages: Stamp,
+    bytes: Stamp,
     /// When the current spell of pauses began, and when the last pause
     /// ended.
-    spell: Option<(Instant, Instant)>,
+    spell: Option<Box<(Instant, Instant)>>,
+}
+
+/// When a bucket is paid until, in nanoseconds after [`epoch`]; 0: at or
+/// before it, so full (as a bucket never taken from is).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64);
+
+/// What stamps count from: a day before the first one was needed, so that
+/// every instant a bucket is compared with comes after it.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
+    })
+}
+
+impl Stamp {
+    /// The bucket this stamp is, at `now`.
+    fn bucket(self, now: Instant) -> Bucket {
+        match self.0 {
+            0 => Bucket::full(now),
+            nanos => Bucket {
+                paid_until: epoch() + Duration::from_nanos(nanos),
+            },
+        }
+    }
+
+    /// `bucket`'s stamp.
+    fn of(bucket: Bucket) -> Stamp {
+        let nanos = bucket
+            .paid_until
+            .saturating_duration_since(epoch())
+            .as_nanos();
+        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
 }
 
 /// What a throttled client is to do.
@@ -157,63 +191,59 @@ pub(crate) enum Verdict {
 }
 
 impl Throttle {
-    fn buckets(&mut self, now: Instant) -> &mut Buckets {
-        self.0.get_or_insert_with(|| {
-            Box::new(Buckets {
-                messages: Bucket::full(now),
-                bytes: Bucket::full(now),
-                spell: None,
-            })
-        })
-    }
-
     /// How many messages may be handled now (`None`: no message limit).
     pub(crate) fn messages_allowed(&self, rates: &ClientRates, now: Instant) -> Option<u64> {
         let rate = rates.messages?;
-        Some(match &self.0 {
-            Some(buckets) => buckets.messages.allowance(rate, now),
-            None => rate.units(BURST),
-        })
+        Some(self.messages.bucket(now).allowance(rate, now))
     }
 
     /// How many bytes may be read now (`None`: no byte limit).
     pub(crate) fn bytes_allowed(&self, rates: &ClientRates, now: Instant) -> Option<u64> {
         let rate = rates.bytes?;
-        Some(match &self.0 {
-            Some(buckets) => buckets.bytes.allowance(rate, now),
-            None => rate.units(BURST),
-        })
+        Some(self.bytes.bucket(now).allowance(rate, now))
     }
 
     /// Counts `count` messages handled.
     pub(crate) fn took_messages(&mut self, rates: &ClientRates, count: usize, now: Instant) {
         if let Some(rate) = rates.messages {
-            self.buckets(now).messages.take(rate, count as u64, now);
+            let mut bucket = self.messages.bucket(now);
+            bucket.take(rate, count as u64, now);
+            self.messages = Stamp::of(bucket);
         }
     }
 
     /// Counts `count` bytes read.
     pub(crate) fn took_bytes(&mut self, rates: &ClientRates, count: usize, now: Instant) {
         if let Some(rate) = rates.bytes {
-            self.buckets(now).bytes.take(rate, count as u64, now);
+            let mut bucket = self.bytes.bucket(now);
+            bucket.take(rate, count as u64, now);
+            self.bytes = Stamp::of(bucket);
+        }
+    }
+
+    /// Notes the current spell: in the box of an earlier one if there was
+    /// one (a client held at its limit is paused ten times a second).
+    fn spell_is(&mut self, spell: (Instant, Instant)) {
+        match &mut self.spell {
+            Some(held) => **held = spell,
+            None => self.spell = Some(Box::new(spell)),
         }
     }
 
     /// The client must wait before its next message (`bytes: false`) or
     /// read (`bytes: true`): for how long, or whether it is cut off.
     pub(crate) fn hold(&mut self, rates: &ClientRates, bytes: bool, now: Instant) -> Verdict {
-        let buckets = self.buckets(now);
-        let (limit, bucket) = match (bytes, rates.bytes, rates.messages) {
-            (true, Some(rate), _) => (Limit::Bytes(rate), &buckets.bytes),
-            (false, _, Some(rate)) => (Limit::Messages(rate), &buckets.messages),
+        let (limit, stamp) = match (bytes, rates.bytes, rates.messages) {
+            (true, Some(rate), _) => (Limit::Bytes(rate), self.bytes),
+            (false, _, Some(rate)) => (Limit::Messages(rate), self.messages),
             _ => unreachable!("held back by a limit it does not have"),
         };
         let rate = match limit {
             Limit::Messages(rate) | Limit::Bytes(rate) => rate,
         };
-        let until = bucket.resumes_at(rate);
-        let (began, first) = match buckets.spell {
-            Some((began, last)) if now.saturating_duration_since(last) <= SPELL_GAP => {
+        let until = stamp.bucket(now).resumes_at(rate);
+        let (began, first) = match self.spell.as_deref() {
+            Some(&(began, last)) if now.saturating_duration_since(last) <= SPELL_GAP => {
                 (began, false)
             }
             _ => (now, true),
@@ -224,14 +254,14 @@ impl Throttle {
             if now >= cut_off_at {
                 return Verdict::CutOff(limit);
             }
-            buckets.spell = Some((began, cut_off_at));
+            self.spell_is((began, cut_off_at));
             return Verdict::Pause {
                 until: cut_off_at,
                 limit,
                 first,
             };
         }
-        buckets.spell = Some((began, until));
+        self.spell_is((began, until));
         Verdict::Pause {
             until,
             limit,
@@ -471,12 +501,27 @@ mod tests {
     }
 
     #[test]
-    fn a_client_that_never_sends_holds_no_buckets() {
-        let (throttle, rates, now) = throttle(10, 3);
+    fn a_client_holds_its_buckets_inline_and_a_spell_only_once_held_back() {
+        let (mut throttle, rates, now) = throttle(10, 3);
         assert_eq!(throttle.messages_allowed(&rates, now), Some(10));
         assert_eq!(throttle.bytes_allowed(&rates, now), None);
-        assert!(throttle.0.is_none());
-        assert_eq!(std::mem::size_of::<Throttle>(), 8);
+        // Taken from within its allowance: owed, in the stamp, nothing boxed.
+        throttle.took_messages(&rates, 4, now);
+        assert_eq!(throttle.messages_allowed(&rates, now), Some(6));
+        assert_eq!(
+            throttle.messages_allowed(&rates, now + Duration::from_millis(200)),
+            Some(8)
+        );
+        assert!(throttle.spell.is_none());
+        // Over it: held back, and the spell is kept.
+        throttle.took_messages(&rates, 6, now);
+        assert!(matches!(
+            throttle.hold(&rates, false, now),
+            Verdict::Pause { first: true, .. }
+        ));
+        assert!(throttle.spell.is_some());
+        // Three stamps' worth: not a pointer to 64 bytes of heap.
+        assert_eq!(std::mem::size_of::<Throttle>(), 24);
     }
 
     #[test]

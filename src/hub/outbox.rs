@@ -479,6 +479,39 @@ mod tests {
         pause: Duration::from_secs(60),
     };
 
+    /// The writer is told of new items by a flag and its waker, not a
+    /// `Notify`: a push while it writes (no waker to wake) still ends its
+    /// next wait at once, and a wait with nothing new does not end.
+    #[tokio::test]
+    async fn a_wake_up_given_while_the_writer_is_busy_is_not_lost() {
+        use futures_util::FutureExt;
+        let outbox = Outbox::new(LIMITS);
+        assert!(
+            outbox.ready().now_or_never().is_none(),
+            "nothing was pushed"
+        );
+        assert_eq!(outbox.push(item(60)), Pushed::Queued);
+        assert!(outbox.ready().now_or_never().is_some(), "the push was lost");
+        assert_eq!(outbox.take().items.len(), 1);
+        assert!(outbox.ready().now_or_never().is_none(), "woken twice");
+        // A writer waiting is woken by a push, and by a close.
+        let waiting = tokio::spawn({
+            let outbox = Arc::new(outbox);
+            let pusher = outbox.clone();
+            async move {
+                let wait = tokio::spawn(async move { outbox.ready().await });
+                tokio::task::yield_now().await;
+                pusher.close(CloseReason::ClientClosed, true);
+                wait.await
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("a close wakes the writer")
+            .unwrap()
+            .unwrap();
+    }
+
     #[test]
     fn pushes_past_the_soft_limit_report_congestion() {
         let outbox = Outbox::new(LIMITS);

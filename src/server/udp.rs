@@ -381,7 +381,9 @@ mod tests {
     /// What an idle peer holds besides its client's record in the hub:
     /// its entry here, and its connection at rest. A feature that grows
     /// them shows here first (raise the bounds knowingly, with the memory
-    /// figure of `TRANSPORT=udp bench/devices.py` in the commit).
+    /// figure of `TRANSPORT=udp bench/devices.py` in the commit). The
+    /// resting connections grew by 16 bytes when the rate limit's buckets
+    /// came inline (a 64-byte allocation once a peer had sent anything).
     #[test]
     fn a_resting_peer_stays_small() {
         let peer = std::mem::size_of::<Peer<Datagrams<Device>>>();
@@ -391,7 +393,7 @@ mod tests {
             "a peer: {peer} bytes; at rest, a device's connection {device}, a raw one's {raw}"
         );
         assert!(peer <= 216, "Peer is {peer} bytes");
-        assert!(device <= 272, "a device's Resting is {device} bytes");
-        assert!(raw <= 160, "a raw Resting is {raw} bytes");
+        assert!(device <= 288, "a device's Resting is {device} bytes");
+        assert!(raw <= 176, "a raw Resting is {raw} bytes");
     }
 }
