@@ -31,6 +31,11 @@ pub(crate) struct Chrome {
 
 /// The sizes the console is looked at, as CSS pixels of viewport: a
 /// desktop, a tablet, a phone, and the narrowest phone it supports.
+/// How long the browser's own work (starting, resizing its window) may
+/// take: Chromium runs several processes of its own, and on a loaded
+/// machine a resize's round trips alone have taken over 10 s.
+const BROWSER_PATIENCE: Duration = Duration::from_secs(30);
+
 pub(crate) const DESKTOP: (u32, u32) = (1440, 900);
 const VIEWPORTS: [(u32, u32); 4] = [DESKTOP, (768, 1024), (390, 844), (360, 740)];
 
@@ -112,22 +117,18 @@ impl Chrome {
         });
         let capabilities = capabilities.as_object().unwrap().clone();
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let browser = within_for(
-            Duration::from_secs(30),
-            "chromedriver and Chromium",
-            async {
-                loop {
-                    let connected = ClientBuilder::new(connector.clone())
-                        .capabilities(capabilities.clone())
-                        .connect(&format!("http://127.0.0.1:{port}"))
-                        .await;
-                    match connected {
-                        Ok(browser) => return browser,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
+        let browser = within_for(BROWSER_PATIENCE, "chromedriver and Chromium", async {
+            loop {
+                let connected = ClientBuilder::new(connector.clone())
+                    .capabilities(capabilities.clone())
+                    .connect(&format!("http://127.0.0.1:{port}"))
+                    .await;
+                match connected {
+                    Ok(browser) => return browser,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
-            },
-        )
+            }
+        })
         .await;
         Chrome {
             _driver: driver,
@@ -174,7 +175,7 @@ impl Chrome {
         // The window's size counts whatever the browser draws around the
         // page: size it, see what the page got, correct by the difference.
         let wanted = (i64::from(width), i64::from(height));
-        within("the viewport's size", async {
+        within_for(BROWSER_PATIENCE, "the viewport's size", async {
             let mut window = wanted;
             loop {
                 self.browser
@@ -309,7 +310,18 @@ impl Chrome {
         css: &str,
         wanted: impl Fn(&str) -> bool,
     ) -> String {
-        within(what, async {
+        self.wait_text_for(PATIENCE, what, css, wanted).await
+    }
+
+    /// [`Chrome::wait_text`], waiting up to `limit`.
+    pub(crate) async fn wait_text_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        css: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        within_for(limit, what, async {
             loop {
                 if let Ok(elements) = self.browser.find_all(Locator::Css(css)).await {
                     for element in elements {
@@ -394,7 +406,22 @@ async fn console(http: SocketAddr) -> Chrome {
         .goto(&format!("http://{http}/"))
         .await
         .unwrap();
-    chrome.wait_live().await;
+    // A new browser's first page: loading it is the browser's work.
+    let live = chrome.wait_text_for(2 * BROWSER_PATIENCE, "the live feed", "#status", |t| {
+        t.to_lowercase().contains("live")
+    });
+    if tokio::time::timeout(BROWSER_PATIENCE, live).await.is_err() {
+        // What the page shows says which side failed.
+        let shown = chrome
+            .browser
+            .execute(
+                "return [document.readyState, document.querySelector('#status')?.textContent, \
+                 document.querySelector('#banner-text')?.textContent]",
+                vec![],
+            )
+            .await;
+        panic!("the console never went live: {shown:?}");
+    }
     chrome
 }
 
