@@ -311,7 +311,10 @@ async fn work_on<P: Protocol>(
         None => work,
         Some(_) => match Box::pin(phase::take(&mut state.phase, protocol, session, work)).await {
             Taken::Serve(work) => work,
-            Taken::Done => return Step::Continue,
+            Taken::Done => {
+                tokio::task::coop::consume_budget().await;
+                return Step::Continue;
+            }
             Taken::Close(reason) => return Step::Stop(reason, true),
         },
     };
