@@ -43,6 +43,7 @@ pub mod config;
 mod connection;
 pub mod device;
 pub mod hub;
+mod moment;
 pub mod protocol;
 pub mod server;
 pub mod storage;

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::moment::Moment;
+
 /// How much a bucket holds: one second's worth of its rate.
 pub const BURST: Duration = Duration::from_secs(1);
 
@@ -140,39 +142,25 @@ pub(crate) struct Throttle {
     spell: Option<Box<(Instant, Instant)>>,
 }
 
-/// When a bucket is paid until, in nanoseconds after [`epoch`]; 0: at or
-/// before it, so full (as a bucket never taken from is).
+/// When a bucket is paid until; `None`: full (as a bucket never taken
+/// from is).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Stamp(u64);
-
-/// What stamps count from: a day before the first one was needed, so that
-/// every instant a bucket is compared with comes after it.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(|| {
-        let now = Instant::now();
-        now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
-    })
-}
+struct Stamp(Option<Moment>);
 
 impl Stamp {
     /// The bucket this stamp is, at `now`.
     fn bucket(self, now: Instant) -> Bucket {
         match self.0 {
-            0 => Bucket::full(now),
-            nanos => Bucket {
-                paid_until: epoch() + Duration::from_nanos(nanos),
+            None => Bucket::full(now),
+            Some(paid_until) => Bucket {
+                paid_until: paid_until.instant(),
             },
         }
     }
 
     /// `bucket`'s stamp.
     fn of(bucket: Bucket) -> Stamp {
-        let nanos = bucket
-            .paid_until
-            .saturating_duration_since(epoch())
-            .as_nanos();
-        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX))
+        Stamp(Some(Moment::of(bucket.paid_until)))
     }
 }
 

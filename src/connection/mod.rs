@@ -13,21 +13,22 @@ mod read;
 mod write;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::AsyncRead;
 use tokio::time::timeout;
 
-use crate::hub::{CloseReason, Closing, Name, Outbox, RoomName, Session};
+use crate::hub::{CloseReason, Closing, Name, Outbox, OutboxHandle, RoomName, Session};
 use crate::protocol::Protocol;
 use crate::throttle::ClientRates;
 use crate::transport::Transport;
 pub(crate) use phase::AuthGate;
 use phase::Phase;
 use read::{read_side, Reading, Stopped};
-use write::write_side;
+use write::WriteSide;
 
 /// The per-connection timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +44,20 @@ pub(crate) struct Timeouts {
     pub rates: ClientRates,
 }
 
+/// How a client's connection ended: what its last log line names.
+#[derive(Debug)]
+pub(crate) struct Gone {
+    /// Its final name.
+    pub(crate) name: Name,
+    /// Why the connection closed.
+    pub(crate) closing: Closing,
+    /// Its record in the hub, for the rest (given back at the end rather
+    /// than kept beside the connection's future all its life).
+    pub(crate) client: OutboxHandle,
+}
+
 /// Welcomes a client, puts it in `room`, and serves it until it leaves or
-/// is disconnected; returns its final name and why the connection closed.
+/// is disconnected; returns how it went.
 ///
 /// The read side ends the connection by closing the outbox (the client
 /// left, or sent garbage the socket cannot survive); everything else (a
@@ -61,7 +74,7 @@ pub(crate) fn serve<P, S>(
     mut stream: S,
     timeouts: Arc<Timeouts>,
     gate: Option<AuthGate>,
-) -> impl std::future::Future<Output = (Name, Closing)> + Send
+) -> impl std::future::Future<Output = Gone> + Send
 where
     P: Protocol,
     S: Transport,
@@ -77,9 +90,9 @@ where
         // twice, not a socket's handle).
         let (reader, writer) = stream.halves();
         let protocol = &*protocol;
-        let writing = write_side(protocol, session.outbox_handle(), writer, &timeouts.stall);
-        let mut writing = std::pin::pin!(writing);
-        let reading_ended_first = {
+        let writing = WriteSide::new(protocol, session.outbox_handle(), writer, &timeouts.stall);
+        // The write side, if the read side ended first.
+        let writing = {
             let reading = read_side(
                 protocol,
                 &mut session,
@@ -88,18 +101,10 @@ where
                 &mut reading,
                 false,
             );
-            let mut reading = std::pin::pin!(reading);
-            // Whichever side ends first (`select!` would keep more beside
-            // the two sides: its own state, and a copy of their pair).
-            std::future::poll_fn(|cx| {
-                if reading.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(true)
-                } else if writing.as_mut().poll(cx).is_ready() {
-                    Poll::Ready(false)
-                } else {
-                    Poll::Pending
-                }
-            })
+            Sides {
+                reading: std::pin::pin!(reading),
+                writing: Some(writing),
+            }
             .await
         };
         // Out of its rooms now, while the writer may still be flushing.
@@ -107,16 +112,47 @@ where
         let stall = timeouts.stall;
         // Boxed, as everything this future awaits only once; one await,
         // so that nothing is kept for it beside the two sides.
-        let closing = Box::pin(async move {
-            if reading_ended_first {
+        let (closing, client) = Box::pin(async move {
+            if let Some(writing) = writing {
                 writing.await;
             }
             let closing = closing(session.outbox());
+            let client = session.outbox_handle();
             farewell(session, stall).await;
-            closing
+            (closing, client)
         })
         .await;
-        (name, closing)
+        Gone {
+            name,
+            closing,
+            client,
+        }
+    }
+}
+
+/// A connection's two sides, until one ends: the read side first. The
+/// output is the write side, if the read side ended first (it says
+/// goodbye still). Not `select!`, nor a `poll_fn` over two pinned locals:
+/// those keep more beside the two sides (their own state, pointers to
+/// them), and this is held by every idle connection.
+struct Sides<'r, R, W> {
+    reading: Pin<&'r mut R>,
+    /// `None` once it is given out.
+    writing: Option<W>,
+}
+
+impl<R: Future, W: Future<Output = ()> + Unpin> Future for Sides<'_, R, W> {
+    type Output = Option<W>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<W>> {
+        let this = self.get_mut();
+        if this.reading.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(this.writing.take());
+        }
+        let Some(writing) = &mut this.writing else {
+            return Poll::Pending;
+        };
+        Pin::new(writing).poll(cx).map(|()| None)
     }
 }
 
@@ -234,7 +270,7 @@ mod tests {
     use crate::protocol::Text;
 
     /// See [`the_connection_of_an_idle_client_stays_small`].
-    const CONNECTION_FUTURE_BYTES: usize = 432;
+    const CONNECTION_FUTURE_BYTES: usize = 368;
 
     /// The connection's future is the memory every idle client holds
     /// (with its session and outbox): what it needs only while handling
@@ -248,11 +284,16 @@ mod tests {
     /// on a waker (not a `Notify`'s 64-byte wait) and each side awaits
     /// its work in one place (an `async` block keeps what lives across
     /// two of its awaits beside all of them); 432 with the rate limit's
-    /// buckets held inline (they were 64 bytes on the heap).
+    /// buckets held inline (they were 64 bytes on the heap); 368 with the
+    /// write side a future written by hand, raced with the read side by
+    /// [`Sides`], and the line decoder and the line's start in 8-byte
+    /// fields.
     ///
     /// It sits inside the client's task, whose cell tokio allocates in
-    /// 128-byte steps: in a release build a text client's future is 424
-    /// bytes and its task's cell 640; 16 bytes more and the cell is 768.
+    /// 128-byte steps: in a release build a text client's future is 360
+    /// bytes and, with what the task keeps for the client's end (the
+    /// server's `Leaving`, 40 bytes, guarded there), its task's cell is
+    /// 512, with no byte to spare (8 bytes more and it is 640).
     /// This bound is the test build's size today: any growth fails.
     #[tokio::test]
     async fn the_connection_of_an_idle_client_stays_small() {

@@ -12,6 +12,8 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{timeout_at, Instant};
 
+use crate::moment::Moment;
+
 use super::phase::{self, Phase, Taken};
 use super::Timeouts;
 use crate::hub::{Body, CloseReason, Pushed, RoomName, Session};
@@ -51,7 +53,7 @@ pub(super) struct Reading<D> {
     /// connection ends once.
     ended: Option<Box<CloseReason>>,
     /// When the client started the line it has not finished yet.
-    line_started: Option<Instant>,
+    line_started: Option<Moment>,
     /// The input paused for the gap that ends a device's packet.
     paused: bool,
     /// Where the connection stands before it is simply served.
@@ -175,7 +177,7 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                 // The line timeout runs for the line left unfinished, from
                 // when it was first seen unfinished: a fast sender whose reads
                 // all end mid-line finishes each of its lines in time.
-                state.line_started = Some(Instant::now());
+                state.line_started = Some(Moment::of(Instant::now()));
             }
             session.set_input_held(state.buf.capacity());
             if state.read_at_limit {
@@ -189,7 +191,11 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                 .await
                 {
                     // The time held back is not the client's to finish its line in.
-                    Ok(paused) => state.line_started = state.line_started.map(|at| at + paused),
+                    Ok(paused) => {
+                        state.line_started = state
+                            .line_started
+                            .map(|at| Moment::of(at.instant() + paused));
+                    }
                     Err(reason) => break (reason, true),
                 }
             }
@@ -212,7 +218,7 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                     }
                 } else {
                     let until = state.phase.as_deref().map(Phase::deadline);
-                    let line_timeout = limits.line.zip(state.line_started);
+                    let line_timeout = limits.line.zip(state.line_started.map(Moment::instant));
                     let gap = state
                         .decoder
                         .gap()

@@ -3,13 +3,13 @@
 //! says goodbye.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::future::Either;
-use futures_util::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -23,34 +23,136 @@ const MAX_WRITE_SLICES: usize = 64;
 /// How long a cut-off client gets to take its last notice.
 const ABORT_GOODBYE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// Drains `outbox` to `writer` until the client is gone, then says
-/// goodbye. Not an `async fn`: one copies its arguments into its body, and
-/// this future is held by every idle connection; for the same reason what
-/// it does between waits is made by [`next_step`] and boxed, so that none
-/// of it is kept beside the wait for the outbox.
-#[allow(clippy::manual_async_fn)] // on purpose: see above
-pub(super) fn write_side<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + 'a>(
+/// Drains an outbox to a writer until the client is gone, then says
+/// goodbye. Written by hand, not as an `async` block: every idle
+/// connection holds this future, and so it holds its writer, its outbox,
+/// two references and a few flags, nothing more (an `async` block took 64
+/// bytes, and had to be pinned in place, which cost the connection's
+/// future a pointer more). Unpin: the connection moves it, for its end,
+/// out of the race with the read side. What it does between waits is a
+/// boxed step ([`next_step`]), so that none of it is kept beside the wait
+/// for the outbox.
+pub(super) struct WriteSide<'a, P, W> {
     protocol: &'a P,
-    outbox: OutboxHandle,
-    mut writer: W,
     stall: &'a Duration,
-) -> impl std::future::Future<Output = ()> + 'a {
-    async move {
-        // Set while a message is written in part: a cut-off can come then, and
-        // the goodbye must not be glued to the torn message.
-        let mut torn = false;
+    state: Writing<'a, W>,
+}
+
+/// Where the write side stands.
+enum Writing<'a, W> {
+    /// Between steps, with what the next one takes.
+    Between(Idle<W>),
+    /// A step under way: it holds the outbox and the writer meanwhile.
+    Stepping(Pin<Box<dyn Future<Output = Stepped<W>> + Send + 'a>>),
+    /// The goodbye was said.
+    Done,
+}
+
+/// What the write side keeps between steps.
+struct Idle<W> {
+    outbox: OutboxHandle,
+    writer: W,
+    /// A message is written in part: a cut-off can come then, and the
+    /// goodbye must not be glued to the torn message.
+    torn: bool,
+    /// Here, not beside it in [`Writing::Between`]: in this struct's
+    /// padding.
+    next: Next,
+}
+
+/// What the write side does next, between steps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Take what the outbox has.
+    Take,
+    /// Wait for the outbox to have something.
+    Wait,
+    /// Let every task that is ready run first (readers with input waiting
+    /// push more to this outbox), then take all of it for one syscall:
+    /// under load, several messages per write.
+    Yield,
+}
+
+/// A finished step, and what it held.
+struct Stepped<W> {
+    written: Written,
+    idle: Idle<W>,
+}
+
+impl<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + Send + 'a> WriteSide<'a, P, W> {
+    pub(super) fn new(
+        protocol: &'a P,
+        outbox: OutboxHandle,
+        writer: W,
+        stall: &'a Duration,
+    ) -> Self {
+        let idle = Idle {
+            outbox,
+            writer,
+            torn: false,
+            next: Next::Take,
+        };
+        WriteSide {
+            protocol,
+            stall,
+            state: Writing::Between(idle),
+        }
+    }
+}
+
+impl<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + Send + 'a> Future for WriteSide<'a, P, W> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
         loop {
-            if let Some(step) = next_step(protocol, &outbox, &mut writer, &mut torn, *stall) {
-                if step.await == Written::Ended {
-                    return;
+            match std::mem::replace(&mut this.state, Writing::Done) {
+                Writing::Stepping(mut step) => match step.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = Writing::Stepping(step);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Stepped {
+                        written: Written::Ended,
+                        ..
+                    }) => return Poll::Ready(()),
+                    Poll::Ready(Stepped { mut idle, .. }) => {
+                        idle.next = Next::Take;
+                        this.state = Writing::Between(idle);
+                    }
+                },
+                Writing::Between(idle) if idle.next == Next::Take => {
+                    this.state = match next_step(this.protocol, idle, *this.stall) {
+                        Ok(step) => Writing::Stepping(step),
+                        Err(mut idle) => {
+                            idle.next = Next::Wait;
+                            Writing::Between(idle)
+                        }
+                    };
                 }
-                continue;
+                Writing::Between(mut idle) if idle.next == Next::Wait => {
+                    let ready = idle.outbox.poll_ready(cx);
+                    if ready.is_pending() {
+                        this.state = Writing::Between(idle);
+                        return Poll::Pending;
+                    }
+                    idle.next = Next::Yield;
+                    this.state = Writing::Between(idle);
+                }
+                Writing::Between(mut idle) => {
+                    // Next::Yield. A yield's first poll asks to be polled
+                    // again once the tasks ready now have run; that is all
+                    // it does.
+                    let yielding = std::pin::pin!(tokio::task::yield_now());
+                    let yielded = yielding.poll(cx);
+                    idle.next = Next::Take;
+                    this.state = Writing::Between(idle);
+                    if yielded.is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Writing::Done => return Poll::Ready(()),
             }
-            outbox.ready().await;
-            // Let every task that is ready run first (readers with input
-            // waiting push more to this outbox), then write all of it in one
-            // syscall: under load, several messages per write.
-            tokio::task::yield_now().await;
         }
     }
 }
@@ -66,33 +168,46 @@ enum Written {
 }
 
 /// Takes what the outbox has, and gives what to do with it as one boxed
-/// future: a batch to write, or the goodbye once it is closed. `None`:
-/// nothing to do, the writer waits. One future for both, so that the
-/// write side awaits a step in one place (an `async` block keeps beside
-/// all its waits what is alive across two of them).
-fn next_step<'b, P: Protocol, W: AsyncWrite + Farewell + Unpin>(
-    protocol: &'b P,
-    outbox: &'b OutboxHandle,
-    writer: &'b mut W,
-    torn: &'b mut bool,
+/// future: a batch to write, or the goodbye once it is closed. `Err`:
+/// nothing to do, the writer waits.
+#[allow(clippy::type_complexity)] // a step, or what it would have taken
+fn next_step<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + Send + 'a>(
+    protocol: &'a P,
+    idle: Idle<W>,
     stall: Duration,
-) -> Option<Pin<Box<impl std::future::Future<Output = Written> + 'b>>> {
-    let Batch { items, closing } = outbox.take();
+) -> Result<Pin<Box<dyn Future<Output = Stepped<W>> + Send + 'a>>, Idle<W>> {
+    let Batch { items, closing } = idle.outbox.take();
     if !items.is_empty() {
         // A flushing close is acted on once the queue is empty.
         drop(closing);
-        let writing = write_batch(items, writer, torn, outbox, stall).map(|written| {
-            if let Err(reason) = written {
+        return Ok(Box::pin(async move {
+            let mut idle = idle;
+            let Idle {
+                outbox,
+                writer,
+                torn,
+                ..
+            } = &mut idle;
+            if let Err(reason) = write_batch(items, writer, torn, outbox, stall).await {
                 outbox.close(reason, false);
             }
-            Written::Batch
-        });
-        return Some(Box::pin(Either::Left(writing)));
+            Stepped {
+                written: Written::Batch,
+                idle,
+            }
+        }));
     }
-    let closing = closing?;
-    let torn = *torn;
-    let goodbye = goodbye(protocol, closing, torn, writer, stall).map(|()| Written::Ended);
-    Some(Box::pin(Either::Right(goodbye)))
+    let Some(closing) = closing else {
+        return Err(idle);
+    };
+    Ok(Box::pin(async move {
+        let mut idle = idle;
+        goodbye(protocol, closing, idle.torn, &mut idle.writer, stall).await;
+        Stepped {
+            written: Written::Ended,
+            idle,
+        }
+    }))
 }
 
 /// Writes one batch, unless the client is cut off meanwhile.

@@ -387,7 +387,7 @@ impl Outbox {
 
     /// [`Outbox::ready`] as a poll: the wake-up is taken if one was given,
     /// or the waker is kept for the next.
-    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let Writer::Task(waker) = &self.to_writer else {
             return Poll::Pending;
         };

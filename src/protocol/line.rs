@@ -8,12 +8,16 @@ use bytes::{Buf, Bytes, BytesMut};
 ///
 /// (tokio-util's `AnyDelimiterCodec` does this too, but allocates its
 /// delimiter sets for every connection: 120 bytes per idle client,
-/// measured, where this takes 24 and no allocation.)
+/// measured, where this takes 12 and no allocation: every idle client
+/// keeps one.)
 #[derive(Debug)]
 pub struct LineDecoder {
-    max_line: usize,
-    /// Bytes at the front of the buffer already searched for a newline.
-    searched: usize,
+    /// At most `u32::MAX - 2`: a larger cap is that one (a line of 4 GiB
+    /// is beyond any memory budget first).
+    max_line: u32,
+    /// Bytes at the front of the buffer already searched for a newline
+    /// (at most the cap and its line ending).
+    searched: u32,
     /// Inside an overlong line: drop bytes up to the next newline.
     discarding: bool,
 }
@@ -30,7 +34,9 @@ impl LineDecoder {
     /// line ending).
     pub fn new(max_line: usize) -> Self {
         LineDecoder {
-            max_line,
+            max_line: u32::try_from(max_line)
+                .unwrap_or(u32::MAX)
+                .min(u32::MAX - 2),
             searched: 0,
             discarding: false,
         }
@@ -51,25 +57,24 @@ impl LineDecoder {
                 }
             }
         }
+        let (max_line, searched) = (self.max_line as usize, self.searched as usize);
         // The longest acceptable line, "\r\n" included.
-        let window = buf.len().min(self.max_line.saturating_add(2));
-        match memchr::memchr(b'\n', &buf[self.searched.min(window)..window]) {
+        let window = buf.len().min(max_line + 2);
+        match memchr::memchr(b'\n', &buf[searched.min(window)..window]) {
             Some(at) => {
-                let end = self.searched.min(window) + at;
+                let end = searched.min(window) + at;
                 self.searched = 0;
                 let mut line = buf.split_to(end + 1).freeze();
                 line.truncate(end);
                 Some(self.checked(line))
             }
-            None if window > self.max_line.saturating_add(1) => {
+            None if window > max_line + 1 => {
                 // No newline where one had to be: too long. Drop what is
                 // known to be part of it, and the rest as it comes.
                 self.searched = 0;
                 self.discarding = true;
                 buf.advance(window);
-                Some(Err(LineError {
-                    max_line: self.max_line,
-                }))
+                Some(Err(LineError { max_line }))
             }
             None if eof && !buf.is_empty() => {
                 self.searched = 0;
@@ -77,7 +82,8 @@ impl LineDecoder {
                 Some(self.checked(line))
             }
             None => {
-                self.searched = window;
+                // At most the cap and its line ending: fits.
+                self.searched = window as u32;
                 None
             }
         }
@@ -87,10 +93,9 @@ impl LineDecoder {
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
         }
-        if line.len() > self.max_line {
-            return Err(LineError {
-                max_line: self.max_line,
-            });
+        let max_line = self.max_line as usize;
+        if line.len() > max_line {
+            return Err(LineError { max_line });
         }
         Ok(line)
     }

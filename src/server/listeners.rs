@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{AdmissionRefusal, Arrival, Bound, Greeting, Held, Proof, ServerState, Timeouts};
+use super::{AdmissionRefusal, Arrival, Bound, Greeting, Held, Proof, ServerState, Slot, Timeouts};
 use crate::config::{ListenerSpec, Mode};
 use crate::hub::{ClientKind, ClientMeta, CloseReason, Name};
 use crate::protocol::{Datagrams, Device, Json, Protocol, Raw, Text};
@@ -461,7 +460,7 @@ async fn accept_loop<P: Protocol>(
                     admitted,
                 };
                 let task = shared.client(&listener, protocol.clone(), stream, arrival);
-                shared.tracker.spawn(task);
+                task.spawn(&shared.tracker);
             }
             Err(refusal) => turn_away(&shared, &spec, &*protocol, stream, peer, refusal),
         }
@@ -514,7 +513,7 @@ async fn arrive<P: Protocol>(
     protocol: Arc<P>,
     mut stream: TcpStream,
     mut peer: SocketAddr,
-    reserved: OwnedSemaphorePermit,
+    reserved: Slot,
 ) {
     let spec = listener.spec.clone().expect("TCP listeners have a spec");
     if let Some(version) = spec.proxy {
@@ -548,14 +547,14 @@ async fn arrive<P: Protocol>(
     if !spec.tls {
         let arrival = arrival(Proof::Nothing);
         let task = shared.client(&listener, protocol, stream, arrival);
-        shared.tracker.spawn(task);
+        task.spawn(&shared.tracker);
         return;
     }
     let Some((transport, proof)) = Box::pin(tls_handshake(&shared, stream, peer)).await else {
         return;
     };
     let task = shared.client(&listener, protocol, transport, arrival(proof));
-    shared.tracker.spawn(task);
+    task.spawn(&shared.tracker);
 }
 
 /// Runs a TLS client's handshake; `None` (logged) if it fails. With a

@@ -31,11 +31,10 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 
 use anyhow::Context;
-use futures_util::future::Either;
 use futures_util::FutureExt;
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -49,8 +48,9 @@ use crate::storage::{HistoryDir, Saver};
 use crate::throttle::{ClientRates, ConnectionRates};
 use crate::transport::{ServerTls, Transport};
 
-use admission::PerAddress;
-pub(crate) use admission::{AdmissionRefusal, Admitted, Arrival, Held, Proof, RefusalCause};
+use admission::Leaving;
+use admission::Places;
+pub(crate) use admission::{AdmissionRefusal, Admitted, Arrival, Held, Proof, RefusalCause, Slot};
 pub use control::Control;
 use listeners::{Listener, Listeners, Origin};
 use monitor::Monitor;
@@ -262,8 +262,7 @@ impl Server {
         let shared = Arc::new(ServerState {
             cluster,
             hub: self.hub,
-            slots: Arc::new(Semaphore::new(self.config.limits.max_connections)),
-            per_ip: Arc::default(),
+            places: Arc::new(Places::new(self.config.limits.max_connections)),
             live: RwLock::new(Live::of(&self.config.limits)),
             greeting: watch::Sender::new(self.config.greeting.clone()),
             running: Mutex::new(self.config.clone()),
@@ -421,8 +420,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub(crate) struct ServerState {
     pub(crate) config: Config,
     pub(crate) hub: Hub,
-    slots: Arc<Semaphore>,
-    per_ip: PerAddress,
+    places: Arc<Places>,
     /// The limits a reload changes, for the connections after it.
     live: RwLock<Live>,
     /// The greeting of text listeners, which a reload changes.
@@ -627,17 +625,17 @@ impl ServerState {
     /// disconnected for it.
     fn resize_slots(&self, from: usize, to: usize) {
         if to > from {
-            self.slots.add_permits(to - from);
+            self.places.slots.add_permits(to - from);
             return;
         }
         let excess = from - to;
-        let forgotten = self.slots.forget_permits(excess);
+        let forgotten = self.places.slots.forget_permits(excess);
         if forgotten < excess {
-            let slots = self.slots.clone();
+            let places = self.places.clone();
             let rest = u32::try_from(excess - forgotten).unwrap_or(u32::MAX);
             // Not tracked: a shutdown does not wait for it.
             tokio::spawn(async move {
-                if let Ok(permits) = slots.acquire_many_owned(rest).await {
+                if let Ok(permits) = places.slots.acquire_many(rest).await {
                     permits.forget();
                 }
             });
@@ -704,6 +702,36 @@ impl ServerState {
     }
 }
 
+/// A client's task, as [`ServerState::client`] makes it: served in its own
+/// future (the common start), or boxed because it waits for something
+/// first. Spawned as two kinds of task, not one sized for both: an idle
+/// client's task is memory it holds all its life.
+pub(crate) enum ClientTask<F> {
+    /// Served from the start: the connection's future, inline in the task.
+    Served(F),
+    /// Waits first (a certificate's name to claim, a room's history to
+    /// make whole), then is served.
+    Waits(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl<F: Future<Output = ()> + Send + 'static> ClientTask<F> {
+    /// Runs it as a task of its own, tracked for the shutdown.
+    pub(crate) fn spawn(self, tracker: &TaskTracker) {
+        match self {
+            ClientTask::Served(serving) => tracker.spawn(serving),
+            ClientTask::Waits(serving) => tracker.spawn(serving),
+        };
+    }
+
+    /// For a task that already has one (a `/ws` client's, its upgrade's).
+    pub(crate) fn boxed(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match self {
+            ClientTask::Served(serving) => Box::pin(serving),
+            ClientTask::Waits(serving) => serving,
+        }
+    }
+}
+
 /// Enforces the slow timeout and the memory budget, until shutdown.
 async fn sweep_loop(shared: Arc<ServerState>) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
@@ -740,15 +768,15 @@ impl ServerState {
     /// Serves one admitted client of `listener` over `stream` until it
     /// goes, then logs why and records it among the recent disconnects.
     /// Returns the task to spawn; it holds only what it needs for the
-    /// client's lifetime: the connection's own future, and what the last
-    /// log line names.
+    /// client's lifetime: the connection's own future, and what gives the
+    /// client's place back as it goes.
     pub(crate) fn client<P: Protocol, T: Transport + 'static>(
         self: &Arc<Self>,
         listener: &Arc<Listener>,
         protocol: Arc<P>,
         mut stream: T,
         arrival: Arrival,
-    ) -> impl Future<Output = ()> + Send + 'static {
+    ) -> ClientTask<impl Future<Output = ()> + Send + 'static> {
         let Arrival {
             meta,
             room,
@@ -757,69 +785,64 @@ impl ServerState {
         } = arrival;
         let mut session = self.hub.connect(None, &P::ENCODINGS, meta);
         self.settle(listener, &mut session);
-        let handle = session.outbox_handle();
         stream.gauge_input(session.input_gauge());
         let timeouts = self.timeouts_for(listener);
+        listener.connected();
+        let leaving = Leaving::new(self.clone(), listener.clone(), slot);
+        // Lives as long as the client. A map, not an async block: that
+        // would hold the connection's future twice (captured, and moved
+        // into its await).
+        let leave = move |gone: connection::Gone| leaving.left(gone);
+        let connected = move |session: &crate::hub::Session| {
+            info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
+        };
         // The common start (nothing to prove, nothing to wait for) is
         // served in the task's own future; the others wait first, so
         // theirs is boxed.
-        let serving = match proof {
+        match proof {
             // A name the client proved is its name, or it is not served:
             // anything else would let it pass for someone it is not. (In a
             // cluster, claiming it takes a round trip: the connection
             // starts with it.)
-            Proof::Name(name) => Either::Left(Box::pin(async move {
+            Proof::Name(name) => ClientTask::Waits(Box::pin(async move {
                 if let Err(error) = session.take_certified_name(name.clone()).await {
                     let why =
                         format!("the name {name} of your certificate is not available: {error}");
                     warn!(peer = %meta.peer, "refused a client: {why}");
                     session.close(CloseReason::Refused(why.into()), true);
                 }
-                info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
+                connected(&session);
                 let hold = session.ready_to_join(&room).await;
                 let serving = connection::serve(protocol, session, room, stream, timeouts, gate);
                 drop(hold);
-                serving.await
-            })
-                as Pin<Box<dyn Future<Output = _> + Send>>),
+                leave(serving.await);
+            })),
             Proof::Unusable(why) => {
                 warn!(peer = %meta.peer, "refused a client: {why}");
                 session.close(CloseReason::Refused(why.into()), true);
-                Either::Right(connection::serve(
-                    protocol, session, room, stream, timeouts, gate,
-                ))
+                ClientTask::Served(
+                    connection::serve(protocol, session, room, stream, timeouts, gate).map(leave),
+                )
             }
             // In a cluster sharing histories, the room's copy is made
             // whole before the client arrives in it (it is shown it).
             Proof::Nothing if self.hub.shares_history() => {
-                info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
-                Either::Left(Box::pin(async move {
+                connected(&session);
+                ClientTask::Waits(Box::pin(async move {
                     let hold = session.ready_to_join(&room).await;
                     let serving =
                         connection::serve(protocol, session, room, stream, timeouts, gate);
                     drop(hold);
-                    serving.await
-                })
-                    as Pin<Box<dyn Future<Output = _> + Send>>)
+                    leave(serving.await);
+                }))
             }
             Proof::Nothing => {
-                info!(peer = %meta.peer, name = %session.name(), client = %session.id(), mode = %meta.kind, tls = meta.tls, "client connected");
-                Either::Right(connection::serve(
-                    protocol, session, room, stream, timeouts, gate,
-                ))
+                connected(&session);
+                ClientTask::Served(
+                    connection::serve(protocol, session, room, stream, timeouts, gate).map(leave),
+                )
             }
-        };
-        let shared = self.clone();
-        let listener = listener.clone();
-        listener.connected();
-        // Lives as long as the client: what the last log line names is
-        // read from the client's handle then, not kept twice. A map, not
-        // an async block: that would hold the connection's future twice
-        // (captured, and moved into its await).
-        serving.map(move |(name, closing)| {
-            drop(slot);
-            shared.client_left(&listener, &handle, name, closing);
-        })
+        }
     }
 
     /// What a listener's clients are held to: the server's timeouts and

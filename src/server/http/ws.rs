@@ -207,13 +207,12 @@ pub(crate) async fn upgrade(
             admitted,
         };
         let serving: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match mode {
-            WsMode::Json => Box::pin(shared.client(
-                &listener,
-                Arc::new(Json::new(max_line)),
-                transport,
-                arrival,
-            )),
-            WsMode::Raw => Box::pin(shared.client(&listener, Arc::new(Raw), transport, arrival)),
+            WsMode::Json => shared
+                .client(&listener, Arc::new(Json::new(max_line)), transport, arrival)
+                .boxed(),
+            WsMode::Raw => shared
+                .client(&listener, Arc::new(Raw), transport, arrival)
+                .boxed(),
         };
         Some(serving)
     });
