@@ -44,12 +44,24 @@ run() { # run LABEL BINARY SCENARIO-NAME ARGS...
         text) ;;
         *) echo "PROTOCOL is text, ws or tls" >&2; exit 2 ;;
     esac
+    # A port another process holds (a server left behind by an
+    # interrupted run) would have the bench measure that process instead.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$addr") 2>/dev/null; then
+        echo "   $name on $label: port $addr is taken by another process (a server left by an interrupted run?): not measured" >&2
+        PORT=$((PORT + 1))
+        return 0
+    fi
     taskset -c 0 "$bin" serve "${serve[@]}" --max-connections 25000 >"$OUT/server.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$addr") 2>/dev/null && break
         sleep 0.1
     done
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "   $name on $label: the server did not start: $(tail -1 "$OUT/server.log")" >&2
+        PORT=$((PORT + 1))
+        return 0
+    fi
     timeout 300 taskset -c 1 "$BENCH" bench "$@" "${client[@]}" --addr "127.0.0.1:$addr" --server-pid "$pid" --json \
         >"$OUT/$name.$label.$run.json" 2>"$OUT/$name.$label.$run.err" || echo "   $name on $label failed"
     kill "$pid" 2>/dev/null || true

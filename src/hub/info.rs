@@ -8,7 +8,8 @@
 //! had done, added once as each goes.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +28,7 @@ pub struct ClientMeta {
     /// Whether its connection is encrypted (TLS, HTTPS).
     pub tls: bool,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// The id of the listener it came through.
     pub listener: u32,
     /// Whether it is a client of a sealed room (a playground port's): no
@@ -40,10 +41,52 @@ impl Default for ClientMeta {
         ClientMeta {
             kind: ClientKind::Text,
             tls: false,
-            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)).into(),
             sealed: false,
             listener: 0,
         }
+    }
+}
+
+/// A client's address and port, as listings and logs show it: 20 bytes in
+/// every client's record, where a `SocketAddr` is 32 (an IPv6 address's
+/// flow label and scope, which nothing here shows, are not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr {
+    ip: IpAddr,
+    port: u16,
+}
+
+impl PeerAddr {
+    /// The address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr {
+            ip: addr.ip(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl From<PeerAddr> for SocketAddr {
+    fn from(peer: PeerAddr) -> Self {
+        SocketAddr::new(peer.ip, peer.port)
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SocketAddr::from(*self).fmt(f)
     }
 }
 

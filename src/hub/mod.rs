@@ -53,7 +53,7 @@ pub use history::{
     RoomFilter, RoomHistoryView, Saved, Unsaved, KEPT_OVERHEAD,
 };
 pub use info::{
-    unix_millis, ClientInfo, ClientMeta, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
+    unix_millis, ClientInfo, ClientMeta, PeerAddr, RoomStats, Totals, Watch, Watcher, ADMIN_NAME,
 };
 pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};

@@ -353,7 +353,10 @@ async fn a_fleet_is_swept_a_tenth_at_a_time_and_each_client_within_ten_sweeps() 
 /// A member is memory every client holds while connected, idle or not: a
 /// feature that grows it shows here first (it was 336 bytes before the
 /// arrival flag, which fits in its padding; 320 since an outbox's close
-/// is boxed, which paid for the choice of its writer).
+/// is boxed, which paid for the choice of its writer; 304 since a client's
+/// address is a `PeerAddr`, not a 32-byte `SocketAddr`). In its `Arc`, 304
+/// bytes are a 320-byte block of jemalloc's, the binary's allocator; 8
+/// more and it takes a 384-byte one.
 ///
 /// Its outbox is inside it, and guarded on its own too: a queue that grows
 /// is the first place a feature would add a field.
@@ -364,8 +367,8 @@ fn a_member_stays_within_its_size() {
         std::mem::size_of::<super::Outbox>(),
     );
     println!("a member: {member} bytes, of which its outbox {outbox}");
-    assert!(member <= 320, "Member is {member} bytes");
-    assert!(outbox <= 160, "Outbox is {outbox} bytes");
+    assert!(member <= 304, "Member is {member} bytes");
+    assert!(outbox <= 152, "Outbox is {outbox} bytes");
 }
 
 /// A backplane that counts what it is asked to publish.

@@ -476,7 +476,7 @@ fn meta(spec: &ListenerSpec, listener: &Listener, peer: SocketAddr) -> ClientMet
             Mode::Raw => ClientKind::Raw,
         },
         tls: spec.tls,
-        peer,
+        peer: peer.into(),
         listener: listener.id,
         sealed: spec.room.is_sealed(),
     }

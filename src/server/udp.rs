@@ -310,7 +310,7 @@ pub(super) async fn receive_loop<P: Protocol>(
             meta: ClientMeta {
                 kind: ClientKind::Udp,
                 tls: false,
-                peer: addr,
+                peer: addr.into(),
                 listener: listener.id,
                 sealed: spec.room.is_sealed(),
             },
@@ -348,7 +348,7 @@ fn arrive<P: Protocol>(
     let mut session = server.hub.connect_drained(&P::ENCODINGS, meta, drains, key);
     server.settle(&shared.listener, &mut session);
     let peer = Arc::new(Peer {
-        addr: meta.peer,
+        addr: meta.peer.into(),
         inbox: PeerInbox::new(&shared.stats),
         client: session.outbox_handle(),
         resting: Mutex::new(None),

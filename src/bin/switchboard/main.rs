@@ -96,6 +96,12 @@ const SECRET_TRACING_CRATES: [&str; 7] = [
     "redis",
 ];
 
+/// jemalloc, where the `jemalloc` feature (on by default) has it: see
+/// Cargo.toml, and docs/performance.md for what it saves.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // rustls's cryptography, for every TLS client in the process (the HTTP
     // client of `status` among them): ring, as the server uses; no aws-lc.

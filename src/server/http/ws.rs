@@ -196,7 +196,7 @@ pub(crate) async fn upgrade(
         let meta = ClientMeta {
             kind,
             tls: https,
-            peer,
+            peer: peer.into(),
             listener: listener.id,
             sealed: false,
         };
