@@ -411,12 +411,17 @@ async fn console(http: SocketAddr) -> Chrome {
         t.to_lowercase().contains("live")
     });
     if tokio::time::timeout(BROWSER_PATIENCE, live).await.is_err() {
-        // What the page shows says which side failed.
+        // What the page shows says which side failed; what it fetched
+        // (with each answer's status: 0 is a network error) says whether
+        // its scripts all came, or one failed and none of them ran (the
+        // status chip then says "connecting": no feed was ever opened).
         let shown = chrome
             .browser
             .execute(
                 "return [document.readyState, document.querySelector('#status')?.textContent, \
-                 document.querySelector('#banner-text')?.textContent]",
+                 document.querySelector('#banner-text')?.textContent, \
+                 performance.getEntriesByType('resource').map(e => \
+                    e.name.replace(location.origin, '') + ' ' + e.responseStatus + ' ' + Math.round(e.duration) + 'ms')]",
                 vec![],
             )
             .await;
