@@ -30,6 +30,10 @@ import { initWatch } from './watch.js';
 import { initSend } from './send.js';
 import { initKick } from './kick.js';
 
+// Every module of the page loaded: boot.js may reload it again after a
+// later failure.
+try { sessionStorage.removeItem('switchboard-reloaded-after-a-script-failed'); } catch (e) { /* no storage */ }
+
 initTheme();
 initTables();
 initListeners();

@@ -5,6 +5,10 @@
 import { $, initTheme } from './dom.js';
 import { adminAuth } from './auth.js';
 
+// Every module of the page loaded: boot.js may reload it again after a
+// later failure.
+try { sessionStorage.removeItem('switchboard-reloaded-after-a-script-failed'); } catch (e) { /* no storage */ }
+
 initTheme();
 const q = new URLSearchParams(location.search);
 if (q.has('failed')) $('#login-failed').hidden = false;

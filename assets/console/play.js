@@ -7,6 +7,10 @@ import { $, el, setText, storage, toast, copyText, initTheme } from './dom.js';
 import { fmtInt, fmtBytes, fmtClock, fmtDateTime, fmtAgo, controlPicture, bytesToBase64, parseHex } from './format.js';
 import { hexDump } from './traffic-item.js';
 
+// Every module of the page loaded: boot.js may reload it again after a
+// later failure.
+try { sessionStorage.removeItem('switchboard-reloaded-after-a-script-failed'); } catch (e) { /* no storage */ }
+
 /** Messages the page keeps; older ones are dropped (the page says so). */
 const MAX_LOG = 2000;
 /** Most bytes of one message shown (its size is shown in full). */

@@ -425,7 +425,7 @@ async fn console(http: SocketAddr) -> Chrome {
                 vec![],
             )
             .await;
-        panic!("the console never went live: {shown:?}");
+        panic!("the console never went live ({http}): {shown:?}");
     }
     chrome
 }
@@ -856,6 +856,120 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
     chrome.screenshot("11-udp-module").await;
     chrome.browser.close().await.unwrap();
     drop((dtu, second, module));
+    server.stop().await;
+}
+
+/// A Chrome DevTools command, sent through chromedriver (its
+/// `goog/cdp/execute`): what WebDriver itself cannot do, such as failing
+/// a request.
+#[derive(Debug)]
+struct DevTools {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        let session = session_id.expect("a session");
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+impl Chrome {
+    /// Fails every request for a URL matching one of `patterns` (`*` is
+    /// any text), as a network error would; none, to stop.
+    async fn fail_requests(&self, patterns: &[&str]) {
+        for (cmd, params) in [
+            ("Network.enable", json!({})),
+            ("Network.setBlockedURLs", json!({ "urls": patterns })),
+        ] {
+            self.browser
+                .issue_cmd(DevTools { cmd, params })
+                .await
+                .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        }
+    }
+}
+
+/// One of the console's scripts fails to load (a network error while the
+/// page loads): none of them would run, and the page would say
+/// "connecting" for ever. It reloads itself once; when that fails too, it
+/// says what happened, and its button reloads it, live again once the
+/// network is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_whose_scripts_fail_to_load_says_so_and_reloads() {
+    let config = Config {
+        http: HttpSettings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
+        ..config_with(&["127.0.0.1:0"])
+    };
+    let server = TestServer::start(config).await;
+    let chrome = Chrome::start().await;
+    chrome.set_viewport(DESKTOP).await;
+    chrome.fail_requests(&["*/assets/kick.js"]).await;
+    chrome
+        .browser
+        .goto(&format!("http://{}/", server.http.unwrap()))
+        .await
+        .unwrap();
+    chrome
+        .wait_text_for(
+            BROWSER_PATIENCE,
+            "the page to say its scripts failed",
+            "#banner-text",
+            |t| t.contains("scripts did not load"),
+        )
+        .await;
+    let reloaded = chrome
+        .browser
+        .execute(
+            "return [sessionStorage.getItem('switchboard-reloaded-after-a-script-failed'), \
+             document.querySelector('#status').textContent, document.querySelector('#banner').hidden]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reloaded,
+        json!(["1", "offline", false]),
+        "reloaded once, then said so, in sight"
+    );
+    chrome.screenshot("16-scripts-failed").await;
+    chrome.fail_requests(&[]).await;
+    chrome.click("#banner-retry").await;
+    chrome
+        .wait_text_for(
+            BROWSER_PATIENCE,
+            "the live feed after the reload",
+            "#status",
+            |t| t.contains("live"),
+        )
+        .await;
+    let mark = chrome
+        .browser
+        .execute(
+            "return sessionStorage.getItem('switchboard-reloaded-after-a-script-failed')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        mark,
+        serde_json::Value::Null,
+        "cleared once the scripts ran"
+    );
+    chrome.browser.close().await.unwrap();
     server.stop().await;
 }
 
