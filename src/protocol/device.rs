@@ -18,7 +18,15 @@ use crate::hub::{Body, Closing, Event, Name, RoomName};
 /// The device protocol of one listener.
 #[derive(Debug, Clone)]
 pub struct Device {
-    spec: Arc<DeviceSpec>,
+    listening: Arc<Listening>,
+}
+
+/// What every device of a listener shares: one pointer in each device's
+/// decoder, where the three were 48 bytes (an idle UDP device's resting
+/// state is boxed, and its block's size class counts).
+#[derive(Debug)]
+struct Listening {
+    spec: DeviceSpec,
     max_line: usize,
     room: RoomName,
 }
@@ -28,9 +36,11 @@ impl Device {
     /// says otherwise, sending packets of at most `max_line` bytes.
     pub fn new(spec: DeviceSpec, room: RoomName, max_line: usize) -> Self {
         Device {
-            spec: Arc::new(spec),
-            max_line,
-            room,
+            listening: Arc::new(Listening {
+                spec,
+                max_line,
+                room,
+            }),
         }
     }
 }
@@ -52,10 +62,8 @@ enum State {
 /// One device's decoder: framing, then registration and heartbeats.
 #[derive(Debug)]
 pub struct DeviceDecoder {
-    spec: Arc<DeviceSpec>,
+    listening: Arc<Listening>,
     framer: Framer,
-    max: usize,
-    room: RoomName,
     state: State,
     /// Data that came in the same packet as the registration. Boxed: it
     /// is there for one decode, and every device holds the field.
@@ -93,6 +101,7 @@ const SHOWN_IN_LOG: usize = 24;
 impl DeviceDecoder {
     fn registration(&self, packet: &Bytes) -> Result<(Registration, usize), String> {
         let register = self
+            .listening
             .spec
             .register
             .as_ref()
@@ -112,13 +121,14 @@ impl DeviceDecoder {
             )
         })?;
         let name = self
+            .listening
             .spec
             .name
             .name(&identity.id)
             .map_err(|e| e.to_string())?;
-        let room = match &self.spec.room {
+        let room = match &self.listening.spec.room {
             Some(template) => template.room(&identity.id).map_err(|e| e.to_string())?,
-            None => self.room.clone(),
+            None => self.listening.room.clone(),
         };
         Ok((
             Registration {
@@ -133,13 +143,13 @@ impl DeviceDecoder {
     /// A packet of a registered device: its registration stripped if it
     /// sends one in front of every packet; `None` if nothing is left.
     fn registered(&self, registration: &Bytes, packet: Bytes) -> Option<Bytes> {
-        if !self.spec.register_each {
+        if !self.listening.spec.register_each {
             return Some(packet);
         }
         let packet = match packet.strip_prefix(&registration[..]) {
             Some(rest) => packet.slice(packet.len() - rest.len()..),
             None => {
-                let register = self.spec.register.as_ref().expect("registered");
+                let register = self.listening.spec.register.as_ref().expect("registered");
                 if register.read(&packet).is_ok() {
                     // Another device's identity: this connection may not
                     // speak for it.
@@ -155,7 +165,8 @@ impl DeviceDecoder {
     }
 
     fn is_heartbeat(&self, packet: &[u8]) -> bool {
-        self.spec
+        self.listening
+            .spec
             .heartbeat
             .as_ref()
             .is_some_and(|heartbeat| heartbeat.matches(packet))
@@ -168,25 +179,36 @@ impl Decode for DeviceDecoder {
             return Some(request(Request::BadFrame));
         }
         if let Some(packet) = self.after_registration.take() {
-            return Some(data(&self.spec, &mut self.bad_frame, *packet));
+            return Some(data(&self.listening.spec, &mut self.bad_frame, *packet));
         }
         loop {
             if let State::Refused = self.state {
                 buf.clear();
                 return None;
             }
-            let packet = self.framer.next(&self.spec.frame, buf, eof, self.max)?;
+            let packet = self.framer.next(
+                &self.listening.spec.frame,
+                buf,
+                eof,
+                self.listening.max_line,
+            )?;
             if self.is_heartbeat(&packet) {
                 return Some(request(Request::Heartbeat));
             }
             match &self.state {
-                State::Guest => return Some(data(&self.spec, &mut self.bad_frame, packet)),
+                State::Guest => {
+                    return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
+                }
                 State::Registered(registration) => match self.registered(registration, packet) {
                     // What was left of it once its prefix was stripped.
-                    Some(packet) if self.spec.register_each && self.is_heartbeat(&packet) => {
+                    Some(packet)
+                        if self.listening.spec.register_each && self.is_heartbeat(&packet) =>
+                    {
                         return Some(request(Request::Heartbeat))
                     }
-                    Some(packet) => return Some(data(&self.spec, &mut self.bad_frame, packet)),
+                    Some(packet) => {
+                        return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
+                    }
                     None => continue,
                 },
                 State::Unregistered => match self.registration(&packet) {
@@ -208,7 +230,7 @@ impl Decode for DeviceDecoder {
     }
 
     fn gap(&self) -> Option<Duration> {
-        self.spec.frame.gap()
+        self.listening.spec.frame.gap()
     }
 }
 
@@ -218,11 +240,9 @@ impl Protocol for Device {
 
     fn decoder(&self) -> DeviceDecoder {
         DeviceDecoder {
-            spec: self.spec.clone(),
+            listening: self.listening.clone(),
             framer: Framer::default(),
-            max: self.max_line,
-            room: self.room.clone(),
-            state: match self.spec.register {
+            state: match self.listening.spec.register {
                 Some(_) => State::Unregistered,
                 None => State::Guest,
             },
@@ -236,10 +256,11 @@ impl Protocol for Device {
     }
 
     fn register_within(&self) -> Option<Duration> {
-        self.spec
+        self.listening
+            .spec
             .register
             .as_ref()
-            .map(|_| self.spec.register_grace)
+            .map(|_| self.listening.spec.register_grace)
     }
 
     fn credentials_in_data(&self) -> bool {
