@@ -52,9 +52,10 @@ enum State {
     Guest,
     /// Its first packet will be its registration.
     Unregistered,
-    /// Registered with these bytes (stripped from every packet with
-    /// `register-each`).
-    Registered(Bytes),
+    /// Registered; with `register-each`, the bytes of its registration,
+    /// stripped from every packet (boxed: only those listeners keep them,
+    /// and every device holds the state).
+    Registered(Option<Box<Bytes>>),
     /// Its registration was refused: nothing more it sends is taken.
     Refused,
 }
@@ -142,10 +143,10 @@ impl DeviceDecoder {
 
     /// A packet of a registered device: its registration stripped if it
     /// sends one in front of every packet; `None` if nothing is left.
-    fn registered(&self, registration: &Bytes, packet: Bytes) -> Option<Bytes> {
-        if !self.listening.spec.register_each {
+    fn registered(&self, registration: Option<&Bytes>, packet: Bytes) -> Option<Bytes> {
+        let Some(registration) = registration.filter(|_| self.listening.spec.register_each) else {
             return Some(packet);
-        }
+        };
         let packet = match packet.strip_prefix(&registration[..]) {
             Some(rest) => packet.slice(packet.len() - rest.len()..),
             None => {
@@ -199,23 +200,27 @@ impl Decode for DeviceDecoder {
                 State::Guest => {
                     return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
                 }
-                State::Registered(registration) => match self.registered(registration, packet) {
-                    // What was left of it once its prefix was stripped.
-                    Some(packet)
-                        if self.listening.spec.register_each && self.is_heartbeat(&packet) =>
-                    {
-                        return Some(request(Request::Heartbeat))
+                State::Registered(registration) => {
+                    match self.registered(registration.as_deref(), packet) {
+                        // What was left of it once its prefix was stripped.
+                        Some(packet)
+                            if self.listening.spec.register_each && self.is_heartbeat(&packet) =>
+                        {
+                            return Some(request(Request::Heartbeat))
+                        }
+                        Some(packet) => {
+                            return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
+                        }
+                        None => continue,
                     }
-                    Some(packet) => {
-                        return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
-                    }
-                    None => continue,
-                },
+                }
                 State::Unregistered => match self.registration(&packet) {
                     Ok((registration, used)) => {
                         let rest = packet.slice(used..);
                         self.after_registration = (!rest.is_empty()).then(|| Box::new(rest));
-                        self.state = State::Registered(registration.identity.raw.clone());
+                        let each = self.listening.spec.register_each;
+                        let kept = each.then(|| Box::new(registration.identity.raw.clone()));
+                        self.state = State::Registered(kept);
                         return Some(request(Request::Register(Box::new(registration))));
                     }
                     Err(why) => {
