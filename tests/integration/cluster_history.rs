@@ -5,9 +5,10 @@
 use serde_json::{json, Value};
 use switchboard::{Client, ServerLine};
 
-use crate::cluster::{expect_notice, node_with, Redis};
+use crate::cluster::{expect_notice, node_with};
 use crate::common::{expect_message, join, sync, within, BinaryServer};
 use crate::history::{next_json, send_json, texts};
+use crate::redis::Redis;
 
 /// A node keeping `keep` messages per room, with a text listener (0), a
 /// JSON one (1) and a text one showing joiners the last 5 (2).

@@ -8,8 +8,10 @@
 
 mod common;
 
+mod admin;
 mod auth;
 mod bench;
+mod browser;
 mod cli;
 mod cluster;
 mod cluster_history;
@@ -27,6 +29,7 @@ mod modes;
 mod passwd;
 mod playground;
 mod rate_limits;
+mod redis;
 mod relay;
 mod service;
 mod tls;

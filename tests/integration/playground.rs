@@ -486,7 +486,7 @@ async fn a_share_link_lets_a_second_device_watch_and_send_and_dies_with_the_port
 /// and the visitor's answer reaches the client; at 1,440 and 390 px.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_a_visitor_gets_a_port_sees_hello_world_in_text_and_hex_and_answers() {
-    use crate::console::{Chrome, DESKTOP};
+    use crate::browser::{Chrome, DESKTOP};
     let (_server, http) = server(&[]).await;
     let chrome = Chrome::start().await;
     chrome.set_viewport(DESKTOP).await;
