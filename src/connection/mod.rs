@@ -316,6 +316,35 @@ mod tests {
         assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
     }
 
+    /// A device's connection (a raw listener with `register=`) fits what a
+    /// text client's does: its decoder holds only the connection's state
+    /// (16 bytes), its listener's settings are the protocol's. It was 32
+    /// bytes more, and a TCP device's task took a 640-byte cell.
+    #[tokio::test]
+    async fn a_device_connection_is_no_bigger_than_a_text_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
+        let hub = crate::hub::Hub::new(crate::Config::local().hub);
+        let meta = crate::hub::ClientMeta::default();
+        let session = hub.connect(None, &crate::protocol::Device::ENCODINGS, meta);
+        let timeouts = Arc::new(Timeouts {
+            stall: Duration::from_secs(5),
+            idle: None,
+            line: None,
+            rates: ClientRates::default(),
+        });
+        let spec: crate::ListenerSpec = "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE"
+            .parse()
+            .unwrap();
+        let device = Arc::new(crate::protocol::Device::new(spec.device, spec.room, 1024));
+        let connection = serve(device, session, RoomName::lobby(), stream, timeouts, None);
+        let size = std::mem::size_of_val(&connection);
+        println!("a device connection's future: {size} bytes");
+        assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
+    }
+
     /// A `/ws` client's connection holds its WebSocket transport once: it
     /// was held twice (1,976 bytes; the stream moved into a local of the
     /// future left its captured copy's room behind), 520 bytes per idle

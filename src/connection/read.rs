@@ -17,7 +17,7 @@ use crate::moment::Moment;
 use super::phase::{self, Phase, Taken};
 use super::Timeouts;
 use crate::hub::{Body, CloseReason, Pushed, RoomName, Session};
-use crate::protocol::{apply, Decode, ErrorCode, Input, Protocol, ProtocolError, Reply, Request};
+use crate::protocol::{apply, ErrorCode, Input, Protocol, ProtocolError, Reply, Request};
 use crate::throttle::{ClientRates, Throttle, Verdict};
 
 /// Size of the per-thread buffer every read lands in before its bytes are
@@ -136,6 +136,7 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                     };
                     let eof = state.ended.is_some();
                     let Some(work) = next_work(
+                        protocol,
                         &mut state.decoder,
                         &mut state.buf,
                         eof || state.paused,
@@ -219,8 +220,7 @@ pub(super) fn read_side<'a, P: Protocol, R: AsyncRead + Unpin + 'a>(
                 } else {
                     let until = state.phase.as_deref().map(Phase::deadline);
                     let line_timeout = limits.line.zip(state.line_started.map(Moment::instant));
-                    let gap = state
-                        .decoder
+                    let gap = protocol
                         .gap()
                         .filter(|_| !state.buf.is_empty())
                         .map(|limit| Deadline {
@@ -404,8 +404,9 @@ impl Work {
 /// Takes the next piece of work from what has been read. Consecutive
 /// messages to the same room (as one read of a fast sender holds many)
 /// become one [`Work::Say`]; `held` keeps an input read past the run.
-fn next_work<D: Decode>(
-    decoder: &mut D,
+fn next_work<P: Protocol>(
+    protocol: &P,
+    decoder: &mut P::Decoder,
     buf: &mut BytesMut,
     eof: bool,
     held: &mut Option<Box<Input>>,
@@ -414,7 +415,7 @@ fn next_work<D: Decode>(
     let first = held
         .take()
         .map(|input| *input)
-        .or_else(|| decoder.decode(buf, eof))?;
+        .or_else(|| protocol.decode(decoder, buf, eof))?;
     let (room, body) = match first {
         Input::Request {
             request: Request::Say { room, body },
@@ -431,7 +432,7 @@ fn next_work<D: Decode>(
     }
     let mut bodies = vec![body];
     while bodies.len() < most {
-        match decoder.decode(buf, eof) {
+        match protocol.decode(decoder, buf, eof) {
             Some(Input::Request {
                 request:
                     Request::Say {

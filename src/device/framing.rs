@@ -146,8 +146,10 @@ impl Frame {
 /// call: every device of a fleet holds this, not a copy of it.
 #[derive(Debug, Default)]
 pub struct Framer {
-    /// Bytes still to drop of a packet longer than the limit.
-    skip: usize,
+    /// Bytes still to drop of a packet longer than the limit, its prefix
+    /// dropped already: what a prefix of at most 4 bytes announces fits 32
+    /// bits (a device's decoder is in every idle device's task).
+    skip: u32,
 }
 
 impl Framer {
@@ -166,9 +168,10 @@ impl Framer {
     ) -> Option<Bytes> {
         let max = max.max(1);
         if self.skip > 0 {
-            let skipped = self.skip.min(buf.len());
+            let skipped = buf.len().min(self.skip as usize);
             buf.advance(skipped);
-            self.skip -= skipped;
+            // `skipped` is at most `skip`, a u32.
+            self.skip -= skipped as u32;
             if self.skip > 0 {
                 return None;
             }
@@ -192,7 +195,9 @@ impl Framer {
                             max,
                             "skipped a device packet longer than the line limit (max line)"
                         );
-                        self.skip = prefix.width + length;
+                        buf.advance(prefix.width);
+                        // A prefix is at most 4 bytes wide.
+                        self.skip = u32::try_from(length).unwrap_or(u32::MAX);
                         return self.next(frame, buf, flush, max);
                     }
                     let whole = prefix.width + length;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Protocol, ProtocolError, Raw, Reply, Tag, UDP_SLOT};
+use super::{Input, Protocol, ProtocolError, Raw, Reply, Tag, UDP_SLOT};
 use crate::hub::{Closing, Event, Name, RoomName};
 
 /// `P` (raw, or a device listener's), its messages framed for datagrams.
@@ -40,6 +40,14 @@ impl<P: Protocol> Protocol for Datagrams<P> {
 
     fn decoder(&self) -> P::Decoder {
         self.0.decoder()
+    }
+
+    fn decode(&self, decoder: &mut P::Decoder, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        self.0.decode(decoder, buf, eof)
+    }
+
+    fn gap(&self) -> Option<Duration> {
+        self.0.gap()
     }
 
     fn welcome(&self, name: &Name, room: Option<&RoomName>) -> Bytes {

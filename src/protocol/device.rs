@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{
-    Decode, Input, Protocol, ProtocolError, Raw, Registration, Reply, Request, Tag, RAW_SLOT,
-};
+use super::{Input, Protocol, ProtocolError, Raw, Registration, Reply, Request, Tag, RAW_SLOT};
 use crate::device::{hex, DeviceSpec, Framer};
 use crate::hub::{Body, Closing, Event, Name, RoomName};
 
@@ -46,31 +44,43 @@ impl Device {
 }
 
 /// Where a device's connection stands.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// The listener does not ask devices who they are.
     Guest,
     /// Its first packet will be its registration.
     Unregistered,
-    /// Registered; with `register-each`, the bytes of its registration,
-    /// stripped from every packet (boxed: only those listeners keep them,
-    /// and every device holds the state).
-    Registered(Option<Box<Bytes>>),
+    /// Registered (with `register-each`, its registration's bytes are
+    /// [`Kept::registration`]).
+    Registered,
     /// Its registration was refused: nothing more it sends is taken.
     Refused,
 }
 
-/// One device's decoder: framing, then registration and heartbeats.
+/// One device's connection as its decoder sees it: framing, then
+/// registration and heartbeats; its listener's settings are the
+/// [`Device`] protocol's. 16 bytes: it is in every idle device's task (a
+/// TCP device's fits a 512-byte cell with it) and resting UDP peer.
 #[derive(Debug)]
 pub struct DeviceDecoder {
-    listening: Arc<Listening>,
+    /// Bytes kept from one packet for later ones, boxed and only while
+    /// there are some: few devices have any.
+    kept: Option<Box<Kept>>,
     framer: Framer,
     state: State,
-    /// Data that came in the same packet as the registration. Boxed: it
-    /// is there for one decode, and every device holds the field.
-    after_registration: Option<Box<Bytes>>,
     /// The last packet failed its Modbus CRC: say so next.
     bad_frame: bool,
+}
+
+/// What a device's decoder keeps of its registration.
+#[derive(Debug, Default)]
+struct Kept {
+    /// With `register-each`: the registration's bytes, stripped from the
+    /// front of every packet.
+    registration: Option<Bytes>,
+    /// Data that came in the registration's packet, behind it: the next
+    /// decode's.
+    after: Option<Bytes>,
 }
 
 /// A packet relayed; with `modbus=rtu`, one failing its CRC is noted for
@@ -99,10 +109,9 @@ fn request(request: Request) -> Input {
 /// At most this much of a refused packet is shown in the log.
 const SHOWN_IN_LOG: usize = 24;
 
-impl DeviceDecoder {
+impl Listening {
     fn registration(&self, packet: &Bytes) -> Result<(Registration, usize), String> {
         let register = self
-            .listening
             .spec
             .register
             .as_ref()
@@ -122,14 +131,13 @@ impl DeviceDecoder {
             )
         })?;
         let name = self
-            .listening
             .spec
             .name
             .name(&identity.id)
             .map_err(|e| e.to_string())?;
-        let room = match &self.listening.spec.room {
+        let room = match &self.spec.room {
             Some(template) => template.room(&identity.id).map_err(|e| e.to_string())?,
-            None => self.listening.room.clone(),
+            None => self.room.clone(),
         };
         Ok((
             Registration {
@@ -144,13 +152,13 @@ impl DeviceDecoder {
     /// A packet of a registered device: its registration stripped if it
     /// sends one in front of every packet; `None` if nothing is left.
     fn registered(&self, registration: Option<&Bytes>, packet: Bytes) -> Option<Bytes> {
-        let Some(registration) = registration.filter(|_| self.listening.spec.register_each) else {
+        let Some(registration) = registration.filter(|_| self.spec.register_each) else {
             return Some(packet);
         };
         let packet = match packet.strip_prefix(&registration[..]) {
             Some(rest) => packet.slice(packet.len() - rest.len()..),
             None => {
-                let register = self.listening.spec.register.as_ref().expect("registered");
+                let register = self.spec.register.as_ref().expect("registered");
                 if register.read(&packet).is_ok() {
                     // Another device's identity: this connection may not
                     // speak for it.
@@ -166,50 +174,42 @@ impl DeviceDecoder {
     }
 
     fn is_heartbeat(&self, packet: &[u8]) -> bool {
-        self.listening
-            .spec
+        self.spec
             .heartbeat
             .as_ref()
             .is_some_and(|heartbeat| heartbeat.matches(packet))
     }
-}
 
-impl Decode for DeviceDecoder {
-    fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
-        if std::mem::take(&mut self.bad_frame) {
+    /// The next input of the device whose decoder is `device`.
+    fn decode(&self, device: &mut DeviceDecoder, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        if std::mem::take(&mut device.bad_frame) {
             return Some(request(Request::BadFrame));
         }
-        if let Some(packet) = self.after_registration.take() {
-            return Some(data(&self.listening.spec, &mut self.bad_frame, *packet));
+        if let Some(packet) = device.take_after_registration() {
+            return Some(data(&self.spec, &mut device.bad_frame, packet));
         }
         loop {
-            if let State::Refused = self.state {
+            if device.state == State::Refused {
                 buf.clear();
                 return None;
             }
-            let packet = self.framer.next(
-                &self.listening.spec.frame,
-                buf,
-                eof,
-                self.listening.max_line,
-            )?;
+            let packet = device
+                .framer
+                .next(&self.spec.frame, buf, eof, self.max_line)?;
             if self.is_heartbeat(&packet) {
                 return Some(request(Request::Heartbeat));
             }
-            match &self.state {
-                State::Guest => {
-                    return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
-                }
-                State::Registered(registration) => {
-                    match self.registered(registration.as_deref(), packet) {
+            match device.state {
+                State::Guest => return Some(data(&self.spec, &mut device.bad_frame, packet)),
+                State::Registered => {
+                    let kept = device.kept.as_ref();
+                    match self.registered(kept.and_then(|k| k.registration.as_ref()), packet) {
                         // What was left of it once its prefix was stripped.
-                        Some(packet)
-                            if self.listening.spec.register_each && self.is_heartbeat(&packet) =>
-                        {
+                        Some(packet) if self.spec.register_each && self.is_heartbeat(&packet) => {
                             return Some(request(Request::Heartbeat))
                         }
                         Some(packet) => {
-                            return Some(data(&self.listening.spec, &mut self.bad_frame, packet))
+                            return Some(data(&self.spec, &mut device.bad_frame, packet))
                         }
                         None => continue,
                     }
@@ -217,14 +217,18 @@ impl Decode for DeviceDecoder {
                 State::Unregistered => match self.registration(&packet) {
                     Ok((registration, used)) => {
                         let rest = packet.slice(used..);
-                        self.after_registration = (!rest.is_empty()).then(|| Box::new(rest));
-                        let each = self.listening.spec.register_each;
-                        let kept = each.then(|| Box::new(registration.identity.raw.clone()));
-                        self.state = State::Registered(kept);
+                        let kept = Kept {
+                            registration: (self.spec.register_each)
+                                .then(|| registration.identity.raw.clone()),
+                            after: (!rest.is_empty()).then_some(rest),
+                        };
+                        let keeps = kept.registration.is_some() || kept.after.is_some();
+                        device.kept = keeps.then(|| Box::new(kept));
+                        device.state = State::Registered;
                         return Some(request(Request::Register(Box::new(registration))));
                     }
                     Err(why) => {
-                        self.state = State::Refused;
+                        device.state = State::Refused;
                         buf.clear();
                         return Some(Input::Refused(why));
                     }
@@ -233,9 +237,18 @@ impl Decode for DeviceDecoder {
             }
         }
     }
+}
 
-    fn gap(&self) -> Option<Duration> {
-        self.listening.spec.frame.gap()
+impl DeviceDecoder {
+    /// What came behind the registration in its packet, once; the box
+    /// goes with it unless it keeps the registration's bytes too.
+    fn take_after_registration(&mut self) -> Option<Bytes> {
+        let kept = self.kept.as_mut()?;
+        let after = kept.after.take()?;
+        if kept.registration.is_none() {
+            self.kept = None;
+        }
+        Some(after)
     }
 }
 
@@ -243,15 +256,22 @@ impl Protocol for Device {
     type Decoder = DeviceDecoder;
     const SLOT: usize = RAW_SLOT;
 
+    fn decode(&self, decoder: &mut DeviceDecoder, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        self.listening.decode(decoder, buf, eof)
+    }
+
+    fn gap(&self) -> Option<Duration> {
+        self.listening.spec.frame.gap()
+    }
+
     fn decoder(&self) -> DeviceDecoder {
         DeviceDecoder {
-            listening: self.listening.clone(),
             framer: Framer::default(),
             state: match self.listening.spec.register {
                 Some(_) => State::Unregistered,
                 None => State::Guest,
             },
-            after_registration: None,
+            kept: None,
             bad_frame: false,
         }
     }
@@ -298,12 +318,35 @@ impl Protocol for Device {
 mod tests {
     use super::*;
 
-    fn device(options: &str) -> DeviceDecoder {
-        let spec: crate::ListenerSpec = format!("raw://127.0.0.1:0?{options}").parse().unwrap();
-        Device::new(spec.device, spec.room, 1024).decoder()
+    /// One device of a listener with `options`.
+    struct OneDevice {
+        protocol: Device,
+        decoder: DeviceDecoder,
     }
 
-    fn inputs(decoder: &mut DeviceDecoder, input: &[u8]) -> Vec<Input> {
+    impl OneDevice {
+        fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+            self.protocol.decode(&mut self.decoder, buf, eof)
+        }
+    }
+
+    fn device(options: &str) -> OneDevice {
+        let spec: crate::ListenerSpec = format!("raw://127.0.0.1:0?{options}").parse().unwrap();
+        let protocol = Device::new(spec.device, spec.room, 1024);
+        let decoder = protocol.decoder();
+        OneDevice { protocol, decoder }
+    }
+
+    /// A device's decoder is small: every idle device holds one, in its
+    /// task (where 8 bytes more take a TCP device's task from a 512-byte
+    /// cell to a 640-byte one) or resting in its UDP listener's table.
+    #[test]
+    fn a_device_decoder_holds_only_its_connection() {
+        let size = std::mem::size_of::<DeviceDecoder>();
+        assert!(size <= 16, "DeviceDecoder is {size} bytes");
+    }
+
+    fn inputs(decoder: &mut OneDevice, input: &[u8]) -> Vec<Input> {
         let mut buf = BytesMut::from(input);
         std::iter::from_fn(|| decoder.decode(&mut buf, true)).collect()
     }

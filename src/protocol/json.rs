@@ -355,6 +355,10 @@ impl Protocol for Json {
     type Decoder = JsonDecoder;
     const SLOT: usize = JSON_SLOT;
 
+    fn decode(&self, decoder: &mut Self::Decoder, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        decoder.decode(buf, eof)
+    }
+
     fn decoder(&self) -> JsonDecoder {
         JsonDecoder {
             lines: LineDecoder::new(self.max_line),

@@ -54,26 +54,33 @@ pub enum Input {
     Refused(String),
 }
 
-/// Splits a connection's incoming bytes into inputs.
+/// Splits a connection's incoming bytes into inputs: the decoders that
+/// need nothing of their listener (text, JSON, raw).
 pub trait Decode: Send {
     /// Takes the next input off the front of `buf`, or `None` if `buf` holds
     /// no complete one. `eof`: no more bytes will come, so a trailing
     /// incomplete line counts as complete.
     fn decode(&mut self, buf: &mut BytesMut, eof: bool) -> Option<Input>;
-
-    /// How long a pause in the client's input ends what it has sent so
-    /// far (`frame=gap:MS`): after it, `decode` is called as at `eof`.
-    fn gap(&self) -> Option<std::time::Duration> {
-        None
-    }
 }
 
 /// A wire protocol: a decoder per connection, encoders shared by all
 /// connections of a listener. An encoder returns empty bytes for what its
 /// clients are not shown (raw clients get no notices).
 pub trait Protocol: Send + Sync + 'static {
-    /// The decoder state of one connection.
-    type Decoder: Decode;
+    /// The decoder state of one connection: only what is that
+    /// connection's. The listener's settings are the protocol's, given to
+    /// [`Protocol::decode`]; every idle client holds its decoder.
+    type Decoder: Send;
+
+    /// Takes the next input of a connection whose decoder is `decoder` off
+    /// the front of `buf` (see [`Decode::decode`]).
+    fn decode(&self, decoder: &mut Self::Decoder, buf: &mut BytesMut, eof: bool) -> Option<Input>;
+
+    /// How long a pause in the client's input ends what it has sent so
+    /// far (`frame=gap:MS`): after it, `decode` is called as at `eof`.
+    fn gap(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Which of a [`Delivery`](crate::hub::Delivery)'s cached encodings is
     /// this protocol's. Encoding an event may depend on the event alone.
@@ -159,7 +166,9 @@ mod tests {
     /// at `cuts`, then EOF.
     fn decode_all<P: Protocol>(protocol: &P, input: &[u8], cuts: &[usize]) -> Vec<Input> {
         let mut decoder = protocol.decoder();
-        crate::testing::feed_in_pieces(input, cuts, |buf, eof| decoder.decode(buf, eof))
+        crate::testing::feed_in_pieces(input, cuts, |buf, eof| {
+            protocol.decode(&mut decoder, buf, eof)
+        })
     }
 
     /// Bytes that look like protocol input often enough to reach the parsers.

@@ -34,6 +34,10 @@ impl Protocol for Raw {
     type Decoder = RawDecoder;
     const SLOT: usize = RAW_SLOT;
 
+    fn decode(&self, decoder: &mut Self::Decoder, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        decoder.decode(buf, eof)
+    }
+
     fn decoder(&self) -> RawDecoder {
         RawDecoder
     }

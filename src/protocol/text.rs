@@ -510,6 +510,10 @@ impl Protocol for Text {
     type Decoder = TextDecoder;
     const SLOT: usize = TEXT_SLOT;
 
+    fn decode(&self, decoder: &mut Self::Decoder, buf: &mut BytesMut, eof: bool) -> Option<Input> {
+        decoder.decode(buf, eof)
+    }
+
     fn decoder(&self) -> TextDecoder {
         TextDecoder {
             lines: LineDecoder::new(self.max_line),
