@@ -87,7 +87,7 @@ export function visible(s) {
   let out = '';
   for (const ch of s) {
     const pic = controlPicture(ch.codePointAt(0));
-    out += pic === null ? ch : pic.length > 1 ? '[' + pic + ']' : pic;
+    out += pic === null ? ch : '[' + pic + ']';
   }
   return out;
 }
@@ -104,11 +104,19 @@ export function roomsText(rooms) {
 export const HEX = [];
 for (let i = 0; i < 256; i++) HEX.push((i < 16 ? '0' : '') + i.toString(16).toUpperCase());
 
+/* The ASCII names of the control characters, as a placeholder shows
+ * them: in letters any font has (Unicode's control pictures, ␀ … ␟, are
+ * missing from common Linux fonts, and showed as empty boxes there). */
+const C0 = ['NUL', 'SOH', 'STX', 'ETX', 'EOT', 'ENQ', 'ACK', 'BEL', 'BS', 'HT', 'LF', 'VT', 'FF', 'CR', 'SO', 'SI',
+  'DLE', 'DC1', 'DC2', 'DC3', 'DC4', 'NAK', 'SYN', 'ETB', 'CAN', 'EM', 'SUB', 'ESC', 'FS', 'GS', 'RS', 'US'];
+
 /* Characters that would be invisible, control the terminal, or reorder
- * text (bidi overrides) are drawn as visible placeholders instead. */
+ * text (bidi overrides) are drawn as visible placeholders instead: a
+ * control character's ASCII name (LF, NUL), a C1 one's \u escape, an
+ * invisible or bidi one's code point. */
 export function controlPicture(cp) {
-  if (cp < 0x20) return String.fromCharCode(0x2400 + cp);      // ␀ … ␟
-  if (cp === 0x7f) return '\u2421';                             // ␡
+  if (cp < 0x20) return C0[cp];
+  if (cp === 0x7f) return 'DEL';
   if (cp < 0xa0) return cp >= 0x80 ? '\\u' + HEX[0] + HEX[cp] : null;
   if (cp === 0xad || cp === 0x061c || cp === 0x200b || cp === 0x200e || cp === 0x200f ||
       (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp === 0xfeff ||

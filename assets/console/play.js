@@ -197,7 +197,7 @@ function textOf(bytes) {
   for (const ch of UTF8_IN.decode(shown)) {
     const cp = ch.codePointAt(0);
     const pic = cp === 10 ? null : controlPicture(cp);
-    out += pic === null ? ch : pic;
+    out += pic === null ? ch : '[' + pic + ']';
   }
   return bytes.length > SHOWN ? out + ' …' : out;
 }

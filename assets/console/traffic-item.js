@@ -16,7 +16,7 @@ const HEX_COLLAPSED_BYTES = 256;     // in the Hex view; Both shows 64 under the
 const hexLimit = (view) => (view === 'both' ? 64 : HEX_COLLAPSED_BYTES);
 
 /** Appends text to `out`: plain runs as text nodes, placeholders as
- * spans (.ctl for control pictures, .bad for invalid bytes). Consecutive
+ * spans (.ctl for control characters' names, .bad for invalid bytes). Consecutive
  * placeholders of one kind share a span, so binary stays a few nodes. */
 function TextSink(out, maxChars, maxLines, breakLines) {
   this.out = out; this.maxChars = maxChars; this.maxLines = maxLines; this.breakLines = breakLines;
@@ -37,7 +37,8 @@ TextSink.prototype.check = function () {
 };
 TextSink.prototype.mark = function (kind, text) {
   if (this.run || this.kind !== kind) { this.flush(); this.kind = kind; }
-  this.special += text;
+  // Control names are words: spaced in their shared badge (NUL SOH LF).
+  this.special += this.special && kind === 'ctl' ? ' ' + text : text;
 };
 TextSink.prototype.plain = function (ch) {
   if (this.special) this.flush();
