@@ -20,11 +20,18 @@ const msgCell = (get, getBytes) => (td, c) => { const v = get(c); setText(td, fm
 const bytesCell = (get) => (td, c) => { const v = get(c); setText(td, fmtBytes(v)); setTitle(td, fmtInt(v) + ' bytes'); };
 const agoCell = (get, what) => (td, c) => { const v = get(c); setText(td, fmtAgo(v)); setTitle(td, v ? what + ' ' + fmtDateTime(v) : ''); };
 const textCell = (get) => (td, c) => { const v = visible(get(c)); setText(td, v); setTitle(td, v); };
-/** A client's mode; a registered device shows as a device. */
+/** A client's mode; a registered device shows as a device, and one that
+ *  sends datagrams as a device over UDP (as one over TLS shows +tls). */
 const modeCell = (td, c) => {
   const mode = c.device ? 'device' : c.mode;
-  const shown = mode + (c.tls ? '+tls' : '');
-  if (td._mode !== shown) { td._mode = shown; td.replaceChildren(modeTag(mode, c.tls)); }
+  const udp = !!c.device && c.mode === 'udp';
+  const shown = mode + (c.tls ? '+tls' : '') + (udp ? '+udp' : '');
+  if (td._mode !== shown) {
+    td._mode = shown;
+    const tag = modeTag(mode, c.tls);
+    if (udp) tag.textContent = shown;
+    td.replaceChildren(tag);
+  }
   const over = c.mode === 'udp' ? 'a UDP listener' : 'a raw listener';
   setTitle(td, c.device ? 'a device on ' + over + ', registered as ' + visible(c.device.id) : (c.mode === 'udp' ? 'a UDP peer: each datagram it sends is a message' : ''));
 };
@@ -65,7 +72,7 @@ const clientColumns = [
   { label: 'ID', sort: 'id', width: 56, num: true, cls: 'dim', hide: 'lg', render: (td, c) => setText(td, c.id) },
   { label: 'Name', sort: 'name', cls: 'name name-cell key', col: 'key', render: nameCell },
   { label: 'Address', sort: 'addr', width: 132, cls: 'mono', render: textCell((c) => c.addr) },
-  { label: 'Mode', sort: 'mode', width: 68, render: modeCell },
+  { label: 'Mode', sort: 'mode', width: 84, render: modeCell },
   { label: 'Rooms', cls: 'rooms-cell', col: 'col-rooms', render: (td, c) => { setText(td, roomsText(c.rooms)); setTitle(td, (c.rooms || []).map((r) => '#' + visible(r)).join('\n')); } },
   { label: 'Connected', sort: 'connected', width: 88, num: true, hide: 'md', render: agoCell((c) => c.connected_at, 'Connected') },
   { label: 'Active', sort: 'activity', width: 88, num: true, render: agoCell((c) => c.last_activity, 'Last activity') },

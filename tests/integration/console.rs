@@ -443,6 +443,14 @@ async fn the_console_lists_devices_with_their_identity_and_last_heartbeat() {
             |t| t == "dev-868888888888888",
         )
         .await;
+    // It shows as a device over UDP, beside the TCP ones.
+    chrome
+        .wait_text(
+            "the UDP module's mode",
+            "#clients tr[data-client-id] .mode",
+            |t| t == "device+udp",
+        )
+        .await;
     chrome.screenshot("11-udp-module").await;
     chrome.browser.close().await.unwrap();
     drop((dtu, second, module));
