@@ -297,23 +297,27 @@ mod tests {
     /// This bound is the test build's size today: any growth fails.
     #[tokio::test]
     async fn the_connection_of_an_idle_client_stays_small() {
+        let size = idle_connection_size(Arc::new(Text::new(1024, None, None))).await;
+        println!("a text connection's future: {size} bytes");
+        assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
+    }
+
+    /// The size of the future serving an idle client of `protocol` over TCP.
+    async fn idle_connection_size<P: Protocol>(protocol: Arc<P>) -> usize {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
         let hub = crate::hub::Hub::new(crate::Config::local().hub);
-        let session = hub.connect(None, &Text::ENCODINGS, crate::hub::ClientMeta::default());
+        let session = hub.connect(None, &P::ENCODINGS, crate::hub::ClientMeta::default());
         let timeouts = Arc::new(Timeouts {
             stall: Duration::from_secs(5),
             idle: None,
             line: None,
             rates: ClientRates::default(),
         });
-        let text = Arc::new(Text::new(1024, None, None));
-        let connection = serve(text, session, RoomName::lobby(), stream, timeouts, None);
-        let size = std::mem::size_of_val(&connection);
-        println!("a text connection's future: {size} bytes");
-        assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
+        let connection = serve(protocol, session, RoomName::lobby(), stream, timeouts, None);
+        std::mem::size_of_val(&connection)
     }
 
     /// A device's connection (a raw listener with `register=`) fits what a
@@ -322,25 +326,11 @@ mod tests {
     /// bytes more, and a TCP device's task took a 640-byte cell.
     #[tokio::test]
     async fn a_device_connection_is_no_bigger_than_a_text_one() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let (_client, stream) = (client.unwrap(), accepted.unwrap().0);
-        let hub = crate::hub::Hub::new(crate::Config::local().hub);
-        let meta = crate::hub::ClientMeta::default();
-        let session = hub.connect(None, &crate::protocol::Device::ENCODINGS, meta);
-        let timeouts = Arc::new(Timeouts {
-            stall: Duration::from_secs(5),
-            idle: None,
-            line: None,
-            rates: ClientRates::default(),
-        });
         let spec: crate::ListenerSpec = "raw://127.0.0.1:0?register=imei&heartbeat=hex:FE"
             .parse()
             .unwrap();
-        let device = Arc::new(crate::protocol::Device::new(spec.device, spec.room, 1024));
-        let connection = serve(device, session, RoomName::lobby(), stream, timeouts, None);
-        let size = std::mem::size_of_val(&connection);
+        let device = crate::protocol::Device::new(spec.device, spec.room, 1024);
+        let size = idle_connection_size(Arc::new(device)).await;
         println!("a device connection's future: {size} bytes");
         assert!(size <= CONNECTION_FUTURE_BYTES, "{size} bytes");
     }
