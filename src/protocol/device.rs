@@ -19,9 +19,9 @@ pub struct Device {
     listening: Arc<Listening>,
 }
 
-/// What every device of a listener shares: one pointer in each device's
-/// decoder, where the three were 48 bytes (an idle UDP device's resting
-/// state is boxed, and its block's size class counts).
+/// What every device of a listener shares, and decodes its packets by
+/// ([`Protocol::decode`]): held once by the listener's protocol, not by
+/// each device's decoder (which held a copy, 48 bytes, then a pointer).
 #[derive(Debug)]
 struct Listening {
     spec: DeviceSpec,
