@@ -569,8 +569,8 @@ async fn tls_handshake(
         .as_ref()
         .expect("TLS listeners have certificates");
     let limit = shared.config.tls_handshake_timeout;
-    let transport = match tls::accept(tls.streams(), stream, limit).await {
-        Ok(transport) => transport,
+    let (transport, certificate) = match tls::accept(tls.streams(), stream, limit).await {
+        Ok(accepted) => accepted,
         Err(error) => {
             shared.monitor.tls_failed();
             info!(%peer, %error, "closed a connection that did not start TLS");
@@ -580,9 +580,7 @@ async fn tls_handshake(
     if shared.config.tls.client_ca.is_none() {
         return Some((transport, Proof::Nothing));
     }
-    let common_name = transport
-        .peer_certificate()
-        .and_then(|der| tls::common_name(&der));
+    let common_name = certificate.and_then(|der| tls::common_name(&der));
     let proof = match common_name {
         None => Proof::Unusable(
             "your certificate's subject has no common name (CN) to name you by".into(),

@@ -441,7 +441,7 @@ async fn openssl_client(
         .arg(dir.path("server.pem"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("openssl runs (apt-get install openssl)");
@@ -469,6 +469,65 @@ async fn openssl_s_client_is_a_client_like_any_other() {
     to_openssl.write_all(b"hello from openssl\n").await.unwrap();
     let (_, _, text) = expect_message(&mut plain).await;
     assert_eq!(text, "hello from openssl");
+    drop(to_openssl);
+    server.stop().await;
+}
+
+/// After a TLS 1.3 handshake the server protects the records itself, with
+/// the keys rustls hands over: a client that updates its keys, and asks
+/// the server to update its own (openssl's `K` and `k` commands), is
+/// followed both ways.
+#[tokio::test]
+async fn openssl_updating_its_keys_is_followed_both_ways() {
+    let dir = Dir::new();
+    let server = TestServer::start(tls_config(&dir)).await;
+    let port = listener(&server.listeners, "tls").port();
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    // Commands are read only when the end of input is not ignored.
+    let (mut openssl, mut to_openssl, mut from_openssl) =
+        openssl_client(&dir, port, &["-tls1_3", "-no_ign_eof"]).await;
+    let mut said = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        openssl.stderr.take().unwrap(),
+    ));
+    for (command, round) in [("K", 1), ("k", 2), ("K", 3)] {
+        to_openssl
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .unwrap();
+        // openssl takes a line starting with K as its command only if it
+        // comes alone: the next waits until it says it updated.
+        within("openssl's key update", async {
+            while let Some(line) = said.next_line().await.unwrap() {
+                if line.contains("KEYUPDATE") {
+                    return;
+                }
+            }
+            panic!("openssl ended before its key update");
+        })
+        .await;
+        let line = format!("after key update {round}");
+        to_openssl
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let (_, _, text) = expect_message(&mut plain).await;
+        assert_eq!(text, line);
+        let answer = format!("heard you, round {round}");
+        plain.say(&answer).await.unwrap();
+        // Past the room's notices (the plain client's arrival).
+        within("the answer through openssl", async {
+            loop {
+                let mut heard = String::new();
+                let read = tokio::io::AsyncBufReadExt::read_line(&mut from_openssl, &mut heard);
+                assert!(read.await.unwrap() > 0, "openssl ended before the answer");
+                if heard.trim_end().ends_with(&answer) {
+                    return;
+                }
+                assert!(heard.starts_with("* "), "openssl read {heard:?}");
+            }
+        })
+        .await;
+    }
     drop(to_openssl);
     server.stop().await;
 }

@@ -148,7 +148,7 @@ async fn accept_loop(
             let handshake = tls::accept(config, stream, limit).await;
             drop((permit, from_address));
             match handshake {
-                Ok(stream) => {
+                Ok((stream, _certificate)) => {
                     let _ = ready.send((stream, peer)).await;
                 }
                 Err(error) => {
