@@ -6,7 +6,7 @@
 #   bench/ab.sh OLD_BINARY NEW_BINARY         # 3 alternating runs each
 #   RUNS=5 DURATION=10s bench/ab.sh A B
 #   ONLY='fanout-*' bench/ab.sh A B           # some scenarios only
-#   PROTOCOL=ws bench/ab.sh A B               # the clients over /ws, or tls
+#   PROTOCOL=ws bench/ab.sh A B               # the clients over /ws, or wss, or tls
 #
 # Each run starts a fresh server pinned to core 0 and runs the bench pinned
 # to core 1: fanout to 100 and to 1,000 receivers (deliveries/s), chat of 50
@@ -36,13 +36,15 @@ run() { # run LABEL BINARY SCENARIO-NAME ARGS...
     # shellcheck disable=SC2053
     [[ -z ${ONLY:-} || $name == $ONLY ]] || return 0
     # PROTOCOL=ws: the bench's clients are /ws clients of the HTTP
-    # listener; PROTOCOL=tls: tls:// clients of a self-signed listener.
+    # listener; PROTOCOL=wss: the same over HTTPS (self-signed);
+    # PROTOCOL=tls: tls:// clients of a self-signed listener.
     local serve=(--listen "127.0.0.1:$PORT") client=() addr=$PORT
     case ${PROTOCOL:-text} in
         ws) serve+=(--http "127.0.0.1:$((PORT + 500))"); client=(--protocol ws); addr=$((PORT + 500)) ;;
         tls) serve=(--tls-self-signed --listen "tls://127.0.0.1:$PORT"); client=(--insecure) ;;
+        wss) serve+=(--tls-self-signed --http "https://127.0.0.1:$((PORT + 500))"); client=(--protocol ws --insecure); addr=$((PORT + 500)) ;;
         text) ;;
-        *) echo "PROTOCOL is text, ws or tls" >&2; exit 2 ;;
+        *) echo "PROTOCOL is text, ws, wss or tls" >&2; exit 2 ;;
     esac
     # A port another process holds (a server left behind by an
     # interrupted run) would have the bench measure that process instead.
