@@ -183,7 +183,8 @@ impl Session {
         let total = directory.rooms.len();
         let mut items = Vec::new();
         let mut more = false;
-        for (scanned, (members, name)) in directory.by_size.iter().enumerate() {
+        let by_size = directory.by_size.iter();
+        for (scanned, (members, name)) in by_size.map(|(n, room)| (n, &room.0.name)).enumerate() {
             if scanned == self.hub.shared.settings.max_list_scan {
                 more = true;
                 break;
@@ -221,13 +222,14 @@ impl Session {
         let mut sizes: Vec<(usize, &RoomName)> = Vec::new();
         let mut total = 0;
         let mut more = false;
-        let local = directory.by_size.iter().map(|(members, name)| {
+        let local = directory.by_size.iter().map(|(members, room)| {
+            let name = &room.0.name;
             let elsewhere = remote.get(name).map_or(0, |m| m.len());
             (members.0 + elsewhere, name)
         });
         let only_remote = remote
             .iter()
-            .filter(|(name, _)| !directory.rooms.contains_key(*name))
+            .filter(|(name, _)| !directory.rooms.contains_key(name))
             .map(|(name, members)| (members.len(), name));
         for (scanned, (members, name)) in local.chain(only_remote).enumerate() {
             total += 1;

@@ -241,9 +241,9 @@ struct Directory {
     /// [`Name::key`] (for most names, both are the same): a name is free
     /// only if neither of its keys is held, under either map.
     by_shape: HashMap<Arc<str>, ClientId>,
-    rooms: HashMap<RoomName, Arc<Room>>,
+    rooms: room::Rooms,
     /// The rooms, largest first, so a listing takes the first few.
-    by_size: BTreeSet<(Reverse<usize>, RoomName)>,
+    by_size: BTreeSet<(Reverse<usize>, room::BySize)>,
     /// Taps on rooms, whether or not the room exists now: a room created
     /// later starts with its watchers.
     watchers: HashMap<RoomName, Vec<Arc<Tap>>>,
@@ -285,12 +285,14 @@ impl Directory {
     }
 
     /// Moves `room` in the size order: it had `before` members, now `after`.
-    fn resized(&mut self, room: &RoomName, before: usize, after: usize) {
+    fn resized(&mut self, room: &Arc<Room>, before: usize, after: usize) {
         if before > 0 {
-            self.by_size.remove(&(Reverse(before), room.clone()));
+            self.by_size
+                .remove(&(Reverse(before), room::BySize(room.clone())));
         }
         if after > 0 {
-            self.by_size.insert((Reverse(after), room.clone()));
+            self.by_size
+                .insert((Reverse(after), room::BySize(room.clone())));
         }
     }
 }

@@ -143,6 +143,12 @@ impl Session {
         InputGauge(self.me.clone())
     }
 
+    /// How many rooms' entries its list of rooms has room for.
+    #[cfg(test)]
+    pub(super) fn rooms_capacity(&self) -> usize {
+        self.rooms.capacity()
+    }
+
     /// The room plain messages go to: the one joined last.
     pub fn current_room(&self) -> Option<&RoomName> {
         self.rooms.last().map(|room| &room.name)
@@ -637,22 +643,19 @@ impl Session {
         let (room, members, at) = {
             let mut guard = self.hub.directory();
             let directory = &mut *guard;
-            let room = directory
-                .rooms
-                .entry(name.clone())
-                .or_insert_with(|| {
-                    let taps = directory.watchers.get(&name).cloned().unwrap_or_default();
-                    let remote = directory.remote.rooms.get(&name).map_or(0, |m| m.len());
-                    let history = histories.for_room(&name);
-                    Arc::new(Room::new(
-                        name,
-                        taps,
-                        self.hub.shared.counters.clone(),
-                        remote,
-                        history,
-                    ))
-                })
-                .clone();
+            let (watchers, remote) = (&directory.watchers, &directory.remote);
+            let room = directory.rooms.get_or_insert_with(&name, || {
+                let taps = watchers.get(&name).cloned().unwrap_or_default();
+                let remote = remote.rooms.get(&name).map_or(0, |m| m.len());
+                let history = histories.for_room(&name);
+                Room::new(
+                    name.clone(),
+                    taps,
+                    self.hub.shared.counters.clone(),
+                    remote,
+                    history,
+                )
+            });
             let (members, at) = {
                 let mut inside = room.members_mut();
                 let history = inside.history.clone();
@@ -668,7 +671,7 @@ impl Session {
                 inside.insert(self.me.id, self.me.clone());
                 (inside.len(), at)
             };
-            directory.resized(&room.name, members - 1, members);
+            directory.resized(&room, members - 1, members);
             (room, members, at)
         };
         if self.hub.node().is_some() {
@@ -748,7 +751,7 @@ impl Session {
             members.remove(&self.me.id);
             members.len()
         };
-        directory.resized(&room.name, left + 1, left);
+        directory.resized(room, left + 1, left);
         if left == 0 {
             directory.rooms.remove(&room.name);
             if self.hub.shares_history() {

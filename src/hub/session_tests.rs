@@ -132,6 +132,20 @@ fn joining_answers_how_many_are_in_the_room_now() {
     assert_eq!(b.current_room(), Some(&room("ops")));
 }
 
+/// A client's list of its rooms is memory it holds all its life: one
+/// room's entry for a client in one room (a `Vec`'s first push makes
+/// room for four, 96 bytes more for every client), one more for each
+/// room joined.
+#[test]
+fn a_client_holds_room_for_the_rooms_it_is_in_only() {
+    let hub = hub();
+    let mut a = connect(&hub, None);
+    a.join(room("ops")).unwrap();
+    assert_eq!(a.rooms_capacity(), 1);
+    a.join(room("dev")).unwrap();
+    assert_eq!(a.rooms_capacity(), 2);
+}
+
 #[tokio::test]
 async fn a_quiet_arrival_is_told_only_when_announced_and_only_once() {
     let hub = hub();
