@@ -80,6 +80,11 @@ return { problems, logout: logoutShown, width: window.innerWidth };
 
 impl Chrome {
     pub(crate) async fn start() -> Chrome {
+        Chrome::start_with(&[]).await
+    }
+
+    /// Chromium with `extra` arguments besides the harness's own.
+    pub(crate) async fn start_with(extra: &[&str]) -> Chrome {
         for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 std::path::Path::new(tool).exists(),
@@ -96,19 +101,30 @@ impl Chrome {
             .spawn()
             .expect("chromedriver starts");
         let profile = TempDir::new("chromium");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1440,900",
+            "--remote-debugging-pipe",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         // Over a pipe, Chromium goes when chromedriver does (killed on
         // drop), even when a test fails before closing it.
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--disable-dev-shm-usage", "--window-size=1440,900",
-                    "--remote-debugging-pipe",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args
             }
         });
         let capabilities = capabilities.as_object().unwrap().clone();
@@ -395,13 +411,20 @@ impl Chrome {
 }
 
 pub(crate) async fn console(http: SocketAddr) -> Chrome {
-    let chrome = Chrome::start().await;
+    console_at(Chrome::start().await, &format!("http://{http}/")).await
+}
+
+/// The console served over HTTPS at `https`, by a server whose
+/// certificate Chromium is told to accept.
+pub(crate) async fn console_over_https(https: SocketAddr) -> Chrome {
+    let chrome = Chrome::start_with(&["--ignore-certificate-errors"]).await;
+    console_at(chrome, &format!("https://{https}/")).await
+}
+
+/// The console at `url`, in `chrome`, once its live feed is up.
+async fn console_at(chrome: Chrome, url: &str) -> Chrome {
     chrome.set_viewport(DESKTOP).await;
-    chrome
-        .browser
-        .goto(&format!("http://{http}/"))
-        .await
-        .unwrap();
+    chrome.browser.goto(url).await.unwrap();
     // A new browser's first page: loading it is the browser's work.
     let live = chrome.wait_text_for(2 * BROWSER_PATIENCE, "the live feed", "#status", |t| {
         t.to_lowercase().contains("live")
@@ -421,7 +444,7 @@ pub(crate) async fn console(http: SocketAddr) -> Chrome {
                 vec![],
             )
             .await;
-        panic!("the console never went live ({http}): {shown:?}");
+        panic!("the console never went live ({url}): {shown:?}");
     }
     chrome
 }

@@ -532,6 +532,35 @@ async fn openssl_updating_its_keys_is_followed_both_ways() {
     server.stop().await;
 }
 
+/// Chromium (BoringSSL) loads the console over HTTPS and its live feed
+/// (`/ws` over TLS 1.3, the records protected by the server itself after
+/// the handshake) shows what a room says, as it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_over_https_in_chromium_goes_live() {
+    let dir = Dir::new();
+    let config = Config {
+        http: switchboard::config::HttpSettings {
+            listen: Some(HttpSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                tls: true,
+                auth: false,
+            }),
+            ..Default::default()
+        },
+        ..tls_config(&dir)
+    };
+    let server = TestServer::start(config).await;
+    let https = server.http.expect("an HTTPS listener");
+    let (mut plain, _) = join(listener(&server.listeners, "text")).await;
+    let chrome = crate::browser::console_over_https(https).await;
+    chrome.click("#rooms tr[data-room=\"lobby\"]").await;
+    chrome
+        .say_until_live(&mut plain, "the line live over HTTPS", "said over TLS 1.3")
+        .await;
+    chrome.screenshot("17-console-over-https").await;
+    server.stop().await;
+}
+
 #[test]
 fn tls_without_a_certificate_is_refused_at_start_naming_the_fix() {
     let config = Config {
