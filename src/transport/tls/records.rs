@@ -98,6 +98,41 @@ impl Keys {
             .map_err(|_| Fatal::Internal("a key of the wrong length"))
     }
 
+    /// Seals `fragment` as one record of `typ` (with `padding` zeros after
+    /// its type) into `into`, under `key`, this direction's key expanded.
+    fn seal(
+        &mut self,
+        key: &LessSafeKey,
+        typ: u8,
+        fragment: &[u8],
+        padding: usize,
+        into: &mut Vec<u8>,
+    ) -> Result<(), Fatal> {
+        let len = fragment.len() + 1 + padding + TAG;
+        let [high, low] = u16::try_from(len)
+            .map_err(|_| Fatal::Internal("a record too long to seal"))?
+            .to_be_bytes();
+        let header = [APPLICATION_DATA, 3, 3, high, low];
+        let start = into.len();
+        into.extend_from_slice(&header);
+        into.extend_from_slice(fragment);
+        into.push(typ);
+        into.resize(into.len() + padding, 0);
+        let nonce = self.next_nonce()?;
+        let sealed =
+            key.seal_in_place_separate_tag(nonce, Aad::from(header), &mut into[start + HEADER..]);
+        match sealed {
+            Ok(tag) => {
+                into.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(_) => {
+                into.truncate(start);
+                Err(Fatal::Internal("sealing a record failed"))
+            }
+        }
+    }
+
     /// The next record's nonce; the sequence number moves on.
     fn next_nonce(&mut self) -> Result<aead::Nonce, Fatal> {
         let nonce = Nonce::new(self.parts()?.2, self.seq);
@@ -347,28 +382,7 @@ impl Records {
         fragment: &[u8],
         into: &mut Vec<u8>,
     ) -> Result<(), Fatal> {
-        let len = fragment.len() + 1 + TAG;
-        let [high, low] = u16::try_from(len)
-            .map_err(|_| Fatal::Internal("a record too long to seal"))?
-            .to_be_bytes();
-        let header = [APPLICATION_DATA, 3, 3, high, low];
-        let start = into.len();
-        into.extend_from_slice(&header);
-        into.extend_from_slice(fragment);
-        into.push(typ);
-        let nonce = self.to_client.next_nonce()?;
-        let sealed =
-            key.seal_in_place_separate_tag(nonce, Aad::from(header), &mut into[start + HEADER..]);
-        match sealed {
-            Ok(tag) => {
-                into.extend_from_slice(tag.as_ref());
-                Ok(())
-            }
-            Err(_) => {
-                into.truncate(start);
-                Err(Fatal::Internal("sealing a record failed"))
-            }
-        }
+        self.to_client.seal(key, typ, fragment, 0, into)
     }
 
     /// Sets the records sealed under one key before it is updated (the
@@ -382,6 +396,28 @@ impl Records {
     #[cfg(test)]
     pub(super) fn sealed_under_key(&self) -> u64 {
         self.to_client.seq
+    }
+}
+
+/// A client's side of the records, for tests: seals whatever a client
+/// could, with the keys its rustls connection hands over.
+#[cfg(test)]
+pub(super) struct ClientRecords(Keys);
+
+#[cfg(test)]
+impl ClientRecords {
+    pub(super) fn new(tx: (u64, ConnectionTrafficSecrets)) -> Self {
+        ClientRecords(Keys::new(tx))
+    }
+
+    /// One record: `content` of inner type `typ`, then `padding` zeros.
+    pub(super) fn seal(&mut self, typ: u8, content: &[u8], padding: usize) -> Vec<u8> {
+        let mut record = Vec::new();
+        let key = self.0.expand().expect("a suite ring has");
+        self.0
+            .seal(&key, typ, content, padding, &mut record)
+            .expect("sealed");
+        record
     }
 }
 

@@ -1074,4 +1074,54 @@ mod tests {
             .unwrap();
         assert_eq!(got, b"last words");
     }
+
+    /// Whatever a client seals after the handshake (any inner type, any
+    /// content, padding), the server neither panics nor hangs: its read
+    /// ends, in an error or at the client's end, and records of data
+    /// arrive whole and in order.
+    #[test]
+    fn whatever_a_client_seals_ends_in_its_data_an_error_or_the_end() {
+        use super::super::records::ClientRecords;
+        use proptest::prelude::*;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Mostly data, so that many cases are data alone, checked whole.
+        let inner_type =
+            prop_oneof![6 => Just(23u8), 1 => Just(21), 1 => Just(22), 1 => any::<u8>()];
+        let record = (
+            inner_type,
+            prop::collection::vec(any::<u8>(), 0..64),
+            0usize..64,
+        );
+        let records = prop::collection::vec(record, 1..6);
+        proptest!(ProptestConfig::with_cases(48), |(records in records)| {
+            runtime.block_on(async {
+                let mut config = (*client_offering(&[&rustls::version::TLS13], None).config).clone();
+                config.enable_secret_extraction = true;
+                let client = ClientTls { config: Arc::new(config) };
+                let (mut server, client) = pair_with(client).await;
+                let (mut tcp, connection) = client.into_inner();
+                let secrets = connection.dangerous_extract_secrets().unwrap();
+                let mut sealer = ClientRecords::new(secrets.tx);
+                let (mut data, mut only_data) = (Vec::new(), true);
+                for (typ, content, padding) in &records {
+                    tcp.write_all(&sealer.seal(*typ, content, *padding)).await.unwrap();
+                    only_data &= *typ == 23;
+                    if only_data {
+                        data.extend_from_slice(content);
+                    }
+                }
+                tcp.shutdown().await.unwrap();
+                let (mut reader, _) = server.halves();
+                let mut got = Vec::new();
+                let read = within("the server's read", reader.read_to_end(&mut got)).await;
+                if only_data {
+                    assert!(read.is_ok(), "{read:?}");
+                    assert!(got == data, "the data arrived changed");
+                }
+            });
+        });
+    }
 }
