@@ -60,6 +60,21 @@ fn tls_config(dir: &Dir) -> Config {
     }
 }
 
+/// [`tls_config`] with HTTPS: the console, the API and `/ws` over TLS.
+fn https_config(dir: &Dir) -> Config {
+    Config {
+        http: switchboard::config::HttpSettings {
+            listen: Some(HttpSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                tls: true,
+                auth: false,
+            }),
+            ..Default::default()
+        },
+        ..tls_config(dir)
+    }
+}
+
 fn listener(listeners: &[ListenerSpec], scheme: &str) -> SocketAddr {
     listeners
         .iter()
@@ -301,18 +316,7 @@ async fn a_client_certificate_names_its_client_and_no_certificate_gets_no_servic
 #[tokio::test]
 async fn https_serves_the_api_and_websocket_clients_over_tls() {
     let dir = Dir::new();
-    let config = Config {
-        http: switchboard::config::HttpSettings {
-            listen: Some(HttpSpec {
-                addr: "127.0.0.1:0".parse().unwrap(),
-                tls: true,
-                auth: false,
-            }),
-            ..Default::default()
-        },
-        ..tls_config(&dir)
-    };
-    let server = TestServer::start(config).await;
+    let server = TestServer::start(https_config(&dir)).await;
     let port = server.http.expect("an HTTPS listener").port();
     let trust = ClientTls::with_ca(&dir.path("server.pem")).unwrap();
 
@@ -538,18 +542,7 @@ async fn openssl_updating_its_keys_is_followed_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_over_https_in_chromium_goes_live() {
     let dir = Dir::new();
-    let config = Config {
-        http: switchboard::config::HttpSettings {
-            listen: Some(HttpSpec {
-                addr: "127.0.0.1:0".parse().unwrap(),
-                tls: true,
-                auth: false,
-            }),
-            ..Default::default()
-        },
-        ..tls_config(&dir)
-    };
-    let server = TestServer::start(config).await;
+    let server = TestServer::start(https_config(&dir)).await;
     let https = server.http.expect("an HTTPS listener");
     let (mut plain, _) = join(listener(&server.listeners, "text")).await;
     let chrome = crate::browser::console_over_https(https).await;
