@@ -192,6 +192,23 @@ impl RoomName {
         Self::new(raw)
     }
 
+    /// The same room name, holding `name`'s text where the two are one
+    /// text (a device named and put in a room by one template,
+    /// `dev-{id}`): one string kept for both, not two.
+    pub fn sharing_text_with(self, name: &Name) -> RoomName {
+        if *self.text != *name.0 {
+            return self;
+        }
+        let key = match Arc::ptr_eq(&self.key, &self.text) {
+            true => name.0.clone(),
+            false => self.key,
+        };
+        RoomName {
+            text: name.0.clone(),
+            key,
+        }
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -304,6 +321,24 @@ impl RoomName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device's room named as the device is keeps one string for both,
+    /// and is the same room as one named by hand.
+    #[test]
+    fn a_room_named_as_a_device_shares_its_text() {
+        let name = Name::new("dev-860000000000001").unwrap();
+        let room = RoomName::new("dev-860000000000001")
+            .unwrap()
+            .sharing_text_with(&name);
+        assert!(Arc::ptr_eq(&room.text, &name.0));
+        assert!(room == RoomName::new("dev-860000000000001").unwrap());
+        assert_eq!(room.key(), comparison_key("dev-860000000000001"));
+        // A name in capitals is not a room's text (rooms are lower case).
+        let shouted = Name::new("DEV-1").unwrap();
+        let room = RoomName::new("dev-1").unwrap().sharing_text_with(&shouted);
+        assert_eq!(room.as_str(), "dev-1");
+        assert!(!Arc::ptr_eq(&room.text, &shouted.0));
+    }
 
     #[test]
     fn names_in_any_script_are_accepted() {

@@ -136,7 +136,11 @@ impl Listening {
             .name(&identity.id)
             .map_err(|e| e.to_string())?;
         let room = match &self.spec.room {
-            Some(template) => template.room(&identity.id).map_err(|e| e.to_string())?,
+            // `room=dev-{id}` names the room as the device: one string.
+            Some(template) => template
+                .room(&identity.id)
+                .map_err(|e| e.to_string())?
+                .sharing_text_with(&name),
             None => self.room.clone(),
         };
         Ok((
