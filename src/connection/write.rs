@@ -212,7 +212,7 @@ fn next_step<'a, P: Protocol, W: AsyncWrite + Farewell + Unpin + Send + 'a>(
 
 /// Writes one batch, unless the client is cut off meanwhile.
 async fn write_batch<W: AsyncWrite + Unpin>(
-    items: VecDeque<Bytes>,
+    items: Vec<Bytes>,
     writer: &mut W,
     torn: &mut bool,
     outbox: &OutboxHandle,

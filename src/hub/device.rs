@@ -214,9 +214,7 @@ impl Session {
     /// text client's hex display (`/hex on`), for people debugging
     /// devices. What is queued already stays as it was.
     pub fn use_alternate_encoding(&self, on: bool) {
-        self.me
-            .alternate
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.me.flags.set(super::Flag::Alternate, on);
     }
 
     /// Whether this client registered as a device.
@@ -321,7 +319,7 @@ impl Session {
         // app that follows presence by those notices ends with the device
         // online.
         let give_up = tokio::time::Instant::now() + STALE_DEPARTURE_WAIT;
-        while !stale.departed.load(Ordering::Acquire) && tokio::time::Instant::now() < give_up {
+        while !stale.flags.get(super::Flag::Departed) && tokio::time::Instant::now() < give_up {
             tokio::time::sleep(STALE_DEPARTURE_POLL).await;
         }
         Ok(Some(stale.id))

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::counters::ClientKind;
 use super::event::Delivery;
 use super::tap::{Seen, Tap};
-use super::{Body, ClientId, CloseReason, Event, Hub, HubError, Member, Name, RoomName};
+use super::{Body, ClientId, CloseReason, Event, Flag, Hub, HubError, Member, Name, RoomName};
 
 /// Who a client is, as its transport tells the hub when it connects: for
 /// listings and metrics, never for routing.
@@ -219,7 +219,7 @@ impl Member {
             id: self.id,
             name: self.name(),
             meta: self.meta,
-            logged_in: self.logged_in.load(Ordering::Relaxed),
+            logged_in: self.flags.get(Flag::LoggedIn),
             rooms,
             connected_at: UNIX_EPOCH + std::time::Duration::from_millis(self.connected_at),
             last_activity: UNIX_EPOCH
@@ -405,7 +405,7 @@ impl Hub {
     /// admin, a client of another node), sent it alone; its watchers see it.
     /// No one waits: a congested target is held to its limits.
     pub(super) fn direct_from_elsewhere(&self, target: &Member, from: Name, body: Body) {
-        if target.watched.load(Ordering::Relaxed) {
+        if target.flags.get(Flag::Watched) {
             self.show_client_watchers(target.id, || Seen {
                 at: SystemTime::now(),
                 room: None,
@@ -445,7 +445,7 @@ impl Hub {
                     .entry(*id)
                     .or_default()
                     .push(tap.clone());
-                member.watched.store(true, Ordering::Relaxed);
+                member.flags.set(Flag::Watched, true);
             }
         }
         Ok(Watcher {
@@ -483,7 +483,7 @@ impl Hub {
                     directory.client_watchers.remove(id);
                 }
                 if let Some(member) = member {
-                    member.watched.store(left > 0, Ordering::Relaxed);
+                    member.flags.set(Flag::Watched, left > 0);
                 }
             }
         }

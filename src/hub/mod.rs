@@ -60,7 +60,7 @@ pub use info::{
 pub use listing::{Listing, Pattern, PatternTooLong, MAX_PATTERN_CHARS};
 pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_CHARS};
 pub(crate) use outbox::now_millis;
-pub use outbox::{weight, Batch, Closing, Drains, Outbox, Pushed, QueueLimits, ITEM_OVERHEAD};
+pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, Queues, ITEM_OVERHEAD};
 pub use remote::ClientPlace;
 pub use session::{HistoryShown, Session};
 pub use sweep::Sweep;
@@ -192,8 +192,8 @@ pub struct Hub {
 #[derive(Debug)]
 struct HubState {
     settings: HubSettings,
-    /// The queue limits, shared by every outbox.
-    queue_limits: Arc<QueueLimits>,
+    /// The queue limits and wait lists, shared by every outbox.
+    queues: Arc<Queues>,
     directory: Mutex<Directory>,
     next_id: AtomicU64,
     /// What the last sweep found all clients to hold.
@@ -345,23 +345,55 @@ struct Member {
     /// When it connected, in Unix milliseconds.
     connected_at: u64,
     traffic: Traffic,
-    /// Whether anyone watches what this client says (the taps are in the
-    /// directory): looked at for every message it sends, so an atomic.
-    watched: std::sync::atomic::AtomicBool,
-    /// Whether it authenticated (a login, a token, a JWT), for the admin.
-    logged_in: std::sync::atomic::AtomicBool,
-    /// What it registered as, if it is a device.
-    device: OnceLock<Box<device::DeviceState>>,
-    /// Whether it asked for its wire format's alternative (`/hex on`).
-    alternate: std::sync::atomic::AtomicBool,
-    /// Whether its session has departed: out of its rooms, its rooms told.
-    departed: std::sync::atomic::AtomicBool,
-    /// Whether it is in its listener's room unannounced, for the moment a
-    /// new client has to say who it is (`/hello`).
-    unannounced: std::sync::atomic::AtomicBool,
+    /// What it registered as, if it is a device (set once; 8 bytes).
+    device: once_cell::race::OnceBox<device::DeviceState>,
+    /// Its yes-or-no states, in one byte.
+    flags: Flags,
     /// How many of a room's last messages it is shown as it joins (a text
     /// listener's `?history=N`; 0: none).
     history_on_join: std::sync::atomic::AtomicU16,
+}
+
+/// A client's yes-or-no states, each a bit of one byte in its record
+/// (five `AtomicBool`s took the member past a 256-byte block).
+#[derive(Debug, Default)]
+struct Flags(std::sync::atomic::AtomicU8);
+
+/// One of a client's [`Flags`].
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Flag {
+    /// Anyone watches what this client says (the taps are in the
+    /// directory): looked at for every message it sends.
+    Watched = 1,
+    /// It authenticated (a login, a token, a JWT), for the admin.
+    LoggedIn = 2,
+    /// It asked for its wire format's alternative (`/hex on`).
+    Alternate = 4,
+    /// Its session has departed: out of its rooms, its rooms told.
+    Departed = 8,
+    /// It is in its listener's room unannounced, for the moment a new
+    /// client has to say who it is (`/hello`).
+    Unannounced = 16,
+}
+
+impl Flags {
+    fn get(&self, flag: Flag) -> bool {
+        self.0.load(Ordering::Acquire) & flag as u8 != 0
+    }
+
+    fn set(&self, flag: Flag, on: bool) {
+        self.swap(flag, on);
+    }
+
+    /// Sets `flag` to `on`; returns what it was.
+    fn swap(&self, flag: Flag, on: bool) -> bool {
+        let before = match on {
+            true => self.0.fetch_or(flag as u8, Ordering::AcqRel),
+            false => self.0.fetch_and(!(flag as u8), Ordering::AcqRel),
+        };
+        before & flag as u8 != 0
+    }
 }
 
 impl Member {
@@ -378,14 +410,14 @@ impl Member {
 
     /// The wire format this client is shown deliveries in now.
     fn encoding(&self) -> Encoding {
-        let alternate = self.alternate.load(Ordering::Relaxed);
+        let alternate = self.flags.get(Flag::Alternate);
         self.encodings[usize::from(alternate)]
     }
 
     /// Queues `delivery` in this client's wire format; nothing if the
     /// format does not show it (raw clients get no notices).
     fn deliver(&self, delivery: &Delivery) -> Pushed {
-        let alternate = self.alternate.load(Ordering::Relaxed);
+        let alternate = self.flags.get(Flag::Alternate);
         let bytes = delivery.encoded(self.encodings[usize::from(alternate)]);
         if bytes.is_empty() {
             return Pushed::Queued;
@@ -465,9 +497,7 @@ impl Hub {
             let mut squatters: Vec<Arc<Member>> = by_key
                 .chain(by_shape)
                 .filter(|m| {
-                    m.id != owner
-                        && !m.logged_in.load(std::sync::atomic::Ordering::Relaxed)
-                        && m.device.get().is_none()
+                    m.id != owner && !m.flags.get(Flag::LoggedIn) && m.device.get().is_none()
                 })
                 .collect();
             squatters.sort_by_key(|m| m.id);
@@ -508,7 +538,7 @@ impl Hub {
     pub fn new(settings: HubSettings) -> Self {
         Hub {
             shared: Arc::new(HubState {
-                queue_limits: Arc::new(settings.queue),
+                queues: Arc::new(Queues::new(settings.queue)),
                 settings,
                 directory: Mutex::default(),
                 next_id: AtomicU64::new(1),
@@ -573,21 +603,15 @@ impl Hub {
         encodings: &'static [Encoding; 2],
         meta: ClientMeta,
     ) -> Session {
-        let outbox = Outbox::new(self.shared.queue_limits.clone());
+        let outbox = Outbox::new(self.shared.queues.clone());
         self.connect_with(room, encodings, meta, outbox)
     }
 
     /// Registers a new client as [`Hub::connect`] does, whose outbox a
-    /// shared writer drains: `drains` tells it, by `key`, when there is
-    /// something to write (a UDP listener's peers have no task each).
-    pub fn connect_drained(
-        &self,
-        encodings: &'static [Encoding; 2],
-        meta: ClientMeta,
-        drains: Arc<Drains>,
-        key: u64,
-    ) -> Session {
-        let outbox = Outbox::drained_by(self.shared.queue_limits.clone(), drains, key);
+    /// shared writer drains ([`Outbox::shared`]: a UDP listener's peers
+    /// have no task each); the writer attaches with [`Outbox::attach`].
+    pub fn connect_drained(&self, encodings: &'static [Encoding; 2], meta: ClientMeta) -> Session {
+        let outbox = Outbox::shared(self.shared.queues.clone());
         self.connect_with(None, encodings, meta, outbox)
     }
 
@@ -624,12 +648,8 @@ impl Hub {
             meta,
             connected_at: unix_millis(SystemTime::now()),
             traffic: Traffic::default(),
-            watched: Default::default(),
-            logged_in: Default::default(),
-            device: OnceLock::new(),
-            alternate: Default::default(),
-            departed: Default::default(),
-            unannounced: Default::default(),
+            device: Default::default(),
+            flags: Flags::default(),
             history_on_join: Default::default(),
         });
         me.traffic

@@ -22,10 +22,9 @@
 //! already encoded in the client's own wire format, each weighing its
 //! length plus [`ITEM_OVERHEAD`].
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -81,6 +80,49 @@ pub struct QueueLimits {
     pub pause: Duration,
 }
 
+/// What every outbox of a hub shares: the queue limits, and where
+/// senders and readers wait for a queue to change. Those waits are few
+/// and short (a congested receiver, a client's own answers), so a
+/// handful of wait lists serve every client, each outbox waiting on one
+/// of [`WAIT_LISTS`] chosen as it is made: a client holds one byte for
+/// them, not a 32-byte `Notify` of its own. A change wakes whoever waits
+/// on its list, for this outbox or another; each looks again at what it
+/// waits for.
+#[derive(Debug)]
+pub struct Queues {
+    limits: QueueLimits,
+    changed: [Notify; WAIT_LISTS],
+    /// The wait list of the next outbox made, round the lists.
+    next: AtomicU8,
+}
+
+/// How many wait lists a hub's outboxes share: enough that a wake-up
+/// seldom reaches a waiter of another outbox, few enough to cost nothing
+/// (2 KiB a hub).
+pub const WAIT_LISTS: usize = 64;
+
+impl Queues {
+    /// The wait lists for outboxes held to `limits`.
+    pub fn new(limits: QueueLimits) -> Self {
+        Queues {
+            limits,
+            changed: std::array::from_fn(|_| Notify::new()),
+            next: AtomicU8::new(0),
+        }
+    }
+
+    /// The limits every outbox is held to.
+    pub fn limits(&self) -> &QueueLimits {
+        &self.limits
+    }
+}
+
+impl From<QueueLimits> for Arc<Queues> {
+    fn from(limits: QueueLimits) -> Self {
+        Arc::new(Queues::new(limits))
+    }
+}
+
 /// What happened to an item given to [`Outbox::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -112,13 +154,19 @@ pub struct Outbox {
     /// Bytes pushed and not yet reported written by the writer, including
     /// those the writer has taken but not finished writing.
     pending: AtomicUsize,
-    /// Shared by every outbox of a hub: one pointer per client, not 32 bytes.
-    limits: Arc<QueueLimits>,
-    /// Wakes the writer: new items after an empty queue, or a close.
-    to_writer: Writer,
-    /// Wakes senders and readers: the queue fell below the soft limit, or
-    /// the outbox closed.
-    changed: Notify,
+    /// Shared by every outbox of a hub: the limits, and the wait lists.
+    queues: Arc<Queues>,
+    /// Wakes the writer: new items after an empty queue, or a close. The
+    /// waker of its last wait, for the client's own task (not a `Notify`,
+    /// whose wait is a 64-byte future every idle client's task would
+    /// hold); or a shared writer's, for this outbox, registered as it
+    /// takes a batch (see [`Outbox::shared`]).
+    to_writer: AtomicWaker,
+    /// Whether a shared writer drains it, not the client's own task.
+    shared_writer: bool,
+    /// Which of the [`Queues`]' wait lists wakes senders and readers: the
+    /// queue fell below the soft limit, or the outbox closed.
+    wait_list: u8,
     /// When the queue went over the soft limit ([`now_millis`]), or 0 if it
     /// has drained to half the soft limit since. Senders are let go at the
     /// soft limit, and a reader slower than its senders keeps the queue
@@ -129,56 +177,19 @@ pub struct Outbox {
     closed: AtomicBool,
     /// Set when the writer is told there is something (new items after an
     /// empty queue, or a close), cleared as it is told: a wake-up given
-    /// while it was busy is not lost. Only for a task's own writer.
+    /// while it was busy is not lost. Only for a task's own writer (a
+    /// shared one takes its batch after registering its waker).
     writer_woken: AtomicBool,
     /// When the client last accepted bytes ([`now_millis`]), or when data
     /// started waiting for it.
     progress: AtomicU64,
 }
 
-/// Who drains an outbox: the client's own task, or a writer shared by
-/// many clients (a UDP listener's, which sends each peer's datagrams from
-/// its one socket, so that an idle peer has no task of its own).
-#[derive(Debug)]
-enum Writer {
-    /// Woken for the client's task: the waker of its last wait, not a
-    /// `Notify`, whose wait is a 64-byte future every idle client's task
-    /// would hold.
-    Task(AtomicWaker),
-    /// Named to the shared writer by `key`.
-    Shared { drains: Arc<Drains>, key: u64 },
-}
-
-/// Where outboxes drained by one shared writer say they have something to
-/// write (new items after an empty queue, or a close): by the key each
-/// was given.
-#[derive(Debug, Default)]
-pub struct Drains {
-    ready: Mutex<Vec<u64>>,
-    notify: Notify,
-}
-
-impl Drains {
-    fn wake(&self, key: u64) {
-        crate::sync::lock(&self.ready).push(key);
-        self.notify.notify_one();
-    }
-
-    /// The keys of the outboxes that have something to write, each once
-    /// or more, in the order they said so.
-    pub fn take(&self, into: &mut Vec<u64>) {
-        std::mem::swap(&mut *crate::sync::lock(&self.ready), into);
-    }
-
-    /// Waits until an outbox has something to write.
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
-    }
-}
-
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Bytes>,
+    /// Taken whole by the writer, so pushed at the end only: a `Vec`, 8
+    /// bytes smaller in every client's record than a `VecDeque`.
+    items: Vec<Bytes>,
     /// Boxed: a client closes once, and its outbox is memory it holds
     /// every moment before.
     closing: Option<Box<Closing>>,
@@ -188,7 +199,7 @@ struct Queue {
 #[derive(Debug)]
 pub struct Batch {
     /// Items to write, oldest first.
-    pub items: VecDeque<Bytes>,
+    pub items: Vec<Bytes>,
     /// Set once the outbox is closed: after writing `items` (empty for a
     /// cut-off), the writer says goodbye and ends.
     pub closing: Option<Closing>,
@@ -196,28 +207,41 @@ pub struct Batch {
 
 impl Outbox {
     /// An empty, open outbox.
-    pub fn new(limits: impl Into<Arc<QueueLimits>>) -> Self {
-        Outbox::with_writer(limits.into(), Writer::Task(AtomicWaker::new()))
+    pub fn new(queues: impl Into<Arc<Queues>>) -> Self {
+        Outbox::with_writer(queues.into(), false)
     }
 
-    /// An empty, open outbox drained by a shared writer, which `drains`
-    /// tells by `key` when it has something.
-    pub fn drained_by(limits: impl Into<Arc<QueueLimits>>, drains: Arc<Drains>, key: u64) -> Self {
-        Outbox::with_writer(limits.into(), Writer::Shared { drains, key })
+    /// An empty, open outbox drained by a writer shared by many clients
+    /// (a UDP listener's, which sends each peer's datagrams from its one
+    /// socket, so that an idle peer has no task of its own). The writer
+    /// is woken through the waker it gives [`Outbox::attach`] and
+    /// [`Outbox::take_rearmed`]: one wake-up, after which it takes a batch
+    /// and so registers for the next. Nothing is registered once the
+    /// outbox is closed: a writer's waker that holds its client's record
+    /// (as a UDP peer does) is not held by that record past its end.
+    pub fn shared(queues: impl Into<Arc<Queues>>) -> Self {
+        Outbox::with_writer(queues.into(), true)
     }
 
-    fn with_writer(limits: Arc<QueueLimits>, to_writer: Writer) -> Self {
+    fn with_writer(queues: Arc<Queues>, shared_writer: bool) -> Self {
+        let wait_list = queues.next.fetch_add(1, Ordering::Relaxed) % WAIT_LISTS as u8;
         Outbox {
             queue: Mutex::default(),
             pending: AtomicUsize::new(0),
-            limits,
-            to_writer,
-            changed: Notify::new(),
+            queues,
+            to_writer: AtomicWaker::new(),
+            shared_writer,
+            wait_list,
             congested_since: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             writer_woken: AtomicBool::new(false),
             progress: AtomicU64::new(now_millis()),
         }
+    }
+
+    /// The wait list that says this outbox changed.
+    fn changed(&self) -> &Notify {
+        &self.queues.changed[usize::from(self.wait_list)]
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -235,12 +259,12 @@ impl Outbox {
             return Pushed::Closed;
         }
         let pending = self.pending.load(Ordering::Acquire) + weight;
-        if pending > self.limits.hard {
+        if pending > self.queues.limits.hard {
             self.discard(&mut queue);
             queue.closing = Some(Box::new(Closing {
                 reason: CloseReason::SlowConsumer {
                     queued: pending,
-                    limit: self.limits.hard,
+                    limit: self.queues.limits.hard,
                 },
                 flush: false,
             }));
@@ -249,7 +273,7 @@ impl Outbox {
             return Pushed::Closed;
         }
         let was_empty = queue.items.is_empty();
-        queue.items.push_back(item);
+        queue.items.push(item);
         if self.pending.fetch_add(weight, Ordering::AcqRel) == 0 {
             // Data starts waiting now: the client's time to take it runs
             // from here.
@@ -258,7 +282,7 @@ impl Outbox {
         if was_empty {
             self.wake_writer();
         }
-        if pending > self.limits.soft {
+        if pending > self.queues.limits.soft {
             if self.congested_since.load(Ordering::Relaxed) == 0 {
                 self.congested_since.store(now_millis(), Ordering::Relaxed);
             }
@@ -298,24 +322,21 @@ impl Outbox {
     /// Drops what is queued (a cut-off): its memory is free at once.
     fn discard(&self, queue: &mut Queue) {
         let dropped: usize = queue.items.iter().map(weight).sum();
-        queue.items = VecDeque::new();
+        queue.items = Vec::new();
         self.pending.fetch_sub(dropped, Ordering::AcqRel);
     }
 
     fn wake_writer(&self) {
-        match &self.to_writer {
-            Writer::Task(waker) => {
-                self.writer_woken.store(true, Ordering::Release);
-                waker.wake();
-            }
-            Writer::Shared { drains, key } => drains.wake(*key),
+        if !self.shared_writer {
+            self.writer_woken.store(true, Ordering::Release);
         }
+        self.to_writer.wake();
     }
 
     fn wake_all(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake_writer();
-        self.changed.notify_waiters();
+        self.changed().notify_waiters();
     }
 
     /// Whether the outbox is closed: the client is leaving, and nothing it
@@ -344,6 +365,40 @@ impl Outbox {
         }
     }
 
+    /// [`Outbox::take`] for a shared writer, which `waker` wakes when there
+    /// is more (unless the outbox is closed: there is no more then).
+    /// Registered before the batch is taken, under the queue's lock, so
+    /// that whatever is pushed after it wakes the writer.
+    pub fn take_rearmed(&self, waker: &Waker) -> Batch {
+        let mut queue = self.lock();
+        if queue.closing.is_none() {
+            self.to_writer.register(waker);
+        }
+        Batch {
+            items: std::mem::take(&mut queue.items),
+            closing: queue.closing.as_deref().cloned(),
+        }
+    }
+
+    /// Gives a shared writer's `waker` to a new outbox; wakes it at once if
+    /// something waits already.
+    pub fn attach(&self, waker: &Waker) {
+        let queue = self.lock();
+        if queue.closing.is_none() {
+            self.to_writer.register(waker);
+        }
+        let waiting = !queue.items.is_empty() || queue.closing.is_some();
+        drop(queue);
+        if waiting {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Drops the shared writer's waker, if one is held: the client is gone.
+    pub fn detach(&self) {
+        drop(self.to_writer.take());
+    }
+
     /// The client accepted bytes: it is making progress.
     pub fn progressed(&self) {
         self.progress.store(now_millis(), Ordering::Relaxed);
@@ -353,7 +408,7 @@ impl Outbox {
     pub fn written(&self, weight: usize) {
         let before = self.pending.fetch_sub(weight, Ordering::AcqRel);
         let after = before.saturating_sub(weight);
-        let relieved = self.limits.soft / 2;
+        let relieved = self.queues.limits.soft / 2;
         if before > relieved && after <= relieved {
             // Under the lock, so a push going over the limit again cannot
             // have its mark erased.
@@ -362,8 +417,8 @@ impl Outbox {
                 self.congested_since.store(0, Ordering::Relaxed);
             }
         }
-        if before > self.limits.soft && after <= self.limits.soft {
-            self.changed.notify_waiters();
+        if before > self.queues.limits.soft && after <= self.queues.limits.soft {
+            self.changed().notify_waiters();
         }
     }
 
@@ -379,7 +434,7 @@ impl Outbox {
 
     /// Waits until there may be something to [`take`](Outbox::take).
     /// Only for an outbox its client's task drains: a shared writer is
-    /// told through its [`Drains`] (here, this never ends). The wait holds
+    /// woken through its waker (here, this never ends). The wait holds
     /// nothing but this reference.
     pub fn ready(&self) -> impl std::future::Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| self.poll_ready(cx))
@@ -388,13 +443,13 @@ impl Outbox {
     /// [`Outbox::ready`] as a poll: the wake-up is taken if one was given,
     /// or the waker is kept for the next.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Writer::Task(waker) = &self.to_writer else {
+        if self.shared_writer {
             return Poll::Pending;
-        };
+        }
         if self.writer_woken.swap(false, Ordering::AcqRel) {
             return Poll::Ready(());
         }
-        waker.register(cx.waker());
+        self.to_writer.register(cx.waker());
         // A wake-up given before the registration found no waker to wake.
         if self.writer_woken.swap(false, Ordering::AcqRel) {
             Poll::Ready(())
@@ -406,7 +461,7 @@ impl Outbox {
     /// Waits until the queue is at or under its soft limit, or closed: how
     /// a client that does not read its own answers is throttled.
     pub async fn until_uncongested(&self) {
-        self.wait_for(|outbox| outbox.pending() <= outbox.limits.soft || outbox.is_closed())
+        self.wait_for(|outbox| outbox.pending() <= outbox.queues.limits.soft || outbox.is_closed())
             .await
     }
 
@@ -418,16 +473,22 @@ impl Outbox {
     /// the stall timeout ends it.
     pub async fn until_receiver_keeps_up(&self) {
         loop {
-            let notified = self.changed.notified();
+            let notified = self.changed().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.pending() <= self.limits.soft || self.is_closed() {
+            if self.pending() <= self.queues.limits.soft || self.is_closed() {
                 return;
             }
             let idle = Duration::from_millis(
                 now_millis().saturating_sub(self.progress.load(Ordering::Relaxed)),
             );
-            let Some(left) = self.limits.pause.checked_sub(idle).filter(|d| !d.is_zero()) else {
+            let Some(left) = self
+                .queues
+                .limits
+                .pause
+                .checked_sub(idle)
+                .filter(|d| !d.is_zero())
+            else {
                 return;
             };
             tokio::select! {
@@ -450,7 +511,7 @@ impl Outbox {
 
     async fn wait_for(&self, done: impl Fn(&Self) -> bool) {
         loop {
-            let notified = self.changed.notified();
+            let notified = self.changed().notified();
             tokio::pin!(notified);
             // Register before checking, so a change between the check and
             // the await is not missed.
@@ -478,6 +539,48 @@ mod tests {
         hard: 250,
         pause: Duration::from_secs(60),
     };
+
+    /// A shared writer (a UDP listener's) counts its wake-ups.
+    #[derive(Default)]
+    struct SharedWriter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for SharedWriter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A shared writer is woken once for what waits, registers again as it
+    /// takes its batch, and is let go of when the outbox closes: a UDP
+    /// peer is its outbox's waker and holds its client's record, and the
+    /// record must not keep it past the client's end.
+    #[test]
+    fn a_shared_writer_is_woken_for_each_batch_and_let_go_of_at_the_close() {
+        let outbox = Outbox::shared(LIMITS);
+        let writer = Arc::new(SharedWriter::default());
+        let waker = Waker::from(writer.clone());
+        let woken = || writer.0.load(Ordering::SeqCst);
+        assert_eq!(outbox.push(item(33)), Pushed::Queued);
+        outbox.attach(&waker);
+        assert_eq!(woken(), 1, "what waited before it attached wakes it");
+        assert_eq!(outbox.take_rearmed(&waker).items.len(), 1);
+        assert_eq!(Arc::strong_count(&writer), 3, "registered for the next");
+        assert_eq!(outbox.push(item(33)), Pushed::Queued);
+        assert_eq!(outbox.push(item(33)), Pushed::Queued);
+        assert_eq!(woken(), 2, "one wake-up for a batch");
+        assert_eq!(Arc::strong_count(&writer), 2, "the wake-up took it");
+        assert_eq!(outbox.take_rearmed(&waker).items.len(), 2);
+        assert!(futures_util::FutureExt::now_or_never(outbox.ready()).is_none());
+        outbox.close(CloseReason::ClientClosed, true);
+        assert_eq!(woken(), 3, "the close wakes it");
+        let batch = outbox.take_rearmed(&waker);
+        assert!(batch.closing.is_some());
+        assert_eq!(
+            Arc::strong_count(&writer),
+            2,
+            "a closed outbox holds no writer: only the test's waker does"
+        );
+    }
 
     /// The writer is told of new items by a flag and its waker, not a
     /// `Notify`: a push while it writes (no waker to wake) still ends its

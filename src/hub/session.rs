@@ -14,8 +14,8 @@ use super::info::unix_millis;
 use super::room::Room;
 use super::tap::Seen;
 use super::{
-    Body, Change, ClientId, CloseReason, Event, Hub, HubError, InputGauge, Member, Name, NameKeys,
-    Outbox, OutboxHandle, Pushed, RoomName,
+    Body, Change, ClientId, CloseReason, Event, Flag, Hub, HubError, InputGauge, Member, Name,
+    NameKeys, Outbox, OutboxHandle, Pushed, RoomName,
 };
 use identity::LoggedIn;
 
@@ -126,7 +126,7 @@ impl Session {
 
     /// Whether anyone watches this client.
     fn watched(&self) -> bool {
-        self.me.watched.load(Ordering::Relaxed)
+        self.me.flags.get(Flag::Watched)
     }
 
     /// Tells the hub how many bytes of this client's input its transport
@@ -307,7 +307,7 @@ impl Session {
         if self.watched() {
             self.hub.show_client_watchers(self.me.id, seen);
         }
-        if target.watched.load(Ordering::Relaxed) {
+        if target.flags.get(Flag::Watched) {
             self.hub.show_client_watchers(target.id, seen);
         }
         let delivery = Delivery::new(Event::Direct {
@@ -429,18 +429,18 @@ impl Session {
         }
         let replay = self.replay_on_join();
         let members = self.join_room(room, false, replay)?;
-        self.me.unannounced.store(true, Ordering::Relaxed);
+        self.me.flags.set(Flag::Unannounced, true);
         Ok(members)
     }
 
     /// Whether the client's arrival has not been told yet.
     pub fn arriving(&self) -> bool {
-        self.me.unannounced.load(Ordering::Relaxed)
+        self.me.flags.get(Flag::Unannounced)
     }
 
     /// Tells the rooms of a client that arrived quietly that it is there.
     pub fn announce_arrival(&mut self) {
-        if !self.me.unannounced.swap(false, Ordering::Relaxed) {
+        if !self.me.flags.swap(Flag::Unannounced, false) {
             return;
         }
         let rooms = self.rooms.clone();
@@ -474,7 +474,7 @@ impl Session {
             for room in std::mem::take(&mut self.rooms) {
                 self.remove_from(&room);
             }
-            self.me.unannounced.store(false, Ordering::Relaxed);
+            self.me.flags.set(Flag::Unannounced, false);
         }
         let renamed = match name {
             Some(name) if name != self.name => self.rename(name).await.map(|_| ()),
@@ -821,9 +821,7 @@ impl Session {
                 name: self.name.clone(),
             });
         }
-        self.me
-            .departed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.me.flags.set(Flag::Departed, true);
     }
 }
 

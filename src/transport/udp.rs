@@ -94,8 +94,8 @@ pub(crate) struct PeerInbox {
     /// When its last datagram came, on the hub's millisecond clock
     /// ([`PeerInbox::quiet_for`]).
     last: AtomicU64,
-    /// [`CLOSED`] and [`PROVEN`]: a peer with neither counts among its
-    /// listener's [`UdpStats::unproven`].
+    /// [`CLOSED`], [`PROVEN`] and [`SAID_GOODBYE`]: a peer with neither of
+    /// the first two counts among its listener's [`UdpStats::unproven`].
     state: AtomicU8,
 }
 
@@ -103,6 +103,8 @@ pub(crate) struct PeerInbox {
 const CLOSED: u8 = 1;
 /// The peer's address is proven: no amplification cap.
 const PROVEN: u8 = 2;
+/// Its client's goodbye is written: nothing more is sent to it.
+const SAID_GOODBYE: u8 = 4;
 
 /// Why a datagram did not go into a peer's inbox.
 #[derive(Debug, PartialEq, Eq)]
@@ -190,10 +192,21 @@ impl PeerInbox {
         self.state.load(Ordering::Acquire) & PROVEN != 0
     }
 
+    /// Marks its client's goodbye written; returns whether it was not
+    /// before (a writer woken twice says it once).
+    pub(crate) fn say_goodbye(&self) -> bool {
+        self.state.fetch_or(SAID_GOODBYE, Ordering::AcqRel) & SAID_GOODBYE == 0
+    }
+
+    /// Whether its client's goodbye is written.
+    pub(crate) fn said_goodbye(&self) -> bool {
+        self.state.load(Ordering::Acquire) & SAID_GOODBYE != 0
+    }
+
     /// Sets `bit`; the first of closing and proving takes the peer off
     /// the listener's unproven ones, once.
     fn settle(&self, bit: u8, stats: &UdpStats) {
-        if self.state.fetch_or(bit, Ordering::AcqRel) == 0 {
+        if self.state.fetch_or(bit, Ordering::AcqRel) & (CLOSED | PROVEN) == 0 {
             stats.unproven.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -74,9 +74,7 @@ impl Session {
         }));
         // It proved who it is: another holder of the certificate does not
         // take the name from it.
-        self.me
-            .logged_in
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.me.flags.set(super::super::Flag::LoggedIn, true);
         Ok(())
     }
 
@@ -102,9 +100,7 @@ impl Session {
             self.take_name(name).await?;
         }
         self.logged_in = Some(Box::new(LoggedIn { access, name_fixed }));
-        self.me
-            .logged_in
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.me.flags.set(super::super::Flag::LoggedIn, true);
         Ok(())
     }
 
