@@ -21,13 +21,15 @@ use std::time::Duration;
 use tokio::io::AsyncRead;
 use tokio::time::timeout;
 
-use crate::hub::{CloseReason, Closing, Name, Outbox, OutboxHandle, RoomName, Session};
+use crate::hub::{
+    CloseReason, Closing, Name, Outbox, OutboxHandle, ParkedSession, RoomName, Session,
+};
 use crate::protocol::Protocol;
 use crate::throttle::ClientRates;
 use crate::transport::Transport;
 pub(crate) use phase::AuthGate;
 use phase::Phase;
-use read::{read_side, Reading, Stopped};
+use read::{read_side, ParkedReading, Reading, Stopped};
 use write::WriteSide;
 
 /// The per-connection timeouts.
@@ -183,13 +185,20 @@ fn closing(outbox: &Outbox) -> Closing {
 }
 
 /// A client served in bursts (a UDP peer), between them: all its
-/// connection keeps while it sends nothing, with no task. Its outbox is
-/// drained by a shared writer (see [`Hub::connect_drained`]), so only its
-/// input needs a task: [`Resting::serve`] handles what came, until there
-/// is nothing more.
+/// connection keeps while it sends nothing, with no task, parked (its
+/// session without its name, its read side without its buffer). Its
+/// outbox is drained by a shared writer (see [`Hub::connect_drained`]),
+/// so only its input needs a task: [`Resting::wake`] gives the
+/// connection that serves what came, until there is nothing more.
 ///
 /// [`Hub::connect_drained`]: crate::hub::Hub::connect_drained
 pub(crate) struct Resting<P: Protocol> {
+    session: ParkedSession,
+    reading: ParkedReading<P::Decoder>,
+}
+
+/// A client served in bursts, during one: see [`Resting`].
+pub(crate) struct Awake<P: Protocol> {
     protocol: Arc<P>,
     session: Session,
     reading: Reading<P::Decoder>,
@@ -204,21 +213,34 @@ pub(crate) enum Burst<P: Protocol> {
 }
 
 impl<P: Protocol> Resting<P> {
+    /// The connection again, to serve what came, in its listener's
+    /// `protocol` (not kept at rest: 8 bytes a peer).
+    pub(crate) fn wake(self, protocol: Arc<P>) -> Awake<P> {
+        let Resting { session, reading } = self;
+        Awake {
+            protocol,
+            session: session.resume(),
+            reading: reading.resume(),
+        }
+    }
+}
+
+impl<P: Protocol> Awake<P> {
     /// Welcomes a client and puts it in `room`, as [`serve`] does; it is
-    /// served from the first [`Resting::serve`].
+    /// served from the first [`Awake::serve`].
     pub(crate) fn start(
         protocol: Arc<P>,
         mut session: Session,
         room: RoomName,
         gate: Option<AuthGate>,
-    ) -> Box<Self> {
+    ) -> Self {
         let phase = Phase::start(&*protocol, &mut session, room, gate);
         let reading = Reading::new(protocol.decoder(), phase);
-        Box::new(Resting {
+        Awake {
             protocol,
             session,
             reading,
-        })
+        }
     }
 
     /// Handles what `reader` has, and what comes while a phase waits for
@@ -227,18 +249,26 @@ impl<P: Protocol> Resting<P> {
     /// (its reader ends, or its outbox closes). `timeouts` are its
     /// listener's now (not kept while it rests).
     pub(crate) async fn serve<R: AsyncRead + Unpin>(
-        mut self: Box<Self>,
+        mut self,
         reader: R,
         timeouts: &Timeouts,
     ) -> Burst<P> {
-        let Resting {
+        let Awake {
             protocol,
             session,
             reading,
-        } = &mut *self;
+        } = &mut self;
         let stopped = read_side(&**protocol, session, reader, timeouts, reading, true).await;
         match stopped {
-            Stopped::Idle if !session.outbox().is_closed() => Burst::Idle(self),
+            Stopped::Idle if !session.outbox().is_closed() => {
+                let Awake {
+                    session, reading, ..
+                } = self;
+                Burst::Idle(Box::new(Resting {
+                    session: session.park(),
+                    reading: reading.park(),
+                }))
+            }
             _ => {
                 let (name, closing) = self.end(None, timeouts.stall).await;
                 Burst::Ended(name, closing)
@@ -250,12 +280,8 @@ impl<P: Protocol> Resting<P> {
     /// idle timeout; without one, the client is taken to have left): out
     /// of its rooms, its rooms told. Returns its final name and why it
     /// closed; its rooms' congested receivers are waited for up to `stall`.
-    pub(crate) async fn end(
-        self: Box<Self>,
-        reason: Option<CloseReason>,
-        stall: Duration,
-    ) -> (Name, Closing) {
-        let Resting { mut session, .. } = *self;
+    pub(crate) async fn end(self, reason: Option<CloseReason>, stall: Duration) -> (Name, Closing) {
+        let Awake { mut session, .. } = self;
         session.close(reason.unwrap_or(CloseReason::ClientClosed), true);
         let outbox = session.outbox_handle();
         let name = depart(&mut session);

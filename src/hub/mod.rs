@@ -62,7 +62,7 @@ pub use names::{comparison_key, shape_key, Name, NameError, RoomName, MAX_NAME_C
 pub(crate) use outbox::now_millis;
 pub use outbox::{weight, Batch, Closing, Outbox, Pushed, QueueLimits, Queues, ITEM_OVERHEAD};
 pub use remote::ClientPlace;
-pub use session::{HistoryShown, Session};
+pub use session::{HistoryShown, ParkedSession, Session};
 pub use sweep::Sweep;
 pub use tap::{Seen, Sightings, Tap, TAP_MAX_BYTES, TAP_MAX_ITEMS};
 
@@ -375,6 +375,9 @@ enum Flag {
     /// It is in its listener's room unannounced, for the moment a new
     /// client has to say who it is (`/hello`).
     Unannounced = 16,
+    /// Its session is being parked ([`Session::park`]): the session's
+    /// drop does not depart, the parked session holds its state.
+    Parking = 32,
 }
 
 impl Flags {

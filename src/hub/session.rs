@@ -827,7 +827,74 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // Parked: its state lives on in a `ParkedSession`.
+        if self.me.flags.swap(Flag::Parking, false) {
+            return;
+        }
         self.depart();
+    }
+}
+
+/// A session put away while its client has nothing to do (a UDP peer
+/// between datagrams): what a [`Session`] keeps that the client's record
+/// in the hub does not (its rooms, its login, the receivers it has yet to
+/// wait for), and nothing it needs only while working. 48 bytes where a
+/// session is 72: its name is its record's, read again as it resumes.
+/// Dropping it departs, as dropping a session does.
+#[derive(Debug)]
+pub struct ParkedSession {
+    /// `None` once resumed: the session it became departs, not this.
+    hub: Option<Hub>,
+    me: Arc<Member>,
+    /// Its rooms, in the order joined; a slice, 8 bytes less than a `Vec`.
+    rooms: Box<[Joined]>,
+    #[allow(clippy::box_collection)]
+    congested: Option<Box<Vec<Arc<Member>>>>,
+    logged_in: Option<Box<LoggedIn>>,
+}
+
+impl Session {
+    /// Puts the session away until its client has something to do again
+    /// ([`ParkedSession::resume`]).
+    pub fn park(mut self) -> ParkedSession {
+        let parked = ParkedSession {
+            hub: Some(self.hub.clone()),
+            me: self.me.clone(),
+            rooms: std::mem::take(&mut self.rooms).into_boxed_slice(),
+            congested: self.congested.take(),
+            logged_in: self.logged_in.take(),
+        };
+        // Its state is the parked session's now: dropped, it does not
+        // depart.
+        self.me.flags.set(Flag::Parking, true);
+        drop(self);
+        parked
+    }
+}
+
+impl ParkedSession {
+    /// The session again, as it was parked.
+    pub fn resume(mut self) -> Session {
+        self.unpark().expect("a parked session resumes once")
+    }
+
+    /// Its state as a session again, the first time.
+    fn unpark(&mut self) -> Option<Session> {
+        Some(Session {
+            hub: self.hub.take()?,
+            name: self.me.name(),
+            me: self.me.clone(),
+            rooms: std::mem::take(&mut self.rooms).into_vec(),
+            congested: self.congested.take(),
+            logged_in: self.logged_in.take(),
+        })
+    }
+}
+
+impl Drop for ParkedSession {
+    fn drop(&mut self) {
+        // Never resumed: the session departs as it is dropped.
+        drop(self.unpark());
     }
 }
 

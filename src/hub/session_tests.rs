@@ -813,3 +813,45 @@ async fn a_sealed_room_is_out_of_every_other_clients_reach() {
     assert!(heard.iter().any(|l| l.contains("Hello World")), "{heard:?}");
     assert!(drain(&outsider).iter().all(|l| !l.contains("Hello World")));
 }
+
+/// A UDP peer's session is parked between its datagrams: parked, the
+/// client is still in its rooms under its name and is sent what they
+/// say; resumed, it goes on as it was; a parked session dropped departs,
+/// as a session does.
+#[tokio::test]
+async fn a_parked_session_stays_in_its_rooms_and_departs_when_dropped() {
+    let hub = hub();
+    let mut peer = connect(&hub, Some("lobby"));
+    peer.join(room("ops")).unwrap();
+    peer.rename(Name::new("esp-1").unwrap()).await.unwrap();
+    let id = peer.id();
+    let other = connect(&hub, Some("ops"));
+    drain(&other);
+
+    let parked = peer.park();
+    let client = hub.client(id).expect("still connected");
+    assert_eq!(client.name.as_str(), "esp-1");
+    let mut rooms: Vec<String> = client.rooms.iter().map(|r| r.as_str().into()).collect();
+    rooms.sort();
+    assert_eq!(rooms, ["lobby", "ops"]);
+    other.say(None, Body::line("to ops")).await.unwrap();
+
+    let mut peer = parked.resume();
+    assert_eq!(peer.name().as_str(), "esp-1");
+    assert!(drain(&peer).iter().any(|line| line.contains("to ops")));
+    peer.say(None, Body::line("back")).await.unwrap();
+    assert!(
+        drain(&other).iter().any(|line| line.contains("back")),
+        "it says to its current room, ops, as before"
+    );
+    peer.leave(&room("ops")).unwrap();
+
+    let parked = peer.park();
+    drop(parked);
+    assert!(hub.client(id).is_none(), "dropped, it departed");
+    let mut again = connect(&hub, Some("lobby"));
+    again
+        .rename(Name::new("esp-1").unwrap())
+        .await
+        .expect("its name is free");
+}

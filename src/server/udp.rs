@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use super::admission::Slot;
 use super::listeners::Listener;
 use super::{Arrival, Greeting, Held, Proof, ServerState};
-use crate::connection::{Burst, Resting};
+use crate::connection::{Awake, Burst, Resting};
 use crate::hub::{weight, Batch, ClientKind, ClientMeta, CloseReason, Closing, Name, OutboxHandle};
 use crate::protocol::Protocol;
 use crate::sync::lock;
@@ -152,23 +152,23 @@ struct Shared<P: Protocol> {
 }
 
 impl<P: Protocol> Shared<P> {
-    /// Serves `peer` from `resting`, burst after burst, until nothing
-    /// waits (it rests again) or it ends.
-    async fn serve(self: Arc<Self>, peer: Arc<Peer<P>>, mut resting: Box<Resting<P>>) {
+    /// Serves `peer`, burst after burst, until nothing waits (it rests
+    /// again) or it ends.
+    async fn serve(self: Arc<Self>, peer: Arc<Peer<P>>, mut awake: Awake<P>) {
         let mut pending: Option<Bytes> = None;
         loop {
             let reader = PeerReader::new(&peer.inbox, &mut pending, &self.stats, &peer.client);
             // The listener's, as they are now: a reload reaches resting
             // peers too.
             let timeouts = self.server.timeouts_for(&self.listener);
-            match resting.serve(reader, &timeouts).await {
+            match awake.serve(reader, &timeouts).await {
                 Burst::Idle(idle) => {
                     let mut held = lock(&peer.held);
                     if !peer.inbox.has_waiting() && !peer.inbox.is_closed() {
                         held.resting = Some(idle);
                         return;
                     }
-                    resting = idle;
+                    awake = idle.wake(self.protocol.clone());
                 }
                 Burst::Ended(name, closing) => return self.ended(&peer, name, closing),
             }
@@ -196,7 +196,10 @@ impl<P: Protocol> Shared<P> {
         let (shared, peer) = (self.clone(), peer.clone());
         let stall = self.server.live().timeouts.stall;
         self.server.tracker.spawn(async move {
-            let (name, closing) = resting.end(reason, stall).await;
+            let (name, closing) = resting
+                .wake(shared.protocol.clone())
+                .end(reason, stall)
+                .await;
             shared.ended(&peer, name, closing);
         });
     }
@@ -349,7 +352,9 @@ pub(super) async fn receive_loop<P: Protocol>(
                 Ok(()) => {
                     // Resting: a task serves it now.
                     if let Some(resting) = peer.take_resting() {
-                        let task = shared.clone().serve(peer.clone(), resting);
+                        let task = shared
+                            .clone()
+                            .serve(peer.clone(), resting.wake(shared.protocol.clone()));
                         server.tracker.spawn(task);
                     }
                     continue;
@@ -455,9 +460,9 @@ fn arrive<P: Protocol>(
             true => session.ready_to_join(&room).await,
             false => None,
         };
-        let resting = Resting::start(shared.protocol.clone(), session, room, gate);
+        let awake = Awake::start(shared.protocol.clone(), session, room, gate);
         drop(hold);
-        shared.serve(serving, resting).await;
+        shared.serve(serving, awake).await;
     };
     (peer, first)
 }
@@ -470,17 +475,14 @@ mod tests {
     /// What an idle peer holds besides its client's record in the hub:
     /// its entry here, and its connection at rest. A feature that grows
     /// them shows here first (raise the bounds knowingly, with the memory
-    /// figure of `TRANSPORT=udp bench/devices.py` in the commit). The
-    /// resting connections grew by 16 bytes when the rate limit's buckets
-    /// came inline (a 64-byte allocation once a peer had sent anything).
-    /// A device's is boxed: at 184 bytes it is a 192-byte block of
-    /// jemalloc's (it was 288, a 320-byte block, before its decoder shared
-    /// its listener's settings and kept its registration's bytes only for
-    /// `register-each`; 216, a 224-byte block, before its decoder left
-    /// the settings to the protocol); a peer holds a 32-byte `Slot` (48
-    /// before). A peer's record is 176 bytes, 192 in its `Arc`: a block of
-    /// that size (200, a 224-byte block, while its inbox held an empty
-    /// queue inline).
+    /// figure of `TRANSPORT=udp bench/devices.py` in the commit). A
+    /// connection at rest is parked: its session without its name, its
+    /// read side without its buffer, its protocol its listener's; a raw
+    /// one is 80 bytes, a device's 96, each a block of that size of
+    /// jemalloc's (both were 192-byte blocks while a resting peer kept its
+    /// whole connection, 168 and 184 bytes). A peer's record is 176 bytes,
+    /// 192 in its `Arc`: a block of that size (200, a 224-byte block,
+    /// while its inbox held an empty queue inline).
     #[test]
     fn a_resting_peer_stays_small() {
         let peer = std::mem::size_of::<Peer<Datagrams<Device>>>();
@@ -490,7 +492,7 @@ mod tests {
             "a peer: {peer} bytes; at rest, a device's connection {device}, a raw one's {raw}"
         );
         assert!(peer <= 176, "Peer is {peer} bytes");
-        assert!(device <= 184, "a device's Resting is {device} bytes");
-        assert!(raw <= 168, "a raw Resting is {raw} bytes");
+        assert!(device <= 96, "a device's Resting is {device} bytes");
+        assert!(raw <= 80, "a raw Resting is {raw} bytes");
     }
 }
