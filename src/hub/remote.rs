@@ -271,8 +271,8 @@ impl Hub {
             if limit == 0 || room.len() + room.remote() > limit {
                 continue;
             }
-            for (id, member) in room.members().iter() {
-                if told.insert(*id) {
+            for member in room.members().values() {
+                if told.insert(member.id) {
                     let _ = member.deliver_counted(&delivery, &self.shared.counters);
                 }
             }

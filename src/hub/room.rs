@@ -1,6 +1,6 @@
 //! A room: its members, and delivery to all of them at once.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -29,13 +29,71 @@ pub(super) struct Room {
     remote: AtomicUsize,
 }
 
-/// A room's members, by id. The ids are the server's own, handed out in
-/// order, so no client chooses what is hashed: the hasher is a fixed one,
-/// not one seeded per map against collisions a client could aim at (its
-/// seed was 16 bytes in every room: with a room per device, as
-/// `room=dev-{id}` makes, a 160-byte room where it took a 192-byte one).
-pub(super) type Members =
-    HashMap<ClientId, Arc<Member>, std::hash::BuildHasherDefault<std::hash::DefaultHasher>>;
+/// A room's members, each found by its id, which its record holds: a set
+/// of pointers, 8 bytes an entry, where a map from id to member held the
+/// id again (16; a room of one, as `room=dev-{id}` makes one per device,
+/// keeps a table of four entries: a 64-byte block, not a 96-byte one).
+/// The ids are the server's own, handed out in order, so no client
+/// chooses what is hashed: the hasher is a fixed one, not one seeded per
+/// set against collisions a client could aim at (its seed was 16 bytes
+/// in every room).
+#[derive(Debug, Default)]
+pub(super) struct Members(HashSet<ById, std::hash::BuildHasherDefault<std::hash::DefaultHasher>>);
+
+/// A member in its room's set, found by its id.
+#[derive(Debug)]
+struct ById(Arc<Member>);
+
+impl std::borrow::Borrow<ClientId> for ById {
+    fn borrow(&self) -> &ClientId {
+        &self.0.id
+    }
+}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the id hashes: the set is searched by id.
+        self.0.id.hash(state)
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Members {
+    /// Adds `member`; returns the record it replaced, if its id was in.
+    pub(super) fn insert(&mut self, member: Arc<Member>) -> Option<Arc<Member>> {
+        self.0.replace(ById(member)).map(|ById(member)| member)
+    }
+
+    /// Takes the member `id` out, if it is in.
+    pub(super) fn remove(&mut self, id: &ClientId) -> Option<Arc<Member>> {
+        self.0.take(id).map(|ById(member)| member)
+    }
+
+    pub(super) fn contains_key(&self, id: &ClientId) -> bool {
+        self.0.contains(id)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The members, in no order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Arc<Member>> {
+        self.0.iter().map(|ById(member)| member)
+    }
+
+    /// The members' ids, in no order.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &ClientId> {
+        self.values().map(|member| &member.id)
+    }
+}
 
 /// Who is in a room, who watches it, and what it keeps; under one lock,
 /// so a message costs one lock whether or not anyone watches.
@@ -187,8 +245,8 @@ impl Room {
     ) -> usize {
         let mut queued = 0;
         let mut by_kind = [0u64; KINDS.len()];
-        for (id, member) in inside.iter() {
-            if Some(*id) == except {
+        for member in inside.values() {
+            if Some(member.id) == except {
                 continue;
             }
             match member.deliver(delivery) {

@@ -668,7 +668,7 @@ impl Session {
                 }
                 let at = log.as_ref().and_then(|(_, log)| log.last());
                 drop(log);
-                inside.insert(self.me.id, self.me.clone());
+                inside.insert(self.me.clone());
                 (inside.len(), at)
             };
             directory.resized(&room, members - 1, members);

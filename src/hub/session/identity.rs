@@ -171,8 +171,8 @@ impl Session {
             if limit == 0 || members.len() + room.remote() > limit {
                 continue;
             }
-            for (id, member) in members.iter() {
-                if told.insert(*id)
+            for member in members.values() {
+                if told.insert(member.id)
                     && member.deliver_counted(&delivery, &self.hub.shared.counters)
                         == Pushed::Congested
                 {
