@@ -8,7 +8,9 @@ Starts `switchboard serve` pinned to core 0 with three device listeners
 as MIX says, processes of devices on core 1 (a process holds at most
 about 20,000 sockets here, so at most 16,000 devices each), each device
 on a socket of its own, registering with its own IMEI; the server's
-memory is read after each transport's devices are in. Then every device
+memory is read after each transport's devices are in, and again after an
+idle phase of DURATION seconds (settled: the work of their arrival given
+back to the system). Then every device
 sends its heartbeat once every EVERY seconds, spread evenly, for DURATION
 seconds; then a terminal says one command in the fleet's room, and each
 process reports when each of its devices had it.
@@ -208,6 +210,11 @@ def main():
         idle_start = cpu_seconds(server.pid)
         time.sleep(DURATION)
         idle_cpu = cpu_seconds(server.pid) - idle_start
+        # What the fleet holds once the work of its arrival (each new UDP
+        # peer's first task, the registrations) is given back: the
+        # allocator returns freed pages over some seconds, so the reading
+        # 2 s after each group counts some of that work too.
+        settled = rss_bytes(server.pid)
 
         cpu_start = cpu_seconds(server.pid)
         start = time.time() + 0.5
@@ -236,6 +243,8 @@ def main():
         print(f"server memory:       {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB with the devices: "
               f"{(after - before) / max(registered, 1):,.0f} B per device; "
               + ", ".join(f"{t} {per:,.0f} B" for t, _, per in costs))
+        print(f"settled:             {settled / 1e6:.1f} MB after {DURATION:.0f} s idle: "
+              f"{(settled - before) / max(registered, 1):,.0f} B per device")
         print(f"heartbeats:          {heartbeats} in {DURATION:.0f} s ({heartbeats / DURATION:,.0f}/s)")
         print(f"server CPU:          {busy_cpu:.2f} s with heartbeats, {idle_cpu:.2f} s idle over the same time: "
               f"{per_heartbeat_us:.1f} us per heartbeat, {100 * busy_cpu / DURATION:.1f}% of a core")
