@@ -84,7 +84,7 @@ pub struct QueueLimits {
 /// senders and readers wait for a queue to change. Those waits are few
 /// and short (a congested receiver, a client's own answers), so a
 /// handful of wait lists serve every client, each outbox waiting on one
-/// of [`WAIT_LISTS`] chosen as it is made: a client holds one byte for
+/// of `WAIT_LISTS` (64) chosen as it is made: a client holds one byte for
 /// them, not a 32-byte `Notify` of its own. A change wakes whoever waits
 /// on its list, for this outbox or another; each looks again at what it
 /// waits for.
@@ -99,7 +99,7 @@ pub struct Queues {
 /// How many wait lists a hub's outboxes share: enough that a wake-up
 /// seldom reaches a waiter of another outbox, few enough to cost nothing
 /// (2 KiB a hub).
-pub const WAIT_LISTS: usize = 64;
+const WAIT_LISTS: usize = 64;
 
 impl Queues {
     /// The wait lists for outboxes held to `limits`.
