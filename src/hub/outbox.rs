@@ -110,11 +110,6 @@ impl Queues {
             next: AtomicU8::new(0),
         }
     }
-
-    /// The limits every outbox is held to.
-    pub fn limits(&self) -> &QueueLimits {
-        &self.limits
-    }
 }
 
 impl From<QueueLimits> for Arc<Queues> {

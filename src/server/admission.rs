@@ -88,6 +88,17 @@ pub(crate) struct Place {
     held: bool,
 }
 
+/// A [`Place`] kept beside its address, which its keeper holds anyway (a
+/// UDP peer's address is its own): whether it counts against the
+/// address, and whether it is held; 2 bytes where a place holds the
+/// address again. Given back with [`ServerState::release_at`], not on
+/// drop: its keeper gives it back as its client ends.
+#[derive(Debug, Default)]
+pub(crate) struct PlaceAt {
+    counted: bool,
+    held: bool,
+}
+
 /// A connection's place on the server, given back on drop.
 #[derive(Debug)]
 pub(crate) struct Slot {
@@ -100,6 +111,19 @@ impl Slot {
     /// otherwise (a client's task: its [`Leaving`]).
     fn into_place(mut self) -> Place {
         std::mem::take(&mut self.place)
+    }
+}
+
+impl Slot {
+    /// The place, for a keeper that holds its address `ip` (the one it
+    /// was admitted from) and reaches the server's [`Places`] otherwise.
+    pub(crate) fn into_place_at(self, ip: IpAddr) -> PlaceAt {
+        let place = self.into_place();
+        debug_assert!(place.ip.is_none_or(|counted| counted == ip));
+        PlaceAt {
+            counted: place.ip.is_some(),
+            held: place.held,
+        }
     }
 }
 
@@ -295,6 +319,15 @@ impl ServerState {
                 held: true,
             },
         })
+    }
+
+    /// Gives back `place`, kept beside its address `ip`, once.
+    pub(crate) fn release_at(&self, place: &mut PlaceAt, ip: IpAddr) {
+        let mut whole = Place {
+            ip: place.counted.then_some(ip),
+            held: std::mem::take(&mut place.held),
+        };
+        self.places.release(&mut whole);
     }
 
     /// A whole slot for a connection whose address is known: its server

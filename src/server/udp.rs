@@ -30,7 +30,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
-use super::admission::Slot;
+use super::admission::PlaceAt;
 use super::listeners::Listener;
 use super::{Arrival, Greeting, Held, Proof, ServerState};
 use crate::connection::{Awake, Burst, Resting};
@@ -69,8 +69,9 @@ struct PeerHeld<P: Protocol> {
     /// it; datagrams are pushed before this is looked at, and a burst
     /// rests only if none wait, both under this lock, so none is missed.
     resting: Option<Box<Resting<P>>>,
-    /// Its place among the server's connections, given back as it ends.
-    slot: Option<Slot>,
+    /// Its place among the server's connections, given back as it ends
+    /// (its address is the peer's own).
+    place: PlaceAt,
 }
 
 impl<P: Protocol> Peer<P> {
@@ -208,7 +209,8 @@ impl<P: Protocol> Shared<P> {
         peer.inbox.close(&self.stats);
         // Closed, its outbox holds the peer no more; made sure of here.
         peer.client.detach();
-        drop(lock(&peer.held).slot.take());
+        let mut place = std::mem::take(&mut lock(&peer.held).place);
+        self.server.release_at(&mut place, peer.addr.ip());
         self.server
             .client_left(&self.listener, &peer.client, name, closing);
     }
@@ -444,7 +446,7 @@ fn arrive<P: Protocol>(
         ready,
         held: Mutex::new(PeerHeld {
             resting: None,
-            slot: Some(admitted.slot),
+            place: admitted.slot.into_place_at(meta.peer.ip()),
         }),
     });
     peer.client.attach(&Waker::from(peer.clone()));
@@ -480,9 +482,12 @@ mod tests {
     /// read side without its buffer, its protocol its listener's; a raw
     /// one is 80 bytes, a device's 96, each a block of that size of
     /// jemalloc's (both were 192-byte blocks while a resting peer kept its
-    /// whole connection, 168 and 184 bytes). A peer's record is 176 bytes,
-    /// 192 in its `Arc`: a block of that size (200, a 224-byte block,
-    /// while its inbox held an empty queue inline).
+    /// whole connection, 168 and 184 bytes). A peer's record is 136 bytes,
+    /// 152 in its `Arc`: a 160-byte block (176, a 192-byte block, while
+    /// its inbox's reader had a lock of its own beside the queue's and its
+    /// clock was 8 bytes, and its place on the server held its address
+    /// again; 200, a 224-byte block, while its inbox held an empty queue
+    /// inline).
     #[test]
     fn a_resting_peer_stays_small() {
         let peer = std::mem::size_of::<Peer<Datagrams<Device>>>();
@@ -491,7 +496,7 @@ mod tests {
         println!(
             "a peer: {peer} bytes; at rest, a device's connection {device}, a raw one's {raw}"
         );
-        assert!(peer <= 176, "Peer is {peer} bytes");
+        assert!(peer <= 136, "Peer is {peer} bytes");
         assert!(device <= 96, "a device's Resting is {device} bytes");
         assert!(raw <= 80, "a raw Resting is {raw} bytes");
     }

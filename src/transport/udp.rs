@@ -14,13 +14,12 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::UdpSocket;
 
@@ -77,6 +76,26 @@ pub(crate) const PEER_QUEUE: usize = 64;
 /// (an empty queue allocates nothing), as most peers of a fleet are.
 #[derive(Debug)]
 pub(crate) struct PeerInbox {
+    /// What waits, and who reads it: one lock for both (a reader checks
+    /// the queue and leaves its waker at once), 8 bytes less than an
+    /// `AtomicWaker` beside the queue's lock.
+    waiting: Mutex<Waiting>,
+    /// Bytes the peer sent, counted as they come (before its client reads
+    /// them): the amplification cap allows three times as many back.
+    received: AtomicU64,
+    /// Bytes sent to it, against that cap.
+    sent: AtomicU64,
+    /// When its last datagram came, in tenths of a second of the hub's
+    /// clock ([`PeerInbox::quiet_for`]): 4 bytes, which wrap after 13
+    /// years (differences are taken wrapping).
+    last: AtomicU32,
+    /// [`CLOSED`], [`PROVEN`] and [`SAID_GOODBYE`]: a peer with neither of
+    /// the first two counts among its listener's [`UdpStats::unproven`].
+    state: AtomicU8,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
     /// `None` while nothing waits, as for most peers of a fleet most of
     /// the time: a pointer where an empty `VecDeque` is 32 bytes, which
     /// kept a peer's record out of jemalloc's 192-byte blocks.
@@ -84,19 +103,15 @@ pub(crate) struct PeerInbox {
         clippy::box_collection,
         reason = "the box is the point: 8 bytes in every peer's record, allocated only while datagrams wait"
     )]
-    queue: Mutex<Option<Box<VecDeque<Bytes>>>>,
-    reader: AtomicWaker,
-    /// Bytes the peer sent, counted as they come (before its client reads
-    /// them): the amplification cap allows three times as many back.
-    received: AtomicU64,
-    /// Bytes sent to it, against that cap.
-    sent: AtomicU64,
-    /// When its last datagram came, on the hub's millisecond clock
-    /// ([`PeerInbox::quiet_for`]).
-    last: AtomicU64,
-    /// [`CLOSED`], [`PROVEN`] and [`SAID_GOODBYE`]: a peer with neither of
-    /// the first two counts among its listener's [`UdpStats::unproven`].
-    state: AtomicU8,
+    queue: Option<Box<VecDeque<Bytes>>>,
+    /// The task reading it while one serves the peer.
+    reader: Option<Waker>,
+}
+
+/// The hub's millisecond clock in tenths of a second, as a peer's last
+/// datagram is kept (wrapping).
+fn tenths(millis: u64) -> u32 {
+    (millis / 100) as u32
 }
 
 /// The client is gone, or the listener: nothing more comes through.
@@ -121,11 +136,10 @@ impl PeerInbox {
     pub(crate) fn new(stats: &UdpStats) -> PeerInbox {
         stats.unproven.fetch_add(1, Ordering::Relaxed);
         PeerInbox {
-            queue: Mutex::default(),
-            reader: AtomicWaker::new(),
+            waiting: Mutex::default(),
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            last: AtomicU64::new(crate::hub::now_millis()),
+            last: AtomicU32::new(tenths(crate::hub::now_millis())),
             state: AtomicU8::new(0),
         }
     }
@@ -133,7 +147,8 @@ impl PeerInbox {
     /// How long, at `now` (of [`PeerInbox::now`]), since its last
     /// datagram came (or since it was made).
     pub(crate) fn quiet_for(&self, now: u64) -> Duration {
-        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+        let quiet = tenths(now).wrapping_sub(self.last.load(Ordering::Relaxed));
+        Duration::from_millis(u64::from(quiet) * 100)
     }
 
     /// The clock [`PeerInbox::quiet_for`] is asked with: read once for a
@@ -144,7 +159,7 @@ impl PeerInbox {
 
     /// Whether datagrams are waiting for its client.
     pub(crate) fn has_waiting(&self) -> bool {
-        crate::sync::lock(&self.queue).is_some()
+        crate::sync::lock(&self.waiting).queue.is_some()
     }
 
     /// Hands `datagram` to the peer's client.
@@ -152,9 +167,9 @@ impl PeerInbox {
         if self.is_closed() {
             return Err(Refused::Closed(datagram));
         }
-        {
-            let mut queue = crate::sync::lock(&self.queue);
-            let queue = queue.get_or_insert_with(Box::default);
+        let reader = {
+            let mut waiting = crate::sync::lock(&self.waiting);
+            let queue = waiting.queue.get_or_insert_with(Box::default);
             if queue.len() >= PEER_QUEUE {
                 return Err(Refused::Full);
             }
@@ -163,9 +178,13 @@ impl PeerInbox {
             self.received
                 .fetch_add(datagram.len() as u64, Ordering::Relaxed);
             queue.push_back(datagram);
+            waiting.reader.take()
+        };
+        self.last
+            .store(tenths(crate::hub::now_millis()), Ordering::Relaxed);
+        if let Some(reader) = reader {
+            reader.wake();
         }
-        self.last.store(crate::hub::now_millis(), Ordering::Relaxed);
-        self.reader.wake();
         Ok(())
     }
 
@@ -173,7 +192,10 @@ impl PeerInbox {
     /// its client reads the end.
     pub(crate) fn close(&self, stats: &UdpStats) {
         self.settle(CLOSED, stats);
-        self.reader.wake();
+        let reader = crate::sync::lock(&self.waiting).reader.take();
+        if let Some(reader) = reader {
+            reader.wake();
+        }
     }
 
     /// Whether its client is gone (or its listener).
@@ -212,17 +234,22 @@ impl PeerInbox {
     }
 
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        self.reader.register(cx.waker());
-        let mut queue = crate::sync::lock(&self.queue);
-        if let Some(datagram) = queue.as_mut().and_then(|waiting| waiting.pop_front()) {
+        let mut waiting = crate::sync::lock(&self.waiting);
+        let Waiting { queue, reader } = &mut *waiting;
+        if let Some(datagram) = queue.as_mut().and_then(|queue| queue.pop_front()) {
             // An emptied queue keeps its room: given back, as most peers
             // of a fleet are quiet far longer than they send.
-            if queue.as_ref().is_some_and(|waiting| waiting.is_empty()) {
+            if queue.as_ref().is_some_and(|queue| queue.is_empty()) {
                 *queue = None;
             }
             return Poll::Ready(Some(datagram));
         }
-        drop(queue);
+        // Left before the end is looked at: a close after it wakes it.
+        match reader {
+            Some(reader) if reader.will_wake(cx.waker()) => {}
+            _ => *reader = Some(cx.waker().clone()),
+        }
+        drop(waiting);
         match self.is_closed() {
             true => Poll::Ready(None),
             false => Poll::Pending,
@@ -391,7 +418,7 @@ mod tests {
     fn what_each_udp_peer_holds_stays_small() {
         let inbox = std::mem::size_of::<PeerInbox>();
         println!("a peer's inbox: {inbox} bytes");
-        assert!(inbox <= 72, "PeerInbox is {inbox} bytes");
+        assert!(inbox <= 56, "PeerInbox is {inbox} bytes");
     }
 
     /// A quiet peer's inbox holds no queue: it held the room of four
@@ -410,7 +437,7 @@ mod tests {
             }
         }
         assert!(inbox.poll_next(&mut cx).is_pending());
-        assert!(crate::sync::lock(&inbox.queue).is_none());
+        assert!(crate::sync::lock(&inbox.waiting).queue.is_none());
     }
 
     #[test]

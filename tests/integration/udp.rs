@@ -194,6 +194,41 @@ async fn a_silent_peer_is_gone_after_its_idle_timeout_and_a_new_datagram_brings_
     assert_eq!(text, "again");
 }
 
+/// A peer that is gone gives its place on the server back, and its share
+/// of its address's: with room for two clients, two from one address, a
+/// terminal and one peer at a time are served, and each next peer is
+/// taken once the one before it has gone.
+#[tokio::test]
+async fn a_peer_that_is_gone_gives_its_place_back() {
+    // No admin API: its connections would take places too. Two unproven
+    // peers may be served (by default half of the two places).
+    let mut server = BinaryServer::start(&[
+        "--listen",
+        "text://127.0.0.1:0",
+        "--listen",
+        "udp://127.0.0.1:0?idle-timeout=1s&max-unproven=2",
+        "--max-connections",
+        "2",
+        "--max-connections-per-ip",
+        "2",
+    ])
+    .await;
+    let listener = server.addr(1);
+    let (mut terminal, _) = join(server.addr(0)).await;
+    for _ in 0..3 {
+        let served = module().await;
+        served.send_to(b"here", listener).await.unwrap();
+        let joined = notice(&mut terminal, "joined #lobby").await;
+        let name = joined.split_whitespace().next().unwrap().to_owned();
+        let turned_away = module().await;
+        turned_away.send_to(b"full", listener).await.unwrap();
+        server
+            .expect_log("dropped a datagram from a new UDP peer: server full")
+            .await;
+        notice(&mut terminal, &format!("{name} left")).await;
+    }
+}
+
 #[tokio::test]
 async fn a_message_too_big_for_a_datagram_is_dropped_and_counted_and_the_next_one_goes() {
     let (server, http) = server("", &["--max-line", "100000", "--max-bytes-per-second", "0"]).await;
