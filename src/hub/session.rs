@@ -848,8 +848,10 @@ pub struct ParkedSession {
     me: Arc<Member>,
     /// Its rooms, in the order joined; a slice, 8 bytes less than a `Vec`.
     rooms: Box<[Joined]>,
+    /// As [`Session`]'s: receivers its notices congested, not yet waited for.
     #[allow(clippy::box_collection)]
     congested: Option<Box<Vec<Arc<Member>>>>,
+    /// As [`Session`]'s: where its credentials let it go.
     logged_in: Option<Box<LoggedIn>>,
 }
 

@@ -112,9 +112,7 @@ impl Slot {
     fn into_place(mut self) -> Place {
         std::mem::take(&mut self.place)
     }
-}
 
-impl Slot {
     /// The place, for a keeper that holds its address `ip` (the one it
     /// was admitted from) and reaches the server's [`Places`] otherwise.
     pub(crate) fn into_place_at(self, ip: IpAddr) -> PlaceAt {
