@@ -34,6 +34,7 @@ mod event;
 mod history;
 mod info;
 mod listing;
+mod name_index;
 mod names;
 mod outbox;
 mod remote;
@@ -129,7 +130,7 @@ impl fmt::Display for ClientId {
 
 /// A client's outbox, held apart from its session (see [`Session::outbox_handle`]).
 #[derive(Debug, Clone)]
-pub struct OutboxHandle(Arc<Member>, Arc<Counters>);
+pub struct OutboxHandle(Arc<Member>);
 
 /// Where a client's transport reports the bytes it holds of a message not
 /// finished yet, which count against the memory budget as an unfinished
@@ -152,7 +153,15 @@ impl OutboxHandle {
             .traffic
             .bytes_out
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        self.1.add(self.0.meta.kind, Field::BytesOut, bytes as u64);
+        self.0
+            .outbox
+            .counters()
+            .add(self.0.meta.kind, Field::BytesOut, bytes as u64);
+    }
+
+    /// How and where the client is connected.
+    pub fn meta(&self) -> &ClientMeta {
+        &self.0.meta
     }
 
     /// The client, as an admin sees it now (without its rooms, which it
@@ -235,12 +244,11 @@ const MAX_CERTIFIED_NAMES: usize = 100_000;
 /// read to resolve a direct message. Never held while awaiting.
 #[derive(Debug, Default)]
 struct Directory {
-    /// Every client, by the [`Name::key`] of its name.
-    by_name: HashMap<Arc<str>, Arc<Member>>,
-    /// Who holds each [`Name::shape_key`] that differs from the name's
-    /// [`Name::key`] (for most names, both are the same): a name is free
-    /// only if neither of its keys is held, under either map.
-    by_shape: HashMap<Arc<str>, ClientId>,
+    /// Every client, by the [`Name::key`] of its name, and by its
+    /// [`Name::shape_key`] where that differs (for most names, both are the
+    /// same): a name is free only if neither of its keys is held, as
+    /// either kind of key.
+    by_name: name_index::NameIndex,
     rooms: room::Rooms,
     /// The rooms, largest first, so a listing takes the first few.
     by_size: BTreeSet<(Reverse<usize>, room::BySize)>,
@@ -260,28 +268,18 @@ impl Directory {
     fn name_taken(&self, name: &NameKeys, me: ClientId) -> bool {
         [&name.key, &name.shape].into_iter().any(|key| {
             self.by_name.get(key).is_some_and(|m| m.id != me)
-                || self.by_shape.get(key).is_some_and(|id| *id != me)
+                || self.by_name.get_shape(key).is_some_and(|m| m.id != me)
         }) || self.remote.holds(name)
     }
 
     /// Records that `member` holds `name`.
     fn claim(&mut self, name: NameKeys, member: &Arc<Member>) {
-        if name.shape != name.key {
-            self.by_shape.insert(name.shape, member.id);
-        }
-        self.by_name.insert(name.key, member.clone());
+        self.by_name.insert(&name, member);
     }
 
     /// Frees `name` if `me` holds it; returns whether it did.
     fn release(&mut self, name: &NameKeys, me: ClientId) -> bool {
-        let held = self.by_name.get(&name.key).is_some_and(|m| m.id == me);
-        if held {
-            self.by_name.remove(&name.key);
-        }
-        if self.by_shape.get(&name.shape).is_some_and(|id| *id == me) {
-            self.by_shape.remove(&name.shape);
-        }
-        held
+        self.by_name.remove(name, me)
     }
 
     /// Moves `room` in the size order: it had `before` members, now `after`.
@@ -478,30 +476,15 @@ impl Hub {
         let keys = NameKeys::of(name);
         let squatters: Vec<Arc<Member>> = {
             let mut directory = self.directory();
-            let by_key = [&keys.key, &keys.shape]
+            let by_name = &directory.by_name;
+            let mut squatters: Vec<Arc<Member>> = [&keys.key, &keys.shape]
                 .into_iter()
-                .filter_map(|key| directory.by_name.get(key).cloned());
-            let by_shape: Vec<ClientId> = [&keys.key, &keys.shape]
-                .into_iter()
-                .filter_map(|key| directory.by_shape.get(key).copied())
-                .collect();
-            // The directory has no map by id: a look-alike's holder is
-            // looked for among all clients, but only when there is one
-            // (almost never), not on every certificate holder's arrival.
-            let by_shape = match by_shape.is_empty() {
-                true => Vec::new(),
-                false => directory
-                    .by_name
-                    .values()
-                    .filter(|m| by_shape.contains(&m.id))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            };
-            let mut squatters: Vec<Arc<Member>> = by_key
-                .chain(by_shape)
+                .flat_map(|key| [by_name.get(key), by_name.get_shape(key)])
+                .flatten()
                 .filter(|m| {
                     m.id != owner && !m.flags.get(Flag::LoggedIn) && m.device.get().is_none()
                 })
+                .cloned()
                 .collect();
             squatters.sort_by_key(|m| m.id);
             squatters.dedup_by_key(|m| m.id);
@@ -539,16 +522,21 @@ impl Hub {
 
     /// A hub with no clients.
     pub fn new(settings: HubSettings) -> Self {
+        let counters: Arc<Counters> = Arc::default();
         Hub {
-            shared: Arc::new(HubState {
-                queues: Arc::new(Queues::new(settings.queue)),
+            shared: Arc::new_cyclic(|hub| HubState {
+                queues: Arc::new(Queues::of_hub(
+                    settings.queue,
+                    counters.clone(),
+                    hub.clone(),
+                )),
                 settings,
                 directory: Mutex::default(),
                 next_id: AtomicU64::new(1),
                 held: AtomicUsize::new(0),
                 sweep_parts: Mutex::default(),
                 closing: Mutex::new(None),
-                counters: Arc::default(),
+                counters,
                 pauses: AtomicU64::new(0),
                 reserved: std::sync::RwLock::new(None),
                 backplane: OnceLock::new(),

@@ -91,6 +91,12 @@ pub struct QueueLimits {
 #[derive(Debug)]
 pub struct Queues {
     limits: QueueLimits,
+    /// The hub's traffic counters, which a client's writer adds to: here,
+    /// so that what a writer holds of its client is one pointer.
+    counters: Arc<super::counters::Counters>,
+    /// The hub itself, for a client's record put away with nothing else
+    /// of it (a parked session): 8 bytes a parked UDP peer does not hold.
+    hub: std::sync::Weak<super::HubState>,
     changed: [Notify; WAIT_LISTS],
     /// The wait list of the next outbox made, round the lists.
     next: AtomicU8,
@@ -106,8 +112,25 @@ impl Queues {
     pub fn new(limits: QueueLimits) -> Self {
         Queues {
             limits,
+            counters: Arc::default(),
+            hub: std::sync::Weak::new(),
             changed: std::array::from_fn(|_| Notify::new()),
             next: AtomicU8::new(0),
+        }
+    }
+}
+
+impl Queues {
+    /// The wait lists of `hub`, whose traffic is counted in `counters`.
+    pub(super) fn of_hub(
+        limits: QueueLimits,
+        counters: Arc<super::counters::Counters>,
+        hub: std::sync::Weak<super::HubState>,
+    ) -> Self {
+        Queues {
+            counters,
+            hub,
+            ..Queues::new(limits)
         }
     }
 }
@@ -201,6 +224,16 @@ pub struct Batch {
 }
 
 impl Outbox {
+    /// The traffic counters of the hub it belongs to.
+    pub(super) fn counters(&self) -> &super::counters::Counters {
+        &self.queues.counters
+    }
+
+    /// The hub it belongs to, while there is one.
+    pub(super) fn hub(&self) -> Option<Arc<super::HubState>> {
+        self.queues.hub.upgrade()
+    }
+
     /// An empty, open outbox.
     pub fn new(queues: impl Into<Arc<Queues>>) -> Self {
         Outbox::with_writer(queues.into(), false)

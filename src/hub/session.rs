@@ -108,7 +108,7 @@ impl Session {
     /// A handle on this client's outbound queue that outlives the session:
     /// the writer keeps flushing after the client has left its rooms.
     pub fn outbox_handle(&self) -> OutboxHandle {
-        OutboxHandle(self.me.clone(), self.hub.shared.counters.clone())
+        OutboxHandle(self.me.clone())
     }
 
     /// Counts `bytes` just read from this client: it is active now.
@@ -838,16 +838,34 @@ impl Drop for Session {
 /// A session put away while its client has nothing to do (a UDP peer
 /// between datagrams): what a [`Session`] keeps that the client's record
 /// in the hub does not (its rooms, its login, the receivers it has yet to
-/// wait for), and nothing it needs only while working. 48 bytes where a
-/// session is 72: its name is its record's, read again as it resumes.
+/// wait for), and nothing it needs only while working. 24 bytes where a
+/// session is 72: its name is its record's, read again as it resumes, and
+/// its hub is reached through its record too; a client in one room that
+/// keeps no history holds that room inline, with no list allocated.
 /// Dropping it departs, as dropping a session does.
 #[derive(Debug)]
 pub struct ParkedSession {
     /// `None` once resumed: the session it became departs, not this.
-    hub: Option<Hub>,
-    me: Arc<Member>,
-    /// Its rooms, in the order joined; a slice, 8 bytes less than a `Vec`.
-    rooms: Box<[Joined]>,
+    me: Option<Arc<Member>>,
+    rooms: ParkedRooms,
+    /// As [`Session`]'s, boxed together and only when either is set:
+    /// most clients log in to nothing and congest no one.
+    rest: Option<Box<Unsettled>>,
+}
+
+/// A parked session's rooms, in the order joined.
+#[derive(Debug)]
+enum ParkedRooms {
+    /// One room, joined while it kept no history: as most devices are.
+    One(Arc<Room>),
+    /// Any others, as a slice (8 bytes less than a `Vec`; none allocated
+    /// for no room).
+    Any(Box<[Joined]>),
+}
+
+/// What a parked session keeps that few sessions have.
+#[derive(Debug)]
+struct Unsettled {
     /// As [`Session`]'s: receivers its notices congested, not yet waited for.
     #[allow(clippy::box_collection)]
     congested: Option<Box<Vec<Arc<Member>>>>,
@@ -859,12 +877,21 @@ impl Session {
     /// Puts the session away until its client has something to do again
     /// ([`ParkedSession::resume`]).
     pub fn park(mut self) -> ParkedSession {
+        let mut rooms = std::mem::take(&mut self.rooms);
+        let rooms = match rooms.as_slice() {
+            [Joined { at: None, .. }] => ParkedRooms::One(rooms.pop().expect("one room").room),
+            _ => ParkedRooms::Any(rooms.into_boxed_slice()),
+        };
+        let (congested, logged_in) = (self.congested.take(), self.logged_in.take());
         let parked = ParkedSession {
-            hub: Some(self.hub.clone()),
-            me: self.me.clone(),
-            rooms: std::mem::take(&mut self.rooms).into_boxed_slice(),
-            congested: self.congested.take(),
-            logged_in: self.logged_in.take(),
+            me: Some(self.me.clone()),
+            rooms,
+            rest: (congested.is_some() || logged_in.is_some()).then(|| {
+                Box::new(Unsettled {
+                    congested,
+                    logged_in,
+                })
+            }),
         };
         // Its state is the parked session's now: dropped, it does not
         // depart.
@@ -877,18 +904,37 @@ impl Session {
 impl ParkedSession {
     /// The session again, as it was parked.
     pub fn resume(mut self) -> Session {
-        self.unpark().expect("a parked session resumes once")
+        self.unpark()
+            .expect("a parked session resumes once, while its hub is")
     }
 
-    /// Its state as a session again, the first time.
+    /// Its state as a session again, the first time (while its hub is).
     fn unpark(&mut self) -> Option<Session> {
+        let me = self.me.take()?;
+        let hub = Hub {
+            shared: me.outbox.hub()?,
+        };
+        let rooms = match std::mem::replace(&mut self.rooms, ParkedRooms::Any(Box::default())) {
+            ParkedRooms::One(room) => vec![Joined { room, at: None }],
+            ParkedRooms::Any(rooms) => rooms.into_vec(),
+        };
+        let Unsettled {
+            congested,
+            logged_in,
+        } = self.rest.take().map_or(
+            Unsettled {
+                congested: None,
+                logged_in: None,
+            },
+            |rest| *rest,
+        );
         Some(Session {
-            hub: self.hub.take()?,
-            name: self.me.name(),
-            me: self.me.clone(),
-            rooms: std::mem::take(&mut self.rooms).into_vec(),
-            congested: self.congested.take(),
-            logged_in: self.logged_in.take(),
+            hub,
+            name: me.name(),
+            me,
+            rooms,
+            congested,
+            logged_in,
         })
     }
 }

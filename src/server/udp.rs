@@ -34,7 +34,9 @@ use super::admission::PlaceAt;
 use super::listeners::Listener;
 use super::{Arrival, Greeting, Held, Proof, ServerState};
 use crate::connection::{Awake, Burst, Resting};
-use crate::hub::{weight, Batch, ClientKind, ClientMeta, CloseReason, Closing, Name, OutboxHandle};
+use crate::hub::{
+    weight, Batch, ClientKind, ClientMeta, CloseReason, Closing, Name, OutboxHandle, PeerAddr,
+};
 use crate::protocol::Protocol;
 use crate::sync::lock;
 use crate::transport::udp::{PeerInbox, PeerReader, PeerWriter, Refused, UdpStats};
@@ -48,9 +50,12 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How often, at most, a listener logs that it drops new peers.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// One source address of a UDP listener, and its client.
+/// One source address of a UDP listener, and its client. The address is
+/// its client's ([`ClientMeta::peer`]), not kept again here: 32 bytes of
+/// every peer. It is kept without an IPv6 address's scope, so a listener
+/// on `[::]` does not answer link-local peers (`fe80::/10`); one bound to
+/// a link-local address does, through its interface.
 struct Peer<P: Protocol> {
-    addr: SocketAddr,
     /// What it sent, for its client's next burst.
     inbox: PeerInbox,
     /// Its client's outbox, which the listener drains.
@@ -75,6 +80,11 @@ struct PeerHeld<P: Protocol> {
 }
 
 impl<P: Protocol> Peer<P> {
+    /// Its source address and port.
+    fn addr(&self) -> &PeerAddr {
+        &self.client.meta().peer
+    }
+
     /// Takes its connection if it rests: whoever takes it serves or ends it.
     fn take_resting(&self) -> Option<Box<Resting<P>>> {
         lock(&self.held).resting.take()
@@ -123,22 +133,22 @@ impl<P: Protocol> Ready<P> {
 /// about 65 with the table's free room, against 8 and 15).
 struct ByAddr<P: Protocol>(Arc<Peer<P>>);
 
-impl<P: Protocol> std::borrow::Borrow<SocketAddr> for ByAddr<P> {
-    fn borrow(&self) -> &SocketAddr {
-        &self.0.addr
+impl<P: Protocol> std::borrow::Borrow<PeerAddr> for ByAddr<P> {
+    fn borrow(&self) -> &PeerAddr {
+        self.0.addr()
     }
 }
 
 impl<P: Protocol> std::hash::Hash for ByAddr<P> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // As the address hashes: the table is searched by address.
-        self.0.addr.hash(state)
+        self.0.addr().hash(state)
     }
 }
 
 impl<P: Protocol> PartialEq for ByAddr<P> {
     fn eq(&self, other: &Self) -> bool {
-        self.0.addr == other.0.addr
+        self.0.addr() == other.0.addr()
     }
 }
 
@@ -210,7 +220,7 @@ impl<P: Protocol> Shared<P> {
         // Closed, its outbox holds the peer no more; made sure of here.
         peer.client.detach();
         let mut place = std::mem::take(&mut lock(&peer.held).place);
-        self.server.release_at(&mut place, peer.addr.ip());
+        self.server.release_at(&mut place, peer.addr().ip());
         self.server
             .client_left(&self.listener, &peer.client, name, closing);
     }
@@ -225,7 +235,7 @@ impl<P: Protocol> Shared<P> {
         let stall = self.server.live().timeouts.stall;
         let writer = PeerWriter {
             socket,
-            peer: peer.addr,
+            peer: SocketAddr::from(*peer.addr()),
             inbox: &peer.inbox,
             stats: &self.stats,
             client: &peer.client,
@@ -349,6 +359,7 @@ pub(super) async fn receive_loop<P: Protocol>(
         };
         UdpStats::count(&stats.datagrams_in);
         let mut datagram = Bytes::copy_from_slice(&buffer[..len]);
+        let addr = PeerAddr::from(addr);
         if let Some(ByAddr(peer)) = peers.get(&addr) {
             match peer.inbox.push(datagram) {
                 Ok(()) => {
@@ -404,7 +415,7 @@ pub(super) async fn receive_loop<P: Protocol>(
             meta: ClientMeta {
                 kind: ClientKind::Udp,
                 tls: false,
-                peer: addr.into(),
+                peer: addr,
                 listener: listener.id,
                 sealed: spec.room.is_sealed(),
             },
@@ -440,7 +451,6 @@ fn arrive<P: Protocol>(
     let mut session = server.hub.connect_drained(&P::ENCODINGS, meta);
     server.settle(&shared.listener, &mut session);
     let peer = Arc::new(Peer {
-        addr: meta.peer.into(),
         inbox: PeerInbox::new(&shared.stats),
         client: session.outbox_handle(),
         ready,
@@ -477,17 +487,19 @@ mod tests {
     /// What an idle peer holds besides its client's record in the hub:
     /// its entry here, and its connection at rest. A feature that grows
     /// them shows here first (raise the bounds knowingly, with the memory
-    /// figure of `TRANSPORT=udp bench/devices.py` in the commit). A
-    /// connection at rest is parked: its session without its name, its
-    /// read side without its buffer, its protocol its listener's; a raw
-    /// one is 80 bytes, a device's 96, each a block of that size of
-    /// jemalloc's (both were 192-byte blocks while a resting peer kept its
-    /// whole connection, 168 and 184 bytes). A peer's record is 136 bytes,
-    /// 152 in its `Arc`: a 160-byte block (176, a 192-byte block, while
-    /// its inbox's reader had a lock of its own beside the queue's and its
-    /// clock was 8 bytes, and its place on the server held its address
-    /// again; 200, a 224-byte block, while its inbox held an empty queue
-    /// inline).
+    /// figure of `bench/udp_idle.py` in the commit). A connection at rest
+    /// is parked: its session without its name or its hub, its one room
+    /// inline, its read side without its buffer, its protocol its
+    /// listener's; a raw one is 64 bytes, a device's 80, each a block of
+    /// that size of jemalloc's (80 and 96 while the parked session held
+    /// its hub and its rooms as a list; 168 and 184, 192-byte blocks,
+    /// while a resting peer kept its whole connection). A peer's record is
+    /// 88 bytes, 104 in its `Arc`: a 112-byte block (136, a 160-byte
+    /// block, while it kept its address beside its client's, its clock in
+    /// 8 bytes and its amplification counts in 16; 176, a 192-byte block,
+    /// while its inbox's reader had a lock of its own beside the queue's
+    /// and its place on the server held its address again; 200, a
+    /// 224-byte block, while its inbox held an empty queue inline).
     #[test]
     fn a_resting_peer_stays_small() {
         let peer = std::mem::size_of::<Peer<Datagrams<Device>>>();
@@ -496,8 +508,8 @@ mod tests {
         println!(
             "a peer: {peer} bytes; at rest, a device's connection {device}, a raw one's {raw}"
         );
-        assert!(peer <= 136, "Peer is {peer} bytes");
-        assert!(device <= 96, "a device's Resting is {device} bytes");
-        assert!(raw <= 80, "a raw Resting is {raw} bytes");
+        assert!(peer <= 88, "Peer is {peer} bytes");
+        assert!(device <= 80, "a device's Resting is {device} bytes");
+        assert!(raw <= 64, "a raw Resting is {raw} bytes");
     }
 }

@@ -81,10 +81,12 @@ pub(crate) struct PeerInbox {
     /// `AtomicWaker` beside the queue's lock.
     waiting: Mutex<Waiting>,
     /// Bytes the peer sent, counted as they come (before its client reads
-    /// them): the amplification cap allows three times as many back.
-    received: AtomicU64,
-    /// Bytes sent to it, against that cap.
-    sent: AtomicU64,
+    /// them): the amplification cap allows three times as many back. 32
+    /// bits, saturating: the cap matters for the first few datagrams of a
+    /// peer, and 4 bytes less a peer took its record into a smaller block.
+    received: AtomicU32,
+    /// Bytes sent to it, against that cap (saturating too).
+    sent: AtomicU32,
     /// When its last datagram came, in tenths of a second of the hub's
     /// clock ([`PeerInbox::quiet_for`]): 4 bytes, which wrap after 13
     /// years (differences are taken wrapping).
@@ -106,6 +108,14 @@ struct Waiting {
     queue: Option<Box<VecDeque<Bytes>>>,
     /// The task reading it while one serves the peer.
     reader: Option<Waker>,
+}
+
+/// Adds `bytes` to `counter`, which stops at its largest value.
+fn add_saturating(counter: &AtomicU32, bytes: usize) {
+    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+        Some(now.saturating_add(bytes))
+    });
 }
 
 /// The hub's millisecond clock in tenths of a second, as a peer's last
@@ -137,8 +147,8 @@ impl PeerInbox {
         stats.unproven.fetch_add(1, Ordering::Relaxed);
         PeerInbox {
             waiting: Mutex::default(),
-            received: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
+            received: AtomicU32::new(0),
+            sent: AtomicU32::new(0),
             last: AtomicU32::new(tenths(crate::hub::now_millis())),
             state: AtomicU8::new(0),
         }
@@ -175,8 +185,7 @@ impl PeerInbox {
             }
             // Counted before its client can read it: an answer to it may
             // not find the cap without it.
-            self.received
-                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+            add_saturating(&self.received, datagram.len());
             queue.push_back(datagram);
             waiting.reader.take()
         };
@@ -344,8 +353,8 @@ impl PeerWriter<'_> {
         if self.inbox.is_proven() {
             return true;
         }
-        let allowed = AMPLIFICATION * self.inbox.received.load(Ordering::Relaxed);
-        if self.inbox.sent.load(Ordering::Relaxed) + len as u64 <= allowed {
+        let allowed = AMPLIFICATION * u64::from(self.inbox.received.load(Ordering::Relaxed));
+        if u64::from(self.inbox.sent.load(Ordering::Relaxed)) + len as u64 <= allowed {
             return true;
         }
         if proved(self.client) {
@@ -381,9 +390,7 @@ impl PeerWriter<'_> {
         };
         match sent {
             Ok(_) => {
-                self.inbox
-                    .sent
-                    .fetch_add(message.len() as u64, Ordering::Relaxed);
+                add_saturating(&self.inbox.sent, message.len());
                 UdpStats::count(&self.stats.datagrams_out);
                 message.len()
             }
@@ -418,7 +425,7 @@ mod tests {
     fn what_each_udp_peer_holds_stays_small() {
         let inbox = std::mem::size_of::<PeerInbox>();
         println!("a peer's inbox: {inbox} bytes");
-        assert!(inbox <= 56, "PeerInbox is {inbox} bytes");
+        assert!(inbox <= 48, "PeerInbox is {inbox} bytes");
     }
 
     /// A quiet peer's inbox holds no queue: it held the room of four
@@ -450,7 +457,7 @@ mod tests {
         assert_eq!(inbox.push(Bytes::from_static(b"x")), Err(Refused::Full));
         assert_eq!(
             inbox.received.load(Ordering::Relaxed),
-            5 * PEER_QUEUE as u64,
+            5 * PEER_QUEUE as u32,
             "what was taken counts, what was refused does not"
         );
         inbox.close(&stats);
