@@ -849,7 +849,7 @@ async fn a_parked_session_stays_in_its_rooms_and_departs_when_dropped() {
     // In one room, it is parked with that room alone (no list).
     let lobby = connect(&hub, Some("lobby"));
     drain(&lobby);
-    let mut peer = peer.park().resume();
+    let peer = peer.park().resume();
     peer.say(None, Body::line("still here")).await.unwrap();
     assert!(drain(&lobby).iter().any(|line| line.contains("still here")));
     assert_eq!(peer.rooms_capacity(), 1);
