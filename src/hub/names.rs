@@ -116,8 +116,21 @@ pub fn shape_key(name: &str) -> String {
 /// A client's name, unique on the server, e.g. `guest-7` or `小明`. No two
 /// clients have names with the same [`comparison_key`]: `Alice` cannot pose
 /// as `alice`, nor `аlice` (Cyrillic `а`) or `ａｌｉｃｅ` as either.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Name(Arc<str>);
+///
+/// Most names are short (`guest-1241`, a device's `dev-` and its IMEI):
+/// up to 22 bytes are kept in the name itself, with no allocation (32
+/// bytes of every idle client); longer ones are shared.
+#[derive(Clone)]
+pub struct Name(Text);
+
+/// Bytes of a name kept inline: a [`Name`] is 24 bytes either way.
+const INLINE_NAME: usize = 22;
+
+#[derive(Clone)]
+enum Text {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Shared(Arc<str>),
+}
 
 impl Name {
     /// Checks `raw` against the naming rules and wraps it (in Unicode
@@ -125,7 +138,18 @@ impl Name {
     pub fn new(raw: &str) -> Result<Self, NameError> {
         let raw = normalize(raw);
         validate(&raw, "name")?;
-        Ok(Name(Arc::from(raw.as_ref())))
+        Ok(Name::from_valid(&raw))
+    }
+
+    fn from_valid(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                Name(Text::Inline { len, bytes })
+            }
+            _ => Name(Text::Shared(Arc::from(text))),
+        }
     }
 
     /// Like [`Name::new`], for bytes straight off the wire.
@@ -136,23 +160,48 @@ impl Name {
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("a name is UTF-8")
+            }
+            Text::Shared(text) => text,
+        }
     }
 
     /// The key under which the name is unique: its [`comparison_key`].
-    /// Shares the name's own text when that is its key already.
     pub fn key(&self) -> Arc<str> {
-        let key = comparison_key(&self.0);
-        if *key == *self.0 {
-            self.0.clone()
-        } else {
-            Arc::from(key)
-        }
+        Arc::from(comparison_key(self.as_str()))
     }
 
     /// The second key under which the name is unique: its [`shape_key`].
     pub fn shape_key(&self) -> Arc<str> {
-        Arc::from(shape_key(&self.0))
+        Arc::from(shape_key(self.as_str()))
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -196,15 +245,19 @@ impl RoomName {
     /// text (a device named and put in a room by one template,
     /// `dev-{id}`): one string kept for both, not two.
     pub fn sharing_text_with(self, name: &Name) -> RoomName {
-        if *self.text != *name.0 {
+        let Text::Shared(shared) = &name.0 else {
+            // Kept inline: nothing to share.
+            return self;
+        };
+        if *self.text != **shared {
             return self;
         }
         let key = match Arc::ptr_eq(&self.key, &self.text) {
-            true => name.0.clone(),
+            true => shared.clone(),
             false => self.key,
         };
         RoomName {
-            text: name.0.clone(),
+            text: shared.clone(),
             key,
         }
     }
@@ -322,22 +375,51 @@ impl RoomName {
 mod tests {
     use super::*;
 
-    /// A device's room named as the device is keeps one string for both,
-    /// and is the same room as one named by hand.
+    /// A device's room named as the device is keeps one string for both
+    /// (where the name is too long to be kept inline), and is the same
+    /// room as one named by hand.
     #[test]
     fn a_room_named_as_a_device_shares_its_text() {
-        let name = Name::new("dev-860000000000001").unwrap();
-        let room = RoomName::new("dev-860000000000001")
-            .unwrap()
-            .sharing_text_with(&name);
-        assert!(Arc::ptr_eq(&room.text, &name.0));
-        assert!(room == RoomName::new("dev-860000000000001").unwrap());
-        assert_eq!(room.key(), comparison_key("dev-860000000000001"));
+        const LONG: &str = "dev-8600000000000000012345";
+        let name = Name::new(LONG).unwrap();
+        let Text::Shared(shared) = &name.0 else {
+            panic!("{LONG} is longer than {INLINE_NAME} bytes");
+        };
+        let room = RoomName::new(LONG).unwrap().sharing_text_with(&name);
+        assert!(Arc::ptr_eq(&room.text, shared));
+        assert!(room == RoomName::new(LONG).unwrap());
+        assert_eq!(room.key(), comparison_key(LONG));
         // A name in capitals is not a room's text (rooms are lower case).
-        let shouted = Name::new("DEV-1").unwrap();
-        let room = RoomName::new("dev-1").unwrap().sharing_text_with(&shouted);
-        assert_eq!(room.as_str(), "dev-1");
-        assert!(!Arc::ptr_eq(&room.text, &shouted.0));
+        let shouted = Name::new(&LONG.to_uppercase()).unwrap();
+        let room = RoomName::new(LONG).unwrap().sharing_text_with(&shouted);
+        assert_eq!(room.as_str(), LONG);
+        assert!(matches!(&shouted.0, Text::Shared(text) if !Arc::ptr_eq(&room.text, text)));
+    }
+
+    /// Short names are kept inline, longer ones shared; either way a name
+    /// is its text: equal, hashed and ordered as the text is.
+    #[test]
+    fn a_name_is_its_text_inline_or_not() {
+        let at_most = "g".repeat(INLINE_NAME);
+        let longer = "g".repeat(INLINE_NAME + 1);
+        let (short, long) = (Name::new(&at_most).unwrap(), Name::new(&longer).unwrap());
+        assert!(matches!(short.0, Text::Inline { .. }));
+        assert!(matches!(long.0, Text::Shared(_)));
+        assert_eq!((short.as_str(), long.as_str()), (&*at_most, &*longer));
+        assert!(short < long, "ordered as text");
+        // Multi-byte text past the inline bytes, at fewer characters.
+        let wide = Name::new(&"名".repeat(8)).unwrap();
+        assert!(matches!(wide.0, Text::Shared(_)));
+        assert_eq!(wide.as_str(), "名".repeat(8));
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        let (a, b) = (
+            Name::new("guest-12").unwrap(),
+            Name::new("guest-12").unwrap(),
+        );
+        assert_eq!(state.hash_one(&a), state.hash_one(&b));
+        assert_eq!(state.hash_one(&a), state.hash_one("guest-12"));
+        assert_eq!(std::mem::size_of::<Name>(), 24);
     }
 
     #[test]

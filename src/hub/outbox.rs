@@ -22,7 +22,7 @@
 //! already encoded in the client's own wire format, each weighing its
 //! length plus [`ITEM_OVERHEAD`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -55,6 +55,12 @@ pub(crate) fn now_millis() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     millis_since(epoch, tokio::time::Instant::now().into_std())
+}
+
+/// The low 32 bits of [`now_millis`], never 0: a moment kept in 4 bytes,
+/// whose differences are taken wrapping (exact for 49 days).
+fn low_millis() -> u32 {
+    (now_millis() as u32).max(1)
 }
 
 /// `now` as milliseconds from `epoch`, offset from the middle of the
@@ -185,12 +191,13 @@ pub struct Outbox {
     /// Which of the [`Queues`]' wait lists wakes senders and readers: the
     /// queue fell below the soft limit, or the outbox closed.
     wait_list: u8,
-    /// When the queue went over the soft limit ([`now_millis`]), or 0 if it
-    /// has drained to half the soft limit since. Senders are let go at the
+    /// When the queue went over the soft limit ([`low_millis`]: 4 bytes,
+    /// which made room in the client's record for a name of its own), or
+    /// 0 if it has drained to half the soft limit since. Senders are let go at the
     /// soft limit, and a reader slower than its senders keeps the queue
     /// hovering there: only a reader that catches up (to half) has stopped
     /// holding its senders back. Written under the queue's lock.
-    congested_since: AtomicU64,
+    congested_since: AtomicU32,
     /// Set when the outbox closes: a cheap check for the reader.
     closed: AtomicBool,
     /// Set when the writer is told there is something (new items after an
@@ -260,7 +267,7 @@ impl Outbox {
             to_writer: AtomicWaker::new(),
             shared_writer,
             wait_list,
-            congested_since: AtomicU64::new(0),
+            congested_since: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             writer_woken: AtomicBool::new(false),
             progress: AtomicU64::new(now_millis()),
@@ -312,7 +319,7 @@ impl Outbox {
         }
         if pending > self.queues.limits.soft {
             if self.congested_since.load(Ordering::Relaxed) == 0 {
-                self.congested_since.store(now_millis(), Ordering::Relaxed);
+                self.congested_since.store(low_millis(), Ordering::Relaxed);
             }
             drop(queue);
             Pushed::Congested
@@ -456,7 +463,7 @@ impl Outbox {
     pub fn congested_for(&self) -> Duration {
         match self.congested_since.load(Ordering::Relaxed) {
             0 => Duration::ZERO,
-            since => Duration::from_millis(now_millis().saturating_sub(since)),
+            since => Duration::from_millis(u64::from(low_millis().wrapping_sub(since))),
         }
     }
 
