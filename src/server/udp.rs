@@ -39,7 +39,7 @@ use crate::hub::{
 };
 use crate::protocol::Protocol;
 use crate::sync::lock;
-use crate::transport::udp::{PeerInbox, PeerReader, PeerWriter, Refused, UdpStats};
+use crate::transport::udp::{peer_clock, PeerInbox, PeerReader, PeerWriter, Refused, UdpStats};
 
 pub(super) use crate::config::DEFAULT_UDP_IDLE_TIMEOUT;
 
@@ -56,23 +56,23 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// on `[::]` does not answer link-local peers (`fe80::/10`); one bound to
 /// a link-local address does, through its interface.
 struct Peer<P: Protocol> {
-    /// What it sent, for its client's next burst.
-    inbox: PeerInbox,
+    /// What it sent, for its client's next burst, and under the same lock
+    /// its connection at rest and its place on the server.
+    inbox: PeerInbox<PeerHeld<P>>,
     /// Its client's outbox, which the listener drains.
     client: OutboxHandle,
     /// Where it goes when its outbox wakes it: its listener's list of
     /// peers with something to write (gone with the listener).
     ready: Weak<Ready<P>>,
-    /// Its connection at rest, and its place among the server's
-    /// connections: one lock for both, 8 bytes less a peer.
-    held: Mutex<PeerHeld<P>>,
 }
 
+/// What a listener keeps of a peer, under its inbox's lock.
 struct PeerHeld<P: Protocol> {
     /// Its connection while nothing is to be done (`None` while a task
     /// serves it, and once it has ended). Whoever takes it serves or ends
     /// it; datagrams are pushed before this is looked at, and a burst
-    /// rests only if none wait, both under this lock, so none is missed.
+    /// rests only if none wait, both under the inbox's lock, so none is
+    /// missed.
     resting: Option<Box<Resting<P>>>,
     /// Its place among the server's connections, given back as it ends
     /// (its address is the peer's own).
@@ -87,7 +87,7 @@ impl<P: Protocol> Peer<P> {
 
     /// Takes its connection if it rests: whoever takes it serves or ends it.
     fn take_resting(&self) -> Option<Box<Resting<P>>> {
-        lock(&self.held).resting.take()
+        self.inbox.with_kept(|held, _| held.resting.take())
     }
 }
 
@@ -174,12 +174,19 @@ impl<P: Protocol> Shared<P> {
             let timeouts = self.server.timeouts_for(&self.listener);
             match awake.serve(reader, &timeouts).await {
                 Burst::Idle(idle) => {
-                    let mut held = lock(&peer.held);
-                    if !peer.inbox.has_waiting() && !peer.inbox.is_closed() {
-                        held.resting = Some(idle);
-                        return;
+                    let rested = peer.inbox.with_kept(|held, quiet| match quiet {
+                        true => {
+                            held.resting = Some(idle);
+                            None
+                        }
+                        false => Some(idle),
+                    });
+                    // More came meanwhile (or the end): served at once.
+                    if let Some(idle) = rested {
+                        awake = idle.wake(self.protocol.clone());
+                        continue;
                     }
-                    awake = idle.wake(self.protocol.clone());
+                    return;
                 }
                 Burst::Ended(name, closing) => return self.ended(&peer, name, closing),
             }
@@ -219,7 +226,9 @@ impl<P: Protocol> Shared<P> {
         peer.inbox.close(&self.stats);
         // Closed, its outbox holds the peer no more; made sure of here.
         peer.client.detach();
-        let mut place = std::mem::take(&mut lock(&peer.held).place);
+        let mut place = peer
+            .inbox
+            .with_kept(|held, _| std::mem::take(&mut held.place));
         self.server.release_at(&mut place, peer.addr().ip());
         self.server
             .client_left(&self.listener, &peer.client, name, closing);
@@ -331,7 +340,7 @@ pub(super) async fn receive_loop<P: Protocol>(
             }
             _ = sweep.tick() => {
                 let idle = server.timeouts_for(&listener).idle;
-                let now = PeerInbox::now();
+                let now = peer_clock();
                 peers.retain(|ByAddr(peer)| {
                     if peer.inbox.is_closed() {
                         return false;
@@ -451,13 +460,15 @@ fn arrive<P: Protocol>(
     let mut session = server.hub.connect_drained(&P::ENCODINGS, meta);
     server.settle(&shared.listener, &mut session);
     let peer = Arc::new(Peer {
-        inbox: PeerInbox::new(&shared.stats),
+        inbox: PeerInbox::new(
+            &shared.stats,
+            PeerHeld {
+                resting: None,
+                place: admitted.slot.into_place_at(meta.peer.ip()),
+            },
+        ),
         client: session.outbox_handle(),
         ready,
-        held: Mutex::new(PeerHeld {
-            resting: None,
-            place: admitted.slot.into_place_at(meta.peer.ip()),
-        }),
     });
     peer.client.attach(&Waker::from(peer.clone()));
     let _ = peer.inbox.push(datagram);
@@ -494,9 +505,11 @@ mod tests {
     /// that size of jemalloc's (80 and 96 while the parked session held
     /// its hub and its rooms as a list; 168 and 184, 192-byte blocks,
     /// while a resting peer kept its whole connection). A peer's record is
-    /// 88 bytes, 104 in its `Arc`: a 112-byte block (136, a 160-byte
-    /// block, while it kept its address beside its client's, its clock in
-    /// 8 bytes and its amplification counts in 16; 176, a 192-byte block,
+    /// 80 bytes, 96 in its `Arc`: a 96-byte block (88, a 112-byte block,
+    /// while its connection at rest had a lock of its own beside its
+    /// inbox's; 136, a 160-byte block, while it kept its address beside
+    /// its client's, its clock in 8 bytes and its amplification counts in
+    /// 16; 176, a 192-byte block,
     /// while its inbox's reader had a lock of its own beside the queue's
     /// and its place on the server held its address again; 200, a
     /// 224-byte block, while its inbox held an empty queue inline).
@@ -508,7 +521,7 @@ mod tests {
         println!(
             "a peer: {peer} bytes; at rest, a device's connection {device}, a raw one's {raw}"
         );
-        assert!(peer <= 88, "Peer is {peer} bytes");
+        assert!(peer <= 80, "Peer is {peer} bytes");
         assert!(device <= 80, "a device's Resting is {device} bytes");
         assert!(raw <= 64, "a raw Resting is {raw} bytes");
     }

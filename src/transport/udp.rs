@@ -74,12 +74,16 @@ pub(crate) const PEER_QUEUE: usize = 64;
 /// Where a UDP listener puts one peer's datagrams for its client: shared
 /// by the listener's table and the client's transport. Small while idle
 /// (an empty queue allocates nothing), as most peers of a fleet are.
+/// `K` is what the listener keeps of the peer under the same lock (its
+/// connection at rest): see [`PeerInbox::with_kept`].
 #[derive(Debug)]
-pub(crate) struct PeerInbox {
-    /// What waits, and who reads it: one lock for both (a reader checks
-    /// the queue and leaves its waker at once), 8 bytes less than an
-    /// `AtomicWaker` beside the queue's lock.
-    waiting: Mutex<Waiting>,
+pub(crate) struct PeerInbox<K> {
+    /// What waits, who reads it, and what the listener keeps: one lock
+    /// for all (a reader checks the queue and leaves its waker at once; a
+    /// burst rests only if nothing waits), 8 bytes less than an
+    /// `AtomicWaker` beside the queue's lock, and 8 less again than a lock
+    /// of the listener's own.
+    waiting: Mutex<Waiting<K>>,
     /// Bytes the peer sent, counted as they come (before its client reads
     /// them): the amplification cap allows three times as many back. 32
     /// bits, saturating: the cap matters for the first few datagrams of a
@@ -96,8 +100,8 @@ pub(crate) struct PeerInbox {
     state: AtomicU8,
 }
 
-#[derive(Debug, Default)]
-struct Waiting {
+#[derive(Debug)]
+struct Waiting<K> {
     /// `None` while nothing waits, as for most peers of a fleet most of
     /// the time: a pointer where an empty `VecDeque` is 32 bytes, which
     /// kept a peer's record out of jemalloc's 192-byte blocks.
@@ -108,6 +112,14 @@ struct Waiting {
     queue: Option<Box<VecDeque<Bytes>>>,
     /// The task reading it while one serves the peer.
     reader: Option<Waker>,
+    /// What its listener keeps of the peer.
+    kept: K,
+}
+
+/// The clock [`PeerInbox::quiet_for`] is asked with: read once for a
+/// sweep of every peer.
+pub(crate) fn peer_clock() -> u64 {
+    crate::hub::now_millis()
 }
 
 /// Adds `bytes` to `counter`, which stops at its largest value.
@@ -140,13 +152,18 @@ pub(crate) enum Refused {
     Closed(Bytes),
 }
 
-impl PeerInbox {
+impl<K> PeerInbox<K> {
     /// A new peer's inbox, counted among its listener's unproven peers
-    /// (`stats`) until it is proven or closed.
-    pub(crate) fn new(stats: &UdpStats) -> PeerInbox {
+    /// (`stats`) until it is proven or closed, keeping `kept` for the
+    /// listener.
+    pub(crate) fn new(stats: &UdpStats, kept: K) -> Self {
         stats.unproven.fetch_add(1, Ordering::Relaxed);
         PeerInbox {
-            waiting: Mutex::default(),
+            waiting: Mutex::new(Waiting {
+                queue: None,
+                reader: None,
+                kept,
+            }),
             received: AtomicU32::new(0),
             sent: AtomicU32::new(0),
             last: AtomicU32::new(tenths(crate::hub::now_millis())),
@@ -154,22 +171,21 @@ impl PeerInbox {
         }
     }
 
-    /// How long, at `now` (of [`PeerInbox::now`]), since its last
+    /// How long, at `now` (of [`peer_clock`]), since its last
     /// datagram came (or since it was made).
     pub(crate) fn quiet_for(&self, now: u64) -> Duration {
         let quiet = tenths(now).wrapping_sub(self.last.load(Ordering::Relaxed));
         Duration::from_millis(u64::from(quiet) * 100)
     }
 
-    /// The clock [`PeerInbox::quiet_for`] is asked with: read once for a
-    /// sweep of every peer.
-    pub(crate) fn now() -> u64 {
-        crate::hub::now_millis()
-    }
-
-    /// Whether datagrams are waiting for its client.
-    pub(crate) fn has_waiting(&self) -> bool {
-        crate::sync::lock(&self.waiting).queue.is_some()
+    /// Calls `f` with what the listener keeps of the peer, and whether
+    /// nothing waits for its client (no datagram, and its input is not
+    /// closed), under the inbox's lock: a datagram pushed before is seen,
+    /// one pushed after finds what `f` left.
+    pub(crate) fn with_kept<T>(&self, f: impl FnOnce(&mut K, bool) -> T) -> T {
+        let mut waiting = crate::sync::lock(&self.waiting);
+        let quiet = waiting.queue.is_none() && !self.is_closed();
+        f(&mut waiting.kept, quiet)
     }
 
     /// Hands `datagram` to the peer's client.
@@ -244,7 +260,7 @@ impl PeerInbox {
 
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut waiting = crate::sync::lock(&self.waiting);
-        let Waiting { queue, reader } = &mut *waiting;
+        let Waiting { queue, reader, .. } = &mut *waiting;
         if let Some(datagram) = queue.as_mut().and_then(|queue| queue.pop_front()) {
             // An emptied queue keeps its room: given back, as most peers
             // of a fleet are quiet far longer than they send.
@@ -270,19 +286,19 @@ impl PeerInbox {
 /// its datagrams, one per read (or more reads, if one is longer than the
 /// buffer); the end when its client or its listener is gone.
 #[derive(Debug)]
-pub(crate) struct PeerReader<'a> {
-    inbox: &'a PeerInbox,
+pub(crate) struct PeerReader<'a, K> {
+    inbox: &'a PeerInbox<K>,
     /// The rest of a datagram longer than the reader's buffer.
     pending: &'a mut Option<Bytes>,
     stats: &'a UdpStats,
     client: &'a OutboxHandle,
 }
 
-impl<'a> PeerReader<'a> {
+impl<'a, K> PeerReader<'a, K> {
     /// Reads what `inbox` holds for `client`, keeping the rest of a long
     /// datagram in `pending` between reads.
     pub(crate) fn new(
-        inbox: &'a PeerInbox,
+        inbox: &'a PeerInbox<K>,
         pending: &'a mut Option<Bytes>,
         stats: &'a UdpStats,
         client: &'a OutboxHandle,
@@ -302,7 +318,7 @@ fn proved(client: &OutboxHandle) -> bool {
     client.device_proof() == Some(DeviceProof::Keyed)
 }
 
-impl AsyncRead for PeerReader<'_> {
+impl<K> AsyncRead for PeerReader<'_, K> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -339,15 +355,15 @@ impl AsyncRead for PeerReader<'_> {
 /// from its listener's socket, within the amplification cap until its
 /// address is proven.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerWriter<'a> {
+pub(crate) struct PeerWriter<'a, K> {
     pub(crate) socket: &'a UdpSocket,
     pub(crate) peer: SocketAddr,
-    pub(crate) inbox: &'a PeerInbox,
+    pub(crate) inbox: &'a PeerInbox<K>,
     pub(crate) stats: &'a UdpStats,
     pub(crate) client: &'a OutboxHandle,
 }
 
-impl PeerWriter<'_> {
+impl<K> PeerWriter<'_, K> {
     /// Whether `len` more bytes may be sent to the peer now.
     fn may_send(&self, len: usize) -> bool {
         if self.inbox.is_proven() {
@@ -423,7 +439,7 @@ mod tests {
     /// memory figure of `TRANSPORT=udp bench/devices.py` in the commit).
     #[test]
     fn what_each_udp_peer_holds_stays_small() {
-        let inbox = std::mem::size_of::<PeerInbox>();
+        let inbox = std::mem::size_of::<PeerInbox<()>>();
         println!("a peer's inbox: {inbox} bytes");
         assert!(inbox <= 48, "PeerInbox is {inbox} bytes");
     }
@@ -433,7 +449,7 @@ mod tests {
     #[test]
     fn an_inbox_gives_its_queue_back_once_read() {
         let stats = UdpStats::default();
-        let inbox = PeerInbox::new(&stats);
+        let inbox = PeerInbox::new(&stats, ());
         inbox.push(Bytes::from_static(b"hello")).unwrap();
         inbox.push(Bytes::from_static(b"again")).unwrap();
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -450,7 +466,7 @@ mod tests {
     #[test]
     fn an_inbox_takes_a_queue_of_datagrams_then_refuses_and_closes() {
         let stats = UdpStats::default();
-        let inbox = PeerInbox::new(&stats);
+        let inbox = PeerInbox::new(&stats, ());
         for _ in 0..PEER_QUEUE {
             inbox.push(Bytes::from_static(b"12345")).unwrap();
         }
@@ -473,7 +489,7 @@ mod tests {
     fn a_peer_counts_as_unproven_until_it_is_proven_or_gone() {
         let stats = UdpStats::default();
         let unproven = || stats.unproven.load(Ordering::Relaxed);
-        let (device, forged) = (PeerInbox::new(&stats), PeerInbox::new(&stats));
+        let (device, forged) = (PeerInbox::new(&stats, ()), PeerInbox::new(&stats, ()));
         assert_eq!(unproven(), 2);
         device.prove(&stats);
         device.prove(&stats);
