@@ -52,9 +52,10 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// One source address of a UDP listener, and its client. The address is
 /// its client's ([`ClientMeta::peer`]), not kept again here: 32 bytes of
-/// every peer. It is kept without an IPv6 address's scope, so a listener
-/// on `[::]` does not answer link-local peers (`fe80::/10`); one bound to
-/// a link-local address does, through its interface.
+/// every peer. It is kept without an IPv6 address's scope: a link-local
+/// peer (`fe80::/10`) is answered by the route the system picks for its
+/// address, which on a machine with several interfaces may not be the
+/// one it came in by.
 struct Peer<P: Protocol> {
     /// What it sent, for its client's next burst, and under the same lock
     /// its connection at rest and its place on the server.
