@@ -381,7 +381,7 @@ impl Hub {
         let from = Name::new(ADMIN_NAME).expect("the admin name is valid");
         let target = {
             let directory = self.directory();
-            match directory.by_name.get(&to.key()) {
+            match directory.by_name.get_named(to, &to.key()) {
                 Some(member) => member.clone(),
                 None => {
                     let remote = directory

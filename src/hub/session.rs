@@ -263,7 +263,7 @@ impl Session {
         let key = to.key();
         let target = {
             let directory = self.hub.directory();
-            match directory.by_name.get(&key) {
+            match directory.by_name.get_named(to, &key) {
                 // A sealed room's client is not the others' to reach.
                 Some(member) if member.meta.sealed => {
                     return Err(HubError::NoSuchClient(to.clone()))
