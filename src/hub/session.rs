@@ -838,7 +838,7 @@ impl Drop for Session {
 /// A session put away while its client has nothing to do (a UDP peer
 /// between datagrams): what a [`Session`] keeps that the client's record
 /// in the hub does not (its rooms, its login, the receivers it has yet to
-/// wait for), and nothing it needs only while working. 24 bytes where a
+/// wait for), and nothing it needs only while working. 32 bytes where a
 /// session is 72: its name is its record's, read again as it resumes, and
 /// its hub is reached through its record too; a client in one room that
 /// keeps no history holds that room inline, with no list allocated.

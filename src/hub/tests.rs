@@ -376,6 +376,16 @@ fn a_member_stays_within_its_size() {
     assert!(outbox <= 96, "Outbox is {outbox} bytes");
 }
 
+/// A parked session is held by every quiet UDP peer: its member pointer,
+/// its rooms (one inline, or a slice) and a box for what few sessions
+/// have. 48 bytes while it held its hub and its rooms as a slice always.
+#[test]
+fn a_parked_session_stays_within_its_size() {
+    let parked = std::mem::size_of::<super::ParkedSession>();
+    println!("a parked session: {parked} bytes");
+    assert!(parked <= 32, "ParkedSession is {parked} bytes");
+}
+
 /// A room is memory every room holds while anyone is in it, and with a
 /// room per device (`room=dev-{id}`) that is once per device: in its
 /// `Arc`, 144 bytes are a 160-byte block of jemalloc's; 8 more and it
